@@ -1,0 +1,192 @@
+//! The host end of the guest channel: a unix socket that QEMU connects to the
+//! guest's virtio-serial port. One reader task per channel records every message
+//! with the harness's monotonic arrival time.
+
+use anyhow::{Result, bail};
+use migbench_guest::protocol::Message;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+/// One heartbeat as the harness received it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Beat {
+    pub at: Instant,
+    pub seq: u64,
+    pub guest_ns: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub at: Instant,
+    pub boot_ms: u64,
+    pub kernel: String,
+}
+
+#[derive(Default)]
+struct Log {
+    ready: Option<Ready>,
+    beats: Vec<Beat>,
+    other: Vec<String>,
+    closed: bool,
+}
+
+/// A connected guest channel. Dropping it stops its reader.
+pub struct GuestChannel {
+    path: PathBuf,
+    log: Arc<Mutex<Log>>,
+    changed: Arc<Notify>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GuestChannel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl GuestChannel {
+    /// Connects to the socket QEMU listens on, retrying until `timeout`.
+    pub async fn connect(path: &Path, timeout: Duration) -> Result<GuestChannel> {
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => {
+                    bail!("could not connect to the guest channel {}: {e}", path.display())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let log = Arc::new(Mutex::new(Log::default()));
+        let changed = Arc::new(Notify::new());
+        let reader = tokio::spawn(read_loop(stream, log.clone(), changed.clone()));
+        Ok(GuestChannel { path: path.into(), log, changed, reader })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until `pred` holds for the log, or `timeout` passes.
+    async fn wait_for<T>(&self, timeout: Duration, mut pred: impl FnMut(&Log) -> Option<T>) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = pred(&self.log.lock().unwrap()) {
+                return Some(v);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return pred(&self.log.lock().unwrap());
+            }
+        }
+    }
+
+    /// Waits for the guest's READY.
+    pub async fn wait_ready(&self, timeout: Duration) -> Option<Ready> {
+        self.wait_for(timeout, |l| l.ready.clone()).await
+    }
+
+    /// Waits for the first heartbeat whose sequence number is above `seq`.
+    pub async fn wait_beat_after(&self, seq: u64, timeout: Duration) -> Option<Beat> {
+        self.wait_for(timeout, |l| l.beats.iter().find(|b| b.seq > seq).copied()).await
+    }
+
+    pub fn last_beat(&self) -> Option<Beat> {
+        self.log.lock().unwrap().beats.last().copied()
+    }
+
+    /// Every heartbeat received so far, in arrival order.
+    pub fn beats(&self) -> Vec<Beat> {
+        self.log.lock().unwrap().beats.clone()
+    }
+
+    /// Lines the guest sent that were not READY or heartbeats (its LOG messages and anything unknown).
+    pub fn other_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().other.clone()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.log.lock().unwrap().closed
+    }
+}
+
+async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify>) {
+    let mut lines = BufReader::new(stream).lines();
+    loop {
+        let line = lines.next_line().await;
+        let at = Instant::now();
+        {
+            let mut l = log.lock().unwrap();
+            match line {
+                Ok(Some(line)) => match Message::parse(&line) {
+                    Message::Heartbeat { seq, guest_ns } => l.beats.push(Beat { at, seq, guest_ns }),
+                    Message::Ready { boot_ms, kernel } => l.ready = Some(Ready { at, boot_ms, kernel }),
+                    Message::Log(text) | Message::Other(text) => l.other.push(text),
+                },
+                // A line that is not UTF-8 (a garbled write) is skipped, not fatal.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
+                Ok(None) | Err(_) => {
+                    l.closed = true;
+                    drop(l);
+                    changed.notify_waiters();
+                    return;
+                }
+            }
+        }
+        changed.notify_waiters();
+    }
+}
+
+/// The longest interval between consecutive heartbeats, merged over several
+/// channels (source and destination), counting only beats that arrived in
+/// `[from, to]`. This is `guest_gap_ms`.
+pub fn longest_gap(channels: &[Vec<Beat>], from: Instant, to: Instant) -> Option<Duration> {
+    let mut times: Vec<Instant> =
+        channels.iter().flatten().map(|b| b.at).filter(|t| *t >= from && *t <= to).collect();
+    times.sort();
+    times.windows(2).map(|w| w[1] - w[0]).max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_merges_channels_and_respects_window() {
+        let t0 = Instant::now();
+        let b = |ms: u64, seq| Beat { at: t0 + Duration::from_millis(ms), seq, guest_ns: 0 };
+        let src = vec![b(0, 1), b(10, 2), b(20, 3)];
+        let dst = vec![b(95, 4), b(105, 5)];
+        assert_eq!(longest_gap(&[src.clone(), dst.clone()], t0, t0 + Duration::from_secs(1)), Some(Duration::from_millis(75)));
+        // Outside the window the big gap does not count.
+        assert_eq!(longest_gap(&[src, dst], t0, t0 + Duration::from_millis(20)), Some(Duration::from_millis(10)));
+        assert_eq!(longest_gap(&[], t0, t0), None);
+    }
+
+    #[tokio::test]
+    async fn reads_lines_from_a_socket() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chan.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"LOG hello\nREADY boot_ms=5 kernel=k\nHB 1 10\n\xff\xfe\nHB 2 20\n").await.unwrap();
+            s
+        });
+        let ch = GuestChannel::connect(&path, Duration::from_secs(5)).await.unwrap();
+        let ready = ch.wait_ready(Duration::from_secs(5)).await.unwrap();
+        assert_eq!((ready.boot_ms, ready.kernel.as_str()), (5, "k"));
+        let beat = ch.wait_beat_after(1, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(beat.seq, 2);
+        assert_eq!(ch.other_lines(), ["hello"]);
+        drop(server.await.unwrap());
+        assert!(ch.wait_for(Duration::from_secs(5), |l| l.closed.then_some(())).await.is_some());
+    }
+}

@@ -1,0 +1,305 @@
+//! The machine migbench runs on: where its cache lives, the QEMU it uses (installed
+//! through apt when missing), and the facts every result carries (CPU, cores,
+//! kernel, cgroup version) so a number never travels without its context.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// migbench's cache: `$MIGBENCH_CACHE`, else `$XDG_CACHE_HOME/migbench`, else `~/.cache/migbench`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MIGBENCH_CACHE").filter(|s| !s.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("migbench")
+}
+
+/// An exclusive advisory lock on a file, held until dropped. Set-up takes one so
+/// that test binaries and parallel commands build the image once, not racing.
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> Result<FileLock> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        loop {
+            // SAFETY: flock on a valid fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+    }
+}
+
+/// Runs a command to completion, returning stdout; the error names the command and
+/// quotes its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().with_context(|| format!("could not run `{shown}`"))?;
+    if !out.status.success() {
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Finds an executable on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    })
+}
+
+/// Which distribution family we are on, from `/etc/os-release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsRelease {
+    pub id: String,
+    pub id_like: String,
+    pub pretty: String,
+}
+
+impl OsRelease {
+    pub fn read() -> OsRelease {
+        Self::parse(&std::fs::read_to_string("/etc/os-release").unwrap_or_default())
+    }
+
+    pub fn parse(text: &str) -> OsRelease {
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .map(|v| v.trim().trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        OsRelease { id: get("ID"), id_like: get("ID_LIKE"), pretty: get("PRETTY_NAME") }
+    }
+
+    pub fn is_debian_like(&self) -> bool {
+        self.id == "debian" || self.id == "ubuntu" || self.id_like.split(' ').any(|w| w == "debian" || w == "ubuntu")
+    }
+
+    pub fn is_ubuntu(&self) -> bool {
+        self.id == "ubuntu" || self.id_like.split(' ').any(|w| w == "ubuntu")
+    }
+}
+
+/// The QEMU binary migbench drives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Qemu {
+    pub path: PathBuf,
+    /// e.g. "7.2.22"
+    pub version: String,
+    /// The whole first line of `--version`, e.g. with the distribution's package version.
+    pub version_line: String,
+}
+
+impl Qemu {
+    /// `$MIGBENCH_QEMU`, else `qemu-system-x86_64` on `PATH`; `None` if neither.
+    pub fn find() -> Result<Option<Qemu>> {
+        let path = match std::env::var_os("MIGBENCH_QEMU").filter(|s| !s.is_empty()) {
+            Some(p) => {
+                let p = PathBuf::from(p);
+                if !p.exists() {
+                    bail!("MIGBENCH_QEMU={} does not exist: point it at a qemu-system-x86_64 binary or unset it", p.display());
+                }
+                p
+            }
+            None => match which("qemu-system-x86_64") {
+                Some(p) => p,
+                None => return Ok(None),
+            },
+        };
+        let out = run(Command::new(&path).arg("--version"))?;
+        let version_line = out.lines().next().unwrap_or("").trim().to_string();
+        let version = parse_qemu_version(&version_line)
+            .with_context(|| format!("{} --version printed {version_line:?}, not a QEMU version", path.display()))?;
+        Ok(Some(Qemu { path, version, version_line }))
+    }
+
+    /// Finds QEMU, installing `qemu-system-x86` with apt when it is missing and we
+    /// are root on Debian or Ubuntu; otherwise stops and says what to install.
+    pub fn find_or_install() -> Result<Qemu> {
+        if let Some(q) = Qemu::find()? {
+            return Ok(q);
+        }
+        let os = OsRelease::read();
+        if !os.is_debian_like() {
+            bail!(
+                "QEMU is not installed: no qemu-system-x86_64 on PATH. migbench installs it by itself only on Debian/Ubuntu; \
+                 on {} install the package that provides qemu-system-x86_64 (e.g. `dnf install qemu-system-x86`), \
+                 or set MIGBENCH_QEMU=/path/to/qemu-system-x86_64.",
+                if os.pretty.is_empty() { "this system" } else { &os.pretty }
+            );
+        }
+        if !is_root() {
+            bail!(
+                "QEMU is not installed: no qemu-system-x86_64 on PATH. Install it with \
+                 `sudo apt-get install qemu-system-x86` (or run migbench as root and it installs it), \
+                 or set MIGBENCH_QEMU=/path/to/qemu-system-x86_64."
+            );
+        }
+        apt_install(&["qemu-system-x86"])?;
+        Qemu::find()?.context("apt-get installed qemu-system-x86 but qemu-system-x86_64 is still not on PATH")
+    }
+
+    /// (major, minor) for feature decisions that the QMP schema cannot answer.
+    pub fn major_minor(&self) -> (u32, u32) {
+        let mut it = self.version.split('.').map(|p| p.parse().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+}
+
+/// "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)" → "7.2.22"
+pub fn parse_qemu_version(line: &str) -> Option<String> {
+    let rest = line.split("version").nth(1)?.trim_start();
+    let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let v = v.trim_end_matches('.');
+    (v.contains('.') && v.split('.').all(|p| !p.is_empty())).then(|| v.to_string())
+}
+
+/// `apt-get install` as root, refreshing the package lists first when needed.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    tracing::info!("installing {} with apt-get", packages.join(" "));
+    eprintln!("migbench: installing {} with apt-get (needed once) …", packages.join(" "));
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if install().is_ok() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-o", "Dpkg::Use-Pty=0"]).env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("apt-get update failed (is the network to the Debian/Ubuntu mirror reachable?)")?;
+    install().with_context(|| format!("apt-get install {} failed", packages.join(" ")))?;
+    Ok(())
+}
+
+/// The host facts every result records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub os: String,
+    pub cgroup: CgroupVersion,
+}
+
+impl HostInfo {
+    pub fn read() -> HostInfo {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        HostInfo {
+            cpu_model,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            os: OsRelease::read().pretty,
+            cgroup: CgroupVersion::detect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupVersion {
+    /// Only the unified hierarchy at /sys/fs/cgroup.
+    V2,
+    /// v1 controllers (cpu, cpuset) mounted; maybe a v2 hierarchy beside them.
+    V1,
+    None,
+}
+
+impl CgroupVersion {
+    pub fn detect() -> CgroupVersion {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            CgroupVersion::V2
+        } else if Path::new("/sys/fs/cgroup/cpu").exists() || Path::new("/sys/fs/cgroup/cpu,cpuacct").exists() {
+            CgroupVersion::V1
+        } else {
+            CgroupVersion::None
+        }
+    }
+}
+
+/// Whether this process may create a network namespace: makes one and removes it.
+pub fn netns_check() -> Result<()> {
+    if which("ip").is_none() {
+        bail!("the `ip` command (iproute2) is missing: install it with `apt-get install iproute2`");
+    }
+    let name = format!("migbench-probe-{}", std::process::id());
+    run(Command::new("ip").args(["netns", "add", &name]))
+        .context("cannot create a network namespace (needs root or CAP_SYS_ADMIN)")?;
+    run(Command::new("ip").args(["netns", "delete", &name]))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_version_lines() {
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)").as_deref(),
+            Some("7.2.22")
+        );
+        assert_eq!(parse_qemu_version("QEMU emulator version 10.0.2").as_deref(), Some("10.0.2"));
+        assert_eq!(parse_qemu_version("QEMU emulator version 9.1.0 (v9.1.0-dirty)").as_deref(), Some("9.1.0"));
+        assert_eq!(parse_qemu_version("nonsense"), None);
+        assert_eq!(parse_qemu_version("version x"), None);
+    }
+
+    #[test]
+    fn os_release() {
+        let d = OsRelease::parse("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n");
+        assert!(d.is_debian_like() && !d.is_ubuntu());
+        let u = OsRelease::parse("ID=ubuntu\nID_LIKE=debian\n");
+        assert!(u.is_debian_like() && u.is_ubuntu());
+        let f = OsRelease::parse("ID=fedora\n");
+        assert!(!f.is_debian_like());
+    }
+
+    #[test]
+    fn file_lock_is_exclusive_across_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let held = FileLock::acquire(&path).unwrap();
+        let file = File::options().write(true).open(&path).unwrap();
+        // SAFETY: valid fd.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(rc, -1, "a second exclusive lock must not be granted while the first is held");
+        drop(held);
+        // SAFETY: valid fd.
+        assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    }
+}

@@ -1,0 +1,13 @@
+//! migbench: benchmark QEMU live migration on real guests.
+//!
+//! Data flows one way (DESIGN.md §2): set-up → machine + guest → migration driver
+//! → one record per run → report.
+
+pub mod experiment;
+pub mod guest;
+pub mod host;
+pub mod machine;
+pub mod migration;
+pub mod qmp;
+pub mod report;
+pub mod setup;

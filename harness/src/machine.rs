@@ -1,0 +1,521 @@
+//! A guest's hardware and the QEMU process that runs it: the command line, start,
+//! readiness, stop. A QEMU started here never outlives the harness: it runs in its
+//! own process group, is killed and reaped on drop (so on every error path), is
+//! killed by the signal handler on Ctrl-C/SIGTERM (see [`kill_all`]), and gets
+//! SIGKILL from the kernel if the harness itself is SIGKILLed (PR_SET_PDEATHSIG).
+
+use crate::guest::channel::Ready;
+use crate::guest::{GuestChannel, GuestImage};
+use crate::host::Qemu;
+use crate::qmp::Qmp;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Heartbeat period the guest is told to use.
+pub const HEARTBEAT_MS: u64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// What the user asked for; `Auto` means KVM if a guest really runs under it, else TCG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelRequest {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl FromStr for AccelRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(AccelRequest::Auto),
+            "kvm" => Ok(AccelRequest::Kvm),
+            "tcg" => Ok(AccelRequest::Tcg),
+            _ => Err(format!("accelerator {s:?} is not one of auto, kvm, tcg")),
+        }
+    }
+}
+
+impl fmt::Display for AccelRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccelRequest::Auto => "auto",
+            AccelRequest::Kvm => "kvm",
+            AccelRequest::Tcg => "tcg",
+        })
+    }
+}
+
+/// A guest's hardware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSpec {
+    pub ram_mib: u32,
+    pub vcpus: u32,
+    pub accel: Accel,
+}
+
+pub const MIN_RAM_MIB: u32 = 64;
+pub const MAX_RAM_MIB: u32 = 1 << 20;
+pub const MAX_VCPUS: u32 = 255;
+
+impl GuestSpec {
+    pub fn new(ram_mib: u32, vcpus: u32, accel: Accel) -> Result<GuestSpec> {
+        if !(MIN_RAM_MIB..=MAX_RAM_MIB).contains(&ram_mib) {
+            bail!(
+                "--ram {ram_mib}: guest RAM is given in MiB and must be between {MIN_RAM_MIB} and {MAX_RAM_MIB} \
+                 (the guest kernel needs at least {MIN_RAM_MIB} MiB); try --ram 256"
+            );
+        }
+        if !(1..=MAX_VCPUS).contains(&vcpus) {
+            bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
+        }
+        Ok(GuestSpec { ram_mib, vcpus, accel })
+    }
+}
+
+/// Whether QEMU boots the guest or waits for an incoming migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Boot,
+    /// `-incoming defer`: the URI is given later with `migrate-incoming`.
+    Incoming,
+}
+
+/// The files of one QEMU inside its run directory.
+#[derive(Debug, Clone)]
+pub struct MachinePaths {
+    pub dir: PathBuf,
+    pub qmp: PathBuf,
+    pub channel: PathBuf,
+    pub console: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl MachinePaths {
+    pub fn new(dir: &Path) -> MachinePaths {
+        MachinePaths {
+            dir: dir.into(),
+            qmp: dir.join("qmp.sock"),
+            channel: dir.join("channel.sock"),
+            console: dir.join("console.log"),
+            stderr: dir.join("qemu.stderr"),
+        }
+    }
+}
+
+/// The guest kernel's command line.
+pub fn kernel_cmdline() -> String {
+    // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
+    // chatty boot log, which would slow a TCG boot down over the emulated UART.
+    format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off migbench.hb_ms={HEARTBEAT_MS}")
+}
+
+/// The QEMU arguments for a guest. Source and destination get the same hardware;
+/// only `-incoming` differs, as migration requires.
+pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str) -> Vec<String> {
+    let p = |p: &Path| p.display().to_string();
+    let mut a: Vec<String> = vec![
+        "-name".into(),
+        format!("migbench-{name},debug-threads=on"),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-machine".into(),
+        "pc".into(),
+        "-accel".into(),
+        spec.accel.to_string(),
+        "-cpu".into(),
+        "max".into(),
+        "-m".into(),
+        spec.ram_mib.to_string(),
+        "-smp".into(),
+        spec.vcpus.to_string(),
+        "-kernel".into(),
+        p(&image.kernel),
+        "-initrd".into(),
+        p(&image.initramfs),
+        "-append".into(),
+        kernel_cmdline(),
+        "-chardev".into(),
+        format!("socket,id=qmp,path={},server=on,wait=off", p(&paths.qmp)),
+        "-mon".into(),
+        "chardev=qmp,mode=control".into(),
+        "-chardev".into(),
+        format!("file,id=console,path={}", p(&paths.console)),
+        "-serial".into(),
+        "chardev:console".into(),
+        "-device".into(),
+        "virtio-serial-pci,id=vser0".into(),
+        "-chardev".into(),
+        format!("socket,id=channel,path={},server=on,wait=off", p(&paths.channel)),
+        "-device".into(),
+        format!("virtserialport,bus=vser0.0,chardev=channel,name={}", migbench_guest::protocol::PORT_NAME),
+        "-device".into(),
+        "virtio-balloon-pci,id=balloon0".into(),
+        // A guest that panics or reboots ends QEMU instead of looping.
+        "-no-reboot".into(),
+    ];
+    if role == Role::Incoming {
+        a.extend(["-incoming".into(), "defer".into()]);
+    }
+    a
+}
+
+/// A private run directory (mode 0700) holding sockets and logs; removed on drop.
+pub struct RunDir {
+    dir: tempfile::TempDir,
+}
+
+impl RunDir {
+    pub fn new() -> Result<RunDir> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        // TempDir is created 0700; unix socket paths must stay under 108 bytes, so keep it short.
+        let dir = tempfile::Builder::new()
+            .prefix("migbench-")
+            .tempdir_in(&base)
+            .with_context(|| format!("creating a run directory in {}", base.display()))?;
+        Ok(RunDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A 0700 subdirectory for one machine.
+    pub fn machine_dir(&self, name: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = self.dir.path().join(name);
+        std::fs::DirBuilder::new().mode(0o700).create(&d).with_context(|| format!("creating {}", d.display()))?;
+        Ok(d)
+    }
+}
+
+/// Process groups of the QEMUs alive now, for the signal handler.
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Kills every QEMU this process started (the Ctrl-C/SIGTERM path).
+pub fn kill_all() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for pgid in live {
+        // SAFETY: signalling a process group we created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
+/// Spawns from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
+/// that forked the child exits, so forking from a short-lived runtime thread would
+/// kill QEMU early.
+fn spawn(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<Mutex<mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("migbench-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the process-spawner thread");
+        Mutex::new(tx)
+    });
+    let (rtx, rrx) = mpsc::channel();
+    tx.lock().unwrap().send((cmd, rtx)).map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
+
+/// A running QEMU and its two connections.
+pub struct Machine {
+    pub name: String,
+    pub spec: GuestSpec,
+    pub role: Role,
+    pub paths: MachinePaths,
+    pub qmp: Qmp,
+    pub channel: GuestChannel,
+    pub started: Instant,
+    child: Child,
+}
+
+impl Machine {
+    /// Starts QEMU and connects to its QMP and guest channel; does not wait for
+    /// the guest (see [`Machine::wait_ready`]).
+    pub async fn start(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, role: Role, dir: &Path, name: &str) -> Result<Machine> {
+        let paths = MachinePaths::new(dir);
+        let stderr = std::fs::File::create(&paths.stderr).with_context(|| format!("creating {}", paths.stderr.display()))?;
+        let mut cmd = Command::new(&qemu.path);
+        cmd.args(qemu_args(&spec, image, &paths, role, name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = spawn(cmd).with_context(|| format!("starting {}", qemu.path.display()))?;
+        let pid = child.id() as i32;
+        LIVE.lock().unwrap().insert(pid);
+        let guard = KillOnDrop(Some(pid));
+
+        let connect = async {
+            let qmp = Qmp::connect(&paths.qmp, name, Duration::from_secs(30)).await?;
+            let channel = GuestChannel::connect(&paths.channel, Duration::from_secs(10)).await?;
+            anyhow::Ok((qmp, channel))
+        };
+        let (qmp, channel) = match connect.await {
+            Ok(c) => c,
+            Err(e) => {
+                let status = child.try_wait().ok().flatten();
+                let stderr = tail(&paths.stderr, 10);
+                drop(guard);
+                let _ = child.wait();
+                let how = match status {
+                    Some(s) => format!("QEMU exited ({s})"),
+                    None => "QEMU did not answer".to_string(),
+                };
+                bail!("{how} while starting guest {name}: {e:#}\nQEMU said:\n{stderr}");
+            }
+        };
+        std::mem::forget(guard);
+        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the QEMU process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the guest's READY; the error quotes the guest console's last lines.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Ready> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.channel.wait_ready(Duration::from_millis(100)).await {
+                return Ok(r);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "QEMU for guest {} exited ({status}) before the guest said READY.\nQEMU said:\n{}\nLast console lines:\n{}",
+                    self.name,
+                    tail(&self.paths.stderr, 10),
+                    tail(&self.paths.console, 20)
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "guest {} did not say READY within {} s ({} accelerator). Last console lines:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.spec.accel,
+                    tail(&self.paths.console, 20)
+                );
+            }
+        }
+    }
+
+    /// The console's last `n` lines.
+    pub fn console_tail(&self, n: usize) -> String {
+        tail(&self.paths.console, n)
+    }
+
+    /// Kernel trouble on the console: Oops, BUG, panic, … (each a line).
+    pub fn console_problems(&self) -> Vec<String> {
+        console_problems(&std::fs::read_to_string(&self.paths.console).unwrap_or_default())
+    }
+
+    /// Asks QEMU to quit, waits a little, then kills it.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.qmp.execute(&qapi::qmp::quit {})).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Drop kills whatever is left and reaps.
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        drop(KillOnDrop(Some(self.child.id() as i32)));
+        let _ = self.child.wait();
+    }
+}
+
+/// Kills a process group and forgets it in [`LIVE`].
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // SAFETY: signalling a process group we created.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            LIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(&pgid);
+        }
+    }
+}
+
+/// Patterns of a sick guest kernel on its console.
+const PROBLEM_MARKERS: &[&str] =
+    &["Oops", "BUG:", "Kernel panic", "general protection fault", "Call Trace:", "RIP:", "watchdog: BUG", "segfault"];
+
+pub fn console_problems(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter(|l| PROBLEM_MARKERS.iter().any(|m| l.contains(m)))
+        .map(|l| l.trim().to_string())
+        .take(20)
+        .collect()
+}
+
+/// The last `n` lines of a text file (empty if it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let out = lines[lines.len().saturating_sub(n)..].join("\n");
+    if out.trim().is_empty() { "  (nothing)".to_string() } else { out }
+}
+
+/// Whether KVM really runs a guest here: boots one under `-accel kvm` and waits
+/// for READY. `/dev/kvm` existing proves nothing (here it exists and a guest
+/// never gets to run).
+pub async fn probe_kvm(qemu: &Qemu, image: &GuestImage, timeout: Duration) -> Result<Duration, String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Err("/dev/kvm does not exist".into());
+    }
+    let run = RunDir::new().map_err(|e| format!("{e:#}"))?;
+    let dir = run.machine_dir("kvm-probe").map_err(|e| format!("{e:#}"))?;
+    let spec = GuestSpec { ram_mib: 128, vcpus: 1, accel: Accel::Kvm };
+    let mut m = Machine::start(qemu, image, spec, Role::Boot, &dir, "kvm-probe").await.map_err(|e| format!("{e:#}"))?;
+    let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| {
+        let first = format!("{e:#}");
+        first.lines().next().unwrap_or("").to_string()
+    });
+    drop(m);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::image::ImageManifest;
+
+    fn image() -> GuestImage {
+        GuestImage {
+            dir: "/img".into(),
+            kernel: "/img/vmlinuz".into(),
+            initramfs: "/img/initramfs.cpio".into(),
+            manifest: ImageManifest {
+                key: "k".into(),
+                built_at: String::new(),
+                kernel_origin: String::new(),
+                kernel_release: String::new(),
+                guest_init_sha256: String::new(),
+                modules: vec![],
+                initramfs_bytes: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn command_line_for_a_spec() {
+        let spec = GuestSpec::new(512, 2, Accel::Tcg).unwrap();
+        let paths = MachinePaths::new(Path::new("/run/m/src"));
+        let a = qemu_args(&spec, &image(), &paths, Role::Boot, "src");
+        let joined = a.join(" ");
+        for want in [
+            "-accel tcg",
+            "-m 512",
+            "-smp 2",
+            "-kernel /img/vmlinuz",
+            "-initrd /img/initramfs.cpio",
+            "socket,id=qmp,path=/run/m/src/qmp.sock,server=on,wait=off",
+            "name=migbench.0",
+            "file,id=console,path=/run/m/src/console.log",
+            "-no-reboot",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in {joined}");
+        }
+        assert!(!joined.contains("-incoming"));
+        let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst");
+        assert_eq!(&b[b.len() - 2..], ["-incoming", "defer"]);
+        assert!(b.join(" ").contains("-accel kvm"));
+        // Same hardware on both sides: only -incoming and the accel differ here.
+        assert_eq!(a.len() + 2, b.len());
+    }
+
+    #[test]
+    fn spec_validation_names_the_input() {
+        let e = GuestSpec::new(0, 1, Accel::Tcg).unwrap_err().to_string();
+        assert!(e.contains("--ram 0") && e.contains("--ram 256"), "{e}");
+        let e = GuestSpec::new(256, 0, Accel::Tcg).unwrap_err().to_string();
+        assert!(e.contains("--vcpus 0"), "{e}");
+        assert!(GuestSpec::new(128, 1, Accel::Tcg).is_ok());
+    }
+
+    #[test]
+    fn accel_parsing() {
+        assert_eq!("KVM".parse::<AccelRequest>().unwrap(), AccelRequest::Kvm);
+        assert_eq!("auto".parse::<AccelRequest>().unwrap(), AccelRequest::Auto);
+        assert!("hvf".parse::<AccelRequest>().unwrap_err().contains("auto, kvm, tcg"));
+    }
+
+    #[test]
+    fn finds_kernel_trouble() {
+        let c = "boot ok\n[  3.1] BUG: unable to handle page fault\n[  3.2] Oops: 0000 [#1] SMP\nfine\n";
+        assert_eq!(console_problems(c).len(), 2);
+        assert!(console_problems("all good\nREADY\n").is_empty());
+    }
+
+    #[test]
+    fn run_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let r = RunDir::new().unwrap();
+        let m = r.machine_dir("src").unwrap();
+        assert_eq!(std::fs::metadata(r.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(&m).unwrap().permissions().mode() & 0o777, 0o700);
+        let p = r.path().to_path_buf();
+        drop(r);
+        assert!(!p.exists());
+    }
+}

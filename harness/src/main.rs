@@ -1,0 +1,307 @@
+//! The `migbench` command line.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use migbench::experiment::{self, BenchPlan, ResultsFile};
+use migbench::guest::image::{GuestImage, ImageInputs};
+use migbench::host::{self, HostInfo, Qemu};
+use migbench::machine::{self, AccelRequest, GuestSpec};
+use migbench::migration::{self, LinkSpeed, Outcome, Scenario, Transport};
+use migbench::report;
+use migbench::setup::{self, Environment, Platform};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "migbench", version, about = "Benchmark QEMU live migration on real guests")]
+struct Cli {
+    #[command(flatten)]
+    image: ImageArgs,
+    /// More log output (repeat for more); or set RUST_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct ImageArgs {
+    /// Guest kernel (bzImage) instead of the distribution's cloud kernel package.
+    #[arg(long, global = true, env = "MIGBENCH_KERNEL", value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Modules directory (…/lib/modules/RELEASE) for --kernel.
+    #[arg(long, global = true, env = "MIGBENCH_MODULES", value_name = "DIR")]
+    modules: Option<PathBuf>,
+    /// A prebuilt static migbench-guest instead of building it from source.
+    #[arg(long, global = true, env = "MIGBENCH_GUEST_BIN", value_name = "PATH")]
+    guest_bin: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    fn inputs(&self) -> ImageInputs {
+        ImageInputs { kernel: self.kernel.clone(), modules: self.modules.clone(), guest_bin: self.guest_bin.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install QEMU if missing and build the guest image (every other command does this itself).
+    Setup,
+    /// Print what migbench found on this machine: QEMU, KVM, cgroups, namespaces, guest image.
+    Doctor,
+    /// Boot a guest, live-migrate it once, and print the measurements.
+    Migrate(MigrateArgs),
+    /// The benchmark: boot time, and an idle guest of several sizes migrated.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct CommonRun {
+    /// Accelerator: auto (KVM if a guest really runs under it, else TCG), kvm, tcg.
+    #[arg(long, default_value = "auto")]
+    accel: AccelRequest,
+    /// Link speed: 100Mbit, 1Gbit, 10Gbit, 50MiB/s, unlimited (sets QEMU's max-bandwidth).
+    #[arg(long, default_value = "1Gbit")]
+    link: LinkSpeed,
+    /// Migration transport.
+    #[arg(long, value_enum, default_value_t = Transport::Unix)]
+    transport: Transport,
+    /// QEMU's downtime-limit in ms.
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    downtime_limit: u64,
+    /// Cancel a migration not finished after this many seconds (recorded as cancelled).
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    timeout: f64,
+    /// How long a guest may take to boot to READY.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    boot_timeout: u64,
+    /// vCPUs per guest.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// Where results are written.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    out: PathBuf,
+}
+
+impl CommonRun {
+    fn scenario(&self) -> Result<Scenario> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            anyhow::bail!("--timeout {}: give the migration time limit in seconds, greater than 0 (e.g. --timeout 300)", self.timeout);
+        }
+        Ok(Scenario { transport: self.transport, link: self.link.clone(), downtime_limit_ms: self.downtime_limit, timeout_s: self.timeout })
+    }
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 512)]
+    ram: u32,
+    /// Print the full JSON record instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: CommonRun,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Guest sizes to migrate, MiB.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    sizes: Vec<u32>,
+    /// Boots to time (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    boots: usize,
+    #[command(flatten)]
+    run: CommonRun,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "migbench=warn",
+        1 => "migbench=info",
+        _ => "migbench=debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::select! {
+        r = run(cli) => match r {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("migbench: error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        sig = shutdown_signal() => {
+            // Dropping `run` has killed its QEMUs; this catches any still registered.
+            machine::kill_all();
+            eprintln!("migbench: stopped by {sig}; its QEMU processes were killed");
+            ExitCode::from(130)
+        }
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+async fn prepare(image: &ImageArgs) -> Result<Platform> {
+    let inputs = image.inputs();
+    tokio::task::spawn_blocking(move || setup::prepare(&inputs)).await.context("set-up task")?
+}
+
+async fn environment(p: &Platform, accel: AccelRequest) -> Result<Environment> {
+    let choice = setup::resolve_accel(p, accel).await?;
+    eprintln!("migbench: accelerator {} — {}", choice.accel, choice.note);
+    Ok(Environment::new(p, &choice))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Setup => {
+            let p = prepare(&cli.image).await?;
+            println!("QEMU        {} ({})", p.qemu.path.display(), p.qemu.version_line);
+            print_image(&p.image);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Doctor => doctor(&cli.image).await,
+        Cmd::Migrate(a) => {
+            let scenario = a.run.scenario()?;
+            // Check the cheap inputs before any set-up work.
+            GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?;
+            let p = prepare(&cli.image).await?;
+            let env = environment(&p, a.run.accel).await?;
+            let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?;
+            let rec = migration::run_one(&p, &env, spec, &scenario, Duration::from_secs(a.run.boot_timeout)).await?;
+            let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
+            std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
+            std::fs::write(&path, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", path.display()))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rec)?);
+            } else {
+                println!("{}", report::migration_table(std::slice::from_ref(&rec)));
+            }
+            for n in report::migration_notes(std::slice::from_ref(&rec)) {
+                eprintln!("migbench: {n}");
+            }
+            eprintln!("migbench: record written to {}", path.display());
+            Ok(exit_for(std::slice::from_ref(&rec)))
+        }
+        Cmd::Bench(a) => {
+            let scenario = a.run.scenario()?;
+            for &s in &a.sizes {
+                GuestSpec::new(s, a.run.vcpus, machine::Accel::Tcg)?;
+            }
+            let p = prepare(&cli.image).await?;
+            let env = environment(&p, a.run.accel).await?;
+            let dir = a.run.out.join(format!("bench-{}", experiment::stamp()));
+            let mut results = ResultsFile::create(&dir.join("results.jsonl"))?;
+            let plan = BenchPlan {
+                sizes_mib: a.sizes.clone(),
+                boots: a.boots,
+                boot_ram_mib: 256,
+                vcpus: a.run.vcpus,
+                scenario,
+                boot_timeout: Duration::from_secs(a.run.boot_timeout),
+            };
+            let r = experiment::bench(&p, &env, &plan, &mut results).await?;
+            println!(
+                "migbench bench — QEMU {} ({}), accel {}, host {} ({} cores), guest kernel {}",
+                env.qemu_version, env.qemu_path, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel
+            );
+            if let Some(b) = &r.boot {
+                println!(
+                    "\nGuest boot to READY ({} MiB, {} vCPU): median {:.0} ms of {} (min {:.0}, max {:.0})",
+                    plan.boot_ram_mib, plan.vcpus, b.median, b.n, b.min, b.max
+                );
+            }
+            println!("\nIdle guest migration:\n\n{}", report::migration_table(&r.migrations));
+            for n in report::migration_notes(&r.migrations) {
+                println!("note: {n}");
+            }
+            eprintln!("migbench: results in {}", results.path().display());
+            Ok(exit_for(&r.migrations))
+        }
+    }
+}
+
+/// 0 when every migration completed and left a healthy guest, 3 otherwise (the
+/// records are written either way), 1 for errors.
+fn exit_for(records: &[migration::MigrationRecord]) -> ExitCode {
+    let ok = records.iter().all(|r| r.measurement.outcome == Outcome::Completed && r.measurement.health.healthy);
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(3) }
+}
+
+fn print_image(img: &GuestImage) {
+    let m = &img.manifest;
+    let age = std::fs::metadata(&img.initramfs)
+        .and_then(|md| md.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+        .unwrap_or_else(|| "?".into());
+    println!("guest image {} ({})", m.key, img.dir.display());
+    println!("  kernel    {} from {}", m.kernel_release, m.kernel_origin);
+    println!("  initramfs {} bytes, modules: {}", m.initramfs_bytes, if m.modules.is_empty() { "none".into() } else { m.modules.join(" ") });
+    println!("  built     {} ({age} ago)", m.built_at);
+}
+
+async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
+    let host = HostInfo::read();
+    println!("host        {} — {} ({} cores), kernel {}", host.os, host.cpu_model, host.cores, host.kernel);
+    println!("cache       {}", host::cache_dir().display());
+    let mut ok = true;
+    match Qemu::find() {
+        Ok(Some(q)) => println!("QEMU        {} — {}", q.path.display(), q.version_line),
+        Ok(None) => {
+            ok = false;
+            println!("QEMU        not installed (`migbench setup` installs qemu-system-x86 on Debian/Ubuntu as root)");
+        }
+        Err(e) => {
+            ok = false;
+            println!("QEMU        {e:#}");
+        }
+    }
+    println!(
+        "cgroups     {}",
+        match host.cgroup {
+            host::CgroupVersion::V2 => "v2 (unified)",
+            host::CgroupVersion::V1 => "v1",
+            host::CgroupVersion::None => "none found under /sys/fs/cgroup",
+        }
+    );
+    match host::netns_check() {
+        Ok(()) => println!("netns       network namespaces can be made"),
+        Err(e) => println!("netns       no: {e:#}"),
+    }
+    println!("/dev/kvm    {}", if std::path::Path::new("/dev/kvm").exists() { "present (a probe boot decides whether it works)" } else { "absent" });
+    let inputs = image.inputs();
+    let prepared = tokio::task::spawn_blocking(move || setup::prepare(&inputs)).await?;
+    match prepared {
+        Ok(p) => {
+            print_image(&p.image);
+            let (works, detail) = setup::kvm_works(&p).await?;
+            println!("KVM         {} ({detail})", if works { "works" } else { "unusable, TCG will be used" });
+        }
+        Err(e) => {
+            ok = false;
+            if let Some(img) = GuestImage::newest_cached() {
+                print_image(&img);
+            }
+            println!("guest image cannot be built: {e:#}");
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,546 @@
+//! A migration *scenario* (transport, link speed, downtime limit, time limit) and
+//! the *driver* that runs one live migration between two QEMUs and measures it.
+//! Every number it records is defined in DESIGN.md §3.
+
+use crate::guest::channel::longest_gap;
+use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::qmp::{Event, MigrationInfo, Qmp};
+use crate::setup::{Environment, Platform};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// QEMU's default max-bandwidth is 128 MiB/s: we always set it. "Unlimited" is a
+/// rate no link here reaches (1 TiB/s), below the SIZE_MAX bound QEMU checks.
+pub const UNLIMITED_BYTES_PER_SEC: u64 = 1 << 40;
+
+/// How often `query-migrate` is sampled (DESIGN.md: at most every 100 ms).
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// A link speed: what the user wrote and the bytes per second it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSpeed {
+    pub text: String,
+    /// `None` for unlimited.
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl LinkSpeed {
+    /// The value for QEMU's `max-bandwidth` (bytes/s).
+    pub fn max_bandwidth(&self) -> u64 {
+        self.bytes_per_sec.unwrap_or(UNLIMITED_BYTES_PER_SEC)
+    }
+}
+
+impl fmt::Display for LinkSpeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for LinkSpeed {
+    type Err = String;
+
+    /// `100Mbit`, `1Gbit`, `2.5Gbit`, `500kbit` (bits per second, decimal prefixes),
+    /// `100MiB/s`, `1GB/s` (bytes per second), or `unlimited`.
+    fn from_str(s: &str) -> Result<LinkSpeed, String> {
+        let bad = || {
+            format!("link speed {s:?} is not understood: write a rate such as 100Mbit, 1Gbit, 10Gbit, 50MiB/s, or unlimited")
+        };
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unlimited") {
+            return Ok(LinkSpeed { text: "unlimited".into(), bytes_per_sec: None });
+        }
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit = unit.trim();
+        let lower = unit.to_ascii_lowercase();
+        let bytes_per_unit: f64 = match lower.as_str() {
+            "bit" | "bps" | "bit/s" => 1.0 / 8.0,
+            "kbit" | "kbps" | "kbit/s" => 1e3 / 8.0,
+            "mbit" | "mbps" | "mbit/s" => 1e6 / 8.0,
+            "gbit" | "gbps" | "gbit/s" => 1e9 / 8.0,
+            "tbit" | "tbps" | "tbit/s" => 1e12 / 8.0,
+            "b/s" => 1.0,
+            "kb/s" => 1e3,
+            "mb/s" => 1e6,
+            "gb/s" => 1e9,
+            "kib/s" => 1024.0,
+            "mib/s" => 1024.0 * 1024.0,
+            "gib/s" => 1024.0 * 1024.0 * 1024.0,
+            _ => return Err(bad()),
+        };
+        let bytes = (value * bytes_per_unit).round();
+        if !(bytes >= 1.0) || bytes > UNLIMITED_BYTES_PER_SEC as f64 {
+            return Err(format!("link speed {s:?} is out of range: it must be at least 8bit and at most 8Tbit (or unlimited)"));
+        }
+        Ok(LinkSpeed { text: format!("{num}{unit}"), bytes_per_sec: Some(bytes as u64) })
+    }
+}
+
+/// How the migration stream travels between the two QEMUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Unix,
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Unix => "unix",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// Everything about how one migration is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub transport: Transport,
+    pub link: LinkSpeed,
+    pub downtime_limit_ms: u64,
+    /// Past this, the migration is cancelled (`migrate_cancel`) and recorded as such.
+    pub timeout_s: f64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario { transport: Transport::Unix, link: "1Gbit".parse().unwrap(), downtime_limit_ms: 300, timeout_s: 300.0 }
+    }
+}
+
+/// One `query-migrate` sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Since `migrate` was sent.
+    pub t_ms: f64,
+    pub status: String,
+    pub transferred: Option<u64>,
+    pub remaining: Option<u64>,
+    pub dirty_rate_pps: Option<u64>,
+    pub mbps: Option<f64>,
+    pub iteration: Option<u64>,
+}
+
+impl Sample {
+    fn from_info(t_ms: f64, i: &MigrationInfo) -> Sample {
+        let ram = i.ram.clone().unwrap_or_default();
+        Sample {
+            t_ms,
+            status: i.status().into(),
+            transferred: ram.transferred,
+            remaining: ram.remaining,
+            dirty_rate_pps: ram.dirty_pages_rate,
+            mbps: ram.mbps,
+            iteration: ram.dirty_sync_count,
+        }
+    }
+}
+
+/// How a migration ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Outcome {
+    Completed,
+    /// We cancelled it (time limit); `reason` says why.
+    Cancelled { reason: String },
+    /// QEMU reported failure.
+    Failed { reason: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Cancelled { .. } => "cancelled",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Where the guest runs after the migration, and whether it is well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Which side the guest should now run on: "destination" or "source".
+    pub runs_on: String,
+    /// QEMU's run state there ("running").
+    pub run_state: String,
+    /// QEMU's run state on the other side ("postmigrate" after a completed migration).
+    pub other_state: String,
+    /// Last heartbeat seen from the source before the switch.
+    pub last_source_seq: Option<u64>,
+    /// First heartbeat with a higher number where the guest runs now.
+    pub next_seq: Option<u64>,
+    /// Heartbeats lost across the switch (`next_seq - last_source_seq - 1`).
+    pub lost_beats: Option<u64>,
+    /// Kernel trouble found on either console (Oops, BUG, panic).
+    pub console_problems: Vec<String>,
+    pub healthy: bool,
+    /// Why not healthy, or "ok".
+    pub detail: String,
+}
+
+/// An event as recorded: which QEMU, when (ms since `migrate`), what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub side: String,
+    pub t_ms: f64,
+    pub name: String,
+    pub data: Value,
+}
+
+/// What one migration measured (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub outcome: Outcome,
+    pub total_time_ms: Option<f64>,
+    pub downtime_ms: Option<f64>,
+    pub event_downtime_ms: Option<f64>,
+    pub setup_time_ms: Option<f64>,
+    pub wall_time_ms: Option<f64>,
+    pub transferred_bytes: Option<u64>,
+    pub precopy_bytes: Option<u64>,
+    pub postcopy_bytes: Option<u64>,
+    pub normal_pages: Option<u64>,
+    pub duplicate_pages: Option<u64>,
+    pub iterations: Option<u64>,
+    /// The last `dirty-pages-rate` QEMU reported while migrating.
+    pub dirty_rate_pps: Option<u64>,
+    pub guest_gap_ms: Option<f64>,
+    pub health: Health,
+    pub progress: Vec<Sample>,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// One run of `migbench migrate`: context, inputs, and the measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    pub record: String,
+    pub started_at: String,
+    pub environment: Environment,
+    pub guest: GuestSpec,
+    pub scenario: Scenario,
+    /// QEMU start to the guest's READY on the source.
+    pub guest_boot_ms: f64,
+    #[serde(flatten)]
+    pub measurement: Measurement,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+fn since_ms(t: Instant, t0: Instant) -> f64 {
+    if t >= t0 { ms(t - t0) } else { -ms(t0 - t) }
+}
+
+/// Boots a source guest, starts a destination, migrates once and measures it.
+/// An error means the experiment could not be run (QEMU would not start, the
+/// guest never booted); a migration that failed or was cancelled is a result.
+pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
+    let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let run = RunDir::new()?;
+    let mut src = Machine::start(&platform.qemu, &platform.image, spec, Role::Boot, &run.machine_dir("src")?, "src").await?;
+    let ready = src.wait_ready(boot_timeout).await?;
+    let guest_boot_ms = since_ms(ready.at, src.started);
+    let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run.machine_dir("dst")?, "dst").await?;
+    let measurement = drive(&mut src, &mut dst, scenario, &run).await?;
+    match measurement.outcome {
+        Outcome::Completed => src.quit().await,
+        _ => dst.quit().await,
+    }
+    Ok(MigrationRecord {
+        record: "migration".into(),
+        started_at,
+        environment: env.clone(),
+        guest: spec,
+        scenario: scenario.clone(),
+        guest_boot_ms,
+        measurement,
+    })
+}
+
+/// Enables `events` (MIGRATION status events) where the QEMU offers it.
+async fn enable_events(q: &Qmp) -> Result<()> {
+    let f = q.features().await?;
+    if f.has_capability("events") {
+        q.execute(&qapi::qmp::migrate_set_capabilities {
+            capabilities: vec![qapi::qmp::MigrationCapabilityStatus { capability: qapi::qmp::MigrationCapability::events, state: true }],
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+fn free_tcp_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free TCP port on 127.0.0.1")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
+pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, run: &RunDir) -> Result<Measurement> {
+    if dst.role != Role::Incoming {
+        bail!("destination {} was not started with -incoming defer", dst.name);
+    }
+    enable_events(&src.qmp).await?;
+    enable_events(&dst.qmp).await?;
+    src.qmp
+        .execute(&qapi::qmp::migrate_set_parameters(qapi::qmp::MigrateSetParameters {
+            max_bandwidth: Some(scenario.link.max_bandwidth()),
+            downtime_limit: Some(scenario.downtime_limit_ms),
+            ..Default::default()
+        }))
+        .await
+        .with_context(|| format!("setting link {} and downtime limit {} ms", scenario.link, scenario.downtime_limit_ms))?;
+
+    let uri = match scenario.transport {
+        Transport::Unix => format!("unix:{}", run.path().join("migrate.sock").display()),
+        Transport::Tcp => format!("tcp:127.0.0.1:{}", free_tcp_port()?),
+    };
+    dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
+
+    let last_before = src.channel.last_beat();
+    let t0 = Instant::now();
+    src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None }).await?;
+
+    let timeout = Duration::from_secs_f64(scenario.timeout_s.max(0.1));
+    let mut progress = Vec::new();
+    let mut last: MigrationInfo;
+    let outcome = loop {
+        let info = src.qmp.query_migrate().await?;
+        progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
+        match info.status() {
+            "completed" => {
+                last = info;
+                break Outcome::Completed;
+            }
+            "failed" | "cancelled" => {
+                let reason = info.error_desc.clone().unwrap_or_else(|| format!("QEMU reported {}", info.status()));
+                last = info;
+                break Outcome::Failed { reason };
+            }
+            _ => {}
+        }
+        last = info;
+        if t0.elapsed() >= timeout {
+            let reason = format!(
+                "not finished after {:.0} s (link {}, {} iterations, {} bytes remaining); cancelled",
+                scenario.timeout_s,
+                scenario.link,
+                last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0),
+                last.ram.as_ref().and_then(|r| r.remaining).unwrap_or(0)
+            );
+            let _ = src.qmp.execute(&qapi::qmp::migrate_cancel {}).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let info = src.qmp.query_migrate().await?;
+                progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
+                let done = matches!(info.status(), "cancelled" | "failed" | "completed");
+                last = info;
+                if done || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(SAMPLE_EVERY).await;
+            }
+            if last.status() == "completed" {
+                // It finished while we were cancelling: that is a completed migration.
+                break Outcome::Completed;
+            }
+            break Outcome::Cancelled { reason };
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    };
+
+    let mut m = Measurement {
+        outcome: outcome.clone(),
+        total_time_ms: None,
+        downtime_ms: None,
+        event_downtime_ms: None,
+        setup_time_ms: None,
+        wall_time_ms: None,
+        transferred_bytes: None,
+        precopy_bytes: None,
+        postcopy_bytes: None,
+        normal_pages: None,
+        duplicate_pages: None,
+        iterations: None,
+        dirty_rate_pps: progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps),
+        guest_gap_ms: None,
+        health: Health {
+            runs_on: String::new(),
+            run_state: String::new(),
+            other_state: String::new(),
+            last_source_seq: None,
+            next_seq: None,
+            lost_beats: None,
+            console_problems: Vec::new(),
+            healthy: false,
+            detail: String::new(),
+        },
+        progress,
+        events: Vec::new(),
+    };
+
+    if outcome == Outcome::Completed {
+        // QEMU 7.2 can say "completed" before total-time and downtime are filled in.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while (last.total_time.unwrap_or(0) == 0 || last.downtime.is_none()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            last = src.qmp.query_migrate().await?;
+        }
+        let resume = dst.qmp.wait_event("RESUME", t0, Duration::from_secs(30)).await;
+        let stop = src.qmp.wait_event("STOP", t0, Duration::from_secs(1)).await;
+        m.wall_time_ms = resume.as_ref().map(|r| since_ms(r.at, t0));
+        m.event_downtime_ms = match (&stop, &resume) {
+            (Some(s), Some(r)) => Some(since_ms(r.at, s.at)),
+            _ => None,
+        };
+        m.health = check_guest(dst, src, last_before.map(|b| b.seq), "destination").await;
+    } else {
+        m.health = check_guest(src, dst, None, "source").await;
+    }
+
+    m.total_time_ms = last.total_time.map(|v| v as f64);
+    m.downtime_ms = last.downtime.map(|v| v as f64);
+    m.setup_time_ms = last.setup_time.map(|v| v as f64);
+    if let Some(ram) = &last.ram {
+        m.transferred_bytes = ram.transferred;
+        m.precopy_bytes = ram.precopy_bytes;
+        m.postcopy_bytes = ram.postcopy_bytes;
+        m.normal_pages = ram.normal;
+        m.duplicate_pages = ram.duplicate;
+        m.iterations = ram.dirty_sync_count;
+    }
+    let window_end = Instant::now();
+    m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
+    m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
+    Ok(m)
+}
+
+fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEvent> {
+    let mut out: Vec<RecordedEvent> = sides
+        .iter()
+        .flat_map(|(side, evs)| {
+            evs.iter().filter(|e| e.at >= t0).map(move |e| RecordedEvent {
+                side: side.to_string(),
+                t_ms: since_ms(e.at, t0),
+                name: e.name.clone(),
+                data: e.data.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+    out
+}
+
+/// Checks that the guest runs on `here` (heartbeats continue with a higher
+/// sequence number than the source's last, for at least a few beats; QEMU says
+/// "running"; no Oops/BUG/panic on either console), and notes `other`'s state.
+async fn check_guest(here: &mut Machine, other: &mut Machine, last_source_seq: Option<u64>, runs_on: &str) -> Health {
+    let mut problems = Vec::new();
+    let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
+    if run_state != "running" {
+        problems.push(format!("QEMU on the {runs_on} reports {run_state:?}, not \"running\""));
+    }
+    let other_state = if other.is_running() {
+        other.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"))
+    } else {
+        "exited".to_string()
+    };
+    if runs_on == "destination" && other_state != "postmigrate" && other_state != "exited" {
+        problems.push(format!("the source reports {other_state:?}, not \"postmigrate\""));
+    }
+    // On the source (a cancelled migration) the beats must carry on after the cancel.
+    let base = match (runs_on, last_source_seq) {
+        ("destination", Some(seq)) => seq,
+        _ => here.channel.last_beat().map(|b| b.seq).unwrap_or(0),
+    };
+    let last_source_seq = if runs_on == "destination" {
+        // The source may still have delivered beats after `migrate` was sent.
+        other.channel.last_beat().map(|b| b.seq).or(last_source_seq)
+    } else {
+        Some(base)
+    };
+    let next = here.channel.wait_beat_after(base, Duration::from_secs(15)).await;
+    let mut lost = None;
+    match next {
+        None => problems.push(format!("no heartbeat from the guest on the {runs_on} within 15 s")),
+        Some(b) => {
+            if let Some(last) = last_source_seq {
+                if runs_on == "destination" && b.seq <= last {
+                    problems.push(format!("heartbeats restarted ({} after {last}): the guest rebooted?", b.seq));
+                }
+                lost = Some(b.seq.saturating_sub(last + 1));
+            }
+            // A few more beats: the guest keeps running, not just one last gasp.
+            if here.channel.wait_beat_after(b.seq + 10, Duration::from_secs(10)).await.is_none() {
+                problems.push(format!("heartbeats stopped on the {runs_on} after seq {}", b.seq));
+            }
+        }
+    }
+    let mut console_problems = here.console_problems();
+    console_problems.extend(other.console_problems());
+    if !console_problems.is_empty() {
+        problems.push(format!("kernel trouble on the guest console: {}", console_problems[0]));
+    }
+    Health {
+        runs_on: runs_on.into(),
+        run_state,
+        other_state,
+        last_source_seq,
+        next_seq: next.map(|b| b.seq),
+        lost_beats: lost,
+        console_problems,
+        healthy: problems.is_empty(),
+        detail: if problems.is_empty() { "ok".into() } else { problems.join("; ") },
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_speeds() {
+        let l = |s: &str| s.parse::<LinkSpeed>().unwrap().bytes_per_sec;
+        assert_eq!(l("1Gbit"), Some(125_000_000));
+        assert_eq!(l("100Mbit"), Some(12_500_000));
+        assert_eq!(l("10Gbit"), Some(1_250_000_000));
+        assert_eq!(l("2.5Gbit"), Some(312_500_000));
+        assert_eq!(l("1Mbit"), Some(125_000));
+        assert_eq!(l("500kbit"), Some(62_500));
+        assert_eq!(l("50MiB/s"), Some(50 * 1024 * 1024));
+        assert_eq!(l("1 GB/s"), Some(1_000_000_000));
+        assert_eq!(l("unlimited"), None);
+        assert_eq!("UNLIMITED".parse::<LinkSpeed>().unwrap().max_bandwidth(), UNLIMITED_BYTES_PER_SEC);
+        assert_eq!("1Gbit".parse::<LinkSpeed>().unwrap().max_bandwidth(), 125_000_000);
+    }
+
+    #[test]
+    fn bad_link_speeds_say_what_to_write() {
+        for bad in ["fast", "", "Gbit", "1.2.3Gbit", "10 furlongs", "-5Mbit"] {
+            let e = bad.parse::<LinkSpeed>().unwrap_err();
+            assert!(e.contains("100Mbit") && e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        assert!("0Mbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
+        assert!("99Tbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn recorded_events_are_merged_in_time_order() {
+        let t0 = Instant::now();
+        let ev = |name: &str, ms: u64| Event { name: name.into(), data: Value::Null, at: t0 + Duration::from_millis(ms), qemu_time: None };
+        let out = recorded_events(&[("source", vec![ev("STOP", 20)]), ("destination", vec![ev("RESUME", 35), ev("MIGRATION", 5)])], t0);
+        let names: Vec<_> = out.iter().map(|e| (e.side.as_str(), e.name.as_str())).collect();
+        assert_eq!(names, [("destination", "MIGRATION"), ("source", "STOP"), ("destination", "RESUME")]);
+        assert_eq!(out[2].t_ms, 35.0);
+    }
+}

@@ -1,0 +1,87 @@
+//! What people read: the result tables on the terminal.
+
+use crate::migration::MigrationRecord;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+fn mib(v: Option<u64>) -> String {
+    v.map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0))).unwrap_or_else(|| "-".into())
+}
+
+/// One row of the migration table (every DESIGN.md §3 number measured so far).
+#[derive(Tabled)]
+struct MigrationRow {
+    #[tabled(rename = "ram_mib")]
+    ram: u32,
+    vcpus: u32,
+    accel: String,
+    link: String,
+    outcome: String,
+    healthy: String,
+    boot_ms: String,
+    total_time_ms: String,
+    downtime_ms: String,
+    event_downtime_ms: String,
+    setup_time_ms: String,
+    wall_time_ms: String,
+    transferred_mib: String,
+    iterations: String,
+    guest_gap_ms: String,
+    qemu: String,
+}
+
+impl From<&MigrationRecord> for MigrationRow {
+    fn from(r: &MigrationRecord) -> Self {
+        let m = &r.measurement;
+        MigrationRow {
+            ram: r.guest.ram_mib,
+            vcpus: r.guest.vcpus,
+            accel: r.environment.accel.to_string(),
+            link: format!("{} {}", r.scenario.link, r.scenario.transport),
+            outcome: m.outcome.label().into(),
+            healthy: if m.health.healthy { "yes".into() } else { "NO".into() },
+            boot_ms: format!("{:.0}", r.guest_boot_ms),
+            total_time_ms: opt_ms(m.total_time_ms),
+            downtime_ms: opt_ms(m.downtime_ms),
+            event_downtime_ms: opt_ms(m.event_downtime_ms),
+            setup_time_ms: opt_ms(m.setup_time_ms),
+            wall_time_ms: opt_ms(m.wall_time_ms),
+            transferred_mib: mib(m.transferred_bytes),
+            iterations: opt(m.iterations),
+            guest_gap_ms: opt_ms(m.guest_gap_ms),
+            qemu: r.environment.qemu_version.clone(),
+        }
+    }
+}
+
+pub fn migration_table(records: &[MigrationRecord]) -> String {
+    let rows: Vec<MigrationRow> = records.iter().map(MigrationRow::from).collect();
+    Table::new(rows).with(Style::markdown()).to_string()
+}
+
+/// The notes under a table: anything not healthy or not completed, in words.
+pub fn migration_notes(records: &[MigrationRecord]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for r in records {
+        let m = &r.measurement;
+        let who = format!("{} MiB/{} vCPU", r.guest.ram_mib, r.guest.vcpus);
+        match &m.outcome {
+            crate::migration::Outcome::Completed => {}
+            crate::migration::Outcome::Cancelled { reason } | crate::migration::Outcome::Failed { reason } => {
+                notes.push(format!("{who}: {} — {reason}", m.outcome.label()))
+            }
+        }
+        if !m.health.healthy {
+            notes.push(format!("{who}: guest on the {} is NOT healthy: {}", m.health.runs_on, m.health.detail));
+        }
+    }
+    notes
+}

@@ -1,0 +1,135 @@
+//! The guest's PID 1: bring the tiny system up, then beat.
+
+use crate::channel::Channel;
+use migbench_guest::protocol::Message;
+use std::ffi::CString;
+use std::io::Write;
+use std::time::Duration;
+
+/// Written by the image builder: one module path per line, dependencies first.
+const MODULE_LIST: &str = "/etc/migbench/modules";
+
+pub fn run_as_pid1() -> ! {
+    mount_pseudo_filesystems();
+    load_modules();
+    let orders = Orders::from_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let mut channel = loop {
+        match Channel::open(Duration::from_secs(30)) {
+            Ok(c) => break c,
+            // Without a channel the harness cannot hear us; say why on the console
+            // (the harness quotes it in its error) and try again.
+            Err(e) => console(&format!("migbench-guest: no guest channel: {e}")),
+        }
+    };
+    let kernel = uname_release();
+    channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
+    heartbeat_forever(&mut channel, orders.heartbeat)
+}
+
+/// What the harness asks of this boot, from `migbench.*` words on the kernel command line.
+struct Orders {
+    heartbeat: Duration,
+}
+
+impl Orders {
+    fn from_cmdline(cmdline: &str) -> Orders {
+        let mut heartbeat = Duration::from_millis(10);
+        for word in cmdline.split_whitespace() {
+            if let Some(v) = word.strip_prefix("migbench.hb_ms=") {
+                match v.parse::<u64>() {
+                    Ok(ms) if ms > 0 => heartbeat = Duration::from_millis(ms),
+                    _ => console(&format!("migbench-guest: ignoring bad migbench.hb_ms={v}")),
+                }
+            }
+        }
+        Orders { heartbeat }
+    }
+}
+
+fn heartbeat_forever(channel: &mut Channel, period: Duration) -> ! {
+    let period_ns = period.as_nanos() as i64;
+    let mut seq: u64 = 0;
+    let mut next = monotonic_ns();
+    loop {
+        seq += 1;
+        channel.send(&Message::Heartbeat { seq, guest_ns: monotonic_ns() as u64 });
+        next += period_ns;
+        let now = monotonic_ns();
+        // After a pause (migration stop-and-copy, a CPU cap) do not send a burst of
+        // catch-up beats: the gap itself is the measurement.
+        if next < now {
+            next = now + period_ns;
+        }
+        sleep_until_ns(next);
+    }
+}
+
+fn mount_pseudo_filesystems() {
+    for (src, target, fstype) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
+        let _ = std::fs::create_dir_all(target);
+        let (s, t, f) = (cstr(src), cstr(target), cstr(fstype));
+        // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
+        let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            console(&format!("migbench-guest: mount {target}: {}", std::io::Error::last_os_error()));
+        }
+    }
+}
+
+fn load_modules() {
+    let Ok(list) = std::fs::read_to_string(MODULE_LIST) else { return };
+    for path in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                console(&format!("migbench-guest: open module {path}: {e}"));
+                continue;
+            }
+        };
+        use std::os::fd::AsRawFd;
+        let params = cstr("");
+        // SAFETY: a valid open fd and an empty parameter string.
+        let rc = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                console(&format!("migbench-guest: load module {path}: {err}"));
+            }
+        }
+    }
+}
+
+pub fn console(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in literal")
+}
+
+fn uname_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+fn monotonic_ns() -> i64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn boot_ms() -> u64 {
+    (clock_ns(libc::CLOCK_BOOTTIME) / 1_000_000) as u64
+}
+
+fn sleep_until_ns(deadline: i64) {
+    let ts = libc::timespec { tv_sec: deadline / 1_000_000_000, tv_nsec: deadline % 1_000_000_000 };
+    // SAFETY: ts is valid; EINTR just means we beat a little early.
+    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
+}
