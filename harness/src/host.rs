@@ -157,6 +157,12 @@ impl Qemu {
                 if os.pretty.is_empty() { "this system" } else { &os.pretty }
             );
         }
+        if std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0") {
+            bail!(
+                "QEMU is not installed: no qemu-system-x86_64 on PATH, and MIGBENCH_NO_INSTALL forbids installing it. \
+                 Install it with `sudo apt-get install qemu-system-x86`, or set MIGBENCH_QEMU=/path/to/qemu-system-x86_64."
+            );
+        }
         if !is_root() {
             bail!(
                 "QEMU is not installed: no qemu-system-x86_64 on PATH. Install it with \
@@ -164,7 +170,10 @@ impl Qemu {
                  or set MIGBENCH_QEMU=/path/to/qemu-system-x86_64."
             );
         }
-        apt_install(&["qemu-system-x86"])?;
+        apt_install(&["qemu-system-x86"]).context(
+            "QEMU is not installed and installing it failed; install qemu-system-x86 yourself \
+             or set MIGBENCH_QEMU=/path/to/qemu-system-x86_64",
+        )?;
         Qemu::find()?.context("apt-get installed qemu-system-x86 but qemu-system-x86_64 is still not on PATH")
     }
 

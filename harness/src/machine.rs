@@ -197,9 +197,12 @@ impl RunDir {
             .map(PathBuf::from)
             .filter(|d| d.is_dir())
             .unwrap_or_else(std::env::temp_dir);
-        // TempDir is created 0700; unix socket paths must stay under 108 bytes, so keep it short.
+        use std::os::unix::fs::PermissionsExt;
+        // Private: sockets inside give control of the guests. Unix socket paths must
+        // stay under 108 bytes, so the name is short.
         let dir = tempfile::Builder::new()
             .prefix("migbench-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&base)
             .with_context(|| format!("creating a run directory in {}", base.display()))?;
         Ok(RunDir { dir })
@@ -220,6 +223,11 @@ impl RunDir {
 
 /// Process groups of the QEMUs alive now, for the signal handler.
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// How many QEMUs this process has running now.
+pub fn live_count() -> usize {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).len()
+}
 
 /// Kills every QEMU this process started (the Ctrl-C/SIGTERM path).
 pub fn kill_all() {

@@ -313,9 +313,13 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
     let timeout = Duration::from_secs_f64(scenario.timeout_s.max(0.1));
     let mut progress = Vec::new();
     let mut last: MigrationInfo;
+    let mut last_ram_seen = None;
     let outcome = loop {
         let info = src.qmp.query_migrate().await?;
         progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
+        if info.ram.is_some() {
+            last_ram_seen = info.ram.clone();
+        }
         match info.status() {
             "completed" => {
                 last = info;
@@ -410,7 +414,9 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
     m.total_time_ms = last.total_time.map(|v| v as f64);
     m.downtime_ms = last.downtime.map(|v| v as f64);
     m.setup_time_ms = last.setup_time.map(|v| v as f64);
-    if let Some(ram) = &last.ram {
+    // After a cancel QEMU drops the RAM statistics: report the last ones it gave.
+    let ram = last.ram.clone().or_else(|| last_ram_seen.clone());
+    if let Some(ram) = &ram {
         m.transferred_bytes = ram.transferred;
         m.precopy_bytes = ram.precopy_bytes;
         m.postcopy_bytes = ram.postcopy_bytes;

@@ -583,6 +583,37 @@ mod tests {
         assert!(done.ram.unwrap().dirty_sync_count.unwrap() >= 1);
     }
 
+    #[tokio::test]
+    async fn recorded_7_2_events_are_all_kept_in_order() {
+        let recorded: Vec<Value> = fixture("events.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let src: Vec<String> = recorded
+            .iter()
+            .filter(|e| e["side"] == "src")
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("side");
+                format!("{e}\r\n")
+            })
+            .collect();
+        let want: Vec<String> = recorded.iter().filter(|e| e["side"] == "src").map(|e| e["event"].as_str().unwrap().to_string()).collect();
+        assert!(want.contains(&"STOP".to_string()) && want.contains(&"MIGRATION_PASS".to_string()));
+        let mut replies = src;
+        replies.push("{\"return\": {\"status\": \"postmigrate\", \"singlestep\": false, \"running\": false}, \"id\": $ID}\r\n".into());
+        let q = client(vec![("query-status", replies)]).await;
+        assert_eq!(q.run_state().await.unwrap(), "postmigrate");
+        let got: Vec<String> = q.events().into_iter().map(|e| e.name).collect();
+        assert_eq!(got, want);
+        let stop = q.events().into_iter().find(|e| e.name == "STOP").unwrap();
+        assert!(stop.qemu_time.unwrap() > 1.6e9);
+    }
+
+    #[test]
+    fn query_status_fixture() {
+        let v: Value = serde_json::from_str(&fixture("query-status.json")).unwrap();
+        let states: Vec<&str> = v.as_array().unwrap().iter().map(|s| s["return"]["status"].as_str().unwrap()).collect();
+        assert_eq!(states, ["running", "postmigrate"]);
+    }
+
     #[test]
     fn query_migrate_is_lenient() {
         let v = json!({"status": "weird-new-state", "total-time": "not a number", "ram": {"transferred": 5, "mbps": 1.5, "new": []},
@@ -590,7 +621,7 @@ mod tests {
         let info = MigrationInfo::from_value(&v);
         assert_eq!(info.status(), "weird-new-state");
         assert_eq!(info.total_time, None);
-        assert_eq!(info.ram.unwrap().transferred, Some(5));
+        assert_eq!(info.ram.as_ref().unwrap().transferred, Some(5));
         assert_eq!(info.inet_port(), Some(4444));
         assert_eq!(MigrationInfo::from_value(&json!(null)).status(), "none");
     }

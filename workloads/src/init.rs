@@ -14,7 +14,7 @@ pub fn run_as_pid1() -> ! {
     load_modules();
     let orders = Orders::from_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
     let mut channel = loop {
-        match Channel::open(Duration::from_secs(30)) {
+        match Channel::open(Duration::from_secs(5)) {
             Ok(c) => break c,
             // Without a channel the harness cannot hear us; say why on the console
             // (the harness quotes it in its error) and try again.

@@ -1,0 +1,182 @@
+//! The `migbench` binary as a user runs it: bad input gets a clear error and a
+//! non-zero exit with nothing left running; good input gets a measured migration.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn migbench(tmp: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_migbench"));
+    // A private TMPDIR: run directories land there, so leftovers are easy to find.
+    c.env("TMPDIR", tmp).env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs a command that must fail before any guest starts, with a message naming
+/// the input (`names`) and the fix (`fix`).
+fn fails_clearly(args: &[&str], envs: &[(&str, &str)], names: &str, fix: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = migbench(tmp.path());
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{args:?} succeeded:\n{t}");
+    assert!(o.status.code().is_some(), "{args:?} died of a signal (a panic?):\n{t}");
+    assert!(t.contains(names), "{args:?}: message does not name {names:?}:\n{t}");
+    assert!(t.contains(fix), "{args:?}: message does not say {fix:?}:\n{t}");
+    assert!(!t.contains("panicked"), "{args:?} panicked:\n{t}");
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+}
+
+#[test]
+fn bad_numbers_and_names_are_refused_with_the_fix() {
+    fails_clearly(&["migrate", "--ram", "0"], &[], "--ram 0", "--ram 256");
+    fails_clearly(&["migrate", "--vcpus", "0"], &[], "--vcpus 0", "--vcpus 1");
+    fails_clearly(&["migrate", "--link", "fast"], &[], "\"fast\"", "1Gbit");
+    fails_clearly(&["migrate", "--accel", "hvf"], &[], "hvf", "auto, kvm, tcg");
+    fails_clearly(&["migrate", "--timeout", "0"], &[], "--timeout 0", "--timeout 300");
+    fails_clearly(&["bench", "--sizes", "256,0"], &[], "--ram 0", "--ram 256");
+}
+
+#[test]
+fn missing_files_and_programs_are_named() {
+    fails_clearly(&["migrate", "--kernel", "/nonexistent/vmlinuz"], &[], "/nonexistent/vmlinuz", "--kernel");
+    fails_clearly(&["migrate", "--guest-bin", "/nonexistent/init"], &[], "/nonexistent/init", "MIGBENCH_GUEST_BIN");
+    fails_clearly(&["migrate"], &[("MIGBENCH_QEMU", "/nonexistent/qemu")], "MIGBENCH_QEMU=/nonexistent/qemu", "unset it");
+    // QEMU not installed (not on PATH) and installing forbidden: say how to install it.
+    fails_clearly(
+        &["migrate"],
+        &[("PATH", "/nonexistent"), ("MIGBENCH_NO_INSTALL", "1")],
+        "QEMU is not installed",
+        "apt-get install qemu-system-x86",
+    );
+}
+
+#[test]
+fn a_guest_that_never_says_ready_is_reported_with_its_console() {
+    let p = platform();
+    let _slot = qemu_slot();
+    // A kernel whose virtio drivers "are built in" per modules.builtin but are not:
+    // the guest boots and never finds its channel.
+    let fake = tempfile::tempdir().unwrap();
+    let builtin: String = migbench::guest::kmod::GUEST_MODULES.iter().map(|m| format!("kernel/drivers/{m}.ko\n")).collect();
+    std::fs::write(fake.path().join("modules.builtin"), builtin).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let o = migbench(tmp.path())
+        .args(["migrate", "--ram", "128", "--accel", "tcg", "--boot-timeout", "25", "--out"])
+        .arg(tmp.path().join("out"))
+        .arg("--kernel")
+        .arg(&p.image.kernel)
+        .arg("--modules")
+        .arg(fake.path())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("did not say READY within 25 s"), "{t}");
+    assert!(t.contains("no guest channel"), "the error must quote the guest console:\n{t}");
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty(), "QEMU left running");
+    assert!(dir_is_empty(tmp.path()) || !tmp.path().join("out").exists(), "no result for a run that never started");
+}
+
+#[test]
+fn migrate_prints_a_table_and_writes_the_record() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path()).args(["migrate", "--ram", "128", "--link", "1Gbit", "--json", "--out"]).arg(&out).output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON record ({e}):\n{t}"));
+    assert_eq!(rec["outcome"]["kind"], "completed");
+    assert_eq!(rec["health"]["healthy"], true);
+    assert_eq!(rec["scenario"]["link"]["bytes_per_sec"], 125_000_000);
+    for k in ["total_time_ms", "downtime_ms", "event_downtime_ms", "setup_time_ms", "wall_time_ms", "transferred_bytes", "iterations", "guest_gap_ms", "guest_boot_ms"] {
+        assert!(rec[k].is_number(), "{k} missing in {rec}");
+    }
+    assert!(["kvm", "tcg"].contains(&rec["environment"]["accel"].as_str().unwrap()));
+    assert!(rec["environment"]["qemu_version"].as_str().unwrap().contains('.'));
+    let files: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    let on_disk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(files[0].path()).unwrap()).unwrap();
+    assert_eq!(on_disk, rec);
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+    // The run directory is gone; only the results directory stays.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("out")]);
+}
+
+#[test]
+fn sigint_mid_migration_kills_every_qemu_and_removes_the_run_directory() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().display().to_string();
+    let mut child = migbench(tmp.path())
+        .args(["migrate", "--ram", "256", "--accel", "tcg", "--link", "1Mbit", "--timeout", "600", "--out"])
+        .arg(tmp.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until both QEMUs (source and destination) run, then give the migration a moment.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processes_mentioning(&marker).iter().filter(|(_, c)| c.contains("qemu-system")).count() < 2 {
+        assert!(Instant::now() < deadline, "source and destination never both started");
+        assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "migbench did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("SIGINT"), "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    let left = processes_mentioning(&marker);
+    assert!(left.is_empty(), "left running after SIGINT: {left:?}");
+    let dirs: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(!dirs.iter().any(|d| d.starts_with("migbench-")), "run directory left behind: {dirs:?}");
+}
+
+#[test]
+fn setup_is_cached_and_doctor_reports_the_machine() {
+    platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = migbench(tmp.path()).arg("setup").output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("building guest image"), "an unchanged image must not be rebuilt:\n{t}");
+    assert!(t.contains("guest image") && t.contains("QEMU"), "{t}");
+
+    let _slot = qemu_slot();
+    let o = migbench(tmp.path()).arg("doctor").output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for want in ["QEMU ", "KVM ", "cgroups ", "netns ", "guest image ", "built "] {
+        assert!(t.contains(want), "doctor output lacks {want:?}:\n{t}");
+    }
+    assert!(t.contains("KVM         works") || t.contains("KVM         unusable"), "{t}");
+}

@@ -1,0 +1,54 @@
+//! Shared by the integration tests: one set-up for the whole suite (file-locked
+//! inside `setup::prepare`, so test binaries build the image once), and a lock so
+//! only one test at a time runs QEMU on a 2-core machine.
+#![allow(dead_code)]
+
+use migbench::guest::ImageInputs;
+use migbench::host::{self, FileLock};
+use migbench::machine::AccelRequest;
+use migbench::setup::{self, Environment, Platform};
+use std::path::Path;
+use std::sync::OnceLock;
+
+pub fn platform() -> &'static Platform {
+    static P: OnceLock<Platform> = OnceLock::new();
+    P.get_or_init(|| setup::prepare(&ImageInputs::default().with_env()).expect("migbench set-up (QEMU + guest image)"))
+}
+
+/// Held while a test runs QEMU guests.
+pub fn qemu_slot() -> FileLock {
+    FileLock::acquire(&host::cache_dir().join("test-qemu.lock")).expect("test QEMU lock")
+}
+
+/// The environment with the accelerator `auto` picks (KVM where it works, never hard-coded TCG).
+pub async fn environment() -> Environment {
+    let p = platform();
+    let choice = setup::resolve_accel(p, AccelRequest::Auto).await.expect("resolving the accelerator");
+    Environment::new(p, &choice)
+}
+
+/// Processes whose command line mentions `marker` (e.g. a test's private TMPDIR).
+pub fn processes_mentioning(marker: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(marker) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes; a reaped pid has no /proc entry.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn dir_is_empty(p: &Path) -> bool {
+    std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(true)
+}

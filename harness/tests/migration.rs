@@ -1,0 +1,110 @@
+//! Real QEMU guests, real live migrations (TCG in CI unless KVM really works).
+
+mod common;
+
+use common::*;
+use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
+use migbench::migration::{self, Outcome, Scenario, Transport};
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(180);
+
+fn scenario(transport: Transport, link: &str, timeout_s: f64) -> Scenario {
+    Scenario { transport, link: link.parse().unwrap(), downtime_limit_ms: 300, timeout_s }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_migrates_over_unix_socket_and_keeps_beating_on_the_destination() {
+    let _slot = qemu_slot();
+    let env = environment().await;
+    let spec = GuestSpec::new(256, 1, env.accel).unwrap();
+    let rec = migration::run_one(platform(), &env, spec, &scenario(Transport::Unix, "1Gbit", 120.0), BOOT).await.unwrap();
+    let m = &rec.measurement;
+    assert_eq!(m.outcome, Outcome::Completed);
+    assert!(m.health.healthy, "guest not healthy on the destination: {}", m.health.detail);
+    assert_eq!(m.health.runs_on, "destination");
+    assert_eq!(m.health.run_state, "running");
+    assert_eq!(m.health.other_state, "postmigrate");
+    assert!(m.health.next_seq.unwrap() > m.health.last_source_seq.unwrap(), "sequence must continue, not restart");
+    let (total, downtime) = (m.total_time_ms.unwrap(), m.downtime_ms.unwrap());
+    assert!(total > 0.0 && downtime <= total, "downtime {downtime} must not exceed total {total}");
+    assert!(m.event_downtime_ms.unwrap() >= 0.0 && m.event_downtime_ms.unwrap() <= m.wall_time_ms.unwrap());
+    assert!(m.transferred_bytes.unwrap() > 0 && m.iterations.unwrap() >= 1);
+    assert!(m.guest_gap_ms.is_some());
+    assert!(!m.progress.is_empty() && m.progress.last().unwrap().status == "completed");
+    assert!(m.events.iter().any(|e| e.side == "source" && e.name == "STOP"));
+    assert!(m.events.iter().any(|e| e.side == "destination" && e.name == "RESUME"));
+    assert_eq!(rec.environment.accel, env.accel);
+    assert!(rec.guest_boot_ms > 0.0);
+    assert_eq!(machine::live_count(), 0, "run_one must stop both QEMUs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_migrates_over_tcp_on_loopback() {
+    let _slot = qemu_slot();
+    let env = environment().await;
+    let spec = GuestSpec::new(128, 1, env.accel).unwrap();
+    let rec = migration::run_one(platform(), &env, spec, &scenario(Transport::Tcp, "10Gbit", 120.0), BOOT).await.unwrap();
+    let m = &rec.measurement;
+    assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
+    assert!(m.health.healthy, "{}", m.health.detail);
+    assert!(m.downtime_ms.unwrap() <= m.total_time_ms.unwrap());
+    assert_eq!(machine::live_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_that_cannot_finish_is_cancelled_and_the_guest_stays_on_the_source() {
+    let _slot = qemu_slot();
+    let env = environment().await;
+    let spec = GuestSpec::new(256, 1, env.accel).unwrap();
+    // 256 MiB through 1 Mbit/s would take over half an hour.
+    let rec = migration::run_one(platform(), &env, spec, &scenario(Transport::Unix, "1Mbit", 2.0), BOOT).await.unwrap();
+    let m = &rec.measurement;
+    match &m.outcome {
+        Outcome::Cancelled { reason } => assert!(reason.contains("1Mbit"), "{reason}"),
+        other => panic!("expected cancelled, got {other:?}"),
+    }
+    assert_eq!(m.health.runs_on, "source");
+    assert!(m.health.healthy, "guest must keep running on the source: {}", m.health.detail);
+    assert_eq!(m.health.run_state, "running");
+    assert!(m.transferred_bytes.unwrap() > 0, "bytes sent before the cancel are kept");
+    assert!(m.total_time_ms.is_none() && m.downtime_ms.is_none());
+    assert_eq!(machine::live_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
+    let _slot = qemu_slot();
+    let env = environment().await;
+    let p = platform();
+    let spec = GuestSpec::new(128, 1, env.accel).unwrap();
+    let run = RunDir::new().unwrap();
+    let mut src = Machine::start(&p.qemu, &p.image, spec, Role::Boot, &run.machine_dir("src").unwrap(), "src").await.unwrap();
+    src.wait_ready(BOOT).await.unwrap();
+    let mut dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
+    let pids = [src.pid(), dst.pid()];
+    let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0), &run).await.unwrap();
+    assert_eq!(m.outcome, Outcome::Completed);
+    assert!(m.health.healthy, "{}", m.health.detail);
+
+    // Still alive a while later, on the destination only.
+    let last = dst.channel.last_beat().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = dst.channel.wait_beat_after(last.seq + 20, Duration::from_secs(10)).await;
+    assert!(later.is_some(), "destination guest stopped beating");
+    assert_eq!(dst.qmp.run_state().await.unwrap(), "running");
+    assert!(dst.console_problems().is_empty(), "{:?}", dst.console_problems());
+    let src_last = src.channel.last_beat().map(|b| b.seq).unwrap_or(0);
+    assert!(src_last < later.unwrap().seq);
+
+    assert_eq!(machine::live_count(), 2);
+    drop(src);
+    drop(dst);
+    for pid in pids {
+        assert!(!pid_alive(pid), "QEMU {pid} outlived its Machine");
+    }
+    assert_eq!(machine::live_count(), 0);
+    let dir = run.path().to_path_buf();
+    drop(run);
+    assert!(!dir.exists(), "run directory {} left behind", dir.display());
+}
