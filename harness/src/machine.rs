@@ -434,13 +434,16 @@ pub async fn probe_kvm(qemu: &Qemu, image: &GuestImage, timeout: Duration) -> Re
     let run = RunDir::new().map_err(|e| format!("{e:#}"))?;
     let dir = run.machine_dir("kvm-probe").map_err(|e| format!("{e:#}"))?;
     let spec = GuestSpec { ram_mib: 128, vcpus: 1, accel: Accel::Kvm };
-    let mut m = Machine::start(qemu, image, spec, Role::Boot, &dir, "kvm-probe").await.map_err(|e| format!("{e:#}"))?;
-    let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| {
-        let first = format!("{e:#}");
-        first.lines().next().unwrap_or("").to_string()
-    });
+    let mut m = Machine::start(qemu, image, spec, Role::Boot, &dir, "kvm-probe").await.map_err(|e| one_line(&format!("{e:#}")))?;
+    let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| one_line(&format!("{e:#}")));
     drop(m);
     r
+}
+
+/// A multi-line error (with QEMU's and the console's lines) folded into one line for a note.
+fn one_line(text: &str) -> String {
+    let folded = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    if folded.chars().count() > 300 { folded.chars().take(300).collect::<String>() + " …" } else { folded }
 }
 
 #[cfg(test)]

@@ -306,7 +306,6 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
     };
     dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
 
-    let last_before = src.channel.last_beat();
     let t0 = Instant::now();
     src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None }).await?;
 
@@ -406,9 +405,9 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
             (Some(s), Some(r)) => Some(since_ms(r.at, s.at)),
             _ => None,
         };
-        m.health = check_guest(dst, src, last_before.map(|b| b.seq), "destination").await;
+        m.health = check_guest(dst, src, "destination").await;
     } else {
-        m.health = check_guest(src, dst, None, "source").await;
+        m.health = check_guest(src, dst, "source").await;
     }
 
     m.total_time_ms = last.total_time.map(|v| v as f64);
@@ -446,10 +445,13 @@ fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEve
     out
 }
 
-/// Checks that the guest runs on `here` (heartbeats continue with a higher
-/// sequence number than the source's last, for at least a few beats; QEMU says
-/// "running"; no Oops/BUG/panic on either console), and notes `other`'s state.
-async fn check_guest(here: &mut Machine, other: &mut Machine, last_source_seq: Option<u64>, runs_on: &str) -> Health {
+/// Checks that the guest runs on `here`: QEMU says "running", heartbeats arrive
+/// there and keep coming, and no Oops/BUG/panic shows on either console. On the
+/// destination the first heartbeat must continue the source's sequence (a lower
+/// number would mean the guest rebooted); on the source (after a cancel) the beats
+/// must carry on past the last one seen. Also notes `other`'s run state.
+async fn check_guest(here: &mut Machine, other: &mut Machine, runs_on: &str) -> Health {
+    let moved = runs_on == "destination";
     let mut problems = Vec::new();
     let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
     if run_state != "running" {
@@ -460,27 +462,19 @@ async fn check_guest(here: &mut Machine, other: &mut Machine, last_source_seq: O
     } else {
         "exited".to_string()
     };
-    if runs_on == "destination" && other_state != "postmigrate" && other_state != "exited" {
+    if moved && other_state != "postmigrate" {
         problems.push(format!("the source reports {other_state:?}, not \"postmigrate\""));
     }
-    // On the source (a cancelled migration) the beats must carry on after the cancel.
-    let base = match (runs_on, last_source_seq) {
-        ("destination", Some(seq)) => seq,
-        _ => here.channel.last_beat().map(|b| b.seq).unwrap_or(0),
-    };
-    let last_source_seq = if runs_on == "destination" {
-        // The source may still have delivered beats after `migrate` was sent.
-        other.channel.last_beat().map(|b| b.seq).or(last_source_seq)
-    } else {
-        Some(base)
-    };
-    let next = here.channel.wait_beat_after(base, Duration::from_secs(15)).await;
+    let source = if moved { &other.channel } else { &here.channel };
+    let last_source_seq = source.last_beat().map(|b| b.seq);
+    let after = if moved { 0 } else { last_source_seq.unwrap_or(0) };
+    let next = here.channel.wait_beat_after(after, Duration::from_secs(15)).await;
     let mut lost = None;
     match next {
         None => problems.push(format!("no heartbeat from the guest on the {runs_on} within 15 s")),
         Some(b) => {
             if let Some(last) = last_source_seq {
-                if runs_on == "destination" && b.seq <= last {
+                if b.seq <= last {
                     problems.push(format!("heartbeats restarted ({} after {last}): the guest rebooted?", b.seq));
                 }
                 lost = Some(b.seq.saturating_sub(last + 1));
@@ -508,7 +502,6 @@ async fn check_guest(here: &mut Machine, other: &mut Machine, last_source_seq: O
         detail: if problems.is_empty() { "ok".into() } else { problems.join("; ") },
     }
 }
-
 
 #[cfg(test)]
 mod tests {
