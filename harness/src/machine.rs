@@ -316,7 +316,7 @@ impl Machine {
                     Some(s) => format!("QEMU exited ({s})"),
                     None => "QEMU did not answer".to_string(),
                 };
-                bail!("{how} while starting guest {name}: {e:#}\nQEMU said:\n{stderr}");
+                bail!("{how} while starting guest {name}.\nQEMU said:\n{stderr}\n(QMP: {e:#})");
             }
         };
         std::mem::forget(guard);
