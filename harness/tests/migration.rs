@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
-use migbench::migration::{self, Outcome, Scenario, Transport};
+use migbench::migration::{self, MigrationRecord, Outcome, Scenario, Transport};
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -13,12 +13,20 @@ fn scenario(transport: Transport, link: &str, timeout_s: f64) -> Scenario {
     Scenario { transport, link: link.parse().unwrap(), downtime_limit_ms: 300, timeout_s }
 }
 
+/// Boots a guest of `ram_mib` with the accelerator `auto` picks and migrates it once.
+async fn migrate_once(ram_mib: u32, transport: Transport, link: &str, timeout_s: f64) -> MigrationRecord {
+    let env = environment().await;
+    let spec = GuestSpec::new(ram_mib, 1, env.accel).unwrap();
+    let rec = migration::run_one(platform(), &env, spec, &scenario(transport, link, timeout_s), BOOT).await.unwrap();
+    assert_eq!(rec.environment.accel, env.accel);
+    assert_eq!(machine::live_count(), 0, "run_one must stop both QEMUs");
+    rec
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_migrates_over_unix_socket_and_keeps_beating_on_the_destination() {
     let _slot = qemu_slot();
-    let env = environment().await;
-    let spec = GuestSpec::new(256, 1, env.accel).unwrap();
-    let rec = migration::run_one(platform(), &env, spec, &scenario(Transport::Unix, "1Gbit", 120.0), BOOT).await.unwrap();
+    let rec = migrate_once(256, Transport::Unix, "1Gbit", 120.0).await;
     let m = &rec.measurement;
     assert_eq!(m.outcome, Outcome::Completed);
     assert!(m.health.healthy, "guest not healthy on the destination: {}", m.health.detail);
@@ -34,31 +42,24 @@ async fn guest_migrates_over_unix_socket_and_keeps_beating_on_the_destination() 
     assert!(!m.progress.is_empty() && m.progress.last().unwrap().status == "completed");
     assert!(m.events.iter().any(|e| e.side == "source" && e.name == "STOP"));
     assert!(m.events.iter().any(|e| e.side == "destination" && e.name == "RESUME"));
-    assert_eq!(rec.environment.accel, env.accel);
     assert!(rec.guest_boot_ms > 0.0);
-    assert_eq!(machine::live_count(), 0, "run_one must stop both QEMUs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_migrates_over_tcp_on_loopback() {
     let _slot = qemu_slot();
-    let env = environment().await;
-    let spec = GuestSpec::new(128, 1, env.accel).unwrap();
-    let rec = migration::run_one(platform(), &env, spec, &scenario(Transport::Tcp, "10Gbit", 120.0), BOOT).await.unwrap();
+    let rec = migrate_once(128, Transport::Tcp, "10Gbit", 120.0).await;
     let m = &rec.measurement;
     assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
     assert!(m.health.healthy, "{}", m.health.detail);
     assert!(m.downtime_ms.unwrap() <= m.total_time_ms.unwrap());
-    assert_eq!(machine::live_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_that_cannot_finish_is_cancelled_and_the_guest_stays_on_the_source() {
     let _slot = qemu_slot();
-    let env = environment().await;
-    let spec = GuestSpec::new(256, 1, env.accel).unwrap();
     // 256 MiB through 1 Mbit/s would take over half an hour.
-    let rec = migration::run_one(platform(), &env, spec, &scenario(Transport::Unix, "1Mbit", 2.0), BOOT).await.unwrap();
+    let rec = migrate_once(256, Transport::Unix, "1Mbit", 2.0).await;
     let m = &rec.measurement;
     match &m.outcome {
         Outcome::Cancelled { reason } => assert!(reason.contains("1Mbit"), "{reason}"),
@@ -69,7 +70,6 @@ async fn a_migration_that_cannot_finish_is_cancelled_and_the_guest_stays_on_the_
     assert_eq!(m.health.run_state, "running");
     assert!(m.transferred_bytes.unwrap() > 0, "bytes sent before the cancel are kept");
     assert!(m.total_time_ms.is_none() && m.downtime_ms.is_none());
-    assert_eq!(machine::live_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
