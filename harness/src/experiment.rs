@@ -4,6 +4,7 @@
 use crate::machine::{GuestSpec, Machine, Role, RunDir};
 use crate::migration::{self, MigrationRecord, Scenario};
 use crate::setup::{Environment, Platform};
+use migbench_guest::orders::Workload;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,7 @@ pub struct BenchPlan {
     pub boot_ram_mib: u32,
     pub vcpus: u32,
     pub scenario: Scenario,
+    pub workload: Workload,
     pub boot_timeout: Duration,
 }
 
@@ -115,8 +117,11 @@ pub async fn bench(platform: &Platform, env: &Environment, plan: &BenchPlan, res
     }))?;
     let mut migrations = Vec::new();
     for &size in &plan.sizes_mib {
-        let spec = GuestSpec::new(size, plan.vcpus, accel)?;
-        eprintln!("migbench: migrating an idle {size} MiB guest over {} ({}) …", plan.scenario.link, plan.scenario.transport);
+        let spec = GuestSpec::new(size, plan.vcpus, accel)?.with_workload(plan.workload);
+        eprintln!(
+            "migbench: migrating a {size} MiB guest ({}) over {} ({}, {}) …",
+            plan.workload, plan.scenario.link, plan.scenario.transport, plan.scenario.strategy
+        );
         let rec = migration::run_one(platform, env, spec, &plan.scenario, plan.boot_timeout).await?;
         results.append(&rec)?;
         migrations.push(rec);

@@ -8,6 +8,7 @@ use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::host::Qemu;
 use crate::qmp::Qmp;
+use migbench_guest::orders::{Orders, Workload};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -70,12 +71,31 @@ impl fmt::Display for AccelRequest {
     }
 }
 
-/// A guest's hardware.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A guest's hardware, and the workload it boots into.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GuestSpec {
     pub ram_mib: u32,
     pub vcpus: u32,
     pub accel: Accel,
+    #[serde(with = "workload_text", default = "idle")]
+    pub workload: Workload,
+}
+
+fn idle() -> Workload {
+    Workload::Idle
+}
+
+/// A workload is written as its command-line text (`memdirty-write:64`).
+pub mod workload_text {
+    use super::Workload;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(w: &Workload, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(w)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Workload, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 pub const MIN_RAM_MIB: u32 = 64;
@@ -93,7 +113,11 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle })
+    }
+
+    pub fn with_workload(self, workload: Workload) -> GuestSpec {
+        GuestSpec { workload, ..self }
     }
 }
 
@@ -127,11 +151,12 @@ impl MachinePaths {
     }
 }
 
-/// The guest kernel's command line.
-pub fn kernel_cmdline() -> String {
+/// The guest kernel's command line, with the guest's orders.
+pub fn kernel_cmdline(spec: &GuestSpec) -> String {
+    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload };
     // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
     // chatty boot log, which would slow a TCG boot down over the emulated UART.
-    format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off migbench.hb_ms={HEARTBEAT_MS}")
+    format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline())
 }
 
 /// The QEMU arguments for a guest. Source and destination get the same hardware;
@@ -160,7 +185,7 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
         "-initrd".into(),
         p(&image.initramfs),
         "-append".into(),
-        kernel_cmdline(),
+        kernel_cmdline(spec),
         "-chardev".into(),
         format!("socket,id=qmp,path={},server=on,wait=off", p(&paths.qmp)),
         "-mon".into(),
@@ -433,7 +458,7 @@ pub async fn probe_kvm(qemu: &Qemu, image: &GuestImage, timeout: Duration) -> Re
     }
     let run = RunDir::new().map_err(|e| format!("{e:#}"))?;
     let dir = run.machine_dir("kvm-probe").map_err(|e| format!("{e:#}"))?;
-    let spec = GuestSpec { ram_mib: 128, vcpus: 1, accel: Accel::Kvm };
+    let spec = GuestSpec::new(128, 1, Accel::Kvm).expect("a valid probe spec");
     let mut m = Machine::start(qemu, image, spec, Role::Boot, &dir, "kvm-probe").await.map_err(|e| one_line(&format!("{e:#}")))?;
     let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| one_line(&format!("{e:#}")));
     drop(m);
@@ -488,6 +513,9 @@ mod tests {
             assert!(joined.contains(want), "missing {want:?} in {joined}");
         }
         assert!(!joined.contains("-incoming"));
+        assert!(joined.contains("migbench.workload=idle"));
+        let busy = qemu_args(&spec.with_workload("memdirty-write:32".parse().unwrap()), &image(), &paths, Role::Boot, "src");
+        assert!(busy.join(" ").contains("migbench.workload=memdirty-write:32"));
         let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst");
         assert_eq!(&b[b.len() - 2..], ["-incoming", "defer"]);
         assert!(b.join(" ").contains("-accel kvm"));

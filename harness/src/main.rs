@@ -6,7 +6,8 @@ use migbench::experiment::{self, BenchPlan, ResultsFile};
 use migbench::guest::image::{GuestImage, ImageInputs};
 use migbench::host::{self, HostInfo, Qemu};
 use migbench::machine::{self, AccelRequest, GuestSpec};
-use migbench::migration::{self, LinkSpeed, Outcome, Scenario, Transport};
+use migbench::migration::{self, Compression, LinkSpeed, Outcome, Scenario, Strategy, Transport, Tuning};
+use migbench_guest::orders::Workload;
 use migbench::report;
 use migbench::setup::{self, Environment, Platform};
 use std::path::PathBuf;
@@ -67,6 +68,33 @@ struct CommonRun {
     /// Migration transport.
     #[arg(long, value_enum, default_value_t = Transport::Unix)]
     transport: Transport,
+    /// Migration strategy.
+    #[arg(long, value_enum, default_value_t = Strategy::Precopy)]
+    strategy: Strategy,
+    /// hybrid: pre-copy passes before switching to post-copy.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    hybrid_passes: u64,
+    /// hybrid: switch to post-copy after this many seconds at the latest.
+    #[arg(long, value_name = "SECS")]
+    hybrid_after: Option<f64>,
+    /// auto-converge: initial CPU throttle, %.
+    #[arg(long, default_value_t = 20, value_name = "PCT")]
+    throttle_initial: u8,
+    /// auto-converge: throttle increment, %.
+    #[arg(long, default_value_t = 10, value_name = "PCT")]
+    throttle_increment: u8,
+    /// xbzrle: cache size in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    xbzrle_cache: u64,
+    /// multifd: channels.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    multifd_channels: u8,
+    /// multifd: compression.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    multifd_compression: Compression,
+    /// What the guest runs: idle, burn, memdirty-write:MIB, memdirty-read:MIB.
+    #[arg(long, default_value = "idle")]
+    workload: Workload,
     /// QEMU's downtime-limit in ms.
     #[arg(long, default_value_t = 300, value_name = "MS")]
     downtime_limit: u64,
@@ -89,7 +117,35 @@ impl CommonRun {
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
             anyhow::bail!("--timeout {}: give the migration time limit in seconds, greater than 0 (e.g. --timeout 300)", self.timeout);
         }
-        Ok(Scenario { transport: self.transport, link: self.link.clone(), downtime_limit_ms: self.downtime_limit, timeout_s: self.timeout })
+        if self.multifd_channels == 0 {
+            anyhow::bail!("--multifd-channels 0: multifd needs at least one channel (e.g. --multifd-channels 2)");
+        }
+        if self.throttle_initial == 0 || self.throttle_initial > 99 || self.throttle_increment == 0 || self.throttle_increment > 100 {
+            anyhow::bail!(
+                "--throttle-initial {} / --throttle-increment {}: QEMU takes an initial throttle of 1..99 % and an increment of 1..100 % (defaults 20 and 10)",
+                self.throttle_initial,
+                self.throttle_increment
+            );
+        }
+        if self.hybrid_after.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
+            anyhow::bail!("--hybrid-after: give seconds, 0 or more (e.g. --hybrid-after 2)");
+        }
+        Ok(Scenario {
+            strategy: self.strategy,
+            transport: self.transport,
+            link: self.link.clone(),
+            downtime_limit_ms: self.downtime_limit,
+            timeout_s: self.timeout,
+            tuning: Tuning {
+                hybrid_passes: self.hybrid_passes,
+                hybrid_after_s: self.hybrid_after,
+                throttle_initial: self.throttle_initial,
+                throttle_increment: self.throttle_increment,
+                xbzrle_cache_mib: self.xbzrle_cache,
+                multifd_channels: self.multifd_channels,
+                multifd_compression: self.multifd_compression,
+            },
+        })
     }
 }
 
@@ -183,7 +239,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?;
             let p = prepare(&cli.image).await?;
             let env = environment(&p, a.run.accel).await?;
-            let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?;
+            let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
             let rec = migration::run_one(&p, &env, spec, &scenario, Duration::from_secs(a.run.boot_timeout)).await?;
             let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
             std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
@@ -214,6 +270,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 boot_ram_mib: 256,
                 vcpus: a.run.vcpus,
                 scenario,
+                workload: a.run.workload,
                 boot_timeout: Duration::from_secs(a.run.boot_timeout),
             };
             let r = experiment::bench(&p, &env, &plan, &mut results).await?;
@@ -227,7 +284,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     plan.boot_ram_mib, plan.vcpus, b.median, b.n, b.min, b.max
                 );
             }
-            println!("\nIdle guest migration:\n\n{}", report::migration_table(&r.migrations));
+            println!("\nMigrations ({} guest):\n\n{}", plan.workload, report::migration_table(&r.migrations));
             for n in report::migration_notes(&r.migrations) {
                 println!("note: {n}");
             }

@@ -4,7 +4,7 @@
 
 use crate::guest::channel::longest_gap;
 use crate::machine::{GuestSpec, Machine, Role, RunDir};
-use crate::qmp::{Event, MigrationInfo, Qmp};
+use crate::qmp::{Event, Features, MigrationInfo, Qmp};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -100,20 +100,194 @@ impl fmt::Display for Transport {
     }
 }
 
+/// The migration strategy: which of QEMU's mechanisms moves the memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Iterative pre-copy (QEMU's default).
+    #[default]
+    Precopy,
+    /// `postcopy-ram`, switched to post-copy at once.
+    Postcopy,
+    /// Pre-copy for `hybrid_passes` passes (or `hybrid_after_s`), then `migrate-start-postcopy`.
+    Hybrid,
+    /// Pre-copy with `auto-converge` CPU throttling.
+    AutoConverge,
+    /// Pre-copy with XBZRLE delta compression of re-sent pages.
+    Xbzrle,
+    /// Pre-copy over several channels (`multifd`), optionally compressed.
+    Multifd,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Precopy => "precopy",
+            Strategy::Postcopy => "postcopy",
+            Strategy::Hybrid => "hybrid",
+            Strategy::AutoConverge => "auto-converge",
+            Strategy::Xbzrle => "xbzrle",
+            Strategy::Multifd => "multifd",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Zlib,
+    Zstd,
+}
+
+impl Compression {
+    fn qapi(self) -> qapi::qmp::MultiFDCompression {
+        match self {
+            Compression::None => qapi::qmp::MultiFDCompression::none,
+            Compression::Zlib => qapi::qmp::MultiFDCompression::zlib,
+            Compression::Zstd => qapi::qmp::MultiFDCompression::zstd,
+        }
+    }
+}
+
+/// The knobs of the strategies (each used only by its strategy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tuning {
+    /// hybrid: complete pre-copy passes before switching to post-copy.
+    pub hybrid_passes: u64,
+    /// hybrid: switch after this many seconds even if the passes are not done.
+    pub hybrid_after_s: Option<f64>,
+    /// auto-converge: `cpu-throttle-initial` (%).
+    pub throttle_initial: u8,
+    /// auto-converge: `cpu-throttle-increment` (%).
+    pub throttle_increment: u8,
+    /// xbzrle: `xbzrle-cache-size` in MiB.
+    pub xbzrle_cache_mib: u64,
+    /// multifd: `multifd-channels`.
+    pub multifd_channels: u8,
+    /// multifd: `multifd-compression`.
+    pub multifd_compression: Compression,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            hybrid_passes: 1,
+            hybrid_after_s: None,
+            throttle_initial: 20,
+            throttle_increment: 10,
+            xbzrle_cache_mib: 64,
+            multifd_channels: 2,
+            multifd_compression: Compression::None,
+        }
+    }
+}
+
 /// Everything about how one migration is done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
+    #[serde(default)]
+    pub strategy: Strategy,
     pub transport: Transport,
     pub link: LinkSpeed,
     pub downtime_limit_ms: u64,
-    /// Past this, the migration is cancelled (`migrate_cancel`) and recorded as such.
+    /// Past this, a pre-copy migration is cancelled (`migrate_cancel`) and recorded as
+    /// such. Post-copy cannot be cancelled without losing the guest, so once in
+    /// post-copy the driver waits for it to finish.
     pub timeout_s: f64,
+    #[serde(default)]
+    pub tuning: Tuning,
 }
 
 impl Default for Scenario {
     fn default() -> Self {
-        Scenario { transport: Transport::Unix, link: "1Gbit".parse().unwrap(), downtime_limit_ms: 300, timeout_s: 300.0 }
+        Scenario {
+            strategy: Strategy::Precopy,
+            transport: Transport::Unix,
+            link: "1Gbit".parse().unwrap(),
+            downtime_limit_ms: 300,
+            timeout_s: 300.0,
+            tuning: Tuning::default(),
+        }
     }
+}
+
+/// Capabilities migbench manages: each is set on or off explicitly before every
+/// migration (a reused guest keeps what an earlier run set).
+const MANAGED_CAPABILITIES: &[&str] = &["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"];
+
+/// The capability states a strategy needs on this QEMU, or why it cannot run here.
+pub fn capability_plan(strategy: Strategy, features: &Features) -> Result<Vec<(&'static str, bool)>, String> {
+    let (required, optional): (&[&str], &[&str]) = match strategy {
+        Strategy::Precopy => (&[], &[]),
+        Strategy::Postcopy | Strategy::Hybrid => (&["postcopy-ram"], &["postcopy-blocktime"]),
+        Strategy::AutoConverge => (&["auto-converge"], &[]),
+        Strategy::Xbzrle => (&["xbzrle"], &[]),
+        Strategy::Multifd => (&["multifd"], &[]),
+    };
+    if let Some(missing) = required.iter().find(|c| !features.has_capability(c)) {
+        return Err(format!("strategy {strategy} needs the migration capability {missing}, which this QEMU does not offer"));
+    }
+    let mut plan: Vec<(&'static str, bool)> = MANAGED_CAPABILITIES
+        .iter()
+        .filter(|c| features.has_capability(c))
+        .map(|c| (*c, required.contains(c) || optional.contains(c)))
+        .collect();
+    if features.has_capability("events") {
+        plan.push(("events", true));
+    }
+    Ok(plan)
+}
+
+/// The `migrate-set-parameters` for each side, or why this QEMU cannot take them.
+pub fn parameter_plan(
+    scenario: &Scenario,
+    features: &Features,
+) -> Result<(qapi::qmp::MigrateSetParameters, qapi::qmp::MigrateSetParameters), String> {
+    let need = |p: &str| {
+        if features.has_parameter(p) { Ok(()) } else { Err(format!("this QEMU has no migration parameter {p} (needed by {})", scenario.strategy)) }
+    };
+    let t = &scenario.tuning;
+    let mut src = qapi::qmp::MigrateSetParameters {
+        max_bandwidth: Some(scenario.link.max_bandwidth()),
+        downtime_limit: Some(scenario.downtime_limit_ms),
+        ..Default::default()
+    };
+    let mut dst = qapi::qmp::MigrateSetParameters::default();
+    match scenario.strategy {
+        Strategy::Precopy => {}
+        Strategy::Postcopy | Strategy::Hybrid => {
+            // 0 would mean "unlimited" in post-copy: keep the link's speed there too.
+            if features.has_parameter("max-postcopy-bandwidth") {
+                src.max_postcopy_bandwidth = Some(scenario.link.max_bandwidth());
+            }
+        }
+        Strategy::AutoConverge => {
+            need("cpu-throttle-initial")?;
+            need("cpu-throttle-increment")?;
+            src.cpu_throttle_initial = Some(t.throttle_initial);
+            src.cpu_throttle_increment = Some(t.throttle_increment);
+        }
+        Strategy::Xbzrle => {
+            need("xbzrle-cache-size")?;
+            src.xbzrle_cache_size = Some(t.xbzrle_cache_mib * 1024 * 1024);
+        }
+        Strategy::Multifd => {
+            need("multifd-channels")?;
+            src.multifd_channels = Some(t.multifd_channels);
+            dst.multifd_channels = Some(t.multifd_channels);
+            if t.multifd_compression != Compression::None {
+                need("multifd-compression")?;
+            }
+            if features.has_parameter("multifd-compression") {
+                src.multifd_compression = Some(t.multifd_compression.qapi());
+                dst.multifd_compression = Some(t.multifd_compression.qapi());
+            }
+        }
+    }
+    Ok((src, dst))
 }
 
 /// One `query-migrate` sample.
@@ -153,6 +327,8 @@ pub enum Outcome {
     Cancelled { reason: String },
     /// QEMU reported failure.
     Failed { reason: String },
+    /// This QEMU lacks a capability or parameter the scenario needs; nothing was migrated.
+    Unsupported { reason: String },
 }
 
 impl Outcome {
@@ -161,12 +337,13 @@ impl Outcome {
             Outcome::Completed => "completed",
             Outcome::Cancelled { .. } => "cancelled",
             Outcome::Failed { .. } => "failed",
+            Outcome::Unsupported { .. } => "unsupported",
         }
     }
 }
 
 /// Where the guest runs after the migration, and whether it is well.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Health {
     /// Which side the guest should now run on: "destination" or "source".
     pub runs_on: String,
@@ -214,9 +391,46 @@ pub struct Measurement {
     /// The last `dirty-pages-rate` QEMU reported while migrating.
     pub dirty_rate_pps: Option<u64>,
     pub guest_gap_ms: Option<f64>,
+    /// When `migrate-start-postcopy` was sent (ms since `migrate`), for post-copy and hybrid.
+    pub postcopy_started_ms: Option<f64>,
+    /// Why `migrate-start-postcopy` was refused, if it was.
+    pub postcopy_switch_error: Option<String>,
+    /// Pages the destination requested from the source during post-copy (`postcopy-requests`).
+    pub postcopy_requests: Option<u64>,
+    /// Total time vCPUs on the destination stalled on remote page faults (`postcopy-blocktime`).
+    pub postcopy_blocktime_ms: Option<f64>,
     pub health: Health,
     pub progress: Vec<Sample>,
     pub events: Vec<RecordedEvent>,
+}
+
+impl Measurement {
+    /// A measurement with only an outcome and a health check (nothing migrated yet).
+    pub fn not_started(outcome: Outcome, health: Health) -> Measurement {
+        Measurement {
+            outcome,
+            total_time_ms: None,
+            downtime_ms: None,
+            event_downtime_ms: None,
+            setup_time_ms: None,
+            wall_time_ms: None,
+            transferred_bytes: None,
+            precopy_bytes: None,
+            postcopy_bytes: None,
+            normal_pages: None,
+            duplicate_pages: None,
+            iterations: None,
+            dirty_rate_pps: None,
+            guest_gap_ms: None,
+            postcopy_started_ms: None,
+            postcopy_switch_error: None,
+            postcopy_requests: None,
+            postcopy_blocktime_ms: None,
+            health,
+            progress: Vec::new(),
+            events: Vec::new(),
+        }
+    }
 }
 
 /// One run of `migbench migrate`: context, inputs, and the measurement.
@@ -267,16 +481,35 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
     })
 }
 
-/// Enables `events` (MIGRATION status events) where the QEMU offers it.
-async fn enable_events(q: &Qmp) -> Result<()> {
-    let f = q.features().await?;
-    if f.has_capability("events") {
-        q.execute(&qapi::qmp::migrate_set_capabilities {
-            capabilities: vec![qapi::qmp::MigrationCapabilityStatus { capability: qapi::qmp::MigrationCapability::events, state: true }],
-        })
-        .await?;
-    }
+/// Sets the capabilities a strategy needs on one QEMU (all managed ones explicitly).
+async fn set_capabilities(q: &Qmp, plan: &[(&str, bool)]) -> Result<()> {
+    let caps: Vec<Value> = plan.iter().map(|(c, on)| serde_json::json!({"capability": c, "state": on})).collect();
+    q.execute_json("migrate-set-capabilities", serde_json::json!({ "capabilities": caps }))
+        .await
+        .with_context(|| format!("setting migration capabilities on {}", q.label()))?;
     Ok(())
+}
+
+/// Configures both QEMUs for the scenario. `Ok(Err(reason))`: this QEMU cannot do it.
+async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<Result<(), String>> {
+    for m in [src, dst] {
+        let features = m.qmp.features().await?;
+        let caps = match capability_plan(scenario.strategy, &features) {
+            Ok(c) => c,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let (src_params, dst_params) = match parameter_plan(scenario, &features) {
+            Ok(p) => p,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        set_capabilities(&m.qmp, &caps).await?;
+        let params = if std::ptr::eq(m, src) { src_params } else { dst_params };
+        m.qmp
+            .execute(&qapi::qmp::migrate_set_parameters(params))
+            .await
+            .with_context(|| format!("setting migration parameters on {} for {}", m.name, scenario.strategy))?;
+    }
+    Ok(Ok(()))
 }
 
 fn free_tcp_port() -> Result<u16> {
@@ -289,16 +522,10 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
-    enable_events(&src.qmp).await?;
-    enable_events(&dst.qmp).await?;
-    src.qmp
-        .execute(&qapi::qmp::migrate_set_parameters(qapi::qmp::MigrateSetParameters {
-            max_bandwidth: Some(scenario.link.max_bandwidth()),
-            downtime_limit: Some(scenario.downtime_limit_ms),
-            ..Default::default()
-        }))
-        .await
-        .with_context(|| format!("setting link {} and downtime limit {} ms", scenario.link, scenario.downtime_limit_ms))?;
+    if let Err(reason) = configure(src, dst, scenario).await? {
+        let health = check_guest(src, dst, "source").await;
+        return Ok(Measurement::not_started(Outcome::Unsupported { reason }, health));
+    }
 
     let uri = match scenario.transport {
         Transport::Unix => format!("unix:{}", run.path().join("migrate.sock").display()),
@@ -308,6 +535,15 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
 
     let t0 = Instant::now();
     src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None }).await?;
+
+    let mut postcopy_started: Option<Instant> = None;
+    let mut switch_error = None;
+    if scenario.strategy == Strategy::Postcopy {
+        match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
+            Ok(_) => postcopy_started = Some(Instant::now()),
+            Err(e) => switch_error = Some(e.to_string()),
+        }
+    }
 
     let timeout = Duration::from_secs_f64(scenario.timeout_s.max(0.1));
     let mut progress = Vec::new();
@@ -331,8 +567,20 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
             }
             _ => {}
         }
+        if scenario.strategy == Strategy::Hybrid && postcopy_started.is_none() && switch_error.is_none() && info.status() == "active" {
+            let passes_done = info.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0).saturating_sub(1);
+            let due = passes_done >= scenario.tuning.hybrid_passes
+                || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
+            if due {
+                match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
+                    Ok(_) => postcopy_started = Some(Instant::now()),
+                    Err(e) => switch_error = Some(e.to_string()),
+                }
+            }
+        }
+        let in_postcopy = info.status().starts_with("postcopy");
         last = info;
-        if t0.elapsed() >= timeout {
+        if t0.elapsed() >= timeout && !in_postcopy {
             let reason = format!(
                 "not finished after {:.0} s (link {}, {} iterations, {} bytes remaining); cancelled",
                 scenario.timeout_s,
@@ -361,35 +609,11 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
         tokio::time::sleep(SAMPLE_EVERY).await;
     };
 
-    let mut m = Measurement {
-        outcome: outcome.clone(),
-        total_time_ms: None,
-        downtime_ms: None,
-        event_downtime_ms: None,
-        setup_time_ms: None,
-        wall_time_ms: None,
-        transferred_bytes: None,
-        precopy_bytes: None,
-        postcopy_bytes: None,
-        normal_pages: None,
-        duplicate_pages: None,
-        iterations: None,
-        dirty_rate_pps: progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps),
-        guest_gap_ms: None,
-        health: Health {
-            runs_on: String::new(),
-            run_state: String::new(),
-            other_state: String::new(),
-            last_source_seq: None,
-            next_seq: None,
-            lost_beats: None,
-            console_problems: Vec::new(),
-            healthy: false,
-            detail: String::new(),
-        },
-        progress,
-        events: Vec::new(),
-    };
+    let mut m = Measurement::not_started(outcome.clone(), Health::default());
+    m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
+    m.progress = progress;
+    m.postcopy_started_ms = postcopy_started.map(|t| since_ms(t, t0));
+    m.postcopy_switch_error = switch_error;
 
     if outcome == Outcome::Completed {
         // QEMU 7.2 can say "completed" before total-time and downtime are filled in.
@@ -406,6 +630,12 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
             _ => None,
         };
         m.health = check_guest(dst, src, "destination").await;
+        if postcopy_started.is_some() {
+            // Remote page-fault stall time, measured by the destination (postcopy-blocktime).
+            if let Ok(v) = dst.qmp.execute(&qapi::qmp::query_migrate {}).await {
+                m.postcopy_blocktime_ms = v.get("postcopy-blocktime").and_then(Value::as_u64).map(|v| v as f64);
+            }
+        }
     } else {
         m.health = check_guest(src, dst, "source").await;
     }
@@ -422,6 +652,7 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
         m.normal_pages = ram.normal;
         m.duplicate_pages = ram.duplicate;
         m.iterations = ram.dirty_sync_count;
+        m.postcopy_requests = ram.postcopy_requests;
     }
     let window_end = Instant::now();
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);

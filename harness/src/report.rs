@@ -24,6 +24,8 @@ struct MigrationRow {
     vcpus: u32,
     accel: String,
     link: String,
+    strategy: String,
+    workload: String,
     outcome: String,
     healthy: String,
     boot_ms: String,
@@ -33,6 +35,7 @@ struct MigrationRow {
     setup_time_ms: String,
     wall_time_ms: String,
     transferred_mib: String,
+    postcopy_mib: String,
     iterations: String,
     guest_gap_ms: String,
     qemu: String,
@@ -46,6 +49,8 @@ impl From<&MigrationRecord> for MigrationRow {
             vcpus: r.guest.vcpus,
             accel: r.environment.accel.to_string(),
             link: format!("{} {}", r.scenario.link, r.scenario.transport),
+            strategy: r.scenario.strategy.to_string(),
+            workload: r.guest.workload.to_string(),
             outcome: m.outcome.label().into(),
             healthy: if m.health.healthy { "yes".into() } else { "NO".into() },
             boot_ms: format!("{:.0}", r.guest_boot_ms),
@@ -55,6 +60,7 @@ impl From<&MigrationRecord> for MigrationRow {
             setup_time_ms: opt_ms(m.setup_time_ms),
             wall_time_ms: opt_ms(m.wall_time_ms),
             transferred_mib: mib(m.transferred_bytes),
+            postcopy_mib: mib(m.postcopy_bytes),
             iterations: opt(m.iterations),
             guest_gap_ms: opt_ms(m.guest_gap_ms),
             qemu: r.environment.qemu_version.clone(),
@@ -75,7 +81,9 @@ pub fn migration_notes(records: &[MigrationRecord]) -> Vec<String> {
         let who = format!("{} MiB/{} vCPU", r.guest.ram_mib, r.guest.vcpus);
         match &m.outcome {
             crate::migration::Outcome::Completed => {}
-            crate::migration::Outcome::Cancelled { reason } | crate::migration::Outcome::Failed { reason } => {
+            crate::migration::Outcome::Cancelled { reason }
+            | crate::migration::Outcome::Failed { reason }
+            | crate::migration::Outcome::Unsupported { reason } => {
                 notes.push(format!("{who}: {} — {reason}", m.outcome.label()))
             }
         }

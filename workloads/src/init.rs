@@ -1,6 +1,7 @@
 //! The guest's PID 1: bring the tiny system up, then beat.
 
 use crate::channel::Channel;
+use migbench_guest::orders::Orders;
 use migbench_guest::protocol::Message;
 use std::ffi::CString;
 use std::io::Write;
@@ -12,7 +13,10 @@ const MODULE_LIST: &str = "/etc/migbench/modules";
 pub fn run_as_pid1() -> ! {
     mount_pseudo_filesystems();
     load_modules();
-    let orders = Orders::from_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let (orders, problems) = Orders::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    for p in problems {
+        console(&format!("migbench-guest: {p}"));
+    }
     let mut channel = loop {
         match Channel::open(Duration::from_secs(5)) {
             Ok(c) => break c,
@@ -23,27 +27,8 @@ pub fn run_as_pid1() -> ! {
     };
     let kernel = uname_release();
     channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
-    heartbeat_forever(&mut channel, orders.heartbeat)
-}
-
-/// What the harness asks of this boot, from `migbench.*` words on the kernel command line.
-struct Orders {
-    heartbeat: Duration,
-}
-
-impl Orders {
-    fn from_cmdline(cmdline: &str) -> Orders {
-        let mut heartbeat = Duration::from_millis(10);
-        for word in cmdline.split_whitespace() {
-            if let Some(v) = word.strip_prefix("migbench.hb_ms=") {
-                match v.parse::<u64>() {
-                    Ok(ms) if ms > 0 => heartbeat = Duration::from_millis(ms),
-                    _ => console(&format!("migbench-guest: ignoring bad migbench.hb_ms={v}")),
-                }
-            }
-        }
-        Orders { heartbeat }
-    }
+    crate::work::start(orders.workload);
+    heartbeat_forever(&mut channel, Duration::from_millis(orders.heartbeat_ms))
 }
 
 fn heartbeat_forever(channel: &mut Channel, period: Duration) -> ! {

@@ -1,4 +1,6 @@
-//! What the guest and the harness share: the line protocol on the guest channel.
-//! The guest side (init and workloads) lives in the `migbench-guest` binary.
+//! What the guest and the harness share: the line protocol on the guest channel
+//! and the orders on the kernel command line. The guest side (init and workloads)
+//! lives in the `migbench-guest` binary.
 
+pub mod orders;
 pub mod protocol;

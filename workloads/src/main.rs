@@ -12,6 +12,7 @@
 
 mod channel;
 mod init;
+mod work;
 
 fn main() {
     if std::process::id() == 1 {

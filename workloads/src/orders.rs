@@ -1,0 +1,123 @@
+//! What the harness asks of a guest boot, from `migbench.*` words on the kernel
+//! command line. The harness writes them ([`Orders::to_cmdline`]) and the guest
+//! reads them ([`Orders::parse`]), so both sides share this one definition.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// What the guest runs besides its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Workload {
+    /// Nothing: only the heartbeat.
+    Idle,
+    /// Touches a working set of `mib` MiB as fast as it can. `Write` stores
+    /// changing, non-zero data into every page (so pages are neither zero nor equal
+    /// to what was sent before); `Read` reads the whole set and writes one page in 64.
+    MemDirty { mib: u32, mode: DirtyMode },
+    /// Spins on one vCPU: a guest that uses all the CPU it is given.
+    Burn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirtyMode {
+    Write,
+    Read,
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workload::Idle => f.write_str("idle"),
+            Workload::Burn => f.write_str("burn"),
+            Workload::MemDirty { mib, mode: DirtyMode::Write } => write!(f, "memdirty-write:{mib}"),
+            Workload::MemDirty { mib, mode: DirtyMode::Read } => write!(f, "memdirty-read:{mib}"),
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    /// `idle`, `burn`, `memdirty-write:MIB`, `memdirty-read:MIB`.
+    fn from_str(s: &str) -> Result<Workload, String> {
+        let bad = || format!("workload {s:?} is not one of idle, burn, memdirty-write:MIB, memdirty-read:MIB (e.g. memdirty-write:64)");
+        match s {
+            "idle" => return Ok(Workload::Idle),
+            "burn" => return Ok(Workload::Burn),
+            _ => {}
+        }
+        let (kind, mib) = s.split_once(':').ok_or_else(bad)?;
+        let mode = match kind {
+            "memdirty-write" => DirtyMode::Write,
+            "memdirty-read" => DirtyMode::Read,
+            _ => return Err(bad()),
+        };
+        let mib: u32 = mib.parse().map_err(|_| bad())?;
+        if mib == 0 {
+            return Err(format!("workload {s:?}: the working set must be at least 1 MiB"));
+        }
+        Ok(Workload::MemDirty { mib, mode })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orders {
+    pub heartbeat_ms: u64,
+    pub workload: Workload,
+}
+
+impl Default for Orders {
+    fn default() -> Self {
+        Orders { heartbeat_ms: 10, workload: Workload::Idle }
+    }
+}
+
+impl Orders {
+    /// Reads the orders; a bad word is reported in `problems` and otherwise ignored,
+    /// because a guest init must come up whatever its command line says.
+    pub fn parse(cmdline: &str) -> (Orders, Vec<String>) {
+        let mut o = Orders::default();
+        let mut problems = Vec::new();
+        for word in cmdline.split_whitespace() {
+            if let Some(v) = word.strip_prefix("migbench.hb_ms=") {
+                match v.parse::<u64>() {
+                    Ok(ms) if ms > 0 => o.heartbeat_ms = ms,
+                    _ => problems.push(format!("ignoring bad migbench.hb_ms={v}")),
+                }
+            } else if let Some(v) = word.strip_prefix("migbench.workload=") {
+                match v.parse() {
+                    Ok(w) => o.workload = w,
+                    Err(e) => problems.push(format!("ignoring {e}")),
+                }
+            }
+        }
+        (o, problems)
+    }
+
+    pub fn to_cmdline(&self) -> String {
+        format!("migbench.hb_ms={} migbench.workload={}", self.heartbeat_ms, self.workload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_the_command_line() {
+        for w in [Workload::Idle, Workload::Burn, Workload::MemDirty { mib: 64, mode: DirtyMode::Write }, Workload::MemDirty { mib: 8, mode: DirtyMode::Read }] {
+            let o = Orders { heartbeat_ms: 20, workload: w };
+            let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
+            assert_eq!(back, o);
+            assert!(problems.is_empty());
+        }
+    }
+
+    #[test]
+    fn bad_words_are_reported_not_fatal() {
+        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance");
+        assert_eq!(o, Orders::default());
+        assert_eq!(problems.len(), 2);
+        assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));
+        assert!("memdirty-x:5".parse::<Workload>().unwrap_err().contains("memdirty-write:MIB"));
+    }
+}
