@@ -764,6 +764,50 @@ mod tests {
         assert!("99Tbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
     }
 
+    fn features_7_2() -> Features {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qmp-7.2/query-qmp-schema.json");
+        Features::from_schema(&serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+    }
+
+    #[test]
+    fn capability_plans_set_every_managed_capability_explicitly() {
+        let f = features_7_2();
+        let pre = capability_plan(Strategy::Precopy, &f).unwrap();
+        assert!(pre.iter().all(|(c, on)| *c == "events" || !on), "{pre:?}");
+        assert_eq!(pre.len(), MANAGED_CAPABILITIES.len() + 1);
+        let post = capability_plan(Strategy::Postcopy, &f).unwrap();
+        assert!(post.contains(&("postcopy-ram", true)) && post.contains(&("postcopy-blocktime", true)) && post.contains(&("multifd", false)));
+        assert!(capability_plan(Strategy::Multifd, &f).unwrap().contains(&("multifd", true)));
+        let mut old = f.clone();
+        old.capabilities.remove("multifd");
+        let e = capability_plan(Strategy::Multifd, &old).unwrap_err();
+        assert!(e.contains("multifd") && e.contains("does not offer"), "{e}");
+        // A capability this QEMU lacks is not sent at all.
+        assert!(!capability_plan(Strategy::Precopy, &old).unwrap().iter().any(|(c, _)| *c == "multifd"));
+    }
+
+    #[test]
+    fn parameter_plans_per_strategy() {
+        let f = features_7_2();
+        let mut sc = Scenario { strategy: Strategy::Multifd, ..Scenario::default() };
+        sc.tuning.multifd_compression = Compression::Zstd;
+        sc.tuning.multifd_channels = 4;
+        let (src, dst) = parameter_plan(&sc, &f).unwrap();
+        let (src, dst) = (serde_json::to_value(&src).unwrap(), serde_json::to_value(&dst).unwrap());
+        assert_eq!(src["multifd-channels"], 4);
+        assert_eq!(dst["multifd-compression"], "zstd");
+        assert_eq!(src["max-bandwidth"], 125_000_000);
+        assert!(dst.get("max-bandwidth").is_none());
+        let (src, _) = parameter_plan(&Scenario { strategy: Strategy::Postcopy, ..Scenario::default() }, &f).unwrap();
+        assert_eq!(src.max_postcopy_bandwidth, Some(125_000_000));
+        let (src, _) = parameter_plan(&Scenario { strategy: Strategy::Xbzrle, ..Scenario::default() }, &f).unwrap();
+        assert_eq!(src.xbzrle_cache_size, Some(64 << 20));
+        let mut bare = f.clone();
+        bare.parameters.remove("xbzrle-cache-size");
+        let e = parameter_plan(&Scenario { strategy: Strategy::Xbzrle, ..Scenario::default() }, &bare).unwrap_err();
+        assert!(e.contains("xbzrle-cache-size"), "{e}");
+    }
+
     #[test]
     fn recorded_events_are_merged_in_time_order() {
         let t0 = Instant::now();

@@ -4,20 +4,24 @@ mod common;
 
 use common::*;
 use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
-use migbench::migration::{self, MigrationRecord, Outcome, Scenario, Transport};
+use migbench::migration::{self, Compression, MigrationRecord, Outcome, Scenario, Strategy, Transport};
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(180);
 
 fn scenario(transport: Transport, link: &str, timeout_s: f64) -> Scenario {
-    Scenario { transport, link: link.parse().unwrap(), downtime_limit_ms: 300, timeout_s }
+    Scenario { transport, link: link.parse().unwrap(), downtime_limit_ms: 300, timeout_s, ..Scenario::default() }
 }
 
 /// Boots a guest of `ram_mib` with the accelerator `auto` picks and migrates it once.
 async fn migrate_once(ram_mib: u32, transport: Transport, link: &str, timeout_s: f64) -> MigrationRecord {
+    migrate_with(GuestSpec::new(ram_mib, 1, environment().await.accel).unwrap(), scenario(transport, link, timeout_s)).await
+}
+
+async fn migrate_with(spec: GuestSpec, scenario: Scenario) -> MigrationRecord {
     let env = environment().await;
-    let spec = GuestSpec::new(ram_mib, 1, env.accel).unwrap();
-    let rec = migration::run_one(platform(), &env, spec, &scenario(transport, link, timeout_s), BOOT).await.unwrap();
+    let spec = GuestSpec { accel: env.accel, ..spec };
+    let rec = migration::run_one(platform(), &env, spec, &scenario, BOOT).await.unwrap();
     assert_eq!(rec.environment.accel, env.accel);
     assert_eq!(machine::live_count(), 0, "run_one must stop both QEMUs");
     rec
@@ -107,4 +111,42 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     let dir = run.path().to_path_buf();
     drop(run);
     assert!(!dir.exists(), "run directory {} left behind", dir.display());
+}
+
+fn busy_guest(mib: u32) -> GuestSpec {
+    // A guest that keeps rewriting 24 MiB, so pre-copy has work left after its first pass.
+    GuestSpec::new(mib, 1, machine::Accel::Tcg).unwrap().with_workload("memdirty-write:24".parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_copy_and_hybrid_move_pages_after_the_switch() {
+    let _slot = qemu_slot();
+    for strategy in [Strategy::Postcopy, Strategy::Hybrid] {
+        let sc = Scenario { strategy, ..scenario(Transport::Unix, "300Mbit", 120.0) };
+        let rec = migrate_with(busy_guest(256), sc).await;
+        let m = &rec.measurement;
+        assert_eq!(m.outcome, Outcome::Completed, "{strategy}: {:?}", m.outcome);
+        assert!(m.health.healthy, "{strategy}: {}", m.health.detail);
+        assert!(m.postcopy_started_ms.is_some(), "{strategy}: never switched: {:?}", m.postcopy_switch_error);
+        assert!(m.postcopy_bytes.unwrap() > 0, "{strategy}: no bytes sent in post-copy");
+        assert!(m.progress.iter().any(|s| s.status == "postcopy-active"), "{strategy}");
+        if strategy == Strategy::Hybrid {
+            assert!(m.precopy_bytes.unwrap() > 0, "hybrid starts with pre-copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xbzrle_and_multifd_with_zstd_complete() {
+    let _slot = qemu_slot();
+    let mut multifd = Scenario { strategy: Strategy::Multifd, ..scenario(Transport::Unix, "unlimited", 120.0) };
+    multifd.tuning.multifd_compression = Compression::Zstd;
+    let xbzrle = Scenario { strategy: Strategy::Xbzrle, ..scenario(Transport::Unix, "unlimited", 120.0) };
+    for sc in [xbzrle, multifd] {
+        let rec = migrate_with(GuestSpec::new(128, 1, machine::Accel::Tcg).unwrap(), sc.clone()).await;
+        let m = &rec.measurement;
+        assert_eq!(m.outcome, Outcome::Completed, "{}: {:?}", sc.strategy, m.outcome);
+        assert!(m.health.healthy, "{}: {}", sc.strategy, m.health.detail);
+        assert_eq!(rec.scenario, sc, "the record carries the whole scenario");
+    }
 }
