@@ -77,25 +77,12 @@ pub struct GuestSpec {
     pub ram_mib: u32,
     pub vcpus: u32,
     pub accel: Accel,
-    #[serde(with = "workload_text", default = "idle")]
+    #[serde(default = "idle")]
     pub workload: Workload,
 }
 
 fn idle() -> Workload {
     Workload::Idle
-}
-
-/// A workload is written as its command-line text (`memdirty-write:64`).
-pub mod workload_text {
-    use super::Workload;
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(w: &Workload, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(w)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Workload, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 pub const MIN_RAM_MIB: u32 = 64;

@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use migbench::experiment::{self, BenchPlan, ResultsFile};
+use migbench::experiment::profile::{Profile, Shard};
+use migbench::experiment::sweep::{self, SweepOptions};
+use migbench::experiment::{self, ResultsFile};
 use migbench::guest::image::{GuestImage, ImageInputs};
 use migbench::host::{self, HostInfo, Qemu};
 use migbench::machine::{self, AccelRequest, GuestSpec};
@@ -53,8 +55,61 @@ enum Cmd {
     Doctor,
     /// Boot a guest, live-migrate it once, and print the measurements.
     Migrate(MigrateArgs),
-    /// The benchmark: boot time, and an idle guest of several sizes migrated.
+    /// The benchmark: guest boot time, then a profile (default profiles/smoke.toml) with its summary.
     Bench(BenchArgs),
+    /// Run a profile: every cell of its matrix, with repetitions, streamed to DIR/results.jsonl.
+    Run(RunArgs),
+    /// Join the results of several shards (directories or results.jsonl files) into one directory.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Accelerator: auto (KVM if a guest really runs under it, else TCG), kvm, tcg.
+    #[arg(long, default_value = "auto")]
+    accel: AccelRequest,
+    /// Boot a fresh guest pair for every run instead of reusing booted guests.
+    #[arg(long)]
+    no_reuse: bool,
+    /// How long a guest may take to boot to READY.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    boot_timeout: u64,
+    /// No progress output (results and the summary are still printed).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A profile file, or the name of one in profiles/ (e.g. smoke).
+    profile: String,
+    /// Results directory (default reports/<profile name>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue a sweep in --out: runs already in results.jsonl are skipped.
+    #[arg(long)]
+    resume: bool,
+    /// Run only shard I of N (cell i belongs to shard i mod N), e.g. --shard 0/4.
+    #[arg(long, value_name = "I/N", default_value = "0/1")]
+    shard: Shard,
+    /// List the cells and estimate the time, without running anything.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    sweep: SweepArgs,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Result directories (or results.jsonl files) of the shards.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// The new directory for the merged results.jsonl.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Profile to summarise the merged results with.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 #[derive(Args)]
@@ -163,14 +218,17 @@ struct MigrateArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Guest sizes to migrate, MiB.
-    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
-    sizes: Vec<u32>,
-    /// Boots to time (the median is reported).
+    /// The profile to run.
+    #[arg(long, default_value = "smoke")]
+    profile: String,
+    /// Boots to time before the profile (the median is reported); 0 to skip.
     #[arg(long, default_value_t = 5)]
     boots: usize,
+    /// Where results are written (a new bench-<time> directory inside).
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    out: PathBuf,
     #[command(flatten)]
-    run: CommonRun,
+    sweep: SweepArgs,
 }
 
 #[tokio::main]
@@ -256,42 +314,95 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit_for(std::slice::from_ref(&rec)))
         }
         Cmd::Bench(a) => {
-            let scenario = a.run.scenario()?;
-            for &s in &a.sizes {
-                GuestSpec::new(s, a.run.vcpus, machine::Accel::Tcg)?;
+            let profile = Profile::resolve(&a.profile)?;
+            let p = prepare(&cli.image).await?;
+            let env = environment(&p, a.sweep.accel).await?;
+            let dir = a.out.join(format!("bench-{}", experiment::stamp()));
+            let mut boot = None;
+            if a.boots > 0 {
+                let spec = GuestSpec::new(256, 1, env.accel)?;
+                let mut times = Vec::new();
+                for i in 0..a.boots {
+                    let t = experiment::boot_once(&p, spec, Duration::from_secs(a.sweep.boot_timeout)).await?;
+                    if !a.sweep.quiet {
+                        eprintln!("migbench: boot {}/{}: {t:.0} ms to READY", i + 1, a.boots);
+                    }
+                    times.push(t);
+                }
+                let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
+                f.append(&serde_json::json!({"record": "boot", "environment": env, "ram_mib": 256, "vcpus": 1, "boot_to_ready_ms": times}))?;
+                boot = experiment::Summary::of(&times);
+            }
+            let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default());
+            let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+            println!(
+                "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
+                profile.name, profile.source, env.qemu_version, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel
+            );
+            if let Some(b) = &boot {
+                println!("\nGuest boot to READY (256 MiB, 1 vCPU): median {:.0} ms of {} (min {:.0}, max {:.0})", b.median, b.n, b.min, b.max);
+            }
+            print_sweep(&profile, &outcome, opts.reuse)
+        }
+        Cmd::Run(a) => {
+            let profile = Profile::resolve(&a.profile)?;
+            let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
+            if a.dry_run {
+                let done = sweep::done_keys(&experiment::results::read_results(&out.join("results.jsonl"))?, &profile.name);
+                let runs = sweep::plan(&profile, a.shard, &done);
+                println!("profile {} ({}): {}", profile.name, profile.source, profile.description);
+                println!("{} cells × {} repetitions; shard {}/{}; {} runs to do, {} already done in {}", profile.cells.len(), profile.repetitions, a.shard.index, a.shard.count, runs.len(), done.len(), out.display());
+                let fixed: Vec<&str> = migbench::experiment::profile::VARIABLES.iter().copied().filter(|v| !profile.varied.contains(v)).collect();
+                if let Some(first) = profile.cells.first() {
+                    println!("every cell: {}", first.describe(&fixed));
+                }
+                for r in &runs {
+                    println!("  cell {:>3} rep {}  {}", r.cell_index, r.repetition + 1, r.cell.describe(&profile.varied));
+                }
+                let est = sweep::estimate(&runs, !a.sweep.no_reuse);
+                println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
+                return Ok(ExitCode::SUCCESS);
             }
             let p = prepare(&cli.image).await?;
-            let env = environment(&p, a.run.accel).await?;
-            let dir = a.run.out.join(format!("bench-{}", experiment::stamp()));
-            let mut results = ResultsFile::create(&dir.join("results.jsonl"))?;
-            let plan = BenchPlan {
-                sizes_mib: a.sizes.clone(),
-                boots: a.boots,
-                boot_ram_mib: 256,
-                vcpus: a.run.vcpus,
-                scenario,
-                workload: a.run.workload,
-                boot_timeout: Duration::from_secs(a.run.boot_timeout),
-            };
-            let r = experiment::bench(&p, &env, &plan, &mut results).await?;
-            println!(
-                "migbench bench — QEMU {} ({}), accel {}, host {} ({} cores), guest kernel {}",
-                env.qemu_version, env.qemu_path, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel
-            );
-            if let Some(b) = &r.boot {
-                println!(
-                    "\nGuest boot to READY ({} MiB, {} vCPU): median {:.0} ms of {} (min {:.0}, max {:.0})",
-                    plan.boot_ram_mib, plan.vcpus, b.median, b.n, b.min, b.max
-                );
+            let env = environment(&p, a.sweep.accel).await?;
+            let opts = sweep_options(&a.sweep, out, a.resume, a.shard);
+            let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+            print_sweep(&profile, &outcome, opts.reuse)
+        }
+        Cmd::Merge(a) => {
+            let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
+            println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
+            if let Some(name) = &a.profile {
+                let profile = Profile::resolve(name)?;
+                let records = experiment::results::read_results(&a.out.join("results.jsonl"))?;
+                println!("\n{}", report::summary_table(&sweep::summarise(&records, &profile)));
             }
-            println!("\nMigrations ({} guest):\n\n{}", plan.workload, report::migration_table(&r.migrations));
-            for n in report::migration_notes(&r.migrations) {
-                println!("note: {n}");
-            }
-            eprintln!("migbench: results in {}", results.path().display());
-            Ok(exit_for(&r.migrations))
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> SweepOptions {
+    SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: Duration::from_secs(a.boot_timeout), quiet: a.quiet }
+}
+
+/// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
+fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
+    let records = experiment::results::read_results(&outcome.results)?;
+    let cells = sweep::summarise(&records, profile);
+    println!("\n{}", report::summary_table(&cells));
+    let minutes = outcome.wall.as_secs_f64() / 60.0;
+    println!(
+        "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",
+        outcome.ran,
+        outcome.wall.as_secs_f64(),
+        if minutes > 0.0 { outcome.ran as f64 / minutes } else { 0.0 },
+        if reuse { "on" } else { "off" },
+        if outcome.skipped > 0 { format!("; {} already done, skipped", outcome.skipped) } else { String::new() }
+    );
+    eprintln!("migbench: results in {}", outcome.results.display());
+    let bad = cells.iter().any(|c| c.completed < c.runs || c.healthy < c.runs);
+    Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 /// 0 when every migration completed and left a healthy guest, 3 otherwise (the

@@ -20,8 +20,10 @@ pub const UNLIMITED_BYTES_PER_SEC: u64 = 1 << 40;
 /// How often `query-migrate` is sampled (DESIGN.md: at most every 100 ms).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// A link speed: what the user wrote and the bytes per second it means.
+/// A link speed: what the user wrote and the bytes per second it means. It is
+/// written (in records and profiles) as its text, e.g. "100Mbit".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct LinkSpeed {
     pub text: String,
     /// `None` for unlimited.
@@ -32,6 +34,19 @@ impl LinkSpeed {
     /// The value for QEMU's `max-bandwidth` (bytes/s).
     pub fn max_bandwidth(&self) -> u64 {
         self.bytes_per_sec.unwrap_or(UNLIMITED_BYTES_PER_SEC)
+    }
+}
+
+impl From<LinkSpeed> for String {
+    fn from(l: LinkSpeed) -> String {
+        l.text
+    }
+}
+
+impl TryFrom<String> for LinkSpeed {
+    type Error = String;
+    fn try_from(s: String) -> Result<LinkSpeed, String> {
+        s.parse()
     }
 }
 
@@ -465,7 +480,7 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
     let ready = src.wait_ready(boot_timeout).await?;
     let guest_boot_ms = since_ms(ready.at, src.started);
     let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run.machine_dir("dst")?, "dst").await?;
-    let measurement = drive(&mut src, &mut dst, scenario, &run).await?;
+    let measurement = drive(&mut src, &mut dst, scenario).await?;
     match measurement.outcome {
         Outcome::Completed => src.quit().await,
         _ => dst.quit().await,
@@ -518,7 +533,7 @@ fn free_tcp_port() -> Result<u16> {
 }
 
 /// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
-pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, run: &RunDir) -> Result<Measurement> {
+pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) -> Result<Measurement> {
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
@@ -528,7 +543,8 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario, ru
     }
 
     let uri = match scenario.transport {
-        Transport::Unix => format!("unix:{}", run.path().join("migrate.sock").display()),
+        // In the destination's own directory: a reused guest migrates many times.
+        Transport::Unix => format!("unix:{}", dst.paths.dir.join("migrate.sock").display()),
         Transport::Tcp => format!("tcp:127.0.0.1:{}", free_tcp_port()?),
     };
     dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;

@@ -93,3 +93,37 @@ pub fn migration_notes(records: &[MigrationRecord]) -> Vec<String> {
     }
     notes
 }
+
+/// The per-cell summary of a sweep: mean ± 95 % CI over completed runs.
+pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String {
+    #[derive(Tabled)]
+    struct Row {
+        cell: String,
+        runs: String,
+        total_time_ms: String,
+        downtime_ms: String,
+        transferred_mib: String,
+        iterations: String,
+        guest_gap_ms: String,
+    }
+    let s = |v: &Option<crate::experiment::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let rows: Vec<Row> = cells
+        .iter()
+        .map(|c| Row {
+            cell: c.label.clone(),
+            runs: if c.completed == c.runs && c.healthy == c.runs {
+                format!("{}", c.runs)
+            } else if c.completed == c.runs {
+                format!("{} ({} with a healthy guest)", c.runs, c.healthy)
+            } else {
+                format!("{} ({} completed: {}; {} healthy)", c.runs, c.completed, c.outcomes.join("/"), c.healthy)
+            },
+            total_time_ms: s(&c.total_time_ms, 0),
+            downtime_ms: s(&c.downtime_ms, 1),
+            transferred_mib: s(&c.transferred_mib, 1),
+            iterations: s(&c.iterations, 1),
+            guest_gap_ms: s(&c.guest_gap_ms, 1),
+        })
+        .collect();
+    Table::new(rows).with(Style::markdown()).to_string()
+}

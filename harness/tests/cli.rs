@@ -45,7 +45,7 @@ fn bad_numbers_and_names_are_refused_with_the_fix() {
     fails_clearly(&["migrate", "--link", "fast"], &[], "\"fast\"", "1Gbit");
     fails_clearly(&["migrate", "--accel", "hvf"], &[], "hvf", "auto, kvm, tcg");
     fails_clearly(&["migrate", "--timeout", "0"], &[], "--timeout 0", "--timeout 300");
-    fails_clearly(&["bench", "--sizes", "256,0"], &[], "--ram 0", "--ram 256");
+    fails_clearly(&["run", "no-such-profile"], &[], "no-such-profile", "profiles/");
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn migrate_prints_a_table_and_writes_the_record() {
     let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON record ({e}):\n{t}"));
     assert_eq!(rec["outcome"]["kind"], "completed");
     assert_eq!(rec["health"]["healthy"], true);
-    assert_eq!(rec["scenario"]["link"]["bytes_per_sec"], 125_000_000);
+    assert_eq!(rec["scenario"]["link"], "1Gbit");
     for k in ["total_time_ms", "downtime_ms", "event_downtime_ms", "setup_time_ms", "wall_time_ms", "transferred_bytes", "iterations", "guest_gap_ms", "guest_boot_ms"] {
         assert!(rec[k].is_number(), "{k} missing in {rec}");
     }

@@ -87,7 +87,7 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     src.wait_ready(BOOT).await.unwrap();
     let mut dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
     let pids = [src.pid(), dst.pid()];
-    let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0), &run).await.unwrap();
+    let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0)).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed);
     assert!(m.health.healthy, "{}", m.health.detail);
 

@@ -1,0 +1,397 @@
+//! Profiles: an experiment in a TOML file. `[defaults]` sets the variables every
+//! cell shares, `[matrix]` lists the values to vary; the cells are every
+//! combination of the matrix values, in the order the variables are declared here.
+//!
+//! ```toml
+//! name = "link-speed"
+//! description = "Total time vs RAM at three link speeds"
+//! repetitions = 3
+//! warmup_s = 1.0
+//!
+//! [defaults]
+//! workload = "idle"
+//!
+//! [matrix]
+//! ram_mib = [256, 512, 1024]
+//! link = ["100Mbit", "1Gbit", "10Gbit"]
+//! ```
+//!
+//! Unknown keys and values of the wrong type are errors with the file, line and
+//! column (from the TOML parser); values out of range name the file, key and value.
+
+use crate::machine::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
+use crate::migration::{Compression, LinkSpeed, Scenario, Strategy, Transport, Tuning};
+use anyhow::{Context, Result, bail};
+use migbench_guest::orders::Workload;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Declares the variables a cell has, once, and derives from that list the
+/// `[defaults]` table (each optional), the `[matrix]` table (each a list), the
+/// resolved `Cell`, and the expansion of a matrix into cells.
+macro_rules! cell_variables {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty = $default:expr ),* $(,)?) => {
+        /// `[defaults]`: any variable, once.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Defaults { $( #[serde(default)] pub $name: Option<$ty>, )* }
+
+        /// `[matrix]`: any variable, as a list of values.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Matrix { $( #[serde(default)] pub $name: Option<Vec<$ty>>, )* }
+
+        /// One cell of the matrix: every variable with its value.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct Cell { $( $(#[$doc])* pub $name: $ty, )* }
+
+        impl Cell {
+            fn from_defaults(d: &Defaults) -> Cell {
+                Cell { $( $name: d.$name.clone().unwrap_or_else(|| $default), )* }
+            }
+        }
+
+        /// The names a profile may use, for messages.
+        pub const VARIABLES: &[&str] = &[$(stringify!($name)),*];
+
+        fn expand(defaults: &Defaults, matrix: &Matrix) -> Result<Vec<Cell>, String> {
+            let mut cells = vec![Cell::from_defaults(defaults)];
+            $(
+                if let Some(values) = &matrix.$name {
+                    if values.is_empty() {
+                        return Err(format!("[matrix] {} is an empty list: give at least one value or remove it", stringify!($name)));
+                    }
+                    cells = cells
+                        .into_iter()
+                        .flat_map(|c| values.iter().map(move |v| Cell { $name: v.clone(), ..c.clone() }))
+                        .collect();
+                }
+            )*
+            Ok(cells)
+        }
+
+        /// The variables whose values differ across the matrix (for labels).
+        fn varied(matrix: &Matrix) -> Vec<&'static str> {
+            let mut v = Vec::new();
+            $( if matrix.$name.as_ref().is_some_and(|l| l.len() > 1) { v.push(stringify!($name)); } )*
+            v
+        }
+
+        impl Cell {
+            /// `name=value` for the named variables.
+            pub fn describe(&self, names: &[&str]) -> String {
+                let mut parts = Vec::new();
+                $( if names.contains(&stringify!($name)) { parts.push(format!("{}={}", stringify!($name), show(&self.$name))); } )*
+                parts.join(" ")
+            }
+        }
+    };
+}
+
+fn show<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => "none".into(),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+cell_variables! {
+    /// Guest RAM, MiB.
+    ram_mib: u32 = 256,
+    vcpus: u32 = 1,
+    /// What the guest runs: idle, burn, memdirty-write:MIB, memdirty-read:MIB.
+    workload: Workload = Workload::Idle,
+    strategy: Strategy = Strategy::Precopy,
+    link: LinkSpeed = "1Gbit".parse().expect("valid default link"),
+    transport: Transport = Transport::Unix,
+    downtime_limit_ms: u64 = 300,
+    timeout_s: f64 = 120.0,
+    hybrid_passes: u64 = 1,
+    hybrid_after_s: Option<f64> = None,
+    throttle_initial: u8 = 20,
+    throttle_increment: u8 = 10,
+    xbzrle_cache_mib: u64 = 64,
+    multifd_channels: u8 = 2,
+    multifd_compression: Compression = Compression::None,
+}
+
+impl Cell {
+    /// The guest this cell boots (the accelerator is the run's).
+    pub fn guest(&self, accel: Accel) -> GuestSpec {
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload }
+    }
+
+    /// Cells with the same boot key can share one booted guest: only runtime-settable
+    /// variables (link, strategy, capabilities, parameters) differ between them.
+    pub fn boot_key(&self) -> (u32, u32, String) {
+        (self.ram_mib, self.vcpus, self.workload.to_string())
+    }
+
+    pub fn scenario(&self) -> Scenario {
+        Scenario {
+            strategy: self.strategy,
+            transport: self.transport,
+            link: self.link.clone(),
+            downtime_limit_ms: self.downtime_limit_ms,
+            timeout_s: self.timeout_s,
+            tuning: Tuning {
+                hybrid_passes: self.hybrid_passes,
+                hybrid_after_s: self.hybrid_after_s,
+                throttle_initial: self.throttle_initial,
+                throttle_increment: self.throttle_increment,
+                xbzrle_cache_mib: self.xbzrle_cache_mib,
+                multifd_channels: self.multifd_channels,
+                multifd_compression: self.multifd_compression,
+            },
+        }
+    }
+
+    /// A stable identity for results and `--resume`: the cell's own values, not its position.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_string(self).unwrap_or_default();
+        crate::guest::image::hex(&Sha256::digest(json.as_bytes()))[..12].to_string()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(MIN_RAM_MIB..=MAX_RAM_MIB).contains(&self.ram_mib) {
+            return Err(format!("ram_mib = {}: guest RAM must be {MIN_RAM_MIB} to {MAX_RAM_MIB} MiB (e.g. 256)", self.ram_mib));
+        }
+        if !(1..=MAX_VCPUS).contains(&self.vcpus) {
+            return Err(format!("vcpus = {}: a guest has 1 to {MAX_VCPUS} vCPUs", self.vcpus));
+        }
+        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0) {
+            return Err(format!("timeout_s = {}: give the migration time limit in seconds, above 0 (e.g. 120)", self.timeout_s));
+        }
+        if self.hybrid_after_s.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
+            return Err("hybrid_after_s: give seconds, 0 or more".into());
+        }
+        if !(1..=99).contains(&self.throttle_initial) || !(1..=100).contains(&self.throttle_increment) {
+            return Err(format!(
+                "throttle_initial = {}, throttle_increment = {}: QEMU takes 1..99 and 1..100 (%)",
+                self.throttle_initial, self.throttle_increment
+            ));
+        }
+        if self.multifd_channels == 0 {
+            return Err("multifd_channels = 0: multifd needs at least one channel".into());
+        }
+        Ok(())
+    }
+}
+
+/// A profile as written in its file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "one")]
+    repetitions: u32,
+    /// Seconds a freshly booted guest runs before its first migration.
+    #[serde(default)]
+    warmup_s: f64,
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    matrix: Matrix,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A loaded, checked profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub repetitions: u32,
+    pub warmup_s: f64,
+    pub cells: Vec<Cell>,
+    /// The variables the matrix varies (used to label cells).
+    pub varied: Vec<&'static str>,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+impl Profile {
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading profile {}", path.display()))?;
+        Profile::parse(&text, &path.display().to_string())
+    }
+
+    /// A profile name (`smoke`) is looked up in `profiles/`; anything else is a path.
+    pub fn resolve(name_or_path: &str) -> Result<Profile> {
+        let p = Path::new(name_or_path);
+        if p.exists() {
+            return Profile::load(p);
+        }
+        let dirs = [Path::new("profiles").to_path_buf(), Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")];
+        for d in &dirs {
+            let candidate = d.join(format!("{name_or_path}.toml"));
+            if candidate.exists() {
+                return Profile::load(&candidate);
+            }
+        }
+        bail!("profile {name_or_path:?} not found: give a path to a .toml file, or the name of one in profiles/ (e.g. smoke)")
+    }
+
+    pub fn parse(text: &str, source: &str) -> Result<Profile> {
+        let file: ProfileFile = toml::from_str(text).map_err(|e| {
+            let mut msg = format!("profile {source}: {}", e.to_string().trim_end());
+            if e.message().contains("unknown field") {
+                msg.push_str(&format!("\nvariables a profile may set: {}", VARIABLES.join(", ")));
+            }
+            anyhow::anyhow!(msg)
+        })?;
+        let bad = |what: String| anyhow::anyhow!("profile {source}: {what}");
+        if file.name.trim().is_empty() {
+            return Err(bad("name is empty: give the profile a name".into()));
+        }
+        if file.repetitions == 0 {
+            return Err(bad("repetitions = 0: run each cell at least once".into()));
+        }
+        if !(file.warmup_s.is_finite() && file.warmup_s >= 0.0) {
+            return Err(bad(format!("warmup_s = {}: give seconds, 0 or more", file.warmup_s)));
+        }
+        let cells = expand(&file.defaults, &file.matrix).map_err(bad)?;
+        for c in &cells {
+            c.check().map_err(|e| bad(format!("in [defaults] or [matrix]: {e}")))?;
+        }
+        Ok(Profile {
+            name: file.name,
+            description: file.description,
+            repetitions: file.repetitions,
+            warmup_s: file.warmup_s,
+            varied: varied(&file.matrix),
+            cells,
+            source: source.into(),
+        })
+    }
+
+    /// The cells shard `index` of `count` runs (cell i goes to shard i mod count),
+    /// as (cell index, cell).
+    pub fn shard(&self, shard: Shard) -> Vec<(usize, &Cell)> {
+        self.cells.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).collect()
+    }
+}
+
+/// `--shard I/N`: this job runs every N-th cell starting at I (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("shard {s:?} is not I/N with 0 <= I < N (e.g. 0/4 for the first of four jobs)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name = "t"
+repetitions = 2
+[defaults]
+ram_mib = 128
+workload = "memdirty-write:16"
+[matrix]
+strategy = ["precopy", "postcopy"]
+link = ["100Mbit", "1Gbit", "unlimited"]
+"#;
+
+    #[test]
+    fn matrix_expands_to_every_combination_in_declared_order() {
+        let p = Profile::parse(EXAMPLE, "t.toml").unwrap();
+        assert_eq!(p.cells.len(), 6);
+        assert_eq!(p.repetitions, 2);
+        assert!(p.cells.iter().all(|c| c.ram_mib == 128 && c.vcpus == 1));
+        // strategy is declared before link, so it varies slowest.
+        let order: Vec<String> = p.cells.iter().map(|c| format!("{}/{}", c.strategy, c.link)).collect();
+        assert_eq!(order, ["precopy/100Mbit", "precopy/1Gbit", "precopy/unlimited", "postcopy/100Mbit", "postcopy/1Gbit", "postcopy/unlimited"]);
+        assert_eq!(p.varied, ["strategy", "link"]);
+        assert_eq!(p.cells[4].describe(&p.varied), "strategy=postcopy link=1Gbit");
+        assert_eq!(p.cells[0].scenario().link.bytes_per_sec, Some(12_500_000));
+        assert_eq!(p.cells[0].guest(Accel::Tcg).workload.to_string(), "memdirty-write:16");
+    }
+
+    #[test]
+    fn cell_keys_are_stable_and_distinct() {
+        let p = Profile::parse(EXAMPLE, "t.toml").unwrap();
+        let keys: std::collections::BTreeSet<_> = p.cells.iter().map(Cell::key).collect();
+        assert_eq!(keys.len(), 6);
+        assert_eq!(Profile::parse(EXAMPLE, "again").unwrap().cells[3].key(), p.cells[3].key());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_allowed_values() {
+        let e = Profile::parse("name = \"x\"\n[matrix]\nram = [1]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("p.toml") && e.contains("line 3") && e.contains("ram") && e.contains("ram_mib"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[defaults]\nstrategy = \"teleport\"\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("postcopy") && e.contains("multifd"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[defaults]\nlink = \"fast\"\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("100Mbit"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[defaults]\nram_mib = \"big\"\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("expected u32"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[matrix]\nram_mib = [256, 0]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("p.toml") && e.contains("ram_mib = 0"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[matrix]\nvcpus = []\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("empty list"), "{e}");
+        let e = Profile::parse("name = \"x\"\nrepetitions = 0\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("repetitions = 0"), "{e}");
+        let e = Profile::parse("description = \"no name\"\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("name"), "{e}");
+        assert!(Profile::parse("name = \"x\"\n[defaults]\nworkload = \"dance\"\n", "p").unwrap_err().to_string().contains("memdirty-write"));
+    }
+
+    #[test]
+    fn shards_cover_every_cell_exactly_once() {
+        let p = Profile::parse(EXAMPLE, "t.toml").unwrap();
+        for n in 1..=8 {
+            let mut seen = vec![0; p.cells.len()];
+            for i in 0..n {
+                for (idx, _) in p.shard(Shard { index: i, count: n }) {
+                    seen[idx] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&k| k == 1), "{n} shards: {seen:?}");
+        }
+        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
+            assert!(bad.parse::<Shard>().unwrap_err().contains("I/N"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shipped_profiles_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "toml") {
+                Profile::load(&e.path()).unwrap_or_else(|err| panic!("{err:#}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no profiles shipped in {}", dir.display());
+    }
+}

@@ -1,0 +1,97 @@
+//! `results.jsonl`: one JSON line per finished run, appended and flushed the moment
+//! the run ends, so an interrupted sweep loses nothing and can be resumed.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Appends one JSON line per result and syncs it to disk.
+pub struct ResultsFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl ResultsFile {
+    /// Opens for appending. A torn last line (a crash mid-write) is cut off first,
+    /// so the next line starts clean; `read_results` warns about it.
+    pub fn create(path: &Path) -> Result<ResultsFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the results directory {}", dir.display()))?;
+        }
+        if let Ok(bytes) = std::fs::read(path) {
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+                eprintln!(
+                    "migbench: warning: {} ends in a torn line ({} bytes, from an interrupted run); it is dropped",
+                    path.display(),
+                    bytes.len() - keep
+                );
+                let f = std::fs::File::options().write(true).open(path)?;
+                f.set_len(keep as u64).with_context(|| format!("truncating the torn line of {}", path.display()))?;
+            }
+        }
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {} for results", path.display()))?;
+        Ok(ResultsFile { path: path.into(), file })
+    }
+
+    pub fn append<T: serde::Serialize>(&mut self, record: &T) -> Result<()> {
+        let line = serde_json::to_string(record)? + "\n";
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .with_context(|| format!("writing a result to {} (disk full?)", self.path.display()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads every complete JSON line; lines that do not parse (a torn last line) are
+/// skipped with a warning naming the file and line.
+pub fn read_results(path: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(e) => eprintln!("migbench: warning: {} line {}: not a complete result ({e}); ignored", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_appended_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/results.jsonl");
+        let mut f = ResultsFile::create(&p).unwrap();
+        f.append(&serde_json::json!({"x": 1})).unwrap();
+        f.append(&serde_json::json!({"x": 2})).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n{\"x\":2}\n");
+        // A crash mid-write leaves half a line.
+        std::fs::write(&p, "{\"x\":1}\n{\"x\":2}\n{\"x\":").unwrap();
+        assert_eq!(read_results(&p).unwrap().len(), 2);
+        let mut f = ResultsFile::create(&p).unwrap();
+        f.append(&serde_json::json!({"x": 3})).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n{\"x\":2}\n{\"x\":3}\n");
+        assert!(read_results(&dir.path().join("none.jsonl")).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,394 @@
+//! Running a profile: every (cell, repetition) of this shard, skipping what
+//! `--resume` finds already done, with booted guests reused across cells that
+//! differ only in runtime-settable variables and migrated back and forth.
+
+use super::profile::{Cell, Profile, Shard};
+use super::results::{ResultsFile, read_results};
+use super::stats::Stats;
+use crate::machine::{Machine, Role, RunDir};
+use crate::migration::{self, Measurement, MigrationRecord, Outcome};
+use crate::setup::{Environment, Platform};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where a run sits in its profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub profile: String,
+    pub cell_index: usize,
+    pub cell_key: String,
+    pub cell: Cell,
+    pub repetition: u32,
+    /// Whether the guest had already been migrated by an earlier run of this sweep.
+    pub reused_guest: bool,
+}
+
+/// One line of `results.jsonl` for a profile run: the migration record plus `run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run: RunInfo,
+    #[serde(flatten)]
+    pub migration: MigrationRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub shard: Shard,
+    pub reuse: bool,
+    pub boot_timeout: Duration,
+    pub quiet: bool,
+}
+
+/// One planned run.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    pub cell_index: usize,
+    pub cell: Cell,
+    pub repetition: u32,
+}
+
+/// The runs of this shard not yet in `done` (keys `cell_key/repetition`), grouped so
+/// runs that can share a booted guest are adjacent (stable within a group).
+pub fn plan(profile: &Profile, shard: Shard, done: &HashSet<String>) -> Vec<PlannedRun> {
+    let mut runs: Vec<PlannedRun> = profile
+        .shard(shard)
+        .into_iter()
+        .flat_map(|(i, c)| (0..profile.repetitions).map(move |r| PlannedRun { cell_index: i, cell: c.clone(), repetition: r }))
+        .filter(|r| !done.contains(&format!("{}/{}", r.cell.key(), r.repetition)))
+        .collect();
+    let mut first_seen: Vec<(u32, u32, String)> = Vec::new();
+    for r in &runs {
+        if !first_seen.contains(&r.cell.boot_key()) {
+            first_seen.push(r.cell.boot_key());
+        }
+    }
+    runs.sort_by_key(|r| first_seen.iter().position(|k| *k == r.cell.boot_key()));
+    runs
+}
+
+/// Keys of the runs of `profile` already in a results file.
+pub fn done_keys(records: &[serde_json::Value], profile: &str) -> HashSet<String> {
+    records
+        .iter()
+        .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile))
+        .filter_map(|v| Some(format!("{}/{}", v.pointer("/run/cell_key")?.as_str()?, v.pointer("/run/repetition")?.as_u64()?)))
+        .collect()
+}
+
+/// A rough time estimate for `--dry-run` (TCG figures from this project's machine).
+pub fn estimate(runs: &[PlannedRun], reuse: bool) -> Duration {
+    let mut secs = 0.0;
+    let mut last_key = None;
+    for r in runs {
+        let key = r.cell.boot_key();
+        if !reuse || last_key.as_ref() != Some(&key) {
+            secs += 4.0; // boot to READY
+        }
+        last_key = Some(key);
+        let bytes_per_sec = r.cell.link.bytes_per_sec.unwrap_or(200_000_000).min(200_000_000) as f64;
+        let ram = (r.cell.ram_mib as f64 * 1048576.0).min(110.0 * 1048576.0);
+        secs += 1.5 + (ram / bytes_per_sec).min(r.cell.timeout_s);
+    }
+    Duration::from_secs_f64(secs)
+}
+
+/// The guest currently running, ready to be migrated again.
+struct Live {
+    machine: Machine,
+    key: (u32, u32, String),
+    boot_ms: f64,
+    migrated: bool,
+}
+
+/// Runs the profile. Every finished run is appended to `DIR/results.jsonl` at once.
+pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<SweepOutcome> {
+    let results_path = opts.out.join("results.jsonl");
+    let existing = read_results(&results_path)?;
+    if !existing.is_empty() && !opts.resume {
+        bail!(
+            "{} already holds {} results: pass --resume to continue that sweep, or choose another --out",
+            results_path.display(),
+            existing.len()
+        );
+    }
+    let done = done_keys(&existing, &profile.name);
+    let runs = plan(profile, opts.shard, &done);
+    let mut results = ResultsFile::create(&results_path)?;
+    let bar = progress_bar(runs.len() as u64, opts.quiet);
+    let started = Instant::now();
+    let run_dir = RunDir::new()?;
+    let mut live: Option<Live> = None;
+    let mut names = 0u32;
+    let mut records = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let label = if profile.varied.is_empty() { format!("cell {}", r.cell_index) } else { r.cell.describe(&profile.varied) };
+        bar.set_message(format!("{label} (rep {})", r.repetition + 1));
+        let mut next_name = || {
+            names += 1;
+            format!("g{names}")
+        };
+        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, &mut live, r, &mut next_name).await {
+            Ok(x) => x,
+            Err(e) => {
+                // The sweep goes on; this run is a recorded failure and its guests are gone.
+                live = None;
+                let reason = format!("{e:#}");
+                (Measurement::not_started(Outcome::Failed { reason }, Default::default()), false, 0.0)
+            }
+        };
+        let rec = RunRecord {
+            run: RunInfo {
+                profile: profile.name.clone(),
+                cell_index: r.cell_index,
+                cell_key: r.cell.key(),
+                cell: r.cell.clone(),
+                repetition: r.repetition,
+                reused_guest: reused,
+            },
+            migration: MigrationRecord {
+                record: "migration".into(),
+                started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                environment: env.clone(),
+                guest: r.cell.guest(env.accel),
+                scenario: r.cell.scenario(),
+                guest_boot_ms: boot_ms,
+                measurement,
+            },
+        };
+        results.append(&rec)?;
+        let m = &rec.migration.measurement;
+        let line = format!(
+            "[{}/{}] {label} rep {}: {}{} total {} ms, downtime {} ms",
+            i + 1,
+            runs.len(),
+            r.repetition + 1,
+            m.outcome.label(),
+            if m.health.healthy { "" } else { " (guest NOT healthy)" },
+            m.total_time_ms.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+            m.downtime_ms.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+        );
+        if bar.is_hidden() {
+            if !opts.quiet {
+                eprintln!("migbench: {line}");
+            }
+        } else {
+            bar.println(line);
+        }
+        bar.inc(1);
+        records.push(rec);
+    }
+    bar.finish_and_clear();
+    if let Some(l) = live.take() {
+        l.machine.quit().await;
+    }
+    Ok(SweepOutcome { ran: records.len(), skipped: done.len(), wall: started.elapsed(), results: results_path })
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepOutcome {
+    pub ran: usize,
+    pub skipped: usize,
+    pub wall: Duration,
+    pub results: PathBuf,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_run(
+    platform: &Platform,
+    env: &Environment,
+    profile: &Profile,
+    opts: &SweepOptions,
+    run_dir: &RunDir,
+    live: &mut Option<Live>,
+    r: &PlannedRun,
+    next_name: &mut impl FnMut() -> String,
+) -> Result<(Measurement, bool, f64)> {
+    let key = r.cell.boot_key();
+    let spec = r.cell.guest(env.accel);
+    if live.as_ref().is_some_and(|l| !opts.reuse || l.key != key) {
+        if let Some(l) = live.take() {
+            l.machine.quit().await;
+        }
+    }
+    if live.is_none() {
+        let name = next_name();
+        let mut m = Machine::start(&platform.qemu, &platform.image, spec, Role::Boot, &run_dir.machine_dir(&name)?, &name).await?;
+        let ready = m.wait_ready(opts.boot_timeout).await?;
+        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
+        if profile.warmup_s > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(profile.warmup_s)).await;
+        }
+        *live = Some(Live { machine: m, key, boot_ms, migrated: false });
+    }
+    let l = live.as_mut().expect("a live guest was just ensured");
+    let name = next_name();
+    let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name)
+        .await
+        .context("starting the destination QEMU")?;
+    let m = migration::drive(&mut l.machine, &mut dst, &r.cell.scenario()).await?;
+    let reused = l.migrated;
+    let boot_ms = l.boot_ms;
+    let moved = m.outcome == Outcome::Completed && m.health.healthy;
+    let stayed = m.outcome != Outcome::Completed && m.health.healthy && m.health.runs_on == "source";
+    if moved {
+        let old = std::mem::replace(&mut l.machine, dst);
+        l.migrated = true;
+        old.quit().await;
+    } else if stayed {
+        l.migrated = true;
+        dst.quit().await;
+    } else {
+        // A sick or lost guest is not reused: the next run boots a fresh one.
+        *live = None;
+        drop(dst);
+    }
+    Ok((m, reused, boot_ms))
+}
+
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta} — {msg}")
+            .expect("valid progress template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Per-cell statistics of a result set.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellSummary {
+    pub cell_index: usize,
+    pub label: String,
+    pub runs: usize,
+    pub completed: usize,
+    pub healthy: usize,
+    pub total_time_ms: Option<Stats>,
+    pub downtime_ms: Option<Stats>,
+    pub transferred_mib: Option<Stats>,
+    pub iterations: Option<Stats>,
+    pub guest_gap_ms: Option<Stats>,
+    pub outcomes: Vec<String>,
+}
+
+/// Summarises the runs of `profile` found in `records`, one row per cell, in cell order.
+pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSummary> {
+    let parsed: Vec<RunRecord> = records
+        .iter()
+        .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile.name.as_str()))
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    let mut out = Vec::new();
+    for (i, cell) in profile.cells.iter().enumerate() {
+        let key = cell.key();
+        let runs: Vec<&RunRecord> = parsed.iter().filter(|r| r.run.cell_key == key).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let ok: Vec<&Measurement> = runs
+            .iter()
+            .map(|r| &r.migration.measurement)
+            .filter(|m| m.outcome == Outcome::Completed)
+            .collect();
+        let col = |f: &dyn Fn(&Measurement) -> Option<f64>| Stats::of(&ok.iter().filter_map(|m| f(m)).collect::<Vec<_>>());
+        let mut outcomes: Vec<String> = runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
+        outcomes.sort();
+        outcomes.dedup();
+        out.push(CellSummary {
+            cell_index: i,
+            label: if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) },
+            runs: runs.len(),
+            completed: ok.len(),
+            healthy: runs.iter().filter(|r| r.migration.measurement.health.healthy).count(),
+            total_time_ms: col(&|m| m.total_time_ms),
+            downtime_ms: col(&|m| m.downtime_ms),
+            transferred_mib: col(&|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
+            iterations: col(&|m| m.iterations.map(|v| v as f64)),
+            guest_gap_ms: col(&|m| m.guest_gap_ms),
+            outcomes,
+        });
+    }
+    out
+}
+
+/// Joins the `results.jsonl` of several directories (shards) into `out`, keeping
+/// one copy of each (profile, cell, repetition).
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<(usize, usize)> {
+    let target = out.join("results.jsonl");
+    if target.exists() {
+        bail!("{} exists: merge into a new directory", target.display());
+    }
+    let mut seen = HashSet::new();
+    let mut file = ResultsFile::create(&target)?;
+    let (mut kept, mut dropped) = (0, 0);
+    for dir in inputs {
+        let path = if dir.is_dir() { dir.join("results.jsonl") } else { dir.clone() };
+        if !path.exists() {
+            bail!("{} does not exist: give result directories (or results.jsonl files) to merge", path.display());
+        }
+        for v in read_results(&path)? {
+            let key = match (v.pointer("/run/profile"), v.pointer("/run/cell_key"), v.pointer("/run/repetition")) {
+                (Some(p), Some(c), Some(r)) => format!("{p}/{c}/{r}"),
+                _ => v.to_string(),
+            };
+            if seen.insert(key) {
+                file.append(&v)?;
+                kept += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+    }
+    Ok((kept, dropped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile::parse(
+            "name = \"p\"\nrepetitions = 2\n[matrix]\nram_mib = [128, 256]\nlink = [\"1Gbit\", \"100Mbit\"]\n",
+            "p.toml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn plan_groups_by_boot_key_and_skips_done_runs() {
+        let p = profile();
+        let all = plan(&p, Shard::default(), &HashSet::new());
+        assert_eq!(all.len(), 8);
+        let rams: Vec<u32> = all.iter().map(|r| r.cell.ram_mib).collect();
+        assert_eq!(rams, [128, 128, 128, 128, 256, 256, 256, 256]);
+        let done: HashSet<String> = [format!("{}/0", p.cells[0].key()), format!("{}/1", p.cells[3].key())].into();
+        let rest = plan(&p, Shard::default(), &done);
+        assert_eq!(rest.len(), 6);
+        assert!(!rest.iter().any(|r| r.cell_index == 0 && r.repetition == 0));
+        let half = plan(&p, Shard { index: 1, count: 2 }, &HashSet::new());
+        assert!(half.iter().all(|r| r.cell_index % 2 == 1) && half.len() == 4);
+    }
+
+    #[test]
+    fn done_keys_read_back_from_records() {
+        let v = serde_json::json!({"run": {"profile": "p", "cell_key": "abc", "repetition": 1}});
+        let other = serde_json::json!({"run": {"profile": "q", "cell_key": "abc", "repetition": 0}});
+        assert_eq!(done_keys(&[v, other, serde_json::json!({"x": 1})], "p"), HashSet::from(["abc/1".to_string()]));
+    }
+
+    #[test]
+    fn reuse_makes_the_estimate_smaller() {
+        let runs = plan(&profile(), Shard::default(), &HashSet::new());
+        assert!(estimate(&runs, true) < estimate(&runs, false));
+    }
+}

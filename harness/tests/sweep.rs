@@ -1,0 +1,167 @@
+//! Profiles run end to end through the CLI: reuse of booted guests, results on
+//! disk, and a sweep killed mid-way that `--resume` finishes without repeating or
+//! losing a run.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROFILE: &str = r#"
+name = "tiny"
+description = "two link speeds, two repetitions, one small idle guest"
+repetitions = 2
+[defaults]
+ram_mib = 128
+workload = "idle"
+timeout_s = 60.0
+[matrix]
+link = ["1Gbit", "unlimited"]
+"#;
+
+fn migbench(tmp: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_migbench"));
+    c.env("TMPDIR", tmp).env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
+    c
+}
+
+fn results(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn run_keys(rs: &[serde_json::Value]) -> Vec<String> {
+    rs.iter().map(|r| format!("{}/{}", r["run"]["cell_key"].as_str().unwrap(), r["run"]["repetition"])).collect()
+}
+
+#[test]
+fn a_profile_runs_every_cell_reusing_one_guest() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("tiny.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{text}");
+    let rs = results(&out);
+    assert_eq!(rs.len(), 4, "{text}");
+    assert_eq!(run_keys(&rs).into_iter().collect::<HashSet<_>>().len(), 4);
+    for r in &rs {
+        assert_eq!(r["outcome"]["kind"], "completed", "{r}");
+        assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+        assert_eq!(r["run"]["profile"], "tiny");
+    }
+    // One guest booted, then migrated back and forth for every run.
+    let reused = rs.iter().filter(|r| r["run"]["reused_guest"] == true).count();
+    assert_eq!(reused, 3, "{text}");
+    let boots: HashSet<String> = rs.iter().map(|r| r["guest_boot_ms"].to_string()).collect();
+    assert_eq!(boots.len(), 1, "all runs used the guest of one boot");
+    // The summary table has one row per cell.
+    assert!(text.contains("| link=1Gbit") && text.contains("| link=unlimited"), "{text}");
+    assert!(text.contains("4 runs in"), "{text}");
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+
+    // Running it again into the same directory without --resume is refused.
+    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
+}
+
+#[test]
+fn a_killed_sweep_resumes_without_repeating_or_losing_a_run() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().display().to_string();
+    let profile = tmp.path().join("tiny.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let out = tmp.path().join("out");
+    let mut child = migbench(tmp.path())
+        .arg("run")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while results(&out).is_empty() {
+        assert!(Instant::now() < deadline, "no result appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The harshest stop: SIGKILL, no clean-up code runs in migbench.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = results(&out);
+    assert!(!before.is_empty() && before.len() < 4, "{} results before the kill", before.len());
+    // PR_SET_PDEATHSIG takes the QEMUs down with their harness.
+    std::thread::sleep(Duration::from_millis(500));
+    let left = processes_mentioning(&marker);
+    assert!(left.iter().all(|(_, c)| !c.contains("qemu-system")), "QEMU outlived a SIGKILLed migbench: {left:?}");
+    // A crash mid-write leaves a torn line: it must be dropped, not break the resume.
+    let path = out.join("results.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"run\": {\"profile\": \"tiny\", \"cell_k");
+    std::fs::write(&path, text).unwrap();
+
+    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--resume").arg("--quiet").output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("torn"), "the torn line must be reported: {stderr}");
+    let after = results(&out);
+    assert_eq!(after.len(), 4, "every run exactly once after the resume");
+    let keys = run_keys(&after);
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 4, "no run repeated: {keys:?}");
+    assert_eq!(&after[..before.len()], &before[..], "results from before the kill are kept as they were");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("already done, skipped"));
+}
+
+#[test]
+fn shards_and_merge_give_the_whole_matrix() {
+    // No QEMU: --dry-run lists what each shard would run.
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("tiny.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let mut listed = Vec::new();
+    for i in 0..2 {
+        let o = migbench(tmp.path())
+            .args(["run", profile.to_str().unwrap(), "--dry-run", "--shard", &format!("{i}/2"), "--out"])
+            .arg(tmp.path().join(format!("s{i}")))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        listed.extend(text.lines().filter(|l| l.trim_start().starts_with("cell ")).map(|l| l.trim().to_string()));
+    }
+    listed.sort();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    listed.dedup();
+    assert_eq!(listed.len(), 4);
+
+    // merge joins shard result files and drops duplicates.
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let line = |k: &str, r: u32| format!("{{\"run\":{{\"profile\":\"tiny\",\"cell_key\":\"{k}\",\"repetition\":{r}}}}}\n");
+    std::fs::write(a.join("results.jsonl"), line("x", 0) + &line("x", 1)).unwrap();
+    std::fs::write(b.join("results.jsonl"), line("y", 0) + &line("x", 1)).unwrap();
+    let merged = tmp.path().join("m");
+    let o = migbench(tmp.path()).arg("merge").arg(&a).arg(&b).arg("--out").arg(&merged).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(results(&merged).len(), 3);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 duplicates dropped"));
+    let o = migbench(tmp.path()).arg("merge").arg(tmp.path().join("nope")).arg("--out").arg(tmp.path().join("m2")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nope"));
+}
