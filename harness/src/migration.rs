@@ -3,6 +3,7 @@
 //! Every number it records is defined in DESIGN.md §3.
 
 use crate::guest::channel::longest_gap;
+use crate::machine::usage::{self, CpuUsage, PhaseCpu};
 use crate::machine::{GuestSpec, Machine, Role, RunDir};
 use crate::qmp::{Event, Features, MigrationInfo, Qmp};
 use crate::setup::{Environment, Platform};
@@ -414,6 +415,8 @@ pub struct Measurement {
     pub postcopy_requests: Option<u64>,
     /// Total time vCPUs on the destination stalled on remote page faults (`postcopy-blocktime`).
     pub postcopy_blocktime_ms: Option<f64>,
+    /// CPU used per phase (`during` by the driver; `before`/`after` by a sweep's windows).
+    pub cpu_percent: PhaseCpu,
     pub health: Health,
     pub progress: Vec<Sample>,
     pub events: Vec<RecordedEvent>,
@@ -441,6 +444,7 @@ impl Measurement {
             postcopy_switch_error: None,
             postcopy_requests: None,
             postcopy_blocktime_ms: None,
+            cpu_percent: PhaseCpu::default(),
             health,
             progress: Vec::new(),
             events: Vec::new(),
@@ -549,6 +553,7 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) ->
     };
     dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
 
+    let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
     let t0 = Instant::now();
     src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None }).await?;
 
@@ -625,7 +630,9 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) ->
         tokio::time::sleep(SAMPLE_EVERY).await;
     };
 
+    let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()]));
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
+    m.cpu_percent.during = cpu_during;
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
     m.progress = progress;
     m.postcopy_started_ms = postcopy_started.map(|t| since_ms(t, t0));

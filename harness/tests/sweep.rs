@@ -165,3 +165,47 @@ fn shards_and_merge_give_the_whole_matrix() {
     let o = migbench(tmp.path()).arg("merge").arg(tmp.path().join("nope")).arg("--out").arg(tmp.path().join("m2")).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nope"));
 }
+
+#[test]
+fn a_cpu_cap_changed_at_run_time_shows_in_the_busy_guests_cpu_use() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("cap.toml");
+    std::fs::write(
+        &profile,
+        "name = \"cap\"\nbefore_s = 2.0\nafter_s = 0.0\n[defaults]\nram_mib = 128\nworkload = \"burn\"\nlink = \"unlimited\"\n[matrix]\ncap_percent = [25, 100]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{text}");
+    let rs = results(&out);
+    assert_eq!(rs.len(), 2);
+    let cpu = |cap: u64| {
+        let r = rs.iter().find(|r| r["run"]["cell"]["cap_percent"] == cap).unwrap();
+        assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+        r["cpu_percent"]["before"]["qemu_percent"].as_f64().unwrap()
+    };
+    let (capped, full) = (cpu(25), cpu(100));
+    assert!(capped < 40.0, "a 25 % cap let QEMU use {capped:.0} %");
+    assert!(full > capped + 30.0, "lifting the cap to 100 % gave {full:.0} % (capped: {capped:.0} %)");
+    // Both cells ran on one booted guest: the cap changed while it ran.
+    assert_eq!(rs.iter().filter(|r| r["run"]["reused_guest"] == true).count(), 1);
+    let left = migbench::machine::cgroup::leftovers();
+    assert!(left.iter().all(|d| !d.to_string_lossy().contains(&format!("migbench-{}-", std::process::id()))), "{left:?}");
+    assert!(cgroups_of_dead_processes().is_empty(), "cgroups left behind: {:?}", cgroups_of_dead_processes());
+}
+
+/// migbench cgroups whose creator (the pid in the name) is gone.
+fn cgroups_of_dead_processes() -> Vec<std::path::PathBuf> {
+    migbench::machine::cgroup::leftovers()
+        .into_iter()
+        .filter(|d| {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            let pid: u32 = name.split('-').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+            !pid_alive(pid)
+        })
+        .collect()
+}

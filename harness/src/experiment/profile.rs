@@ -115,6 +115,10 @@ cell_variables! {
     xbzrle_cache_mib: u64 = 64,
     multifd_channels: u8 = 2,
     multifd_compression: Compression = Compression::None,
+    /// CPU cap on each QEMU, % of one host CPU (25 … 100 × host cores); none = no cap.
+    cap_percent: Option<u32> = None,
+    /// Restrict each QEMU to host cores 0..N (a cpuset); none = all cores.
+    host_cores: Option<u32> = None,
 }
 
 impl Cell {
@@ -174,6 +178,15 @@ impl Cell {
                 self.throttle_initial, self.throttle_increment
             ));
         }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if let Some(cap) = self.cap_percent {
+            crate::machine::cgroup::check_cap(cap, cores)?;
+        }
+        if let Some(n) = self.host_cores {
+            if n == 0 || n as usize > cores {
+                return Err(format!("host_cores = {n}: this host has {cores} cores; give 1 to {cores}"));
+            }
+        }
         if self.multifd_channels == 0 {
             return Err("multifd_channels = 0: multifd needs at least one channel".into());
         }
@@ -193,6 +206,12 @@ struct ProfileFile {
     /// Seconds a freshly booted guest runs before its first migration.
     #[serde(default)]
     warmup_s: f64,
+    /// The `before` phase: a window of steady state measured before `migrate`.
+    #[serde(default = "one_second")]
+    before_s: f64,
+    /// The `after` phase: a window measured once the guest runs on its new host.
+    #[serde(default = "one_second")]
+    after_s: f64,
     #[serde(default)]
     defaults: Defaults,
     #[serde(default)]
@@ -203,6 +222,10 @@ fn one() -> u32 {
     1
 }
 
+fn one_second() -> f64 {
+    1.0
+}
+
 /// A loaded, checked profile.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -210,6 +233,8 @@ pub struct Profile {
     pub description: String,
     pub repetitions: u32,
     pub warmup_s: f64,
+    pub before_s: f64,
+    pub after_s: f64,
     pub cells: Vec<Cell>,
     /// The variables the matrix varies (used to label cells).
     pub varied: Vec<&'static str>,
@@ -254,8 +279,10 @@ impl Profile {
         if file.repetitions == 0 {
             return Err(bad("repetitions = 0: run each cell at least once".into()));
         }
-        if !(file.warmup_s.is_finite() && file.warmup_s >= 0.0) {
-            return Err(bad(format!("warmup_s = {}: give seconds, 0 or more", file.warmup_s)));
+        for (key, v) in [("warmup_s", file.warmup_s), ("before_s", file.before_s), ("after_s", file.after_s)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(format!("{key} = {v}: give seconds, 0 or more")));
+            }
         }
         let cells = expand(&file.defaults, &file.matrix).map_err(bad)?;
         for c in &cells {
@@ -266,6 +293,8 @@ impl Profile {
             description: file.description,
             repetitions: file.repetitions,
             warmup_s: file.warmup_s,
+            before_s: file.before_s,
+            after_s: file.after_s,
             varied: varied(&file.matrix),
             cells,
             source: source.into(),

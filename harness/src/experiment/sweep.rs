@@ -5,6 +5,7 @@
 use super::profile::{Cell, Profile, Shard};
 use super::results::{ResultsFile, read_results};
 use super::stats::Stats;
+use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role, RunDir};
 use crate::migration::{self, Measurement, MigrationRecord, Outcome};
 use crate::setup::{Environment, Platform};
@@ -228,11 +229,20 @@ async fn one_run(
         *live = Some(Live { machine: m, key, boot_ms, migrated: false });
     }
     let l = live.as_mut().expect("a live guest was just ensured");
+    let (cap, cores) = (r.cell.cap_percent, r.cell.host_cores);
+    l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
     let name = next_name();
     let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name)
         .await
         .context("starting the destination QEMU")?;
-    let m = migration::drive(&mut l.machine, &mut dst, &r.cell.scenario()).await?;
+    dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
+    let before = measure_window(&l.machine, profile.before_s).await;
+    let mut m = migration::drive(&mut l.machine, &mut dst, &r.cell.scenario()).await?;
+    m.cpu_percent.before = before;
+    let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
+    if m.health.healthy {
+        m.cpu_percent.after = measure_window(here, profile.after_s).await;
+    }
     let reused = l.migrated;
     let boot_ms = l.boot_ms;
     let moved = m.outcome == Outcome::Completed && m.health.healthy;
@@ -250,6 +260,16 @@ async fn one_run(
         drop(dst);
     }
     Ok((m, reused, boot_ms))
+}
+
+/// CPU use of one QEMU over a window of `secs` (none for a zero window).
+async fn measure_window(m: &Machine, secs: f64) -> Option<CpuUsage> {
+    if secs <= 0.0 {
+        return None;
+    }
+    let a = usage::sample(&[m.pid()]);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    CpuUsage::between(&a, &usage::sample(&[m.pid()]))
 }
 
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
@@ -278,6 +298,10 @@ pub struct CellSummary {
     pub transferred_mib: Option<Stats>,
     pub iterations: Option<Stats>,
     pub guest_gap_ms: Option<Stats>,
+    /// QEMU CPU, % of one host CPU, in the `before` window.
+    pub cpu_before_percent: Option<Stats>,
+    /// Both QEMUs' CPU during the migration, % of one host CPU.
+    pub cpu_during_percent: Option<Stats>,
     pub outcomes: Vec<String>,
 }
 
@@ -315,6 +339,8 @@ pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSu
             transferred_mib: col(&|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
             iterations: col(&|m| m.iterations.map(|v| v as f64)),
             guest_gap_ms: col(&|m| m.guest_gap_ms),
+            cpu_before_percent: col(&|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
+            cpu_during_percent: col(&|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
             outcomes,
         });
     }

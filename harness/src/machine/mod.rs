@@ -4,6 +4,9 @@
 //! killed by the signal handler on Ctrl-C/SIGTERM (see [`kill_all`]), and gets
 //! SIGKILL from the kernel if the harness itself is SIGKILLed (PR_SET_PDEATHSIG).
 
+pub mod cgroup;
+pub mod usage;
+
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::host::Qemu;
@@ -283,6 +286,8 @@ pub struct Machine {
     pub channel: GuestChannel,
     pub started: Instant,
     child: Child,
+    /// Present once a CPU cap or core limit was set; removed after QEMU is reaped.
+    cgroup: Option<cgroup::CpuCgroup>,
 }
 
 impl Machine {
@@ -332,11 +337,29 @@ impl Machine {
             }
         };
         std::mem::forget(guard);
-        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child })
+        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Caps this QEMU's CPU (`cap_percent`, % of one host CPU) and restricts it to
+    /// host cores `0..cores`; `None` lifts a limit. Takes effect at once, while the
+    /// guest runs.
+    pub fn set_cpu_limits(&mut self, cap_percent: Option<u32>, cores: Option<u32>) -> Result<()> {
+        if self.cgroup.is_none() {
+            if cap_percent.is_none() && cores.is_none() {
+                return Ok(());
+            }
+            let mut cg = cgroup::CpuCgroup::create(&format!("{}-{}", self.name, self.child.id()))?;
+            cg.add(self.child.id())?;
+            self.cgroup = Some(cg);
+        }
+        let cg = self.cgroup.as_mut().expect("just created");
+        cg.set_cap(cap_percent)?;
+        cg.set_cores(cores)?;
+        Ok(())
     }
 
     /// Whether the QEMU process is still running.

@@ -1,0 +1,216 @@
+//! CPU limits for one QEMU process through a cgroup of its own: a CPU cap
+//! (`cap_percent`, % of one host CPU, as the Xen credit scheduler's cap in the
+//! papers) and a cpuset (`host_cores`). cgroup v2 (`cpu.max`, `cpuset.cpus`) or v1
+//! (`cpu.cfs_quota_us`, `cpuset.cpus`), whichever the host has. Limits change while
+//! the guest runs; the cgroup is removed when dropped.
+
+use crate::host::CgroupVersion;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+const PERIOD_US: u64 = 100_000;
+const V1_ROOT: &str = "/sys/fs/cgroup";
+
+/// The cgroup(s) of one QEMU.
+#[derive(Debug)]
+pub struct CpuCgroup {
+    version: CgroupVersion,
+    /// v2: the one group; v1: the group in the cpu hierarchy.
+    cpu_dir: PathBuf,
+    /// v1 only: the group in the cpuset hierarchy, made when `host_cores` is first set.
+    cpuset_dir: Option<PathBuf>,
+    name: String,
+    pids: Vec<u32>,
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
+}
+
+/// The quota for a cap: `percent` of one CPU per period.
+pub fn quota_us(percent: u32) -> u64 {
+    (percent as u64 * PERIOD_US / 100).max(1000)
+}
+
+/// Checks a cap against the host: 1 % up to 100 % × cores.
+pub fn check_cap(percent: u32, cores: usize) -> Result<(), String> {
+    let max = 100 * cores as u32;
+    if percent == 0 || percent > max {
+        return Err(format!("cap_percent = {percent}: a CPU cap is 1 to {max} (% of one host CPU; this host has {cores} cores)"));
+    }
+    Ok(())
+}
+
+impl CpuCgroup {
+    /// Makes an empty cgroup named `migbench-<our pid>-<name>`.
+    pub fn create(name: &str) -> Result<CpuCgroup> {
+        let version = CgroupVersion::detect();
+        let name = format!("migbench-{}-{name}", std::process::id());
+        let cpu_dir = match version {
+            CgroupVersion::V2 => {
+                let root = Path::new(V1_ROOT);
+                let control = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+                if !control.split_whitespace().any(|c| c == "cpu") {
+                    write(&root.join("cgroup.subtree_control"), "+cpu")
+                        .context("enabling the cpu controller for child cgroups (needs root)")?;
+                }
+                root.join(&name)
+            }
+            CgroupVersion::V1 => Path::new(V1_ROOT).join("cpu").join(&name),
+            CgroupVersion::None => bail!("no cgroup file system under /sys/fs/cgroup: CPU caps and core limits need cgroups (v1 or v2)"),
+        };
+        std::fs::create_dir(&cpu_dir).with_context(|| format!("creating cgroup {} (needs root)", cpu_dir.display()))?;
+        Ok(CpuCgroup { version, cpu_dir, cpuset_dir: None, name, pids: Vec::new() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.cpu_dir
+    }
+
+    /// Moves a process (all its threads) into the group(s).
+    pub fn add(&mut self, pid: u32) -> Result<()> {
+        write(&self.cpu_dir.join("cgroup.procs"), &pid.to_string())?;
+        if let Some(d) = &self.cpuset_dir {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        self.pids.push(pid);
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, lifts) the CPU cap.
+    pub fn set_cap(&self, percent: Option<u32>) -> Result<()> {
+        match self.version {
+            CgroupVersion::V2 => {
+                let v = match percent {
+                    Some(p) => format!("{} {PERIOD_US}", quota_us(p)),
+                    None => format!("max {PERIOD_US}"),
+                };
+                write(&self.cpu_dir.join("cpu.max"), &v)
+            }
+            _ => {
+                write(&self.cpu_dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                let q = percent.map(|p| quota_us(p).to_string()).unwrap_or_else(|| "-1".into());
+                write(&self.cpu_dir.join("cpu.cfs_quota_us"), &q)
+            }
+        }
+    }
+
+    /// Restricts the process to host cores `0..cores` (or lifts it with `None`).
+    pub fn set_cores(&mut self, cores: Option<u32>) -> Result<()> {
+        let all = std::fs::read_to_string(match self.version {
+            CgroupVersion::V2 => Path::new(V1_ROOT).join("cpuset.cpus.effective"),
+            _ => Path::new(V1_ROOT).join("cpuset/cpuset.cpus"),
+        })
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+        let cpus = match cores {
+            Some(n) => {
+                let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+                if n == 0 || n > host {
+                    bail!("host_cores = {n}: this host has {host} cores; give 1 to {host}");
+                }
+                if n == 1 { "0".to_string() } else { format!("0-{}", n - 1) }
+            }
+            None => all,
+        };
+        let dir = match self.version {
+            CgroupVersion::V2 => {
+                let root = Path::new(V1_ROOT);
+                let control = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+                if !control.split_whitespace().any(|c| c == "cpuset") {
+                    write(&root.join("cgroup.subtree_control"), "+cpuset")?;
+                }
+                self.cpu_dir.clone()
+            }
+            _ => match &self.cpuset_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let parent = Path::new(V1_ROOT).join("cpuset");
+                    let d = parent.join(&self.name);
+                    std::fs::create_dir(&d).with_context(|| format!("creating cgroup {}", d.display()))?;
+                    // A v1 cpuset starts empty: it needs memory nodes before it takes a process.
+                    let mems = std::fs::read_to_string(parent.join("cpuset.mems")).unwrap_or_else(|_| "0".into());
+                    write(&d.join("cpuset.mems"), mems.trim())?;
+                    self.cpuset_dir = Some(d.clone());
+                    write(&d.join("cpuset.cpus"), &cpus)?;
+                    for pid in self.pids.clone() {
+                        write(&d.join("cgroup.procs"), &pid.to_string())?;
+                    }
+                    return Ok(());
+                }
+            },
+        };
+        write(&dir.join("cpuset.cpus"), &cpus)
+    }
+}
+
+impl Drop for CpuCgroup {
+    fn drop(&mut self) {
+        // Whatever still runs in the group goes back to the root, then the group goes.
+        for dir in std::iter::once(self.cpu_dir.clone()).chain(self.cpuset_dir.clone()) {
+            let parent = dir.parent().map(Path::to_path_buf);
+            if let (Ok(procs), Some(parent)) = (std::fs::read_to_string(dir.join("cgroup.procs")), parent) {
+                for pid in procs.split_whitespace() {
+                    let _ = std::fs::write(parent.join("cgroup.procs"), pid);
+                }
+            }
+            for _ in 0..50 {
+                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// migbench's cgroups that exist now (for tests and `doctor`).
+pub fn leftovers() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for dir in [Path::new(V1_ROOT).to_path_buf(), Path::new(V1_ROOT).join("cpu"), Path::new(V1_ROOT).join("cpuset")] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("migbench-") && e.path().is_dir() {
+                    found.push(e.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_and_cap_checks() {
+        assert_eq!(quota_us(25), 25_000);
+        assert_eq!(quota_us(200), 200_000);
+        assert_eq!(quota_us(0), 1000);
+        assert!(check_cap(200, 2).is_ok());
+        let e = check_cap(250, 2).unwrap_err();
+        assert!(e.contains("1 to 200") && e.contains("cap_percent = 250"), "{e}");
+        assert!(check_cap(0, 4).is_err());
+    }
+
+    #[test]
+    fn a_cgroup_takes_a_process_a_cap_and_is_removed() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut cg = CpuCgroup::create(&format!("unit-{}", child.id())).unwrap();
+        let dir = cg.dir().to_path_buf();
+        cg.add(child.id()).unwrap();
+        cg.set_cap(Some(50)).unwrap();
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert!(procs.split_whitespace().any(|p| p == child.id().to_string()));
+        let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).or_else(|_| std::fs::read_to_string(dir.join("cpu.max"))).unwrap();
+        assert!(quota.starts_with("50000"), "{quota}");
+        cg.set_cap(None).unwrap();
+        cg.set_cores(Some(1)).unwrap();
+        drop(cg);
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
