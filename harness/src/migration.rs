@@ -4,7 +4,7 @@
 
 use crate::guest::channel::longest_gap;
 use crate::machine::usage::{self, CpuUsage, PhaseCpu};
-use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::machine::{Balloon, GuestSpec, Machine, Role, RunDir};
 use crate::qmp::{Event, Features, MigrationInfo, Qmp};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
@@ -417,6 +417,8 @@ pub struct Measurement {
     pub postcopy_blocktime_ms: Option<f64>,
     /// CPU used per phase (`during` by the driver; `before`/`after` by a sweep's windows).
     pub cpu_percent: PhaseCpu,
+    /// The balloon inflated before migrating (`balloon_mib`), if any.
+    pub balloon: Option<Balloon>,
     pub health: Health,
     pub progress: Vec<Sample>,
     pub events: Vec<RecordedEvent>,
@@ -445,6 +447,7 @@ impl Measurement {
             postcopy_requests: None,
             postcopy_blocktime_ms: None,
             cpu_percent: PhaseCpu::default(),
+            balloon: None,
             health,
             progress: Vec::new(),
             events: Vec::new(),

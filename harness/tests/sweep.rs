@@ -209,3 +209,30 @@ fn cgroups_of_dead_processes() -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+#[test]
+fn the_balloon_takes_memory_from_the_guest_before_migrating() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("balloon.toml");
+    std::fs::write(
+        &profile,
+        "name = \"balloon\"\nbefore_s = 0.0\nafter_s = 0.0\n[defaults]\nram_mib = 256\nlink = \"unlimited\"\n[matrix]\nballoon_mib = [96, 0]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{text}");
+    let rs = results(&out);
+    let saved = |b: u64| {
+        let r = rs.iter().find(|r| r["run"]["cell"]["balloon_mib"] == b).unwrap();
+        assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+        r["balloon"]["saved_mib"].as_f64().unwrap()
+    };
+    let (inflated, deflated) = (saved(96), saved(0));
+    assert!((inflated - 96.0).abs() <= 2.0, "balloon of 96 MiB saved {inflated} MiB");
+    // The second cell reused the guest (migrated with its balloon) and deflated it again.
+    assert!(deflated.abs() <= 2.0, "deflated balloon still holds {deflated} MiB");
+}

@@ -119,6 +119,8 @@ cell_variables! {
     cap_percent: Option<u32> = None,
     /// Restrict each QEMU to host cores 0..N (a cpuset); none = all cores.
     host_cores: Option<u32> = None,
+    /// Inflate the guest's virtio balloon by this many MiB before migrating; none = deflated.
+    balloon_mib: Option<u32> = None,
 }
 
 impl Cell {
@@ -185,6 +187,11 @@ impl Cell {
         if let Some(n) = self.host_cores {
             if n == 0 || n as usize > cores {
                 return Err(format!("host_cores = {n}: this host has {cores} cores; give 1 to {cores}"));
+            }
+        }
+        if let Some(b) = self.balloon_mib {
+            if b >= self.ram_mib {
+                return Err(format!("balloon_mib = {b}: must be less than ram_mib ({})", self.ram_mib));
             }
         }
         if self.multifd_channels == 0 {

@@ -236,9 +236,12 @@ async fn one_run(
         .await
         .context("starting the destination QEMU")?;
     dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
+    // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
+    let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
     let before = measure_window(&l.machine, profile.before_s).await;
     let mut m = migration::drive(&mut l.machine, &mut dst, &r.cell.scenario()).await?;
     m.cpu_percent.before = before;
+    m.balloon = r.cell.balloon_mib.map(|_| balloon);
     let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
     if m.health.healthy {
         m.cpu_percent.after = measure_window(here, profile.after_s).await;

@@ -111,6 +111,17 @@ impl GuestSpec {
     }
 }
 
+/// The balloon's effect before a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Balloon {
+    /// How much the balloon was asked to take, MiB.
+    pub requested_mib: u32,
+    /// The guest's memory as QEMU reports it afterwards (`query-balloon` actual), MiB.
+    pub guest_mib: f64,
+    /// RAM taken from the guest, MiB: pages that migration need not copy.
+    pub saved_mib: f64,
+}
+
 /// Whether QEMU boots the guest or waits for an incoming migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -360,6 +371,33 @@ impl Machine {
         cg.set_cap(cap_percent)?;
         cg.set_cores(cores)?;
         Ok(())
+    }
+
+    /// Inflates the virtio balloon by `balloon_mib` (taking that much memory from
+    /// the guest; `None` or 0 deflates it fully) and waits up to 10 s for the guest
+    /// to follow. Returns what the guest gave up.
+    pub async fn set_balloon(&self, balloon_mib: Option<u32>) -> Result<Balloon> {
+        let ram = self.spec.ram_mib as u64;
+        let requested = balloon_mib.unwrap_or(0) as u64;
+        if requested >= ram {
+            bail!("balloon_mib = {requested}: must be less than the guest's RAM ({ram} MiB)");
+        }
+        let target = (ram - requested) * 1024 * 1024;
+        self.qmp.execute(&qapi::qmp::balloon { value: target as i64 }).await.context("setting the balloon target")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut actual = ram * 1024 * 1024;
+        loop {
+            if let Ok(v) = self.qmp.execute(&qapi::qmp::query_balloon {}).await {
+                actual = v.get("actual").and_then(serde_json::Value::as_u64).unwrap_or(actual);
+            }
+            // Within 1 MiB of the target, or out of time: the guest may refuse pages it needs.
+            if actual.abs_diff(target) <= 1024 * 1024 || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let actual_mib = actual as f64 / 1048576.0;
+        Ok(Balloon { requested_mib: requested as u32, guest_mib: actual_mib, saved_mib: ram as f64 - actual_mib })
     }
 
     /// Whether the QEMU process is still running.
