@@ -541,6 +541,16 @@ fn free_tcp_port() -> Result<u16> {
 
 /// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
 pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) -> Result<Measurement> {
+    drive_observed(src, dst, scenario, &mut |_| {}).await
+}
+
+/// [`drive`], calling `observe` with every progress sample as it is taken (for a progress bar).
+pub async fn drive_observed(
+    src: &mut Machine,
+    dst: &mut Machine,
+    scenario: &Scenario,
+    observe: &mut (dyn FnMut(&Sample) + Send),
+) -> Result<Measurement> {
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
@@ -575,7 +585,9 @@ pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) ->
     let mut last_ram_seen = None;
     let outcome = loop {
         let info = src.qmp.query_migrate().await?;
-        progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
+        let sample = Sample::from_info(since_ms(Instant::now(), t0), &info);
+        observe(&sample);
+        progress.push(sample);
         if info.ram.is_some() {
             last_ram_seen = info.ram.clone();
         }

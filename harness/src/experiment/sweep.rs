@@ -10,7 +10,7 @@ use crate::machine::{Machine, Role, RunDir};
 use crate::migration::{self, Measurement, MigrationRecord, Outcome};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -122,7 +122,8 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let done = done_keys(&existing, &profile.name);
     let runs = plan(profile, opts.shard, &done);
     let mut results = ResultsFile::create(&results_path)?;
-    let bar = progress_bar(runs.len() as u64, opts.quiet);
+    let bars = Bars::new(runs.len() as u64, opts.quiet);
+    let bar = &bars.sweep;
     let started = Instant::now();
     let run_dir = RunDir::new()?;
     let mut live: Option<Live> = None;
@@ -135,7 +136,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             names += 1;
             format!("g{names}")
         };
-        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, &mut live, r, &mut next_name).await {
+        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, &mut live, r, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
@@ -185,6 +186,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
         bar.inc(1);
         records.push(rec);
     }
+    bars.run.finish_and_clear();
     bar.finish_and_clear();
     if let Some(l) = live.take() {
         l.machine.quit().await;
@@ -210,6 +212,7 @@ async fn one_run(
     live: &mut Option<Live>,
     r: &PlannedRun,
     next_name: &mut impl FnMut() -> String,
+    run_bar: &ProgressBar,
 ) -> Result<(Measurement, bool, f64)> {
     let key = r.cell.boot_key();
     let spec = r.cell.guest(env.accel);
@@ -239,7 +242,14 @@ async fn one_run(
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
     let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
     let before = measure_window(&l.machine, profile.before_s).await;
-    let mut m = migration::drive(&mut l.machine, &mut dst, &r.cell.scenario()).await?;
+    let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
+    run_bar.reset();
+    run_bar.set_length(ram_bytes);
+    let mut show = |s: &migration::Sample| {
+        run_bar.set_position(ram_bytes.saturating_sub(s.remaining.unwrap_or(ram_bytes)));
+        run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
+    };
+    let mut m = migration::drive_observed(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show).await?;
     m.cpu_percent.before = before;
     m.balloon = r.cell.balloon_mib.map(|_| balloon);
     let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
@@ -275,17 +285,33 @@ async fn measure_window(m: &Machine, secs: f64) -> Option<CpuUsage> {
     CpuUsage::between(&a, &usage::sample(&[m.pid()]))
 }
 
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+/// Two bars: the sweep (runs, with ETA) and the migration under way (RAM copied).
+/// Hidden when quiet or when stderr is not a terminal (CI logs get plain lines).
+struct Bars {
+    sweep: ProgressBar,
+    run: ProgressBar,
+    _multi: MultiProgress,
+}
+
+impl Bars {
+    fn new(runs: u64, quiet: bool) -> Bars {
+        if quiet || !std::io::stderr().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+            return Bars { sweep: ProgressBar::hidden(), run: ProgressBar::hidden(), _multi: multi };
+        }
+        let multi = MultiProgress::new();
+        let sweep = multi.add(ProgressBar::new(runs));
+        sweep.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta} — {msg}")
+                .expect("valid progress template"),
+        );
+        sweep.enable_steady_tick(Duration::from_millis(200));
+        let run = multi.add(ProgressBar::new(0));
+        run.set_style(
+            ProgressStyle::with_template("    {bar:30} {bytes}/{total_bytes} of RAM copied, {msg}").expect("valid progress template"),
+        );
+        Bars { sweep, run, _multi: multi }
     }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta} — {msg}")
-            .expect("valid progress template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// Per-cell statistics of a result set.
