@@ -176,12 +176,6 @@ impl Qemu {
         )?;
         Qemu::find()?.context("apt-get installed qemu-system-x86 but qemu-system-x86_64 is still not on PATH")
     }
-
-    /// (major, minor) for feature decisions that the QMP schema cannot answer.
-    pub fn major_minor(&self) -> (u32, u32) {
-        let mut it = self.version.split('.').map(|p| p.parse().unwrap_or(0));
-        (it.next().unwrap_or(0), it.next().unwrap_or(0))
-    }
 }
 
 /// "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)" → "7.2.22"

@@ -169,23 +169,7 @@ struct CommonRun {
 
 impl CommonRun {
     fn scenario(&self) -> Result<Scenario> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            anyhow::bail!("--timeout {}: give the migration time limit in seconds, greater than 0 (e.g. --timeout 300)", self.timeout);
-        }
-        if self.multifd_channels == 0 {
-            anyhow::bail!("--multifd-channels 0: multifd needs at least one channel (e.g. --multifd-channels 2)");
-        }
-        if self.throttle_initial == 0 || self.throttle_initial > 99 || self.throttle_increment == 0 || self.throttle_increment > 100 {
-            anyhow::bail!(
-                "--throttle-initial {} / --throttle-increment {}: QEMU takes an initial throttle of 1..99 % and an increment of 1..100 % (defaults 20 and 10)",
-                self.throttle_initial,
-                self.throttle_increment
-            );
-        }
-        if self.hybrid_after.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
-            anyhow::bail!("--hybrid-after: give seconds, 0 or more (e.g. --hybrid-after 2)");
-        }
-        Ok(Scenario {
+        let scenario = Scenario {
             strategy: self.strategy,
             transport: self.transport,
             link: self.link.clone(),
@@ -200,7 +184,9 @@ impl CommonRun {
                 multifd_channels: self.multifd_channels,
                 multifd_compression: self.multifd_compression,
             },
-        })
+        };
+        scenario.validate().map_err(anyhow::Error::msg)?;
+        Ok(scenario)
     }
 }
 
@@ -252,10 +238,13 @@ async fn main() -> ExitCode {
             }
         },
         sig = shutdown_signal() => {
-            // Dropping `run` has killed its QEMUs; this catches any still registered.
+            // Dropping `run` has killed its QEMUs and removed its run directory and
+            // cgroups; this catches any QEMU still registered.
             machine::kill_all();
             eprintln!("migbench: stopped by {sig}; its QEMU processes were killed");
-            ExitCode::from(130)
+            // Exit now: a set-up step still running on a blocking thread (apt, cargo,
+            // a lock wait) would otherwise hold up the runtime's shutdown.
+            std::process::exit(130)
         }
     }
 }
@@ -294,7 +283,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Migrate(a) => {
             let scenario = a.run.scenario()?;
             // Check the cheap inputs before any set-up work.
-            GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?;
+            GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?.with_workload(a.run.workload).check().map_err(anyhow::Error::msg)?;
             let p = prepare(&cli.image).await?;
             let env = environment(&p, a.run.accel).await?;
             let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);

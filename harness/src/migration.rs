@@ -74,22 +74,26 @@ impl FromStr for LinkSpeed {
         let (num, unit) = t.split_at(split);
         let value: f64 = num.parse().map_err(|_| bad())?;
         let unit = unit.trim();
-        let lower = unit.to_ascii_lowercase();
-        let bytes_per_unit: f64 = match lower.as_str() {
-            "bit" | "bps" | "bit/s" => 1.0 / 8.0,
-            "kbit" | "kbps" | "kbit/s" => 1e3 / 8.0,
-            "mbit" | "mbps" | "mbit/s" => 1e6 / 8.0,
-            "gbit" | "gbps" | "gbit/s" => 1e9 / 8.0,
-            "tbit" | "tbps" | "tbit/s" => 1e12 / 8.0,
-            "b/s" => 1.0,
-            "kb/s" => 1e3,
-            "mb/s" => 1e6,
-            "gb/s" => 1e9,
-            "kib/s" => 1024.0,
-            "mib/s" => 1024.0 * 1024.0,
-            "gib/s" => 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(bad()),
+        // "B" is bytes and "b" is bits (so "100Mb/s" is a 100 Mbit/s link, not 100 MB/s);
+        // the prefix letter may be either case.
+        let (prefix, base, binary) = if let Some(p) = unit.strip_suffix("iB/s") {
+            (p, 1.0, true)
+        } else if let Some(p) = unit.strip_suffix("B/s") {
+            (p, 1.0, false)
+        } else if let Some(p) = ["bit/s", "bit", "bps", "b/s"].iter().find_map(|sfx| unit.strip_suffix(sfx)) {
+            (p, 1.0 / 8.0, false)
+        } else {
+            return Err(bad());
         };
+        let scale = |k: f64| match prefix.to_ascii_lowercase().as_str() {
+            "" if !binary => Some(1.0),
+            "k" => Some(k),
+            "m" => Some(k * k),
+            "g" => Some(k * k * k),
+            "t" => Some(k * k * k * k),
+            _ => None,
+        };
+        let bytes_per_unit = base * scale(if binary { 1024.0 } else { 1000.0 }).ok_or_else(bad)?;
         let bytes = (value * bytes_per_unit).round();
         if !(bytes >= 1.0) || bytes > UNLIMITED_BYTES_PER_SEC as f64 {
             return Err(format!("link speed {s:?} is out of range: it must be at least 8bit and at most 8Tbit (or unlimited)"));
@@ -230,6 +234,47 @@ impl Default for Scenario {
     }
 }
 
+/// The longest time limit or window accepted: a week.
+pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// The largest XBZRLE cache accepted, MiB.
+pub const MAX_XBZRLE_CACHE_MIB: u64 = 1 << 20;
+
+impl Scenario {
+    /// The time limit as a duration (validated values are within range).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_s.clamp(0.1, MAX_SECONDS))
+    }
+
+    /// Checks the values a user gave; the message names the profile key and the option.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = &self.tuning;
+        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_SECONDS) {
+            return Err(format!(
+                "timeout_s / --timeout {}: give the migration time limit in seconds, above 0 and at most {MAX_SECONDS} (e.g. 300)",
+                self.timeout_s
+            ));
+        }
+        if let Some(s) = t.hybrid_after_s {
+            if !(s.is_finite() && (0.0..=MAX_SECONDS).contains(&s)) {
+                return Err(format!("hybrid_after_s / --hybrid-after {s}: give seconds, 0 to {MAX_SECONDS} (e.g. 2)"));
+            }
+        }
+        if !(1..=99).contains(&t.throttle_initial) || !(1..=100).contains(&t.throttle_increment) {
+            return Err(format!(
+                "throttle_initial {} / throttle_increment {} (--throttle-initial / --throttle-increment): QEMU takes 1..99 and 1..100 % (defaults 20 and 10)",
+                t.throttle_initial, t.throttle_increment
+            ));
+        }
+        if t.multifd_channels == 0 {
+            return Err("multifd_channels / --multifd-channels 0: multifd needs at least one channel (e.g. 2)".into());
+        }
+        if t.xbzrle_cache_mib == 0 || t.xbzrle_cache_mib > MAX_XBZRLE_CACHE_MIB {
+            return Err(format!("xbzrle_cache_mib / --xbzrle-cache {}: give 1 to {MAX_XBZRLE_CACHE_MIB} MiB (e.g. 64)", t.xbzrle_cache_mib));
+        }
+        Ok(())
+    }
+}
+
 /// Capabilities migbench manages: each is set on or off explicitly before every
 /// migration (a reused guest keeps what an earlier run set).
 const MANAGED_CAPABILITIES: &[&str] = &["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"];
@@ -288,7 +333,7 @@ pub fn parameter_plan(
         }
         Strategy::Xbzrle => {
             need("xbzrle-cache-size")?;
-            src.xbzrle_cache_size = Some(t.xbzrle_cache_mib * 1024 * 1024);
+            src.xbzrle_cache_size = Some(t.xbzrle_cache_mib.saturating_mul(1024 * 1024));
         }
         Strategy::Multifd => {
             need("multifd-channels")?;
@@ -296,6 +341,13 @@ pub fn parameter_plan(
             dst.multifd_channels = Some(t.multifd_channels);
             if t.multifd_compression != Compression::None {
                 need("multifd-compression")?;
+                let name = serde_json::to_value(t.multifd_compression).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+                if !features.multifd_compressions.is_empty() && !features.multifd_compressions.contains(&name) {
+                    return Err(format!(
+                        "this QEMU was built without multifd compression {name} (it offers {})",
+                        features.multifd_compressions.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
             }
             if features.has_parameter("multifd-compression") {
                 src.multifd_compression = Some(t.multifd_compression.qapi());
@@ -375,6 +427,9 @@ pub struct Health {
     pub lost_beats: Option<u64>,
     /// Kernel trouble found on either console (Oops, BUG, panic).
     pub console_problems: Vec<String>,
+    /// The last console lines where the guest runs, kept only when it is not healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_tail: Option<String>,
     pub healthy: bool,
     /// Why not healthy, or "ok".
     pub detail: String,
@@ -483,9 +538,7 @@ fn since_ms(t: Instant, t0: Instant) -> f64 {
 pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
     let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let run = RunDir::new()?;
-    let mut src = Machine::start(&platform.qemu, &platform.image, spec, Role::Boot, &run.machine_dir("src")?, "src").await?;
-    let ready = src.wait_ready(boot_timeout).await?;
-    let guest_boot_ms = since_ms(ready.at, src.started);
+    let (mut src, guest_boot_ms) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("src")?, "src", boot_timeout).await?;
     let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run.machine_dir("dst")?, "dst").await?;
     let measurement = drive(&mut src, &mut dst, scenario).await?;
     match measurement.outcome {
@@ -514,29 +567,20 @@ async fn set_capabilities(q: &Qmp, plan: &[(&str, bool)]) -> Result<()> {
 
 /// Configures both QEMUs for the scenario. `Ok(Err(reason))`: this QEMU cannot do it.
 async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<Result<(), String>> {
-    for m in [src, dst] {
-        let features = m.qmp.features().await?;
-        let caps = match capability_plan(scenario.strategy, &features) {
-            Ok(c) => c,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let (src_params, dst_params) = match parameter_plan(scenario, &features) {
-            Ok(p) => p,
-            Err(reason) => return Ok(Err(reason)),
-        };
+    // Both sides run the same QEMU binary, so one schema decides for both.
+    let features = src.features().await?;
+    let (caps, (src_params, dst_params)) = match (capability_plan(scenario.strategy, features), parameter_plan(scenario, features)) {
+        (Ok(c), Ok(p)) => (c, p),
+        (Err(reason), _) | (_, Err(reason)) => return Ok(Err(reason)),
+    };
+    for (m, params) in [(src, src_params), (dst, dst_params)] {
         set_capabilities(&m.qmp, &caps).await?;
-        let params = if std::ptr::eq(m, src) { src_params } else { dst_params };
         m.qmp
             .execute(&qapi::qmp::migrate_set_parameters(params))
             .await
             .with_context(|| format!("setting migration parameters on {} for {}", m.name, scenario.strategy))?;
     }
     Ok(Ok(()))
-}
-
-fn free_tcp_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free TCP port on 127.0.0.1")?;
-    Ok(l.local_addr()?.port())
 }
 
 /// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
@@ -562,88 +606,27 @@ pub async fn drive_observed(
     let uri = match scenario.transport {
         // In the destination's own directory: a reused guest migrates many times.
         Transport::Unix => format!("unix:{}", dst.paths.dir.join("migrate.sock").display()),
-        Transport::Tcp => format!("tcp:127.0.0.1:{}", free_tcp_port()?),
+        // Port 0: QEMU picks a free port and reports it in the destination's query-migrate.
+        Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
     };
     dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
+    let uri = match scenario.transport {
+        Transport::Unix => uri,
+        Transport::Tcp => {
+            let port = dst.qmp.query_migrate().await?.inet_port().context("the destination did not report the TCP port it listens on")?;
+            format!("tcp:127.0.0.1:{port}")
+        }
+    };
 
     let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
     let t0 = Instant::now();
-    src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None }).await?;
-
-    let mut postcopy_started: Option<Instant> = None;
-    let mut switch_error = None;
-    if scenario.strategy == Strategy::Postcopy {
-        match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
-            Ok(_) => postcopy_started = Some(Instant::now()),
-            Err(e) => switch_error = Some(e.to_string()),
-        }
-    }
-
-    let timeout = Duration::from_secs_f64(scenario.timeout_s.max(0.1));
-    let mut progress = Vec::new();
-    let mut last: MigrationInfo;
-    let mut last_ram_seen = None;
-    let outcome = loop {
-        let info = src.qmp.query_migrate().await?;
-        let sample = Sample::from_info(since_ms(Instant::now(), t0), &info);
-        observe(&sample);
-        progress.push(sample);
-        if info.ram.is_some() {
-            last_ram_seen = info.ram.clone();
-        }
-        match info.status() {
-            "completed" => {
-                last = info;
-                break Outcome::Completed;
-            }
-            "failed" | "cancelled" => {
-                let reason = info.error_desc.clone().unwrap_or_else(|| format!("QEMU reported {}", info.status()));
-                last = info;
-                break Outcome::Failed { reason };
-            }
-            _ => {}
-        }
-        if scenario.strategy == Strategy::Hybrid && postcopy_started.is_none() && switch_error.is_none() && info.status() == "active" {
-            let passes_done = info.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0).saturating_sub(1);
-            let due = passes_done >= scenario.tuning.hybrid_passes
-                || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
-            if due {
-                match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
-                    Ok(_) => postcopy_started = Some(Instant::now()),
-                    Err(e) => switch_error = Some(e.to_string()),
-                }
-            }
-        }
-        let in_postcopy = info.status().starts_with("postcopy");
-        last = info;
-        if t0.elapsed() >= timeout && !in_postcopy {
-            let reason = format!(
-                "not finished after {:.0} s (link {}, {} iterations, {} bytes remaining); cancelled",
-                scenario.timeout_s,
-                scenario.link,
-                last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0),
-                last.ram.as_ref().and_then(|r| r.remaining).unwrap_or(0)
-            );
-            let _ = src.qmp.execute(&qapi::qmp::migrate_cancel {}).await;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let info = src.qmp.query_migrate().await?;
-                progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
-                let done = matches!(info.status(), "cancelled" | "failed" | "completed");
-                last = info;
-                if done || Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(SAMPLE_EVERY).await;
-            }
-            if last.status() == "completed" {
-                // It finished while we were cancelling: that is a completed migration.
-                break Outcome::Completed;
-            }
-            break Outcome::Cancelled { reason };
-        }
-        tokio::time::sleep(SAMPLE_EVERY).await;
+    let mut w = Watch::default();
+    // From `migrate` on, a failure is a result: QEMU may refuse, or die mid-migration.
+    let outcome = match watch(src, scenario, &uri, t0, observe, &mut w).await {
+        Ok(o) => o,
+        Err(e) => Outcome::Failed { reason: format!("{e:#}{}", exit_notes(src, dst)) },
     };
+    let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error } = w;
 
     let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()]));
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
@@ -656,9 +639,12 @@ pub async fn drive_observed(
     if outcome == Outcome::Completed {
         // QEMU 7.2 can say "completed" before total-time and downtime are filled in.
         let deadline = Instant::now() + Duration::from_secs(3);
-        while (last.total_time.unwrap_or(0) == 0 || last.downtime.is_none()) && Instant::now() < deadline {
+        while (last.total_time.unwrap_or(0) == 0 || last.downtime.unwrap_or(0) == 0) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            last = src.qmp.query_migrate().await?;
+            match src.qmp.query_migrate().await {
+                Ok(info) => last = info,
+                Err(_) => break,
+            }
         }
         let resume = dst.qmp.wait_event("RESUME", t0, Duration::from_secs(30)).await;
         let stop = src.qmp.wait_event("STOP", t0, Duration::from_secs(1)).await;
@@ -678,7 +664,8 @@ pub async fn drive_observed(
         m.health = check_guest(src, dst, "source").await;
     }
 
-    m.total_time_ms = last.total_time.map(|v| v as f64);
+    // A completed migration cannot take 0 ms: 0 means QEMU never filled it in.
+    m.total_time_ms = last.total_time.filter(|t| *t > 0).map(|v| v as f64);
     m.downtime_ms = last.downtime.map(|v| v as f64);
     m.setup_time_ms = last.setup_time.map(|v| v as f64);
     // After a cancel QEMU drops the RAM statistics: report the last ones it gave.
@@ -696,6 +683,120 @@ pub async fn drive_observed(
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
     Ok(m)
+}
+
+/// What the watch loop collects.
+#[derive(Default)]
+struct Watch {
+    progress: Vec<Sample>,
+    last: MigrationInfo,
+    last_ram_seen: Option<crate::qmp::RamStats>,
+    postcopy_started: Option<Instant>,
+    switch_error: Option<String>,
+}
+
+/// Sends `migrate`, then samples `query-migrate` every [`SAMPLE_EVERY`] until the
+/// migration ends: switches to post-copy when the strategy says so, cancels a
+/// pre-copy that runs past its time limit, and gives up on a post-copy that runs
+/// past twice that (it cannot be cancelled without losing the guest).
+async fn watch(
+    src: &Machine,
+    scenario: &Scenario,
+    uri: &str,
+    t0: Instant,
+    observe: &mut (dyn FnMut(&Sample) + Send),
+    w: &mut Watch,
+) -> Result<Outcome> {
+    src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri.into()), channels: None, detach: None, resume: None }).await?;
+    if scenario.strategy == Strategy::Postcopy {
+        match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
+            Ok(_) => w.postcopy_started = Some(Instant::now()),
+            Err(e) => w.switch_error = Some(e.to_string()),
+        }
+    }
+    let timeout = scenario.timeout();
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let info = src.qmp.query_migrate().await?;
+        let sample = Sample::from_info(since_ms(Instant::now(), t0), &info);
+        observe(&sample);
+        w.progress.push(sample);
+        if info.ram.is_some() {
+            w.last_ram_seen = info.ram.clone();
+        }
+        let status = info.status().to_string();
+        w.last = info;
+        match status.as_str() {
+            "completed" => return Ok(Outcome::Completed),
+            "failed" | "cancelled" => {
+                return Ok(Outcome::Failed { reason: w.last.error_desc.clone().unwrap_or_else(|| format!("QEMU reported {status}")) });
+            }
+            _ => {}
+        }
+        if scenario.strategy == Strategy::Hybrid && w.postcopy_started.is_none() && w.switch_error.is_none() && status == "active" {
+            let passes_done = w.last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0).saturating_sub(1);
+            let due = passes_done >= scenario.tuning.hybrid_passes
+                || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
+            if due {
+                match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
+                    Ok(_) => w.postcopy_started = Some(Instant::now()),
+                    Err(e) => w.switch_error = Some(e.to_string()),
+                }
+            }
+        }
+        if status.starts_with("postcopy") {
+            if t0.elapsed() >= timeout * 2 {
+                return Ok(Outcome::Failed {
+                    reason: format!(
+                        "post-copy ({status}) not finished after {:.0} s, twice the time limit; post-copy cannot be cancelled \
+                         without losing the guest, so the migration was abandoned",
+                        t0.elapsed().as_secs_f64()
+                    ),
+                });
+            }
+            continue;
+        }
+        if t0.elapsed() >= timeout {
+            let reason = format!(
+                "not finished after {:.0} s (link {}, {} iterations, {} bytes remaining); cancelled",
+                scenario.timeout_s,
+                scenario.link,
+                w.last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0),
+                w.last.ram.as_ref().and_then(|r| r.remaining).unwrap_or(0)
+            );
+            let _ = src.qmp.execute(&qapi::qmp::migrate_cancel {}).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                tick.tick().await;
+                let info = src.qmp.query_migrate().await?;
+                w.progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
+                let done = matches!(info.status(), "cancelled" | "failed" | "completed");
+                w.last = info;
+                if done || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            if w.last.status() == "completed" {
+                // It finished while we were cancelling: that is a completed migration.
+                return Ok(Outcome::Completed);
+            }
+            return Ok(Outcome::Cancelled { reason });
+        }
+    }
+}
+
+/// "; source QEMU exited: …" for each QEMU that is gone, with its last words.
+fn exit_notes(src: &mut Machine, dst: &mut Machine) -> String {
+    let mut notes = String::new();
+    for (side, m) in [("source", src), ("destination", dst)] {
+        if !m.is_running() {
+            let said = crate::machine::tail(&m.paths.stderr, 3).replace('\n', " | ");
+            notes.push_str(&format!("; the {side} QEMU exited ({said})"));
+        }
+    }
+    notes
 }
 
 fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEvent> {
@@ -767,6 +868,7 @@ async fn check_guest(here: &mut Machine, other: &mut Machine, runs_on: &str) -> 
         next_seq: next.map(|b| b.seq),
         lost_beats: lost,
         console_problems,
+        console_tail: (!problems.is_empty()).then(|| here.console_tail(60)),
         healthy: problems.is_empty(),
         detail: if problems.is_empty() { "ok".into() } else { problems.join("; ") },
     }
@@ -787,6 +889,10 @@ mod tests {
         assert_eq!(l("500kbit"), Some(62_500));
         assert_eq!(l("50MiB/s"), Some(50 * 1024 * 1024));
         assert_eq!(l("1 GB/s"), Some(1_000_000_000));
+        assert_eq!(l("100Mb/s"), Some(12_500_000), "lower-case b is bits");
+        assert_eq!(l("100MB/s"), Some(100_000_000));
+        assert_eq!(l("1gbit"), Some(125_000_000));
+        assert_eq!(l("800bps"), Some(100));
         assert_eq!(l("unlimited"), None);
         assert_eq!("UNLIMITED".parse::<LinkSpeed>().unwrap().max_bandwidth(), UNLIMITED_BYTES_PER_SEC);
         assert_eq!("1Gbit".parse::<LinkSpeed>().unwrap().max_bandwidth(), 125_000_000);
@@ -794,7 +900,7 @@ mod tests {
 
     #[test]
     fn bad_link_speeds_say_what_to_write() {
-        for bad in ["fast", "", "Gbit", "1.2.3Gbit", "10 furlongs", "-5Mbit"] {
+        for bad in ["fast", "", "Gbit", "1.2.3Gbit", "10 furlongs", "-5Mbit", "5XB/s", "5iB/s"] {
             let e = bad.parse::<LinkSpeed>().unwrap_err();
             assert!(e.contains("100Mbit") && e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }

@@ -172,9 +172,6 @@ impl Qmp {
     }
 
     pub async fn execute_json_timeout(&self, name: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
-        if self.shared.closed.load(Ordering::SeqCst) {
-            return Err(QmpError::Closed { label: self.label.clone() });
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({ "execute": name, "id": id });
         if args.as_object().is_some_and(|o| !o.is_empty()) {
@@ -182,6 +179,12 @@ impl Qmp {
         }
         let (tx, rx) = oneshot::channel();
         self.shared.pending.lock().unwrap().insert(id, tx);
+        // Checked after registering: the reader clears `pending` when it sees EOF, so
+        // either it drops our sender or we see `closed` here, never neither.
+        if self.shared.closed.load(Ordering::SeqCst) {
+            self.shared.pending.lock().unwrap().remove(&id);
+            return Err(QmpError::Closed { label: self.label.clone() });
+        }
         let line = format!("{msg}\n");
         trace(&self.label, '>', &line);
         let sent = async {
@@ -331,6 +334,8 @@ pub struct Features {
     pub calc_time_unit: bool,
     /// Modes of `calc-dirty-rate` (page-sampling, dirty-bitmap, dirty-ring).
     pub dirty_rate_modes: BTreeSet<String>,
+    /// Values of `multifd-compression` this build offers (none, zlib, zstd, …).
+    pub multifd_compressions: BTreeSet<String>,
 }
 
 impl Features {
@@ -379,6 +384,8 @@ impl Features {
             .map(|en| enum_values(&en))
             .unwrap_or_default();
         let dirty_rate_modes = member_type(&arg_type("calc-dirty-rate"), "mode").map(|en| enum_values(&en)).unwrap_or_default();
+        let multifd_compressions =
+            member_type(&arg_type("migrate-set-parameters"), "multifd-compression").map(|en| enum_values(&en)).unwrap_or_default();
 
         Features {
             commands: names_of("command"),
@@ -388,6 +395,7 @@ impl Features {
             migrate_channels: has_member("migrate", "channels"),
             calc_time_unit: has_member("calc-dirty-rate", "calc-time-unit"),
             dirty_rate_modes,
+            multifd_compressions,
         }
     }
 
@@ -639,6 +647,7 @@ mod tests {
         assert!(!f.migrate_channels, "channels came after 7.2");
         assert!(!f.calc_time_unit, "calc-time-unit came after 7.2");
         assert!(f.dirty_rate_modes.contains("page-sampling"));
+        assert!(f.multifd_compressions.contains("zstd") && f.multifd_compressions.contains("none"), "{:?}", f.multifd_compressions);
         assert!(f.events.contains("MIGRATION") && f.events.contains("RESUME"));
         assert!(f.commands.contains("migrate-incoming"));
     }

@@ -6,7 +6,7 @@
 use crate::guest::image::{self, GuestImage, ImageInputs};
 use crate::host::{self, FileLock, HostInfo, Qemu};
 use crate::machine::{self, Accel, AccelRequest};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -59,7 +59,8 @@ fn boot_id() -> String {
 
 /// Whether KVM runs a guest here (probing once per host boot, QEMU and image).
 pub async fn kvm_works(p: &Platform) -> Result<(bool, String)> {
-    let _lock = lock()?;
+    // Waiting for the lock must not block the runtime (Ctrl-C must still be heard).
+    let _lock = tokio::task::spawn_blocking(lock).await.context("set-up lock task")??;
     let path = host::cache_dir().join("kvm-probe.json");
     let key = (boot_id(), p.qemu.version_line.clone(), p.image.manifest.key.clone());
     if let Some(c) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<ProbeCache>(&t).ok()) {

@@ -4,16 +4,9 @@
 mod common;
 
 use common::*;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn migbench(tmp: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_migbench"));
-    // A private TMPDIR: run directories land there, so leftovers are easy to find.
-    c.env("TMPDIR", tmp).env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
-    c
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -44,7 +37,10 @@ fn bad_numbers_and_names_are_refused_with_the_fix() {
     fails_clearly(&["migrate", "--vcpus", "0"], &[], "--vcpus 0", "--vcpus 1");
     fails_clearly(&["migrate", "--link", "fast"], &[], "\"fast\"", "1Gbit");
     fails_clearly(&["migrate", "--accel", "hvf"], &[], "hvf", "auto, kvm, tcg");
-    fails_clearly(&["migrate", "--timeout", "0"], &[], "--timeout 0", "--timeout 300");
+    fails_clearly(&["migrate", "--timeout", "0"], &[], "--timeout 0", "300");
+    fails_clearly(&["migrate", "--timeout", "1e20"], &[], "--timeout 100000000000000000000", "300");
+    fails_clearly(&["migrate", "--xbzrle-cache", "99999999999999"], &[], "--xbzrle-cache 99999999999999", "64");
+    fails_clearly(&["migrate", "--ram", "256", "--workload", "memdirty-write:4096"], &[], "memdirty-write:4096", "at most RAM − 64 MiB");
     fails_clearly(&["run", "no-such-profile"], &[], "no-such-profile", "profiles/");
 }
 
@@ -179,4 +175,29 @@ fn setup_is_cached_and_doctor_reports_the_machine() {
         assert!(t.contains(want), "doctor output lacks {want:?}:\n{t}");
     }
     assert!(t.contains("KVM         works") || t.contains("KVM         unusable"), "{t}");
+}
+
+#[test]
+fn a_qemu_that_dies_at_start_is_reported_at_once() {
+    platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("qemu-system-x86_64");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'QEMU emulator version 7.2.99'; exit 0; fi\necho 'qemu-system-x86_64: -machine pc: unsupported machine type' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = Instant::now();
+    let o = migbench(tmp.path())
+        .args(["migrate", "--accel", "tcg", "--out"])
+        .arg(tmp.path().join("out"))
+        .env("MIGBENCH_QEMU", &fake)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("QEMU exited") && t.contains("unsupported machine type"), "{t}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}: the connect timeouts were waited out", started.elapsed());
 }

@@ -150,3 +150,30 @@ async fn xbzrle_and_multifd_with_zstd_complete() {
         assert_eq!(rec.scenario, sc, "the record carries the whole scenario");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_killed_mid_migration_is_a_recorded_failure_and_the_source_runs_on() {
+    let _slot = qemu_slot();
+    let env = environment().await;
+    let p = platform();
+    let spec = GuestSpec::new(256, 1, env.accel).unwrap();
+    let run = RunDir::new().unwrap();
+    let (mut src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();
+    let mut dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
+    let victim = dst.pid() as i32;
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // SAFETY: killing the destination QEMU this test started.
+        unsafe { libc::kill(victim, libc::SIGKILL) };
+    });
+    // 256 MiB at 20 Mbit/s takes far longer than the 2 s before the kill.
+    let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "20Mbit", 120.0)).await.unwrap();
+    killer.await.unwrap();
+    match &m.outcome {
+        Outcome::Failed { reason } => assert!(!reason.is_empty()),
+        other => panic!("expected a failed migration, got {other:?}"),
+    }
+    assert_eq!(m.health.runs_on, "source");
+    assert!(m.health.healthy, "the source must resume and keep beating: {}", m.health.detail);
+    assert_eq!(m.health.run_state, "running");
+}

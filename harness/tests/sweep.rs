@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const PROFILE: &str = r#"
@@ -22,11 +22,6 @@ timeout_s = 60.0
 link = ["1Gbit", "unlimited"]
 "#;
 
-fn migbench(tmp: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_migbench"));
-    c.env("TMPDIR", tmp).env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
-    c
-}
 
 fn results(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("results.jsonl"))

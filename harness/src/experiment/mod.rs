@@ -8,7 +8,7 @@ pub mod sweep;
 
 pub use results::ResultsFile;
 
-use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::machine::{GuestSpec, Machine, RunDir};
 use crate::setup::Platform;
 use anyhow::Result;
 use std::time::Duration;
@@ -22,9 +22,7 @@ pub fn stamp() -> String {
 /// Boots a guest and returns its time from QEMU start to READY, in ms.
 pub async fn boot_once(platform: &Platform, spec: GuestSpec, timeout: Duration) -> Result<f64> {
     let run = RunDir::new()?;
-    let mut m = Machine::start(&platform.qemu, &platform.image, spec, Role::Boot, &run.machine_dir("boot")?, "boot").await?;
-    let ready = m.wait_ready(timeout).await?;
-    let t = (ready.at - m.started).as_secs_f64() * 1000.0;
+    let (m, t) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("boot")?, "boot", timeout).await?;
     m.quit().await;
     Ok(t)
 }

@@ -168,18 +168,8 @@ impl Cell {
         if !(1..=MAX_VCPUS).contains(&self.vcpus) {
             return Err(format!("vcpus = {}: a guest has 1 to {MAX_VCPUS} vCPUs", self.vcpus));
         }
-        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0) {
-            return Err(format!("timeout_s = {}: give the migration time limit in seconds, above 0 (e.g. 120)", self.timeout_s));
-        }
-        if self.hybrid_after_s.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
-            return Err("hybrid_after_s: give seconds, 0 or more".into());
-        }
-        if !(1..=99).contains(&self.throttle_initial) || !(1..=100).contains(&self.throttle_increment) {
-            return Err(format!(
-                "throttle_initial = {}, throttle_increment = {}: QEMU takes 1..99 and 1..100 (%)",
-                self.throttle_initial, self.throttle_increment
-            ));
-        }
+        self.guest(Accel::Tcg).check()?;
+        self.scenario().validate()?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         if let Some(cap) = self.cap_percent {
             crate::machine::cgroup::check_cap(cap, cores)?;
@@ -193,9 +183,6 @@ impl Cell {
             if b >= self.ram_mib {
                 return Err(format!("balloon_mib = {b}: must be less than ram_mib ({})", self.ram_mib));
             }
-        }
-        if self.multifd_channels == 0 {
-            return Err("multifd_channels = 0: multifd needs at least one channel".into());
         }
         Ok(())
     }
@@ -287,8 +274,8 @@ impl Profile {
             return Err(bad("repetitions = 0: run each cell at least once".into()));
         }
         for (key, v) in [("warmup_s", file.warmup_s), ("before_s", file.before_s), ("after_s", file.after_s)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(format!("{key} = {v}: give seconds, 0 or more")));
+            if !(v.is_finite() && (0.0..=crate::migration::MAX_SECONDS).contains(&v)) {
+                return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::MAX_SECONDS)));
             }
         }
         let cells = expand(&file.defaults, &file.matrix).map_err(bad)?;

@@ -132,6 +132,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     for (i, r) in runs.iter().enumerate() {
         let label = if profile.varied.is_empty() { format!("cell {}", r.cell_index) } else { r.cell.describe(&profile.varied) };
         bar.set_message(format!("{label} (rep {})", r.repetition + 1));
+        let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut next_name = || {
             names += 1;
             format!("g{names}")
@@ -156,7 +157,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             },
             migration: MigrationRecord {
                 record: "migration".into(),
-                started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                started_at,
                 environment: env.clone(),
                 guest: r.cell.guest(env.accel),
                 scenario: r.cell.scenario(),
@@ -223,9 +224,7 @@ async fn one_run(
     }
     if live.is_none() {
         let name = next_name();
-        let mut m = Machine::start(&platform.qemu, &platform.image, spec, Role::Boot, &run_dir.machine_dir(&name)?, &name).await?;
-        let ready = m.wait_ready(opts.boot_timeout).await?;
-        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
+        let (m, boot_ms) = Machine::boot(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, opts.boot_timeout).await?;
         if profile.warmup_s > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(profile.warmup_s)).await;
         }

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use migbench_guest::protocol::Message;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -36,7 +36,6 @@ struct Log {
 
 /// A connected guest channel. Dropping it stops its reader.
 pub struct GuestChannel {
-    path: PathBuf,
     log: Arc<Mutex<Log>>,
     changed: Arc<Notify>,
     reader: tokio::task::JoinHandle<()>,
@@ -64,11 +63,7 @@ impl GuestChannel {
         let log = Arc::new(Mutex::new(Log::default()));
         let changed = Arc::new(Notify::new());
         let reader = tokio::spawn(read_loop(stream, log.clone(), changed.clone()));
-        Ok(GuestChannel { path: path.into(), log, changed, reader })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(GuestChannel { log, changed, reader })
     }
 
     /// Waits until `pred` holds for the log, or `timeout` passes.

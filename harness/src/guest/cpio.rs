@@ -84,7 +84,7 @@ pub struct CpioEntry {
     pub data: Vec<u8>,
 }
 
-/// Reads a `newc` archive (used by tests and `migbench doctor` to check an image).
+/// Reads a `newc` archive back (the tests check what the writer made).
 pub fn read_archive(mut bytes: &[u8]) -> Result<Vec<CpioEntry>, String> {
     fn hex(field: &[u8], what: &str) -> Result<u32, String> {
         let s = std::str::from_utf8(field).map_err(|_| format!("{what}: not ASCII"))?;

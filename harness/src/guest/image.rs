@@ -133,16 +133,35 @@ pub fn ensure_image(inputs: &ImageInputs) -> Result<GuestImage> {
     eprintln!("migbench: building guest image {key} (kernel {}, {} modules)", kernel.release, modules.len());
     let tmp = images_root().join(format!(".{key}.tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    std::fs::write(tmp.join("vmlinuz"), &kernel_bytes)?;
+    let built = write_image(&tmp, &dir, &key, &kernel, &kernel_bytes, &init_bytes, &modules);
+    if built.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    built?;
+    prune_images(&dir);
+    GuestImage::load(&dir)
+}
+
+/// Writes an image into `tmp` and moves it to `dir` in one rename.
+fn write_image(
+    tmp: &Path,
+    dir: &Path,
+    key: &str,
+    kernel: &Kernel,
+    kernel_bytes: &[u8],
+    init_bytes: &[u8],
+    modules: &[kmod::Module],
+) -> Result<()> {
+    std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::fs::write(tmp.join("vmlinuz"), kernel_bytes)?;
 
     let mut w = CpioWriter::new(Vec::new());
     for d in ["dev", "proc", "sys", "etc", "etc/migbench", "lib", "lib/modules", "tmp"] {
         w.dir(d, 0o755)?;
     }
-    w.file("init", 0o755, &init_bytes)?;
+    w.file("init", 0o755, init_bytes)?;
     let mut list = String::new();
-    for m in &modules {
+    for m in modules {
         let path = format!("lib/modules/{}.ko", m.name);
         w.file(&path, 0o644, &m.bytes)?;
         list.push_str(&format!("/{path}\n"));
@@ -152,19 +171,18 @@ pub fn ensure_image(inputs: &ImageInputs) -> Result<GuestImage> {
     std::fs::write(tmp.join("initramfs.cpio"), &cpio)?;
 
     let manifest = ImageManifest {
-        key: key.clone(),
+        key: key.to_string(),
         built_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         kernel_origin: kernel.origin.clone(),
         kernel_release: kernel.release.clone(),
-        guest_init_sha256: hex(&Sha256::digest(&init_bytes)),
+        guest_init_sha256: hex(&Sha256::digest(init_bytes)),
         modules: modules.iter().map(|m| m.name.clone()).collect(),
         initramfs_bytes: cpio.len() as u64,
     };
     std::fs::write(tmp.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir).with_context(|| format!("moving the new image to {}", dir.display()))?;
-    prune_images(&dir);
-    GuestImage::load(&dir)
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(tmp, dir).with_context(|| format!("moving the new image to {}", dir.display()))?;
+    Ok(())
 }
 
 fn prune_images(keep: &Path) {
@@ -185,7 +203,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn check_static_elf(bytes: &[u8], path: &Path) -> Result<()> {
-    let rd = |off: usize, n: usize| bytes.get(off..off + n).map(|b| b.iter().rev().fold(0usize, |a, &x| (a << 8) | x as usize));
+    let rd = |off: usize, n: usize| {
+        let end = off.checked_add(n)?;
+        bytes.get(off..end).map(|b| b.iter().rev().fold(0usize, |a, &x| (a << 8) | x as usize))
+    };
     if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(4) != Some(&2) {
         bail!("the guest init {} is not an x86_64 ELF executable", path.display());
     }
@@ -194,7 +215,7 @@ fn check_static_elf(bytes: &[u8], path: &Path) -> Result<()> {
     };
     // A dynamically linked program names its loader in a PT_INTERP (3) segment; as
     // PID 1 in an initramfs without a libc it would die with a bare "No such file".
-    if (0..phnum).any(|i| rd(phoff + i * phentsize, 4) == Some(3)) {
+    if (0..phnum).any(|i| i.checked_mul(phentsize).and_then(|o| o.checked_add(phoff)).and_then(|o| rd(o, 4)) == Some(3)) {
         bail!(
             "the guest init {} is dynamically linked; build it static \
              (RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build -p migbench-guest --target x86_64-unknown-linux-gnu)",

@@ -136,7 +136,7 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 /// The `key=value` strings of an ELF64 module's `.modinfo` section.
 pub fn modinfo(elf: &[u8]) -> Result<Vec<String>> {
     let rd = |off: usize, n: usize| -> Result<u64> {
-        let b = elf.get(off..off + n).context("ELF file truncated")?;
+        let b = off.checked_add(n).and_then(|end| elf.get(off..end)).context("ELF file truncated")?;
         Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
     };
     if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
@@ -147,16 +147,16 @@ pub fn modinfo(elf: &[u8]) -> Result<Vec<String>> {
     let shnum = rd(0x3c, 2)? as usize;
     let shstrndx = rd(0x3e, 2)? as usize;
     let section = |i: usize| -> Result<(usize, usize, usize)> {
-        let base = shoff + i * shentsize;
+        let base = i.checked_mul(shentsize).and_then(|o| o.checked_add(shoff)).context("section header out of range")?;
         Ok((rd(base, 4)? as usize, rd(base + 0x18, 8)? as usize, rd(base + 0x20, 8)? as usize))
     };
     let (_, stroff, strsize) = section(shstrndx)?;
-    let names = elf.get(stroff..stroff + strsize).context("section names out of bounds")?;
+    let names = stroff.checked_add(strsize).and_then(|end| elf.get(stroff..end)).context("section names out of bounds")?;
     for i in 0..shnum {
         let (name_off, off, size) = section(i)?;
         let name = names.get(name_off..).and_then(|s| s.split(|&b| b == 0).next()).unwrap_or(b"");
         if name == b".modinfo" {
-            let data = elf.get(off..off + size).context(".modinfo out of bounds")?;
+            let data = off.checked_add(size).and_then(|end| elf.get(off..end)).context(".modinfo out of bounds")?;
             return Ok(data
                 .split(|&b| b == 0)
                 .filter(|s| !s.is_empty())
@@ -209,6 +209,9 @@ mod tests {
         assert!(kv.contains(&"depends=virtio,virtio_ring".to_string()));
         assert!(modinfo(b"not an elf").is_err());
         assert!(modinfo(&elf[..70]).is_err());
+        let mut huge = elf.clone();
+        huge[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(modinfo(&huge).is_err(), "offsets near usize::MAX must be an error, not a panic");
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod usage;
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::host::Qemu;
-use crate::qmp::Qmp;
+use crate::qmp::{Features, Qmp};
 use migbench_guest::orders::{Orders, Workload};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,21 @@ impl GuestSpec {
     pub fn with_workload(self, workload: Workload) -> GuestSpec {
         GuestSpec { workload, ..self }
     }
+
+    /// Checks that the workload fits: a memory dirtier's working set must leave the
+    /// guest kernel and init at least 64 MiB.
+    pub fn check(&self) -> Result<(), String> {
+        if let Workload::MemDirty { mib, .. } = self.workload {
+            let room = self.ram_mib.saturating_sub(64);
+            if mib > room {
+                return Err(format!(
+                    "workload {}: a {mib} MiB working set does not fit a {} MiB guest; keep it at most RAM − 64 MiB (here {room})",
+                    self.workload, self.ram_mib
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The balloon's effect before a migration.
@@ -160,10 +175,28 @@ pub fn kernel_cmdline(spec: &GuestSpec) -> String {
     format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline())
 }
 
+/// A path as a QEMU option value: commas are doubled (QEMU's escape).
+fn opt_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+/// Unix socket paths must fit `sun_path` (108 bytes with the NUL).
+pub fn check_socket_path(p: &Path) -> Result<()> {
+    let len = p.as_os_str().len();
+    if len >= 108 {
+        bail!(
+            "the socket path {} is {len} bytes, over the 107 a unix socket allows: \
+             point TMPDIR (or XDG_RUNTIME_DIR) at a shorter directory",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
 /// The QEMU arguments for a guest. Source and destination get the same hardware;
 /// only `-incoming` differs, as migration requires.
 pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str) -> Vec<String> {
-    let p = |p: &Path| p.display().to_string();
+    let p = opt_path;
     let mut a: Vec<String> = vec![
         "-name".into(),
         format!("migbench-{name},debug-threads=on"),
@@ -299,6 +332,7 @@ pub struct Machine {
     child: Child,
     /// Present once a CPU cap or core limit was set; removed after QEMU is reaped.
     cgroup: Option<cgroup::CpuCgroup>,
+    features: std::sync::OnceLock<Features>,
 }
 
 impl Machine {
@@ -306,6 +340,9 @@ impl Machine {
     /// the guest (see [`Machine::wait_ready`]).
     pub async fn start(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, role: Role, dir: &Path, name: &str) -> Result<Machine> {
         let paths = MachinePaths::new(dir);
+        for sock in [&paths.qmp, &paths.channel, &paths.dir.join("migrate.sock")] {
+            check_socket_path(sock)?;
+        }
         let stderr = std::fs::File::create(&paths.stderr).with_context(|| format!("creating {}", paths.stderr.display()))?;
         let mut cmd = Command::new(&qemu.path);
         cmd.args(qemu_args(&spec, image, &paths, role, name))
@@ -333,7 +370,21 @@ impl Machine {
             let channel = GuestChannel::connect(&paths.channel, Duration::from_secs(10)).await?;
             anyhow::Ok((qmp, channel))
         };
-        let (qmp, channel) = match connect.await {
+        // A QEMU that dies at once (a bad option, a bad kernel) must not cost the
+        // connect timeouts: watch the process while connecting.
+        let exited = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Ok(Some(status)) = child.try_wait() {
+                    return status;
+                }
+            }
+        };
+        let connected = tokio::select! {
+            r = connect => r,
+            status = exited => Err(anyhow::anyhow!("QEMU exited ({status})")),
+        };
+        let (qmp, channel) = match connected {
             Ok(c) => c,
             Err(e) => {
                 let status = child.try_wait().ok().flatten();
@@ -348,7 +399,25 @@ impl Machine {
             }
         };
         std::mem::forget(guard);
-        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None })
+        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None, features: Default::default() })
+    }
+
+    /// Starts a guest and waits for READY; returns it with its boot time (QEMU
+    /// start to READY, ms).
+    pub async fn boot(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, dir: &Path, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
+        let mut m = Machine::start(qemu, image, spec, Role::Boot, dir, name).await?;
+        let ready = m.wait_ready(timeout).await?;
+        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
+        Ok((m, boot_ms))
+    }
+
+    /// What this QEMU offers, read from its schema once and kept.
+    pub async fn features(&self) -> Result<&Features> {
+        if let Some(f) = self.features.get() {
+            return Ok(f);
+        }
+        let f = self.qmp.features().await?;
+        Ok(self.features.get_or_init(|| f))
     }
 
     pub fn pid(&self) -> u32 {
@@ -569,6 +638,16 @@ mod tests {
         assert!(b.join(" ").contains("-accel kvm"));
         // Same hardware on both sides: only -incoming and the accel differ here.
         assert_eq!(a.len() + 2, b.len());
+    }
+
+    #[test]
+    fn paths_are_escaped_and_checked() {
+        let paths = MachinePaths::new(Path::new("/tmp/a,b"));
+        let a = qemu_args(&GuestSpec::new(128, 1, Accel::Tcg).unwrap(), &image(), &paths, Role::Boot, "src").join(" ");
+        assert!(a.contains("path=/tmp/a,,b/qmp.sock"), "{a}");
+        let long = Path::new("/").join("x".repeat(120));
+        assert!(check_socket_path(&long).unwrap_err().to_string().contains("TMPDIR"));
+        assert!(check_socket_path(Path::new("/tmp/q.sock")).is_ok());
     }
 
     #[test]

@@ -8,7 +8,16 @@ use migbench::host::{self, FileLock};
 use migbench::machine::AccelRequest;
 use migbench::setup::{self, Environment, Platform};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+/// The `migbench` binary with a private TMPDIR: its run directories land there,
+/// so anything left behind is easy to find.
+pub fn migbench(tmp: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_migbench"));
+    c.env("TMPDIR", tmp).env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
+    c
+}
 
 pub fn platform() -> &'static Platform {
     static P: OnceLock<Platform> = OnceLock::new();
