@@ -15,9 +15,17 @@ doctor:
 test:
     cargo test
 
-# The benchmark: boot time and idle-guest migrations of 256/512/1024 MiB.
+# The benchmark: boot time, then profiles/smoke.toml with its summary.
 bench *ARGS:
     {{migbench}} bench {{ARGS}}
+
+# Run a profile, e.g. `just run strategies --resume`.
+run PROFILE *ARGS:
+    {{migbench}} run {{PROFILE}} {{ARGS}}
+
+# Join shard results: `just merge out/s0 out/s1 --out out/all`.
+merge *ARGS:
+    {{migbench}} merge {{ARGS}}
 
 # One measured migration, e.g. `just migrate --ram 1024 --link 100Mbit`.
 migrate *ARGS:

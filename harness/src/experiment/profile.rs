@@ -259,13 +259,10 @@ impl Profile {
     }
 
     pub fn parse(text: &str, source: &str) -> Result<Profile> {
-        let file: ProfileFile = toml::from_str(text).map_err(|e| {
-            let mut msg = format!("profile {source}: {}", e.to_string().trim_end());
-            if e.message().contains("unknown field") {
-                msg.push_str(&format!("\nvariables a profile may set: {}", VARIABLES.join(", ")));
-            }
-            anyhow::anyhow!(msg)
-        })?;
+        // The parser's message has the line, the column and (for an unknown key or
+        // enum value) the names allowed there.
+        let file: ProfileFile =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("profile {source}: {}", e.to_string().trim_end()))?;
         let bad = |what: String| anyhow::anyhow!("profile {source}: {what}");
         if file.name.trim().is_empty() {
             return Err(bad("name is empty: give the profile a name".into()));
