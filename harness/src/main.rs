@@ -127,22 +127,22 @@ struct CommonRun {
     #[arg(long, value_enum, default_value_t = Strategy::Precopy)]
     strategy: Strategy,
     /// hybrid: pre-copy passes before switching to post-copy.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = Tuning::default().hybrid_passes, value_name = "N")]
     hybrid_passes: u64,
     /// hybrid: switch to post-copy after this many seconds at the latest.
     #[arg(long, value_name = "SECS")]
     hybrid_after: Option<f64>,
     /// auto-converge: initial CPU throttle, %.
-    #[arg(long, default_value_t = 20, value_name = "PCT")]
+    #[arg(long, default_value_t = Tuning::default().throttle_initial, value_name = "PCT")]
     throttle_initial: u8,
     /// auto-converge: throttle increment, %.
-    #[arg(long, default_value_t = 10, value_name = "PCT")]
+    #[arg(long, default_value_t = Tuning::default().throttle_increment, value_name = "PCT")]
     throttle_increment: u8,
     /// xbzrle: cache size in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    #[arg(long, default_value_t = Tuning::default().xbzrle_cache_mib, value_name = "MIB")]
     xbzrle_cache: u64,
     /// multifd: channels.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, default_value_t = Tuning::default().multifd_channels, value_name = "N")]
     multifd_channels: u8,
     /// multifd: compression.
     #[arg(long, value_enum, default_value_t = Compression::None)]
@@ -151,10 +151,10 @@ struct CommonRun {
     #[arg(long, default_value = "idle")]
     workload: Workload,
     /// QEMU's downtime-limit in ms.
-    #[arg(long, default_value_t = 300, value_name = "MS")]
+    #[arg(long, default_value_t = Scenario::default().downtime_limit_ms, value_name = "MS")]
     downtime_limit: u64,
     /// Cancel a migration not finished after this many seconds (recorded as cancelled).
-    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    #[arg(long, default_value_t = Scenario::default().timeout_s, value_name = "SECS")]
     timeout: f64,
     /// How long a guest may take to boot to READY.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
@@ -320,7 +320,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
                 f.append(&serde_json::json!({"record": "boot", "environment": env, "ram_mib": 256, "vcpus": 1, "boot_to_ready_ms": times}))?;
-                boot = experiment::Summary::of(&times);
+                boot = migbench::experiment::stats::Stats::of(&times);
             }
             let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default());
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
@@ -431,14 +431,19 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             println!("QEMU        {e:#}");
         }
     }
-    println!(
-        "cgroups     {}",
-        match host.cgroup {
-            host::CgroupVersion::V2 => "v2 (unified)",
-            host::CgroupVersion::V1 => "v1",
-            host::CgroupVersion::None => "none found under /sys/fs/cgroup",
+    let version = match host.cgroup {
+        host::CgroupVersion::V2 => "v2 (unified)",
+        host::CgroupVersion::V1 => "v1",
+        host::CgroupVersion::None => "none found under /sys/fs/cgroup",
+    };
+    // Make and remove a real group: that is what a CPU cap needs.
+    match machine::cgroup::CpuCgroup::create("doctor").and_then(|cg| cg.set_cap(Some(50)).map(|_| cg)) {
+        Ok(cg) => {
+            drop(cg);
+            println!("cgroups     {version}; CPU caps work (a test group was made and removed)");
         }
-    );
+        Err(e) => println!("cgroups     {version}; CPU caps and core limits will fail: {e:#}"),
+    }
     match host::netns_check() {
         Ok(()) => println!("netns       network namespaces can be made"),
         Err(e) => println!("netns       no: {e:#}"),

@@ -236,6 +236,8 @@ impl Default for Scenario {
 
 /// The longest time limit or window accepted: a week.
 pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// QEMU's own upper bound for `downtime-limit`.
+pub const MAX_DOWNTIME_LIMIT_MS: u64 = 2_000_000;
 /// The largest XBZRLE cache accepted, MiB.
 pub const MAX_XBZRLE_CACHE_MIB: u64 = 1 << 20;
 
@@ -268,8 +270,17 @@ impl Scenario {
         if t.multifd_channels == 0 {
             return Err("multifd_channels / --multifd-channels 0: multifd needs at least one channel (e.g. 2)".into());
         }
-        if t.xbzrle_cache_mib == 0 || t.xbzrle_cache_mib > MAX_XBZRLE_CACHE_MIB {
-            return Err(format!("xbzrle_cache_mib / --xbzrle-cache {}: give 1 to {MAX_XBZRLE_CACHE_MIB} MiB (e.g. 64)", t.xbzrle_cache_mib));
+        if !t.xbzrle_cache_mib.is_power_of_two() || t.xbzrle_cache_mib > MAX_XBZRLE_CACHE_MIB {
+            return Err(format!(
+                "xbzrle_cache_mib / --xbzrle-cache {}: QEMU takes a power of two, here 1 to {MAX_XBZRLE_CACHE_MIB} MiB (e.g. 64)",
+                t.xbzrle_cache_mib
+            ));
+        }
+        if self.downtime_limit_ms > MAX_DOWNTIME_LIMIT_MS {
+            return Err(format!(
+                "downtime_limit_ms / --downtime-limit {}: QEMU accepts at most {MAX_DOWNTIME_LIMIT_MS} ms (e.g. 300)",
+                self.downtime_limit_ms
+            ));
         }
         Ok(())
     }
@@ -471,11 +482,15 @@ pub struct Measurement {
     /// Total time vCPUs on the destination stalled on remote page faults (`postcopy-blocktime`).
     pub postcopy_blocktime_ms: Option<f64>,
     /// CPU used per phase (`during` by the driver; `before`/`after` by a sweep's windows).
+    #[serde(default)]
     pub cpu_percent: PhaseCpu,
     /// The balloon inflated before migrating (`balloon_mib`), if any.
     pub balloon: Option<Balloon>,
+    #[serde(default)]
     pub health: Health,
+    #[serde(default)]
     pub progress: Vec<Sample>,
+    #[serde(default)]
     pub events: Vec<RecordedEvent>,
 }
 
@@ -557,11 +572,9 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
 }
 
 /// Sets the capabilities a strategy needs on one QEMU (all managed ones explicitly).
-async fn set_capabilities(q: &Qmp, plan: &[(&str, bool)]) -> Result<()> {
+async fn set_capabilities(q: &Qmp, plan: &[(&str, bool)]) -> Result<(), crate::qmp::QmpError> {
     let caps: Vec<Value> = plan.iter().map(|(c, on)| serde_json::json!({"capability": c, "state": on})).collect();
-    q.execute_json("migrate-set-capabilities", serde_json::json!({ "capabilities": caps }))
-        .await
-        .with_context(|| format!("setting migration capabilities on {}", q.label()))?;
+    q.execute_json("migrate-set-capabilities", serde_json::json!({ "capabilities": caps })).await?;
     Ok(())
 }
 
@@ -574,11 +587,18 @@ async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<
         (Err(reason), _) | (_, Err(reason)) => return Ok(Err(reason)),
     };
     for (m, params) in [(src, src_params), (dst, dst_params)] {
-        set_capabilities(&m.qmp, &caps).await?;
-        m.qmp
-            .execute(&qapi::qmp::migrate_set_parameters(params))
-            .await
-            .with_context(|| format!("setting migration parameters on {} for {}", m.name, scenario.strategy))?;
+        // QEMU refusing a value is this run's result (the guest is unharmed); a dead
+        // connection is an error.
+        let refused = |e: crate::qmp::QmpError| match e {
+            crate::qmp::QmpError::Command { .. } => Ok(format!("QEMU on {} refused the {} settings: {e}", m.name, scenario.strategy)),
+            other => Err(anyhow::Error::new(other)),
+        };
+        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
+            return refused(e).map(Err);
+        }
+        if let Err(e) = m.qmp.execute(&qapi::qmp::migrate_set_parameters(params)).await {
+            return refused(e).map(Err);
+        }
     }
     Ok(Ok(()))
 }
@@ -656,8 +676,8 @@ pub async fn drive_observed(
         m.health = check_guest(dst, src, "destination").await;
         if postcopy_started.is_some() {
             // Remote page-fault stall time, measured by the destination (postcopy-blocktime).
-            if let Ok(v) = dst.qmp.execute(&qapi::qmp::query_migrate {}).await {
-                m.postcopy_blocktime_ms = v.get("postcopy-blocktime").and_then(Value::as_u64).map(|v| v as f64);
+            if let Ok(info) = dst.qmp.query_migrate().await {
+                m.postcopy_blocktime_ms = info.postcopy_blocktime.map(|v| v as f64);
             }
         }
     } else {
@@ -709,10 +729,7 @@ async fn watch(
 ) -> Result<Outcome> {
     src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri.into()), channels: None, detach: None, resume: None }).await?;
     if scenario.strategy == Strategy::Postcopy {
-        match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
-            Ok(_) => w.postcopy_started = Some(Instant::now()),
-            Err(e) => w.switch_error = Some(e.to_string()),
-        }
+        start_postcopy(src, w).await;
     }
     let timeout = scenario.timeout();
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
@@ -740,10 +757,7 @@ async fn watch(
             let due = passes_done >= scenario.tuning.hybrid_passes
                 || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
             if due {
-                match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
-                    Ok(_) => w.postcopy_started = Some(Instant::now()),
-                    Err(e) => w.switch_error = Some(e.to_string()),
-                }
+                start_postcopy(src, w).await;
             }
         }
         if status.starts_with("postcopy") {
@@ -784,6 +798,14 @@ async fn watch(
             }
             return Ok(Outcome::Cancelled { reason });
         }
+    }
+}
+
+/// Sends `migrate-start-postcopy`, noting when, or why QEMU refused.
+async fn start_postcopy(src: &Machine, w: &mut Watch) {
+    match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
+        Ok(_) => w.postcopy_started = Some(Instant::now()),
+        Err(e) => w.switch_error = Some(e.to_string()),
     }
 }
 

@@ -103,18 +103,19 @@ cell_variables! {
     vcpus: u32 = 1,
     /// What the guest runs: idle, burn, memdirty-write:MIB, memdirty-read:MIB.
     workload: Workload = Workload::Idle,
-    strategy: Strategy = Strategy::Precopy,
-    link: LinkSpeed = "1Gbit".parse().expect("valid default link"),
-    transport: Transport = Transport::Unix,
-    downtime_limit_ms: u64 = 300,
-    timeout_s: f64 = 120.0,
-    hybrid_passes: u64 = 1,
-    hybrid_after_s: Option<f64> = None,
-    throttle_initial: u8 = 20,
-    throttle_increment: u8 = 10,
-    xbzrle_cache_mib: u64 = 64,
-    multifd_channels: u8 = 2,
-    multifd_compression: Compression = Compression::None,
+    // The migration variables default to what `migbench migrate` uses (one source).
+    strategy: Strategy = Scenario::default().strategy,
+    link: LinkSpeed = Scenario::default().link,
+    transport: Transport = Scenario::default().transport,
+    downtime_limit_ms: u64 = Scenario::default().downtime_limit_ms,
+    timeout_s: f64 = Scenario::default().timeout_s,
+    hybrid_passes: u64 = Tuning::default().hybrid_passes,
+    hybrid_after_s: Option<f64> = Tuning::default().hybrid_after_s,
+    throttle_initial: u8 = Tuning::default().throttle_initial,
+    throttle_increment: u8 = Tuning::default().throttle_increment,
+    xbzrle_cache_mib: u64 = Tuning::default().xbzrle_cache_mib,
+    multifd_channels: u8 = Tuning::default().multifd_channels,
+    multifd_compression: Compression = Tuning::default().multifd_compression,
     /// CPU cap on each QEMU, % of one host CPU (25 … 100 × host cores); none = no cap.
     cap_percent: Option<u32> = None,
     /// Restrict each QEMU to host cores 0..N (a cpuset); none = all cores.
@@ -154,10 +155,21 @@ impl Cell {
         }
     }
 
-    /// A stable identity for results and `--resume`: the cell's own values, not its position.
+    /// A stable identity for results and `--resume`: the cell's own values, not its
+    /// position. Only values that differ from the defaults count, so a variable
+    /// added in a later version does not change the keys of existing results.
     pub fn key(&self) -> String {
         use sha2::{Digest, Sha256};
-        let json = serde_json::to_string(self).unwrap_or_default();
+        let mine = serde_json::to_value(self).unwrap_or_default();
+        let base = serde_json::to_value(Cell::from_defaults(&Defaults::default())).unwrap_or_default();
+        let differing: serde_json::Map<String, serde_json::Value> = mine
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| base.get(k.as_str()) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let json = serde_json::Value::Object(differing).to_string();
         crate::guest::image::hex(&Sha256::digest(json.as_bytes()))[..12].to_string()
     }
 
@@ -174,10 +186,8 @@ impl Cell {
         if let Some(cap) = self.cap_percent {
             crate::machine::cgroup::check_cap(cap, cores)?;
         }
-        if let Some(n) = self.host_cores {
-            if n == 0 || n as usize > cores {
-                return Err(format!("host_cores = {n}: this host has {cores} cores; give 1 to {cores}"));
-            }
+        if self.host_cores == Some(0) {
+            return Err("host_cores = 0: give at least 1 core".into());
         }
         if let Some(b) = self.balloon_mib {
             if b >= self.ram_mib {
@@ -276,8 +286,15 @@ impl Profile {
             }
         }
         let cells = expand(&file.defaults, &file.matrix).map_err(bad)?;
+        let mut keys = std::collections::HashSet::new();
         for c in &cells {
-            c.check().map_err(|e| bad(format!("in [defaults] or [matrix]: {e}")))?;
+            c.check().map_err(|e| {
+                let at = e.split([' ', '/']).next().and_then(|key| line_of(text, key)).map(|l| format!("line {l}: ")).unwrap_or_default();
+                bad(format!("{at}{e}"))
+            })?;
+            if !keys.insert(c.key()) {
+                return Err(bad(format!("two cells are the same ({}): a [matrix] list repeats a value", c.describe(VARIABLES))));
+            }
         }
         Ok(Profile {
             name: file.name,
@@ -297,6 +314,26 @@ impl Profile {
     pub fn shard(&self, shard: Shard) -> Vec<(usize, &Cell)> {
         self.cells.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).collect()
     }
+}
+
+/// The line (1-based) where `key` is set, preferring `[matrix]` (the values that vary).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let mut section = "";
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = t;
+            continue;
+        }
+        if t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            if section == "[matrix]" {
+                return Some(i + 1);
+            }
+            found = found.or(Some(i + 1));
+        }
+    }
+    found
 }
 
 /// `--shard I/N`: this job runs every N-th cell starting at I (0-based).
@@ -361,6 +398,9 @@ link = ["100Mbit", "1Gbit", "unlimited"]
         let keys: std::collections::BTreeSet<_> = p.cells.iter().map(Cell::key).collect();
         assert_eq!(keys.len(), 6);
         assert_eq!(Profile::parse(EXAMPLE, "again").unwrap().cells[3].key(), p.cells[3].key());
+        // Naming a default explicitly does not change a cell's identity.
+        let explicit = Profile::parse(&EXAMPLE.replace("ram_mib = 128", "ram_mib = 128\nvcpus = 1"), "e").unwrap();
+        assert_eq!(explicit.cells[3].key(), p.cells[3].key());
     }
 
     #[test]
@@ -373,8 +413,10 @@ link = ["100Mbit", "1Gbit", "unlimited"]
         assert!(e.contains("line 3") && e.contains("100Mbit"), "{e}");
         let e = Profile::parse("name = \"x\"\n[defaults]\nram_mib = \"big\"\n", "p.toml").unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("expected u32"), "{e}");
-        let e = Profile::parse("name = \"x\"\n[matrix]\nram_mib = [256, 0]\n", "p.toml").unwrap_err().to_string();
-        assert!(e.contains("p.toml") && e.contains("ram_mib = 0"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[defaults]\nvcpus = 1\n[matrix]\nram_mib = [256, 0]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("p.toml") && e.contains("line 5") && e.contains("ram_mib = 0"), "{e}");
+        let e = Profile::parse("name = \"x\"\n[matrix]\nlink = [\"1Gbit\", \"1Gbit\"]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("repeats a value"), "{e}");
         let e = Profile::parse("name = \"x\"\n[matrix]\nvcpus = []\n", "p.toml").unwrap_err().to_string();
         assert!(e.contains("empty list"), "{e}");
         let e = Profile::parse("name = \"x\"\nrepetitions = 0\n", "p.toml").unwrap_err().to_string();

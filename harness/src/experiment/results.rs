@@ -22,13 +22,20 @@ impl ResultsFile {
         if let Ok(bytes) = std::fs::read(path) {
             if !bytes.is_empty() && !bytes.ends_with(b"\n") {
                 let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
-                eprintln!(
-                    "migbench: warning: {} ends in a torn line ({} bytes, from an interrupted run); it is dropped",
-                    path.display(),
-                    bytes.len() - keep
-                );
-                let f = std::fs::File::options().write(true).open(path)?;
-                f.set_len(keep as u64).with_context(|| format!("truncating the torn line of {}", path.display()))?;
+                // Append mode: the newline must land at the end, and set_len works the same.
+                let f = std::fs::File::options().append(true).open(path)?;
+                if serde_json::from_slice::<Value>(&bytes[keep..]).is_ok() {
+                    // A whole record that only lacks its newline: keep it.
+                    use std::io::Write;
+                    (&f).write_all(b"\n").with_context(|| format!("completing the last line of {}", path.display()))?;
+                } else {
+                    eprintln!(
+                        "migbench: warning: {} ends in a torn line ({} bytes, from an interrupted run); it is dropped",
+                        path.display(),
+                        bytes.len() - keep
+                    );
+                    f.set_len(keep as u64).with_context(|| format!("truncating the torn line of {}", path.display()))?;
+                }
             }
         }
         let file = std::fs::File::options()
@@ -93,5 +100,9 @@ mod tests {
         f.append(&serde_json::json!({"x": 3})).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n{\"x\":2}\n{\"x\":3}\n");
         assert!(read_results(&dir.path().join("none.jsonl")).unwrap().is_empty());
+        // A complete record without its newline is kept, not dropped.
+        std::fs::write(&p, "{\"x\":1}\n{\"x\":2}").unwrap();
+        drop(ResultsFile::create(&p).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n{\"x\":2}\n");
     }
 }

@@ -26,6 +26,7 @@ pub struct Stats {
     pub sd: f64,
     /// Half-width of the 95 % confidence interval of the mean; `None` for one value.
     pub ci95: Option<f64>,
+    pub median: f64,
     pub min: f64,
     pub max: f64,
 }
@@ -40,15 +41,17 @@ impl Stats {
         let mean = v.iter().sum::<f64>() / n as f64;
         let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         let ci95 = (n > 1).then(|| t_975(n - 1) * sd / (n as f64).sqrt());
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some(Stats { n, mean, sd, ci95, min, max })
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        Some(Stats { n, mean, sd, ci95, median, min: sorted[0], max: sorted[n - 1] })
     }
 
-    /// "812.3 ± 40.1" (or just the mean for one value), with `decimals` places.
+    /// "812.3 ± 40.1 (sd 25.8)": mean ± 95 % CI and the standard deviation (or just
+    /// the mean for one value), with `decimals` places.
     pub fn show(&self, decimals: usize) -> String {
         match self.ci95 {
-            Some(ci) => format!("{:.*} ± {:.*}", decimals, self.mean, decimals, ci),
+            Some(ci) => format!("{:.*} ± {:.*} (sd {:.*})", decimals, self.mean, decimals, ci, decimals, self.sd),
             None => format!("{:.*}", decimals, self.mean),
         }
     }
@@ -68,7 +71,9 @@ mod tests {
         assert!((s.sd - 2.581_988_897).abs() < 1e-6);
         assert!((s.ci95.unwrap() - 4.107_94).abs() < 1e-3);
         assert_eq!((s.min, s.max), (2.0, 8.0));
-        assert_eq!(s.show(1), "5.0 ± 4.1");
+        assert_eq!(s.show(1), "5.0 ± 4.1 (sd 2.6)");
+        assert_eq!(s.median, 5.0);
+        assert_eq!(Stats::of(&[3.0, 1.0, 2.0]).unwrap().median, 2.0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Running a profile: every (cell, repetition) of this shard, skipping what
 //! `--resume` finds already done, with booted guests reused across cells that
-//! differ only in runtime-settable variables and migrated back and forth.
+//! differ only in runtime-settable variables (each run migrates it on to a fresh QEMU).
 
 use super::profile::{Cell, Profile, Shard};
 use super::results::{ResultsFile, read_results};
@@ -62,7 +62,7 @@ pub fn plan(profile: &Profile, shard: Shard, done: &HashSet<String>) -> Vec<Plan
         .shard(shard)
         .into_iter()
         .flat_map(|(i, c)| (0..profile.repetitions).map(move |r| PlannedRun { cell_index: i, cell: c.clone(), repetition: r }))
-        .filter(|r| !done.contains(&format!("{}/{}", r.cell.key(), r.repetition)))
+        .filter(|r| !done.contains(&planned_key(r)))
         .collect();
     let mut first_seen: Vec<(u32, u32, String)> = Vec::new();
     for r in &runs {
@@ -79,7 +79,7 @@ pub fn done_keys(records: &[serde_json::Value], profile: &str) -> HashSet<String
     records
         .iter()
         .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile))
-        .filter_map(|v| Some(format!("{}/{}", v.pointer("/run/cell_key")?.as_str()?, v.pointer("/run/repetition")?.as_u64()?)))
+        .filter_map(run_key)
         .collect()
 }
 
@@ -111,6 +111,8 @@ struct Live {
 /// Runs the profile. Every finished run is appended to `DIR/results.jsonl` at once.
 pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<SweepOutcome> {
     let results_path = opts.out.join("results.jsonl");
+    // Opening repairs a torn last line first, so what is read next is what stays.
+    let mut results = ResultsFile::create(&results_path)?;
     let existing = read_results(&results_path)?;
     if !existing.is_empty() && !opts.resume {
         bail!(
@@ -121,7 +123,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     }
     let done = done_keys(&existing, &profile.name);
     let runs = plan(profile, opts.shard, &done);
-    let mut results = ResultsFile::create(&results_path)?;
+    let skipped = plan(profile, opts.shard, &HashSet::new()).len() - runs.len();
     let bars = Bars::new(runs.len() as u64, opts.quiet);
     let bar = &bars.sweep;
     let started = Instant::now();
@@ -192,7 +194,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     if let Some(l) = live.take() {
         l.machine.quit().await;
     }
-    Ok(SweepOutcome { ran: records.len(), skipped: done.len(), wall: started.elapsed(), results: results_path })
+    Ok(SweepOutcome { ran: records.len(), skipped, wall: started.elapsed(), results: results_path })
 }
 
 #[derive(Debug, Clone)]
@@ -307,7 +309,7 @@ impl Bars {
         sweep.enable_steady_tick(Duration::from_millis(200));
         let run = multi.add(ProgressBar::new(0));
         run.set_style(
-            ProgressStyle::with_template("    {bar:30} {bytes}/{total_bytes} of RAM copied, {msg}").expect("valid progress template"),
+            ProgressStyle::with_template("    {bar:30} {bytes}/{total_bytes} of RAM copied, ETA {eta}, {msg}").expect("valid progress template"),
         );
         Bars { sweep, run, _multi: multi }
     }
@@ -338,7 +340,13 @@ pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSu
     let parsed: Vec<RunRecord> = records
         .iter()
         .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile.name.as_str()))
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .filter_map(|v| match serde_json::from_value(v.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("migbench: warning: a result of {} is not summarised: it does not read as a run record ({e})", profile.name);
+                None
+            }
+        })
         .collect();
     let mut out = Vec::new();
     for (i, cell) in profile.cells.iter().enumerate() {
@@ -382,28 +390,44 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<(usize, usize)> {
     if target.exists() {
         bail!("{} exists: merge into a new directory", target.display());
     }
+    // Read and check every input before writing anything.
     let mut seen = HashSet::new();
-    let mut file = ResultsFile::create(&target)?;
-    let (mut kept, mut dropped) = (0, 0);
+    let mut keep = Vec::new();
+    let mut dropped = 0;
     for dir in inputs {
         let path = if dir.is_dir() { dir.join("results.jsonl") } else { dir.clone() };
         if !path.exists() {
             bail!("{} does not exist: give result directories (or results.jsonl files) to merge", path.display());
         }
         for v in read_results(&path)? {
-            let key = match (v.pointer("/run/profile"), v.pointer("/run/cell_key"), v.pointer("/run/repetition")) {
-                (Some(p), Some(c), Some(r)) => format!("{p}/{c}/{r}"),
+            let key = match (v.pointer("/run/profile"), run_key(&v)) {
+                (Some(p), Some(k)) => format!("{p}/{k}"),
                 _ => v.to_string(),
             };
             if seen.insert(key) {
-                file.append(&v)?;
-                kept += 1;
+                keep.push(v);
             } else {
                 dropped += 1;
             }
         }
     }
-    Ok((kept, dropped))
+    let tmp = out.join(".results.jsonl.merging");
+    let mut file = ResultsFile::create(&tmp)?;
+    for v in &keep {
+        file.append(v)?;
+    }
+    drop(file);
+    std::fs::rename(&tmp, &target).with_context(|| format!("moving the merged results to {}", target.display()))?;
+    Ok((keep.len(), dropped))
+}
+
+/// `cell_key/repetition` of a result line, the identity `--resume` and `merge` use.
+pub fn run_key(v: &serde_json::Value) -> Option<String> {
+    Some(format!("{}/{}", v.pointer("/run/cell_key")?.as_str()?, v.pointer("/run/repetition")?.as_u64()?))
+}
+
+fn planned_key(r: &PlannedRun) -> String {
+    format!("{}/{}", r.cell.key(), r.repetition)
 }
 
 #[cfg(test)]

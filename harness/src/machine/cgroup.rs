@@ -19,6 +19,8 @@ pub struct CpuCgroup {
     cpu_dir: PathBuf,
     /// v1 only: the group in the cpuset hierarchy, made when `host_cores` is first set.
     cpuset_dir: Option<PathBuf>,
+    /// Whether a core limit is in force (so lifting it has something to undo).
+    cores_limited: bool,
     name: String,
     pids: Vec<u32>,
 }
@@ -41,6 +43,42 @@ pub fn check_cap(percent: u32, cores: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Turns a controller on for the children of the v2 root, saying plainly why it
+/// cannot be done when the write fails.
+fn enable_v2_controller(controller: &str) -> Result<()> {
+    let root = Path::new(V1_ROOT);
+    let control = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+    if control.split_whitespace().any(|c| c == controller) {
+        return Ok(());
+    }
+    std::fs::write(root.join("cgroup.subtree_control"), format!("+{controller}")).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::EBUSY) => "the cgroup at /sys/fs/cgroup holds processes itself (a container with its own cgroup \
+                                  namespace?); give migbench a delegated cgroup subtree or run it on the host"
+                .to_string(),
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => "CPU caps and core limits need root".to_string(),
+            _ => e.to_string(),
+        };
+        anyhow::anyhow!("cannot enable the {controller} controller for child cgroups in /sys/fs/cgroup: {why}")
+    })
+}
+
+/// A CPU list such as "0-3,8" as numbers.
+pub fn parse_cpu_list(text: &str) -> Vec<u32> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
+                    cpus.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            None => cpus.extend(part.trim().parse::<u32>().ok()),
+        }
+    }
+    cpus
+}
+
 impl CpuCgroup {
     /// Makes an empty cgroup named `migbench-<our pid>-<name>`.
     pub fn create(name: &str) -> Result<CpuCgroup> {
@@ -48,19 +86,17 @@ impl CpuCgroup {
         let name = format!("migbench-{}-{name}", std::process::id());
         let cpu_dir = match version {
             CgroupVersion::V2 => {
-                let root = Path::new(V1_ROOT);
-                let control = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
-                if !control.split_whitespace().any(|c| c == "cpu") {
-                    write(&root.join("cgroup.subtree_control"), "+cpu")
-                        .context("enabling the cpu controller for child cgroups (needs root)")?;
-                }
-                root.join(&name)
+                enable_v2_controller("cpu")?;
+                Path::new(V1_ROOT).join(&name)
             }
             CgroupVersion::V1 => Path::new(V1_ROOT).join("cpu").join(&name),
             CgroupVersion::None => bail!("no cgroup file system under /sys/fs/cgroup: CPU caps and core limits need cgroups (v1 or v2)"),
         };
-        std::fs::create_dir(&cpu_dir).with_context(|| format!("creating cgroup {} (needs root)", cpu_dir.display()))?;
-        Ok(CpuCgroup { version, cpu_dir, cpuset_dir: None, name, pids: Vec::new() })
+        std::fs::create_dir(&cpu_dir).map_err(|e| {
+            let hint = if matches!(e.kind(), std::io::ErrorKind::PermissionDenied) { " (CPU caps and core limits need root)" } else { "" };
+            anyhow::anyhow!("creating cgroup {}: {e}{hint}", cpu_dir.display())
+        })?;
+        Ok(CpuCgroup { version, cpu_dir, cpuset_dir: None, cores_limited: false, name, pids: Vec::new() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -95,32 +131,32 @@ impl CpuCgroup {
         }
     }
 
-    /// Restricts the process to host cores `0..cores` (or lifts it with `None`).
+    /// Restricts the process to the first `cores` CPUs it may use (or lifts the
+    /// limit with `None`). The cpuset is only touched once a limit is asked for.
     pub fn set_cores(&mut self, cores: Option<u32>) -> Result<()> {
-        let all = std::fs::read_to_string(match self.version {
+        if cores.is_none() && !self.cores_limited {
+            return Ok(());
+        }
+        let allowed_file = match self.version {
             CgroupVersion::V2 => Path::new(V1_ROOT).join("cpuset.cpus.effective"),
-            _ => Path::new(V1_ROOT).join("cpuset/cpuset.cpus"),
-        })
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+            _ => Path::new(V1_ROOT).join("cpuset/cpuset.effective_cpus"),
+        };
+        let allowed_text = std::fs::read_to_string(&allowed_file)
+            .or_else(|_| std::fs::read_to_string(Path::new(V1_ROOT).join("cpuset/cpuset.cpus")))
+            .with_context(|| format!("reading the CPUs this host allows ({})", allowed_file.display()))?;
+        let allowed = parse_cpu_list(&allowed_text);
         let cpus = match cores {
             Some(n) => {
-                let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
-                if n == 0 || n > host {
-                    bail!("host_cores = {n}: this host has {host} cores; give 1 to {host}");
+                if n == 0 || n as usize > allowed.len() {
+                    bail!("host_cores = {n}: this host allows {} CPUs ({}); give 1 to {}", allowed.len(), allowed_text.trim(), allowed.len());
                 }
-                if n == 1 { "0".to_string() } else { format!("0-{}", n - 1) }
+                allowed[..n as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")
             }
-            None => all,
+            None => allowed_text.trim().to_string(),
         };
         let dir = match self.version {
             CgroupVersion::V2 => {
-                let root = Path::new(V1_ROOT);
-                let control = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
-                if !control.split_whitespace().any(|c| c == "cpuset") {
-                    write(&root.join("cgroup.subtree_control"), "+cpuset")?;
-                }
+                enable_v2_controller("cpuset")?;
                 self.cpu_dir.clone()
             }
             _ => match &self.cpuset_dir {
@@ -129,19 +165,22 @@ impl CpuCgroup {
                     let parent = Path::new(V1_ROOT).join("cpuset");
                     let d = parent.join(&self.name);
                     std::fs::create_dir(&d).with_context(|| format!("creating cgroup {}", d.display()))?;
-                    // A v1 cpuset starts empty: it needs memory nodes before it takes a process.
+                    self.cpuset_dir = Some(d.clone());
+                    // A v1 cpuset starts empty: it needs CPUs and memory nodes before it takes a process.
                     let mems = std::fs::read_to_string(parent.join("cpuset.mems")).unwrap_or_else(|_| "0".into());
                     write(&d.join("cpuset.mems"), mems.trim())?;
-                    self.cpuset_dir = Some(d.clone());
                     write(&d.join("cpuset.cpus"), &cpus)?;
                     for pid in self.pids.clone() {
                         write(&d.join("cgroup.procs"), &pid.to_string())?;
                     }
+                    self.cores_limited = cores.is_some();
                     return Ok(());
                 }
             },
         };
-        write(&dir.join("cpuset.cpus"), &cpus)
+        write(&dir.join("cpuset.cpus"), &cpus)?;
+        self.cores_limited = cores.is_some();
+        Ok(())
     }
 }
 
@@ -193,6 +232,14 @@ mod tests {
         let e = check_cap(250, 2).unwrap_err();
         assert!(e.contains("1 to 200") && e.contains("cap_percent = 250"), "{e}");
         assert!(check_cap(0, 4).is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,8\n"), [0, 1, 2, 3, 8]);
+        assert_eq!(parse_cpu_list("2-3"), [2, 3]);
+        assert_eq!(parse_cpu_list(""), Vec::<u32>::new());
+        assert_eq!(parse_cpu_list("x,1"), [1]);
     }
 
     #[test]

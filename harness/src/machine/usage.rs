@@ -9,11 +9,13 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
     pub at: Instant,
-    /// utime + stime of the process, in clock ticks.
-    pub process_ticks: u64,
-    /// The same summed over threads named "CPU n/TCG" or "CPU n/KVM" (QEMU names
-    /// them so with `-name ...,debug-threads=on`).
-    pub vcpu_ticks: u64,
+    /// CPU time of the process's threads, ns (from each thread's schedstat, which
+    /// counts in ns; the 10 ms ticks of /proc/PID/stat are too coarse for an 80 ms
+    /// migration).
+    pub process_ns: u64,
+    /// The same for threads named "CPU n/TCG" or "CPU n/KVM" (QEMU names them so
+    /// with `-name ...,debug-threads=on`).
+    pub vcpu_ns: u64,
     /// /proc/stat: busy and total jiffies of all host CPUs.
     pub host_busy: u64,
     pub host_total: u64,
@@ -58,27 +60,31 @@ fn host_ticks() -> (u64, u64) {
     (total.saturating_sub(idle), total)
 }
 
+/// One thread's CPU time in ns: schedstat where the kernel has it, else stat's ticks.
+fn thread_ns(task: &std::path::Path, stat: &str) -> Option<u64> {
+    if let Some(ns) = std::fs::read_to_string(task.join("schedstat")).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()) {
+        return Some(ns);
+    }
+    stat_ticks(stat).map(|(_, t)| (t as f64 / ticks_per_sec() * 1e9) as u64)
+}
+
 /// Samples the given processes (a migration has two QEMUs).
 pub fn sample(pids: &[u32]) -> CpuSample {
-    let mut process_ticks = 0;
-    let mut vcpu_ticks = 0;
+    let mut process_ns = 0;
+    let mut vcpu_ns = 0;
     for pid in pids {
-        if let Some((_, t)) = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(stat_ticks) {
-            process_ticks += t;
-        }
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for t in tasks.flatten() {
-                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-                if let Some((comm, ticks)) = stat_ticks(&stat) {
-                    if comm.starts_with("CPU ") {
-                        vcpu_ticks += ticks;
-                    }
-                }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let Some(ns) = thread_ns(&t.path(), &stat) else { continue };
+            process_ns += ns;
+            if stat_ticks(&stat).is_some_and(|(comm, _)| comm.starts_with("CPU ")) {
+                vcpu_ns += ns;
             }
         }
     }
     let (host_busy, host_total) = host_ticks();
-    CpuSample { at: Instant::now(), process_ticks, vcpu_ticks, host_busy, host_total }
+    CpuSample { at: Instant::now(), process_ns, vcpu_ns, host_busy, host_total }
 }
 
 impl CpuUsage {
@@ -87,13 +93,14 @@ impl CpuUsage {
         if secs <= 0.0 {
             return None;
         }
-        let hz = ticks_per_sec();
-        let pct = |d: u64| (d as f64 / hz) / secs * 100.0;
+        // A thread that exited between the samples takes its time with it: the
+        // figure can only be low, never negative.
+        let pct = |d: u64| d as f64 / 1e9 / secs * 100.0;
         let host_total = b.host_total.saturating_sub(a.host_total);
         Some(CpuUsage {
             seconds: secs,
-            qemu_percent: pct(b.process_ticks.saturating_sub(a.process_ticks)),
-            vcpu_percent: pct(b.vcpu_ticks.saturating_sub(a.vcpu_ticks)),
+            qemu_percent: pct(b.process_ns.saturating_sub(a.process_ns)),
+            vcpu_percent: pct(b.vcpu_ns.saturating_sub(a.vcpu_ns)),
             host_percent: if host_total > 0 { b.host_busy.saturating_sub(a.host_busy) as f64 / host_total as f64 * 100.0 } else { 0.0 },
         })
     }
