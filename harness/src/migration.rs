@@ -95,7 +95,7 @@ impl FromStr for LinkSpeed {
         };
         let bytes_per_unit = base * scale(if binary { 1024.0 } else { 1000.0 }).ok_or_else(bad)?;
         let bytes = (value * bytes_per_unit).round();
-        if !(bytes >= 1.0) || bytes > UNLIMITED_BYTES_PER_SEC as f64 {
+        if !(1.0..=UNLIMITED_BYTES_PER_SEC as f64).contains(&bytes) {
             return Err(format!("link speed {s:?} is out of range: it must be at least 8bit and at most 8Tbit (or unlimited)"));
         }
         Ok(LinkSpeed { text: format!("{num}{unit}"), bytes_per_sec: Some(bytes as u64) })

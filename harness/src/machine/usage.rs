@@ -9,12 +9,12 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
     pub at: Instant,
-    /// CPU time of the process's threads, ns (from each thread's schedstat, which
-    /// counts in ns; the 10 ms ticks of /proc/PID/stat are too coarse for an 80 ms
-    /// migration).
+    /// CPU time of the process, ns, from /proc/PID/stat: clock ticks (10 ms), but
+    /// it includes threads that have ended, such as QEMU's migration thread.
     pub process_ns: u64,
-    /// The same for threads named "CPU n/TCG" or "CPU n/KVM" (QEMU names them so
-    /// with `-name ...,debug-threads=on`).
+    /// CPU time of the threads named "CPU n/TCG" or "CPU n/KVM" (QEMU names them so
+    /// with `-name ...,debug-threads=on`), ns, from each thread's schedstat: vCPU
+    /// threads live as long as QEMU, so this one can be exact.
     pub vcpu_ns: u64,
     /// /proc/stat: busy and total jiffies of all host CPUs.
     pub host_busy: u64,
@@ -73,13 +73,14 @@ pub fn sample(pids: &[u32]) -> CpuSample {
     let mut process_ns = 0;
     let mut vcpu_ns = 0;
     for pid in pids {
+        if let Some((_, ticks)) = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(stat_ticks) {
+            process_ns += (ticks as f64 / ticks_per_sec() * 1e9) as u64;
+        }
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
         for t in tasks.flatten() {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let Some(ns) = thread_ns(&t.path(), &stat) else { continue };
-            process_ns += ns;
             if stat_ticks(&stat).is_some_and(|(comm, _)| comm.starts_with("CPU ")) {
-                vcpu_ns += ns;
+                vcpu_ns += thread_ns(&t.path(), &stat).unwrap_or(0);
             }
         }
     }
@@ -93,8 +94,6 @@ impl CpuUsage {
         if secs <= 0.0 {
             return None;
         }
-        // A thread that exited between the samples takes its time with it: the
-        // figure can only be low, never negative.
         let pct = |d: u64| d as f64 / 1e9 / secs * 100.0;
         let host_total = b.host_total.saturating_sub(a.host_total);
         Some(CpuUsage {
