@@ -284,10 +284,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let scenario = a.run.scenario()?;
             // Check the cheap inputs before any set-up work.
             GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?.with_workload(a.run.workload).check().map_err(anyhow::Error::msg)?;
+            let boot = boot_timeout(a.run.boot_timeout)?;
             let p = prepare(&cli.image).await?;
             let env = environment(&p, a.run.accel).await?;
             let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
-            let rec = migration::run_one(&p, &env, spec, &scenario, Duration::from_secs(a.run.boot_timeout)).await?;
+            let rec = migration::run_one(&p, &env, spec, &scenario, boot).await?;
             let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
             std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
             std::fs::write(&path, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", path.display()))?;
@@ -307,12 +308,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let p = prepare(&cli.image).await?;
             let env = environment(&p, a.sweep.accel).await?;
             let dir = a.out.join(format!("bench-{}", experiment::stamp()));
+            let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default())?;
             let mut boot = None;
             if a.boots > 0 {
                 let spec = GuestSpec::new(256, 1, env.accel)?;
                 let mut times = Vec::new();
                 for i in 0..a.boots {
-                    let t = experiment::boot_once(&p, spec, Duration::from_secs(a.sweep.boot_timeout)).await?;
+                    let t = experiment::boot_once(&p, spec, opts.boot_timeout).await?;
                     if !a.sweep.quiet {
                         eprintln!("migbench: boot {}/{}: {t:.0} ms to READY", i + 1, a.boots);
                     }
@@ -322,7 +324,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 f.append(&serde_json::json!({"record": "boot", "environment": env, "ram_mib": 256, "vcpus": 1, "boot_to_ready_ms": times}))?;
                 boot = migbench::experiment::stats::Stats::of(&times);
             }
-            let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default());
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             println!(
                 "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
@@ -354,7 +355,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let p = prepare(&cli.image).await?;
             let env = environment(&p, a.sweep.accel).await?;
-            let opts = sweep_options(&a.sweep, out, a.resume, a.shard);
+            let opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             print_sweep(&profile, &outcome, opts.reuse)
         }
@@ -371,8 +372,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> SweepOptions {
-    SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: Duration::from_secs(a.boot_timeout), quiet: a.quiet }
+fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
+    Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
+}
+
+/// `--boot-timeout`, checked: 1 s up to a week.
+fn boot_timeout(secs: u64) -> Result<Duration> {
+    if secs == 0 || secs as f64 > migration::MAX_SECONDS {
+        anyhow::bail!("--boot-timeout {secs}: give seconds, 1 to {} (e.g. 120)", migration::MAX_SECONDS);
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.

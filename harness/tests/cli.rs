@@ -42,6 +42,7 @@ fn bad_numbers_and_names_are_refused_with_the_fix() {
     fails_clearly(&["migrate", "--xbzrle-cache", "99999999999999"], &[], "--xbzrle-cache 99999999999999", "64");
     fails_clearly(&["migrate", "--ram", "256", "--workload", "memdirty-write:4096"], &[], "memdirty-write:4096", "at most RAM − 64 MiB");
     fails_clearly(&["run", "no-such-profile"], &[], "no-such-profile", "profiles/");
+    fails_clearly(&["migrate", "--boot-timeout", "18446744073709551615"], &[], "--boot-timeout 18446744073709551615", "120");
 }
 
 #[test]
