@@ -2,7 +2,7 @@
 //! the *driver* that runs one live migration between two QEMUs and measures it.
 //! Every number it records is defined in DESIGN.md §3.
 
-use crate::guest::channel::longest_gap;
+use crate::guest::channel::{longest_gap, rate_between};
 use crate::machine::usage::{self, CpuUsage, PhaseCpu};
 use crate::machine::{Balloon, GuestSpec, Machine, Role, RunDir};
 use crate::qmp::{Event, Features, MigrationInfo, Qmp};
@@ -421,6 +421,29 @@ impl Outcome {
     }
 }
 
+/// The workload's rate per phase, in its unit per second, and what migrating cost it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct WorkloadRate {
+    /// "flop", "MiB", "iterations" (per second).
+    pub unit: String,
+    pub before: Option<f64>,
+    pub during: Option<f64>,
+    pub after: Option<f64>,
+    /// How much slower the workload ran during the migration than before, %.
+    pub slowdown_percent: Option<f64>,
+}
+
+impl WorkloadRate {
+    /// Fills `slowdown_percent` from `before` and `during`.
+    pub fn with_slowdown(mut self) -> WorkloadRate {
+        self.slowdown_percent = match (self.before, self.during) {
+            (Some(b), Some(d)) if b > 0.0 => Some((1.0 - d / b) * 100.0),
+            _ => None,
+        };
+        self
+    }
+}
+
 /// Where the guest runs after the migration, and whether it is well.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Health {
@@ -486,6 +509,9 @@ pub struct Measurement {
     pub cpu_percent: PhaseCpu,
     /// The balloon inflated before migrating (`balloon_mib`), if any.
     pub balloon: Option<Balloon>,
+    /// The guest workload's own rate per phase (none for an idle guest).
+    #[serde(default)]
+    pub workload_rate: Option<WorkloadRate>,
     #[serde(default)]
     pub health: Health,
     #[serde(default)]
@@ -518,6 +544,7 @@ impl Measurement {
             postcopy_blocktime_ms: None,
             cpu_percent: PhaseCpu::default(),
             balloon: None,
+            workload_rate: None,
             health,
             progress: Vec::new(),
             events: Vec::new(),
@@ -648,9 +675,12 @@ pub async fn drive_observed(
     };
     let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error } = w;
 
+    let t_end = Instant::now();
     let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()]));
+    let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
     m.cpu_percent.during = cpu_during;
+    m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
     m.progress = progress;
     m.postcopy_started_ms = postcopy_started.map(|t| since_ms(t, t0));

@@ -107,6 +107,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
         guest_gap_ms: String,
         cpu_before_pct: String,
         cpu_during_pct: String,
+        slowdown_pct: String,
     }
     let s = |v: &Option<crate::experiment::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = cells
@@ -127,6 +128,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
             guest_gap_ms: s(&c.guest_gap_ms, 1),
             cpu_before_pct: s(&c.cpu_before_percent, 0),
             cpu_during_pct: s(&c.cpu_during_percent, 0),
+            slowdown_pct: s(&c.slowdown_percent, 0),
         })
         .collect();
     Table::new(rows).with(Style::markdown()).to_string()

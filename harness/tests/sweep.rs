@@ -220,3 +220,21 @@ fn the_balloon_takes_memory_from_the_guest_before_migrating() {
     // The second cell reused the guest (migrated with its balloon) and deflated it again.
     assert!(deflated.abs() <= 2.0, "deflated balloon still holds {deflated} MiB");
 }
+
+#[test]
+fn the_guest_workload_rate_is_recorded_per_phase() {
+    platform();
+    let _slot = qemu_slot();
+    let (_tmp, rs, _) = run_profile(
+        "name = \"rate\"\nbefore_s = 1.5\nafter_s = 1.0\n[defaults]\nram_mib = 256\nworkload = \"linpack:60\"\nlink = \"200Mbit\"\nstrategy = \"postcopy\"\n",
+    );
+    assert_eq!(rs.len(), 1);
+    let r = &rs[0];
+    assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+    let w = &r["workload_rate"];
+    assert_eq!(w["unit"], "flop", "{w}");
+    for phase in ["before", "during", "after"] {
+        assert!(w[phase].as_f64().unwrap_or(0.0) > 0.0, "no {phase} rate: {w}");
+    }
+    assert!(w["slowdown_percent"].is_number(), "{w}");
+}

@@ -27,17 +27,25 @@ pub fn run_as_pid1() -> ! {
     };
     let kernel = uname_release();
     channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
-    crate::work::start(orders.workload);
-    heartbeat_forever(&mut channel, Duration::from_millis(orders.heartbeat_ms))
+    crate::work::start(orders.workload, |e| console(&format!("migbench-guest: workload stopped: {e}")));
+    heartbeat_forever(&mut channel, Duration::from_millis(orders.heartbeat_ms), orders.workload.unit())
 }
 
-fn heartbeat_forever(channel: &mut Channel, period: Duration) -> ! {
+/// Beats every `period`, and every 100 ms also reports the workload's progress.
+fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>) -> ! {
     let period_ns = period.as_nanos() as i64;
     let mut seq: u64 = 0;
     let mut next = monotonic_ns();
+    let mut next_rate = next;
     loop {
         seq += 1;
-        channel.send(&Message::Heartbeat { seq, guest_ns: monotonic_ns() as u64 });
+        let now = monotonic_ns();
+        channel.send(&Message::Heartbeat { seq, guest_ns: now as u64 });
+        if let Some(unit) = unit.filter(|_| now >= next_rate) {
+            let total = crate::work::DONE.load(std::sync::atomic::Ordering::Relaxed);
+            channel.send(&Message::Rate { unit: unit.to_string(), total, guest_ns: now as u64 });
+            next_rate = now + 100_000_000;
+        }
         next += period_ns;
         let now = monotonic_ns();
         // After a pause (migration stop-and-copy, a CPU cap) do not send a burst of

@@ -2,5 +2,6 @@
 //! and the orders on the kernel command line. The guest side (init and workloads)
 //! lives in the `migbench-guest` binary.
 
+pub mod linpack;
 pub mod orders;
 pub mod protocol;

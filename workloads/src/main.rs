@@ -21,13 +21,55 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--version") | Some("-V") => println!("migbench-guest {}", env!("CARGO_PKG_VERSION")),
+        Some("run") => run_on_host(&args[1..]),
         _ => {
             eprintln!(
                 "migbench-guest {}: this program is the init of migbench's test VM.\n\
-                 `migbench setup` builds it into the guest image; it runs there as PID 1.",
+                 `migbench setup` builds it into the guest image; it runs there as PID 1.\n\
+                 On a host: migbench-guest run WORKLOAD [--seconds S] runs a workload and prints its rate.",
                 env!("CARGO_PKG_VERSION")
             );
             std::process::exit(2);
         }
     }
+}
+
+/// `migbench-guest run WORKLOAD [--seconds S]`: the guest's workload, on the host.
+fn run_on_host(args: &[String]) {
+    let usage = "usage: migbench-guest run WORKLOAD [--seconds S]  (WORKLOAD: burn, memdirty-write:MIB, memdirty-read:MIB, linpack:N)";
+    let Some(workload) = args.first() else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let workload: migbench_guest::orders::Workload = workload.parse().unwrap_or_else(|e| {
+        eprintln!("migbench-guest: {e}\n{usage}");
+        std::process::exit(2);
+    });
+    let seconds = match args.get(1).map(String::as_str) {
+        None => 5.0,
+        Some("--seconds") => match args.get(2).and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0 && *s <= 86400.0) {
+            Some(s) => s,
+            None => {
+                eprintln!("migbench-guest: --seconds takes a number of seconds, above 0 and at most 86400\n{usage}");
+                std::process::exit(2);
+            }
+        },
+        Some(other) => {
+            eprintln!("migbench-guest: unknown argument {other:?}\n{usage}");
+            std::process::exit(2);
+        }
+    };
+    let Some(unit) = workload.unit() else {
+        eprintln!("migbench-guest: the idle workload does no work to measure\n{usage}");
+        std::process::exit(2);
+    };
+    work::start(workload, |e| {
+        eprintln!("migbench-guest: {e}");
+        std::process::exit(1);
+    });
+    let start = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    let done = work::DONE.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let rate = done / start.elapsed().as_secs_f64();
+    println!("{workload}: {:.3} M{unit}/s over {:.1} s", rate / 1e6, start.elapsed().as_secs_f64());
 }

@@ -16,6 +16,20 @@ pub enum Workload {
     MemDirty { mib: u32, mode: DirtyMode },
     /// Spins on one vCPU: a guest that uses all the CPU it is given.
     Burn,
+    /// Linpack on an n×n matrix, over and over, each solve checked (MFLOPS).
+    Linpack { n: u32 },
+}
+
+impl Workload {
+    /// The unit its progress is counted in (what `RATE` lines carry).
+    pub fn unit(&self) -> Option<&'static str> {
+        match self {
+            Workload::Idle => None,
+            Workload::Burn => Some("iterations"),
+            Workload::MemDirty { .. } => Some("MiB"),
+            Workload::Linpack { .. } => Some("flop"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +43,7 @@ impl fmt::Display for Workload {
         match self {
             Workload::Idle => f.write_str("idle"),
             Workload::Burn => f.write_str("burn"),
+            Workload::Linpack { n } => write!(f, "linpack:{n}"),
             Workload::MemDirty { mib, mode: DirtyMode::Write } => write!(f, "memdirty-write:{mib}"),
             Workload::MemDirty { mib, mode: DirtyMode::Read } => write!(f, "memdirty-read:{mib}"),
         }
@@ -39,13 +54,22 @@ impl FromStr for Workload {
     type Err = String;
     /// `idle`, `burn`, `memdirty-write:MIB`, `memdirty-read:MIB`.
     fn from_str(s: &str) -> Result<Workload, String> {
-        let bad = || format!("workload {s:?} is not one of idle, burn, memdirty-write:MIB, memdirty-read:MIB (e.g. memdirty-write:64)");
+        let bad = || {
+            format!("workload {s:?} is not one of idle, burn, memdirty-write:MIB, memdirty-read:MIB, linpack:N (e.g. memdirty-write:64, linpack:100)")
+        };
         match s {
             "idle" => return Ok(Workload::Idle),
             "burn" => return Ok(Workload::Burn),
             _ => {}
         }
         let (kind, mib) = s.split_once(':').ok_or_else(bad)?;
+        if kind == "linpack" {
+            let n: u32 = mib.parse().map_err(|_| bad())?;
+            if !(2..=4000).contains(&n) {
+                return Err(format!("workload {s:?}: the Linpack matrix order must be 2 to 4000 (100 is classic, 1000 the large option)"));
+            }
+            return Ok(Workload::Linpack { n });
+        }
         let mode = match kind {
             "memdirty-write" => DirtyMode::Write,
             "memdirty-read" => DirtyMode::Read,
@@ -119,7 +143,13 @@ mod tests {
 
     #[test]
     fn round_trip_through_the_command_line() {
-        for w in [Workload::Idle, Workload::Burn, Workload::MemDirty { mib: 64, mode: DirtyMode::Write }, Workload::MemDirty { mib: 8, mode: DirtyMode::Read }] {
+        for w in [
+            Workload::Idle,
+            Workload::Burn,
+            Workload::MemDirty { mib: 64, mode: DirtyMode::Write },
+            Workload::MemDirty { mib: 8, mode: DirtyMode::Read },
+            Workload::Linpack { n: 100 },
+        ] {
             let o = Orders { heartbeat_ms: 20, workload: w };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
             assert_eq!(back, o);
@@ -134,5 +164,7 @@ mod tests {
         assert_eq!(problems.len(), 2);
         assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));
         assert!("memdirty-x:5".parse::<Workload>().unwrap_err().contains("memdirty-write:MIB"));
+        assert!("linpack:1".parse::<Workload>().unwrap_err().contains("2 to 4000"));
+        assert!("linpack:x".parse::<Workload>().is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! READY boot_ms=<ms since the guest kernel booted> kernel=<uname -r>
 //! HB <seq> <guest CLOCK_MONOTONIC ns>
+//! RATE <unit> <work done since boot, in unit> <guest CLOCK_MONOTONIC ns>   (every 100 ms)
 //! LOG <free text>
 //! ```
 //!
@@ -18,6 +19,8 @@ pub const PORT_NAME: &str = "migbench.0";
 pub enum Message {
     Ready { boot_ms: u64, kernel: String },
     Heartbeat { seq: u64, guest_ns: u64 },
+    /// The workload's cumulative progress; rates are differences between two.
+    Rate { unit: String, total: u64, guest_ns: u64 },
     Log(String),
     Other(String),
 }
@@ -54,6 +57,15 @@ impl Message {
                     None => Message::Other(line.to_string()),
                 }
             }
+            "RATE" => {
+                let mut it = rest.split(' ');
+                match (it.next(), it.next().and_then(|s| s.parse().ok()), it.next().and_then(|s| s.parse().ok())) {
+                    (Some(unit), Some(total), Some(guest_ns)) if !unit.is_empty() => {
+                        Message::Rate { unit: unit.to_string(), total, guest_ns }
+                    }
+                    _ => Message::Other(line.to_string()),
+                }
+            }
             "LOG" => Message::Log(rest.to_string()),
             _ => Message::Other(line.to_string()),
         }
@@ -65,6 +77,7 @@ impl fmt::Display for Message {
         match self {
             Message::Ready { boot_ms, kernel } => write!(f, "READY boot_ms={boot_ms} kernel={kernel}"),
             Message::Heartbeat { seq, guest_ns } => write!(f, "HB {seq} {guest_ns}"),
+            Message::Rate { unit, total, guest_ns } => write!(f, "RATE {unit} {total} {guest_ns}"),
             Message::Log(text) => write!(f, "LOG {text}"),
             Message::Other(text) => f.write_str(text),
         }
@@ -81,6 +94,7 @@ mod tests {
             Message::Ready { boot_ms: 1234, kernel: "6.1.0-56-cloud-amd64".into() },
             Message::Heartbeat { seq: 42, guest_ns: 9_000_000_001 },
             Message::Log("module virtio_net loaded".into()),
+            Message::Rate { unit: "flop".into(), total: 123_456_789, guest_ns: 42 },
         ] {
             assert_eq!(Message::parse(&format!("{m}\n")), m);
         }
@@ -92,5 +106,6 @@ mod tests {
         assert_eq!(Message::parse("READY"), Message::Other("READY".into()));
         assert_eq!(Message::parse(""), Message::Other(String::new()));
         assert_eq!(Message::parse("NEWTHING 1"), Message::Other("NEWTHING 1".into()));
+        assert_eq!(Message::parse("RATE flop x 1"), Message::Other("RATE flop x 1".into()));
     }
 }

@@ -1,11 +1,18 @@
 //! The workloads the guest runs beside its heartbeat. Each runs in its own thread
 //! at a lower priority, so the heartbeat (the measurement) keeps its timing.
 
+use migbench_guest::linpack;
 use migbench_guest::orders::{DirtyMode, Workload};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const PAGE: usize = 4096;
 
-pub fn start(w: Workload) {
+/// Work done since the workload started, in its unit (`Workload::unit`).
+pub static DONE: AtomicU64 = AtomicU64::new(0);
+
+/// Starts the workload in its own thread. `on_error` is called (once) if the
+/// workload finds its own results wrong; it then stops rather than report a number.
+pub fn start(w: Workload, on_error: fn(&str)) {
     if w == Workload::Idle {
         return;
     }
@@ -16,6 +23,11 @@ pub fn start(w: Workload) {
             Workload::Idle => {}
             Workload::Burn => burn(),
             Workload::MemDirty { mib, mode } => memdirty(mib as usize * 1024 * 1024, mode),
+            Workload::Linpack { n } => {
+                if let Err(e) = run_linpack(n as usize) {
+                    on_error(&e);
+                }
+            }
         }
     });
 }
@@ -23,7 +35,21 @@ pub fn start(w: Workload) {
 fn burn() -> ! {
     let mut x: u64 = 1;
     loop {
-        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+        for _ in 0..1_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+        }
+        DONE.fetch_add(1_000_000, Ordering::Relaxed);
+    }
+}
+
+/// Linpack passes for ever, each checked; returns only when one is wrong.
+fn run_linpack(n: usize) -> Result<(), String> {
+    let flops = linpack::flops(n) as u64;
+    let mut seed = 1u64;
+    loop {
+        linpack::pass(n, seed)?;
+        DONE.fetch_add(flops, Ordering::Relaxed);
+        seed = seed.wrapping_add(1);
     }
 }
 
@@ -53,5 +79,6 @@ fn memdirty(bytes: usize, mode: DirtyMode) -> ! {
             }
         }
         round = std::hint::black_box(round + 1);
+        DONE.fetch_add((bytes / (1024 * 1024)) as u64, Ordering::Relaxed);
     }
 }

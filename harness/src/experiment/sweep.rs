@@ -7,7 +7,8 @@ use super::results::{ResultsFile, read_results};
 use super::stats::Stats;
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role, RunDir};
-use crate::migration::{self, Measurement, MigrationRecord, Outcome};
+use crate::guest::channel::rate_between;
+use crate::migration::{self, Measurement, MigrationRecord, Outcome, WorkloadRate};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -242,7 +243,7 @@ async fn one_run(
     dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
     let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
-    let before = measure_window(&l.machine, profile.before_s).await;
+    let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
     run_bar.set_length(ram_bytes);
@@ -251,11 +252,16 @@ async fn one_run(
         run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
     };
     let mut m = migration::drive_observed(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show).await?;
-    m.cpu_percent.before = before;
+    m.cpu_percent.before = cpu_before;
     m.balloon = r.cell.balloon_mib.map(|_| balloon);
     let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
-    if m.health.healthy {
-        m.cpu_percent.after = measure_window(here, profile.after_s).await;
+    let (cpu_after, rate_after) = if m.health.healthy { measure_window(here, profile.after_s).await } else { (None, None) };
+    m.cpu_percent.after = cpu_after;
+    let unit = [&rate_before, &rate_after].into_iter().flatten().map(|(u, _)| u.clone()).next();
+    if let Some(unit) = unit.or_else(|| m.workload_rate.as_ref().map(|w| w.unit.clone())) {
+        let during = m.workload_rate.as_ref().and_then(|w| w.during);
+        let (before, after) = (rate_before.map(|r| r.1), rate_after.map(|r| r.1));
+        m.workload_rate = Some(WorkloadRate { unit, before, during, after, slowdown_percent: None }.with_slowdown());
     }
     let reused = l.migrated;
     let boot_ms = l.boot_ms;
@@ -276,14 +282,16 @@ async fn one_run(
     Ok((m, reused, boot_ms))
 }
 
-/// CPU use of one QEMU over a window of `secs` (none for a zero window).
-async fn measure_window(m: &Machine, secs: f64) -> Option<CpuUsage> {
+/// CPU use of one QEMU and its guest workload's rate over a window of `secs`
+/// (none for a zero window).
+async fn measure_window(m: &Machine, secs: f64) -> (Option<CpuUsage>, Option<(String, f64)>) {
     if secs <= 0.0 {
-        return None;
+        return (None, None);
     }
-    let a = usage::sample(&[m.pid()]);
+    let (a, from) = (usage::sample(&[m.pid()]), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    CpuUsage::between(&a, &usage::sample(&[m.pid()]))
+    let cpu = CpuUsage::between(&a, &usage::sample(&[m.pid()]));
+    (cpu, rate_between(&[m.channel.rates()], from, Instant::now()))
 }
 
 /// Two bars: the sweep (runs, with ETA) and the migration under way (RAM copied).
@@ -332,6 +340,8 @@ pub struct CellSummary {
     pub cpu_before_percent: Option<Stats>,
     /// Both QEMUs' CPU during the migration, % of one host CPU.
     pub cpu_during_percent: Option<Stats>,
+    /// The guest workload's slowdown during the migration, %.
+    pub slowdown_percent: Option<Stats>,
     pub outcomes: Vec<String>,
 }
 
@@ -377,6 +387,7 @@ pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSu
             guest_gap_ms: col(&|m| m.guest_gap_ms),
             cpu_before_percent: col(&|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
             cpu_during_percent: col(&|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
+            slowdown_percent: col(&|m| m.workload_rate.as_ref().and_then(|w| w.slowdown_percent)),
             outcomes,
         });
     }

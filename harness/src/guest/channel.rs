@@ -19,6 +19,15 @@ pub struct Beat {
     pub guest_ns: u64,
 }
 
+/// One progress report of the guest's workload, as the harness received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSample {
+    pub at: Instant,
+    pub unit: String,
+    /// Work done since the workload started, in `unit`.
+    pub total: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ready {
     pub at: Instant,
@@ -30,6 +39,7 @@ pub struct Ready {
 struct Log {
     ready: Option<Ready>,
     beats: Vec<Beat>,
+    rates: Vec<RateSample>,
     other: Vec<String>,
     closed: bool,
 }
@@ -101,6 +111,11 @@ impl GuestChannel {
         self.log.lock().unwrap().beats.clone()
     }
 
+    /// Every workload progress report received so far.
+    pub fn rates(&self) -> Vec<RateSample> {
+        self.log.lock().unwrap().rates.clone()
+    }
+
     /// Lines the guest sent that were not READY or heartbeats (its LOG messages and anything unknown).
     pub fn other_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().other.clone()
@@ -122,6 +137,7 @@ async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify
                 Ok(Some(line)) => match Message::parse(&line) {
                     Message::Heartbeat { seq, guest_ns } => l.beats.push(Beat { at, seq, guest_ns }),
                     Message::Ready { boot_ms, kernel } => l.ready = Some(Ready { at, boot_ms, kernel }),
+                    Message::Rate { unit, total, .. } => l.rates.push(RateSample { at, unit, total }),
                     Message::Log(text) | Message::Other(text) => l.other.push(text),
                 },
                 // A line that is not UTF-8 (a garbled write) is skipped, not fatal.
@@ -148,6 +164,17 @@ pub fn longest_gap(channels: &[Vec<Beat>], from: Instant, to: Instant) -> Option
     times.windows(2).map(|w| w[1] - w[0]).max()
 }
 
+/// The workload's rate (units per second of harness time) over `[from, to]`, from
+/// the reports of several channels merged (the guest's counter lives in its memory,
+/// so it carries on across a migration). Needs two reports in the window.
+pub fn rate_between(channels: &[Vec<RateSample>], from: Instant, to: Instant) -> Option<(String, f64)> {
+    let mut s: Vec<&RateSample> = channels.iter().flatten().filter(|r| r.at >= from && r.at <= to).collect();
+    s.sort_by_key(|r| r.at);
+    let (first, last) = (s.first()?, s.last()?);
+    let secs = (last.at - first.at).as_secs_f64();
+    (secs > 0.0 && last.total >= first.total).then(|| (last.unit.clone(), (last.total - first.total) as f64 / secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +189,18 @@ mod tests {
         // Outside the window the big gap does not count.
         assert_eq!(longest_gap(&[src, dst], t0, t0 + Duration::from_millis(20)), Some(Duration::from_millis(10)));
         assert_eq!(longest_gap(&[], t0, t0), None);
+    }
+
+    #[test]
+    fn rates_merge_channels() {
+        let t0 = Instant::now();
+        let r = |ms: u64, total| RateSample { at: t0 + Duration::from_millis(ms), unit: "flop".into(), total };
+        let src = vec![r(0, 0), r(100, 10)];
+        let dst = vec![r(400, 40)];
+        let (unit, rate) = rate_between(&[src.clone(), dst], t0, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(unit, "flop");
+        assert!((rate - 100.0).abs() < 1e-9, "{rate}");
+        assert!(rate_between(&[src], t0, t0).is_none(), "one report is no rate");
     }
 
     #[tokio::test]

@@ -1,0 +1,147 @@
+//! Linpack: LU factorisation with partial pivoting of an n×n double matrix and the
+//! solve of A·x = b, written from the published description of the benchmark
+//! (DGEFA/DGESL's column-oriented elimination). Each solve is checked: the
+//! normalised residual ‖A·x − b‖ / (n · ‖A‖ · ‖x‖ · ε) must stay small, or the run
+//! is an error, not a number.
+
+/// Floating-point operations of one factor + solve, the benchmark's standard count.
+pub fn flops(n: usize) -> f64 {
+    let n = n as f64;
+    2.0 / 3.0 * n * n * n + 2.0 * n * n
+}
+
+/// A residual above this means the arithmetic went wrong (the classic bound).
+pub const MAX_NORMALISED_RESIDUAL: f64 = 10.0;
+
+/// A matrix of pseudo-random values in [-0.5, 0.5) (column-major) and b = A·1,
+/// so the exact solution is all ones.
+pub fn generate(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut state = seed | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let a: Vec<f64> = (0..n * n).map(|_| next()).collect();
+    let mut b = vec![0.0; n];
+    for j in 0..n {
+        for i in 0..n {
+            b[i] += a[j * n + i];
+        }
+    }
+    (a, b)
+}
+
+/// Factors `a` (column-major, n×n) in place; returns the pivot rows, or the column
+/// that was exactly singular.
+pub fn factor(a: &mut [f64], n: usize) -> Result<Vec<usize>, usize> {
+    let mut ipvt = vec![0; n];
+    for k in 0..n {
+        // Pivot: the largest magnitude in column k at or below the diagonal.
+        let col = k * n;
+        let l = (k..n).max_by(|&i, &j| a[col + i].abs().total_cmp(&a[col + j].abs())).unwrap_or(k);
+        ipvt[k] = l;
+        if a[col + l] == 0.0 {
+            return Err(k);
+        }
+        if l != k {
+            a.swap(col + l, col + k);
+        }
+        let t = -1.0 / a[col + k];
+        for i in k + 1..n {
+            a[col + i] *= t;
+        }
+        for j in k + 1..n {
+            let cj = j * n;
+            let t = a[cj + l];
+            if l != k {
+                a[cj + l] = a[cj + k];
+                a[cj + k] = t;
+            }
+            for i in k + 1..n {
+                a[cj + i] += t * a[col + i];
+            }
+        }
+    }
+    Ok(ipvt)
+}
+
+/// Solves with a factored matrix; `b` becomes x.
+pub fn solve(a: &[f64], n: usize, ipvt: &[usize], b: &mut [f64]) {
+    for k in 0..n {
+        let l = ipvt[k];
+        let t = b[l];
+        if l != k {
+            b[l] = b[k];
+            b[k] = t;
+        }
+        for i in k + 1..n {
+            b[i] += t * a[k * n + i];
+        }
+    }
+    for k in (0..n).rev() {
+        b[k] /= a[k * n + k];
+        let t = -b[k];
+        for i in 0..k {
+            b[i] += t * a[k * n + i];
+        }
+    }
+}
+
+/// One benchmark pass: generate, factor, solve, check. Returns the normalised residual.
+pub fn pass(n: usize, seed: u64) -> Result<f64, String> {
+    let (a0, b0) = generate(n, seed);
+    let mut a = a0.clone();
+    let mut x = b0.clone();
+    let ipvt = factor(&mut a, n).map_err(|k| format!("linpack n={n}: matrix singular at column {k}"))?;
+    solve(&a, n, &ipvt, &mut x);
+    // r = A0·x − b0
+    let mut r = b0.iter().map(|v| -v).collect::<Vec<_>>();
+    for j in 0..n {
+        for i in 0..n {
+            r[i] += a0[j * n + i] * x[j];
+        }
+    }
+    let norm = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let norm_a = norm(&a0);
+    let resid = norm(&r) / (n as f64 * norm_a * norm(&x) * f64::EPSILON);
+    if !resid.is_finite() || resid > MAX_NORMALISED_RESIDUAL {
+        return Err(format!("linpack n={n}: normalised residual {resid:.3e} is over {MAX_NORMALISED_RESIDUAL}: the result is wrong"));
+    }
+    Ok(resid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn solves_to_all_ones_with_a_small_residual() {
+        for n in [1, 2, 10, 100] {
+            let (mut a, mut b) = generate(n, 42);
+            let ipvt = factor(&mut a, n).unwrap();
+            solve(&a, n, &ipvt, &mut b);
+            assert!(b.iter().all(|x| (x - 1.0).abs() < 1e-9), "n={n}: {:?}", &b[..n.min(4)]);
+            assert!(pass(n, 42).unwrap() < MAX_NORMALISED_RESIDUAL);
+        }
+    }
+
+    #[test]
+    fn a_known_system() {
+        // [[2, 1], [4, 3]] x = [3, 7] → x = [1, 1]; column-major storage.
+        let mut a = vec![2.0, 4.0, 1.0, 3.0];
+        let mut b = vec![3.0, 7.0];
+        let ipvt = factor(&mut a, 2).unwrap();
+        assert_eq!(ipvt[0], 1, "partial pivoting picks the 4");
+        solve(&a, 2, &ipvt, &mut b);
+        assert!((b[0] - 1.0).abs() < 1e-12 && (b[1] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn singular_and_flop_count() {
+        let mut a = vec![1.0, 2.0, 2.0, 4.0];
+        assert_eq!(factor(&mut a, 2), Err(1));
+        assert!((flops(100) - 686_666.666).abs() < 1.0);
+    }
+}

@@ -1,0 +1,30 @@
+//! The guest's workloads run on the host too (`migbench-guest run`).
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_migbench-guest")).args(args).output().unwrap();
+    (o.status.code(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+#[test]
+fn linpack_and_burn_report_a_rate() {
+    for w in ["linpack:50", "burn", "memdirty-write:4"] {
+        let (code, out) = run(&["run", w, "--seconds", "0.5"]);
+        assert_eq!(code, Some(0), "{out}");
+        let rate: f64 = out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap_or(0.0);
+        assert!(rate > 0.0, "{w}: no rate in {out:?}");
+    }
+}
+
+#[test]
+fn bad_arguments_say_what_to_write() {
+    let (code, out) = run(&["run", "dance"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("linpack:N"), "{out}");
+    let (code, out) = run(&["run", "burn", "--seconds", "-1"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("--seconds"), "{out}");
+    let (code, _) = run(&["run", "idle"]);
+    assert_eq!(code, Some(2));
+}
