@@ -10,10 +10,14 @@ use std::str::FromStr;
 pub enum Workload {
     /// Nothing: only the heartbeat.
     Idle,
-    /// Touches a working set of `mib` MiB as fast as it can. `Write` stores
-    /// changing, non-zero data into every page (so pages are neither zero nor equal
-    /// to what was sent before); `Read` reads the whole set and writes one page in 64.
-    MemDirty { mib: u32, mode: DirtyMode },
+    /// Touches a working set of `mib` MiB, as fast as it can or at `rate_mib_s`
+    /// MiB/s. `Write` stores changing, non-zero data into every page (so pages are
+    /// neither zero nor equal to what was sent before); `Read` reads the whole set
+    /// and writes one page in 64.
+    MemDirty { mib: u32, mode: DirtyMode, rate_mib_s: Option<u32> },
+    /// Keeps one vCPU busy `percent` % of the time (in 10 ms periods): a guest with
+    /// a known CPU use.
+    CpuDuty { percent: u32 },
     /// Spins on one vCPU: a guest that uses all the CPU it is given.
     Burn,
     /// Linpack on an n×n matrix, over and over, each solve checked (MFLOPS).
@@ -27,6 +31,7 @@ impl Workload {
             Workload::Idle => None,
             Workload::Burn => Some("iterations"),
             Workload::MemDirty { .. } => Some("MiB"),
+            Workload::CpuDuty { .. } => Some("iterations"),
             Workload::Linpack { .. } => Some("flop"),
         }
     }
@@ -44,8 +49,14 @@ impl fmt::Display for Workload {
             Workload::Idle => f.write_str("idle"),
             Workload::Burn => f.write_str("burn"),
             Workload::Linpack { n } => write!(f, "linpack:{n}"),
-            Workload::MemDirty { mib, mode: DirtyMode::Write } => write!(f, "memdirty-write:{mib}"),
-            Workload::MemDirty { mib, mode: DirtyMode::Read } => write!(f, "memdirty-read:{mib}"),
+            Workload::MemDirty { mib, mode, rate_mib_s } => {
+                let kind = if *mode == DirtyMode::Write { "memdirty-write" } else { "memdirty-read" };
+                match rate_mib_s {
+                    Some(r) => write!(f, "{kind}:{mib}:{r}"),
+                    None => write!(f, "{kind}:{mib}"),
+                }
+            }
+            Workload::CpuDuty { percent } => write!(f, "cpu-duty:{percent}"),
         }
     }
 }
@@ -55,7 +66,10 @@ impl FromStr for Workload {
     /// `idle`, `burn`, `memdirty-write:MIB`, `memdirty-read:MIB`.
     fn from_str(s: &str) -> Result<Workload, String> {
         let bad = || {
-            format!("workload {s:?} is not one of idle, burn, memdirty-write:MIB, memdirty-read:MIB, linpack:N (e.g. memdirty-write:64, linpack:100)")
+            format!(
+                "workload {s:?} is not one of idle, burn, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], \
+                 memdirty-read:MIB[:MIB_PER_S], linpack:N (e.g. memdirty-write:64:100, linpack:100, cpu-duty:50)"
+            )
         };
         match s {
             "idle" => return Ok(Workload::Idle),
@@ -63,6 +77,13 @@ impl FromStr for Workload {
             _ => {}
         }
         let (kind, mib) = s.split_once(':').ok_or_else(bad)?;
+        if kind == "cpu-duty" {
+            let percent: u32 = mib.parse().map_err(|_| bad())?;
+            if !(1..=100).contains(&percent) {
+                return Err(format!("workload {s:?}: the duty cycle is 1 to 100 (% of one vCPU)"));
+            }
+            return Ok(Workload::CpuDuty { percent });
+        }
         if kind == "linpack" {
             let n: u32 = mib.parse().map_err(|_| bad())?;
             if !(2..=4000).contains(&n) {
@@ -75,11 +96,22 @@ impl FromStr for Workload {
             "memdirty-read" => DirtyMode::Read,
             _ => return Err(bad()),
         };
+        let (mib, rate) = match mib.split_once(':') {
+            Some((m, r)) => (m, Some(r)),
+            None => (mib, None),
+        };
         let mib: u32 = mib.parse().map_err(|_| bad())?;
         if mib == 0 {
             return Err(format!("workload {s:?}: the working set must be at least 1 MiB"));
         }
-        Ok(Workload::MemDirty { mib, mode })
+        let rate_mib_s = match rate {
+            None | Some("max") => None,
+            Some(r) => match r.parse::<u32>() {
+                Ok(v) if v > 0 => Some(v),
+                _ => return Err(format!("workload {s:?}: the rate is MiB/s above 0, or max")),
+            },
+        };
+        Ok(Workload::MemDirty { mib, mode, rate_mib_s })
     }
 }
 
@@ -146,8 +178,9 @@ mod tests {
         for w in [
             Workload::Idle,
             Workload::Burn,
-            Workload::MemDirty { mib: 64, mode: DirtyMode::Write },
-            Workload::MemDirty { mib: 8, mode: DirtyMode::Read },
+            Workload::MemDirty { mib: 64, mode: DirtyMode::Write, rate_mib_s: None },
+            Workload::MemDirty { mib: 8, mode: DirtyMode::Read, rate_mib_s: Some(20) },
+            Workload::CpuDuty { percent: 40 },
             Workload::Linpack { n: 100 },
         ] {
             let o = Orders { heartbeat_ms: 20, workload: w };
@@ -165,6 +198,9 @@ mod tests {
         assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));
         assert!("memdirty-x:5".parse::<Workload>().unwrap_err().contains("memdirty-write:MIB"));
         assert!("linpack:1".parse::<Workload>().unwrap_err().contains("2 to 4000"));
+        assert!("cpu-duty:0".parse::<Workload>().unwrap_err().contains("1 to 100"));
+        assert!("memdirty-write:8:0".parse::<Workload>().unwrap_err().contains("MiB/s"));
+        assert_eq!("memdirty-write:8:max".parse::<Workload>().unwrap().to_string(), "memdirty-write:8");
         assert!("linpack:x".parse::<Workload>().is_err());
     }
 }

@@ -22,7 +22,8 @@ pub fn start(w: Workload, on_error: fn(&str)) {
         match w {
             Workload::Idle => {}
             Workload::Burn => burn(),
-            Workload::MemDirty { mib, mode } => memdirty(mib as usize * 1024 * 1024, mode),
+            Workload::MemDirty { mib, mode, rate_mib_s } => memdirty(mib as usize * 1024 * 1024, mode, rate_mib_s),
+            Workload::CpuDuty { percent } => cpu_duty(percent),
             Workload::Linpack { n } => {
                 if let Err(e) = run_linpack(n as usize) {
                     on_error(&e);
@@ -42,6 +43,27 @@ fn burn() -> ! {
     }
 }
 
+/// Busy for `percent` % of every 10 ms period, asleep for the rest.
+fn cpu_duty(percent: u32) -> ! {
+    let period = std::time::Duration::from_millis(10);
+    let busy = period * percent / 100;
+    let mut x: u64 = 1;
+    loop {
+        let start = std::time::Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < busy {
+            for _ in 0..1000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+            }
+            n += 1000;
+        }
+        DONE.fetch_add(n, Ordering::Relaxed);
+        if let Some(rest) = period.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
 /// Linpack passes for ever, each checked; returns only when one is wrong.
 fn run_linpack(n: usize) -> Result<(), String> {
     let flops = linpack::flops(n) as u64;
@@ -53,11 +75,20 @@ fn run_linpack(n: usize) -> Result<(), String> {
     }
 }
 
-fn memdirty(bytes: usize, mode: DirtyMode) -> ! {
+fn memdirty(bytes: usize, mode: DirtyMode, rate_mib_s: Option<u32>) -> ! {
     let mut set = vec![0u64; bytes / 8];
     let words_per_page = PAGE / 8;
     let mut round: u64 = 1;
+    let started = std::time::Instant::now();
     loop {
+        // At a target rate, a round waits until the MiB done so far are due.
+        if let Some(rate) = rate_mib_s {
+            let done = DONE.load(Ordering::Relaxed) as f64;
+            let due = std::time::Duration::from_secs_f64(done / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         match mode {
             // A new, non-zero value in every page each round: no page stays zero or
             // repeats what was sent before, so migration has to copy it again.

@@ -9,7 +9,7 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn linpack_and_burn_report_a_rate() {
-    for w in ["linpack:50", "burn", "memdirty-write:4"] {
+    for w in ["linpack:50", "burn", "memdirty-write:4", "cpu-duty:30"] {
         let (code, out) = run(&["run", w, "--seconds", "0.5"]);
         assert_eq!(code, Some(0), "{out}");
         let rate: f64 = out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap_or(0.0);
@@ -27,4 +27,13 @@ fn bad_arguments_say_what_to_write() {
     assert!(out.contains("--seconds"), "{out}");
     let (code, _) = run(&["run", "idle"]);
     assert_eq!(code, Some(2));
+}
+
+#[test]
+fn a_rate_limited_dirtier_keeps_near_its_target() {
+    let (code, out) = run(&["run", "memdirty-write:8:40", "--seconds", "2"]);
+    assert_eq!(code, Some(0), "{out}");
+    let rate: f64 = out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap();
+    // Rounds of 8 MiB against 40 MiB/s: within a round of the target over 2 s.
+    assert!((30.0..=50.0).contains(&rate), "target 40 MiB/s, got {rate}: {out}");
 }
