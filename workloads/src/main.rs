@@ -36,7 +36,7 @@ fn main() {
 
 /// `migbench-guest run WORKLOAD [--seconds S]`: the guest's workload, on the host.
 fn run_on_host(args: &[String]) {
-    let usage = "usage: migbench-guest run WORKLOAD [--seconds S]  (WORKLOAD: burn, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N)";
+    let usage = "usage: migbench-guest run WORKLOAD [--seconds S]  (WORKLOAD: burn, dhrystone, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N)";
     let Some(workload) = args.first() else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -73,5 +73,6 @@ fn run_on_host(args: &[String]) {
     let rate = done / start.elapsed().as_secs_f64();
     // Counts of operations read best in millions; MiB are already a large unit.
     let (shown, prefix) = if unit == "MiB" { (rate, "") } else { (rate / 1e6, "M") };
-    println!("{workload}: {shown:.3} {prefix}{unit}/s over {:.1} s", start.elapsed().as_secs_f64());
+    let dmips = if unit == "dhrystones" { format!(" ({:.0} DMIPS)", rate / migbench_guest::dhrystone::VAX_DHRYSTONES_PER_SEC) } else { String::new() };
+    println!("{workload}: {shown:.3} {prefix}{unit}/s{dmips} over {:.1} s", start.elapsed().as_secs_f64());
 }

@@ -22,6 +22,8 @@ pub enum Workload {
     Burn,
     /// Linpack on an n×n matrix, over and over, each solve checked (MFLOPS).
     Linpack { n: u32 },
+    /// Dhrystone 2.1, in batches, each batch's final state checked (DMIPS = rate ÷ 1757).
+    Dhrystone,
 }
 
 impl Workload {
@@ -33,6 +35,7 @@ impl Workload {
             Workload::MemDirty { .. } => Some("MiB"),
             Workload::CpuDuty { .. } => Some("iterations"),
             Workload::Linpack { .. } => Some("flop"),
+            Workload::Dhrystone => Some("dhrystones"),
         }
     }
 }
@@ -49,6 +52,7 @@ impl fmt::Display for Workload {
             Workload::Idle => f.write_str("idle"),
             Workload::Burn => f.write_str("burn"),
             Workload::Linpack { n } => write!(f, "linpack:{n}"),
+            Workload::Dhrystone => f.write_str("dhrystone"),
             Workload::MemDirty { mib, mode, rate_mib_s } => {
                 let kind = if *mode == DirtyMode::Write { "memdirty-write" } else { "memdirty-read" };
                 match rate_mib_s {
@@ -67,13 +71,14 @@ impl FromStr for Workload {
     fn from_str(s: &str) -> Result<Workload, String> {
         let bad = || {
             format!(
-                "workload {s:?} is not one of idle, burn, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], \
+                "workload {s:?} is not one of idle, burn, dhrystone, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], \
                  memdirty-read:MIB[:MIB_PER_S], linpack:N (e.g. memdirty-write:64:100, linpack:100, cpu-duty:50)"
             )
         };
         match s {
             "idle" => return Ok(Workload::Idle),
             "burn" => return Ok(Workload::Burn),
+            "dhrystone" => return Ok(Workload::Dhrystone),
             _ => {}
         }
         let (kind, mib) = s.split_once(':').ok_or_else(bad)?;
@@ -182,6 +187,7 @@ mod tests {
             Workload::MemDirty { mib: 8, mode: DirtyMode::Read, rate_mib_s: Some(20) },
             Workload::CpuDuty { percent: 40 },
             Workload::Linpack { n: 100 },
+            Workload::Dhrystone,
         ] {
             let o = Orders { heartbeat_ms: 20, workload: w };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));

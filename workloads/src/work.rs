@@ -29,6 +29,11 @@ pub fn start(w: Workload, on_error: fn(&str)) {
                     on_error(&e);
                 }
             }
+            Workload::Dhrystone => {
+                if let Err(e) = run_dhrystone() {
+                    on_error(&e);
+                }
+            }
         }
     });
 }
@@ -61,6 +66,17 @@ fn cpu_duty(percent: u32) -> ! {
         if let Some(rest) = period.checked_sub(start.elapsed()) {
             std::thread::sleep(rest);
         }
+    }
+}
+
+/// Dhrystone in batches for ever, each batch checked; returns only when one is wrong.
+fn run_dhrystone() -> Result<(), String> {
+    const BATCH: u64 = 10_000;
+    let mut state = migbench_guest::dhrystone::State::default();
+    loop {
+        let locals = state.run(BATCH);
+        state.check(&locals)?;
+        DONE.fetch_add(BATCH, Ordering::Relaxed);
     }
 }
 

@@ -9,7 +9,7 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn linpack_and_burn_report_a_rate() {
-    for w in ["linpack:50", "burn", "memdirty-write:4", "cpu-duty:30"] {
+    for w in ["linpack:50", "burn", "memdirty-write:4", "cpu-duty:30", "dhrystone"] {
         let (code, out) = run(&["run", w, "--seconds", "0.5"]);
         assert_eq!(code, Some(0), "{out}");
         let rate: f64 = out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap_or(0.0);
