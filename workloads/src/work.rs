@@ -38,12 +38,17 @@ pub fn start(w: Workload, on_error: fn(&str)) {
     });
 }
 
+/// `n` steps of a linear congruential generator the optimiser cannot skip.
+fn spin(x: &mut u64, n: u64) {
+    for _ in 0..n {
+        *x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+    }
+}
+
 fn burn() -> ! {
     let mut x: u64 = 1;
     loop {
-        for _ in 0..1_000_000 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
-        }
+        spin(&mut x, 1_000_000);
         DONE.fetch_add(1_000_000, Ordering::Relaxed);
     }
 }
@@ -57,9 +62,7 @@ fn cpu_duty(percent: u32) -> ! {
         let start = std::time::Instant::now();
         let mut n = 0u64;
         while start.elapsed() < busy {
-            for _ in 0..1000 {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
-            }
+            spin(&mut x, 1000);
             n += 1000;
         }
         DONE.fetch_add(n, Ordering::Relaxed);
