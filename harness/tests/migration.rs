@@ -79,13 +79,7 @@ async fn a_migration_that_cannot_finish_is_cancelled_and_the_guest_stays_on_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     let _slot = qemu_slot();
-    let env = environment().await;
-    let p = platform();
-    let spec = GuestSpec::new(128, 1, env.accel).unwrap();
-    let run = RunDir::new().unwrap();
-    let mut src = Machine::start(&p.qemu, &p.image, spec, Role::Boot, &run.machine_dir("src").unwrap(), "src").await.unwrap();
-    src.wait_ready(BOOT).await.unwrap();
-    let mut dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
+    let (run, mut src, mut dst) = pair(128).await;
     let pids = [src.pid(), dst.pid()];
     let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0)).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed);
@@ -111,6 +105,17 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     let dir = run.path().to_path_buf();
     drop(run);
     assert!(!dir.exists(), "run directory {} left behind", dir.display());
+}
+
+/// A booted source and a destination waiting with `-incoming defer`, in one run directory.
+async fn pair(ram_mib: u32) -> (RunDir, Machine, Machine) {
+    let env = environment().await;
+    let p = platform();
+    let spec = GuestSpec::new(ram_mib, 1, env.accel).unwrap();
+    let run = RunDir::new().unwrap();
+    let (src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();
+    let dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
+    (run, src, dst)
 }
 
 fn busy_guest(mib: u32) -> GuestSpec {
@@ -154,12 +159,7 @@ async fn xbzrle_and_multifd_with_zstd_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_killed_mid_migration_is_a_recorded_failure_and_the_source_runs_on() {
     let _slot = qemu_slot();
-    let env = environment().await;
-    let p = platform();
-    let spec = GuestSpec::new(256, 1, env.accel).unwrap();
-    let run = RunDir::new().unwrap();
-    let (mut src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();
-    let mut dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
+    let (_run, mut src, mut dst) = pair(256).await;
     let victim = dst.pid() as i32;
     let killer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;

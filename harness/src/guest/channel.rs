@@ -120,10 +120,6 @@ impl GuestChannel {
     pub fn other_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().other.clone()
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.log.lock().unwrap().closed
-    }
 }
 
 async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify>) {
