@@ -2,7 +2,7 @@
 //! the *driver* that runs one live migration between two QEMUs and measures it.
 //! Every number it records is defined in DESIGN.md §3.
 
-use crate::guest::channel::{longest_gap, rate_between};
+use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
 use crate::machine::usage::{self, CpuUsage, PhaseCpu};
 use crate::machine::{Balloon, GuestSpec, Machine, Role, RunDir};
 use crate::qmp::{Event, Features, MigrationInfo, Qmp};
@@ -676,7 +676,8 @@ pub async fn drive_observed(
     let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error } = w;
 
     let t_end = Instant::now();
-    let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()]));
+    let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
+    let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
     m.cpu_percent.during = cpu_during;

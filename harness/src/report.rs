@@ -106,6 +106,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
         iterations: String,
         guest_gap_ms: String,
         cpu_before_pct: String,
+        guest_cpu_before_pct: String,
         cpu_during_pct: String,
         slowdown_pct: String,
     }
@@ -127,6 +128,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
             iterations: s(&c.iterations, 1),
             guest_gap_ms: s(&c.guest_gap_ms, 1),
             cpu_before_pct: s(&c.cpu_before_percent, 0),
+            guest_cpu_before_pct: s(&c.guest_cpu_before_percent, 0),
             cpu_during_pct: s(&c.cpu_during_percent, 0),
             slowdown_pct: s(&c.slowdown_percent, 0),
         })

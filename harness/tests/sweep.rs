@@ -185,6 +185,15 @@ fn a_cpu_cap_changed_at_run_time_shows_in_the_busy_guests_cpu_use() {
     let (capped, full) = (cpu(25), cpu(100));
     assert!(capped < 40.0, "a 25 % cap let QEMU use {capped:.0} %");
     assert!(full > capped + 30.0, "lifting the cap to 100 % gave {full:.0} % (capped: {capped:.0} %)");
+    // The guest's own accounting is recorded beside the host's: uncapped, its one
+    // vCPU is busy nearly all the time by its own clock.
+    let guest = |cap: u64| {
+        let r = rs.iter().find(|r| r["run"]["cell"]["cap_percent"] == cap).unwrap();
+        r["cpu_percent"]["before"]["guest_percent"].as_f64().unwrap_or_else(|| panic!("no guest view: {}", r["cpu_percent"]))
+    };
+    let (g_capped, g_full) = (guest(25), guest(100));
+    assert!(g_full > 80.0 && g_full <= 101.0, "an uncapped burning vCPU says it was busy {g_full:.0} %");
+    assert!(g_capped > 0.0 && g_capped <= 101.0, "the capped guest says {g_capped:.0} %");
     // Both cells ran on one booted guest: the cap changed while it ran.
     assert_eq!(rs.iter().filter(|r| r["run"]["reused_guest"] == true).count(), 1);
     // migbench has exited: none of its cgroups may remain.

@@ -44,6 +44,11 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
         if let Some(unit) = unit.filter(|_| now >= next_rate) {
             let total = crate::work::DONE.load(std::sync::atomic::Ordering::Relaxed);
             channel.send(&Message::Rate { unit: unit.to_string(), total, guest_ns: now as u64 });
+        }
+        if now >= next_rate {
+            if let Some((busy, total, steal, cpus)) = read_cpu_ticks() {
+                channel.send(&Message::Cpu { busy, total, steal, cpus, guest_ns: now as u64 });
+            }
             next_rate = now + 100_000_000;
         }
         next += period_ns;
@@ -55,6 +60,13 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
         }
         sleep_until_ns(next);
     }
+}
+
+/// The guest kernel's CPU accounting summed over its CPUs: busy, total and steal
+/// ticks, and how many CPUs it counts.
+fn read_cpu_ticks() -> Option<(u64, u64, u64, u32)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    migbench_guest::protocol::parse_proc_stat(&stat)
 }
 
 fn mount_pseudo_filesystems() {

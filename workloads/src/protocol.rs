@@ -4,6 +4,7 @@
 //! READY boot_ms=<ms since the guest kernel booted> kernel=<uname -r>
 //! HB <seq> <guest CLOCK_MONOTONIC ns>
 //! RATE <unit> <work done since boot, in unit> <guest CLOCK_MONOTONIC ns>   (every 100 ms)
+//! CPU <busy ticks> <total ticks> <steal ticks> <online CPUs> <guest CLOCK_MONOTONIC ns>   (every 100 ms)
 //! LOG <free text>
 //! ```
 //!
@@ -21,6 +22,10 @@ pub enum Message {
     Heartbeat { seq: u64, guest_ns: u64 },
     /// The workload's cumulative progress; rates are differences between two.
     Rate { unit: String, total: u64, guest_ns: u64 },
+    /// The guest kernel's own CPU accounting (`/proc/stat`, all CPUs summed, in
+    /// clock ticks since boot): what the guest believes it used, beside what the
+    /// host measures of its QEMU.
+    Cpu { busy: u64, total: u64, steal: u64, cpus: u32, guest_ns: u64 },
     Log(String),
     Other(String),
 }
@@ -66,6 +71,15 @@ impl Message {
                     _ => Message::Other(line.to_string()),
                 }
             }
+            "CPU" => {
+                let v: Vec<u64> = rest.split(' ').map_while(|s| s.parse().ok()).collect();
+                match v[..] {
+                    [busy, total, steal, cpus, guest_ns] if busy <= total && cpus > 0 && cpus <= u32::MAX as u64 => {
+                        Message::Cpu { busy, total, steal, cpus: cpus as u32, guest_ns }
+                    }
+                    _ => Message::Other(line.to_string()),
+                }
+            }
             "LOG" => Message::Log(rest.to_string()),
             _ => Message::Other(line.to_string()),
         }
@@ -78,10 +92,26 @@ impl fmt::Display for Message {
             Message::Ready { boot_ms, kernel } => write!(f, "READY boot_ms={boot_ms} kernel={kernel}"),
             Message::Heartbeat { seq, guest_ns } => write!(f, "HB {seq} {guest_ns}"),
             Message::Rate { unit, total, guest_ns } => write!(f, "RATE {unit} {total} {guest_ns}"),
+            Message::Cpu { busy, total, steal, cpus, guest_ns } => write!(f, "CPU {busy} {total} {steal} {cpus} {guest_ns}"),
             Message::Log(text) => write!(f, "LOG {text}"),
             Message::Other(text) => f.write_str(text),
         }
     }
+}
+
+/// Busy, total and steal clock ticks summed over all CPUs, and the number of CPUs,
+/// from the text of `/proc/stat`. Busy is user + nice + system + irq + softirq
+/// (guest time is already inside user); total adds idle, iowait and steal.
+pub fn parse_proc_stat(stat: &str) -> Option<(u64, u64, u64, u32)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).map_while(|x| x.parse().ok()).collect();
+    if v.len() < 8 {
+        return None;
+    }
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6];
+    let total = v[..8].iter().sum();
+    let cpus = stat.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)).count();
+    Some((busy, total, v[7], cpus.max(1) as u32))
 }
 
 #[cfg(test)]
@@ -95,9 +125,18 @@ mod tests {
             Message::Heartbeat { seq: 42, guest_ns: 9_000_000_001 },
             Message::Log("module virtio_net loaded".into()),
             Message::Rate { unit: "flop".into(), total: 123_456_789, guest_ns: 42 },
+            Message::Cpu { busy: 120, total: 400, steal: 3, cpus: 2, guest_ns: 7 },
         ] {
             assert_eq!(Message::parse(&format!("{m}\n")), m);
         }
+    }
+
+    #[test]
+    fn proc_stat_sums_busy_and_counts_cpus() {
+        let stat = "cpu  100 5 30 800 10 2 3 50 0 0\ncpu0 50 5 15 400 5 1 1 25 0 0\ncpu1 50 0 15 400 5 1 2 25 0 0\nintr 1 2\n";
+        assert_eq!(parse_proc_stat(stat), Some((140, 1000, 50, 2)));
+        assert_eq!(parse_proc_stat("cpu  1 2 3\n"), None, "too few fields");
+        assert_eq!(parse_proc_stat(""), None);
     }
 
     #[test]
@@ -107,5 +146,8 @@ mod tests {
         assert_eq!(Message::parse(""), Message::Other(String::new()));
         assert_eq!(Message::parse("NEWTHING 1"), Message::Other("NEWTHING 1".into()));
         assert_eq!(Message::parse("RATE flop x 1"), Message::Other("RATE flop x 1".into()));
+        assert_eq!(Message::parse("CPU 5 4 0 1 9"), Message::Other("CPU 5 4 0 1 9".into()), "busy above total");
+        assert_eq!(Message::parse("CPU 1 4 0 0 9"), Message::Other("CPU 1 4 0 0 9".into()), "no CPUs");
+        assert_eq!(Message::parse("CPU 1 4 0 1"), Message::Other("CPU 1 4 0 1".into()));
     }
 }

@@ -7,7 +7,7 @@ use super::results::{ResultsFile, read_results};
 use super::stats::Stats;
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role, RunDir};
-use crate::guest::channel::rate_between;
+use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::migration::{self, Measurement, MigrationRecord, Outcome, WorkloadRate};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
@@ -290,8 +290,10 @@ async fn measure_window(m: &Machine, secs: f64) -> (Option<CpuUsage>, Option<(St
     }
     let (a, from) = (usage::sample(&[m.pid()]), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let cpu = CpuUsage::between(&a, &usage::sample(&[m.pid()]));
-    (cpu, rate_between(&[m.channel.rates()], from, Instant::now()))
+    let to = Instant::now();
+    let guest = guest_cpu_between(&[m.channel.cpu_ticks()], from, to);
+    let cpu = CpuUsage::between(&a, &usage::sample(&[m.pid()])).map(|u| u.with_guest(guest));
+    (cpu, rate_between(&[m.channel.rates()], from, to))
 }
 
 /// Two bars: the sweep (runs, with ETA) and the migration under way (RAM copied).
@@ -338,6 +340,8 @@ pub struct CellSummary {
     pub guest_gap_ms: Option<Stats>,
     /// QEMU CPU, % of one host CPU, in the `before` window.
     pub cpu_before_percent: Option<Stats>,
+    /// The guest's own view of its CPU use in the `before` window, % of one vCPU.
+    pub guest_cpu_before_percent: Option<Stats>,
     /// Both QEMUs' CPU during the migration, % of one host CPU.
     pub cpu_during_percent: Option<Stats>,
     /// The guest workload's slowdown during the migration, %.
@@ -386,6 +390,7 @@ pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSu
             iterations: col(&|m| m.iterations.map(|v| v as f64)),
             guest_gap_ms: col(&|m| m.guest_gap_ms),
             cpu_before_percent: col(&|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
+            guest_cpu_before_percent: col(&|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
             cpu_during_percent: col(&|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
             slowdown_percent: col(&|m| m.workload_rate.as_ref().and_then(|w| w.slowdown_percent)),
             outcomes,

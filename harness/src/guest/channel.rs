@@ -28,6 +28,25 @@ pub struct RateSample {
     pub total: u64,
 }
 
+/// The guest kernel's own CPU accounting at one moment, as the harness received it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuTicks {
+    pub at: Instant,
+    pub busy: u64,
+    pub total: u64,
+    pub steal: u64,
+    pub cpus: u32,
+}
+
+/// What the guest believes it used over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuestCpu {
+    /// Busy time, % of one vCPU (2 busy vCPUs read 200 %), like the host's figures.
+    pub percent: f64,
+    /// Time the guest's kernel says the hypervisor took from it (steal), % of one vCPU.
+    pub steal_percent: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ready {
     pub at: Instant,
@@ -40,6 +59,7 @@ struct Log {
     ready: Option<Ready>,
     beats: Vec<Beat>,
     rates: Vec<RateSample>,
+    cpu: Vec<CpuTicks>,
     other: Vec<String>,
     closed: bool,
 }
@@ -116,6 +136,11 @@ impl GuestChannel {
         self.log.lock().unwrap().rates.clone()
     }
 
+    /// Every CPU accounting report received so far.
+    pub fn cpu_ticks(&self) -> Vec<CpuTicks> {
+        self.log.lock().unwrap().cpu.clone()
+    }
+
     /// Lines the guest sent that were not READY or heartbeats (its LOG messages and anything unknown).
     pub fn other_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().other.clone()
@@ -134,6 +159,7 @@ async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify
                     Message::Heartbeat { seq, guest_ns } => l.beats.push(Beat { at, seq, guest_ns }),
                     Message::Ready { boot_ms, kernel } => l.ready = Some(Ready { at, boot_ms, kernel }),
                     Message::Rate { unit, total, .. } => l.rates.push(RateSample { at, unit, total }),
+                    Message::Cpu { busy, total, steal, cpus, .. } => l.cpu.push(CpuTicks { at, busy, total, steal, cpus }),
                     Message::Log(text) | Message::Other(text) => l.other.push(text),
                 },
                 // A line that is not UTF-8 (a garbled write) is skipped, not fatal.
@@ -171,6 +197,18 @@ pub fn rate_between(channels: &[Vec<RateSample>], from: Instant, to: Instant) ->
     (secs > 0.0 && last.total >= first.total).then(|| (last.unit.clone(), (last.total - first.total) as f64 / secs))
 }
 
+/// The guest's own view of its CPU use over `[from, to]`, from the reports of several
+/// channels merged (its tick counters carry on across a migration). The share of
+/// ticks is scaled by the guest's CPU count. Needs two reports in the window.
+pub fn guest_cpu_between(channels: &[Vec<CpuTicks>], from: Instant, to: Instant) -> Option<GuestCpu> {
+    let mut s: Vec<&CpuTicks> = channels.iter().flatten().filter(|c| c.at >= from && c.at <= to).collect();
+    s.sort_by_key(|c| c.at);
+    let (a, b) = (s.first()?, s.last()?);
+    let total = b.total.checked_sub(a.total).filter(|t| *t > 0)?;
+    let share = |d: u64| d as f64 / total as f64 * b.cpus as f64 * 100.0;
+    Some(GuestCpu { percent: share(b.busy.checked_sub(a.busy)?), steal_percent: share(b.steal.saturating_sub(a.steal)) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +235,21 @@ mod tests {
         assert_eq!(unit, "flop");
         assert!((rate - 100.0).abs() < 1e-9, "{rate}");
         assert!(rate_between(&[src], t0, t0).is_none(), "one report is no rate");
+    }
+
+    #[test]
+    fn guest_cpu_is_a_share_of_its_vcpus() {
+        let t0 = Instant::now();
+        let c = |ms: u64, busy, total, steal| CpuTicks { at: t0 + Duration::from_millis(ms), busy, total, steal, cpus: 2 };
+        // 2 vCPUs, 100 ticks each second: 150 busy ticks of 200 = 1.5 vCPUs.
+        let src = vec![c(0, 1000, 5000, 0), c(500, 1070, 5100, 2)];
+        let dst = vec![c(1000, 1150, 5200, 10)];
+        let g = guest_cpu_between(&[src.clone(), dst], t0, t0 + Duration::from_secs(2)).unwrap();
+        assert!((g.percent - 150.0).abs() < 1e-9, "{g:?}");
+        assert!((g.steal_percent - 10.0).abs() < 1e-9, "{g:?}");
+        assert!(guest_cpu_between(&[src], t0, t0).is_none(), "one report is no window");
+        // A counter that goes backwards (a different guest) is no figure.
+        assert!(guest_cpu_between(&[vec![c(0, 50, 100, 0), c(10, 10, 200, 0)]], t0, t0 + Duration::from_secs(1)).is_none());
     }
 
     #[tokio::test]

@@ -30,6 +30,14 @@ pub struct CpuUsage {
     pub vcpu_percent: f64,
     /// The whole host, % of all its CPUs.
     pub host_percent: f64,
+    /// The guest's own accounting (its /proc/stat): busy, % of one vCPU. Under a
+    /// cap without steal-time reporting (TCG) the guest cannot see the time it was
+    /// not run, so this can stay near 100 % per busy vCPU while the host sees the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_percent: Option<f64>,
+    /// Steal time the guest's kernel reports, % of one vCPU (KVM with steal time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_steal_percent: Option<f64>,
 }
 
 fn ticks_per_sec() -> f64 {
@@ -101,7 +109,16 @@ impl CpuUsage {
             qemu_percent: pct(b.process_ns.saturating_sub(a.process_ns)),
             vcpu_percent: pct(b.vcpu_ns.saturating_sub(a.vcpu_ns)),
             host_percent: if host_total > 0 { b.host_busy.saturating_sub(a.host_busy) as f64 / host_total as f64 * 100.0 } else { 0.0 },
+            guest_percent: None,
+            guest_steal_percent: None,
         })
+    }
+
+    /// Adds the guest's own view of the same window.
+    pub fn with_guest(mut self, guest: Option<crate::guest::channel::GuestCpu>) -> CpuUsage {
+        self.guest_percent = guest.map(|g| g.percent);
+        self.guest_steal_percent = guest.map(|g| g.steal_percent);
+        self
     }
 }
 
