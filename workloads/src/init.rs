@@ -27,7 +27,8 @@ pub fn run_as_pid1() -> ! {
     };
     let kernel = uname_release();
     channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
-    crate::work::start(orders.workload, |e| console(&format!("migbench-guest: workload stopped: {e}")));
+    let vcpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    crate::work::start(orders.workload, vcpus, |e| console(&format!("migbench-guest: workload stopped: {e}")));
     heartbeat_forever(&mut channel, Duration::from_millis(orders.heartbeat_ms), orders.workload.unit())
 }
 

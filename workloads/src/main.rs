@@ -34,36 +34,38 @@ fn main() {
     }
 }
 
-/// `migbench-guest run WORKLOAD [--seconds S]`: the guest's workload, on the host.
+/// `migbench-guest run WORKLOAD [--seconds S] [--copies N]`: the guest's workload, on the host.
 fn run_on_host(args: &[String]) {
-    let usage = "usage: migbench-guest run WORKLOAD [--seconds S]  (WORKLOAD: burn, dhrystone, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N)";
-    let Some(workload) = args.first() else {
-        eprintln!("{usage}");
+    let usage = "usage: migbench-guest run WORKLOAD [--seconds S] [--copies N]\n  \
+                 WORKLOAD: burn, dhrystone, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N\n  \
+                 --copies: parallel copies of a CPU benchmark (the guest runs one per vCPU), default 1";
+    let fail = |msg: String| -> ! {
+        eprintln!("migbench-guest: {msg}\n{usage}");
         std::process::exit(2);
     };
-    let workload: migbench_guest::orders::Workload = workload.parse().unwrap_or_else(|e| {
-        eprintln!("migbench-guest: {e}\n{usage}");
-        std::process::exit(2);
-    });
-    let seconds = match args.get(1).map(String::as_str) {
-        None => 5.0,
-        Some("--seconds") => match args.get(2).and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0 && *s <= 86400.0) {
-            Some(s) => s,
-            None => {
-                eprintln!("migbench-guest: --seconds takes a number of seconds, above 0 and at most 86400\n{usage}");
-                std::process::exit(2);
-            }
-        },
-        Some(other) => {
-            eprintln!("migbench-guest: unknown argument {other:?}\n{usage}");
-            std::process::exit(2);
+    let Some(workload) = args.first() else { fail("give a workload".into()) };
+    let workload: migbench_guest::orders::Workload = workload.parse().unwrap_or_else(|e: String| fail(e));
+    let (mut seconds, mut copies) = (5.0, 1usize);
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next();
+        match flag.as_str() {
+            "--seconds" => match value.and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0 && *s <= 86400.0) {
+                Some(s) => seconds = s,
+                None => fail("--seconds takes a number of seconds, above 0 and at most 86400".into()),
+            },
+            "--copies" => match value.and_then(|s| s.parse::<usize>().ok()).filter(|n| (1..=1024).contains(n)) {
+                Some(n) => copies = n,
+                None => fail("--copies takes a whole number from 1 to 1024".into()),
+            },
+            other => fail(format!("unknown argument {other:?}")),
         }
-    };
+    }
     let Some(unit) = workload.unit() else {
         eprintln!("migbench-guest: the idle workload does no work to measure\n{usage}");
         std::process::exit(2);
     };
-    work::start(workload, |e| {
+    work::start(workload, copies, |e| {
         eprintln!("migbench-guest: {e}");
         std::process::exit(1);
     });

@@ -10,12 +10,23 @@ const PAGE: usize = 4096;
 /// Work done since the workload started, in its unit (`Workload::unit`).
 pub static DONE: AtomicU64 = AtomicU64::new(0);
 
-/// Starts the workload in its own thread. `on_error` is called (once) if the
-/// workload finds its own results wrong; it then stops rather than report a number.
-pub fn start(w: Workload, on_error: fn(&str)) {
-    if w == Workload::Idle {
-        return;
+/// Starts the workload: the CPU benchmarks (Dhrystone, Linpack) as `copies`
+/// threads, one per vCPU in the guest, so a 2-vCPU guest can use both (their
+/// rate is the sum); the others as one thread. `on_error` is called if the
+/// workload finds its own results wrong; that copy then stops rather than report
+/// a number.
+pub fn start(w: Workload, copies: usize, on_error: fn(&str)) {
+    let copies = match w {
+        Workload::Idle => 0,
+        Workload::Dhrystone | Workload::Linpack { .. } => copies.max(1),
+        _ => 1,
+    };
+    for _ in 0..copies {
+        start_one(w, on_error);
     }
+}
+
+fn start_one(w: Workload, on_error: fn(&str)) {
     std::thread::spawn(move || {
         // SAFETY: setpriority on our own thread (which = 0 means the caller).
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };

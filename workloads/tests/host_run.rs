@@ -31,9 +31,25 @@ fn bad_arguments_say_what_to_write() {
 
 #[test]
 fn a_rate_limited_dirtier_keeps_near_its_target() {
-    let (code, out) = run(&["run", "memdirty-write:8:40", "--seconds", "2"]);
+    for mode in ["write", "read"] {
+        let (code, out) = run(&["run", &format!("memdirty-{mode}:2:40"), "--seconds", "3"]);
+        assert_eq!(code, Some(0), "{out}");
+        // Rounds of 2 MiB against 40 MiB/s over 3 s: one round is under 2 % of it.
+        let rate = rate_of(&out);
+        assert!((36.0..=44.0).contains(&rate), "{mode}: target 40 MiB/s ± 10 %, got {rate}: {out}");
+    }
+}
+
+fn rate_of(out: &str) -> f64 {
+    out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn copies_run_and_a_bad_count_is_refused() {
+    let (code, out) = run(&["run", "dhrystone", "--seconds", "1", "--copies", "2"]);
     assert_eq!(code, Some(0), "{out}");
-    let rate: f64 = out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap();
-    // Rounds of 8 MiB against 40 MiB/s: within a round of the target over 2 s.
-    assert!((30.0..=50.0).contains(&rate), "target 40 MiB/s, got {rate}: {out}");
+    assert!(rate_of(&out) > 0.0, "{out}");
+    let (code, out) = run(&["run", "dhrystone", "--copies", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("--copies"), "{out}");
 }
