@@ -9,5 +9,6 @@ pub mod host;
 pub mod machine;
 pub mod migration;
 pub mod qmp;
+pub mod rank;
 pub mod report;
 pub mod setup;

@@ -389,6 +389,9 @@ fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) ->
     let records = experiment::results::read_results(&outcome.results)?;
     let cells = sweep::summarise(&records, profile);
     println!("\n{}", report::summary_table(&cells));
+    if let Some(section) = report::reproduction(profile, &sweep::run_records(&records, profile)) {
+        println!("\n{section}");
+    }
     let minutes = outcome.wall.as_secs_f64() / 60.0;
     println!(
         "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",

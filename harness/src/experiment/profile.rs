@@ -216,10 +216,28 @@ struct ProfileFile {
     /// The `after` phase: a window measured once the guest runs on its new host.
     #[serde(default = "one_second")]
     after_s: f64,
+    /// The published result this profile reproduces: its report section puts the
+    /// paper's numbers beside ours.
+    #[serde(default)]
+    reproduces: Option<Reproduction>,
     #[serde(default)]
     defaults: Defaults,
     #[serde(default)]
     matrix: Matrix,
+}
+
+/// Published results a profile can reproduce (see `../shared/REPRODUCE.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reproduction {
+    /// Shreya et al., Tables 1–3 and Figures 3–8: CPU usage against the CPU cap.
+    #[serde(rename = "shreya-tables1-3")]
+    ShreyaTables1To3,
+    /// Shreya et al., Table 4: host CPU usage with 1…N host cores.
+    #[serde(rename = "shreya-table4")]
+    ShreyaTable4,
+    /// Shreya et al., Table 5: migration time and downtime per workload, and the decision.
+    #[serde(rename = "shreya-table5")]
+    ShreyaTable5,
 }
 
 fn one() -> u32 {
@@ -239,6 +257,7 @@ pub struct Profile {
     pub warmup_s: f64,
     pub before_s: f64,
     pub after_s: f64,
+    pub reproduces: Option<Reproduction>,
     pub cells: Vec<Cell>,
     /// The variables the matrix varies (used to label cells).
     pub varied: Vec<&'static str>,
@@ -303,6 +322,7 @@ impl Profile {
             warmup_s: file.warmup_s,
             before_s: file.before_s,
             after_s: file.after_s,
+            reproduces: file.reproduces,
             varied: varied(&file.matrix),
             cells,
             source: source.into(),

@@ -349,9 +349,10 @@ pub struct CellSummary {
     pub outcomes: Vec<String>,
 }
 
-/// Summarises the runs of `profile` found in `records`, one row per cell, in cell order.
-pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSummary> {
-    let parsed: Vec<RunRecord> = records
+/// The run records of `profile` among `records` (a results file may hold several
+/// profiles); a line that does not read as one is skipped with a warning.
+pub fn run_records(records: &[serde_json::Value], profile: &Profile) -> Vec<RunRecord> {
+    records
         .iter()
         .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile.name.as_str()))
         .filter_map(|v| match serde_json::from_value(v.clone()) {
@@ -361,7 +362,12 @@ pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSu
                 None
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Summarises the runs of `profile` found in `records`, one row per cell, in cell order.
+pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSummary> {
+    let parsed = run_records(records, profile);
     let mut out = Vec::new();
     for (i, cell) in profile.cells.iter().enumerate() {
         let key = cell.key();

@@ -1,4 +1,7 @@
-//! What people read: the result tables on the terminal.
+//! What people read: the result tables on the terminal, and the sections that put
+//! a paper's numbers beside ours.
+
+pub mod shreya;
 
 use crate::migration::MigrationRecord;
 use tabled::settings::Style;
@@ -134,4 +137,14 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
         })
         .collect();
     Table::new(rows).with(Style::markdown()).to_string()
+}
+
+/// The section of the paper a profile reproduces (`reproduces = ...`), from its runs.
+pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[crate::experiment::sweep::RunRecord]) -> Option<String> {
+    use crate::experiment::profile::Reproduction;
+    Some(match profile.reproduces? {
+        Reproduction::ShreyaTables1To3 => shreya::tables_1_to_3(records),
+        Reproduction::ShreyaTable4 => shreya::table_4(records),
+        Reproduction::ShreyaTable5 => shreya::table_5(records),
+    })
 }

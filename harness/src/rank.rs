@@ -1,0 +1,127 @@
+//! Which VM to migrate. The papers' rule (Shreya et al.): migrate the VM with the
+//! least total migration time; when migration times tie, the one with less
+//! downtime. A *tie* is decided statistically: two VMs tie on a figure when the 95 %
+//! confidence intervals of their means overlap, not when the means are equal.
+
+use crate::experiment::stats::Stats;
+use serde::Serialize;
+
+/// A VM measured over repeated migrations.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub total_time_ms: Stats,
+    pub downtime_ms: Stats,
+}
+
+/// A candidate's place in the ranking and why it is there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranked {
+    /// 1 = migrate this one first.
+    pub position: usize,
+    pub name: String,
+    /// The candidates it ties with on total time (overlapping 95 % CIs).
+    pub tied_on_time_with: Vec<String>,
+    pub reason: String,
+}
+
+/// The 95 % interval of a mean; a single run has none, so it is just its value.
+fn interval(s: &Stats) -> (f64, f64) {
+    let half = s.ci95.unwrap_or(0.0);
+    (s.mean - half, s.mean + half)
+}
+
+pub fn overlap(a: &Stats, b: &Stats) -> bool {
+    let (a0, a1) = interval(a);
+    let (b0, b1) = interval(b);
+    a0 <= b1 && b0 <= a1
+}
+
+/// Ranks by the papers' rule. Candidates are sorted by mean total time; each tie
+/// group starts at the fastest not yet placed and takes every later candidate whose
+/// total-time interval overlaps the group's first (so a group never spans two VMs
+/// that differ clearly). Inside a group the one with less mean downtime goes first.
+pub fn by_migration_time_then_downtime(candidates: &[Candidate]) -> Vec<Ranked> {
+    let mut order: Vec<&Candidate> = candidates.iter().collect();
+    order.sort_by(|a, b| a.total_time_ms.mean.total_cmp(&b.total_time_ms.mean).then_with(|| a.name.cmp(&b.name)));
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let lead = order[i];
+        let mut group: Vec<&Candidate> =
+            order[i..].iter().copied().take_while(|c| overlap(&c.total_time_ms, &lead.total_time_ms)).collect();
+        i += group.len();
+        group.sort_by(|a, b| a.downtime_ms.mean.total_cmp(&b.downtime_ms.mean).then_with(|| a.name.cmp(&b.name)));
+        let names: Vec<String> = group.iter().map(|c| c.name.clone()).collect();
+        for (k, c) in group.iter().enumerate() {
+            let others: Vec<String> = names.iter().filter(|n| **n != c.name).cloned().collect();
+            let reason = if others.is_empty() {
+                format!("total time {:.0} ms, clearly apart from the others", c.total_time_ms.mean)
+            } else {
+                let downtime_tie = group.iter().any(|o| o.name != c.name && overlap(&o.downtime_ms, &c.downtime_ms));
+                format!(
+                    "total time {:.0} ms ties with {} (95 % CIs overlap); {} downtime ({:.1} ms){}",
+                    c.total_time_ms.mean,
+                    others.join(", "),
+                    if k == 0 { "least" } else { "more" },
+                    c.downtime_ms.mean,
+                    if downtime_tie { ", though the downtimes overlap too: a coin toss on these runs" } else { "" }
+                )
+            };
+            out.push(Ranked { position: out.len() + 1, name: c.name.clone(), tied_on_time_with: others, reason });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, times: &[f64], downs: &[f64]) -> Candidate {
+        Candidate { name: name.into(), total_time_ms: Stats::of(times).unwrap(), downtime_ms: Stats::of(downs).unwrap() }
+    }
+
+    fn names(r: &[Ranked]) -> Vec<&str> {
+        r.iter().map(|x| x.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_papers_table_5_gives_the_papers_order() {
+        // Shreya et al. Table 5 (s): Livermore 63/18, Dhrystone 64/28, Linpack 64/19.
+        // One value each: Dhrystone and Linpack tie on time exactly, Linpack has less downtime.
+        let r = by_migration_time_then_downtime(&[c("Dhrystone", &[64.0], &[28.0]), c("Livermore", &[63.0], &[18.0]), c("Linpack", &[64.0], &[19.0])]);
+        assert_eq!(names(&r), ["Livermore", "Linpack", "Dhrystone"]);
+        assert!(r[1].tied_on_time_with == ["Dhrystone"], "{r:?}");
+        assert_eq!(r.iter().map(|x| x.position).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn overlapping_intervals_are_a_tie_broken_by_downtime() {
+        // B's mean time is lower, but the runs scatter: a tie, and A has less downtime.
+        let r = by_migration_time_then_downtime(&[c("A", &[100.0, 120.0, 110.0], &[5.0, 6.0, 5.5]), c("B", &[95.0, 115.0, 105.0], &[30.0, 31.0, 29.0])]);
+        assert_eq!(names(&r), ["A", "B"]);
+        assert!(r[0].reason.contains("least downtime"), "{}", r[0].reason);
+        // Tight runs: B is clearly faster, downtime does not matter.
+        let r = by_migration_time_then_downtime(&[c("A", &[100.0, 101.0, 100.5], &[5.0, 6.0, 5.5]), c("B", &[90.0, 91.0, 90.5], &[30.0, 31.0, 29.0])]);
+        assert_eq!(names(&r), ["B", "A"]);
+        assert!(r[0].tied_on_time_with.is_empty());
+    }
+
+    #[test]
+    fn a_group_does_not_chain_past_its_first() {
+        // A overlaps B, B overlaps C, A does not overlap C: {A, B} then {C}.
+        let r = by_migration_time_then_downtime(&[
+            c("A", &[100.0, 100.5, 101.0, 100.5, 100.0], &[9.0, 9.0]),
+            c("B", &[99.0, 106.0, 99.0, 106.0, 102.5], &[1.0, 1.0]),
+            c("C", &[104.5, 105.0, 105.5, 105.0, 105.0], &[0.5, 0.5]),
+        ]);
+        assert_eq!(names(&r), ["B", "A", "C"], "{r:?}");
+        assert!(r[2].tied_on_time_with.is_empty());
+    }
+
+    #[test]
+    fn empty_is_empty() {
+        assert!(by_migration_time_then_downtime(&[]).is_empty());
+    }
+}
