@@ -34,15 +34,21 @@ fn results(dir: &Path) -> Vec<serde_json::Value> {
 /// Writes `profile` to a file and runs it with `migbench run --quiet`; returns the
 /// temporary directory (keep it alive), the results and everything printed.
 fn run_profile(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Value>, String) {
+    let (tmp, rs, text, code) = run_profile_code(profile);
+    assert_eq!(code, Some(0), "{text}");
+    (tmp, rs, text)
+}
+
+/// As `run_profile`, but any exit code: 3 means a run did not end healthy.
+fn run_profile_code(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Value>, String, Option<i32>) {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("profile.toml");
     std::fs::write(&path, profile).unwrap();
     let out = tmp.path().join("out");
     let o = migbench(tmp.path()).arg("run").arg(&path).arg("--out").arg(&out).arg("--quiet").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{text}");
     let rs = results(&out);
-    (tmp, rs, text)
+    (tmp, rs, text, o.status.code())
 }
 
 fn run_keys(rs: &[serde_json::Value]) -> Vec<String> {
@@ -246,4 +252,40 @@ fn the_guest_workload_rate_is_recorded_per_phase() {
         assert!(w[phase].as_f64().unwrap_or(0.0) > 0.0, "no {phase} rate: {w}");
     }
     assert!(w["slowdown_percent"].is_number(), "{w}");
+}
+
+#[test]
+fn a_fast_dirtier_needs_more_passes_and_bytes_than_an_idle_guest() {
+    platform();
+    let _slot = qemu_slot();
+    // 50 MiB/s of changing data against a 500 Mbit/s link (~60 MiB/s): pre-copy
+    // converges, but only after several passes.
+    let (_tmp, rs, text, code) = run_profile_code(
+        "name = \"dirty\"\nbefore_s = 0.5\nafter_s = 0.5\n[defaults]\nram_mib = 256\nlink = \"500Mbit\"\ntimeout_s = 120.0\n[matrix]\nworkload = [\"idle\", \"memdirty-write:64:50\"]\n",
+    );
+    assert!(matches!(code, Some(0) | Some(3)), "{text}");
+    assert_eq!(rs.len(), 2);
+    let get = |w: &str| {
+        let r = rs.iter().find(|r| r["run"]["cell"]["workload"] == w).unwrap();
+        assert_eq!(r["outcome"]["kind"], "completed", "{w}: {}", r["outcome"]);
+        let known_defect = r["environment"]["qemu_version"].as_str().is_some_and(|v| v.starts_with("7."))
+            && r["environment"]["accel"] == "tcg"
+            && w != "idle";
+        if known_defect && r["health"]["healthy"] != true {
+            // QEMU 7.2 under TCG: a dirtying guest whose pre-copy takes 4 or more
+            // passes arrives with a corrupted kernel (README, "Known QEMU defects").
+            // The harness must have caught it with evidence; any other QEMU or
+            // accelerator must deliver a healthy guest.
+            assert!(r["health"]["console_tail"].as_str().is_some_and(|t| !t.is_empty()), "{}", r["health"]);
+            eprintln!("known QEMU 7.2 TCG defect hit: {}", r["health"]["detail"]);
+        } else {
+            assert_eq!(r["health"]["healthy"], true, "{w}: {}", r["health"]);
+        }
+        (r["iterations"].as_u64().unwrap(), r["transferred_bytes"].as_u64().unwrap())
+    };
+    let (idle_passes, idle_bytes) = get("idle");
+    let (dirty_passes, dirty_bytes) = get("memdirty-write:64:50");
+    assert!(dirty_passes > idle_passes, "dirtier {dirty_passes} passes, idle {idle_passes}");
+    // At least its working set once more than the idle guest sent.
+    assert!(dirty_bytes > idle_bytes + 64 * 1024 * 1024, "dirtier {dirty_bytes} bytes, idle {idle_bytes}");
 }
