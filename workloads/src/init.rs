@@ -38,6 +38,7 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
     let mut seq: u64 = 0;
     let mut next = monotonic_ns();
     let mut next_rate = next;
+    let mut next_report = next;
     loop {
         seq += 1;
         let now = monotonic_ns();
@@ -51,6 +52,13 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
                 channel.send(&Message::Cpu { busy, total, steal, cpus, guest_ns: now as u64 });
             }
             next_rate = now + 100_000_000;
+        }
+        if now >= next_report {
+            // The Livermore loops' summary means, once a second (LOG livermore short=AM/GM/HM …).
+            if let Some(line) = crate::work::livermore_report() {
+                channel.send(&Message::Log(format!("livermore {line}")));
+            }
+            next_report = now + 1_000_000_000;
         }
         next += period_ns;
         let now = monotonic_ns();

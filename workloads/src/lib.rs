@@ -4,5 +4,6 @@
 
 pub mod dhrystone;
 pub mod linpack;
+pub mod livermore;
 pub mod orders;
 pub mod protocol;

@@ -37,7 +37,7 @@ fn main() {
 /// `migbench-guest run WORKLOAD [--seconds S] [--copies N]`: the guest's workload, on the host.
 fn run_on_host(args: &[String]) {
     let usage = "usage: migbench-guest run WORKLOAD [--seconds S] [--copies N]\n  \
-                 WORKLOAD: burn, dhrystone, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N\n  \
+                 WORKLOAD: burn, dhrystone, livermore[:SPAN], cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N\n  \
                  --copies: parallel copies of a CPU benchmark (the guest runs one per vCPU), default 1";
     let fail = |msg: String| -> ! {
         eprintln!("migbench-guest: {msg}\n{usage}");
@@ -77,4 +77,8 @@ fn run_on_host(args: &[String]) {
     let (shown, prefix) = if unit == "MiB" { (rate, "") } else { (rate / 1e6, "M") };
     let dmips = if unit == "dhrystones" { format!(" ({:.0} DMIPS)", rate / migbench_guest::dhrystone::VAX_DHRYSTONES_PER_SEC) } else { String::new() };
     println!("{workload}: {shown:.3} {prefix}{unit}/s{dmips} over {:.1} s", start.elapsed().as_secs_f64());
+    if let Some(line) = work::livermore_report() {
+        // Per span: the arithmetic, geometric and harmonic means of the 24 kernels' MFLOPS.
+        println!("livermore MFLOPS means (arithmetic/geometric/harmonic): {line}");
+    }
 }

@@ -24,6 +24,9 @@ pub enum Workload {
     Linpack { n: u32 },
     /// Dhrystone 2.1, in batches, each batch's final state checked (DMIPS = rate ÷ 1757).
     Dhrystone,
+    /// The 24 Livermore loops, at one span or cycling through short, medium and
+    /// long (`None`), every kernel's checksum checked (MFLOPS; per-span means on LOG lines).
+    Livermore { span: Option<crate::livermore::Span> },
 }
 
 impl Workload {
@@ -36,6 +39,7 @@ impl Workload {
             Workload::CpuDuty { .. } => Some("iterations"),
             Workload::Linpack { .. } => Some("flop"),
             Workload::Dhrystone => Some("dhrystones"),
+            Workload::Livermore { .. } => Some("flop"),
         }
     }
 }
@@ -53,6 +57,8 @@ impl fmt::Display for Workload {
             Workload::Burn => f.write_str("burn"),
             Workload::Linpack { n } => write!(f, "linpack:{n}"),
             Workload::Dhrystone => f.write_str("dhrystone"),
+            Workload::Livermore { span: None } => f.write_str("livermore"),
+            Workload::Livermore { span: Some(s) } => write!(f, "livermore:{}", s.name()),
             Workload::MemDirty { mib, mode, rate_mib_s } => {
                 let kind = if *mode == DirtyMode::Write { "memdirty-write" } else { "memdirty-read" };
                 match rate_mib_s {
@@ -71,17 +77,25 @@ impl FromStr for Workload {
     fn from_str(s: &str) -> Result<Workload, String> {
         let bad = || {
             format!(
-                "workload {s:?} is not one of idle, burn, dhrystone, cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], \
-                 memdirty-read:MIB[:MIB_PER_S], linpack:N (e.g. memdirty-write:64:100, linpack:100, cpu-duty:50)"
+                "workload {s:?} is not one of idle, burn, dhrystone, livermore[:short|medium|long], cpu-duty:PERCENT, \
+                 memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N (e.g. memdirty-write:64:100, linpack:100, cpu-duty:50)"
             )
         };
         match s {
             "idle" => return Ok(Workload::Idle),
             "burn" => return Ok(Workload::Burn),
             "dhrystone" => return Ok(Workload::Dhrystone),
+            "livermore" => return Ok(Workload::Livermore { span: None }),
             _ => {}
         }
         let (kind, mib) = s.split_once(':').ok_or_else(bad)?;
+        if kind == "livermore" {
+            let span = crate::livermore::Span::ALL.into_iter().find(|sp| sp.name() == mib);
+            return match span {
+                Some(span) => Ok(Workload::Livermore { span: Some(span) }),
+                None => Err(format!("workload {s:?}: the Livermore span is short, medium or long (or plain `livermore` for all three)")),
+            };
+        }
         if kind == "cpu-duty" {
             let percent: u32 = mib.parse().map_err(|_| bad())?;
             if !(1..=100).contains(&percent) {
@@ -188,6 +202,8 @@ mod tests {
             Workload::CpuDuty { percent: 40 },
             Workload::Linpack { n: 100 },
             Workload::Dhrystone,
+            Workload::Livermore { span: None },
+            Workload::Livermore { span: Some(crate::livermore::Span::Medium) },
         ] {
             let o = Orders { heartbeat_ms: 20, workload: w };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
@@ -208,5 +224,6 @@ mod tests {
         assert!("memdirty-write:8:0".parse::<Workload>().unwrap_err().contains("MiB/s"));
         assert_eq!("memdirty-write:8:max".parse::<Workload>().unwrap().to_string(), "memdirty-write:8");
         assert!("linpack:x".parse::<Workload>().is_err());
+        assert!("livermore:huge".parse::<Workload>().unwrap_err().contains("short, medium or long"));
     }
 }

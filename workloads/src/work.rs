@@ -2,6 +2,7 @@
 //! at a lower priority, so the heartbeat (the measurement) keeps its timing.
 
 use migbench_guest::linpack;
+use migbench_guest::livermore::{self, Span, Tally};
 use migbench_guest::orders::{DirtyMode, Workload};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +10,9 @@ const PAGE: usize = 4096;
 
 /// Work done since the workload started, in its unit (`Workload::unit`).
 pub static DONE: AtomicU64 = AtomicU64::new(0);
+
+/// The Livermore loops' per-kernel rates so far (all copies), for their summary means.
+pub static LIVERMORE: std::sync::Mutex<Option<Tally>> = std::sync::Mutex::new(None);
 
 /// Starts the workload: the CPU benchmarks (Dhrystone, Linpack) as `copies`
 /// threads, one per vCPU in the guest, so a 2-vCPU guest can use both (their
@@ -18,7 +22,7 @@ pub static DONE: AtomicU64 = AtomicU64::new(0);
 pub fn start(w: Workload, copies: usize, on_error: fn(&str)) {
     let copies = match w {
         Workload::Idle => 0,
-        Workload::Dhrystone | Workload::Linpack { .. } => copies.max(1),
+        Workload::Dhrystone | Workload::Linpack { .. } | Workload::Livermore { .. } => copies.max(1),
         _ => 1,
     };
     for _ in 0..copies {
@@ -42,6 +46,11 @@ fn start_one(w: Workload, on_error: fn(&str)) {
             }
             Workload::Dhrystone => {
                 if let Err(e) = run_dhrystone() {
+                    on_error(&e);
+                }
+            }
+            Workload::Livermore { span } => {
+                if let Err(e) = run_livermore(span) {
                     on_error(&e);
                 }
             }
@@ -92,6 +101,28 @@ fn run_dhrystone() -> Result<(), String> {
         state.check(&locals)?;
         DONE.fetch_add(BATCH, Ordering::Relaxed);
     }
+}
+
+/// Livermore passes for ever (one span, or short, medium, long in turn), every
+/// kernel's checksum checked; returns only when one is wrong.
+fn run_livermore(span: Option<Span>) -> Result<(), String> {
+    // Small passes (about 1 Mflop per kernel): the progress count moves often even
+    // in a slow TCG guest, and the timings stay far above the clock's resolution.
+    const SCALE: f64 = 0.05;
+    let spans: Vec<Span> = span.map(|s| vec![s]).unwrap_or_else(|| Span::ALL.to_vec());
+    let mut ws = livermore::Workspace::new();
+    loop {
+        for &s in &spans {
+            let pass = livermore::pass(&mut ws, s, SCALE)?;
+            DONE.fetch_add(pass.kernels.iter().map(|k| k.flops).sum::<f64>() as u64, Ordering::Relaxed);
+            LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Tally::default).add(&pass);
+        }
+    }
+}
+
+/// The Livermore summary line so far (`short=AM/GM/HM …`), once every kernel has run.
+pub fn livermore_report() -> Option<String> {
+    LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.report()
 }
 
 /// Linpack passes for ever, each checked; returns only when one is wrong.

@@ -9,7 +9,7 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn linpack_and_burn_report_a_rate() {
-    for w in ["linpack:50", "burn", "memdirty-write:4", "cpu-duty:30", "dhrystone"] {
+    for w in ["linpack:50", "burn", "memdirty-write:4", "cpu-duty:30", "dhrystone", "livermore:short"] {
         let (code, out) = run(&["run", w, "--seconds", "0.5"]);
         assert_eq!(code, Some(0), "{out}");
         let rate: f64 = out.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()).unwrap_or(0.0);
@@ -52,4 +52,14 @@ fn copies_run_and_a_bad_count_is_refused() {
     let (code, out) = run(&["run", "dhrystone", "--copies", "0"]);
     assert_eq!(code, Some(2));
     assert!(out.contains("--copies"), "{out}");
+}
+
+#[test]
+fn livermore_prints_its_means_per_span() {
+    let (code, out) = run(&["run", "livermore", "--seconds", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.starts_with("livermore MFLOPS means")).unwrap_or_else(|| panic!("no means in {out:?}"));
+    let means = migbench_guest::livermore::parse_report(line.split(": ").nth(1).unwrap());
+    assert_eq!(means.len(), 4, "{line}");
+    assert!(means.iter().all(|(_, m)| m.harmonic > 0.0), "{line}");
 }
