@@ -210,6 +210,10 @@ struct BenchArgs {
     /// Boots to time before the profile (the median is reported); 0 to skip.
     #[arg(long, default_value_t = 5)]
     boots: usize,
+    /// Seconds each workload (Dhrystone, Linpack, Livermore) runs on the host and in a
+    /// guest for the side-by-side figures; 0 to skip.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    workload_seconds: f64,
     /// Where results are written (a new bench-<time> directory inside).
     #[arg(long, default_value = "reports", value_name = "DIR")]
     out: PathBuf,
@@ -324,6 +328,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 f.append(&serde_json::json!({"record": "boot", "environment": env, "ram_mib": 256, "vcpus": 1, "boot_to_ready_ms": times}))?;
                 boot = migbench::experiment::stats::Stats::of(&times);
             }
+            if !(a.workload_seconds.is_finite() && (0.0..=3600.0).contains(&a.workload_seconds)) {
+                anyhow::bail!("--workload-seconds {}: give seconds, 0 (skip) to 3600", a.workload_seconds);
+            }
+            let mut rates = Vec::new();
+            if a.workload_seconds > 0.0 {
+                use migbench::experiment::workload_rates;
+                for w in workload_rates::workloads() {
+                    if !a.sweep.quiet {
+                        eprintln!("migbench: {w} for {} s on the host, then in a guest", a.workload_seconds);
+                    }
+                    let secs = a.workload_seconds;
+                    let host = tokio::task::spawn_blocking(move || workload_rates::on_host(w, secs)).await??;
+                    let guest = workload_rates::in_guest(&p, env.accel, w, secs, opts.boot_timeout).await?;
+                    rates.push((w, host, guest));
+                }
+                let mut f = ResultsFile::create(&dir.join("workloads.jsonl"))?;
+                for (w, h, g) in &rates {
+                    let m = |f: &workload_rates::Figure| f.livermore.map(|m| serde_json::json!({"arithmetic": m.arithmetic, "geometric": m.geometric, "harmonic": m.harmonic}));
+                    f.append(&serde_json::json!({"record": "workload-rate", "environment": env, "workload": w.to_string(), "seconds": a.workload_seconds,
+                        "host": {"rate": h.rate, "livermore_means": m(h)}, "guest": {"rate": g.rate, "livermore_means": m(g)}}))?;
+                }
+            }
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             println!(
                 "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
@@ -331,6 +357,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             if let Some(b) = &boot {
                 println!("\nGuest boot to READY (256 MiB, 1 vCPU): median {:.0} ms of {} (min {:.0}, max {:.0})", b.median, b.n, b.min, b.max);
+            }
+            if !rates.is_empty() {
+                println!("\n{}", report::workload_rates_table(&rates, env.accel));
             }
             print_sweep(&profile, &outcome, opts.reuse)
         }

@@ -289,3 +289,40 @@ fn a_fast_dirtier_needs_more_passes_and_bytes_than_an_idle_guest() {
     // At least its working set once more than the idle guest sent.
     assert!(dirty_bytes > idle_bytes + 64 * 1024 * 1024, "dirtier {dirty_bytes} bytes, idle {idle_bytes}");
 }
+
+#[test]
+fn every_cpu_benchmark_reports_rates_per_phase_and_table_5_ranks_them() {
+    platform();
+    let _slot = qemu_slot();
+    let (_tmp, rs, text) = run_profile(
+        "name = \"t5\"\nreproduces = \"shreya-table5\"\nbefore_s = 1.5\nafter_s = 1.5\n[defaults]\nram_mib = 128\nlink = \"1Gbit\"\n[matrix]\nworkload = [\"livermore\", \"dhrystone\", \"linpack:100\"]\n",
+    );
+    assert_eq!(rs.len(), 3);
+    for r in &rs {
+        let w = &r["workload_rate"];
+        assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+        for phase in ["before", "during", "after"] {
+            assert!(w[phase].as_f64().unwrap_or(0.0) > 0.0, "{}: no {phase} rate: {w}", r["run"]["cell"]["workload"]);
+        }
+    }
+    assert!(text.contains("Shreya et al., Table 5"), "{text}");
+    assert!(text.contains("- paper: Livermore Loops, then Linpack, then Dhrystone"), "{text}");
+    for place in ["ours #1:", "ours #2:", "ours #3:"] {
+        assert!(text.contains(place), "no {place} in {text}");
+    }
+    assert!(text.contains("\nOrder: "), "{text}");
+}
+
+#[test]
+fn the_cap_table_puts_the_papers_numbers_beside_ours() {
+    platform();
+    let _slot = qemu_slot();
+    let (_tmp, rs, text) = run_profile(
+        "name = \"t13\"\nreproduces = \"shreya-tables1-3\"\nbefore_s = 2.0\nafter_s = 0.0\n[defaults]\nram_mib = 128\nworkload = \"livermore\"\nlink = \"unlimited\"\n[matrix]\ncap_percent = [25, 100]\n",
+    );
+    assert_eq!(rs.len(), 2);
+    assert!(text.contains("### Livermore Loops (livermore), 1 vCPU"), "{text}");
+    // Their Table 1–3 averages for cap 25, ×4 into % of one CPU.
+    assert!(text.contains("24.9 / 25.0 / 25.0"), "{text}");
+    assert!(text.contains("Livermore Loops 1 vCPU: "), "{text}");
+}

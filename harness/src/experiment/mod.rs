@@ -5,6 +5,7 @@ pub mod profile;
 pub mod results;
 pub mod stats;
 pub mod sweep;
+pub mod workload_rates;
 
 pub use results::ResultsFile;
 

@@ -148,3 +148,41 @@ pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[cr
         Reproduction::ShreyaTable5 => shreya::table_5(records),
     })
 }
+
+/// The workloads' own figures on the host and in a guest, side by side.
+pub fn workload_rates_table(
+    rates: &[(migbench_guest::orders::Workload, crate::experiment::workload_rates::Figure, crate::experiment::workload_rates::Figure)],
+    accel: crate::machine::Accel,
+) -> String {
+    use migbench_guest::orders::Workload;
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["workload".to_string(), "figure".into(), "host (1 thread)".into(), format!("guest, {accel}, 1 vCPU"), "guest ÷ host".into()]);
+    let ratio = |h: Option<f64>, g: Option<f64>| match (h, g) {
+        (Some(h), Some(g)) if h > 0.0 => format!("{:.3}", g / h),
+        _ => "-".into(),
+    };
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    for (w, h, g) in rates {
+        match w {
+            Workload::Livermore { .. } => {
+                for (label, pick) in [("arithmetic", 0), ("geometric", 1), ("harmonic", 2)] {
+                    let get = |f: &crate::experiment::workload_rates::Figure| {
+                        f.livermore.map(|m| [m.arithmetic, m.geometric, m.harmonic][pick])
+                    };
+                    b.push_record([
+                        "Livermore loops (24 kernels × 3 spans)".to_string(),
+                        format!("MFLOPS, {label} mean"),
+                        num(get(h)),
+                        num(get(g)),
+                        ratio(get(h), get(g)),
+                    ]);
+                }
+            }
+            _ => {
+                let figure = if *w == Workload::Dhrystone { "DMIPS (Dhrystones/s ÷ 1757)" } else { "MFLOPS" };
+                b.push_record([w.to_string(), figure.into(), num(h.rate), num(g.rate), ratio(h.rate, g.rate)]);
+            }
+        }
+    }
+    b.build().with(Style::markdown()).to_string()
+}

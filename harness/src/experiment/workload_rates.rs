@@ -1,0 +1,122 @@
+//! The guest workloads' own figures on the host and in a guest, side by side:
+//! DMIPS, Linpack MFLOPS and the Livermore means. The host side runs the same
+//! workload code (the `migbench_guest` library) in this process, one thread; the
+//! guest side boots a 1-vCPU guest with the workload and reads its reports.
+
+use crate::guest::channel::rate_between;
+use crate::machine::{Accel, GuestSpec, Machine, RunDir};
+use crate::setup::Platform;
+use anyhow::{Result, bail};
+use migbench_guest::livermore::{self, Means, Span, Tally};
+use migbench_guest::orders::Workload;
+use std::time::{Duration, Instant};
+
+/// One workload's figure in one place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    /// DMIPS for Dhrystone, MFLOPS for Linpack (its standard flop count per second).
+    pub rate: Option<f64>,
+    /// The Livermore means over all 72 kernel rates (24 kernels × 3 spans).
+    pub livermore: Option<Means>,
+}
+
+/// The workloads compared.
+pub fn workloads() -> [Workload; 3] {
+    [Workload::Dhrystone, Workload::Linpack { n: 100 }, Workload::Livermore { span: None }]
+}
+
+/// DMIPS from Dhrystones per second, MFLOPS from flop per second.
+fn scaled(w: Workload, per_second: f64) -> f64 {
+    match w {
+        Workload::Dhrystone => per_second / migbench_guest::dhrystone::VAX_DHRYSTONES_PER_SEC,
+        _ => per_second / 1e6,
+    }
+}
+
+/// Runs `w` here for about `secs` seconds, checking every result as the guest does.
+pub fn on_host(w: Workload, secs: f64) -> Result<Figure> {
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let mut done = 0.0;
+    match w {
+        Workload::Dhrystone => {
+            let mut state = migbench_guest::dhrystone::State::default();
+            while Instant::now() < until {
+                let locals = state.run(10_000);
+                state.check(&locals).map_err(anyhow::Error::msg)?;
+                done += 10_000.0;
+            }
+        }
+        Workload::Linpack { n } => {
+            let mut seed = 1;
+            while Instant::now() < until {
+                migbench_guest::linpack::pass(n as usize, seed).map_err(anyhow::Error::msg)?;
+                done += migbench_guest::linpack::flops(n as usize);
+                seed += 1;
+            }
+        }
+        Workload::Livermore { .. } => {
+            let (mut ws, mut tally) = (livermore::Workspace::new(), Tally::default());
+            while Instant::now() < until {
+                for span in Span::ALL {
+                    tally.add(&livermore::pass(&mut ws, span, 0.05).map_err(anyhow::Error::msg)?);
+                }
+            }
+            return Ok(Figure { rate: None, livermore: all_means(&tally.report().unwrap_or_default()) });
+        }
+        other => bail!("{other} has no benchmark figure to compare"),
+    }
+    Ok(Figure { rate: Some(scaled(w, done / start.elapsed().as_secs_f64())), livermore: None })
+}
+
+fn all_means(report: &str) -> Option<Means> {
+    livermore::parse_report(report).into_iter().find(|(k, _)| k == "all").map(|(_, m)| m)
+}
+
+/// Boots a 1-vCPU guest running `w`, lets it warm up, and reads its rate over `secs`.
+pub async fn in_guest(platform: &Platform, accel: Accel, w: Workload, secs: f64, boot_timeout: Duration) -> Result<Figure> {
+    let run = RunDir::new()?;
+    let spec = GuestSpec::new(256, 1, accel)?.with_workload(w);
+    let (m, _) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("rates")?, "rates", boot_timeout).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let from = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let rate = rate_between(&[m.channel.rates()], from, Instant::now()).map(|(_, r)| scaled(w, r));
+    let livermore = m
+        .channel
+        .other_lines()
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("livermore "))
+        .and_then(all_means);
+    // A workload that finds its own result wrong says so on the console and stops.
+    let console = m.console_tail(200);
+    m.quit().await;
+    if let Some(p) = console.lines().find(|l| l.contains("workload stopped")) {
+        bail!("the guest's {w} stopped: {p}");
+    }
+    Ok(match w {
+        Workload::Livermore { .. } => Figure { rate: None, livermore },
+        _ => Figure { rate, livermore: None },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_figures_are_positive_and_checked() {
+        for w in workloads() {
+            let f = on_host(w, 0.3).unwrap();
+            match w {
+                Workload::Livermore { .. } => {
+                    let m = f.livermore.expect("livermore means");
+                    assert!(m.arithmetic >= m.geometric && m.geometric >= m.harmonic && m.harmonic > 0.0, "{m:?}");
+                }
+                _ => assert!(f.rate.unwrap() > 0.0, "{w}: {f:?}"),
+            }
+        }
+        assert!(on_host(Workload::Idle, 0.1).is_err());
+    }
+}
