@@ -14,7 +14,7 @@ pub static DONE: AtomicU64 = AtomicU64::new(0);
 /// The Livermore loops' per-kernel rates so far (all copies), for their summary means.
 pub static LIVERMORE: std::sync::Mutex<Option<Tally>> = std::sync::Mutex::new(None);
 
-/// Starts the workload: the CPU benchmarks (Dhrystone, Linpack) as `copies`
+/// Starts the workload: the CPU benchmarks (Dhrystone, Linpack, Livermore) as `copies`
 /// threads, one per vCPU in the guest, so a 2-vCPU guest can use both (their
 /// rate is the sum); the others as one thread. `on_error` is called if the
 /// workload finds its own results wrong; that copy then stops rather than report
