@@ -183,20 +183,18 @@ fn a_cpu_cap_changed_at_run_time_shows_in_the_busy_guests_cpu_use() {
         "name = \"cap\"\nbefore_s = 2.0\nafter_s = 0.0\n[defaults]\nram_mib = 128\nworkload = \"burn\"\nlink = \"unlimited\"\n[matrix]\ncap_percent = [25, 100]\n",
     );
     assert_eq!(rs.len(), 2);
-    let cpu = |cap: u64| {
+    let before = |cap: u64| {
         let r = rs.iter().find(|r| r["run"]["cell"]["cap_percent"] == cap).unwrap();
         assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
-        r["cpu_percent"]["before"]["qemu_percent"].as_f64().unwrap()
+        &r["cpu_percent"]["before"]
     };
+    let cpu = |cap: u64| before(cap)["qemu_percent"].as_f64().unwrap();
     let (capped, full) = (cpu(25), cpu(100));
     assert!(capped < 40.0, "a 25 % cap let QEMU use {capped:.0} %");
     assert!(full > capped + 30.0, "lifting the cap to 100 % gave {full:.0} % (capped: {capped:.0} %)");
     // The guest's own accounting is recorded beside the host's: uncapped, its one
     // vCPU is busy nearly all the time by its own clock.
-    let guest = |cap: u64| {
-        let r = rs.iter().find(|r| r["run"]["cell"]["cap_percent"] == cap).unwrap();
-        r["cpu_percent"]["before"]["guest_percent"].as_f64().unwrap_or_else(|| panic!("no guest view: {}", r["cpu_percent"]))
-    };
+    let guest = |cap: u64| before(cap)["guest_percent"].as_f64().unwrap_or_else(|| panic!("no guest view: {}", before(cap)));
     let (g_capped, g_full) = (guest(25), guest(100));
     assert!(g_full > 80.0 && g_full <= 101.0, "an uncapped burning vCPU says it was busy {g_full:.0} %");
     assert!(g_capped > 0.0 && g_capped <= 101.0, "the capped guest says {g_capped:.0} %");
@@ -204,6 +202,14 @@ fn a_cpu_cap_changed_at_run_time_shows_in_the_busy_guests_cpu_use() {
     assert_eq!(rs.iter().filter(|r| r["run"]["reused_guest"] == true).count(), 1);
     // migbench has exited: none of its cgroups may remain.
     assert!(cgroups_of_dead_processes().is_empty(), "cgroups left behind: {:?}", cgroups_of_dead_processes());
+}
+
+/// The run's guest workload reported a positive rate before, during and after its migration.
+fn assert_rate_in_every_phase(r: &serde_json::Value) {
+    let w = &r["workload_rate"];
+    for phase in ["before", "during", "after"] {
+        assert!(w[phase].as_f64().unwrap_or(0.0) > 0.0, "{}: no {phase} rate: {w}", r["run"]["cell"]["workload"]);
+    }
 }
 
 /// migbench cgroups whose creator (the pid in the name) is gone.
@@ -248,9 +254,7 @@ fn the_guest_workload_rate_is_recorded_per_phase() {
     assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
     let w = &r["workload_rate"];
     assert_eq!(w["unit"], "flop", "{w}");
-    for phase in ["before", "during", "after"] {
-        assert!(w[phase].as_f64().unwrap_or(0.0) > 0.0, "no {phase} rate: {w}");
-    }
+    assert_rate_in_every_phase(r);
     assert!(w["slowdown_percent"].is_number(), "{w}");
 }
 
@@ -299,11 +303,8 @@ fn every_cpu_benchmark_reports_rates_per_phase_and_table_5_ranks_them() {
     );
     assert_eq!(rs.len(), 3);
     for r in &rs {
-        let w = &r["workload_rate"];
         assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
-        for phase in ["before", "during", "after"] {
-            assert!(w[phase].as_f64().unwrap_or(0.0) > 0.0, "{}: no {phase} rate: {w}", r["run"]["cell"]["workload"]);
-        }
+        assert_rate_in_every_phase(r);
     }
     assert!(text.contains("Shreya et al., Table 5"), "{text}");
     assert!(text.contains("- paper: Livermore Loops, then Linpack, then Dhrystone"), "{text}");

@@ -69,8 +69,8 @@ fn paper_name(workload: &str) -> String {
     }
 }
 
-fn completed(records: &[RunRecord]) -> impl Iterator<Item = &RunRecord> {
-    records.iter().filter(|r| r.migration.measurement.outcome == Outcome::Completed)
+fn completed<'a>(records: impl IntoIterator<Item = &'a RunRecord>) -> impl Iterator<Item = &'a RunRecord> {
+    records.into_iter().filter(|r| r.migration.measurement.outcome == Outcome::Completed)
 }
 
 fn stats_of<'a>(rs: impl Iterator<Item = &'a RunRecord>, f: impl Fn(&Measurement) -> Option<f64>) -> Option<Stats> {
@@ -256,7 +256,7 @@ pub fn table_5(records: &[RunRecord]) -> String {
     let mut candidates = Vec::new();
     for w in workloads(records) {
         let rs: Vec<&RunRecord> = records.iter().filter(|r| r.run.cell.workload.to_string() == w).collect();
-        let ok = || rs.iter().copied().filter(|r| r.migration.measurement.outcome == Outcome::Completed);
+        let ok = || completed(rs.iter().copied());
         let total = stats_of(ok(), |m| m.total_time_ms);
         let down = stats_of(ok(), |m| m.downtime_ms);
         let paper = TABLE_5.iter().find(|(n, _, _)| *n == paper_name(&w));
