@@ -2,6 +2,7 @@
 //! and the orders on the kernel command line. The guest side (init and workloads)
 //! lives in the `migbench-guest` binary.
 
+pub mod benchmark;
 pub mod dhrystone;
 pub mod linpack;
 pub mod livermore;

@@ -1,8 +1,8 @@
 //! The workloads the guest runs beside its heartbeat. Each runs in its own thread
 //! at a lower priority, so the heartbeat (the measurement) keeps its timing.
 
-use migbench_guest::linpack;
-use migbench_guest::livermore::{self, Span, Tally};
+use migbench_guest::benchmark::Benchmark;
+use migbench_guest::livermore::Tally;
 use migbench_guest::orders::{DirtyMode, Workload};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,18 +39,8 @@ fn start_one(w: Workload, on_error: fn(&str)) {
             Workload::Burn => burn(),
             Workload::MemDirty { mib, mode, rate_mib_s } => memdirty(mib as usize * 1024 * 1024, mode, rate_mib_s),
             Workload::CpuDuty { percent } => cpu_duty(percent),
-            Workload::Linpack { n } => {
-                if let Err(e) = run_linpack(n as usize) {
-                    on_error(&e);
-                }
-            }
-            Workload::Dhrystone => {
-                if let Err(e) = run_dhrystone() {
-                    on_error(&e);
-                }
-            }
-            Workload::Livermore { span } => {
-                if let Err(e) = run_livermore(span) {
+            Workload::Dhrystone | Workload::Linpack { .. } | Workload::Livermore { .. } => {
+                if let Err(e) = run_benchmark(w) {
                     on_error(&e);
                 }
             }
@@ -92,29 +82,13 @@ fn cpu_duty(percent: u32) -> ! {
     }
 }
 
-/// Dhrystone in batches for ever, each batch checked; returns only when one is wrong.
-fn run_dhrystone() -> Result<(), String> {
-    const BATCH: u64 = 10_000;
-    let mut state = migbench_guest::dhrystone::State::default();
+/// A CPU benchmark's checked steps for ever; returns only when one is wrong.
+fn run_benchmark(w: Workload) -> Result<(), String> {
+    let Some(mut bench) = Benchmark::new(w) else { return Ok(()) };
     loop {
-        let locals = state.run(BATCH);
-        state.check(&locals)?;
-        DONE.fetch_add(BATCH, Ordering::Relaxed);
-    }
-}
-
-/// Livermore passes for ever (one span, or short, medium, long in turn), every
-/// kernel's checksum checked; returns only when one is wrong.
-fn run_livermore(span: Option<Span>) -> Result<(), String> {
-    // Small passes (about 1 Mflop per kernel): the progress count moves often even
-    // in a slow TCG guest, and the timings stay far above the clock's resolution.
-    const SCALE: f64 = 0.05;
-    let spans: Vec<Span> = span.map(|s| vec![s]).unwrap_or_else(|| Span::ALL.to_vec());
-    let mut ws = livermore::Workspace::new();
-    loop {
-        for &s in &spans {
-            let pass = livermore::pass(&mut ws, s, SCALE)?;
-            DONE.fetch_add(pass.kernels.iter().map(|k| k.flops).sum::<f64>() as u64, Ordering::Relaxed);
+        let step = bench.step()?;
+        DONE.fetch_add(step.done as u64, Ordering::Relaxed);
+        if let Some(pass) = step.livermore {
             LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Tally::default).add(&pass);
         }
     }
@@ -123,17 +97,6 @@ fn run_livermore(span: Option<Span>) -> Result<(), String> {
 /// The Livermore summary line so far (`short=AM/GM/HM …`), once every kernel has run.
 pub fn livermore_report() -> Option<String> {
     LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.report()
-}
-
-/// Linpack passes for ever, each checked; returns only when one is wrong.
-fn run_linpack(n: usize) -> Result<(), String> {
-    let flops = linpack::flops(n) as u64;
-    let mut seed = 1u64;
-    loop {
-        linpack::pass(n, seed)?;
-        DONE.fetch_add(flops, Ordering::Relaxed);
-        seed = seed.wrapping_add(1);
-    }
 }
 
 fn memdirty(bytes: usize, mode: DirtyMode, rate_mib_s: Option<u32>) -> ! {

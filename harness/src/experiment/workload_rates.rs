@@ -7,7 +7,8 @@ use crate::guest::channel::rate_between;
 use crate::machine::{Accel, GuestSpec, Machine, RunDir};
 use crate::setup::Platform;
 use anyhow::{Result, bail};
-use migbench_guest::livermore::{self, Means, Span, Tally};
+use migbench_guest::benchmark::Benchmark;
+use migbench_guest::livermore::{self, Means, Tally};
 use migbench_guest::orders::Workload;
 use std::time::{Duration, Instant};
 
@@ -35,38 +36,21 @@ fn scaled(w: Workload, per_second: f64) -> f64 {
 
 /// Runs `w` here for about `secs` seconds, checking every result as the guest does.
 pub fn on_host(w: Workload, secs: f64) -> Result<Figure> {
-    let start = Instant::now();
+    let Some(mut bench) = Benchmark::new(w) else { bail!("{w} has no benchmark figure to compare") };
+    let (start, mut done, mut tally) = (Instant::now(), 0.0, Tally::default());
     let until = start + Duration::from_secs_f64(secs);
-    let mut done = 0.0;
-    match w {
-        Workload::Dhrystone => {
-            let mut state = migbench_guest::dhrystone::State::default();
-            while Instant::now() < until {
-                let locals = state.run(10_000);
-                state.check(&locals).map_err(anyhow::Error::msg)?;
-                done += 10_000.0;
-            }
+    // Livermore's means need every span: finish the cycle of three passes.
+    while Instant::now() < until || (tally.report().is_none() && matches!(w, Workload::Livermore { .. })) {
+        let step = bench.step().map_err(anyhow::Error::msg)?;
+        done += step.done;
+        if let Some(pass) = step.livermore {
+            tally.add(&pass);
         }
-        Workload::Linpack { n } => {
-            let mut seed = 1;
-            while Instant::now() < until {
-                migbench_guest::linpack::pass(n as usize, seed).map_err(anyhow::Error::msg)?;
-                done += migbench_guest::linpack::flops(n as usize);
-                seed += 1;
-            }
-        }
-        Workload::Livermore { .. } => {
-            let (mut ws, mut tally) = (livermore::Workspace::new(), Tally::default());
-            while Instant::now() < until {
-                for span in Span::ALL {
-                    tally.add(&livermore::pass(&mut ws, span, 0.05).map_err(anyhow::Error::msg)?);
-                }
-            }
-            return Ok(Figure { rate: None, livermore: all_means(&tally.report().unwrap_or_default()) });
-        }
-        other => bail!("{other} has no benchmark figure to compare"),
     }
-    Ok(Figure { rate: Some(scaled(w, done / start.elapsed().as_secs_f64())), livermore: None })
+    Ok(match w {
+        Workload::Livermore { .. } => Figure { rate: None, livermore: all_means(&tally.report().unwrap_or_default()) },
+        _ => Figure { rate: Some(scaled(w, done / start.elapsed().as_secs_f64())), livermore: None },
+    })
 }
 
 fn all_means(report: &str) -> Option<Means> {
