@@ -25,6 +25,10 @@ pub fn run_as_pid1() -> ! {
             Err(e) => console(&format!("migbench-guest: no guest channel: {e}")),
         }
     };
+    // Before READY: once the harness hears READY it may start sending traffic.
+    if let Some((ip, prefix)) = orders.ip {
+        bring_up_network(ip, prefix);
+    }
     let kernel = uname_release();
     channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
     let vcpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -76,6 +80,33 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
 fn read_cpu_ticks() -> Option<(u64, u64, u64, u32)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     migbench_guest::protocol::parse_proc_stat(&stat)
+}
+
+/// Gives the NIC its address and starts the UDP echo the harness's fine probe uses.
+fn bring_up_network(ip: std::net::Ipv4Addr, prefix: u8) {
+    use migbench_guest::netif;
+    let _ = netif::set_up("lo");
+    let Some(nic) = netif::first_ethernet() else {
+        console("migbench-guest: migbench.ip is set but the guest has no network interface");
+        return;
+    };
+    if let Err(e) = netif::set_ipv4(&nic, ip, prefix).and_then(|_| netif::set_up(&nic)) {
+        console(&format!("migbench-guest: network: {e}"));
+        return;
+    }
+    match std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, migbench_guest::protocol::ECHO_PORT)) {
+        Ok(socket) => {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                loop {
+                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        let _ = socket.send_to(&buf[..n], from);
+                    }
+                }
+            });
+        }
+        Err(e) => console(&format!("migbench-guest: UDP echo on port {}: {e}", migbench_guest::protocol::ECHO_PORT)),
+    }
 }
 
 fn mount_pseudo_filesystems() {

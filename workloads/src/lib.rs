@@ -4,7 +4,9 @@
 
 pub mod benchmark;
 pub mod dhrystone;
+pub mod http;
 pub mod linpack;
 pub mod livermore;
+pub mod netif;
 pub mod orders;
 pub mod protocol;

@@ -26,7 +26,8 @@ fn main() {
             eprintln!(
                 "migbench-guest {}: this program is the init of migbench's test VM.\n\
                  `migbench setup` builds it into the guest image; it runs there as PID 1.\n\
-                 On a host: migbench-guest run WORKLOAD [--seconds S] runs a workload and prints its rate.",
+                 On a host: migbench-guest run WORKLOAD [--seconds S] runs a workload and prints its rate\n\
+                 (`run http [--port P]` serves HTTP on 127.0.0.1:P and prints the requests/s it answered).",
                 env!("CARGO_PKG_VERSION")
             );
             std::process::exit(2);
@@ -34,18 +35,19 @@ fn main() {
     }
 }
 
-/// `migbench-guest run WORKLOAD [--seconds S] [--copies N]`: the guest's workload, on the host.
+/// `migbench-guest run WORKLOAD [--seconds S] [--copies N] [--port P]`: the guest's workload, on the host.
 fn run_on_host(args: &[String]) {
-    let usage = "usage: migbench-guest run WORKLOAD [--seconds S] [--copies N]\n  \
-                 WORKLOAD: burn, dhrystone, livermore[:SPAN], cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N\n  \
-                 --copies: parallel copies of a CPU benchmark (the guest runs one per vCPU), default 1";
+    let usage = "usage: migbench-guest run WORKLOAD [--seconds S] [--copies N] [--port P]\n  \
+                 WORKLOAD: burn, dhrystone, livermore[:SPAN], cpu-duty:PERCENT, memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N, http[:STORE_MIB]\n  \
+                 --copies: parallel copies of a CPU benchmark (the guest runs one per vCPU), default 1\n  \
+                 --port: the port the http workload serves on, on 127.0.0.1 (the guest uses 80), default 8080";
     let fail = |msg: String| -> ! {
         eprintln!("migbench-guest: {msg}\n{usage}");
         std::process::exit(2);
     };
     let Some(workload) = args.first() else { fail("give a workload".into()) };
     let workload: migbench_guest::orders::Workload = workload.parse().unwrap_or_else(|e: String| fail(e));
-    let (mut seconds, mut copies) = (5.0, 1usize);
+    let (mut seconds, mut copies, mut port) = (5.0, 1usize, None);
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
         let value = rest.next();
@@ -58,6 +60,10 @@ fn run_on_host(args: &[String]) {
                 Some(n) => copies = n,
                 None => fail("--copies takes a whole number from 1 to 1024".into()),
             },
+            "--port" => match value.and_then(|s| s.parse::<u16>().ok()).filter(|p| *p > 0) {
+                Some(p) => port = Some(p),
+                None => fail("--port takes a port number from 1 to 65535".into()),
+            },
             other => fail(format!("unknown argument {other:?}")),
         }
     }
@@ -65,6 +71,16 @@ fn run_on_host(args: &[String]) {
         eprintln!("migbench-guest: the idle workload does no work to measure\n{usage}");
         std::process::exit(2);
     };
+    let is_http = matches!(workload, migbench_guest::orders::Workload::Http { .. });
+    if port.is_some() && !is_http {
+        fail(format!("--port is for the http workload, not {workload}"));
+    }
+    if is_http {
+        let port = port.unwrap_or(8080);
+        work::HTTP_PORT.store(port, std::sync::atomic::Ordering::Relaxed);
+        work::HTTP_LOOPBACK.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("migbench-guest: serving {workload} on http://127.0.0.1:{port}/ for {seconds} s");
+    }
     work::start(workload, copies, |e| {
         eprintln!("migbench-guest: {e}");
         std::process::exit(1);
@@ -73,8 +89,9 @@ fn run_on_host(args: &[String]) {
     std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
     let done = work::DONE.load(std::sync::atomic::Ordering::Relaxed) as f64;
     let rate = done / start.elapsed().as_secs_f64();
-    // Counts of operations read best in millions; MiB are already a large unit.
-    let (shown, prefix) = if unit == "MiB" { (rate, "") } else { (rate / 1e6, "M") };
+    // Counts of operations read best in millions; MiB are already a large unit,
+    // and a server's requests are counted in thousands at most.
+    let (shown, prefix) = if unit == "MiB" || unit == "requests" { (rate, "") } else { (rate / 1e6, "M") };
     let dmips = if unit == "dhrystones" { format!(" ({:.0} DMIPS)", rate / migbench_guest::dhrystone::VAX_DHRYSTONES_PER_SEC) } else { String::new() };
     println!("{workload}: {shown:.3} {prefix}{unit}/s{dmips} over {:.1} s", start.elapsed().as_secs_f64());
     if let Some(line) = work::livermore_report() {

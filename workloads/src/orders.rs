@@ -27,9 +27,15 @@ pub enum Workload {
     /// The 24 Livermore loops, at one span or cycling through short, medium and
     /// long (`None`), every kernel's checksum checked (MFLOPS; per-span means on LOG lines).
     Livermore { span: Option<crate::livermore::Span> },
+    /// An HTTP server on port 80 (`crate::http`) with a key/value store of
+    /// `store_mib` MiB behind it; each `/kv/N` request rewrites one 4 KiB value.
+    Http { store_mib: u32 },
 }
 
 impl Workload {
+    /// The http workload's store when the command line does not size it.
+    pub const HTTP_DEFAULT_STORE_MIB: u32 = 16;
+
     /// The unit its progress is counted in (what `RATE` lines carry).
     pub fn unit(&self) -> Option<&'static str> {
         match self {
@@ -40,6 +46,7 @@ impl Workload {
             Workload::Linpack { .. } => Some("flop"),
             Workload::Dhrystone => Some("dhrystones"),
             Workload::Livermore { .. } => Some("flop"),
+            Workload::Http { .. } => Some("requests"),
         }
     }
 }
@@ -67,18 +74,20 @@ impl fmt::Display for Workload {
                 }
             }
             Workload::CpuDuty { percent } => write!(f, "cpu-duty:{percent}"),
+            Workload::Http { store_mib: Workload::HTTP_DEFAULT_STORE_MIB } => f.write_str("http"),
+            Workload::Http { store_mib } => write!(f, "http:{store_mib}"),
         }
     }
 }
 
 impl FromStr for Workload {
     type Err = String;
-    /// `idle`, `burn`, `memdirty-write:MIB`, `memdirty-read:MIB`.
+    /// `idle`, `burn`, `memdirty-write:MIB`, `memdirty-read:MIB`, `http[:MIB]`, … (as in the error message).
     fn from_str(s: &str) -> Result<Workload, String> {
         let bad = || {
             format!(
                 "workload {s:?} is not one of idle, burn, dhrystone, livermore[:short|medium|long], cpu-duty:PERCENT, \
-                 memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N (e.g. memdirty-write:64:100, linpack:100, cpu-duty:50)"
+                 memdirty-write:MIB[:MIB_PER_S], memdirty-read:MIB[:MIB_PER_S], linpack:N, http[:STORE_MIB] (e.g. memdirty-write:64:100, linpack:100, cpu-duty:50)"
             )
         };
         match s {
@@ -86,6 +95,7 @@ impl FromStr for Workload {
             "burn" => return Ok(Workload::Burn),
             "dhrystone" => return Ok(Workload::Dhrystone),
             "livermore" => return Ok(Workload::Livermore { span: None }),
+            "http" => return Ok(Workload::Http { store_mib: Workload::HTTP_DEFAULT_STORE_MIB }),
             _ => {}
         }
         let (kind, mib) = s.split_once(':').ok_or_else(bad)?;
@@ -109,6 +119,13 @@ impl FromStr for Workload {
                 return Err(format!("workload {s:?}: the Linpack matrix order must be 2 to 4000 (100 is classic, 1000 the large option)"));
             }
             return Ok(Workload::Linpack { n });
+        }
+        if kind == "http" {
+            let store_mib: u32 = mib.parse().map_err(|_| bad())?;
+            if !(1..=4096).contains(&store_mib) {
+                return Err(format!("workload {s:?}: the http store is 1 to 4096 MiB (16 when not given)"));
+            }
+            return Ok(Workload::Http { store_mib });
         }
         let mode = match kind {
             "memdirty-write" => DirtyMode::Write,
@@ -153,11 +170,13 @@ impl<'de> serde::Deserialize<'de> for Workload {
 pub struct Orders {
     pub heartbeat_ms: u64,
     pub workload: Workload,
+    /// The NIC's address and prefix length (`migbench.ip=A.B.C.D/P`); none: no network.
+    pub ip: Option<(std::net::Ipv4Addr, u8)>,
 }
 
 impl Default for Orders {
     fn default() -> Self {
-        Orders { heartbeat_ms: 10, workload: Workload::Idle }
+        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None }
     }
 }
 
@@ -178,13 +197,23 @@ impl Orders {
                     Ok(w) => o.workload = w,
                     Err(e) => problems.push(format!("ignoring {e}")),
                 }
+            } else if let Some(v) = word.strip_prefix("migbench.ip=") {
+                let parsed = v.split_once('/').and_then(|(a, p)| Some((a.parse().ok()?, p.parse::<u8>().ok().filter(|p| *p <= 32)?)));
+                match parsed {
+                    Some(ip) => o.ip = Some(ip),
+                    None => problems.push(format!("ignoring bad migbench.ip={v} (want A.B.C.D/PREFIX)")),
+                }
             }
         }
         (o, problems)
     }
 
     pub fn to_cmdline(&self) -> String {
-        format!("migbench.hb_ms={} migbench.workload={}", self.heartbeat_ms, self.workload)
+        let mut s = format!("migbench.hb_ms={} migbench.workload={}", self.heartbeat_ms, self.workload);
+        if let Some((ip, prefix)) = self.ip {
+            s += &format!(" migbench.ip={ip}/{prefix}");
+        }
+        s
     }
 }
 
@@ -204,8 +233,10 @@ mod tests {
             Workload::Dhrystone,
             Workload::Livermore { span: None },
             Workload::Livermore { span: Some(crate::livermore::Span::Medium) },
+            Workload::Http { store_mib: Workload::HTTP_DEFAULT_STORE_MIB },
+            Workload::Http { store_mib: 64 },
         ] {
-            let o = Orders { heartbeat_ms: 20, workload: w };
+            let o = Orders { heartbeat_ms: 20, workload: w, ip: None };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
             assert_eq!(back, o);
             assert!(problems.is_empty());
@@ -214,9 +245,11 @@ mod tests {
 
     #[test]
     fn bad_words_are_reported_not_fatal() {
-        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance");
+        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance migbench.ip=1.2.3.4 migbench.ip=1.2.3.4/33");
         assert_eq!(o, Orders::default());
-        assert_eq!(problems.len(), 2);
+        assert_eq!(problems.len(), 4);
+        let net = Orders { ip: Some(("198.18.0.2".parse().unwrap(), 15)), ..Orders::default() };
+        assert_eq!(Orders::parse(&net.to_cmdline()).0, net);
         assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));
         assert!("memdirty-x:5".parse::<Workload>().unwrap_err().contains("memdirty-write:MIB"));
         assert!("linpack:1".parse::<Workload>().unwrap_err().contains("2 to 4000"));
@@ -225,5 +258,12 @@ mod tests {
         assert_eq!("memdirty-write:8:max".parse::<Workload>().unwrap().to_string(), "memdirty-write:8");
         assert!("linpack:x".parse::<Workload>().is_err());
         assert!("livermore:huge".parse::<Workload>().unwrap_err().contains("short, medium or long"));
+        assert!("http:0".parse::<Workload>().unwrap_err().contains("1 to 4096 MiB"));
+        assert!("http:4097".parse::<Workload>().unwrap_err().contains("1 to 4096 MiB"));
+        assert!("http:x".parse::<Workload>().unwrap_err().contains("http[:STORE_MIB]"));
+        assert_eq!("http".parse::<Workload>(), Ok(Workload::Http { store_mib: 16 }));
+        assert_eq!("http:16".parse::<Workload>().unwrap().to_string(), "http");
+        assert_eq!("http:4096".parse::<Workload>().unwrap().to_string(), "http:4096");
+        assert_eq!(Workload::Http { store_mib: 1 }.unit(), Some("requests"));
     }
 }

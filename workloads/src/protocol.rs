@@ -16,6 +16,9 @@ use std::fmt;
 /// Name of the virtio-serial port the guest writes to.
 pub const PORT_NAME: &str = "migbench.0";
 
+/// The guest's UDP echo port (RFC 862), for the harness's fine outage probe.
+pub const ECHO_PORT: u16 = 7;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Ready { boot_ms: u64, kernel: String },

@@ -1,10 +1,14 @@
 //! The workloads the guest runs beside its heartbeat. Each runs in its own thread
-//! at a lower priority, so the heartbeat (the measurement) keeps its timing.
+//! at a lower priority, so the heartbeat (the measurement) keeps its timing; only
+//! the HTTP server keeps the default, since its clients measure it too.
 
 use migbench_guest::benchmark::Benchmark;
+use migbench_guest::http;
 use migbench_guest::livermore::Tally;
 use migbench_guest::orders::{DirtyMode, Workload};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 const PAGE: usize = 4096;
 
@@ -13,6 +17,14 @@ pub static DONE: AtomicU64 = AtomicU64::new(0);
 
 /// The Livermore loops' per-kernel rates so far (all copies), for their summary means.
 pub static LIVERMORE: std::sync::Mutex<Option<Tally>> = std::sync::Mutex::new(None);
+
+/// The port the http workload listens on: port 80 in the guest; a host run
+/// (`run http --port P`) moves it off the privileged port.
+pub static HTTP_PORT: AtomicU16 = AtomicU16::new(http::PORT);
+
+/// Listen on the loopback address only: a host run is a test, not a service
+/// for the host's network. The guest listens on every address.
+pub static HTTP_LOOPBACK: AtomicBool = AtomicBool::new(false);
 
 /// Starts the workload: the CPU benchmarks (Dhrystone, Linpack, Livermore) as `copies`
 /// threads, one per vCPU in the guest, so a 2-vCPU guest can use both (their
@@ -32,8 +44,12 @@ pub fn start(w: Workload, copies: usize, on_error: fn(&str)) {
 
 fn start_one(w: Workload, on_error: fn(&str)) {
     std::thread::spawn(move || {
-        // SAFETY: setpriority on our own thread (which = 0 means the caller).
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        // A server that answers late skews its clients' figures, so it competes
+        // at the default priority (its connection threads inherit it).
+        if !matches!(w, Workload::Http { .. }) {
+            // SAFETY: setpriority on our own thread (which = 0 means the caller).
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        }
         match w {
             Workload::Idle => {}
             Workload::Burn => burn(),
@@ -44,8 +60,25 @@ fn start_one(w: Workload, on_error: fn(&str)) {
                     on_error(&e);
                 }
             }
+            Workload::Http { store_mib } => {
+                if let Err(e) = serve_http(store_mib) {
+                    on_error(&e);
+                }
+            }
         }
     });
+}
+
+/// Serves HTTP for ever, counting answered requests in `DONE`; returns only
+/// when it cannot listen, or its listener fails.
+fn serve_http(store_mib: u32) -> Result<(), String> {
+    let ip = if HTTP_LOOPBACK.load(Ordering::Relaxed) { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
+    let addr = SocketAddr::from((ip, HTTP_PORT.load(Ordering::Relaxed)));
+    let listener = TcpListener::bind(addr).map_err(|e| format!("http workload: cannot listen on {addr}: {e}"))?;
+    // Filled after the bind, so a port in use is reported at once, not after
+    // writing up to 4 GiB; clients that come meanwhile wait in the backlog.
+    let store = Arc::new(http::Store::new(store_mib));
+    http::serve(listener, store, &DONE).map_err(|e| format!("http workload: listening on {addr} failed: {e}"))
 }
 
 /// `n` steps of a linear congruential generator the optimiser cannot skip.
