@@ -6,8 +6,10 @@
 pub mod experiment;
 pub mod guest;
 pub mod host;
+pub mod load;
 pub mod machine;
 pub mod migration;
+pub mod network;
 pub mod qmp;
 pub mod rank;
 pub mod report;

@@ -518,6 +518,22 @@ pub struct Measurement {
     pub progress: Vec<Sample>,
     #[serde(default)]
     pub events: Vec<RecordedEvent>,
+    /// Longest interval without a successful HTTP response across the switchover,
+    /// as the load's clients saw it (runs with a `load`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_downtime_ms: Option<f64>,
+    /// Time during which request latency stayed above 10× the `before` p99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brownout_ms: Option<f64>,
+    /// The clients' view in full: latency per phase, failures, the fine probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::load::service::ServiceRecord>,
+    /// When `migrate` was sent and when the driver finished, on the harness's
+    /// clock: to place the migration on other clocks (the load's). Not recorded.
+    #[serde(skip)]
+    pub started_at: Option<Instant>,
+    #[serde(skip)]
+    pub ended_at: Option<Instant>,
 }
 
 impl Measurement {
@@ -548,6 +564,11 @@ impl Measurement {
             health,
             progress: Vec::new(),
             events: Vec::new(),
+            service_downtime_ms: None,
+            brownout_ms: None,
+            service: None,
+            started_at: None,
+            ended_at: None,
         }
     }
 }
@@ -680,6 +701,8 @@ pub async fn drive_observed(
     let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
+    m.started_at = Some(t0);
+    m.ended_at = Some(t_end);
     m.cpu_percent.during = cpu_during;
     m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);

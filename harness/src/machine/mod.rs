@@ -10,6 +10,7 @@ pub mod usage;
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::host::Qemu;
+use crate::network::{GuestNet, Network, Tap};
 use crate::qmp::{Features, Qmp};
 use migbench_guest::orders::{Orders, Workload};
 use anyhow::{Context, Result, bail};
@@ -82,6 +83,9 @@ pub struct GuestSpec {
     pub accel: Accel,
     #[serde(default = "idle")]
     pub workload: Workload,
+    /// The guest's NIC on the test network (none: no network device at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<GuestNet>,
 }
 
 fn idle() -> Workload {
@@ -103,16 +107,30 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None })
     }
 
     pub fn with_workload(self, workload: Workload) -> GuestSpec {
         GuestSpec { workload, ..self }
     }
 
+    /// The same guest with a NIC on the test network.
+    pub fn with_net(self, net: GuestNet) -> GuestSpec {
+        GuestSpec { net: Some(net), ..self }
+    }
+
     /// Checks that the workload fits: a memory dirtier's working set must leave the
     /// guest kernel and init at least 64 MiB.
     pub fn check(&self) -> Result<(), String> {
+        if let Workload::Http { store_mib } = self.workload {
+            let room = self.ram_mib.saturating_sub(64);
+            if store_mib > room {
+                return Err(format!(
+                    "workload {}: a {store_mib} MiB store does not fit a {} MiB guest; keep it at most RAM − 64 MiB (here {room})",
+                    self.workload, self.ram_mib
+                ));
+            }
+        }
         if let Workload::MemDirty { mib, .. } = self.workload {
             let room = self.ram_mib.saturating_sub(64);
             if mib > room {
@@ -169,7 +187,7 @@ impl MachinePaths {
 
 /// The guest kernel's command line, with the guest's orders.
 pub fn kernel_cmdline(spec: &GuestSpec) -> String {
-    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload };
+    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)) };
     // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
     // chatty boot log, which would slow a TCG boot down over the emulated UART.
     format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline())
@@ -195,7 +213,8 @@ pub fn check_socket_path(p: &Path) -> Result<()> {
 
 /// The QEMU arguments for a guest. Source and destination get the same hardware;
 /// only `-incoming` differs, as migration requires.
-pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str) -> Vec<String> {
+/// `tap` is the guest NIC's tap device on the test network (used when `spec.net` is set).
+pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str, tap: Option<&str>) -> Vec<String> {
     let p = opt_path;
     let mut a: Vec<String> = vec![
         "-name".into(),
@@ -239,6 +258,17 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
         // A guest that panics or reboots ends QEMU instead of looping.
         "-no-reboot".into(),
     ];
+    if let (Some(net), Some(tap)) = (spec.net, tap) {
+        // The tap exists already (the harness made it on the bridge): QEMU only opens it.
+        // `romfile=` leaves out the PXE option ROM: the kernel is booted directly, and
+        // the ROM's package is not always installed.
+        a.extend([
+            "-netdev".into(),
+            format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=net0,mac={},romfile=", net.mac()),
+        ]);
+    }
     if role == Role::Incoming {
         a.extend(["-incoming".into(), "defer".into()]);
     }
@@ -333,28 +363,60 @@ pub struct Machine {
     /// Present once a CPU cap or core limit was set; removed after QEMU is reaped.
     cgroup: Option<cgroup::CpuCgroup>,
     features: std::sync::OnceLock<Features>,
+    /// The NIC's tap on the test network; removed after QEMU is gone (field order).
+    _tap: Option<Tap>,
 }
 
 impl Machine {
     /// Starts QEMU and connects to its QMP and guest channel; does not wait for
     /// the guest (see [`Machine::wait_ready`]).
     pub async fn start(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, role: Role, dir: &Path, name: &str) -> Result<Machine> {
+        Machine::start_in(qemu, image, spec, role, dir, name, None).await
+    }
+
+    /// [`Machine::start`], with the guest's NIC (if `spec.net` is set) on a tap of
+    /// `network`; QEMU runs inside the network's namespace.
+    pub async fn start_in(
+        qemu: &Qemu,
+        image: &GuestImage,
+        spec: GuestSpec,
+        role: Role,
+        dir: &Path,
+        name: &str,
+        network: Option<&Network>,
+    ) -> Result<Machine> {
+        let (tap, nic) = match (spec.net, network) {
+            (None, _) => (None, None),
+            (Some(_), None) => bail!("guest {name} has a NIC ({}) but no test network was made for it", spec.net.map(|n| n.ip.to_string()).unwrap_or_default()),
+            (Some(_), Some(net)) => {
+                let tap = net.add_tap(&format!("mb-{name}"))?;
+                let nic = net.nic(&tap);
+                (Some(tap), Some(nic))
+            }
+        };
         let paths = MachinePaths::new(dir);
         for sock in [&paths.qmp, &paths.channel, &paths.dir.join("migrate.sock")] {
             check_socket_path(sock)?;
         }
         let stderr = std::fs::File::create(&paths.stderr).with_context(|| format!("creating {}", paths.stderr.display()))?;
         let mut cmd = Command::new(&qemu.path);
-        cmd.args(qemu_args(&spec, image, &paths, role, name))
+        cmd.args(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        let netns = nic.as_ref().map(|n| n.netns_fd());
+        // SAFETY: prctl and setns are async-signal-safe; nothing else runs between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // Into the test network's namespace, where the tap is.
+                if let Some(fd) = netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -399,13 +461,26 @@ impl Machine {
             }
         };
         std::mem::forget(guard);
-        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None, features: Default::default() })
+        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None, features: Default::default(), _tap: tap })
     }
 
     /// Starts a guest and waits for READY; returns it with its boot time (QEMU
     /// start to READY, ms).
     pub async fn boot(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, dir: &Path, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
-        let mut m = Machine::start(qemu, image, spec, Role::Boot, dir, name).await?;
+        Machine::boot_in(qemu, image, spec, dir, name, timeout, None).await
+    }
+
+    /// [`Machine::boot`] on the test network (see [`Machine::start_in`]).
+    pub async fn boot_in(
+        qemu: &Qemu,
+        image: &GuestImage,
+        spec: GuestSpec,
+        dir: &Path,
+        name: &str,
+        timeout: Duration,
+        network: Option<&Network>,
+    ) -> Result<(Machine, f64)> {
+        let mut m = Machine::start_in(qemu, image, spec, Role::Boot, dir, name, network).await?;
         let ready = m.wait_ready(timeout).await?;
         let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
         Ok((m, boot_ms))
@@ -614,7 +689,7 @@ mod tests {
     fn command_line_for_a_spec() {
         let spec = GuestSpec::new(512, 2, Accel::Tcg).unwrap();
         let paths = MachinePaths::new(Path::new("/run/m/src"));
-        let a = qemu_args(&spec, &image(), &paths, Role::Boot, "src");
+        let a = qemu_args(&spec, &image(), &paths, Role::Boot, "src", None);
         let joined = a.join(" ");
         for want in [
             "-accel tcg",
@@ -631,9 +706,9 @@ mod tests {
         }
         assert!(!joined.contains("-incoming"));
         assert!(joined.contains("migbench.workload=idle"));
-        let busy = qemu_args(&spec.with_workload("memdirty-write:32".parse().unwrap()), &image(), &paths, Role::Boot, "src");
+        let busy = qemu_args(&spec.with_workload("memdirty-write:32".parse().unwrap()), &image(), &paths, Role::Boot, "src", None);
         assert!(busy.join(" ").contains("migbench.workload=memdirty-write:32"));
-        let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst");
+        let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst", None);
         assert_eq!(&b[b.len() - 2..], ["-incoming", "defer"]);
         assert!(b.join(" ").contains("-accel kvm"));
         // Same hardware on both sides: only -incoming and the accel differ here.
@@ -643,7 +718,7 @@ mod tests {
     #[test]
     fn paths_are_escaped_and_checked() {
         let paths = MachinePaths::new(Path::new("/tmp/a,b"));
-        let a = qemu_args(&GuestSpec::new(128, 1, Accel::Tcg).unwrap(), &image(), &paths, Role::Boot, "src").join(" ");
+        let a = qemu_args(&GuestSpec::new(128, 1, Accel::Tcg).unwrap(), &image(), &paths, Role::Boot, "src", None).join(" ");
         assert!(a.contains("path=/tmp/a,,b/qmp.sock"), "{a}");
         let long = Path::new("/").join("x".repeat(120));
         assert!(check_socket_path(&long).unwrap_err().to_string().contains("TMPDIR"));

@@ -1,0 +1,504 @@
+//! The HTTP load generator (reqwest on a tokio runtime of its own).
+//!
+//! - **Open loop** (`open:RATE`): requests go out on a fixed schedule, RATE per
+//!   second, whether or not earlier ones were answered. Each request's latency
+//!   counts from its *intended* send time, so a stall is charged to every request
+//!   it delays instead of being hidden (coordinated omission corrected).
+//! - **Closed loop** (`closed:CLIENTS[:THINK_MS]`): CLIENTS clients each send a
+//!   request, wait for its answer, pause THINK_MS and go again, like ApacheBench;
+//!   latency counts from the actual send.
+//!
+//! Connections are kept alive and reused, or made fresh for every request
+//! (`Connection: close`), which is what a browser opening a new connection during
+//! the switchover experiences (a SYN lost then waits for TCP's 1 s retransmit).
+
+use super::timeline::Request;
+use crate::network::Network;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// A fixed schedule of `rate` requests per second.
+    Open { rate: f64 },
+    /// `clients` clients, each waiting for its answer and `think_ms` before the next request.
+    Closed { clients: u32, think_ms: u64 },
+}
+
+pub const MAX_RATE: f64 = 100_000.0;
+pub const MAX_CLIENTS: u32 = 1024;
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Open { rate } => write!(f, "open:{rate}"),
+            Mode::Closed { clients, think_ms: 0 } => write!(f, "closed:{clients}"),
+            Mode::Closed { clients, think_ms } => write!(f, "closed:{clients}:{think_ms}"),
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        let bad = || {
+            format!(
+                "load {s:?} is not open:RATE (requests per second, e.g. open:200) or closed:CLIENTS[:THINK_MS] \
+                 (e.g. closed:1 like `ab -c 1`, closed:4:10)"
+            )
+        };
+        let mut parts = s.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("open"), Some(r), None, None) => {
+                let rate: f64 = r.parse().map_err(|_| bad())?;
+                if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+                    return Err(format!("load {s:?}: the rate is requests per second, above 0 and at most {MAX_RATE}"));
+                }
+                Ok(Mode::Open { rate })
+            }
+            (Some("closed"), Some(c), think, None) => {
+                let clients: u32 = c.parse().map_err(|_| bad())?;
+                if !(1..=MAX_CLIENTS).contains(&clients) {
+                    return Err(format!("load {s:?}: give 1 to {MAX_CLIENTS} clients"));
+                }
+                let think_ms = match think {
+                    None => 0,
+                    Some(t) => t.parse::<u64>().ok().filter(|t| *t <= 60_000).ok_or_else(|| format!("load {s:?}: the think time is 0 to 60000 ms"))?,
+                };
+                Ok(Mode::Closed { clients, think_ms })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether a connection carries many requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Connection {
+    #[default]
+    KeepAlive,
+    PerRequest,
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Connection::KeepAlive => "keep-alive",
+            Connection::PerRequest => "per-request",
+        })
+    }
+}
+
+/// One load: what to send, how fast, and over which connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSpec {
+    pub mode: Mode,
+    pub connection: Connection,
+    /// Share of requests (%) to the dynamic endpoint `/kv/N` (which reads and
+    /// rewrites a slot of the guest's key/value store); the rest fetch the static page.
+    pub dynamic_percent: u32,
+    /// A request not answered within this is a failure ("timeout").
+    pub timeout_ms: u64,
+    /// Stop after this many requests (like `ab -n`); none: until stopped.
+    pub requests: Option<u64>,
+}
+
+impl LoadSpec {
+    pub fn check(&self) -> Result<(), String> {
+        if self.dynamic_percent > 100 {
+            return Err(format!("dynamic_percent = {}: a share of requests, 0 to 100", self.dynamic_percent));
+        }
+        if !(1..=600_000).contains(&self.timeout_ms) {
+            return Err(format!("request_timeout_ms = {}: give 1 to 600000 ms", self.timeout_ms));
+        }
+        if self.requests == Some(0) {
+            return Err("requests = 0: give at least 1 request, or leave it out to send until the run ends".into());
+        }
+        Ok(())
+    }
+
+    /// The path of request number `i`: `dynamic_percent` of them, spread evenly,
+    /// go to the key/value endpoint, each to a different key.
+    pub fn path(&self, i: u64) -> String {
+        let p = self.dynamic_percent as u64;
+        if (i + 1) * p / 100 > i * p / 100 { format!("/kv/{}", i.wrapping_mul(2_654_435_761) % 1_000_003) } else { "/".into() }
+    }
+}
+
+/// A load under way. Requests are recorded as they finish.
+pub struct RunningLoad {
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    records: Arc<Mutex<Vec<Request>>>,
+    thread: Option<std::thread::JoinHandle<Result<Result<()>>>>,
+}
+
+/// A load dropped on an error path stops sending (its thread ends by itself).
+impl Drop for RunningLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts `spec` against `target` (inside `network`'s namespace, or in the
+/// harness's own without one). Times are measured from `t0`.
+pub fn start(spec: &LoadSpec, target: SocketAddr, network: Option<&Network>, t0: Instant) -> Result<RunningLoad> {
+    if let Err(e) = spec.check() {
+        bail!("{e}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let job = {
+        let (spec, stop, done, records) = (spec.clone(), stop.clone(), done.clone(), records.clone());
+        move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the load generator's runtime")?;
+            rt.block_on(generate(spec, target, t0, stop, done, records))
+        }
+    };
+    let thread = match network {
+        Some(n) => n.spawn("migbench-load", job)?,
+        None => std::thread::Builder::new().name("migbench-load".into()).spawn(move || Ok(job())).context("starting the load thread")?,
+    };
+    Ok(RunningLoad { t0, stop, done, records, thread: Some(thread) })
+}
+
+impl RunningLoad {
+    pub fn t0(&self) -> Instant {
+        self.t0
+    }
+
+    /// Requests finished so far (answered or failed).
+    pub fn finished(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Whether every request of a bounded load (`requests`) is finished, or the generator ended.
+    pub fn is_done(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits until a bounded load (`requests`) is done, then [`RunningLoad::stop`]s it.
+    pub fn wait(self) -> Result<Vec<Request>> {
+        while !self.is_done() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.stop()
+    }
+
+    /// Stops sending, waits for the requests in flight (each ends by its timeout),
+    /// and returns every request in the order they were meant to go out.
+    pub fn stop(mut self) -> Result<Vec<Request>> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().map_err(|_| anyhow::anyhow!("the load generator panicked"))???;
+        }
+        let mut records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()));
+        records.sort_by(|a, b| a.intended_ms.total_cmp(&b.intended_ms));
+        Ok(records)
+    }
+}
+
+fn ms_since(t0: Instant, t: Instant) -> f64 {
+    t.saturating_duration_since(t0).as_secs_f64() * 1000.0
+}
+
+/// More requests in flight than this means the target is not answering at all;
+/// later ones are recorded as failed without being sent, so the harness stays bounded.
+const MAX_IN_FLIGHT: u64 = 20_000;
+
+async fn generate(
+    spec: LoadSpec,
+    target: SocketAddr,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    records: Arc<Mutex<Vec<Request>>>,
+) -> Result<()> {
+    let mut builder = reqwest::Client::builder()
+        // Never a proxy from the environment: requests stay on the test network.
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(spec.timeout_ms));
+    if spec.connection == Connection::PerRequest {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    let client = builder.build().context("building the HTTP client")?;
+    let base = format!("http://{target}");
+    let shot = Shot { client, base, spec: spec.clone(), t0, done, records, in_flight: Arc::new(AtomicU64::new(0)) };
+    match spec.mode {
+        Mode::Open { rate } => {
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut i: u64 = 0;
+            while !stop.load(Ordering::Relaxed) && spec.requests.is_none_or(|n| i < n) {
+                let intended = t0 + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(intended.into()).await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let shot = shot.clone();
+                tasks.spawn(async move { shot.fire(i, intended).await });
+                i += 1;
+                // Reap finished tasks so the set stays small.
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+        Mode::Closed { clients, think_ms } => {
+            let issued = Arc::new(AtomicU64::new(0));
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..clients {
+                let (shot, stop, issued, requests) = (shot.clone(), stop.clone(), issued.clone(), spec.requests);
+                tasks.spawn(async move {
+                    loop {
+                        let i = issued.fetch_add(1, Ordering::Relaxed);
+                        if stop.load(Ordering::Relaxed) || requests.is_some_and(|n| i >= n) {
+                            break;
+                        }
+                        shot.fire(i, Instant::now()).await;
+                        if think_ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(think_ms)).await;
+                        }
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    Ok(())
+}
+
+/// What one request needs; cheap to clone.
+#[derive(Clone)]
+struct Shot {
+    client: reqwest::Client,
+    base: String,
+    spec: LoadSpec,
+    t0: Instant,
+    done: Arc<AtomicU64>,
+    records: Arc<Mutex<Vec<Request>>>,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl Shot {
+    /// Sends request `i` (meant to go out at `intended`) and records how it went.
+    async fn fire(&self, i: u64, intended: Instant) {
+        let sent = Instant::now();
+        let (status, error) = if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            (None, Some(format!("not sent: {MAX_IN_FLIGHT} requests in flight")))
+        } else {
+            self.send(i).await
+        };
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let rec = Request {
+            intended_ms: ms_since(self.t0, intended),
+            sent_ms: ms_since(self.t0, sent),
+            done_ms: ms_since(self.t0, Instant::now()),
+            status,
+            error,
+        };
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn send(&self, i: u64) -> (Option<u16>, Option<String>) {
+        let url = format!("{}{}", self.base, self.spec.path(i));
+        let mut req = self.client.get(url).timeout(Duration::from_millis(self.spec.timeout_ms));
+        if self.spec.connection == Connection::PerRequest {
+            req = req.header(reqwest::header::CONNECTION, "close");
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                // The answer counts once its whole body has arrived.
+                match resp.bytes().await {
+                    Ok(_) if (200..300).contains(&status) => (Some(status), None),
+                    Ok(_) => (Some(status), Some(format!("status {status}"))),
+                    Err(e) => (Some(status), Some(error_kind(&e))),
+                }
+            }
+            Err(e) => (None, Some(error_kind(&e))),
+        }
+    }
+}
+
+/// A short, stable name for why a request failed (the keys of the error counts).
+pub fn error_kind(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timeout".into();
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return match io.kind() {
+                ConnectionRefused => "refused",
+                ConnectionReset => "reset",
+                ConnectionAborted => "aborted",
+                TimedOut => "timeout",
+                HostUnreachable | NetworkUnreachable => "unreachable",
+                UnexpectedEof | BrokenPipe => "closed",
+                _ => "io",
+            }
+            .into();
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        "connect".into()
+    } else if e.is_body() || e.is_decode() {
+        "body".into()
+    } else {
+        "request".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_print() {
+        assert_eq!("open:200".parse::<Mode>().unwrap(), Mode::Open { rate: 200.0 });
+        assert_eq!("closed:1".parse::<Mode>().unwrap(), Mode::Closed { clients: 1, think_ms: 0 });
+        assert_eq!("closed:4:10".parse::<Mode>().unwrap(), Mode::Closed { clients: 4, think_ms: 10 });
+        for m in ["open:2.5", "closed:3", "closed:2:25"] {
+            assert_eq!(m.parse::<Mode>().unwrap().to_string(), m);
+        }
+        assert!("open:0".parse::<Mode>().unwrap_err().contains("above 0"));
+        assert!("closed:0".parse::<Mode>().unwrap_err().contains("1 to 1024"));
+        assert!("closed:1:x".parse::<Mode>().unwrap_err().contains("think time"));
+        assert!("burst:5".parse::<Mode>().unwrap_err().contains("open:RATE"));
+        assert!("open".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn dynamic_share_is_spread_evenly() {
+        let spec = LoadSpec { mode: Mode::Open { rate: 1.0 }, connection: Connection::KeepAlive, dynamic_percent: 25, timeout_ms: 1000, requests: None };
+        let dynamic: Vec<u64> = (0..12).filter(|i| spec.path(*i).starts_with("/kv/")).collect();
+        assert_eq!(dynamic, [3, 7, 11]);
+        assert_eq!((0..1000).filter(|i| spec.path(*i).starts_with("/kv/")).count(), 250);
+        let none = LoadSpec { dynamic_percent: 0, ..spec.clone() };
+        assert!((0..100).all(|i| none.path(i) == "/"));
+        let all = LoadSpec { dynamic_percent: 100, ..spec };
+        assert!((0..100).all(|i| all.path(i).starts_with("/kv/")));
+    }
+
+    /// A minimal HTTP server on loopback: answers every request after `delay`.
+    fn server(delay: Duration) -> SocketAddr {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let mut line = String::new();
+                        let mut close = false;
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            close |= line.to_ascii_lowercase().starts_with("connection: close");
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        std::thread::sleep(delay);
+                        let c = if close { "close" } else { "keep-alive" };
+                        if conn.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: {c}\r\n\r\nok").as_bytes()).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn open_loop_keeps_its_rate_and_charges_stalls_from_the_intended_time() {
+        let addr = server(Duration::from_millis(0));
+        for connection in [Connection::KeepAlive, Connection::PerRequest] {
+            let spec = LoadSpec { mode: Mode::Open { rate: 200.0 }, connection, dynamic_percent: 50, timeout_ms: 2000, requests: Some(100) };
+            let load = start(&spec, addr, None, Instant::now()).unwrap();
+            let recs = load.wait().unwrap();
+            assert_eq!(recs.len(), 100, "{connection}");
+            assert!(recs.iter().all(|r| r.ok()), "{connection}: {:?}", recs.iter().find(|r| !r.ok()));
+            // Request i was meant for i × 5 ms.
+            for (i, r) in recs.iter().enumerate() {
+                assert!((r.intended_ms - i as f64 * 5.0).abs() < 0.01, "{i}: {r:?}");
+                assert!(r.sent_ms >= r.intended_ms - 0.01 && r.done_ms >= r.sent_ms);
+            }
+        }
+        // A server that takes 50 ms per request on one connection at a time: the
+        // schedule does not wait for it (all 20 go out within the 95 ms schedule).
+        let slow = server(Duration::from_millis(50));
+        let spec = LoadSpec { mode: Mode::Open { rate: 200.0 }, connection: Connection::PerRequest, dynamic_percent: 0, timeout_ms: 5000, requests: Some(20) };
+        let recs = start(&spec, slow, None, Instant::now()).unwrap().wait().unwrap();
+        assert_eq!(recs.len(), 20);
+        assert!(recs.iter().all(|r| r.latency_ms() >= 50.0 && r.ok()));
+        assert!(recs.last().unwrap().intended_ms < 100.0);
+    }
+
+    #[test]
+    fn closed_loop_sends_the_requested_count_one_at_a_time() {
+        let addr = server(Duration::from_millis(2));
+        let spec = LoadSpec { mode: Mode::Closed { clients: 1, think_ms: 0 }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 2000, requests: Some(30) };
+        let recs = start(&spec, addr, None, Instant::now()).unwrap().wait().unwrap();
+        assert_eq!(recs.len(), 30);
+        // One client: each request goes out after the previous one was answered.
+        for w in recs.windows(2) {
+            assert!(w[1].sent_ms >= w[0].done_ms - 0.01, "{w:?}");
+            assert!(w[0].latency_ms() >= 2.0);
+        }
+    }
+
+    #[test]
+    fn failures_are_recorded_with_their_kind() {
+        // Nothing listens on this port.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let spec = LoadSpec { mode: Mode::Open { rate: 100.0 }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 500, requests: Some(5) };
+        let recs = start(&spec, closed, None, Instant::now()).unwrap().wait().unwrap();
+        assert_eq!(recs.len(), 5);
+        assert!(recs.iter().all(|r| !r.ok() && r.status.is_none()));
+        assert!(recs.iter().all(|r| r.error.as_deref() == Some("refused")), "{recs:?}");
+        // A server that never answers: timeouts.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let spec = LoadSpec { requests: Some(2), timeout_ms: 200, ..spec };
+        let recs = start(&spec, silent.local_addr().unwrap(), None, Instant::now()).unwrap().wait().unwrap();
+        assert!(recs.iter().all(|r| r.error.as_deref() == Some("timeout") && r.latency_ms() >= 200.0), "{recs:?}");
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let spec = LoadSpec { mode: Mode::Open { rate: 1.0 }, connection: Connection::KeepAlive, dynamic_percent: 101, timeout_ms: 1000, requests: None };
+        assert!(spec.check().unwrap_err().contains("dynamic_percent = 101"));
+        assert!(LoadSpec { dynamic_percent: 0, timeout_ms: 0, ..spec.clone() }.check().unwrap_err().contains("request_timeout_ms"));
+        assert!(LoadSpec { dynamic_percent: 0, requests: Some(0), ..spec }.check().unwrap_err().contains("requests = 0"));
+    }
+}

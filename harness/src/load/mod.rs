@@ -1,0 +1,6 @@
+//! HTTP load against the guest while it migrates, and what the client saw.
+
+pub mod generator;
+pub mod probe;
+pub mod service;
+pub mod timeline;

@@ -1,0 +1,120 @@
+//! The service a guest gives its clients, measured across one migration: the HTTP
+//! load and the fine probe started together on one clock, stopped together, and
+//! summarised against the migration window.
+
+use super::generator::{self, LoadSpec, RunningLoad};
+use super::probe::{self, ProbeSummary, RunningProbe};
+use super::timeline::{self, ClientView, Request, Window};
+use crate::migration::Measurement;
+use crate::network::Network;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// What the guest's clients saw during one run (the `service` field of a record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub load: LoadSpec,
+    /// The address the load was sent to.
+    pub target: String,
+    /// The migration on the load's clock (ms since the load started): `migrate`
+    /// sent → destination running (or the migration's end when it did not complete).
+    pub window: Window,
+    /// Source `STOP` → destination `RESUME`, on the same clock.
+    pub switchover: Option<(f64, f64)>,
+    /// How long the load ran, ms.
+    pub end_ms: f64,
+    pub client: ClientView,
+    pub probe: Option<ProbeSummary>,
+    /// The per-request time series (CSV), relative to the results directory.
+    pub requests_csv: Option<String>,
+    /// Its plot, with the migration shaded (SVG), relative to the results directory.
+    #[serde(default)]
+    pub latency_svg: Option<String>,
+}
+
+/// Waits until the guest answers `GET /health` (its server is up and the bridge
+/// knows where it is). Runs inside the namespace.
+pub fn wait_until_serving(network: Option<&Network>, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<Duration> {
+    let spec = LoadSpec {
+        mode: generator::Mode::Closed { clients: 1, think_ms: 50 },
+        connection: generator::Connection::PerRequest,
+        dynamic_percent: 0,
+        timeout_ms: 1000,
+        requests: Some(1),
+    };
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        let recs = generator::start(&spec, SocketAddr::from((ip, port)), network, Instant::now())?.wait()?;
+        match recs.first() {
+            Some(r) if r.ok() => return Ok(start.elapsed()),
+            Some(r) => last = r.error.clone().unwrap_or_default(),
+            None => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the guest's HTTP server at {ip}:{port} did not answer within {} s (last error: {last})", timeout.as_secs())
+}
+
+/// The load and the probe, running.
+pub struct Running {
+    pub t0: Instant,
+    spec: LoadSpec,
+    target: SocketAddr,
+    load: RunningLoad,
+    probe: Option<RunningProbe>,
+}
+
+/// Starts `spec` against the guest's HTTP port and, with `probe_hz` > 0, the probe
+/// against its echo port.
+pub fn start(spec: &LoadSpec, ip: Ipv4Addr, http_port: u16, probe_hz: u32, network: Option<&Network>) -> Result<Running> {
+    let t0 = Instant::now();
+    let target = SocketAddr::from((ip, http_port));
+    let load = generator::start(spec, target, network, t0).context("starting the HTTP load")?;
+    let probe = match probe_hz {
+        0 => None,
+        hz => Some(probe::start(SocketAddr::from((ip, probe::ECHO_PORT)), hz, network, t0).context("starting the probe")?),
+    };
+    Ok(Running { t0, spec: spec.clone(), target, load, probe })
+}
+
+impl Running {
+    /// Milliseconds on the load's clock.
+    pub fn ms(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.t0).as_secs_f64() * 1000.0
+    }
+
+    /// Whether a bounded load (`requests`) has sent and finished them all.
+    pub fn is_done(&self) -> bool {
+        self.load.is_done()
+    }
+
+    /// Stops both and summarises them against the migration in `m`.
+    pub fn finish(self, m: &Measurement) -> Result<(ServiceRecord, Vec<Request>)> {
+        let Running { t0, spec, target, load, probe } = self;
+        let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+        let probe = probe.map(RunningProbe::stop).transpose()?;
+        let requests = load.stop()?;
+        let end_ms = ms(Instant::now());
+        let (window, switchover) = migration_window(m, t0).unwrap_or((Window { from_ms: end_ms, to_ms: end_ms }, None));
+        let client = timeline::summarise(&requests, window, switchover, end_ms);
+        let probe = probe.map(|p| p.summarise((window.from_ms, window.to_ms), switchover, end_ms));
+        let rec = ServiceRecord { load: spec, target: target.to_string(), window, switchover, end_ms, client, probe, requests_csv: None, latency_svg: None };
+        Ok((rec, requests))
+    }
+}
+
+/// The migration's window and switchover on a clock that started at `t0`.
+pub fn migration_window(m: &Measurement, t0: Instant) -> Option<(Window, Option<(f64, f64)>)> {
+    let started = m.started_at?;
+    let base = started.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+    let end = m.wall_time_ms.map(|w| base + w).or_else(|| m.ended_at.map(|e| e.saturating_duration_since(t0).as_secs_f64() * 1000.0))?;
+    let event = |side: &str, name: &str| m.events.iter().find(|e| e.side == side && e.name == name).map(|e| base + e.t_ms);
+    let switchover = match (event("source", "STOP"), event("destination", "RESUME")) {
+        (Some(a), Some(b)) if b >= a => Some((a, b)),
+        _ => None,
+    };
+    Some((Window { from_ms: base, to_ms: end }, switchover))
+}
