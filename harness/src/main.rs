@@ -418,7 +418,11 @@ fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) ->
     let records = experiment::results::read_results(&outcome.results)?;
     let cells = sweep::summarise(&records, profile);
     println!("\n{}", report::summary_table(&cells));
-    if let Some(section) = report::reproduction(profile, &sweep::run_records(&records, profile)) {
+    let runs = sweep::run_records(&records, profile);
+    if let Some(section) = report::service::section(profile, &runs) {
+        println!("\n{section}");
+    }
+    if let Some(section) = report::reproduction(profile, &runs) {
         println!("\n{section}");
     }
     let minutes = outcome.wall.as_secs_f64() / 60.0;

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,35 +20,6 @@ timeout_s = 60.0
 [matrix]
 link = ["1Gbit", "unlimited"]
 "#;
-
-
-fn results(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Writes `profile` to a file and runs it with `migbench run --quiet`; returns the
-/// temporary directory (keep it alive), the results and everything printed.
-fn run_profile(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Value>, String) {
-    let (tmp, rs, text, code) = run_profile_code(profile);
-    assert_eq!(code, Some(0), "{text}");
-    (tmp, rs, text)
-}
-
-/// As `run_profile`, but any exit code: 3 means a run did not end healthy.
-fn run_profile_code(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Value>, String, Option<i32>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("profile.toml");
-    std::fs::write(&path, profile).unwrap();
-    let out = tmp.path().join("out");
-    let o = migbench(tmp.path()).arg("run").arg(&path).arg("--out").arg(&out).arg("--quiet").output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    let rs = results(&out);
-    (tmp, rs, text, o.status.code())
-}
 
 fn run_keys(rs: &[serde_json::Value]) -> Vec<String> {
     rs.iter().map(|r| format!("{}/{}", r["run"]["cell_key"].as_str().unwrap(), r["run"]["repetition"])).collect()

@@ -19,7 +19,9 @@
 //! Unknown keys and values of the wrong type are errors with the file, line and
 //! column (from the TOML parser); values out of range name the file, key and value.
 
+use crate::load::generator::{Connection, LoadSpec, Mode};
 use crate::machine::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
+use crate::network::GuestNet;
 use crate::migration::{Compression, LinkSpeed, Scenario, Strategy, Transport, Tuning};
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
@@ -122,12 +124,39 @@ cell_variables! {
     host_cores: Option<u32> = None,
     /// Inflate the guest's virtio balloon by this many MiB before migrating; none = deflated.
     balloon_mib: Option<u32> = None,
+    /// HTTP load on the guest through the whole run (needs workload = "http"):
+    /// `open:RATE` (requests/s on a fixed schedule) or `closed:CLIENTS[:THINK_MS]`; none = no load.
+    load: Option<Mode> = None,
+    /// `keep-alive` (connections reused) or `per-request` (a new connection each time).
+    connection: Connection = Connection::KeepAlive,
+    /// Stop the load after this many requests (like `ab -n`); the `after` phase then
+    /// lasts until they are all answered. None: the load runs as long as the run.
+    requests: Option<u64> = None,
+    /// Share of requests (%) to the key/value endpoint (reads and rewrites guest memory).
+    dynamic_percent: u32 = 50,
+    /// A request not answered within this many ms fails as a timeout.
+    request_timeout_ms: u64 = 5000,
+    /// The fine outage probe: UDP echoes per second to the guest (0 = off).
+    probe_hz: u32 = 1000,
 }
 
 impl Cell {
     /// The guest this cell boots (the accelerator is the run's).
     pub fn guest(&self, accel: Accel) -> GuestSpec {
-        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload }
+        // A guest that serves HTTP gets a NIC on the test network.
+        let net = matches!(self.workload, Workload::Http { .. }).then(GuestNet::default);
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net }
+    }
+
+    /// The HTTP load this cell puts on its guest, if any.
+    pub fn load_spec(&self) -> Option<LoadSpec> {
+        Some(LoadSpec {
+            mode: self.load?,
+            connection: self.connection,
+            dynamic_percent: self.dynamic_percent,
+            timeout_ms: self.request_timeout_ms,
+            requests: self.requests,
+        })
     }
 
     /// Cells with the same boot key can share one booted guest: only runtime-settable
@@ -189,6 +218,17 @@ impl Cell {
         if self.host_cores == Some(0) {
             return Err("host_cores = 0: give at least 1 core".into());
         }
+        if let Some(load) = self.load {
+            if !matches!(self.workload, Workload::Http { .. }) {
+                return Err(format!("load = {load}: the guest must serve HTTP for a load: set workload = \"http\" (it is {})", self.workload));
+            }
+        }
+        if let Some(spec) = self.load_spec() {
+            spec.check()?;
+        }
+        if self.probe_hz > crate::load::probe::MAX_HZ {
+            return Err(format!("probe_hz = {}: give 0 (off) to {} probes per second", self.probe_hz, crate::load::probe::MAX_HZ));
+        }
         if let Some(b) = self.balloon_mib {
             if b >= self.ram_mib {
                 return Err(format!("balloon_mib = {b}: must be less than ram_mib ({})", self.ram_mib));
@@ -238,6 +278,9 @@ pub enum Reproduction {
     /// Shreya et al., Table 5: migration time and downtime per workload, and the decision.
     #[serde(rename = "shreya-table5")]
     ShreyaTable5,
+    /// Ghalib et al.: per-request latency of a web server before, during and after migration.
+    #[serde(rename = "ghalib-web")]
+    GhalibWeb,
 }
 
 fn one() -> u32 {

@@ -9,6 +9,10 @@ use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role, RunDir};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::migration::{self, Measurement, MigrationRecord, Outcome, WorkloadRate};
+use crate::load::generator::LoadSpec;
+use crate::load::service;
+use crate::load::timeline::{self, Request};
+use crate::network::Network;
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -129,6 +133,9 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let bar = &bars.sweep;
     let started = Instant::now();
     let run_dir = RunDir::new()?;
+    // One test network for the sweep, if any guest serves HTTP; it goes with this
+    // function's end (and with the harness, whatever way it ends).
+    let network = if runs.iter().any(|r| r.cell.guest(env.accel).net.is_some()) { Some(Network::create()?) } else { None };
     let mut live: Option<Live> = None;
     let mut names = 0u32;
     let mut records = Vec::new();
@@ -140,7 +147,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             names += 1;
             format!("g{names}")
         };
-        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, &mut live, r, &mut next_name, &bars.run).await {
+        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, network.as_ref(), &mut live, r, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
@@ -213,6 +220,7 @@ async fn one_run(
     profile: &Profile,
     opts: &SweepOptions,
     run_dir: &RunDir,
+    network: Option<&Network>,
     live: &mut Option<Live>,
     r: &PlannedRun,
     next_name: &mut impl FnMut() -> String,
@@ -227,7 +235,8 @@ async fn one_run(
     }
     if live.is_none() {
         let name = next_name();
-        let (m, boot_ms) = Machine::boot(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, opts.boot_timeout).await?;
+        let (m, boot_ms) =
+            Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, opts.boot_timeout, network).await?;
         if profile.warmup_s > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(profile.warmup_s)).await;
         }
@@ -237,12 +246,17 @@ async fn one_run(
     let (cap, cores) = (r.cell.cap_percent, r.cell.host_cores);
     l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
     let name = next_name();
-    let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name)
+    let mut dst = Machine::start_in(&platform.qemu, &platform.image, spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name, network)
         .await
         .context("starting the destination QEMU")?;
     dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
     let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
+    let service = match (r.cell.load_spec(), spec.net, network) {
+        (Some(load), Some(net), Some(network)) => Some(start_service(&load, net.ip, r.cell.probe_hz, network).await?),
+        (Some(_), _, _) => bail!("this cell has a load but its guest has no network (a bug: the sweep makes one for guests serving HTTP)"),
+        _ => None,
+    };
     let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
@@ -257,6 +271,19 @@ async fn one_run(
     let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
     let (cpu_after, rate_after) = if m.health.healthy { measure_window(here, profile.after_s).await } else { (None, None) };
     m.cpu_percent.after = cpu_after;
+    if let Some(svc) = service {
+        // A bounded load (`requests`, like ab -n) runs until every request is answered.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !svc.is_done() && r.cell.requests.is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(&m))?;
+        rec.requests_csv = Some(write_timeline(&opts.out, r, &requests, &rec)?);
+        rec.latency_svg = Some(write_plot(&opts.out, r, &requests, &rec)?);
+        m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
+        m.brownout_ms = rec.client.brownout_ms;
+        m.service = Some(rec);
+    }
     let unit = [&rate_before, &rate_after].into_iter().flatten().map(|(u, _)| u.clone()).next();
     if let Some(unit) = unit.or_else(|| m.workload_rate.as_ref().map(|w| w.unit.clone())) {
         let during = m.workload_rate.as_ref().and_then(|w| w.during);
@@ -280,6 +307,40 @@ async fn one_run(
         drop(dst);
     }
     Ok((m, reused, boot_ms))
+}
+
+/// Waits for the guest's HTTP server, then starts the load and the probe.
+async fn start_service(load: &LoadSpec, ip: std::net::Ipv4Addr, probe_hz: u32, network: &Network) -> Result<service::Running> {
+    let net = network.clone();
+    tokio::task::spawn_blocking(move || service::wait_until_serving(Some(&net), ip, migbench_guest::http::PORT, Duration::from_secs(60)))
+        .await
+        .context("waiting for the guest's HTTP server")??;
+    service::start(load, ip, migbench_guest::http::PORT, probe_hz, Some(network))
+}
+
+/// Writes a run's per-request time series as `requests/CELL-rREP.csv` in the
+/// results directory; returns that relative path.
+fn write_timeline(out: &Path, r: &PlannedRun, requests: &[Request], rec: &service::ServiceRecord) -> Result<String> {
+    let rel = format!("requests/{}-r{}.csv", r.cell.key(), r.repetition);
+    let path = out.join(&rel);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&path, timeline::to_csv(requests, rec.window)).with_context(|| format!("writing {} (disk full?)", path.display()))?;
+    Ok(rel)
+}
+
+/// Writes the per-request latency plot as `plots/CELL-rREP.svg`; returns that relative path.
+fn write_plot(out: &Path, r: &PlannedRun, requests: &[Request], rec: &service::ServiceRecord) -> Result<String> {
+    let rel = format!("plots/{}-r{}.svg", r.cell.key(), r.repetition);
+    let path = out.join(&rel);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
+    let svg = crate::report::plot::latency_svg(requests, rec.window, rec.switchover, &title)?;
+    std::fs::write(&path, svg).with_context(|| format!("writing {} (disk full?)", path.display()))?;
+    Ok(rel)
 }
 
 /// CPU use of one QEMU and its guest workload's rate over a window of `secs`

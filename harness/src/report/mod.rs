@@ -1,6 +1,9 @@
 //! What people read: the result tables on the terminal, and the sections that put
 //! a paper's numbers beside ours.
 
+pub mod ghalib;
+pub mod plot;
+pub mod service;
 pub mod shreya;
 
 use crate::migration::MigrationRecord;
@@ -146,6 +149,7 @@ pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[cr
         Reproduction::ShreyaTables1To3 => shreya::tables_1_to_3(records),
         Reproduction::ShreyaTable4 => shreya::table_4(records),
         Reproduction::ShreyaTable5 => shreya::table_5(records),
+        Reproduction::GhalibWeb => ghalib::section(records),
     })
 }
 

@@ -61,3 +61,31 @@ pub fn pid_alive(pid: u32) -> bool {
 pub fn dir_is_empty(p: &Path) -> bool {
     std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(true)
 }
+
+pub fn results(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Writes `profile` to a file and runs it with `migbench run --quiet`; returns the
+/// temporary directory (keep it alive), the results and everything printed.
+pub fn run_profile(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Value>, String) {
+    let (tmp, rs, text, code) = run_profile_code(profile);
+    assert_eq!(code, Some(0), "{text}");
+    (tmp, rs, text)
+}
+
+/// As `run_profile`, but any exit code: 3 means a run did not end healthy.
+pub fn run_profile_code(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Value>, String, Option<i32>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("profile.toml");
+    std::fs::write(&path, profile).unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path()).arg("run").arg(&path).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let rs = results(&out);
+    (tmp, rs, text, o.status.code())
+}

@@ -1,0 +1,123 @@
+//! The service under migration, as its clients saw it: latency per phase (the
+//! repetitions' raw HDR histograms merged, not their percentiles averaged) and the
+//! outage four ways: QEMU's downtime, the STOP→RESUME events, the guest's own
+//! heartbeat gap, the fine probe and the HTTP clients.
+
+use crate::experiment::profile::Profile;
+use crate::experiment::stats::Stats;
+use crate::experiment::sweep::RunRecord;
+use crate::load::service::ServiceRecord;
+use crate::load::timeline::{PhaseLatency, merge_hdr, percentile_ms};
+use crate::migration::Measurement;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+/// The runs of each cell that carried a load, in cell order, with the cell's label.
+fn cells_with_service<'a>(profile: &Profile, records: &'a [RunRecord]) -> Vec<(String, Vec<&'a RunRecord>)> {
+    let mut out = Vec::new();
+    for (i, cell) in profile.cells.iter().enumerate() {
+        let key = cell.key();
+        let runs: Vec<&RunRecord> = records.iter().filter(|r| r.run.cell_key == key && r.migration.measurement.service.is_some()).collect();
+        if !runs.is_empty() {
+            let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
+            let load = runs[0].migration.measurement.service.as_ref().map(|s| format!("{} {}", s.load.mode, s.load.connection)).unwrap_or_default();
+            out.push((format!("{label} [{load}]"), runs));
+        }
+    }
+    out
+}
+
+fn service(r: &RunRecord) -> &ServiceRecord {
+    r.migration.measurement.service.as_ref().expect("filtered to runs with a service")
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+/// Latency per phase, p50/p99/p99.9/max over all repetitions of a cell.
+pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String> {
+    let cells = cells_with_service(profile, records);
+    if cells.is_empty() {
+        return None;
+    }
+    let mut b = Builder::default();
+    b.push_record(["cell", "phase", "requests", "failed", "p50_ms", "p99_ms", "p99.9_ms", "max_ms", "ok_per_s"]);
+    for (label, runs) in &cells {
+        for (phase, pick) in [("before", 0), ("during", 1), ("after", 2)] {
+            let phases: Vec<&PhaseLatency> = runs
+                .iter()
+                .map(|r| {
+                    let c = &service(r).client;
+                    [&c.before, &c.during, &c.after][pick]
+                })
+                .collect();
+            let requests: u64 = phases.iter().map(|p| p.requests).sum();
+            let failed: u64 = phases.iter().map(|p| p.failed).sum();
+            let hdrs: Vec<&str> = phases.iter().map(|p| p.hdr.as_str()).filter(|h| !h.is_empty()).collect();
+            let merged = merge_hdr(&hdrs).ok().filter(|h| !h.is_empty());
+            let q = |p: f64| ms(merged.as_ref().and_then(|h| percentile_ms(h, p)));
+            let rate = Stats::of(&phases.iter().filter_map(|p| p.ok_per_s).collect::<Vec<_>>());
+            b.push_record([
+                label.clone(),
+                phase.into(),
+                requests.to_string(),
+                failed.to_string(),
+                q(50.0),
+                q(99.0),
+                q(99.9),
+                q(100.0),
+                rate.map(|s| format!("{:.0}", s.mean)).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    Some(b.build().with(Style::markdown()).to_string())
+}
+
+/// The outage as each observer saw it (mean over repetitions).
+pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> {
+    let cells = cells_with_service(profile, records);
+    if cells.is_empty() {
+        return None;
+    }
+    let mut b = Builder::default();
+    b.push_record([
+        "cell",
+        "runs",
+        "qemu_downtime_ms",
+        "stop_to_resume_ms",
+        "guest_gap_ms",
+        "probe_outage_ms",
+        "service_downtime_ms",
+        "brownout_ms",
+        "failed_requests",
+    ]);
+    for (label, runs) in &cells {
+        let col = |f: &dyn Fn(&Measurement) -> Option<f64>| {
+            Stats::of(&runs.iter().filter_map(|r| f(&r.migration.measurement)).collect::<Vec<_>>()).map(|s| s.show(1)).unwrap_or_else(|| "-".into())
+        };
+        let failed: u64 = runs.iter().map(|r| service(r).client.failed).sum();
+        b.push_record([
+            label.clone(),
+            runs.len().to_string(),
+            col(&|m| m.downtime_ms),
+            col(&|m| m.event_downtime_ms),
+            col(&|m| m.guest_gap_ms),
+            col(&|m| m.service.as_ref()?.probe.as_ref()?.outage.map(|g| g.ms)),
+            col(&|m| m.service_downtime_ms),
+            col(&|m| m.brownout_ms),
+            failed.to_string(),
+        ]);
+    }
+    Some(b.build().with(Style::markdown()).to_string())
+}
+
+/// Both tables with their headings, for `run`'s output.
+pub fn section(profile: &Profile, records: &[RunRecord]) -> Option<String> {
+    let latency = latency_table(profile, records)?;
+    let outage = outage_table(profile, records)?;
+    Some(format!(
+        "Service under migration: request latency per phase (repetitions' HDR histograms merged)\n\n{latency}\n\n\
+         The outage, seen five ways: QEMU's downtime, STOP→RESUME events, the guest's heartbeat gap, the 1 kHz probe, and HTTP clients\n\n{outage}"
+    ))
+}
