@@ -30,3 +30,13 @@ merge *ARGS:
 # One measured migration, e.g. `just migrate --ram 1024 --link 100Mbit`.
 migrate *ARGS:
     {{migbench}} migrate {{ARGS}}
+
+# Ghalib et al.: HTTP latency per request before, during and after migration at 100 Mbit/s.
+reproduce-ghalib *ARGS:
+    {{migbench}} run ghalib-web {{ARGS}}
+
+# Shreya et al.: Tables 1–3, Table 4 and Table 5.
+reproduce-shreya *ARGS:
+    {{migbench}} run shreya-tables1-3 {{ARGS}}
+    {{migbench}} run shreya-table4 {{ARGS}}
+    {{migbench}} run shreya-table5 {{ARGS}}

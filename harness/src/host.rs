@@ -254,18 +254,6 @@ impl CgroupVersion {
     }
 }
 
-/// Whether this process may create a network namespace: makes one and removes it.
-pub fn netns_check() -> Result<()> {
-    if which("ip").is_none() {
-        bail!("the `ip` command (iproute2) is missing: install it with `apt-get install iproute2`");
-    }
-    let name = format!("migbench-probe-{}", std::process::id());
-    run(Command::new("ip").args(["netns", "add", &name]))
-        .context("cannot create a network namespace (needs root or CAP_SYS_ADMIN)")?;
-    run(Command::new("ip").args(["netns", "delete", &name]))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,6 +214,10 @@ struct BenchArgs {
     /// guest for the side-by-side figures; 0 to skip.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     workload_seconds: f64,
+    /// Seconds of each load-generator capacity run against the guest's HTTP server on
+    /// the host's loopback (beside wrk and oha when installed); 0 to skip.
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    load_seconds: f64,
     /// Where results are written (a new bench-<time> directory inside).
     #[arg(long, default_value = "reports", value_name = "DIR")]
     out: PathBuf,
@@ -350,6 +354,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "host": {"rate": h.rate, "livermore_means": m(h)}, "guest": {"rate": g.rate, "livermore_means": m(g)}}))?;
                 }
             }
+            if !(a.load_seconds.is_finite() && (0.0..=600.0).contains(&a.load_seconds)) {
+                anyhow::bail!("--load-seconds {}: give seconds, 0 (skip) to 600", a.load_seconds);
+            }
+            let capacity = if a.load_seconds > 0.0 {
+                if !a.sweep.quiet {
+                    eprintln!("migbench: load generator capacity, {} s per run", a.load_seconds);
+                }
+                let secs = a.load_seconds;
+                Some(tokio::task::spawn_blocking(move || load_capacity(secs)).await??)
+            } else {
+                None
+            };
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             println!(
                 "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
@@ -360,6 +376,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if !rates.is_empty() {
                 println!("\n{}", report::workload_rates_table(&rates, env.accel));
+            }
+            if let Some(figs) = &capacity {
+                println!("\nLoad generator capacity against the guest's HTTP server on the host's loopback (same server for every tool)\n");
+                println!("{}", report::capacity_table(figs));
             }
             print_sweep(&profile, &outcome, opts.reuse)
         }
@@ -395,6 +415,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let profile = Profile::resolve(name)?;
                 let records = experiment::results::read_results(&a.out.join("results.jsonl"))?;
                 println!("\n{}", report::summary_table(&sweep::summarise(&records, &profile)));
+                print_sections(&profile, &records);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -405,6 +426,16 @@ fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Res
     Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
 }
 
+/// The load generator's capacity beside wrk and oha, 32 connections each.
+fn load_capacity(secs: f64) -> Result<Vec<migbench::load::capacity::Figure>> {
+    use migbench::load::capacity;
+    let addr = capacity::loopback_server()?;
+    let mut figs = capacity::ours(addr, secs, 32, 2000.0)?;
+    figs.push(capacity::wrk(addr, secs, 32));
+    figs.push(capacity::oha(addr, secs, 32));
+    Ok(figs)
+}
+
 /// `--boot-timeout`, checked: 1 s up to a week.
 fn boot_timeout(secs: u64) -> Result<Duration> {
     if secs == 0 || secs as f64 > migration::MAX_SECONDS {
@@ -413,18 +444,24 @@ fn boot_timeout(secs: u64) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
-fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
-    let records = experiment::results::read_results(&outcome.results)?;
-    let cells = sweep::summarise(&records, profile);
-    println!("\n{}", report::summary_table(&cells));
-    let runs = sweep::run_records(&records, profile);
+/// The sections under a summary: the service tables (runs with an HTTP load) and the
+/// paper section the profile reproduces.
+fn print_sections(profile: &Profile, records: &[serde_json::Value]) {
+    let runs = sweep::run_records(records, profile);
     if let Some(section) = report::service::section(profile, &runs) {
         println!("\n{section}");
     }
     if let Some(section) = report::reproduction(profile, &runs) {
         println!("\n{section}");
     }
+}
+
+/// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
+fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
+    let records = experiment::results::read_results(&outcome.results)?;
+    let cells = sweep::summarise(&records, profile);
+    println!("\n{}", report::summary_table(&cells));
+    print_sections(profile, &records);
     let minutes = outcome.wall.as_secs_f64() / 60.0;
     println!(
         "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",
@@ -489,9 +526,9 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
         }
         Err(e) => println!("cgroups     {version}; CPU caps and core limits will fail: {e:#}"),
     }
-    match host::netns_check() {
-        Ok(()) => println!("netns       network namespaces can be made"),
-        Err(e) => println!("netns       no: {e:#}"),
+    match migbench::network::check() {
+        Ok(()) => println!("network     the test network can be made (namespace, bridge, tap)"),
+        Err(e) => println!("network     no: {e:#}"),
     }
     println!("/dev/kvm    {}", if std::path::Path::new("/dev/kvm").exists() { "present (a probe boot decides whether it works)" } else { "absent" });
     let inputs = image.inputs();

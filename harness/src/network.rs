@@ -174,6 +174,13 @@ impl Nic {
     }
 }
 
+/// Whether the test network can be made here: makes one with a tap, then lets it go.
+pub fn check() -> Result<()> {
+    let net = Network::create()?;
+    drop(net.add_tap("mb-check")?);
+    Ok(())
+}
+
 /// Moves the calling thread into the namespace `ns`.
 fn join(ns: &File) -> Result<()> {
     // SAFETY: a valid namespace fd; setns only affects this thread.

@@ -64,6 +64,7 @@ fn the_bridge_and_taps_exist_only_inside_the_namespace_and_go_with_it() {
 
 const SERVICE: &str = r#"
 name = "service"
+reproduces = "ghalib-web"
 before_s = 2.0
 after_s = 2.0
 [defaults]
@@ -115,14 +116,16 @@ fn a_guest_answers_http_before_during_and_after_its_migration() {
         // The raw histograms are kept.
         assert!(!client["before"]["hdr"].as_str().unwrap().is_empty());
     }
-    assert!(text.contains("service_downtime_ms"), "{text}");
+    // The tables and the paper's section, with a plot per run.
+    assert!(text.contains("service_downtime_ms") && text.contains("probe_outage_ms") && text.contains("p99.9_ms"), "{text}");
+    assert!(text.contains("Ghalib et al.") && text.contains("Keeps its IP address (paper: yes): 2 of 2 runs"), "{text}");
+    for r in &rs {
+        let svg = tmp.path().join("out").join(r["service"]["latency_svg"].as_str().unwrap());
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("migration"));
+    }
     assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
     // The namespace went with the run.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !network::namespaces_in_use().is_subset(&before) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let left: Vec<u64> = network::namespaces_in_use().difference(&before).copied().collect();
+    let left = namespaces_back_to(&before);
     assert!(left.is_empty(), "network namespaces left behind: {left:?}");
 }
 
@@ -135,4 +138,83 @@ fn a_load_without_an_http_guest_is_refused_with_the_fix() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("load = open:10") && err.contains("workload = \"http\""), "{err}");
+}
+
+/// Waits up to 10 s until no network namespace beyond `before` is held.
+fn namespaces_back_to(before: &std::collections::BTreeSet<u64>) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u64> = network::namespaces_in_use().difference(before).copied().collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_under_load_leaves_no_qemu_and_no_namespace() {
+    platform();
+    let _slot = qemu_slot();
+    let before = network::namespaces_in_use();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().display().to_string();
+    let profile = tmp.path().join("p.toml");
+    // 1 Mbit/s: the migration is still under way when the signal comes.
+    std::fs::write(&profile, SERVICE.replace("link = \"1Gbit\"", "link = \"1Mbit\"").replace("timeout_s = 120.0", "timeout_s = 600.0")).unwrap();
+    let mut child = migbench(tmp.path())
+        .args(["run", "--accel", "tcg", "--quiet", "--out"])
+        .arg(tmp.path().join("out"))
+        .arg(&profile)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processes_mentioning(&marker).iter().filter(|(_, c)| c.contains("qemu-system")).count() < 2 {
+        assert!(Instant::now() < deadline, "source and destination never both started");
+        assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Into the load's `before` window and the migration.
+    std::thread::sleep(Duration::from_secs(4));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "migbench did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(processes_mentioning(&marker).is_empty(), "left running after SIGINT: {:?}", processes_mentioning(&marker));
+    let left = namespaces_back_to(&before);
+    assert!(left.is_empty(), "network namespaces left after SIGINT: {left:?}");
+}
+
+#[test]
+fn without_the_right_to_make_a_namespace_the_error_says_what_is_needed() {
+    platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("p.toml");
+    std::fs::write(&profile, SERVICE).unwrap();
+    // Root, but without CAP_SYS_ADMIN (dropped from the bounding and inheritable sets).
+    let o = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin"])
+        .arg(env!("CARGO_BIN_EXE_migbench"))
+        .args(["run", "--accel", "tcg", "--quiet", "--out"])
+        .arg(tmp.path().join("out"))
+        .arg(&profile)
+        .env("TMPDIR", tmp.path())
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs root") && err.contains("CAP_SYS_ADMIN") && err.contains("leave out the HTTP load"), "{err}");
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
 }

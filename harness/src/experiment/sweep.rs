@@ -272,12 +272,12 @@ async fn one_run(
     let (cpu_after, rate_after) = if m.health.healthy { measure_window(here, profile.after_s).await } else { (None, None) };
     m.cpu_percent.after = cpu_after;
     if let Some(svc) = service {
-        // A bounded load (`requests`, like ab -n) runs until every request is answered.
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while !svc.is_done() && r.cell.requests.is_some() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let stopped_early = match r.cell.requests {
+            Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
+            None => None,
+        };
         let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(&m))?;
+        rec.stopped_early = stopped_early;
         rec.requests_csv = Some(write_timeline(&opts.out, r, &requests, &rec)?);
         rec.latency_svg = Some(write_plot(&opts.out, r, &requests, &rec)?);
         m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
@@ -307,6 +307,26 @@ async fn one_run(
         drop(dst);
     }
     Ok((m, reused, boot_ms))
+}
+
+/// Lets a bounded load (`requests`, like ab -n) send and finish all `n` requests, as
+/// long as the guest is healthy and answers keep coming; says why if it stops sooner.
+async fn finish_requests(svc: &service::Running, n: u64, healthy: bool, timeout: Duration) -> Option<String> {
+    if !healthy {
+        return (!svc.is_done()).then(|| format!("stopped after {} of {n} requests: the guest is not healthy", svc.finished()));
+    }
+    // A request ends by its timeout at the latest, so a longer silence means nothing moves.
+    let stall = timeout + Duration::from_secs(5);
+    let (mut seen, mut moved) = (svc.finished(), Instant::now());
+    while !svc.is_done() {
+        if svc.finished() != seen {
+            (seen, moved) = (svc.finished(), Instant::now());
+        } else if moved.elapsed() > stall {
+            return Some(format!("stopped after {seen} of {n} requests: none finished for {} s", stall.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 /// Waits for the guest's HTTP server, then starts the load and the probe.

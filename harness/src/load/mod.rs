@@ -1,5 +1,6 @@
 //! HTTP load against the guest while it migrates, and what the client saw.
 
+pub mod capacity;
 pub mod generator;
 pub mod probe;
 pub mod service;

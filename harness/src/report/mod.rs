@@ -153,6 +153,22 @@ pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[cr
     })
 }
 
+/// The load generator's capacity beside other tools (`bench`).
+pub fn capacity_table(figs: &[crate::load::capacity::Figure]) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["tool", "setting", "requests/s", "p99_ms", "note"]);
+    for f in figs {
+        b.push_record([
+            f.tool.clone(),
+            f.setting.clone(),
+            f.requests_per_s.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into()),
+            opt_ms(f.p99_ms),
+            f.note.clone(),
+        ]);
+    }
+    b.build().with(Style::markdown()).to_string()
+}
+
 /// The workloads' own figures on the host and in a guest, side by side.
 pub fn workload_rates_table(
     rates: &[(migbench_guest::orders::Workload, crate::experiment::workload_rates::Figure, crate::experiment::workload_rates::Figure)],
