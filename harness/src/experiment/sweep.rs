@@ -11,7 +11,7 @@ use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::migration::{self, Measurement, MigrationRecord, Outcome, WorkloadRate};
 use crate::load::generator::LoadSpec;
 use crate::load::service;
-use crate::load::timeline::{self, Request};
+use crate::load::timeline;
 use crate::network::Network;
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
@@ -276,10 +276,16 @@ async fn one_run(
             Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
             None => None,
         };
-        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(&m))?;
+        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(&m)).context("collecting the HTTP load's results")?;
         rec.stopped_early = stopped_early;
-        rec.requests_csv = Some(write_timeline(&opts.out, r, &requests, &rec)?);
-        rec.latency_svg = Some(write_plot(&opts.out, r, &requests, &rec)?);
+        // The time series and its plot are extras: failing to write them must not
+        // cost the run its measurement.
+        let stem = format!("{}-r{}", r.cell.key(), r.repetition);
+        rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
+        let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
+        rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
+            crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
+        });
         m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
         m.brownout_ms = rec.client.brownout_ms;
         m.service = Some(rec);
@@ -338,29 +344,24 @@ async fn start_service(load: &LoadSpec, ip: std::net::Ipv4Addr, probe_hz: u32, n
     service::start(load, ip, migbench_guest::http::PORT, probe_hz, Some(network))
 }
 
-/// Writes a run's per-request time series as `requests/CELL-rREP.csv` in the
-/// results directory; returns that relative path.
-fn write_timeline(out: &Path, r: &PlannedRun, requests: &[Request], rec: &service::ServiceRecord) -> Result<String> {
-    let rel = format!("requests/{}-r{}.csv", r.cell.key(), r.repetition);
-    let path = out.join(&rel);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Writes `contents()` to `rel` inside the results directory and returns `rel`; on
+/// failure warns (naming the file) and returns None.
+fn write_artifact(out: &Path, rel: &str, contents: impl FnOnce() -> Result<String>) -> Option<String> {
+    let path = out.join(rel);
+    let written = (|| {
+        let text = contents()?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {} (disk full?)", path.display()))
+    })();
+    match written {
+        Ok(()) => Some(rel.to_string()),
+        Err(e) => {
+            eprintln!("migbench: warning: {e:#}; the run's record is kept without it");
+            None
+        }
     }
-    std::fs::write(&path, timeline::to_csv(requests, rec.window)).with_context(|| format!("writing {} (disk full?)", path.display()))?;
-    Ok(rel)
-}
-
-/// Writes the per-request latency plot as `plots/CELL-rREP.svg`; returns that relative path.
-fn write_plot(out: &Path, r: &PlannedRun, requests: &[Request], rec: &service::ServiceRecord) -> Result<String> {
-    let rel = format!("plots/{}-r{}.svg", r.cell.key(), r.repetition);
-    let path = out.join(&rel);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
-    let svg = crate::report::plot::latency_svg(requests, rec.window, rec.switchover, &title)?;
-    std::fs::write(&path, svg).with_context(|| format!("writing {} (disk full?)", path.display()))?;
-    Ok(rel)
 }
 
 /// CPU use of one QEMU and its guest workload's rate over a window of `secs`
