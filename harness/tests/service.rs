@@ -113,8 +113,10 @@ fn a_guest_answers_http_before_during_and_after_its_migration() {
         let csv = tmp.path().join("out").join(svc["requests_csv"].as_str().unwrap());
         let text = std::fs::read_to_string(&csv).unwrap();
         assert!(text.lines().count() as u64 > client["before"]["requests"].as_u64().unwrap());
-        // The raw histograms are kept.
+        // The raw histograms are kept, in the record and as a standard interval log.
         assert!(!client["before"]["hdr"].as_str().unwrap().is_empty());
+        let hlog = std::fs::read_to_string(tmp.path().join("out").join(svc["latency_log"].as_str().unwrap())).unwrap();
+        assert!(hlog.contains("Tag=before") && hlog.contains("Tag=during") && hlog.contains("Tag=after"), "{hlog}");
     }
     // The tables and the paper's section, with a plot per run.
     assert!(text.contains("service_downtime_ms") && text.contains("probe_outage_ms") && text.contains("p99.9_ms"), "{text}");

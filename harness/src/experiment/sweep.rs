@@ -282,6 +282,7 @@ async fn one_run(
         // cost the run its measurement.
         let stem = format!("{}-r{}", r.cell.key(), r.repetition);
         rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
+        rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
         let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
         rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
             crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)

@@ -32,6 +32,9 @@ pub struct ServiceRecord {
     /// Its plot, with the migration shaded (SVG), relative to the results directory.
     #[serde(default)]
     pub latency_svg: Option<String>,
+    /// The phases' histograms as an HdrHistogram interval log, relative to the results directory.
+    #[serde(default)]
+    pub latency_log: Option<String>,
     /// Why a bounded load (`requests`) ended before all its requests were sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
@@ -109,7 +112,7 @@ impl Running {
         let (window, switchover) = migration_window(m, t0).unwrap_or((Window { from_ms: end_ms, to_ms: end_ms }, None));
         let client = timeline::summarise(&requests, window, switchover, end_ms);
         let probe = probe.map(|p| p.summarise((window.from_ms, window.to_ms), switchover, end_ms));
-        let rec = ServiceRecord { load: spec, target: target.to_string(), window, switchover, end_ms, client, probe, requests_csv: None, latency_svg: None, stopped_early: None };
+        let rec = ServiceRecord { load: spec, target: target.to_string(), window, switchover, end_ms, client, probe, requests_csv: None, latency_svg: None, latency_log: None, stopped_early: None };
         Ok((rec, requests))
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// Lowest latency the histograms hold, µs; anything faster is recorded as this.
 const HDR_LOWEST_US: u64 = 1;
@@ -405,6 +406,33 @@ fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
+/// The three phases' histograms as a standard HdrHistogram interval log (tags
+/// `before`, `during`, `after`; values in µs, the max column in ms), which
+/// HdrHistogram's own tools (HistogramLogAnalyzer, `hdr-plot`) read. Interval start
+/// times are seconds since the load started.
+pub fn interval_log(view: &ClientView, window: Window, end_ms: f64) -> Result<String> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    {
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment("migbench: request latency per migration phase, in microseconds")
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut out, &mut serializer)?;
+        let span = |from: f64, to: f64| (Duration::from_secs_f64(from.max(0.0) / 1000.0), Duration::from_secs_f64((to - from).max(0.0) / 1000.0));
+        for (name, phase, (from, to)) in [
+            ("before", &view.before, (0.0, window.from_ms)),
+            ("during", &view.during, (window.from_ms, window.to_ms)),
+            ("after", &view.after, (window.to_ms, end_ms)),
+        ] {
+            let h = merge_hdr(&[phase.hdr.as_str()])?;
+            let (start, length) = span(from, to);
+            log.write_histogram(&h, start, length, Tag::new(name)).map_err(|e| anyhow::anyhow!("writing the {name} histogram: {e}"))?;
+        }
+    }
+    Ok(String::from_utf8(out)?)
+}
+
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGFIG).expect("constant bounds are valid")
 }
@@ -780,5 +808,29 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(csv.ends_with('\n'));
         assert_eq!(to_csv(&[], w), "intended_ms,sent_ms,done_ms,latency_ms,phase,status,error\n");
+    }
+
+    #[test]
+    fn the_interval_log_holds_each_phase_under_its_tag() {
+        use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+        let reqs: Vec<Request> = (0..30).map(|i| ok(i as f64 * 10.0, 2.0 + (i % 3) as f64)).collect();
+        let window = Window { from_ms: 100.0, to_ms: 200.0 };
+        let view = summarise(&reqs, window, None, 300.0);
+        let log = interval_log(&view, window, 300.0).unwrap();
+        let entries: Vec<(String, f64, f64, u64)> = IntervalLogIterator::new(log.as_bytes())
+            .filter_map(|e| match e.ok()? {
+                LogEntry::Interval(h) => {
+                    let bytes = BASE64.decode(h.encoded_histogram()).ok()?;
+                    let hist: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).ok()?;
+                    Some((h.tag()?.as_str().to_string(), h.start_timestamp().as_secs_f64(), h.duration().as_secs_f64(), hist.len()))
+                }
+                _ => None,
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, ["before", "during", "after"]);
+        // 10 requests per 100 ms phase; starts and lengths in seconds.
+        assert_eq!(entries.iter().map(|e| e.3).collect::<Vec<_>>(), [10, 11, 9]);
+        assert!((entries[1].1 - 0.1).abs() < 1e-6 && (entries[1].2 - 0.1).abs() < 1e-6, "{entries:?}");
     }
 }
