@@ -228,6 +228,8 @@ struct BenchArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An HTTP load holds a socket per request in flight; 1024 descriptors is too few.
+    migbench::load::generator::raise_open_file_limit();
     let filter = match cli.verbose {
         0 => "migbench=warn",
         1 => "migbench=info",

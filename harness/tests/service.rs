@@ -120,7 +120,7 @@ fn a_guest_answers_http_before_during_and_after_its_migration() {
     }
     // The tables and the paper's section, with a plot per run.
     assert!(text.contains("service_downtime_ms") && text.contains("probe_outage_ms") && text.contains("p99.9_ms"), "{text}");
-    assert!(text.contains("Ghalib et al.") && text.contains("Keeps its IP address (paper: yes): 2 of 2 runs"), "{text}");
+    assert!(text.contains("Ghalib et al.") && text.contains("Keeps its IP address (paper: yes): 2 of the 2 runs whose guest moved"), "{text}");
     for r in &rs {
         let svg = tmp.path().join("out").join(r["service"]["latency_svg"].as_str().unwrap());
         assert!(std::fs::read_to_string(&svg).unwrap().contains("migration"));

@@ -131,8 +131,9 @@ pub fn netmask(prefix: u8) -> Ipv4Addr {
 /// Creates an Ethernet bridge named `name` (STP off, so ports forward at once).
 pub fn add_bridge(name: &str) -> io::Result<()> {
     let ctl = Ctl::open()?;
-    let c = std::ffi::CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in bridge name"))?;
-    ctl.ioctl(SIOCBRADDBR, c.as_ptr() as *mut libc::c_void, &format!("creating bridge {name}"))
+    // The kernel reads a whole IFNAMSIZ buffer here, not a C string's length.
+    let mut r = IfReq::new(name)?;
+    ctl.ioctl(SIOCBRADDBR, r.name.as_mut_ptr() as *mut libc::c_void, &format!("creating bridge {name}"))
 }
 
 /// Makes interface `port` a port of bridge `bridge`.
@@ -148,20 +149,17 @@ pub fn add_to_bridge(bridge: &str, port: &str) -> io::Result<()> {
 /// it), or with `persist = false` removes one.
 pub fn set_tap(name: &str, persist: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
+    let mut r = IfReq::new(name)?;
     let tun = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")
         .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
-    let ctl = Ctl(tun.as_raw_fd());
-    let mut r = IfReq::new(name)?;
+    // `tun` owns the fd and closes it; the Ctl must not.
+    let ctl = std::mem::ManuallyDrop::new(Ctl(tun.as_raw_fd()));
     r.set_short((libc::IFF_TAP | libc::IFF_NO_PI) as i16);
-    let res = ctl
-        .ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to tap {name}"))
-        .and_then(|_| ctl.ioctl(libc::TUNSETPERSIST as libc::c_ulong, persist as usize as *mut libc::c_void, &format!("setting tap {name} persistent={persist}")));
-    // `tun` owns the fd: do not close it twice.
-    std::mem::forget(ctl);
-    res
+    ctl.ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to tap {name}"))
+        .and_then(|_| ctl.ioctl(libc::TUNSETPERSIST as libc::c_ulong, persist as usize as *mut libc::c_void, &format!("setting tap {name} persistent={persist}")))
 }
 
 /// The first network interface other than loopback, by name (the guest's NIC).

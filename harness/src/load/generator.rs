@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub enum Mode {
 }
 
 pub const MAX_RATE: f64 = 100_000.0;
+/// Below one request per 10 s a "load" measures nothing across a migration.
+pub const MIN_RATE: f64 = 0.1;
 pub const MAX_CLIENTS: u32 = 1024;
 
 impl fmt::Display for Mode {
@@ -58,8 +60,8 @@ impl FromStr for Mode {
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("open"), Some(r), None, None) => {
                 let rate: f64 = r.parse().map_err(|_| bad())?;
-                if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
-                    return Err(format!("load {s:?}: the rate is requests per second, above 0 and at most {MAX_RATE}"));
+                if !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate)) {
+                    return Err(format!("load {s:?}: the rate is requests per second, {MIN_RATE} to {MAX_RATE}"));
                 }
                 Ok(Mode::Open { rate })
             }
@@ -148,17 +150,31 @@ impl LoadSpec {
 /// A load under way. Requests are recorded as they finish.
 pub struct RunningLoad {
     t0: Instant,
-    stop: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
     done: Arc<AtomicU64>,
     records: Arc<Mutex<Vec<Request>>>,
+    /// When the generator finished its last request.
+    ended: Arc<Mutex<Option<Instant>>>,
     thread: Option<std::thread::JoinHandle<Result<Result<()>>>>,
 }
 
 /// A load dropped on an error path stops sending (its thread ends by itself).
 impl Drop for RunningLoad {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.send_replace(true);
     }
+}
+
+/// Everything a stopped load produced.
+#[derive(Debug)]
+pub struct Finished {
+    /// In the order they were meant to go out.
+    pub requests: Vec<Request>,
+    /// When the last request finished (the load's own end, which for a bounded
+    /// load can be long before it was stopped).
+    pub ended: Instant,
+    /// Why the generator itself failed, if it did; `requests` holds what it did before.
+    pub error: Option<String>,
 }
 
 /// Starts `spec` against `target` (inside `network`'s namespace, or in the
@@ -167,21 +183,24 @@ pub fn start(spec: &LoadSpec, target: SocketAddr, network: Option<&Network>, t0:
     if let Err(e) = spec.check() {
         bail!("{e}");
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let done = Arc::new(AtomicU64::new(0));
     let records = Arc::new(Mutex::new(Vec::new()));
+    let ended = Arc::new(Mutex::new(None));
     let job = {
-        let (spec, stop, done, records) = (spec.clone(), stop.clone(), done.clone(), records.clone());
+        let (spec, done, records, ended) = (spec.clone(), done.clone(), records.clone(), ended.clone());
         move || -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the load generator's runtime")?;
-            rt.block_on(generate(spec, target, t0, stop, done, records))
+            let r = rt.block_on(generate(spec, target, t0, stop_rx, done, records));
+            *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            r
         }
     };
     let thread = match network {
         Some(n) => n.spawn("migbench-load", job)?,
         None => std::thread::Builder::new().name("migbench-load".into()).spawn(move || Ok(job())).context("starting the load thread")?,
     };
-    Ok(RunningLoad { t0, stop, done, records, thread: Some(thread) })
+    Ok(RunningLoad { t0, stop, done, records, ended, thread: Some(thread) })
 }
 
 impl RunningLoad {
@@ -209,14 +228,27 @@ impl RunningLoad {
 
     /// Stops sending, waits for the requests in flight (each ends by its timeout),
     /// and returns every request in the order they were meant to go out.
-    pub fn stop(mut self) -> Result<Vec<Request>> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().map_err(|_| anyhow::anyhow!("the load generator panicked"))???;
+    pub fn stop(self) -> Result<Vec<Request>> {
+        let f = self.finish();
+        match f.error {
+            Some(e) => bail!("{e}"),
+            None => Ok(f.requests),
         }
-        let mut records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()));
-        records.sort_by(|a, b| a.intended_ms.total_cmp(&b.intended_ms));
-        Ok(records)
+    }
+
+    /// [`RunningLoad::stop`], keeping what was recorded even when the generator
+    /// failed, and when it ended.
+    pub fn finish(mut self) -> Finished {
+        self.stop.send_replace(true);
+        let error = match self.thread.take().map(|t| t.join()) {
+            None | Some(Ok(Ok(Ok(())))) => None,
+            Some(Ok(Ok(Err(e)) | Err(e))) => Some(format!("the load generator failed: {e:#}")),
+            Some(Err(_)) => Some("the load generator panicked".to_string()),
+        };
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
+        let mut requests = std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()));
+        requests.sort_by(|a, b| a.intended_ms.total_cmp(&b.intended_ms));
+        Finished { requests, ended, error }
     }
 }
 
@@ -228,11 +260,48 @@ fn ms_since(t0: Instant, t: Instant) -> f64 {
 /// later ones are recorded as failed without being sent, so the harness stays bounded.
 const MAX_IN_FLIGHT: u64 = 20_000;
 
+/// How many requests may be in flight: each holds a socket, and the process must
+/// keep descriptors for everything else it does (QMP, /proc, logs).
+fn in_flight_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid out-pointer.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
+    soft.saturating_sub(256).clamp(16, MAX_IN_FLIGHT)
+}
+
+/// Raises this process's open-file limit to its hard limit (usually far above the
+/// 1024 soft default), so a load with many requests in flight has sockets to use.
+pub fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointers; raising the soft limit up to the hard one needs no privilege.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Whether the stop signal came (or the load's owner is gone).
+fn stopped(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Sleeps until `t`, or less if the stop signal comes first; true if it came.
+async fn sleep_or_stop(t: tokio::time::Instant, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    let slept = tokio::select! {
+        _ = tokio::time::sleep_until(t) => true,
+        // An error means the owner is gone: stop too.
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => false,
+    };
+    !slept || stopped(stop)
+}
+
 async fn generate(
     spec: LoadSpec,
     target: SocketAddr,
     t0: Instant,
-    stop: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     done: Arc<AtomicU64>,
     records: Arc<Mutex<Vec<Request>>>,
 ) -> Result<()> {
@@ -246,15 +315,14 @@ async fn generate(
     }
     let client = builder.build().context("building the HTTP client")?;
     let base = format!("http://{target}");
-    let shot = Shot { client, base, spec: spec.clone(), t0, done, records, in_flight: Arc::new(AtomicU64::new(0)) };
+    let shot = Shot { client, base, spec: spec.clone(), t0, done, records, in_flight: Arc::new(AtomicU64::new(0)), max_in_flight: in_flight_limit() };
     match spec.mode {
         Mode::Open { rate } => {
             let mut tasks = tokio::task::JoinSet::new();
             let mut i: u64 = 0;
-            while !stop.load(Ordering::Relaxed) && spec.requests.is_none_or(|n| i < n) {
+            while !stopped(&stop) && spec.requests.is_none_or(|n| i < n) {
                 let intended = t0 + Duration::from_secs_f64(i as f64 / rate);
-                tokio::time::sleep_until(intended.into()).await;
-                if stop.load(Ordering::Relaxed) {
+                if sleep_or_stop(intended.into(), &mut stop).await {
                     break;
                 }
                 let shot = shot.clone();
@@ -269,16 +337,16 @@ async fn generate(
             let issued = Arc::new(AtomicU64::new(0));
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..clients {
-                let (shot, stop, issued, requests) = (shot.clone(), stop.clone(), issued.clone(), spec.requests);
+                let (shot, mut stop, issued, requests) = (shot.clone(), stop.clone(), issued.clone(), spec.requests);
                 tasks.spawn(async move {
                     loop {
                         let i = issued.fetch_add(1, Ordering::Relaxed);
-                        if stop.load(Ordering::Relaxed) || requests.is_some_and(|n| i >= n) {
+                        if stopped(&stop) || requests.is_some_and(|n| i >= n) {
                             break;
                         }
                         shot.fire(i, Instant::now()).await;
-                        if think_ms > 0 {
-                            tokio::time::sleep(Duration::from_millis(think_ms)).await;
+                        if think_ms > 0 && sleep_or_stop(tokio::time::Instant::now() + Duration::from_millis(think_ms), &mut stop).await {
+                            break;
                         }
                     }
                 });
@@ -299,14 +367,15 @@ struct Shot {
     done: Arc<AtomicU64>,
     records: Arc<Mutex<Vec<Request>>>,
     in_flight: Arc<AtomicU64>,
+    max_in_flight: u64,
 }
 
 impl Shot {
     /// Sends request `i` (meant to go out at `intended`) and records how it went.
     async fn fire(&self, i: u64, intended: Instant) {
         let sent = Instant::now();
-        let (status, error) = if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_IN_FLIGHT {
-            (None, Some(format!("not sent: {MAX_IN_FLIGHT} requests in flight")))
+        let (status, error) = if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
+            (None, Some(format!("not sent: {} requests in flight", self.max_in_flight)))
         } else {
             self.send(i).await
         };
@@ -386,7 +455,8 @@ mod tests {
         for m in ["open:2.5", "closed:3", "closed:2:25"] {
             assert_eq!(m.parse::<Mode>().unwrap().to_string(), m);
         }
-        assert!("open:0".parse::<Mode>().unwrap_err().contains("above 0"));
+        assert!("open:0".parse::<Mode>().unwrap_err().contains("0.1 to"));
+        assert!("open:1e-300".parse::<Mode>().unwrap_err().contains("0.1 to"));
         assert!("closed:0".parse::<Mode>().unwrap_err().contains("1 to 1024"));
         assert!("closed:1:x".parse::<Mode>().unwrap_err().contains("think time"));
         assert!("burst:5".parse::<Mode>().unwrap_err().contains("open:RATE"));
@@ -492,6 +562,35 @@ mod tests {
         let spec = LoadSpec { requests: Some(2), timeout_ms: 200, ..spec };
         let recs = start(&spec, silent.local_addr().unwrap(), None, Instant::now()).unwrap().wait().unwrap();
         assert!(recs.iter().all(|r| r.error.as_deref() == Some("timeout") && r.latency_ms() >= 200.0), "{recs:?}");
+    }
+
+    #[test]
+    fn a_stop_does_not_wait_for_the_next_slot_or_think_time() {
+        let addr = server(Duration::from_millis(0));
+        for mode in [Mode::Open { rate: 0.1 }, Mode::Closed { clients: 2, think_ms: 60_000 }] {
+            let spec = LoadSpec { mode, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 1000, requests: None };
+            let load = start(&spec, addr, None, Instant::now()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let asked = Instant::now();
+            let f = load.finish();
+            // The next request is 10 s (or 60 s of thinking) away; the stop must not wait for it.
+            assert!(asked.elapsed() < Duration::from_secs(3), "{mode}: stopping took {:?}", asked.elapsed());
+            assert!(f.error.is_none() && !f.requests.is_empty() && f.requests.iter().all(|r| r.ok()), "{mode}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn a_bounded_load_ends_when_its_last_request_does() {
+        let addr = server(Duration::from_millis(0));
+        let spec = LoadSpec { mode: Mode::Open { rate: 100.0 }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 1000, requests: Some(5) };
+        let t0 = Instant::now();
+        let load = start(&spec, addr, None, t0).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let f = load.finish();
+        let last_done = f.requests.iter().map(|r| r.done_ms).fold(0.0, f64::max);
+        let ended_ms = (f.ended - t0).as_secs_f64() * 1000.0;
+        // Its own end (about 40 ms in), not the stop at 500 ms.
+        assert!(ended_ms >= last_done && ended_ms < 300.0, "ended {ended_ms} ms, last request done {last_done} ms");
     }
 
     #[test]

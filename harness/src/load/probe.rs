@@ -114,7 +114,15 @@ pub fn start(target: SocketAddr, hz: u32, network: Option<&Network>, t0: Instant
                 }
             }
             echoes
-        })?
+        })
+    };
+    let receiver = match receiver {
+        Ok(r) => r,
+        Err(e) => {
+            // The sender is running already: stop it, or it would probe forever.
+            stop.store(true, Ordering::Relaxed);
+            return Err(e).context("starting the probe's receiver thread");
+        }
     };
     Ok(RunningProbe { hz, stop, sender: Some(sender), receiver: Some(receiver) })
 }

@@ -23,7 +23,8 @@ pub struct ServiceRecord {
     pub window: Window,
     /// Source `STOP` → destination `RESUME`, on the same clock.
     pub switchover: Option<(f64, f64)>,
-    /// How long the load ran, ms.
+    /// When the load's last request finished, ms (for a bounded load, possibly
+    /// long before the run ended).
     pub end_ms: f64,
     pub client: ClientView,
     pub probe: Option<ProbeSummary>,
@@ -38,6 +39,10 @@ pub struct ServiceRecord {
     /// Why a bounded load (`requests`) ended before all its requests were sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// What went wrong in the load generator or the probe themselves (their
+    /// results up to then are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Waits until the guest answers `GET /health` (its server is up and the bridge
@@ -102,18 +107,43 @@ impl Running {
         self.load.finished()
     }
 
-    /// Stops both and summarises them against the migration in `m`.
-    pub fn finish(self, m: &Measurement) -> Result<(ServiceRecord, Vec<Request>)> {
+    /// Stops both and summarises them against the migration in `m`. A failure of
+    /// either is noted in the record; what they measured until then is kept.
+    pub fn finish(self, m: &Measurement) -> (ServiceRecord, Vec<Request>) {
         let Running { t0, spec, target, load, probe } = self;
         let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
-        let probe = probe.map(RunningProbe::stop).transpose()?;
-        let requests = load.stop()?;
-        let end_ms = ms(Instant::now());
+        let mut errors = Vec::new();
+        let probe = probe.and_then(|p| match p.stop() {
+            Ok(log) => Some(log),
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                None
+            }
+        });
+        let probe_end_ms = ms(Instant::now());
+        let finished = load.finish();
+        errors.extend(finished.error);
+        let end_ms = ms(finished.ended);
+        let requests = finished.requests;
         let (window, switchover) = migration_window(m, t0).unwrap_or((Window { from_ms: end_ms, to_ms: end_ms }, None));
         let client = timeline::summarise(&requests, window, switchover, end_ms);
-        let probe = probe.map(|p| p.summarise((window.from_ms, window.to_ms), switchover, end_ms));
-        let rec = ServiceRecord { load: spec, target: target.to_string(), window, switchover, end_ms, client, probe, requests_csv: None, latency_svg: None, latency_log: None, stopped_early: None };
-        Ok((rec, requests))
+        let probe = probe.map(|p| p.summarise((window.from_ms, window.to_ms), switchover, probe_end_ms));
+        let error = (!errors.is_empty()).then(|| errors.join("; "));
+        let rec = ServiceRecord {
+            load: spec,
+            target: target.to_string(),
+            window,
+            switchover,
+            end_ms,
+            client,
+            probe,
+            requests_csv: None,
+            latency_svg: None,
+            latency_log: None,
+            stopped_early: None,
+            error,
+        };
+        (rec, requests)
     }
 }
 

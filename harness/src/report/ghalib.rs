@@ -73,7 +73,13 @@ fn verdicts(runs: &[(&RunRecord, &ServiceRecord)]) -> Vec<String> {
     let within = |a: Option<f64>, b: Option<f64>, factor: f64| matches!((a, b), (Some(a), Some(b)) if a <= factor * b.max(1.0));
     let typical_back = runs.iter().filter(|(_, s)| within(s.client.after.p50_ms, s.client.before.p50_ms, 1.5)).count();
     let tail_back = runs.iter().filter(|(_, s)| within(s.client.after.p99_ms, s.client.before.p99_ms, 2.0)).count();
-    let answered_after = runs.iter().filter(|(_, s)| s.client.after.ok > 0).count();
+    // Only a guest that really moved can show it kept its address.
+    let did_move = |r: &RunRecord| {
+        let m = &r.migration.measurement;
+        m.outcome == crate::migration::Outcome::Completed && m.health.runs_on == "destination"
+    };
+    let moved = runs.iter().filter(|(r, _)| did_move(r)).count();
+    let answered_after = runs.iter().filter(|(r, s)| did_move(r) && s.client.after.ok > 0).count();
     let failed: u64 = runs.iter().map(|(_, s)| s.client.failed).sum();
     let worst = |conn: Connection| {
         runs.iter().filter(|(_, s)| s.load.connection == conn).filter_map(|(_, s)| s.client.during.max_ms).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
@@ -92,7 +98,7 @@ fn verdicts(runs: &[(&RunRecord, &ServiceRecord)]) -> Vec<String> {
             "Back to normal afterwards (paper: same as before): typical latency (p50) within 1.5× of `before` in {typical_back} of {n} runs; \
              the tail (p99) within 2× in {tail_back} of {n}. The first requests after the switchover are slow while the guest catches up."
         ),
-        format!("Keeps its IP address (paper: yes): {answered_after} of {n} runs were answered at the same address after the move."),
+        format!("Keeps its IP address (paper: yes): {answered_after} of the {moved} runs whose guest moved were answered at the same address after the move."),
         format!(
             "Transparent to the user (paper: yes): {failed} requests failed in all. The longest time without an answer was {service_down:.0} ms \
              while QEMU reported at most {qemu_down:.0} ms of downtime: a client sees the whole path (bridge learning, \
