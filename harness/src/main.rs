@@ -61,6 +61,27 @@ enum Cmd {
     Run(RunArgs),
     /// Join the results of several shards (directories or results.jsonl files) into one directory.
     Merge(MergeArgs),
+    /// The load-balancing policy engine (Chandak et al.): which VM to migrate, and where, for a cluster state.
+    Balance(BalanceArgs),
+}
+
+#[derive(Args)]
+struct BalanceArgs {
+    /// Decide from a cluster state file instead of a live cluster (the live mode is not built yet).
+    #[arg(long)]
+    dry_run: bool,
+    /// The cluster state: {"hosts":[{"name":"Host 1","cpu":42.4,"cores":4,"vms":[{"name":"S1","cpu":46.5}, …]}, …]}.
+    #[arg(long, value_name = "FILE.json")]
+    state: Option<PathBuf>,
+    /// paper (the five phases only), guarded (vetoes and cooldown), cost-aware, lightest, min-stddev.
+    #[arg(long, default_value = "guarded")]
+    rule: migbench::rank::balance::Rule,
+    /// A move must lower σ of host CPU by at least this many points (all rules but paper).
+    #[arg(long, default_value_t = 1.0)]
+    margin: f64,
+    /// Run the state through every rule and print a comparison table.
+    #[arg(long)]
+    compare_rules: bool,
 }
 
 #[derive(Args)]
@@ -410,6 +431,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             print_sweep(&profile, &outcome, opts.reuse)
         }
+        Cmd::Balance(a) => balance(&a),
         Cmd::Merge(a) => {
             let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
             println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
@@ -426,6 +448,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
     Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
+}
+
+/// `migbench balance --dry-run --state FILE.json`: the decision as JSON, or with
+/// `--compare-rules` a table of every rule's choice.
+fn balance(a: &BalanceArgs) -> Result<ExitCode> {
+    use migbench::rank::balance::{self, ClusterState, Options, Rule};
+    let Some(path) = a.state.as_ref().filter(|_| a.dry_run) else {
+        anyhow::bail!(
+            "balance needs --dry-run --state FILE.json: it decides for a cluster state read from a file \
+             (e.g. --dry-run --state profiles/chandak/table1.json). The live cluster mode is not built yet."
+        );
+    };
+    if !(a.margin.is_finite() && a.margin >= 0.0) {
+        anyhow::bail!("--margin {}: give points of σ of host CPU, 0 or more (e.g. 1)", a.margin);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the cluster state {}", path.display()))?;
+    let state: ClusterState = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("cluster state {}: {e} (expected {{\"hosts\":[{{\"name\":…,\"cpu\":…,\"vms\":[{{\"name\":…,\"cpu\":…}}]}}]}})", path.display())
+    })?;
+    if !a.compare_rules {
+        let d = balance::decide(&state, &Options { rule: a.rule, margin: a.margin }).map_err(|e| anyhow::anyhow!("cluster state {}: {e}", path.display()))?;
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut decisions = Vec::new();
+    for rule in Rule::ALL {
+        decisions.push(balance::decide(&state, &Options { rule, margin: a.margin }).map_err(|e| anyhow::anyhow!("cluster state {}: {e}", path.display()))?);
+    }
+    println!("{}", report::balance_rules_table(&decisions));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The load generator's capacity beside wrk and oha, 32 connections each.

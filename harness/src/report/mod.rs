@@ -153,6 +153,22 @@ pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[cr
     })
 }
 
+/// The same cluster state through every balancing rule (`balance --compare-rules`).
+pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["rule", "migration", "σ of host CPU before → after", "predicted migration s", "why"]);
+    for d in decisions {
+        b.push_record([
+            d.rule.to_string(),
+            d.migration.as_ref().map(|m| format!("{}: {} → {}", m.vm, m.from, m.to)).unwrap_or_else(|| "none".into()),
+            format!("{:.2} → {:.2}", d.stddev_before, d.stddev_after),
+            d.predicted_migration_s.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into()),
+            d.reason.clone(),
+        ]);
+    }
+    b.build().with(Style::markdown()).to_string()
+}
+
 /// The load generator's capacity beside other tools (`bench`).
 pub fn capacity_table(figs: &[crate::load::capacity::Figure]) -> String {
     let mut b = tabled::builder::Builder::default();

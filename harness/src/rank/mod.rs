@@ -3,6 +3,8 @@
 //! downtime. A *tie* is decided statistically: two VMs tie on a figure when the 95 %
 //! confidence intervals of their means overlap, not when the means are equal.
 
+pub mod balance;
+
 use crate::experiment::stats::Stats;
 use serde::Serialize;
 
