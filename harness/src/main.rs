@@ -63,6 +63,30 @@ enum Cmd {
     Merge(MergeArgs),
     /// The load-balancing policy engine (Chandak et al.): which VM to migrate, and where, for a cluster state.
     Balance(BalanceArgs),
+    /// Which VM to migrate: rank a profile's cells (candidate VMs) by measured or predicted cost.
+    Rank(RankArgs),
+}
+
+#[derive(Args)]
+struct RankArgs {
+    /// A results directory (or results.jsonl) to rank, or a profile: then each cell's guest is
+    /// booted and its dirty rate measured, and the model predicts its migration (nothing migrates).
+    source: String,
+    /// time (the papers' rule: total time, then downtime), bytes, service-downtime, slowdown.
+    #[arg(long, default_value = "time")]
+    objective: migbench::rank::vms::Objective,
+    /// With a profile: also migrate every cell (a sweep that measures the dirty rate first) and
+    /// print predicted against measured: errors and Kendall's tau.
+    #[arg(long)]
+    validate: bool,
+    /// Seconds of calc-dirty-rate per candidate (profiles without their own dirty_rate_s).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    dirty_rate_seconds: f64,
+    /// Where a --validate sweep writes its results (default reports/<profile>-validate).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    sweep: SweepArgs,
 }
 
 #[derive(Args)]
@@ -432,6 +456,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_sweep(&profile, &outcome, opts.reuse)
         }
         Cmd::Balance(a) => balance(&a),
+        Cmd::Rank(a) => rank(&cli.image, &a).await,
         Cmd::Merge(a) => {
             let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
             println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
@@ -448,6 +473,61 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
     Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
+}
+
+/// `migbench rank SOURCE`: a measured ranking from results, a predicted one from a
+/// profile's guests, or (`--validate`) both with the model's errors.
+async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
+    use migbench::rank::vms;
+    let path = PathBuf::from(&a.source);
+    let results = if path.is_dir() { path.join("results.jsonl") } else { path.clone() };
+    if results.extension().is_some_and(|e| e == "jsonl") || path.is_dir() {
+        if a.validate {
+            anyhow::bail!("--validate takes a profile (it migrates every cell); {} is a results file: rank it without --validate", a.source);
+        }
+        if !results.exists() {
+            anyhow::bail!("{} does not exist: give a results directory, a results.jsonl, or a profile", results.display());
+        }
+        let records: Vec<sweep::RunRecord> = experiment::results::read_results(&results)?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        if records.is_empty() {
+            anyhow::bail!("{} holds no run records of a profile: rank the results of `migbench run`", results.display());
+        }
+        let rows = vms::rows(&records);
+        println!("{}", report::rank_table(&rows, &vms::rank(&rows, a.objective)));
+        if let Some(v) = vms::validate(&rows) {
+            println!("\n{}", report::validation_lines(&v));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut profile = Profile::resolve(&a.source)?;
+    if !(a.dirty_rate_seconds.is_finite() && (0.1..=60.0).contains(&a.dirty_rate_seconds)) {
+        anyhow::bail!("--dirty-rate-seconds {}: give 0.1 to 60", a.dirty_rate_seconds);
+    }
+    if profile.dirty_rate_s == 0.0 {
+        profile.dirty_rate_s = a.dirty_rate_seconds;
+    }
+    let p = prepare(image).await?;
+    let env = environment(&p, a.sweep.accel).await?;
+    if a.validate {
+        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-validate", profile.name)));
+        let opts = sweep_options(&a.sweep, out, false, Shard::default())?;
+        let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+        let records = sweep::run_records(&experiment::results::read_results(&outcome.results)?, &profile);
+        let rows = vms::rows(&records);
+        println!("{}", report::rank_table(&rows, &vms::rank(&rows, a.objective)));
+        match vms::validate(&rows) {
+            Some(v) => println!("\n{}", report::validation_lines(&v)),
+            None => println!("\nNo candidate has both a prediction and a measured total time to compare."),
+        }
+        eprintln!("migbench: results in {}", outcome.results.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let predicted = vms::predict_cells(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, a.sweep.quiet).await?;
+    println!("{}", report::predicted_table(&predicted));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `migbench balance --dry-run --state FILE.json`: the decision as JSON, or with

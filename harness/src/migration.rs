@@ -528,6 +528,12 @@ pub struct Measurement {
     /// The clients' view in full: latency per phase, failures, the fine probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<crate::load::service::ServiceRecord>,
+    /// The guest's dirty rate measured by QEMU before migrating (`calc-dirty-rate`;
+    /// profiles with `dirty_rate_s`), or why it could not be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_rate_before: Option<crate::machine::dirty_rate::DirtyRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_rate_error: Option<String>,
     /// When `migrate` was sent and when the driver finished, on the harness's
     /// clock: to place the migration on other clocks (the load's). Not recorded.
     #[serde(skip)]
@@ -567,6 +573,8 @@ impl Measurement {
             service_downtime_ms: None,
             brownout_ms: None,
             service: None,
+            dirty_rate_before: None,
+            dirty_rate_error: None,
             started_at: None,
             ended_at: None,
         }

@@ -256,6 +256,10 @@ struct ProfileFile {
     /// The `after` phase: a window measured once the guest runs on its new host.
     #[serde(default = "one_second")]
     after_s: f64,
+    /// Seconds of QEMU's `calc-dirty-rate` before each migration (0 = not measured):
+    /// the input of predicted rankings (`migbench rank`).
+    #[serde(default)]
+    dirty_rate_s: f64,
     /// The published result this profile reproduces: its report section puts the
     /// paper's numbers beside ours.
     #[serde(default)]
@@ -300,6 +304,7 @@ pub struct Profile {
     pub warmup_s: f64,
     pub before_s: f64,
     pub after_s: f64,
+    pub dirty_rate_s: f64,
     pub reproduces: Option<Reproduction>,
     pub cells: Vec<Cell>,
     /// The variables the matrix varies (used to label cells).
@@ -342,6 +347,9 @@ impl Profile {
         if file.repetitions == 0 {
             return Err(bad("repetitions = 0: run each cell at least once".into()));
         }
+        if file.dirty_rate_s != 0.0 && !(file.dirty_rate_s.is_finite() && (0.1..=60.0).contains(&file.dirty_rate_s)) {
+            return Err(bad(format!("dirty_rate_s = {}: give 0.1 to 60 seconds, or 0 to skip the measurement", file.dirty_rate_s)));
+        }
         for (key, v) in [("warmup_s", file.warmup_s), ("before_s", file.before_s), ("after_s", file.after_s)] {
             if !(v.is_finite() && (0.0..=crate::migration::MAX_SECONDS).contains(&v)) {
                 return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::MAX_SECONDS)));
@@ -365,6 +373,7 @@ impl Profile {
             warmup_s: file.warmup_s,
             before_s: file.before_s,
             after_s: file.after_s,
+            dirty_rate_s: file.dirty_rate_s,
             reproduces: file.reproduces,
             varied: varied(&file.matrix),
             cells,

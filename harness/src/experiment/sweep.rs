@@ -257,6 +257,12 @@ async fn one_run(
         (Some(_), _, _) => bail!("this cell has a load but its guest has no network (a bug: the sweep makes one for guests serving HTTP)"),
         _ => None,
     };
+    // The dirty rate under the same conditions the migration meets (the load, if any, runs).
+    let dirty = if profile.dirty_rate_s > 0.0 {
+        Some(crate::machine::dirty_rate::measure(&l.machine, profile.dirty_rate_s).await.map_err(|e| format!("{e:#}")))
+    } else {
+        None
+    };
     let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
@@ -267,6 +273,11 @@ async fn one_run(
     };
     let mut m = migration::drive_observed(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show).await?;
     m.cpu_percent.before = cpu_before;
+    match dirty {
+        Some(Ok(d)) => m.dirty_rate_before = Some(d),
+        Some(Err(e)) => m.dirty_rate_error = Some(e),
+        None => {}
+    }
     m.balloon = r.cell.balloon_mib.map(|_| balloon);
     let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
     let (cpu_after, rate_after) = if m.health.healthy { measure_window(here, profile.after_s).await } else { (None, None) };

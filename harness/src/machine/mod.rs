@@ -5,6 +5,7 @@
 //! SIGKILL from the kernel if the harness itself is SIGKILLed (PR_SET_PDEATHSIG).
 
 pub mod cgroup;
+pub mod dirty_rate;
 pub mod usage;
 
 use crate::guest::channel::Ready;

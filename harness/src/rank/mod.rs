@@ -4,6 +4,7 @@
 //! confidence intervals of their means overlap, not when the means are equal.
 
 pub mod balance;
+pub mod vms;
 
 use crate::experiment::stats::Stats;
 use serde::Serialize;
@@ -44,33 +45,49 @@ pub fn overlap(a: &Stats, b: &Stats) -> bool {
 /// total-time interval overlaps the group's first (so a group never spans two VMs
 /// that differ clearly). Inside a group the one with less mean downtime goes first.
 pub fn by_migration_time_then_downtime(candidates: &[Candidate]) -> Vec<Ranked> {
-    let mut order: Vec<&Candidate> = candidates.iter().collect();
-    order.sort_by(|a, b| a.total_time_ms.mean.total_cmp(&b.total_time_ms.mean).then_with(|| a.name.cmp(&b.name)));
+    let pairs: Vec<(String, Stats, Stats)> = candidates.iter().map(|c| (c.name.clone(), c.total_time_ms, c.downtime_ms)).collect();
+    by_metric_then_tiebreak(&pairs, Metric { name: "total time", unit: "ms", decimals: 0 }, Metric { name: "downtime", unit: "ms", decimals: 1 })
+}
+
+/// How a figure is named and shown in a ranking's reasons.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub decimals: usize,
+}
+
+/// The same rule for any pair of figures, less is better: (name, primary, tie-breaker).
+pub fn by_metric_then_tiebreak(candidates: &[(String, Stats, Stats)], primary: Metric, secondary: Metric) -> Vec<Ranked> {
+    let mut order: Vec<&(String, Stats, Stats)> = candidates.iter().collect();
+    order.sort_by(|a, b| a.1.mean.total_cmp(&b.1.mean).then_with(|| a.0.cmp(&b.0)));
+    let show = |m: Metric, v: f64| format!("{v:.*} {}", m.decimals, m.unit);
     let mut out = Vec::new();
     let mut i = 0;
     while i < order.len() {
         let lead = order[i];
-        let mut group: Vec<&Candidate> =
-            order[i..].iter().copied().take_while(|c| overlap(&c.total_time_ms, &lead.total_time_ms)).collect();
+        let mut group: Vec<&(String, Stats, Stats)> = order[i..].iter().copied().take_while(|c| overlap(&c.1, &lead.1)).collect();
         i += group.len();
-        group.sort_by(|a, b| a.downtime_ms.mean.total_cmp(&b.downtime_ms.mean).then_with(|| a.name.cmp(&b.name)));
-        let names: Vec<String> = group.iter().map(|c| c.name.clone()).collect();
+        group.sort_by(|a, b| a.2.mean.total_cmp(&b.2.mean).then_with(|| a.0.cmp(&b.0)));
+        let names: Vec<String> = group.iter().map(|c| c.0.clone()).collect();
         for (k, c) in group.iter().enumerate() {
-            let others: Vec<String> = names.iter().filter(|n| **n != c.name).cloned().collect();
+            let others: Vec<String> = names.iter().filter(|n| **n != c.0).cloned().collect();
             let reason = if others.is_empty() {
-                format!("total time {:.0} ms, clearly apart from the others", c.total_time_ms.mean)
+                format!("{} {}, clearly apart from the others", primary.name, show(primary, c.1.mean))
             } else {
-                let downtime_tie = group.iter().any(|o| o.name != c.name && overlap(&o.downtime_ms, &c.downtime_ms));
+                let second_tie = group.iter().any(|o| o.0 != c.0 && overlap(&o.2, &c.2));
                 format!(
-                    "total time {:.0} ms ties with {} (95 % CIs overlap); {} downtime ({:.1} ms){}",
-                    c.total_time_ms.mean,
+                    "{} {} ties with {} (95 % CIs overlap); {} {} ({}){}",
+                    primary.name,
+                    show(primary, c.1.mean),
                     others.join(", "),
                     if k == 0 { "least" } else { "more" },
-                    c.downtime_ms.mean,
-                    if downtime_tie { ", though the downtimes overlap too: a coin toss on these runs" } else { "" }
+                    secondary.name,
+                    show(secondary, c.2.mean),
+                    if second_tie { format!(", though the {}s overlap too: a coin toss on these runs", secondary.name) } else { String::new() }
                 )
             };
-            out.push(Ranked { position: out.len() + 1, name: c.name.clone(), tied_on_time_with: others, reason });
+            out.push(Ranked { position: out.len() + 1, name: c.0.clone(), tied_on_time_with: others, reason });
         }
     }
     out

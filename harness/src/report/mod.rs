@@ -153,6 +153,84 @@ pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[cr
     })
 }
 
+/// A measured ranking (`migbench rank`), with the model's prediction beside each VM.
+pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::Ranking) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record([
+        "place", "vm", "runs", "total_time_ms", "downtime_ms", "transferred_mib", "service_downtime_ms", "slowdown_pct", "dirty_mib_s", "predicted_total_s", "why",
+    ]);
+    let s = |v: &Option<crate::experiment::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let mut push = |place: String, r: &crate::rank::vms::VmRow, why: &str| {
+        let predicted = match &r.predicted {
+            Some(p) if p.converges => p.total_s.map(|t| format!("{t:.1}")).unwrap_or_else(|| "-".into()),
+            Some(_) => "never converges".into(),
+            None => "-".into(),
+        };
+        b.push_record([
+            place,
+            r.label.clone(),
+            format!("{} ({} completed)", r.runs, r.completed),
+            s(&r.total_time_ms, 0),
+            s(&r.downtime_ms, 1),
+            s(&r.transferred_mib, 1),
+            s(&r.service_downtime_ms, 1),
+            s(&r.slowdown_percent, 1),
+            r.dirty_rate_mib_s.map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into()),
+            predicted,
+            why.to_string(),
+        ]);
+    };
+    for (i, k) in &ranking.ranked {
+        push(k.position.to_string(), &rows[*i], &k.reason);
+    }
+    for (i, why) in &ranking.unranked {
+        push("-".into(), &rows[*i], why);
+    }
+    format!("Ranking by {} (1 = migrate first)\n\n{}", ranking.objective, b.build().with(Style::markdown()))
+}
+
+/// The model's total time against the measured one.
+pub fn validation_lines(v: &crate::rank::vms::Validation) -> String {
+    let mut out = format!(
+        "Predicted vs measured total time over {} VMs: median error {:+.0} %, worst {:+.0} % ({}); Kendall's tau {}",
+        v.compared,
+        v.median_error_percent,
+        v.worst_error_percent,
+        v.worst,
+        v.kendall_tau.map(|t| format!("{t:.2}")).unwrap_or_else(|| "- (too few VMs)".into())
+    );
+    out += &format!("\nConvergence: the model and the runs agree on {} VMs", v.convergence_agreements);
+    for (label, predicted, completed) in &v.convergence_disagreements {
+        out += &format!(
+            "\n{label}: the model says it {}, but {}",
+            if *predicted { "converges" } else { "never converges" },
+            if *completed { "a run completed" } else { "no run completed" }
+        );
+    }
+    out
+}
+
+/// A predicted ranking (`migbench rank PROFILE`): nothing migrated.
+pub fn predicted_table(vms: &[crate::rank::vms::PredictedVm]) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["place", "vm", "dirty_mib_s", "mode", "predicted_total_s", "predicted_downtime_ms", "rounds", "converges", "why"]);
+    for (i, v) in vms.iter().enumerate() {
+        let p = v.prediction.as_ref();
+        b.push_record([
+            (i + 1).to_string(),
+            v.label.clone(),
+            v.dirty_rate.as_ref().map(|d| format!("{:.1}", d.mib_per_s)).unwrap_or_else(|| "-".into()),
+            v.dirty_rate.as_ref().map(|d| d.mode.clone()).unwrap_or_else(|| "-".into()),
+            p.and_then(|p| p.total_s).map(|t| format!("{t:.2}")).unwrap_or_else(|| "-".into()),
+            p.and_then(|p| p.downtime_s).map(|t| format!("{:.1}", t * 1000.0)).unwrap_or_else(|| "-".into()),
+            p.map(|p| p.rounds.to_string()).unwrap_or_else(|| "-".into()),
+            p.map(|p| if p.converges { "yes" } else { "NO" }.to_string()).unwrap_or_else(|| "-".into()),
+            p.map(|p| p.reason.clone()).or_else(|| v.error.clone()).unwrap_or_default(),
+        ]);
+    }
+    format!("Predicted ranking (nothing migrated; 1 = migrate first)\n\n{}", b.build().with(Style::markdown()))
+}
+
 /// The same cluster state through every balancing rule (`balance --compare-rules`).
 pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> String {
     let mut b = tabled::builder::Builder::default();

@@ -1,0 +1,411 @@
+//! `migbench rank`: which VM to migrate, from measured migrations (a results file)
+//! and from the cost model (`crate::predict`) fed with each VM's dirty rate as QEMU
+//! measured it before migrating. Each cell of a profile is one candidate VM.
+
+use super::{Metric, Ranked, by_metric_then_tiebreak};
+use crate::experiment::stats::Stats;
+use crate::experiment::sweep::RunRecord;
+use crate::machine::GuestSpec;
+use crate::migration::{Outcome, Scenario, Strategy};
+use crate::predict::{self, LinkProfile, Prediction, VmProfile};
+use serde::Serialize;
+use std::fmt;
+
+/// What "cheapest to migrate" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// The papers' rule: least total migration time, ties (overlapping 95 % CIs) broken by less downtime.
+    #[default]
+    Time,
+    /// Fewest bytes sent, ties broken by total time.
+    Bytes,
+    /// Shortest time without an answer at the guest's HTTP clients, ties broken by total time.
+    ServiceDowntime,
+    /// Least slowdown of the guest's own work during the migration, ties broken by total time.
+    Slowdown,
+}
+
+impl Objective {
+    pub const ALL: [Objective; 4] = [Objective::Time, Objective::Bytes, Objective::ServiceDowntime, Objective::Slowdown];
+}
+
+impl fmt::Display for Objective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Objective::Time => "time",
+            Objective::Bytes => "bytes",
+            Objective::ServiceDowntime => "service-downtime",
+            Objective::Slowdown => "slowdown",
+        })
+    }
+}
+
+impl std::str::FromStr for Objective {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Objective, String> {
+        Objective::ALL
+            .into_iter()
+            .find(|o| o.to_string() == s)
+            .ok_or_else(|| format!("objective {s:?} is not one of time, bytes, service-downtime, slowdown"))
+    }
+}
+
+/// One candidate VM: a cell's runs summarised, and the model's prediction for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmRow {
+    pub label: String,
+    pub runs: usize,
+    pub completed: usize,
+    pub total_time_ms: Option<Stats>,
+    pub downtime_ms: Option<Stats>,
+    pub transferred_mib: Option<Stats>,
+    pub service_downtime_ms: Option<Stats>,
+    pub slowdown_percent: Option<Stats>,
+    /// Mean of the dirty rates QEMU measured before each migration, MiB/s.
+    pub dirty_rate_mib_s: Option<f64>,
+    pub predicted: Option<Prediction>,
+    pub outcomes: Vec<String>,
+}
+
+/// The model's inputs for a guest and scenario. The first round is taken as all of
+/// RAM (the model's worst case: QEMU sends zero pages almost free, so a mostly
+/// empty guest moves faster than predicted); the device state as 1 MiB.
+pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64) -> Prediction {
+    let vm = VmProfile { ram_bytes: guest.ram_mib as u64 * 1024 * 1024, first_round_bytes: None, dirty_rate_bytes_per_s: dirty_bytes_per_s, wws_bytes: None };
+    let link = LinkProfile {
+        bytes_per_s: scenario.link.max_bandwidth() as f64,
+        downtime_limit_s: scenario.downtime_limit_ms as f64 / 1000.0,
+        setup_s: 0.0,
+        device_state_bytes: 1 << 20,
+        max_rounds: 1000,
+    };
+    let mut p = match scenario.strategy {
+        Strategy::Postcopy | Strategy::Hybrid => predict::postcopy(&vm, &link),
+        _ => predict::precopy(&vm, &link),
+    };
+    // A pre-copy longer than the scenario's time limit is cancelled: it does not converge in practice.
+    if let Some(t) = p.total_s.filter(|t| *t > scenario.timeout_s) {
+        p.converges = false;
+        p.reason = format!("{} — but that takes {t:.1} s, past the {:.0} s time limit, so it would be cancelled", p.reason, scenario.timeout_s);
+        p.total_s = None;
+        p.downtime_s = None;
+    }
+    p
+}
+
+/// The candidates in `records`, one per (profile, cell), in the order first seen,
+/// labelled by the cell variables that differ between them.
+pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in records {
+        let k = (r.run.profile.clone(), r.run.cell_key.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let cells: Vec<serde_json::Value> =
+        keys.iter().filter_map(|k| records.iter().find(|r| (&r.run.profile, &r.run.cell_key) == (&k.0, &k.1))).map(|r| serde_json::to_value(&r.run.cell).unwrap_or_default()).collect();
+    // The variables whose values differ across the candidates name them.
+    let varied: Vec<String> = cells
+        .first()
+        .and_then(|c| c.as_object())
+        .map(|o| o.keys().filter(|k| cells.iter().any(|c| c.get(k.as_str()) != o.get(k.as_str()))).cloned().collect())
+        .unwrap_or_default();
+    let profiles = keys.iter().map(|k| &k.0).collect::<std::collections::BTreeSet<_>>().len();
+    keys.iter()
+        .zip(&cells)
+        .map(|(k, cell)| {
+            let runs: Vec<&RunRecord> = records.iter().filter(|r| (&r.run.profile, &r.run.cell_key) == (&k.0, &k.1)).collect();
+            let mut label: Vec<String> = varied.iter().map(|v| format!("{v}={}", show(&cell[v.as_str()]))).collect();
+            if profiles > 1 {
+                label.insert(0, k.0.clone());
+            }
+            if label.is_empty() {
+                label.push(k.1.clone());
+            }
+            row(label.join(" "), &runs)
+        })
+        .collect()
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        other => other.to_string(),
+    }
+}
+
+fn row(label: String, runs: &[&RunRecord]) -> VmRow {
+    let done: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.migration.measurement.outcome == Outcome::Completed).collect();
+    let col = |f: &dyn Fn(&RunRecord) -> Option<f64>| Stats::of(&done.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+    let rates: Vec<f64> = runs.iter().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
+    let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    let predicted = dirty.map(|d| predict_for(&runs[0].migration.guest, &runs[0].migration.scenario, d));
+    let mut outcomes: Vec<String> = runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
+    outcomes.sort();
+    outcomes.dedup();
+    VmRow {
+        label,
+        runs: runs.len(),
+        completed: done.len(),
+        total_time_ms: col(&|r| r.migration.measurement.total_time_ms),
+        downtime_ms: col(&|r| r.migration.measurement.downtime_ms),
+        transferred_mib: col(&|r| r.migration.measurement.transferred_bytes.map(|b| b as f64 / 1048576.0)),
+        service_downtime_ms: col(&|r| r.migration.measurement.service_downtime_ms),
+        slowdown_percent: col(&|r| r.migration.measurement.workload_rate.as_ref().and_then(|w| w.slowdown_percent)),
+        dirty_rate_mib_s: dirty.map(|d| d / 1048576.0),
+        predicted,
+        outcomes,
+    }
+}
+
+/// One candidate ranked without migrating it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictedVm {
+    pub label: String,
+    pub dirty_rate: Option<crate::machine::dirty_rate::DirtyRate>,
+    /// Why the dirty rate could not be measured.
+    pub error: Option<String>,
+    pub prediction: Option<Prediction>,
+}
+
+/// Boots each cell's guest (one boot per RAM/vCPUs/workload, as a sweep does), lets it
+/// run `warmup_s`, measures its dirty rate for the profile's `dirty_rate_s` and
+/// predicts each cell's migration. Nothing is migrated. Sorted: converging ones by
+/// predicted total time, then those that would not converge.
+pub async fn predict_cells(
+    platform: &crate::setup::Platform,
+    env: &crate::setup::Environment,
+    profile: &crate::experiment::profile::Profile,
+    boot_timeout: std::time::Duration,
+    quiet: bool,
+) -> anyhow::Result<Vec<PredictedVm>> {
+    use crate::machine::{Machine, RunDir};
+    let run = RunDir::new()?;
+    let network = if profile.cells.iter().any(|c| c.guest(env.accel).net.is_some()) { Some(crate::network::Network::create()?) } else { None };
+    let mut out = Vec::new();
+    let mut live: Option<((u32, u32, String), Machine)> = None;
+    for (i, cell) in profile.cells.iter().enumerate() {
+        let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
+        if !quiet {
+            eprintln!("migbench: measuring the dirty rate of {label}");
+        }
+        if live.as_ref().is_some_and(|(k, _)| *k != cell.boot_key()) {
+            if let Some((_, m)) = live.take() {
+                m.quit().await;
+            }
+        }
+        if live.is_none() {
+            let name = format!("p{i}");
+            let (m, _) = Machine::boot_in(&platform.qemu, &platform.image, cell.guest(env.accel), &run.machine_dir(&name)?, &name, boot_timeout, network.as_ref()).await?;
+            if profile.warmup_s > 0.0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(profile.warmup_s)).await;
+            }
+            live = Some((cell.boot_key(), m));
+        }
+        let (_, m) = live.as_mut().expect("booted above");
+        m.set_cpu_limits(cell.cap_percent, cell.host_cores)?;
+        let (dirty_rate, error) = match crate::machine::dirty_rate::measure(m, profile.dirty_rate_s).await {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &cell.scenario(), d.bytes_per_s()));
+        out.push(PredictedVm { label, dirty_rate, error, prediction });
+    }
+    if let Some((_, m)) = live.take() {
+        m.quit().await;
+    }
+    let key = |p: &PredictedVm| match &p.prediction {
+        Some(Prediction { converges: true, total_s: Some(t), .. }) => (0, *t),
+        Some(_) => (1, 0.0),
+        None => (2, 0.0),
+    };
+    out.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+    });
+    Ok(out)
+}
+
+/// A ranking: the candidates that have the objective's figure, in order, and the
+/// others with why they could not be placed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranking {
+    pub objective: Objective,
+    /// (row index, place and reason).
+    pub ranked: Vec<(usize, Ranked)>,
+    pub unranked: Vec<(usize, String)>,
+}
+
+/// Ranks measured candidates by `objective`.
+pub fn rank(rows: &[VmRow], objective: Objective) -> Ranking {
+    let ms = |name| Metric { name, unit: "ms", decimals: 1 };
+    let (primary, secondary) = match objective {
+        Objective::Time => (Metric { name: "total time", unit: "ms", decimals: 0 }, ms("downtime")),
+        Objective::Bytes => (Metric { name: "data sent", unit: "MiB", decimals: 1 }, Metric { name: "total time", unit: "ms", decimals: 0 }),
+        Objective::ServiceDowntime => (ms("service downtime"), Metric { name: "total time", unit: "ms", decimals: 0 }),
+        Objective::Slowdown => (Metric { name: "slowdown", unit: "%", decimals: 1 }, Metric { name: "total time", unit: "ms", decimals: 0 }),
+    };
+    let figures = |r: &VmRow| -> (Option<Stats>, Option<Stats>) {
+        match objective {
+            Objective::Time => (r.total_time_ms, r.downtime_ms),
+            Objective::Bytes => (r.transferred_mib, r.total_time_ms),
+            Objective::ServiceDowntime => (r.service_downtime_ms, r.total_time_ms),
+            Objective::Slowdown => (r.slowdown_percent, r.total_time_ms),
+        }
+    };
+    let mut pairs = Vec::new();
+    let mut unranked = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match figures(r) {
+            (Some(a), Some(b)) => pairs.push((i.to_string(), a, b)),
+            _ if r.completed == 0 => unranked.push((i, format!("no migration completed ({}): last, whatever the objective", r.outcomes.join("/")))),
+            _ => unranked.push((i, format!("no {} measured", primary.name))),
+        }
+    }
+    let ranked = by_metric_then_tiebreak(&pairs, primary, secondary)
+        .into_iter()
+        .map(|mut k| {
+            let i: usize = k.name.parse().expect("an index we wrote");
+            k.name = rows[i].label.clone();
+            k.tied_on_time_with = k.tied_on_time_with.iter().filter_map(|j| j.parse::<usize>().ok()).map(|j| rows[j].label.clone()).collect();
+            (i, k)
+        })
+        .collect();
+    Ranking { objective, ranked, unranked }
+}
+
+/// The model against the measurements: total-time errors and rank agreement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// Candidates with both a prediction that converges and a measured total time.
+    pub compared: usize,
+    pub median_error_percent: f64,
+    pub worst_error_percent: f64,
+    pub worst: String,
+    /// Kendall's tau-b between the predicted and the measured total times (1 = same order).
+    pub kendall_tau: Option<f64>,
+    /// Where the model and the measurements disagree on convergence: (VM, the model
+    /// says it converges, a run completed).
+    pub convergence_disagreements: Vec<(String, bool, bool)>,
+    /// Candidates whose convergence the model and the runs agree on.
+    pub convergence_agreements: usize,
+}
+
+pub fn validate(rows: &[VmRow]) -> Option<Validation> {
+    let pairs: Vec<(&VmRow, f64, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r, r.predicted.as_ref()?.total_s? * 1000.0, r.total_time_ms?.mean)))
+        .collect();
+    let judged: Vec<(String, bool, bool)> =
+        rows.iter().filter_map(|r| Some((r.label.clone(), r.predicted.as_ref()?.converges, r.completed > 0))).collect();
+    if judged.is_empty() {
+        return None;
+    }
+    let convergence_agreements = judged.iter().filter(|(_, p, m)| p == m).count();
+    let convergence_disagreements: Vec<(String, bool, bool)> = judged.into_iter().filter(|(_, p, m)| p != m).collect();
+    let mut errors: Vec<(f64, &str)> = pairs.iter().map(|(r, p, m)| (100.0 * (p - m) / m, r.label.as_str())).collect();
+    errors.sort_by(|a, b| a.0.abs().total_cmp(&b.0.abs()));
+    let median = errors.get(errors.len() / 2).map(|e| e.0).unwrap_or(f64::NAN);
+    let (worst, worst_label) = errors.last().map(|e| (e.0, e.1.to_string())).unwrap_or((f64::NAN, String::new()));
+    let predicted: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let measured: Vec<f64> = pairs.iter().map(|p| p.2).collect();
+    Some(Validation {
+        compared: pairs.len(),
+        median_error_percent: median,
+        worst_error_percent: worst,
+        worst: worst_label,
+        kendall_tau: predict::kendall_tau(&predicted, &measured),
+        convergence_disagreements,
+        convergence_agreements,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(v: &[f64]) -> Option<Stats> {
+        Stats::of(v)
+    }
+
+    fn vm(label: &str, time: &[f64], down: &[f64], mib: &[f64], predicted_s: Option<f64>) -> VmRow {
+        VmRow {
+            label: label.into(),
+            runs: time.len().max(1),
+            completed: time.len(),
+            total_time_ms: stats(time),
+            downtime_ms: stats(down),
+            transferred_mib: stats(mib),
+            service_downtime_ms: None,
+            slowdown_percent: None,
+            dirty_rate_mib_s: None,
+            predicted: predicted_s.map(|s| Prediction {
+                strategy: "precopy".into(),
+                converges: true,
+                total_s: Some(s),
+                downtime_s: Some(0.01),
+                rounds: 2,
+                bytes: None,
+                reason: String::new(),
+                per_round: vec![],
+            }),
+            outcomes: vec!["completed".into()],
+        }
+    }
+
+    #[test]
+    fn objectives_order_differently_and_failures_go_last() {
+        let rows = vec![
+            vm("fast-big", &[1000.0, 1010.0, 1005.0], &[5.0, 5.0, 5.0], &[300.0, 301.0, 300.0], Some(1.2)),
+            vm("slow-small", &[2000.0, 2010.0, 2005.0], &[5.0, 5.0, 5.0], &[100.0, 101.0, 100.0], Some(2.1)),
+            VmRow { completed: 0, outcomes: vec!["cancelled".into()], ..vm("never", &[], &[], &[], None) },
+        ];
+        let t = rank(&rows, Objective::Time);
+        assert_eq!(t.ranked.iter().map(|(_, k)| k.name.as_str()).collect::<Vec<_>>(), ["fast-big", "slow-small"]);
+        assert_eq!(t.unranked.len(), 1);
+        assert!(t.unranked[0].1.contains("cancelled"), "{:?}", t.unranked);
+        let b = rank(&rows, Objective::Bytes);
+        assert_eq!(b.ranked[0].1.name, "slow-small");
+        assert!(b.ranked[0].1.reason.contains("data sent"), "{}", b.ranked[0].1.reason);
+        let s = rank(&rows, Objective::ServiceDowntime);
+        assert!(s.ranked.is_empty() && s.unranked.len() == 3);
+        assert!("fastest".parse::<Objective>().unwrap_err().contains("service-downtime"));
+    }
+
+    #[test]
+    fn validation_reports_errors_and_rank_agreement() {
+        // Predictions 1.2 s and 2.1 s against 1005 ms and 2005 ms: +19.4 % and +4.7 %; same order.
+        let rows = vec![
+            vm("a", &[1000.0, 1010.0], &[5.0, 5.0], &[1.0, 1.0], Some(1.2)),
+            vm("b", &[2000.0, 2010.0], &[5.0, 5.0], &[1.0, 1.0], Some(2.1)),
+            vm("c", &[3000.0, 3010.0], &[5.0, 5.0], &[1.0, 1.0], Some(1.0)),
+        ];
+        let v = validate(&rows).unwrap();
+        assert_eq!(v.compared, 3);
+        // c: 1000 vs 3005 = −66.7 %, the worst; the median is a's +19.4 %.
+        assert!((v.worst_error_percent + 66.72).abs() < 0.01 && v.worst == "c", "{v:?}");
+        assert!((v.median_error_percent - 19.40).abs() < 0.01, "{v:?}");
+        // Predicted order c, a, b against measured a, b, c: (a, b) agree, (a, c) and (b, c)
+        // do not: tau = (1 − 2) / 3.
+        assert!((v.kendall_tau.unwrap() + 1.0 / 3.0).abs() < 1e-9, "{v:?}");
+    }
+
+    #[test]
+    fn a_dirtier_than_the_link_is_predicted_not_to_converge() {
+        let guest = GuestSpec::new(256, 1, crate::machine::Accel::Tcg).unwrap();
+        let scenario = Scenario { link: "100Mbit".parse().unwrap(), ..Scenario::default() };
+        // 50 MiB/s against 12.5 MB/s.
+        let p = predict_for(&guest, &scenario, 50.0 * 1048576.0);
+        assert!(!p.converges && p.total_s.is_none(), "{p:?}");
+        // An idle guest: one round of 256 MiB at 12.5 MB/s ≈ 21.5 s, plus 1 MiB of state.
+        let p = predict_for(&guest, &scenario, 0.0);
+        assert!(p.converges && (p.total_s.unwrap() - 21.559).abs() < 0.01, "{p:?}");
+        // Past the time limit: cancelled in practice.
+        let short = Scenario { timeout_s: 10.0, ..scenario };
+        let p = predict_for(&guest, &short, 0.0);
+        assert!(!p.converges && p.reason.contains("time limit"), "{p:?}");
+    }
+}
