@@ -534,6 +534,9 @@ pub struct Measurement {
     pub dirty_rate_before: Option<crate::machine::dirty_rate::DirtyRate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dirty_rate_error: Option<String>,
+    /// The guest kernel's memory just before migrating (its own report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_memory_before: Option<GuestMemory>,
     /// When `migrate` was sent and when the driver finished, on the harness's
     /// clock: to place the migration on other clocks (the load's). Not recorded.
     #[serde(skip)]
@@ -575,9 +578,30 @@ impl Measurement {
             service: None,
             dirty_rate_before: None,
             dirty_rate_error: None,
+            guest_memory_before: None,
             started_at: None,
             ended_at: None,
         }
+    }
+}
+
+/// The guest kernel's memory as it reports it (`/proc/meminfo`), MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GuestMemory {
+    pub total_mib: f64,
+    pub free_mib: f64,
+}
+
+impl GuestMemory {
+    pub fn of(m: &crate::guest::channel::MemSample) -> GuestMemory {
+        GuestMemory { total_mib: m.total_kib as f64 / 1024.0, free_mib: m.free_kib as f64 / 1024.0 }
+    }
+
+    /// What a first pre-copy round must copy of a guest with `ram_mib` of RAM: all
+    /// but the pages its kernel has never handed out, which are still zero. (Pages
+    /// freed after use are not zero, so this is a lower bound of the non-zero memory.)
+    pub fn first_round_bytes(&self, ram_mib: u32) -> u64 {
+        ((ram_mib as f64 - self.free_mib).max(0.0) * 1048576.0) as u64
     }
 }
 

@@ -62,6 +62,9 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
             if let Some(line) = crate::work::livermore_report() {
                 channel.send(&Message::Log(format!("livermore {line}")));
             }
+            if let Some((total_kib, free_kib)) = std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(migbench_guest::protocol::parse_meminfo) {
+                channel.send(&Message::Mem { total_kib, free_kib, guest_ns: now as u64 });
+            }
             next_report = now + 1_000_000_000;
         }
         next += period_ns;

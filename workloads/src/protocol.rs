@@ -29,6 +29,10 @@ pub enum Message {
     /// clock ticks since boot): what the guest believes it used, beside what the
     /// host measures of its QEMU.
     Cpu { busy: u64, total: u64, steal: u64, cpus: u32, guest_ns: u64 },
+    /// The guest kernel's memory (`/proc/meminfo`): what it manages and what is
+    /// free, KiB. Pages it never used are still zero, and QEMU sends zero pages almost
+    /// free, so this tells the harness how much a first migration round must copy.
+    Mem { total_kib: u64, free_kib: u64, guest_ns: u64 },
     Log(String),
     Other(String),
 }
@@ -83,6 +87,13 @@ impl Message {
                     _ => Message::Other(line.to_string()),
                 }
             }
+            "MEM" => {
+                let v: Vec<u64> = rest.split(' ').map_while(|s| s.parse().ok()).collect();
+                match v[..] {
+                    [total_kib, free_kib, guest_ns] if free_kib <= total_kib => Message::Mem { total_kib, free_kib, guest_ns },
+                    _ => Message::Other(line.to_string()),
+                }
+            }
             "LOG" => Message::Log(rest.to_string()),
             _ => Message::Other(line.to_string()),
         }
@@ -96,10 +107,19 @@ impl fmt::Display for Message {
             Message::Heartbeat { seq, guest_ns } => write!(f, "HB {seq} {guest_ns}"),
             Message::Rate { unit, total, guest_ns } => write!(f, "RATE {unit} {total} {guest_ns}"),
             Message::Cpu { busy, total, steal, cpus, guest_ns } => write!(f, "CPU {busy} {total} {steal} {cpus} {guest_ns}"),
+            Message::Mem { total_kib, free_kib, guest_ns } => write!(f, "MEM {total_kib} {free_kib} {guest_ns}"),
             Message::Log(text) => write!(f, "LOG {text}"),
             Message::Other(text) => f.write_str(text),
         }
     }
+}
+
+/// MemTotal and MemFree, KiB, from the text of `/proc/meminfo`.
+pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| -> Option<u64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse().ok())
+    };
+    Some((field("MemTotal:")?, field("MemFree:")?))
 }
 
 /// Busy, total and steal clock ticks summed over all CPUs, and the number of CPUs,
@@ -129,9 +149,18 @@ mod tests {
             Message::Log("module virtio_net loaded".into()),
             Message::Rate { unit: "flop".into(), total: 123_456_789, guest_ns: 42 },
             Message::Cpu { busy: 120, total: 400, steal: 3, cpus: 2, guest_ns: 7 },
+            Message::Mem { total_kib: 200_000, free_kib: 150_000, guest_ns: 8 },
         ] {
             assert_eq!(Message::parse(&format!("{m}\n")), m);
         }
+    }
+
+    #[test]
+    fn meminfo_total_and_free() {
+        let text = "MemTotal:         212236 kB\nMemFree:          170520 kB\nMemAvailable:     160000 kB\n";
+        assert_eq!(parse_meminfo(text), Some((212236, 170520)));
+        assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
+        assert_eq!(Message::parse("MEM 5 9 1"), Message::Other("MEM 5 9 1".into()), "free above total");
     }
 
     #[test]

@@ -263,6 +263,7 @@ async fn one_run(
     } else {
         None
     };
+    let memory = l.machine.channel.memory().map(|s| crate::migration::GuestMemory::of(&s));
     let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
@@ -273,6 +274,7 @@ async fn one_run(
     };
     let mut m = migration::drive_observed(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show).await?;
     m.cpu_percent.before = cpu_before;
+    m.guest_memory_before = memory;
     match dirty {
         Some(Ok(d)) => m.dirty_rate_before = Some(d),
         Some(Err(e)) => m.dirty_rate_error = Some(e),

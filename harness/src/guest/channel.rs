@@ -38,6 +38,14 @@ pub struct CpuTicks {
     pub cpus: u32,
 }
 
+/// The guest kernel's memory at one moment, KiB.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemSample {
+    pub at: Instant,
+    pub total_kib: u64,
+    pub free_kib: u64,
+}
+
 /// What the guest believes it used over a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuestCpu {
@@ -60,6 +68,7 @@ struct Log {
     beats: Vec<Beat>,
     rates: Vec<RateSample>,
     cpu: Vec<CpuTicks>,
+    mem: Option<MemSample>,
     other: Vec<String>,
     closed: bool,
 }
@@ -141,6 +150,11 @@ impl GuestChannel {
         self.log.lock().unwrap().cpu.clone()
     }
 
+    /// The guest's latest memory report (one a second).
+    pub fn memory(&self) -> Option<MemSample> {
+        self.log.lock().unwrap().mem
+    }
+
     /// Lines the guest sent that were not READY or heartbeats (its LOG messages and anything unknown).
     pub fn other_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().other.clone()
@@ -160,6 +174,7 @@ async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify
                     Message::Ready { boot_ms, kernel } => l.ready = Some(Ready { at, boot_ms, kernel }),
                     Message::Rate { unit, total, .. } => l.rates.push(RateSample { at, unit, total }),
                     Message::Cpu { busy, total, steal, cpus, .. } => l.cpu.push(CpuTicks { at, busy, total, steal, cpus }),
+                    Message::Mem { total_kib, free_kib, .. } => l.mem = Some(MemSample { at, total_kib, free_kib }),
                     Message::Log(text) | Message::Other(text) => l.other.push(text),
                 },
                 // A line that is not UTF-8 (a garbled write) is skipped, not fatal.

@@ -68,11 +68,12 @@ pub struct VmRow {
     pub outcomes: Vec<String>,
 }
 
-/// The model's inputs for a guest and scenario. The first round is taken as all of
-/// RAM (the model's worst case: QEMU sends zero pages almost free, so a mostly
-/// empty guest moves faster than predicted); the device state as 1 MiB.
-pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64) -> Prediction {
-    let vm = VmProfile { ram_bytes: guest.ram_mib as u64 * 1024 * 1024, first_round_bytes: None, dirty_rate_bytes_per_s: dirty_bytes_per_s, wws_bytes: None };
+/// The model's inputs for a guest and scenario. The first round copies
+/// `first_round_bytes` (the guest's RAM less the memory its kernel never handed out,
+/// which is still zero and costs QEMU almost nothing), or all of RAM when the guest's
+/// memory is not known; the device state is taken as 1 MiB.
+pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64, first_round_bytes: Option<u64>) -> Prediction {
+    let vm = VmProfile { ram_bytes: guest.ram_mib as u64 * 1024 * 1024, first_round_bytes, dirty_rate_bytes_per_s: dirty_bytes_per_s, wws_bytes: None };
     let link = LinkProfile {
         bytes_per_s: scenario.link.max_bandwidth() as f64,
         downtime_limit_s: scenario.downtime_limit_ms as f64 / 1000.0,
@@ -142,7 +143,12 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
     let col = |f: &dyn Fn(&RunRecord) -> Option<f64>| Stats::of(&done.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
     let rates: Vec<f64> = runs.iter().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
     let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
-    let predicted = dirty.map(|d| predict_for(&runs[0].migration.guest, &runs[0].migration.scenario, d));
+    let firsts: Vec<u64> = runs
+        .iter()
+        .filter_map(|r| r.migration.measurement.guest_memory_before.map(|g| g.first_round_bytes(r.migration.guest.ram_mib)))
+        .collect();
+    let first = (!firsts.is_empty()).then(|| firsts.iter().sum::<u64>() / firsts.len() as u64);
+    let predicted = dirty.map(|d| predict_for(&runs[0].migration.guest, &runs[0].migration.scenario, d, first));
     let mut outcomes: Vec<String> = runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
     outcomes.sort();
     outcomes.dedup();
@@ -211,7 +217,8 @@ pub async fn predict_cells(
             Ok(d) => (Some(d), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
-        let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &cell.scenario(), d.bytes_per_s()));
+        let first = m.channel.memory().map(|s| crate::migration::GuestMemory::of(&s).first_round_bytes(m.spec.ram_mib));
+        let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &cell.scenario(), d.bytes_per_s(), first));
         out.push(PredictedVm { label, dirty_rate, error, prediction });
     }
     if let Some((_, m)) = live.take() {
@@ -260,19 +267,15 @@ pub fn rank(rows: &[VmRow], objective: Objective) -> Ranking {
     let mut unranked = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         match figures(r) {
-            (Some(a), Some(b)) => pairs.push((i.to_string(), a, b)),
+            (Some(a), Some(b)) => pairs.push((r.label.clone(), a, b)),
             _ if r.completed == 0 => unranked.push((i, format!("no migration completed ({}): last, whatever the objective", r.outcomes.join("/")))),
             _ => unranked.push((i, format!("no {} measured", primary.name))),
         }
     }
+    // Labels name the candidates (they differ by construction: see `rows`).
     let ranked = by_metric_then_tiebreak(&pairs, primary, secondary)
         .into_iter()
-        .map(|mut k| {
-            let i: usize = k.name.parse().expect("an index we wrote");
-            k.name = rows[i].label.clone();
-            k.tied_on_time_with = k.tied_on_time_with.iter().filter_map(|j| j.parse::<usize>().ok()).map(|j| rows[j].label.clone()).collect();
-            (i, k)
-        })
+        .filter_map(|k| Some((rows.iter().position(|r| r.label == k.name)?, k)))
         .collect();
     Ranking { objective, ranked, unranked }
 }
@@ -398,14 +401,17 @@ mod tests {
         let guest = GuestSpec::new(256, 1, crate::machine::Accel::Tcg).unwrap();
         let scenario = Scenario { link: "100Mbit".parse().unwrap(), ..Scenario::default() };
         // 50 MiB/s against 12.5 MB/s.
-        let p = predict_for(&guest, &scenario, 50.0 * 1048576.0);
+        let p = predict_for(&guest, &scenario, 50.0 * 1048576.0, None);
         assert!(!p.converges && p.total_s.is_none(), "{p:?}");
         // An idle guest: one round of 256 MiB at 12.5 MB/s ≈ 21.5 s, plus 1 MiB of state.
-        let p = predict_for(&guest, &scenario, 0.0);
+        let p = predict_for(&guest, &scenario, 0.0, None);
         assert!(p.converges && (p.total_s.unwrap() - 21.559).abs() < 0.01, "{p:?}");
+        // With 64 MiB of it in use: 64 MiB / 12.5 MB/s = 5.369 s, plus the state.
+        let p = predict_for(&guest, &scenario, 0.0, Some(64 << 20));
+        assert!((p.total_s.unwrap() - 5.453).abs() < 0.01, "{p:?}");
         // Past the time limit: cancelled in practice.
         let short = Scenario { timeout_s: 10.0, ..scenario };
-        let p = predict_for(&guest, &short, 0.0);
+        let p = predict_for(&guest, &short, 0.0, None);
         assert!(!p.converges && p.reason.contains("time limit"), "{p:?}");
     }
 }
