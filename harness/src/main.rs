@@ -91,9 +91,18 @@ struct RankArgs {
 
 #[derive(Args)]
 struct BalanceArgs {
-    /// Decide from a cluster state file instead of a live cluster (the live mode is not built yet).
+    /// Decide once from a cluster state file (--state) instead of a live cluster.
     #[arg(long)]
     dry_run: bool,
+    /// A live cluster on this machine: hosts as cgroups, guests with cpu-duty workloads,
+    /// balanced round by round with real migrations (e.g. profiles/chandak-cluster.toml).
+    #[arg(long, value_name = "PROFILE", conflicts_with_all = ["dry_run", "state", "compare_rules"])]
+    cluster: Option<String>,
+    /// Where the cluster run's rounds are written (cluster.json); default reports/<profile name>.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    sweep: SweepArgs,
     /// The cluster state: {"hosts":[{"name":"Host 1","cpu":42.4,"cores":4,"vms":[{"name":"S1","cpu":46.5}, …]}, …]}.
     #[arg(long, value_name = "FILE.json")]
     state: Option<PathBuf>,
@@ -455,6 +464,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             print_sweep(&profile, &outcome, opts.reuse)
         }
+        Cmd::Balance(a) if a.cluster.is_some() => balance_cluster(&cli.image, &a).await,
         Cmd::Balance(a) => balance(&a),
         Cmd::Rank(a) => rank(&cli.image, &a).await,
         Cmd::Merge(a) => {
@@ -528,6 +538,30 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
     let predicted = vms::predict_cells(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, a.sweep.quiet).await?;
     println!("{}", report::predicted_table(&predicted));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `migbench balance --cluster PROFILE`: the policy engine on a live cluster.
+async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Result<ExitCode> {
+    use migbench::rank::cluster;
+    let name = a.cluster.as_ref().expect("checked by the caller");
+    let profile = cluster::ClusterProfile::load(&migbench::experiment::profile::locate(name)?)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
+    let p = prepare(image).await?;
+    let env = environment(&p, a.sweep.accel).await?;
+    let mut show = |r: &cluster::Round| println!("{}", report::cluster_round(r));
+    let run = cluster::run(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, &mut show).await?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let file = out.join("cluster.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&run)?).with_context(|| format!("writing {} (disk full?)", file.display()))?;
+    println!(
+        "\n{} after {} rounds and {} migrations, {:.0} s",
+        if run.balanced { "Balanced: every host is moderate" } else { "Not balanced" },
+        run.rounds.len(),
+        run.migrations,
+        run.wall_s
+    );
+    eprintln!("migbench: rounds in {}", file.display());
+    Ok(if run.balanced { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
 /// `migbench balance --dry-run --state FILE.json`: the decision as JSON, or with

@@ -321,23 +321,15 @@ impl Profile {
 
     /// A profile name (`smoke`) is looked up in `profiles/`; anything else is a path.
     pub fn resolve(name_or_path: &str) -> Result<Profile> {
-        let p = Path::new(name_or_path);
-        if p.exists() {
-            return Profile::load(p);
-        }
-        let dirs = [Path::new("profiles").to_path_buf(), Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")];
-        for d in &dirs {
-            let candidate = d.join(format!("{name_or_path}.toml"));
-            if candidate.exists() {
-                return Profile::load(&candidate);
-            }
-        }
-        bail!("profile {name_or_path:?} not found: give a path to a .toml file, or the name of one in profiles/ (e.g. smoke)")
+        Profile::load(&locate(name_or_path)?)
     }
 
     pub fn parse(text: &str, source: &str) -> Result<Profile> {
         // The parser's message has the line, the column and (for an unknown key or
         // enum value) the names allowed there.
+        if text.contains("[[host]]") {
+            bail!("profile {source} describes a cluster ([[host]]): run it with `migbench balance --cluster {source}`");
+        }
         let file: ProfileFile =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("profile {source}: {}", e.to_string().trim_end()))?;
         let bad = |what: String| anyhow::anyhow!("profile {source}: {what}");
@@ -386,6 +378,20 @@ impl Profile {
     pub fn shard(&self, shard: Shard) -> Vec<(usize, &Cell)> {
         self.cells.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).collect()
     }
+}
+
+/// Where a profile is: `name_or_path` itself if it exists, else `profiles/NAME.toml`
+/// (in the working directory, then beside this crate).
+pub fn locate(name_or_path: &str) -> Result<std::path::PathBuf> {
+    let p = Path::new(name_or_path);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    let dirs = [Path::new("profiles").to_path_buf(), Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")];
+    dirs.iter()
+        .map(|d| d.join(format!("{name_or_path}.toml")))
+        .find(|c| c.exists())
+        .ok_or_else(|| anyhow::anyhow!("profile {name_or_path:?} not found: give a path to a .toml file, or the name of one in profiles/ (e.g. smoke)"))
 }
 
 /// The line (1-based) where `key` is set, preferring `[matrix]` (the values that vary).
@@ -522,7 +528,12 @@ link = ["100Mbit", "1Gbit", "unlimited"]
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             if e.path().extension().is_some_and(|x| x == "toml") {
-                Profile::load(&e.path()).unwrap_or_else(|err| panic!("{err:#}"));
+                // Cluster profiles (`balance --cluster`) have hosts instead of a matrix.
+                if std::fs::read_to_string(e.path()).unwrap().contains("[[host]]") {
+                    crate::rank::cluster::ClusterProfile::load(&e.path()).unwrap_or_else(|err| panic!("{err:#}"));
+                } else {
+                    Profile::load(&e.path()).unwrap_or_else(|err| panic!("{err:#}"));
+                }
                 n += 1;
             }
         }

@@ -4,6 +4,7 @@
 //! confidence intervals of their means overlap, not when the means are equal.
 
 pub mod balance;
+pub mod cluster;
 pub mod vms;
 
 use crate::experiment::stats::Stats;

@@ -231,6 +231,44 @@ pub fn predicted_table(vms: &[crate::rank::vms::PredictedVm]) -> String {
     format!("Predicted ranking (nothing migrated; 1 = migrate first)\n\n{}", b.build().with(Style::markdown()))
 }
 
+/// One round of a live cluster, laid out like Chandak et al.'s tables.
+pub fn cluster_round(r: &crate::rank::cluster::Round) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["host", "VM", "VM CPU (% of one CPU)", "host CPU (% of its capacity)", "band"]);
+    let d = &r.decision;
+    for h in &r.state.hosts {
+        let band = if d.heavy.contains(&h.name) { "heavy" } else if d.light.contains(&h.name) { "light" } else { "moderate" };
+        for (i, v) in h.vms.iter().enumerate() {
+            let first = i == 0;
+            b.push_record([
+                if first { h.name.clone() } else { String::new() },
+                v.name.clone(),
+                format!("{:.2}", v.cpu),
+                if first { format!("{:.2}", h.cpu) } else { String::new() },
+                if first { band.to_string() } else { String::new() },
+            ]);
+        }
+        if h.vms.is_empty() {
+            b.push_record([h.name.clone(), "-".into(), "-".into(), format!("{:.2}", h.cpu), band.to_string()]);
+        }
+    }
+    let outcome = match (&d.migration, r.total_time_ms) {
+        (Some(m), Some(t)) => format!("migrated {} from {} to {} in {t:.0} ms (downtime {:.0} ms)", m.vm, m.from, m.to, r.downtime_ms.unwrap_or(0.0)),
+        (Some(m), None) => format!("migrating {} from {} to {} failed", m.vm, m.from, m.to),
+        (None, _) => "no migration".into(),
+    };
+    format!(
+        "Round {}: threshold {:.2}, moderate band [{:.2}, {:.2}]\n\n{}\n\n{} — {}",
+        r.round,
+        d.threshold,
+        d.band[0],
+        d.band[1],
+        b.build().with(Style::markdown()),
+        outcome,
+        d.reason
+    )
+}
+
 /// The same cluster state through every balancing rule (`balance --compare-rules`).
 pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> String {
     let mut b = tabled::builder::Builder::default();

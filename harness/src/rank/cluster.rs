@@ -1,0 +1,282 @@
+//! The policy engine on a live cluster (`migbench balance --cluster PROFILE`): N
+//! emulated hosts on this machine, each a cgroup with its own CPU capacity, each
+//! running small guests with `cpu-duty` workloads. Every round the engine samples the
+//! QEMUs' real CPU use over a window, decides, and performs the migration for real:
+//! a fresh QEMU in the destination host's cgroup receives the guest. Rounds go on
+//! until every host is moderate, no migration is beneficial, or `max_rounds`.
+
+use super::balance::{self, ClusterState, Decision, HostState, Options, Rule, VmState};
+use crate::machine::cgroup::CpuCgroup;
+use crate::machine::usage;
+use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::migration::{self, LinkSpeed, Outcome, Scenario};
+use crate::setup::{Environment, Platform};
+use anyhow::{Context, Result, bail};
+use migbench_guest::orders::Workload;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A cluster profile, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterProfile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seconds of CPU sampling per round (the paper averaged 3 minutes).
+    #[serde(default = "three")]
+    pub window_s: f64,
+    #[serde(default = "six")]
+    pub max_rounds: u32,
+    #[serde(default)]
+    pub rule: Rule,
+    #[serde(default = "one")]
+    pub margin: f64,
+    /// Rounds a migrated VM stays put (against ping-pong).
+    #[serde(default = "two")]
+    pub cooldown_rounds: u32,
+    #[serde(default = "gbit")]
+    pub link: LinkSpeed,
+    #[serde(default = "ram")]
+    pub ram_mib: u32,
+    /// Seconds the guests run before the first round.
+    #[serde(default = "three")]
+    pub warmup_s: f64,
+    #[serde(rename = "host")]
+    pub hosts: Vec<HostSpec>,
+}
+
+fn three() -> f64 {
+    3.0
+}
+fn six() -> u32 {
+    6
+}
+fn one() -> f64 {
+    1.0
+}
+fn two() -> u32 {
+    2
+}
+fn gbit() -> LinkSpeed {
+    "1Gbit".parse().expect("a valid link speed")
+}
+fn ram() -> u32 {
+    128
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    /// The host's CPU, % of one physical CPU (a cgroup cap on all its QEMUs).
+    pub capacity_percent: u32,
+    #[serde(rename = "vm", default)]
+    pub vms: Vec<VmSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub name: String,
+    pub workload: Workload,
+}
+
+impl ClusterProfile {
+    pub fn load(path: &Path) -> Result<ClusterProfile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading cluster profile {}", path.display()))?;
+        let p: ClusterProfile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("cluster profile {}: {}", path.display(), e.to_string().trim_end()))?;
+        p.check().map_err(|e| anyhow::anyhow!("cluster profile {}: {e}", path.display()))?;
+        Ok(p)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.hosts.len() < 2 {
+            return Err(format!("{} [[host]] given: a cluster needs at least 2", self.hosts.len()));
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+        let total: u32 = self.hosts.iter().map(|h| h.capacity_percent).sum();
+        if total > 100 * cores {
+            return Err(format!(
+                "the hosts' capacities add up to {total} %, more than this machine's {} % ({cores} cores): emulated hosts must fit the real one",
+                100 * cores
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for h in &self.hosts {
+            if h.capacity_percent == 0 {
+                return Err(format!("host {:?}: capacity_percent must be above 0", h.name));
+            }
+            for v in &h.vms {
+                if !names.insert(v.name.clone()) {
+                    return Err(format!("VM {:?} appears twice", v.name));
+                }
+                GuestSpec::new(self.ram_mib, 1, crate::machine::Accel::Tcg).map_err(|e| e.to_string())?.with_workload(v.workload).check()?;
+            }
+        }
+        if !(self.window_s.is_finite() && (0.5..=3600.0).contains(&self.window_s)) {
+            return Err(format!("window_s = {}: give 0.5 to 3600 seconds", self.window_s));
+        }
+        if self.max_rounds == 0 {
+            return Err("max_rounds = 0: allow at least one round".into());
+        }
+        Ok(())
+    }
+}
+
+/// A guest and where it runs now.
+struct Placed {
+    name: String,
+    host: usize,
+    machine: Machine,
+    /// The round it last moved in.
+    moved_in: Option<u32>,
+}
+
+/// One round, for the log and the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    pub round: u32,
+    pub state: ClusterState,
+    pub decision: Decision,
+    /// The migration performed, with what it measured.
+    pub total_time_ms: Option<f64>,
+    pub downtime_ms: Option<f64>,
+    pub healthy: Option<bool>,
+}
+
+/// How the cluster run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterRun {
+    pub profile: String,
+    pub rounds: Vec<Round>,
+    pub migrations: u32,
+    pub balanced: bool,
+    pub wall_s: f64,
+    pub environment: Environment,
+}
+
+fn cgroup_name(host: &str) -> String {
+    host.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+}
+
+/// Runs the cluster until it is balanced (or no move helps, or `max_rounds`);
+/// `report` is called with each round as it ends.
+pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boot_timeout: Duration, report: &mut dyn FnMut(&Round)) -> Result<ClusterRun> {
+    let started = Instant::now();
+    let run_dir = RunDir::new()?;
+    let mut groups = Vec::new();
+    for h in &p.hosts {
+        let g = CpuCgroup::create(&format!("host-{}", cgroup_name(&h.name))).with_context(|| format!("making the cgroup of host {:?}", h.name))?;
+        g.set_cap(Some(h.capacity_percent))?;
+        groups.push(g);
+    }
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut qemus = 0u32;
+    for (hi, h) in p.hosts.iter().enumerate() {
+        for v in &h.vms {
+            qemus += 1;
+            let name = format!("c{qemus}");
+            let spec = GuestSpec::new(p.ram_mib, 1, env.accel)?.with_workload(v.workload);
+            let (m, _) = Machine::boot(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, boot_timeout)
+                .await
+                .with_context(|| format!("booting VM {}", v.name))?;
+            groups[hi].add(m.pid())?;
+            placed.push(Placed { name: v.name.clone(), host: hi, machine: m, moved_in: None });
+        }
+    }
+    tokio::time::sleep(Duration::from_secs_f64(p.warmup_s)).await;
+    let scenario = Scenario { link: p.link.clone(), ..Scenario::default() };
+    let opts = Options { rule: p.rule, margin: p.margin };
+    let mut rounds = Vec::new();
+    let mut migrations = 0;
+    let mut balanced = false;
+    for round in 1..=p.max_rounds {
+        let state = sample(p, &placed, round, p.window_s).await;
+        let decision = balance::decide(&state, &opts).map_err(|e| anyhow::anyhow!("round {round}: {e}"))?;
+        let mut r = Round { round, state, decision: decision.clone(), total_time_ms: None, downtime_ms: None, healthy: None };
+        let Some(mv) = decision.migration.clone() else {
+            balanced = decision.heavy.is_empty() && decision.light.is_empty();
+            report(&r);
+            rounds.push(r);
+            break;
+        };
+        let i = placed.iter().position(|g| g.name == mv.vm).context("the engine chose a VM that is not placed")?;
+        let to = p.hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
+        qemus += 1;
+        let name = format!("c{qemus}");
+        let mut dst = Machine::start(&platform.qemu, &platform.image, placed[i].machine.spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name).await?;
+        groups[to].add(dst.pid())?;
+        let m = migration::drive(&mut placed[i].machine, &mut dst, &scenario).await?;
+        r.total_time_ms = m.total_time_ms;
+        r.downtime_ms = m.downtime_ms;
+        r.healthy = Some(m.health.healthy);
+        let moved = m.outcome == Outcome::Completed && m.health.healthy;
+        report(&r);
+        rounds.push(r);
+        if !moved {
+            bail!("round {round}: migrating {} to {} did not leave a healthy guest there ({}; {})", mv.vm, mv.to, m.outcome.label(), m.health.detail);
+        }
+        migrations += 1;
+        let old = std::mem::replace(&mut placed[i].machine, dst);
+        placed[i].host = to;
+        placed[i].moved_in = Some(round);
+        old.quit().await;
+    }
+    for g in placed {
+        g.machine.quit().await;
+    }
+    drop(groups);
+    Ok(ClusterRun { profile: p.name.clone(), rounds, migrations, balanced, wall_s: started.elapsed().as_secs_f64(), environment: env.clone() })
+}
+
+/// Every host's and VM's CPU use over a window, as the engine's state. A VM's use is
+/// its QEMU's, % of one host CPU; a host's is the sum of its VMs' over its capacity.
+async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, window_s: f64) -> ClusterState {
+    let before: Vec<_> = placed.iter().map(|g| usage::sample(&[g.machine.pid()])).collect();
+    tokio::time::sleep(Duration::from_secs_f64(window_s)).await;
+    let used: Vec<f64> = placed
+        .iter()
+        .zip(&before)
+        .map(|(g, a)| usage::CpuUsage::between(a, &usage::sample(&[g.machine.pid()])).map(|u| u.qemu_percent).unwrap_or(0.0))
+        .collect();
+    let hosts = p
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(hi, h)| {
+            let vms: Vec<VmState> = placed
+                .iter()
+                .zip(&used)
+                .filter(|(g, _)| g.host == hi)
+                .map(|(g, u)| VmState { name: g.name.clone(), cpu: *u, predicted_migration_s: None, converges: None })
+                .collect();
+            let cpu = vms.iter().map(|v| v.cpu).sum::<f64>() / h.capacity_percent as f64 * 100.0;
+            HostState { name: h.name.clone(), cpu, cores: Some(h.capacity_percent as f64 / 100.0), vms }
+        })
+        .collect();
+    let cooling_down = placed.iter().filter(|g| g.moved_in.is_some_and(|m| round - m <= p.cooldown_rounds)).map(|g| g.name.clone()).collect();
+    ClusterState { hosts, cooling_down }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_are_checked() {
+        let ok = "name = \"c\"\n[[host]]\nname = \"H1\"\ncapacity_percent = 50\n[[host.vm]]\nname = \"a\"\nworkload = \"cpu-duty:20\"\n[[host]]\nname = \"H2\"\ncapacity_percent = 50\n";
+        let p: ClusterProfile = toml::from_str(ok).unwrap();
+        assert!(p.check().is_ok());
+        assert_eq!((p.window_s, p.max_rounds, p.rule, p.ram_mib), (3.0, 6, Rule::Guarded, 128));
+        let mut big = p.clone();
+        big.hosts[0].capacity_percent = 100_000;
+        assert!(big.check().unwrap_err().contains("more than this machine"));
+        let mut one = p.clone();
+        one.hosts.truncate(1);
+        assert!(one.check().unwrap_err().contains("at least 2"));
+        assert!(toml::from_str::<ClusterProfile>(&ok.replace("capacity_percent = 50\n[[host.vm]]", "capacity = 50\n[[host.vm]]")).is_err());
+        assert_eq!(cgroup_name("Host 1"), "Host-1");
+    }
+}
