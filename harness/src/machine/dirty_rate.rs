@@ -45,6 +45,21 @@ pub fn mode_for(accel: Accel, offered: &std::collections::BTreeSet<String>) -> &
 /// Measures the guest's dirty rate over `secs` (whole seconds on QEMUs before 8.1,
 /// which only take seconds).
 pub async fn measure(m: &Machine, secs: f64) -> Result<DirtyRate> {
+    let pending = start(m, secs).await?;
+    finish(m, pending).await
+}
+
+/// A measurement under way (see [`start`]).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    mode: &'static str,
+    calc_time_s: f64,
+    sample_pages: Option<u64>,
+}
+
+/// Starts a measurement and returns at once, so several guests can be measured in
+/// the same window; [`finish`] collects it.
+pub async fn start(m: &Machine, secs: f64) -> Result<Pending> {
     if !(secs.is_finite() && (0.1..=60.0).contains(&secs)) {
         bail!("dirty_rate_s = {secs}: give 0.1 to 60 seconds (0 in a profile turns the measurement off)");
     }
@@ -73,6 +88,12 @@ pub async fn measure(m: &Machine, secs: f64) -> Result<DirtyRate> {
         args["sample-pages"] = json!(n);
     }
     m.qmp.execute_json("calc-dirty-rate", args).await.context("calc-dirty-rate")?;
+    Ok(Pending { mode, calc_time_s, sample_pages })
+}
+
+/// Waits for a measurement [`start`]ed on `m` and returns it.
+pub async fn finish(m: &Machine, pending: Pending) -> Result<DirtyRate> {
+    let Pending { mode, calc_time_s, sample_pages } = pending;
     let deadline = Instant::now() + Duration::from_secs_f64(calc_time_s + 10.0);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;

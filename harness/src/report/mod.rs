@@ -234,7 +234,7 @@ pub fn predicted_table(vms: &[crate::rank::vms::PredictedVm]) -> String {
 /// One round of a live cluster, laid out like Chandak et al.'s tables.
 pub fn cluster_round(r: &crate::rank::cluster::Round) -> String {
     let mut b = tabled::builder::Builder::default();
-    b.push_record(["host", "VM", "VM CPU (% of one CPU)", "host CPU (% of its capacity)", "band"]);
+    b.push_record(["host", "VM", "VM CPU (% of one CPU)", "predicted migration s", "host CPU (% of its capacity)", "band"]);
     let d = &r.decision;
     for h in &r.state.hosts {
         let band = if d.heavy.contains(&h.name) { "heavy" } else if d.light.contains(&h.name) { "light" } else { "moderate" };
@@ -244,12 +244,17 @@ pub fn cluster_round(r: &crate::rank::cluster::Round) -> String {
                 if first { h.name.clone() } else { String::new() },
                 v.name.clone(),
                 format!("{:.2}", v.cpu),
+                match (v.predicted_migration_s, v.converges) {
+                    (_, Some(false)) => "never converges".into(),
+                    (Some(s), _) => format!("{s:.2}"),
+                    _ => "-".into(),
+                },
                 if first { format!("{:.2}", h.cpu) } else { String::new() },
                 if first { band.to_string() } else { String::new() },
             ]);
         }
         if h.vms.is_empty() {
-            b.push_record([h.name.clone(), "-".into(), "-".into(), format!("{:.2}", h.cpu), band.to_string()]);
+            b.push_record([h.name.clone(), "-".into(), "-".into(), "-".into(), format!("{:.2}", h.cpu), band.to_string()]);
         }
     }
     let outcome = match (&d.migration, r.total_time_ms) {
