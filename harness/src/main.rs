@@ -106,12 +106,14 @@ struct BalanceArgs {
     /// The cluster state: {"hosts":[{"name":"Host 1","cpu":42.4,"cores":4,"vms":[{"name":"S1","cpu":46.5}, …]}, …]}.
     #[arg(long, value_name = "FILE.json")]
     state: Option<PathBuf>,
-    /// paper (the five phases only), guarded (vetoes and cooldown), cost-aware, lightest, min-stddev.
-    #[arg(long, default_value = "guarded")]
-    rule: migbench::rank::balance::Rule,
-    /// A move must lower σ of host CPU by at least this many points (all rules but paper).
-    #[arg(long, default_value_t = 1.0)]
-    margin: f64,
+    /// paper (the five phases only), guarded (vetoes and cooldown; the default), cost-aware,
+    /// lightest, min-stddev. With --cluster it overrides the profile's rule.
+    #[arg(long)]
+    rule: Option<migbench::rank::balance::Rule>,
+    /// A move must lower σ of host CPU by at least this many points (all rules but paper;
+    /// default 1). With --cluster it overrides the profile's margin.
+    #[arg(long)]
+    margin: Option<f64>,
     /// Run the state through every rule and print a comparison table.
     #[arg(long)]
     compare_rules: bool,
@@ -498,10 +500,12 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         if !results.exists() {
             anyhow::bail!("{} does not exist: give a results directory, a results.jsonl, or a profile", results.display());
         }
-        let records: Vec<sweep::RunRecord> = experiment::results::read_results(&results)?
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
+        let lines = experiment::results::read_results(&results)?;
+        let total = lines.len();
+        let records: Vec<sweep::RunRecord> = lines.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+        if records.len() < total && !records.is_empty() {
+            eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are not ranked", total - records.len(), results.display());
+        }
         if records.is_empty() {
             anyhow::bail!("{} holds no run records of a profile: rank the results of `migbench run`", results.display());
         }
@@ -544,7 +548,16 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
 async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Result<ExitCode> {
     use migbench::rank::cluster;
     let name = a.cluster.as_ref().expect("checked by the caller");
-    let profile = cluster::ClusterProfile::load(&migbench::experiment::profile::locate(name)?)?;
+    let mut profile = cluster::ClusterProfile::load(&migbench::experiment::profile::locate(name)?)?;
+    if let Some(rule) = a.rule {
+        profile.rule = rule;
+    }
+    if let Some(margin) = a.margin {
+        if !(margin.is_finite() && margin >= 0.0) {
+            anyhow::bail!("--margin {margin}: give points of σ of host CPU, 0 or more (e.g. 1)");
+        }
+        profile.margin = margin;
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
     let p = prepare(image).await?;
     let env = environment(&p, a.sweep.accel).await?;
@@ -561,6 +574,9 @@ async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Result<ExitCode>
         run.wall_s
     );
     eprintln!("migbench: rounds in {}", file.display());
+    if let Some(e) = &run.error {
+        eprintln!("migbench: the run stopped early: {e}");
+    }
     Ok(if run.balanced { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
@@ -570,25 +586,27 @@ fn balance(a: &BalanceArgs) -> Result<ExitCode> {
     use migbench::rank::balance::{self, ClusterState, Options, Rule};
     let Some(path) = a.state.as_ref().filter(|_| a.dry_run) else {
         anyhow::bail!(
-            "balance needs --dry-run --state FILE.json: it decides for a cluster state read from a file \
-             (e.g. --dry-run --state profiles/chandak/table1.json). The live cluster mode is not built yet."
+            "balance needs --dry-run --state FILE.json (one decision for a cluster state read from a file, \
+             e.g. --dry-run --state profiles/chandak/table1.json) or --cluster PROFILE (a live cluster, e.g. --cluster cluster-tcg)"
         );
     };
-    if !(a.margin.is_finite() && a.margin >= 0.0) {
-        anyhow::bail!("--margin {}: give points of σ of host CPU, 0 or more (e.g. 1)", a.margin);
+    let margin = a.margin.unwrap_or(1.0);
+    let rule = a.rule.unwrap_or_default();
+    if !(margin.is_finite() && margin >= 0.0) {
+        anyhow::bail!("--margin {margin}: give points of σ of host CPU, 0 or more (e.g. 1)");
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the cluster state {}", path.display()))?;
     let state: ClusterState = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!("cluster state {}: {e} (expected {{\"hosts\":[{{\"name\":…,\"cpu\":…,\"vms\":[{{\"name\":…,\"cpu\":…}}]}}]}})", path.display())
     })?;
     if !a.compare_rules {
-        let d = balance::decide(&state, &Options { rule: a.rule, margin: a.margin }).map_err(|e| anyhow::anyhow!("cluster state {}: {e}", path.display()))?;
+        let d = balance::decide(&state, &Options { rule, margin }).map_err(|e| anyhow::anyhow!("cluster state {}: {e}", path.display()))?;
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut decisions = Vec::new();
     for rule in Rule::ALL {
-        decisions.push(balance::decide(&state, &Options { rule, margin: a.margin }).map_err(|e| anyhow::anyhow!("cluster state {}: {e}", path.display()))?);
+        decisions.push(balance::decide(&state, &Options { rule, margin }).map_err(|e| anyhow::anyhow!("cluster state {}: {e}", path.display()))?);
     }
     println!("{}", report::balance_rules_table(&decisions));
     Ok(ExitCode::SUCCESS)

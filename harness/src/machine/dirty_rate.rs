@@ -83,7 +83,8 @@ pub async fn start(m: &Machine, secs: f64) -> Result<Pending> {
     if !f.dirty_rate_modes.is_empty() {
         args["mode"] = json!(mode);
     }
-    let sample_pages = (mode == "page-sampling").then_some(SAMPLE_PAGES_PER_GIB);
+    // `sample-pages` is older than `mode`; a QEMU without modes may not take it either.
+    let sample_pages = (mode == "page-sampling" && !f.dirty_rate_modes.is_empty()).then_some(SAMPLE_PAGES_PER_GIB);
     if let Some(n) = sample_pages {
         args["sample-pages"] = json!(n);
     }

@@ -101,8 +101,8 @@ impl ClusterProfile {
         if self.hosts.len() < 2 {
             return Err(format!("{} [[host]] given: a cluster needs at least 2", self.hosts.len()));
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
-        let total: u32 = self.hosts.iter().map(|h| h.capacity_percent).sum();
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
+        let total: u64 = self.hosts.iter().map(|h| h.capacity_percent as u64).sum();
         if total > 100 * cores {
             return Err(format!(
                 "the hosts' capacities add up to {total} %, more than this machine's {} % ({cores} cores): emulated hosts must fit the real one",
@@ -110,7 +110,12 @@ impl ClusterProfile {
             ));
         }
         let mut names = std::collections::HashSet::new();
+        let mut groups = std::collections::HashSet::new();
         for h in &self.hosts {
+            // Host names become cgroup names: two that differ only in punctuation would collide.
+            if !groups.insert(cgroup_name(&h.name)) {
+                return Err(format!("host {:?}: another host has the same name (up to punctuation)", h.name));
+            }
             if h.capacity_percent == 0 {
                 return Err(format!("host {:?}: capacity_percent must be above 0", h.name));
             }
@@ -126,6 +131,12 @@ impl ClusterProfile {
         }
         if self.max_rounds == 0 {
             return Err("max_rounds = 0: allow at least one round".into());
+        }
+        if !(self.warmup_s.is_finite() && (0.0..=3600.0).contains(&self.warmup_s)) {
+            return Err(format!("warmup_s = {}: give 0 to 3600 seconds", self.warmup_s));
+        }
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(format!("margin = {}: give points of σ of host CPU, 0 or more", self.margin));
         }
         if self.dirty_rate_s != 0.0 && !(self.dirty_rate_s.is_finite() && (0.1..=60.0).contains(&self.dirty_rate_s)) {
             return Err(format!("dirty_rate_s = {}: give 0.1 to 60 seconds, or 0 to skip it", self.dirty_rate_s));
@@ -149,7 +160,8 @@ pub struct Round {
     pub round: u32,
     pub state: ClusterState,
     pub decision: Decision,
-    /// The migration performed, with what it measured.
+    /// The migration performed: its outcome (completed, failed, …) and what it measured.
+    pub outcome: Option<String>,
     pub total_time_ms: Option<f64>,
     pub downtime_ms: Option<f64>,
     pub healthy: Option<bool>,
@@ -162,6 +174,8 @@ pub struct ClusterRun {
     pub rounds: Vec<Round>,
     pub migrations: u32,
     pub balanced: bool,
+    /// Why the run stopped early (a migration that failed or left a sick guest).
+    pub error: Option<String>,
     pub wall_s: f64,
     pub environment: Environment,
 }
@@ -201,47 +215,86 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
     let mut rounds = Vec::new();
     let mut migrations = 0;
     let mut balanced = false;
-    for round in 1..=p.max_rounds {
+    let mut error = None;
+    // One round more than moves allowed: the state after the last move is judged too.
+    for round in 1..=p.max_rounds + 1 {
         let state = sample(p, &placed, round, &scenario).await;
-        let decision = balance::decide(&state, &opts).map_err(|e| anyhow::anyhow!("round {round}: {e}"))?;
-        let mut r = Round { round, state, decision: decision.clone(), total_time_ms: None, downtime_ms: None, healthy: None };
-        let Some(mv) = decision.migration.clone() else {
-            balanced = decision.heavy.is_empty() && decision.light.is_empty();
-            report(&r);
-            rounds.push(r);
-            break;
+        let decision = match balance::decide(&state, &opts) {
+            Ok(d) => d,
+            Err(e) => {
+                error = Some(format!("round {round}: {e}"));
+                break;
+            }
         };
-        let i = placed.iter().position(|g| g.name == mv.vm).context("the engine chose a VM that is not placed")?;
-        let to = p.hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
-        qemus += 1;
-        let name = format!("c{qemus}");
-        let mut dst = Machine::start(&platform.qemu, &platform.image, placed[i].machine.spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name).await?;
-        groups[to].add(dst.pid())?;
-        let m = migration::drive(&mut placed[i].machine, &mut dst, &scenario).await?;
-        r.total_time_ms = m.total_time_ms;
-        r.downtime_ms = m.downtime_ms;
-        r.healthy = Some(m.health.healthy);
-        let moved = m.outcome == Outcome::Completed && m.health.healthy;
+        balanced = decision.heavy.is_empty() && decision.light.is_empty();
+        let mut r = Round { round, state, decision: decision.clone(), outcome: None, total_time_ms: None, downtime_ms: None, healthy: None };
+        let mv = match decision.migration.clone() {
+            Some(mv) if round <= p.max_rounds => mv,
+            _ => {
+                report(&r);
+                rounds.push(r);
+                break;
+            }
+        };
+        // A failed move ends the run, but the rounds measured so far are kept.
+        let moved = migrate(platform, &run_dir, &mut groups, &mut placed, &mut qemus, &mv, p, &scenario, round, &mut r).await;
         report(&r);
         rounds.push(r);
-        if !moved {
-            bail!("round {round}: migrating {} to {} did not leave a healthy guest there ({}; {})", mv.vm, mv.to, m.outcome.label(), m.health.detail);
+        match moved {
+            Ok(()) => migrations += 1,
+            Err(e) => {
+                error = Some(format!("round {round}: {e:#}"));
+                balanced = false;
+                break;
+            }
         }
-        migrations += 1;
-        let old = std::mem::replace(&mut placed[i].machine, dst);
-        placed[i].host = to;
-        placed[i].moved_in = Some(round);
-        old.quit().await;
     }
     for g in placed {
         g.machine.quit().await;
     }
     drop(groups);
-    Ok(ClusterRun { profile: p.name.clone(), rounds, migrations, balanced, wall_s: started.elapsed().as_secs_f64(), environment: env.clone() })
+    Ok(ClusterRun { profile: p.name.clone(), rounds, migrations, balanced, error, wall_s: started.elapsed().as_secs_f64(), environment: env.clone() })
 }
 
-/// Every host's and VM's CPU use over a window, as the engine's state. A VM's use is
-/// its QEMU's, % of one host CPU; a host's is the sum of its VMs' over its capacity.
+/// Moves `mv.vm` into a fresh QEMU in the destination host's cgroup; fills in `r`.
+#[allow(clippy::too_many_arguments)]
+async fn migrate(
+    platform: &Platform,
+    run_dir: &RunDir,
+    groups: &mut [CpuCgroup],
+    placed: &mut [Placed],
+    qemus: &mut u32,
+    mv: &balance::Move,
+    p: &ClusterProfile,
+    scenario: &Scenario,
+    round: u32,
+    r: &mut Round,
+) -> Result<()> {
+    let i = placed.iter().position(|g| g.name == mv.vm).context("the engine chose a VM that is not placed")?;
+    let to = p.hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
+    *qemus += 1;
+    let name = format!("c{qemus}");
+    let mut dst = Machine::start(&platform.qemu, &platform.image, placed[i].machine.spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name).await?;
+    groups[to].add(dst.pid())?;
+    let m = migration::drive(&mut placed[i].machine, &mut dst, scenario).await?;
+    r.outcome = Some(m.outcome.label().to_string());
+    r.total_time_ms = m.total_time_ms;
+    r.downtime_ms = m.downtime_ms;
+    r.healthy = Some(m.health.healthy);
+    if m.outcome != Outcome::Completed || !m.health.healthy {
+        bail!("migrating {} to {} did not leave a healthy guest there ({}; {})", mv.vm, mv.to, m.outcome.label(), m.health.detail);
+    }
+    let old = std::mem::replace(&mut placed[i].machine, dst);
+    placed[i].host = to;
+    placed[i].moved_in = Some(round);
+    old.quit().await;
+    Ok(())
+}
+
+/// Every host's and VM's CPU use over a window, as the engine's state, all in % of
+/// the host's capacity: a VM's is its QEMU's use over its host's capacity, a host's
+/// the sum of its VMs'. (A VM moving to a host of another capacity counts by the
+/// source's share in the engine's estimate; the next round measures it afresh.)
 /// With `dirty_rate_s`, each VM also gets the model's predicted migration.
 async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Scenario) -> ClusterState {
     use crate::machine::dirty_rate;
@@ -278,15 +331,16 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
                 .iter()
                 .zip(used.iter().zip(&predictions))
                 .filter(|(g, _)| g.host == hi)
+                // In % of its host's capacity, the unit of the host's figure and the vector.
                 .map(|(g, (u, pred))| VmState {
                     name: g.name.clone(),
-                    cpu: *u,
+                    cpu: *u / h.capacity_percent as f64 * 100.0,
                     predicted_migration_s: pred.as_ref().and_then(|p| p.total_s),
                     converges: pred.as_ref().map(|p| p.converges),
                 })
                 .collect();
-            let cpu = vms.iter().map(|v| v.cpu).sum::<f64>() / h.capacity_percent as f64 * 100.0;
-            HostState { name: h.name.clone(), cpu, cores: Some(h.capacity_percent as f64 / 100.0), vms }
+            let cpu = vms.iter().map(|v| v.cpu).sum::<f64>();
+            HostState { name: h.name.clone(), cpu, cores: None, vms }
         })
         .collect();
     let cooling_down = placed.iter().filter(|g| g.moved_in.is_some_and(|m| round - m <= p.cooldown_rounds)).map(|g| g.name.clone()).collect();

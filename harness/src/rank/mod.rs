@@ -42,9 +42,10 @@ pub fn overlap(a: &Stats, b: &Stats) -> bool {
 }
 
 /// Ranks by the papers' rule. Candidates are sorted by mean total time; each tie
-/// group starts at the fastest not yet placed and takes every later candidate whose
-/// total-time interval overlaps the group's first (so a group never spans two VMs
-/// that differ clearly). Inside a group the one with less mean downtime goes first.
+/// group starts at the fastest not yet placed and takes the next candidates for as
+/// long as each one's total-time interval overlaps every member's so far (so a group
+/// never holds two VMs that differ clearly). Inside a group the one with less mean
+/// downtime goes first.
 pub fn by_migration_time_then_downtime(candidates: &[Candidate]) -> Vec<Ranked> {
     let pairs: Vec<(String, Stats, Stats)> = candidates.iter().map(|c| (c.name.clone(), c.total_time_ms, c.downtime_ms)).collect();
     by_metric_then_tiebreak(&pairs, Metric { name: "total time", unit: "ms", decimals: 0 }, Metric { name: "downtime", unit: "ms", decimals: 1 })
@@ -67,7 +68,13 @@ pub fn by_metric_then_tiebreak(candidates: &[(String, Stats, Stats)], primary: M
     let mut i = 0;
     while i < order.len() {
         let lead = order[i];
-        let mut group: Vec<&(String, Stats, Stats)> = order[i..].iter().copied().take_while(|c| overlap(&c.1, &lead.1)).collect();
+        let mut group: Vec<&(String, Stats, Stats)> = vec![lead];
+        for c in &order[i + 1..] {
+            if !group.iter().all(|g| overlap(&g.1, &c.1)) {
+                break;
+            }
+            group.push(c);
+        }
         i += group.len();
         group.sort_by(|a, b| a.2.mean.total_cmp(&b.2.mean).then_with(|| a.0.cmp(&b.0)));
         let names: Vec<String> = group.iter().map(|c| c.0.clone()).collect();
@@ -126,6 +133,19 @@ mod tests {
         let r = by_migration_time_then_downtime(&[c("A", &[100.0, 101.0, 100.5], &[5.0, 6.0, 5.5]), c("B", &[90.0, 91.0, 90.5], &[30.0, 31.0, 29.0])]);
         assert_eq!(names(&r), ["B", "A"]);
         assert!(r[0].tied_on_time_with.is_empty());
+    }
+
+    #[test]
+    fn a_group_holds_only_mutual_ties() {
+        // A (100 ± wide) overlaps B and C, but B and C differ clearly: {A, B} then {C},
+        // even though C has the least downtime.
+        let r = by_migration_time_then_downtime(&[
+            c("A", &[90.0, 110.0, 100.0, 95.0, 105.0], &[5.0, 5.0]),
+            c("B", &[100.5, 101.5, 101.0, 101.0, 101.0], &[5.0, 5.0]),
+            c("C", &[107.5, 108.5, 108.0, 108.0, 108.0], &[1.0, 1.0]),
+        ]);
+        assert_eq!(names(&r), ["A", "B", "C"], "{r:?}");
+        assert!(r[2].tied_on_time_with.is_empty());
     }
 
     #[test]

@@ -212,8 +212,12 @@ pub async fn predict_cells(
             live = Some((cell.boot_key(), m));
         }
         let (_, m) = live.as_mut().expect("booted above");
-        m.set_cpu_limits(cell.cap_percent, cell.host_cores)?;
-        let (dirty_rate, error) = match crate::machine::dirty_rate::measure(m, profile.dirty_rate_s).await {
+        // A failure here is this candidate's, recorded with it; the others go on.
+        let measured = match m.set_cpu_limits(cell.cap_percent, cell.host_cores) {
+            Ok(()) => crate::machine::dirty_rate::measure(m, profile.dirty_rate_s).await,
+            Err(e) => Err(e),
+        };
+        let (dirty_rate, error) = match measured {
             Ok(d) => (Some(d), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
@@ -285,8 +289,9 @@ pub fn rank(rows: &[VmRow], objective: Objective) -> Ranking {
 pub struct Validation {
     /// Candidates with both a prediction that converges and a measured total time.
     pub compared: usize,
-    pub median_error_percent: f64,
-    pub worst_error_percent: f64,
+    /// None when no VM has both a converging prediction and a measured time.
+    pub median_error_percent: Option<f64>,
+    pub worst_error_percent: Option<f64>,
     pub worst: String,
     /// Kendall's tau-b between the predicted and the measured total times (1 = same order).
     pub kendall_tau: Option<f64>,
@@ -311,8 +316,11 @@ pub fn validate(rows: &[VmRow]) -> Option<Validation> {
     let convergence_disagreements: Vec<(String, bool, bool)> = judged.into_iter().filter(|(_, p, m)| p != m).collect();
     let mut errors: Vec<(f64, &str)> = pairs.iter().map(|(r, p, m)| (100.0 * (p - m) / m, r.label.as_str())).collect();
     errors.sort_by(|a, b| a.0.abs().total_cmp(&b.0.abs()));
-    let median = errors.get(errors.len() / 2).map(|e| e.0).unwrap_or(f64::NAN);
-    let (worst, worst_label) = errors.last().map(|e| (e.0, e.1.to_string())).unwrap_or((f64::NAN, String::new()));
+    let median = errors.get(errors.len() / 2).map(|e| e.0);
+    let (worst, worst_label) = match errors.last() {
+        Some(e) => (Some(e.0), e.1.to_string()),
+        None => (None, String::new()),
+    };
     let predicted: Vec<f64> = pairs.iter().map(|p| p.1).collect();
     let measured: Vec<f64> = pairs.iter().map(|p| p.2).collect();
     Some(Validation {
@@ -389,8 +397,8 @@ mod tests {
         let v = validate(&rows).unwrap();
         assert_eq!(v.compared, 3);
         // c: 1000 vs 3005 = −66.7 %, the worst; the median is a's +19.4 %.
-        assert!((v.worst_error_percent + 66.72).abs() < 0.01 && v.worst == "c", "{v:?}");
-        assert!((v.median_error_percent - 19.40).abs() < 0.01, "{v:?}");
+        assert!((v.worst_error_percent.unwrap() + 66.72).abs() < 0.01 && v.worst == "c", "{v:?}");
+        assert!((v.median_error_percent.unwrap() - 19.40).abs() < 0.01, "{v:?}");
         // Predicted order c, a, b against measured a, b, c: (a, b) agree, (a, c) and (b, c)
         // do not: tau = (1 − 2) / 3.
         assert!((v.kendall_tau.unwrap() + 1.0 / 3.0).abs() < 1e-9, "{v:?}");

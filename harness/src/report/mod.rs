@@ -191,14 +191,15 @@ pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::
 
 /// The model's total time against the measured one.
 pub fn validation_lines(v: &crate::rank::vms::Validation) -> String {
-    let mut out = format!(
-        "Predicted vs measured total time over {} VMs: median error {:+.0} %, worst {:+.0} % ({}); Kendall's tau {}",
-        v.compared,
-        v.median_error_percent,
-        v.worst_error_percent,
-        v.worst,
-        v.kendall_tau.map(|t| format!("{t:.2}")).unwrap_or_else(|| "- (too few VMs)".into())
-    );
+    let mut out = match (v.median_error_percent, v.worst_error_percent) {
+        (Some(median), Some(worst)) => format!(
+            "Predicted vs measured total time over {} VMs: median error {median:+.0} %, worst {worst:+.0} % ({}); Kendall's tau {}",
+            v.compared,
+            v.worst,
+            v.kendall_tau.map(|t| format!("{t:.2}")).unwrap_or_else(|| "- (too few VMs)".into())
+        ),
+        _ => "No VM has both a converging prediction and a measured total time to compare.".to_string(),
+    };
     out += &format!("\nConvergence: the model and the runs agree on {} VMs", v.convergence_agreements);
     for (label, predicted, completed) in &v.convergence_disagreements {
         out += &format!(
@@ -234,7 +235,7 @@ pub fn predicted_table(vms: &[crate::rank::vms::PredictedVm]) -> String {
 /// One round of a live cluster, laid out like Chandak et al.'s tables.
 pub fn cluster_round(r: &crate::rank::cluster::Round) -> String {
     let mut b = tabled::builder::Builder::default();
-    b.push_record(["host", "VM", "VM CPU (% of one CPU)", "predicted migration s", "host CPU (% of its capacity)", "band"]);
+    b.push_record(["host", "VM", "VM CPU (% of the host)", "predicted migration s", "host CPU (% of its capacity)", "band"]);
     let d = &r.decision;
     for h in &r.state.hosts {
         let band = if d.heavy.contains(&h.name) { "heavy" } else if d.light.contains(&h.name) { "light" } else { "moderate" };
@@ -257,10 +258,21 @@ pub fn cluster_round(r: &crate::rank::cluster::Round) -> String {
             b.push_record([h.name.clone(), "-".into(), "-".into(), "-".into(), format!("{:.2}", h.cpu), band.to_string()]);
         }
     }
-    let outcome = match (&d.migration, r.total_time_ms) {
-        (Some(m), Some(t)) => format!("migrated {} from {} to {} in {t:.0} ms (downtime {:.0} ms)", m.vm, m.from, m.to, r.downtime_ms.unwrap_or(0.0)),
-        (Some(m), None) => format!("migrating {} from {} to {} failed", m.vm, m.from, m.to),
-        (None, _) => "no migration".into(),
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or_else(|| "-".into());
+    let outcome = match (&d.migration, r.outcome.as_deref(), r.healthy) {
+        (None, _, _) => "no migration".into(),
+        (Some(m), Some("completed"), Some(true)) => {
+            format!("migrated {} from {} to {} in {} (downtime {})", m.vm, m.from, m.to, ms(r.total_time_ms), ms(r.downtime_ms))
+        }
+        (Some(m), Some(o), healthy) => format!(
+            "migrating {} from {} to {}: {o}{}",
+            m.vm,
+            m.from,
+            m.to,
+            if healthy == Some(false) { ", guest NOT healthy" } else { "" }
+        ),
+        // The engine's choice after the last allowed round, or a move that could not start.
+        (Some(m), None, _) => format!("{} from {} to {} was not migrated", m.vm, m.from, m.to),
     };
     format!(
         "Round {}: threshold {:.2}, moderate band [{:.2}, {:.2}]\n\n{}\n\n{} — {}",
