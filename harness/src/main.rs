@@ -509,11 +509,7 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         if records.is_empty() {
             anyhow::bail!("{} holds no run records of a profile: rank the results of `migbench run`", results.display());
         }
-        let rows = vms::rows(&records);
-        println!("{}", report::rank_table(&rows, &vms::rank(&rows, a.objective)));
-        if let Some(v) = vms::validate(&rows) {
-            println!("\n{}", report::validation_lines(&v));
-        }
+        print_ranking(&records, a.objective);
         return Ok(ExitCode::SUCCESS);
     }
     let mut profile = Profile::resolve(&a.source)?;
@@ -529,19 +525,23 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-validate", profile.name)));
         let opts = sweep_options(&a.sweep, out, false, Shard::default())?;
         let outcome = sweep::run(&p, &env, &profile, &opts).await?;
-        let records = sweep::run_records(&experiment::results::read_results(&outcome.results)?, &profile);
-        let rows = vms::rows(&records);
-        println!("{}", report::rank_table(&rows, &vms::rank(&rows, a.objective)));
-        match vms::validate(&rows) {
-            Some(v) => println!("\n{}", report::validation_lines(&v)),
-            None => println!("\nNo candidate has both a prediction and a measured total time to compare."),
-        }
+        print_ranking(&sweep::run_records(&experiment::results::read_results(&outcome.results)?, &profile), a.objective);
         eprintln!("migbench: results in {}", outcome.results.display());
         return Ok(ExitCode::SUCCESS);
     }
     let predicted = vms::predict_cells(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, a.sweep.quiet).await?;
     println!("{}", report::predicted_table(&predicted));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The measured ranking of `records`, with the model's errors when it has predictions.
+fn print_ranking(records: &[sweep::RunRecord], objective: migbench::rank::vms::Objective) {
+    use migbench::rank::vms;
+    let rows = vms::rows(records);
+    println!("{}", report::rank_table(&rows, &vms::rank(&rows, objective)));
+    if let Some(v) = vms::validate(&rows) {
+        println!("\n{}", report::validation_lines(&v));
+    }
 }
 
 /// `migbench balance --cluster PROFILE`: the policy engine on a live cluster.

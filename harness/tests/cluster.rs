@@ -5,21 +5,18 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 
-#[test]
-fn an_unbalanced_cluster_ends_balanced_by_real_migrations() {
-    platform();
-    let _slot = qemu_slot();
-    let tmp = tempfile::tempdir().unwrap();
-    // The shipped profile sized for a small TCG machine.
-    let profile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/cluster-tcg.toml");
-    let out = tmp.path().join("out");
-    let child = migbench(tmp.path())
+/// Runs `balance --cluster` on the shipped profile sized for a small TCG machine;
+/// returns the exit code, everything printed, cluster.json, and migbench's pid.
+fn run_cluster(tmp: &Path, out: &Path) -> (Option<i32>, String, serde_json::Value, u32) {
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/cluster-tcg.toml");
+    let child = migbench(tmp)
         .arg("balance")
         .arg("--cluster")
         .arg(&profile)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -27,15 +24,35 @@ fn an_unbalanced_cluster_ends_balanced_by_real_migrations() {
     let pid = child.id();
     let o = child.wait_with_output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.status.code(), Some(0), "{text}");
+    let run = std::fs::read_to_string(out.join("cluster.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    (o.status.code(), text, run, pid)
+}
+
+#[test]
+fn an_unbalanced_cluster_ends_balanced_by_real_migrations() {
+    platform();
+    let _slot = qemu_slot();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut code, mut text, mut run, mut pid) = run_cluster(tmp.path(), &tmp.path().join("out"));
+    // QEMU 7.2 under TCG sometimes hands a first-migrated guest a corrupted kernel (see
+    // the README's TCG finding). Only there, and only with the console's evidence in
+    // the record, is one fresh attempt allowed; anywhere else the first must succeed.
+    let qemu = run.pointer("/environment/qemu_version").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let tcg = run.pointer("/environment/accel").and_then(|v| v.as_str()) == Some("tcg");
+    let known_tcg_corruption = run["error"].as_str().is_some_and(|e| e.contains("kernel trouble on the guest console"));
+    if code != Some(0) && qemu.starts_with("7.") && tcg && known_tcg_corruption {
+        eprintln!("first attempt lost its guest to the QEMU 7.x TCG corruption; trying once more:\n{text}");
+        (code, text, run, pid) = run_cluster(tmp.path(), &tmp.path().join("out2"));
+    }
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("Balanced: every host is moderate"), "{text}");
-    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("cluster.json")).unwrap()).unwrap();
     let rounds = run["rounds"].as_array().unwrap();
     // It started unbalanced: the first round found a heavy and a light host and moved a VM.
     assert!(!rounds[0]["decision"]["heavy"].as_array().unwrap().is_empty(), "{text}");
-    assert!(run["migrations"].as_u64().unwrap() >= 1 && rounds.len() <= 4, "{text}");
+    assert!(run["migrations"].as_u64().unwrap() >= 1 && rounds.len() <= 5, "{text}");
     // Every migration was really performed and left a healthy guest.
-    for r in rounds.iter().filter(|r| !r["decision"]["migration"].is_null()) {
+    for r in rounds.iter().filter(|r| !r["outcome"].is_null()) {
+        assert_eq!(r["outcome"], "completed", "{r}");
         assert_eq!(r["healthy"], true, "{r}");
         assert!(r["total_time_ms"].as_f64().unwrap() > 0.0);
     }
