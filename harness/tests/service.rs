@@ -104,7 +104,9 @@ fn a_guest_answers_http_before_during_and_after_its_migration() {
         assert!(service_ms > 0.0);
         let probe = &svc["probe"];
         assert!(probe["answered"].as_u64().unwrap() > 1000, "{probe}");
-        assert_eq!(probe["lost_outside"], 0, "{probe}");
+        // UDP may drop a datagram on a loaded 2-core TCG machine at any time; outside the
+        // migration that must stay rare (lost_stretches in the message says where).
+        assert!(probe["lost_outside"].as_u64().unwrap() * 100 <= probe["sent"].as_u64().unwrap(), "{probe}");
         let outage = probe["outage"]["ms"].as_f64().expect("probe outage");
         // The probe's outage covers at least the switchover QEMU reports.
         let event_downtime = m["event_downtime_ms"].as_f64().unwrap();

@@ -151,10 +151,15 @@ pub struct ProbeSummary {
     pub hz: u32,
     pub sent: u64,
     pub answered: u64,
-    /// Probes sent during the migration window that were never answered.
+    /// Probes never answered that were sent during the migration window or its
+    /// outage (which can last past `RESUME` while the destination's path settles).
     pub lost_during: u64,
-    /// Probes outside the migration window never answered (a healthy path loses none).
+    /// Probes lost at any other time (a healthy path loses none).
     pub lost_outside: u64,
+    /// Where probes were lost: runs of consecutive losses as (first sent, last sent),
+    /// ms, at most 50.
+    #[serde(default)]
+    pub lost_stretches: Vec<(f64, f64)>,
     /// The longest stretch without an echo across the switchover (ms, about one
     /// probe period of resolution): the outage as the network sees it.
     pub outage: Option<Gap>,
@@ -167,17 +172,34 @@ impl ProbeLog {
     /// Summarises against the migration window `window` (from, to) and the
     /// switchover inside it; `end_ms` is when the probe stopped.
     pub fn summarise(&self, window: (f64, f64), switchover: Option<(f64, f64)>, end_ms: f64) -> ProbeSummary {
+        let mut received: Vec<f64> = self.echoes.iter().map(|e| e.received_ms).collect();
+        received.sort_by(f64::total_cmp);
+        let outage = longest_gap(&received, switchover.unwrap_or(window), end_ms);
+        // The outage across the switchover can outlast `RESUME` (the destination's
+        // network still catching up): probes lost in it belong to the migration too.
+        // Its start is an arrival time, so allow a round trip before it.
+        let in_migration = |t: f64| (t >= window.0 && t <= window.1) || outage.is_some_and(|g| t >= g.from_ms - 10.0 && t <= g.to_ms);
         let answered: std::collections::HashSet<u64> = self.echoes.iter().map(|e| e.seq).collect();
         let (mut lost_during, mut lost_outside) = (0, 0);
+        let mut stretches: Vec<(f64, f64)> = Vec::new();
+        let mut last_lost: Option<usize> = None;
         for (seq, &t) in self.sent_ms.iter().enumerate() {
             // A probe sent in the last 100 ms before the stop may still have been on the wire.
             if answered.contains(&(seq as u64)) || t > end_ms - 100.0 {
                 continue;
             }
-            if t >= window.0 && t <= window.1 { lost_during += 1 } else { lost_outside += 1 }
+            if in_migration(t) { lost_during += 1 } else { lost_outside += 1 }
+            let continues = last_lost.is_some_and(|l| l + 1 == seq);
+            match stretches.last_mut() {
+                Some(s) if continues => s.1 = t,
+                _ => {
+                    if stretches.len() < 50 {
+                        stretches.push((t, t));
+                    }
+                }
+            }
+            last_lost = Some(seq);
         }
-        let mut received: Vec<f64> = self.echoes.iter().map(|e| e.received_ms).collect();
-        received.sort_by(f64::total_cmp);
         let mut rtt: Vec<f64> =
             self.echoes.iter().filter(|e| e.sent_ms < window.0).map(|e| e.received_ms - e.sent_ms).collect();
         rtt.sort_by(f64::total_cmp);
@@ -187,7 +209,8 @@ impl ProbeLog {
             answered: self.echoes.len() as u64,
             lost_during,
             lost_outside,
-            outage: longest_gap(&received, switchover.unwrap_or(window), end_ms),
+            lost_stretches: stretches,
+            outage,
             rtt_before_p50_ms: rtt.get(rtt.len() / 2).copied(),
             rtt_before_max_ms: rtt.last().copied(),
         }
@@ -231,6 +254,11 @@ mod tests {
         assert!(outage.ms >= 195.0 && outage.ms < 260.0, "{outage:?}");
         assert!(s.lost_during >= 150, "{s:?}");
         assert_eq!(s.lost_outside, 0, "{s:?}");
+        // A silence that outlasts the window (the destination settling after RESUME)
+        // still belongs to the migration.
+        let late = log.summarise((250.0, 400.0), Some((390.0, 400.0)), end);
+        assert_eq!(late.lost_outside, 0, "{late:?}");
+        assert_eq!(late.lost_during, s.lost_during, "{late:?}");
         assert!(s.rtt_before_p50_ms.unwrap() < 20.0);
     }
 

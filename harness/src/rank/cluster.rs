@@ -129,8 +129,8 @@ impl ClusterProfile {
         if !(self.window_s.is_finite() && (0.5..=3600.0).contains(&self.window_s)) {
             return Err(format!("window_s = {}: give 0.5 to 3600 seconds", self.window_s));
         }
-        if self.max_rounds == 0 {
-            return Err("max_rounds = 0: allow at least one round".into());
+        if !(1..=1000).contains(&self.max_rounds) {
+            return Err(format!("max_rounds = {}: allow 1 to 1000 rounds", self.max_rounds));
         }
         if !(self.warmup_s.is_finite() && (0.0..=3600.0).contains(&self.warmup_s)) {
             return Err(format!("warmup_s = {}: give 0 to 3600 seconds", self.warmup_s));
