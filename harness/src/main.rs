@@ -65,6 +65,22 @@ enum Cmd {
     Balance(BalanceArgs),
     /// Which VM to migrate: rank a profile's cells (candidate VMs) by measured or predicted cost.
     Rank(RankArgs),
+    /// CI gate: compare two result sets cell by cell (Welch's t-test); exit 4 on a significant regression.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The baseline results (a directory with results.jsonl, or the file).
+    baseline: PathBuf,
+    /// The results to judge.
+    current: PathBuf,
+    /// A figure regresses when its mean is worse by more than this (and the t-test says it differs).
+    #[arg(long, default_value = "10%", value_name = "PERCENT")]
+    max_regression: String,
+    /// Also write the current means as JSON for benchmark-tracking actions (customSmallerIsBetter).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -469,6 +485,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Balance(a) if a.cluster.is_some() => balance_cluster(&cli.image, &a).await,
         Cmd::Balance(a) => balance(&a),
         Cmd::Rank(a) => rank(&cli.image, &a).await,
+        Cmd::Compare(a) => compare(&a),
         Cmd::Merge(a) => {
             let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
             println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
@@ -497,19 +514,7 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         if a.validate {
             anyhow::bail!("--validate takes a profile (it migrates every cell); {} is a results file: rank it without --validate", a.source);
         }
-        if !results.exists() {
-            anyhow::bail!("{} does not exist: give a results directory, a results.jsonl, or a profile", results.display());
-        }
-        let lines = experiment::results::read_results(&results)?;
-        let total = lines.len();
-        let records: Vec<sweep::RunRecord> = lines.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-        if records.len() < total && !records.is_empty() {
-            eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are not ranked", total - records.len(), results.display());
-        }
-        if records.is_empty() {
-            anyhow::bail!("{} holds no run records of a profile: rank the results of `migbench run`", results.display());
-        }
-        print_ranking(&records, a.objective);
+        print_ranking(&load_records(&results)?, a.objective);
         return Ok(ExitCode::SUCCESS);
     }
     let mut profile = Profile::resolve(&a.source)?;
@@ -532,6 +537,51 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
     let predicted = vms::predict_cells(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, a.sweep.quiet).await?;
     println!("{}", report::predicted_table(&predicted));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run records from a results directory or file; an unreadable line is counted in a warning.
+fn load_records(path: &std::path::Path) -> Result<Vec<sweep::RunRecord>> {
+    let file = if path.is_dir() { path.join("results.jsonl") } else { path.to_path_buf() };
+    if !file.exists() {
+        anyhow::bail!("{} does not exist: give a results directory or its results.jsonl", file.display());
+    }
+    let lines = experiment::results::read_results(&file)?;
+    let total = lines.len();
+    let records: Vec<sweep::RunRecord> = lines.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    if records.is_empty() {
+        anyhow::bail!("{} holds no run records of a profile (the results of `migbench run`)", file.display());
+    }
+    if records.len() < total {
+        eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are left out", total - records.len(), file.display());
+    }
+    Ok(records)
+}
+
+/// `migbench compare BASELINE CURRENT`: exit 4 on a significant regression.
+fn compare(a: &CompareArgs) -> Result<ExitCode> {
+    use migbench::report::compare;
+    let text = a.max_regression.trim().trim_end_matches('%').trim();
+    let max: f64 = match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => v,
+        _ => anyhow::bail!("--max-regression {}: give a percentage, 0 or more (e.g. 10%)", a.max_regression),
+    };
+    let (baseline, current) = (load_records(&a.baseline)?, load_records(&a.current)?);
+    let changes = compare::compare(&baseline, &current, max);
+    if changes.is_empty() {
+        anyhow::bail!("no cell of {} is in {}: compare results of the same profile", a.current.display(), a.baseline.display());
+    }
+    let table = compare::markdown(&changes, max);
+    println!("{table}");
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&summary).with_context(|| format!("opening $GITHUB_STEP_SUMMARY ({})", summary.to_string_lossy()))?;
+        writeln!(f, "## migbench compare\n\n{table}\n").with_context(|| "writing $GITHUB_STEP_SUMMARY")?;
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&compare::benchmark_json(&changes))?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let regressed = changes.iter().any(|c| c.verdict == compare::Verdict::Regression);
+    Ok(if regressed { ExitCode::from(4) } else { ExitCode::SUCCESS })
 }
 
 /// The measured ranking of `records`, with the model's errors when it has predictions.
