@@ -183,19 +183,25 @@ impl ProbeLog {
         let (mut lost_during, mut lost_outside) = (0, 0);
         let mut stretches: Vec<(f64, f64)> = Vec::new();
         let mut last_lost: Option<usize> = None;
+        let mut open = false;
         for (seq, &t) in self.sent_ms.iter().enumerate() {
             // A probe sent in the last 100 ms before the stop may still have been on the wire.
             if answered.contains(&(seq as u64)) || t > end_ms - 100.0 {
                 continue;
             }
             if in_migration(t) { lost_during += 1 } else { lost_outside += 1 }
-            let continues = last_lost.is_some_and(|l| l + 1 == seq);
-            match stretches.last_mut() {
-                Some(s) if continues => s.1 = t,
-                _ => {
-                    if stretches.len() < 50 {
-                        stretches.push((t, t));
+            // Extend the open stretch, or open a new one while there is room (a run
+            // that found no room stays unrecorded rather than extending another).
+            if last_lost.is_some_and(|l| l + 1 == seq) {
+                if open {
+                    if let Some(s) = stretches.last_mut() {
+                        s.1 = t;
                     }
+                }
+            } else {
+                open = stretches.len() < 50;
+                if open {
+                    stretches.push((t, t));
                 }
             }
             last_lost = Some(seq);
@@ -260,6 +266,17 @@ mod tests {
         assert_eq!(late.lost_outside, 0, "{late:?}");
         assert_eq!(late.lost_during, s.lost_during, "{late:?}");
         assert!(s.rtt_before_p50_ms.unwrap() < 20.0);
+    }
+
+    #[test]
+    fn lost_probes_are_grouped_into_stretches() {
+        let sent_ms: Vec<f64> = (0..300).map(|i| i as f64).collect();
+        let lost = |i: u64| (10..15).contains(&i) || i == 50;
+        let echoes = (0..300u64).filter(|i| !lost(*i)).map(|i| Echo { seq: i, sent_ms: i as f64, received_ms: i as f64 + 0.5 }).collect();
+        let log = ProbeLog { hz: 1000, sent_ms, echoes };
+        let s = log.summarise((100.0, 200.0), None, 300.0);
+        assert_eq!(s.lost_stretches, vec![(10.0, 14.0), (50.0, 50.0)]);
+        assert_eq!((s.lost_during, s.lost_outside), (0, 6));
     }
 
     #[test]
