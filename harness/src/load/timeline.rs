@@ -214,6 +214,35 @@ pub fn brownout(requests: &[Request], threshold_ms: f64) -> (f64, Option<Gap>) {
     (total, longest)
 }
 
+/// One phase over several runs: the counts summed, the percentiles from the runs'
+/// merged histograms (not averaged), the exact maximum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedPhase {
+    pub requests: u64,
+    pub failed: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl MergedPhase {
+    pub fn of(phases: &[&PhaseLatency]) -> MergedPhase {
+        let hdrs: Vec<&str> = phases.iter().map(|p| p.hdr.as_str()).filter(|h| !h.is_empty()).collect();
+        let merged = merge_hdr(&hdrs).ok().filter(|h| !h.is_empty());
+        let q = |p: f64| merged.as_ref().and_then(|h| percentile_ms(h, p));
+        MergedPhase {
+            requests: phases.iter().map(|p| p.requests).sum(),
+            failed: phases.iter().map(|p| p.failed).sum(),
+            p50_ms: q(50.0),
+            p99_ms: q(99.0),
+            p999_ms: q(99.9),
+            // The exact maximum, not the top of its histogram bucket.
+            max_ms: phases.iter().filter_map(|p| p.max_ms).reduce(f64::max),
+        }
+    }
+}
+
 /// Everything the client saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientView {
@@ -244,6 +273,13 @@ pub struct ClientView {
 ///
 /// Spans for `ok_per_s`: before = [first request's `intended_ms`, window start],
 /// during = the window, after = [window end, `end_ms`].
+impl ClientView {
+    /// The phases in order: before, during, after.
+    pub fn phases(&self) -> [&PhaseLatency; 3] {
+        [&self.before, &self.during, &self.after]
+    }
+}
+
 pub fn summarise(requests: &[Request], window: Window, switchover: Option<(f64, f64)>, end_ms: f64) -> ClientView {
     let mut by_phase: [Vec<&Request>; 3] = Default::default();
     for r in requests {

@@ -9,7 +9,7 @@
 use crate::experiment::sweep::RunRecord;
 use crate::load::generator::Connection;
 use crate::load::service::ServiceRecord;
-use crate::load::timeline::{PhaseLatency, merge_hdr, percentile_ms};
+use crate::load::timeline::{MergedPhase, PhaseLatency};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -40,21 +40,18 @@ pub fn section(records: &[RunRecord]) -> String {
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
     for (key, group) in &groups {
         for (pick, (phase, theirs)) in THEIRS.iter().enumerate() {
-            let phases: Vec<&PhaseLatency> = group.iter().map(|s| [&s.client.before, &s.client.during, &s.client.after][pick]).collect();
-            let hdrs: Vec<&str> = phases.iter().map(|p| p.hdr.as_str()).collect();
-            let merged = merge_hdr(&hdrs).ok().filter(|h| !h.is_empty());
-            let q = |p: f64| ms(merged.as_ref().and_then(|h| percentile_ms(h, p)));
-            let max = phases.iter().filter_map(|p| p.max_ms).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            let phases: Vec<&PhaseLatency> = group.iter().map(|s| s.client.phases()[pick]).collect();
+            let m = MergedPhase::of(&phases);
             b.push_record([
                 key.clone(),
                 phase.to_string(),
                 theirs.to_string(),
                 group.len().to_string(),
-                phases.iter().map(|p| p.requests).sum::<u64>().to_string(),
-                phases.iter().map(|p| p.failed).sum::<u64>().to_string(),
-                q(50.0),
-                q(99.0),
-                ms(max),
+                m.requests.to_string(),
+                m.failed.to_string(),
+                ms(m.p50_ms),
+                ms(m.p99_ms),
+                ms(m.max_ms),
             ]);
         }
     }

@@ -7,7 +7,7 @@ use crate::experiment::profile::Profile;
 use crate::experiment::stats::Stats;
 use crate::experiment::sweep::RunRecord;
 use crate::load::service::ServiceRecord;
-use crate::load::timeline::{PhaseLatency, merge_hdr, percentile_ms};
+use crate::load::timeline::{MergedPhase, PhaseLatency};
 use crate::migration::Measurement;
 use tabled::builder::Builder;
 use tabled::settings::Style;
@@ -45,30 +45,18 @@ pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String>
     b.push_record(["cell", "phase", "requests", "failed", "p50_ms", "p99_ms", "p99.9_ms", "max_ms", "ok_per_s"]);
     for (label, runs) in &cells {
         for (phase, pick) in [("before", 0), ("during", 1), ("after", 2)] {
-            let phases: Vec<&PhaseLatency> = runs
-                .iter()
-                .map(|r| {
-                    let c = &service(r).client;
-                    [&c.before, &c.during, &c.after][pick]
-                })
-                .collect();
-            let requests: u64 = phases.iter().map(|p| p.requests).sum();
-            let failed: u64 = phases.iter().map(|p| p.failed).sum();
-            let hdrs: Vec<&str> = phases.iter().map(|p| p.hdr.as_str()).filter(|h| !h.is_empty()).collect();
-            let merged = merge_hdr(&hdrs).ok().filter(|h| !h.is_empty());
-            let q = |p: f64| ms(merged.as_ref().and_then(|h| percentile_ms(h, p)));
-            // The exact maximum, not the top of its histogram bucket.
-            let max = phases.iter().filter_map(|p| p.max_ms).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            let phases: Vec<&PhaseLatency> = runs.iter().map(|r| service(r).client.phases()[pick]).collect();
+            let m = MergedPhase::of(&phases);
             let rate = Stats::of(&phases.iter().filter_map(|p| p.ok_per_s).collect::<Vec<_>>());
             b.push_record([
                 label.clone(),
                 phase.into(),
-                requests.to_string(),
-                failed.to_string(),
-                q(50.0),
-                q(99.0),
-                q(99.9),
-                ms(max),
+                m.requests.to_string(),
+                m.failed.to_string(),
+                ms(m.p50_ms),
+                ms(m.p99_ms),
+                ms(m.p999_ms),
+                ms(m.max_ms),
                 rate.map(|s| format!("{:.0}", s.mean)).unwrap_or_else(|| "-".into()),
             ]);
         }
