@@ -129,26 +129,8 @@ fn sigint_mid_migration_kills_every_qemu_and_removes_the_run_directory() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until both QEMUs (source and destination) run, then give the migration a moment.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while processes_mentioning(&marker).iter().filter(|(_, c)| c.contains("qemu-system")).count() < 2 {
-        assert!(Instant::now() < deadline, "source and destination never both started");
-        assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "migbench did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    // Both QEMUs (source and destination) run, and the migration has had a moment.
+    let (status, err) = interrupt_mid_migration(&mut child, &marker, Duration::from_secs(2));
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("SIGINT"), "{err}");
     std::thread::sleep(Duration::from_millis(200));

@@ -174,26 +174,8 @@ fn sigint_under_load_leaves_no_qemu_and_no_namespace() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while processes_mentioning(&marker).iter().filter(|(_, c)| c.contains("qemu-system")).count() < 2 {
-        assert!(Instant::now() < deadline, "source and destination never both started");
-        assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // Into the load's `before` window and the migration.
-    std::thread::sleep(Duration::from_secs(4));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "migbench did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (status, err) = interrupt_mid_migration(&mut child, &marker, Duration::from_secs(4));
     assert_eq!(status.code(), Some(130), "{err}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(processes_mentioning(&marker).is_empty(), "left running after SIGINT: {:?}", processes_mentioning(&marker));

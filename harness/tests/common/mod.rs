@@ -89,3 +89,30 @@ pub fn run_profile_code(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Va
     let rs = results(&out);
     (tmp, rs, text, o.status.code())
 }
+
+/// Waits until `child` (a migbench whose TMPDIR holds `marker`) runs both QEMUs of a
+/// migration, lets it go on for `settle`, sends SIGINT, and waits for it to exit;
+/// returns its exit status and everything it wrote on stderr.
+pub fn interrupt_mid_migration(child: &mut std::process::Child, marker: &str, settle: std::time::Duration) -> (std::process::ExitStatus, String) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processes_mentioning(marker).iter().filter(|(_, c)| c.contains("qemu-system")).count() < 2 {
+        assert!(Instant::now() < deadline, "source and destination never both started");
+        assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(settle);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "migbench did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status, err)
+}
