@@ -103,15 +103,7 @@ impl Network {
     /// Runs `f` on a thread inside the namespace and returns its result. Sockets it
     /// creates belong to the namespace for their whole life, whichever thread uses them.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        let ns = &self.ns;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                join(ns)?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("a thread in the test network panicked"))?
-        })
+        run_in(&self.ns, f)
     }
 
     /// Starts a long-lived thread inside the namespace (the load generator's).
@@ -157,7 +149,7 @@ pub struct Tap {
 impl Drop for Tap {
     fn drop(&mut self) {
         let (ns, name) = (&self.ns, &self.name);
-        let _ = std::thread::scope(|s| s.spawn(|| join(ns).and_then(|_| Ok(netif::set_tap(name, false)?))).join());
+        let _ = run_in(ns, || netif::set_tap(name, false));
     }
 }
 
@@ -179,6 +171,18 @@ pub fn check() -> Result<()> {
     let net = Network::create()?;
     drop(net.add_tap("mb-check")?);
     Ok(())
+}
+
+/// Runs `f` on a short-lived thread inside the namespace `ns`.
+fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            join(ns)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("a thread in the test network panicked"))?
+    })
 }
 
 /// Moves the calling thread into the namespace `ns`.

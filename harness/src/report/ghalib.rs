@@ -79,7 +79,7 @@ fn verdicts(runs: &[(&RunRecord, &ServiceRecord)]) -> Vec<String> {
     let answered_after = runs.iter().filter(|(r, s)| did_move(r) && s.client.after.ok > 0).count();
     let failed: u64 = runs.iter().map(|(_, s)| s.client.failed).sum();
     let worst = |conn: Connection| {
-        runs.iter().filter(|(_, s)| s.load.connection == conn).filter_map(|(_, s)| s.client.during.max_ms).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        runs.iter().filter(|(_, s)| s.load.connection == conn).filter_map(|(_, s)| s.client.during.max_ms).reduce(f64::max)
     };
     let show = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or_else(|| "-".into());
     let qemu_down = runs.iter().filter_map(|(r, _)| r.migration.measurement.downtime_ms).fold(0.0, f64::max);
