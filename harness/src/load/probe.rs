@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 pub use migbench_guest::protocol::ECHO_PORT;
 pub const MAX_HZ: u32 = 20_000;
 
+/// How long after the migration (its window or its outage, whichever ends later)
+/// losses count as the destination settling rather than as ordinary loss: a guest
+/// resumed under TCG retranslates its code and stalls for tens of ms now and then.
+pub const SETTLE_MS: f64 = 1000.0;
+
 /// Marks our datagrams, so a stray packet is not counted as an echo.
 const MAGIC: u64 = 0x6d69_6762_656e_6368; // "migbench"
 
@@ -154,6 +159,11 @@ pub struct ProbeSummary {
     /// Probes never answered that were sent during the migration window or its
     /// outage (which can last past `RESUME` while the destination's path settles).
     pub lost_during: u64,
+    /// Probes lost in the `SETTLE_MS` after the migration and its outage: the
+    /// destination settling (stalls of a resumed guest), not the switchover.
+    /// `None` in records made before it was counted (their `lost_outside` holds it).
+    #[serde(default)]
+    pub lost_settling: Option<u64>,
     /// Probes lost at any other time (a healthy path loses none).
     pub lost_outside: u64,
     /// Where probes were lost: runs of consecutive losses as (first sent, last sent),
@@ -179,8 +189,10 @@ impl ProbeLog {
         // network still catching up): probes lost in it belong to the migration too.
         // Its start is an arrival time, so allow a round trip before it.
         let in_migration = |t: f64| (t >= window.0 && t <= window.1) || outage.is_some_and(|g| t >= g.from_ms - 10.0 && t <= g.to_ms);
+        let settled_from = outage.map_or(window.1, |g| g.to_ms.max(window.1));
+        let settling = |t: f64| t > settled_from && t <= settled_from + SETTLE_MS;
         let answered: std::collections::HashSet<u64> = self.echoes.iter().map(|e| e.seq).collect();
-        let (mut lost_during, mut lost_outside) = (0, 0);
+        let (mut lost_during, mut lost_settling, mut lost_outside) = (0, 0, 0);
         let mut stretches: Vec<(f64, f64)> = Vec::new();
         let mut last_lost: Option<usize> = None;
         let mut open = false;
@@ -189,7 +201,13 @@ impl ProbeLog {
             if answered.contains(&(seq as u64)) || t > end_ms - 100.0 {
                 continue;
             }
-            if in_migration(t) { lost_during += 1 } else { lost_outside += 1 }
+            if in_migration(t) {
+                lost_during += 1
+            } else if settling(t) {
+                lost_settling += 1
+            } else {
+                lost_outside += 1
+            }
             // Extend the open stretch, or open a new one while there is room (a run
             // that found no room stays unrecorded rather than extending another).
             if last_lost.is_some_and(|l| l + 1 == seq) {
@@ -214,6 +232,7 @@ impl ProbeLog {
             sent: self.sent_ms.len() as u64,
             answered: self.echoes.len() as u64,
             lost_during,
+            lost_settling: Some(lost_settling),
             lost_outside,
             lost_stretches: stretches,
             outage,
@@ -276,7 +295,13 @@ mod tests {
         let log = ProbeLog { hz: 1000, sent_ms, echoes };
         let s = log.summarise((100.0, 200.0), None, 300.0);
         assert_eq!(s.lost_stretches, vec![(10.0, 14.0), (50.0, 50.0)]);
-        assert_eq!((s.lost_during, s.lost_outside), (0, 6));
+        assert_eq!((s.lost_during, s.lost_settling, s.lost_outside), (0, Some(0), 6));
+        // After the window: first the settling second, then ordinary loss again.
+        let sent_ms: Vec<f64> = (0..3000).map(|i| i as f64).collect();
+        let lost = |i: u64| (150..160).contains(&i) || (400..420).contains(&i) || (1300..1305).contains(&i);
+        let echoes = (0..3000u64).filter(|i| !lost(*i)).map(|i| Echo { seq: i, sent_ms: i as f64, received_ms: i as f64 + 0.5 }).collect();
+        let s = ProbeLog { hz: 1000, sent_ms, echoes }.summarise((100.0, 200.0), None, 3000.0);
+        assert_eq!((s.lost_during, s.lost_settling, s.lost_outside), (10, Some(20), 5), "{s:?}");
     }
 
     #[test]

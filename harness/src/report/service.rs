@@ -78,6 +78,7 @@ pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> 
         "stop_to_resume_ms",
         "guest_gap_ms",
         "probe_outage_ms",
+        "probe_lost_during/settling/other",
         "service_downtime_ms",
         "brownout_ms",
         "failed_requests",
@@ -87,6 +88,16 @@ pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> 
             Stats::of(&runs.iter().filter_map(|r| f(&r.migration.measurement)).collect::<Vec<_>>()).map(|s| s.show(1)).unwrap_or_else(|| "-".into())
         };
         let failed: u64 = runs.iter().map(|r| service(r).client.failed).sum();
+        let probes: Vec<_> = runs.iter().filter_map(|r| service(r).probe.as_ref()).collect();
+        let lost = if probes.is_empty() {
+            "-".to_string()
+        } else {
+            let sum = |f: &dyn Fn(&crate::load::probe::ProbeSummary) -> u64| probes.iter().map(|p| f(p)).sum::<u64>();
+            // Records from before the settling second was counted show "-" for it.
+            let settling: Option<u64> = probes.iter().map(|p| p.lost_settling).sum();
+            let settling = settling.map_or("-".to_string(), |n| n.to_string());
+            format!("{}/{settling}/{}", sum(&|p| p.lost_during), sum(&|p| p.lost_outside))
+        };
         b.push_record([
             label.clone(),
             runs.len().to_string(),
@@ -94,6 +105,7 @@ pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> 
             col(&|m| m.event_downtime_ms),
             col(&|m| m.guest_gap_ms),
             col(&|m| m.service.as_ref()?.probe.as_ref()?.outage.map(|g| g.ms)),
+            lost,
             col(&|m| m.service_downtime_ms),
             col(&|m| m.brownout_ms),
             failed.to_string(),
