@@ -1,6 +1,7 @@
 //! What people read: the result tables on the terminal, and the sections that put
 //! a paper's numbers beside ours.
 
+pub mod charts;
 pub mod compare;
 pub mod ghalib;
 pub mod plot;
