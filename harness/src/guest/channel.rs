@@ -26,6 +26,8 @@ pub struct RateSample {
     pub unit: String,
     /// Work done since the workload started, in `unit`.
     pub total: u64,
+    /// The guest's CLOCK_MONOTONIC when it counted `total`, ns.
+    pub guest_ns: u64,
 }
 
 /// The guest kernel's own CPU accounting at one moment, as the harness received it.
@@ -172,7 +174,7 @@ async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify
                 Ok(Some(line)) => match Message::parse(&line) {
                     Message::Heartbeat { seq, guest_ns } => l.beats.push(Beat { at, seq, guest_ns }),
                     Message::Ready { boot_ms, kernel } => l.ready = Some(Ready { at, boot_ms, kernel }),
-                    Message::Rate { unit, total, .. } => l.rates.push(RateSample { at, unit, total }),
+                    Message::Rate { unit, total, guest_ns } => l.rates.push(RateSample { at, unit, total, guest_ns }),
                     Message::Cpu { busy, total, steal, cpus, .. } => l.cpu.push(CpuTicks { at, busy, total, steal, cpus }),
                     Message::Mem { total_kib, free_kib, .. } => l.mem = Some(MemSample { at, total_kib, free_kib }),
                     Message::Log(text) | Message::Other(text) => l.other.push(text),
@@ -208,7 +210,15 @@ pub fn rate_between(channels: &[Vec<RateSample>], from: Instant, to: Instant) ->
     let mut s: Vec<&RateSample> = channels.iter().flatten().filter(|r| r.at >= from && r.at <= to).collect();
     s.sort_by_key(|r| r.at);
     let (first, last) = (s.first()?, s.last()?);
-    let secs = (last.at - first.at).as_secs_f64();
+    // The time between the two counts is the guest's own: the harness receives
+    // reports late and in bursts (a guest stalled by the migration, a busy host), so
+    // two reports 100 ms apart in the guest can arrive 1 ms apart. The receipt times
+    // stand in when the guest clock gives no usable span.
+    let secs = if last.guest_ns > first.guest_ns {
+        (last.guest_ns - first.guest_ns) as f64 / 1e9
+    } else {
+        (last.at - first.at).as_secs_f64()
+    };
     (secs > 0.0 && last.total >= first.total).then(|| (last.unit.clone(), (last.total - first.total) as f64 / secs))
 }
 
@@ -243,13 +253,23 @@ mod tests {
     #[test]
     fn rates_merge_channels() {
         let t0 = Instant::now();
-        let r = |ms: u64, total| RateSample { at: t0 + Duration::from_millis(ms), unit: "flop".into(), total };
+        let r = |ms: u64, total| RateSample { at: t0 + Duration::from_millis(ms), unit: "flop".into(), total, guest_ns: ms * 1_000_000 };
         let src = vec![r(0, 0), r(100, 10)];
         let dst = vec![r(400, 40)];
         let (unit, rate) = rate_between(&[src.clone(), dst], t0, t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(unit, "flop");
         assert!((rate - 100.0).abs() < 1e-9, "{rate}");
         assert!(rate_between(&[src], t0, t0).is_none(), "one report is no rate");
+        // Reports that arrive in a burst are timed by the guest's clock: 400 ms of
+        // guest time, received 2 ms apart, is still 100 flop/s.
+        let late = vec![RateSample { at: t0 + Duration::from_millis(500), unit: "flop".into(), total: 0, guest_ns: 0 }, RateSample {
+            at: t0 + Duration::from_millis(502),
+            unit: "flop".into(),
+            total: 40,
+            guest_ns: 400_000_000,
+        }];
+        let (_, rate) = rate_between(&[late], t0, t0 + Duration::from_secs(1)).unwrap();
+        assert!((rate - 100.0).abs() < 1e-9, "{rate}");
     }
 
     #[test]
