@@ -33,10 +33,16 @@ migrate *ARGS:
 
 # Ghalib et al.: HTTP latency per request before, during and after migration at 100 Mbit/s.
 reproduce-ghalib *ARGS:
-    {{migbench}} run ghalib-web {{ARGS}}
+    {{migbench}} reproduce ghalib {{ARGS}}
 
-# Shreya et al.: Tables 1–3, Table 4 and Table 5.
+# Shreya et al.: Tables 1–3, Table 4 and Table 5 (`--repetitions 1` for a first look).
 reproduce-shreya *ARGS:
-    {{migbench}} run shreya-tables1-3 {{ARGS}}
-    {{migbench}} run shreya-table4 {{ARGS}}
-    {{migbench}} run shreya-table5 {{ARGS}}
+    {{migbench}} reproduce shreya {{ARGS}}
+
+# Chandak et al.: the engine on the paper's Tables 1–4, then a live 3-host cluster.
+reproduce-chandak *ARGS:
+    {{migbench}} reproduce chandak {{ARGS}}
+
+# A report (Markdown + HTML with plots) of a results directory.
+report DIR *ARGS:
+    {{migbench}} report {{DIR}} {{ARGS}}

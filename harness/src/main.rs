@@ -67,6 +67,64 @@ enum Cmd {
     Rank(RankArgs),
     /// CI gate: compare two result sets cell by cell (Welch's t-test); exit 4 on a significant regression.
     Compare(CompareArgs),
+    /// A report people read from a results directory: tables and SVG plots, as Markdown, one
+    /// self-contained HTML file, JSON or CSV.
+    Report(ReportArgs),
+    /// Reproduce a paper: run its profiles and write a report that puts its numbers beside ours.
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Paper {
+    /// Ghalib et al.: HTTP latency per request across a migration at 100 Mbit/s (profile ghalib-web).
+    Ghalib,
+    /// Shreya et al.: CPU use against the cap (Tables 1–3), host cores (Table 4), time and downtime (Table 5).
+    Shreya,
+    /// Chandak et al.: the policy engine on the paper's Tables 1–4, then a live 3-host cluster.
+    Chandak,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    paper: Paper,
+    /// Where the results and the report go (default reports/reproduce-<paper>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue an interrupted reproduction: runs already in DIR are kept.
+    #[arg(long)]
+    resume: bool,
+    /// Repetitions per cell instead of each profile's own (Shreya's Tables 1–3 are 432 runs at 3).
+    #[arg(long, value_name = "N")]
+    repetitions: Option<u32>,
+    /// Chandak: decide the paper's tables only, without the live cluster.
+    #[arg(long)]
+    no_live: bool,
+    /// Report formats (md, html, json, csv).
+    #[arg(long, default_value = "md,html", value_name = "LIST")]
+    format: String,
+    #[command(flatten)]
+    sweep: SweepArgs,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The results (a directory with results.jsonl, or the file).
+    results: PathBuf,
+    /// Formats to write, comma-separated: md, html, json, csv.
+    #[arg(long, default_value = "md,html", value_name = "LIST")]
+    format: String,
+    /// Where to write: the file for one format; for several, this path with each format's
+    /// extension. Default: DIR/report.<format> (Markdown's plots go to report-plots/ beside it).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The profile that made the results (default: profiles/<name>.toml when it still holds
+    /// every cell of the runs, else the cells as the records describe them).
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    /// Also render the HTML report with headless Chromium (installed with apt-get when missing,
+    /// run without a network) into this PNG: a check that it renders, and a preview.
+    #[arg(long, value_name = "PNG")]
+    screenshot: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -486,6 +544,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Balance(a) => balance(&a),
         Cmd::Rank(a) => rank(&cli.image, &a).await,
         Cmd::Compare(a) => compare(&a),
+        Cmd::Report(a) => report_cmd(&a),
+        Cmd::Reproduce(a) => reproduce(&cli.image, &a).await,
         Cmd::Merge(a) => {
             let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
             println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
@@ -555,6 +615,178 @@ fn load_records(path: &std::path::Path) -> Result<Vec<sweep::RunRecord>> {
         eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are left out", total - records.len(), file.display());
     }
     Ok(records)
+}
+
+/// `migbench report DIR`: writes the report in each format asked for.
+fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
+    use migbench::report::document::{self, Format};
+    let formats = Format::parse_list(&a.format)?;
+    let profile = a.profile.as_deref().map(Profile::resolve).transpose()?;
+    let records = load_records(&a.results)?;
+    let base = if a.results.is_dir() { a.results.clone() } else { a.results.parent().map(|p| p.to_path_buf()).unwrap_or_default() };
+    let source = a.results.display().to_string();
+    let groups = document::group_by_profile(records, profile.as_ref(), &base, &source);
+    if let Some(p) = &profile {
+        if !groups.iter().any(|g| g.profile.name == p.name) {
+            anyhow::bail!("--profile {}: the results hold no runs of profile {:?} (they hold {})", a.profile.as_deref().unwrap_or(""), p.name,
+                groups.iter().map(|g| g.profile.name.as_str()).collect::<Vec<_>>().join(", "));
+        }
+    }
+    let report = document::build(&groups, &source)?;
+    let written = document::write(&report, &formats, a.out.as_deref(), &base)?;
+    let plots = written.iter().filter(|p| p.extension().is_some_and(|e| e == "svg")).count();
+    for path in written.iter().filter(|p| !p.extension().is_some_and(|e| e == "svg")) {
+        println!("wrote {}", path.display());
+    }
+    if plots > 0 {
+        println!("wrote {plots} plots for the Markdown beside it ({})", written[0].parent().map(|d| d.display().to_string()).unwrap_or_default());
+    }
+    if let Some(png) = &a.screenshot {
+        let html = match document::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
+            Some((_, path)) => path,
+            None => {
+                let path = png.with_extension("html");
+                std::fs::write(&path, report.html()).with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+                path
+            }
+        };
+        let shot = migbench::report::browser::screenshot(&html, png)?;
+        println!("wrote {} ({}×{}, {:.1} % of it not background) with {}", png.display(), shot.width, shot.height, shot.ink_percent, shot.browser);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migbench reproduce PAPER`: the paper's profiles, then one report of them.
+async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
+    use migbench::report::document::{self, Block, Format};
+    let formats = Format::parse_list(&a.format)?;
+    if a.repetitions == Some(0) {
+        anyhow::bail!("--repetitions 0: run each cell at least once");
+    }
+    let (slug, citation, profiles): (&str, &str, &[&str]) = match a.paper {
+        Paper::Ghalib => ("ghalib", "Ghalib et al., \"Virtual Machine Migration with an Open Source Hypervisor\"", &["ghalib-web"]),
+        Paper::Shreya => ("shreya", "Shreya et al., \"Performance Analysis during Live Migration\"", &["shreya-tables1-3", "shreya-table4", "shreya-table5"]),
+        Paper::Chandak => ("chandak", "Chandak et al., \"Dynamic Load Balancing of Virtual Machines using QEMU-KVM\"", &[]),
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("reproduce-{slug}")));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut intro = vec![Block::Markdown(format!(
+        "Reproducing {citation} (`../shared/papers/`, summarised in `../shared/REPRODUCE.md`). Their hardware and hypervisor \
+         are not ours: a reproduction can match the *shape* of a result (an ordering, a trend, a decision) and prints their \
+         number beside ours; it cannot match their absolute times, which depend on their machines, their links and, for \
+         Xen, another hypervisor. Each section below ends with a verdict per claim."
+    ))];
+    let mut bad = false;
+    if a.paper == Paper::Chandak {
+        intro.push(Block::Heading(2, "The policy engine on the paper's Tables 1–4".into()));
+        intro.push(Block::Markdown(chandak_tables()?));
+    }
+    let needs_guests = !profiles.is_empty() || (a.paper == Paper::Chandak && !a.no_live);
+    let platform = if needs_guests { Some(prepare(image).await?) } else { None };
+    let env = match &platform {
+        Some(p) => Some(environment(p, a.sweep.accel).await?),
+        None => None,
+    };
+    let mut groups = Vec::new();
+    for name in profiles {
+        let mut profile = Profile::resolve(name)?;
+        if let Some(r) = a.repetitions {
+            profile.repetitions = r;
+        }
+        let dir = out.join(name);
+        let opts = sweep_options(&a.sweep, dir.clone(), a.resume, Shard::default())?;
+        let (Some(p), Some(env)) = (&platform, &env) else { unreachable!("guests were prepared") };
+        println!("\n== {name} ==");
+        let outcome = sweep::run(p, env, &profile, &opts).await?;
+        bad |= print_sweep(&profile, &outcome, opts.reuse)? != ExitCode::SUCCESS;
+        let records = load_records(&dir)?;
+        groups.extend(document::group_by_profile(records, Some(&profile), &dir, &dir.display().to_string()));
+    }
+    if a.paper == Paper::Chandak && !a.no_live {
+        use migbench::rank::cluster;
+        let (Some(p), Some(env)) = (&platform, &env) else { unreachable!("guests were prepared") };
+        let profile = cluster::ClusterProfile::load(&migbench::experiment::profile::locate("chandak-cluster")?)?;
+        let mut rounds = Vec::new();
+        let mut show = |r: &cluster::Round| {
+            let t = report::cluster_round(r);
+            println!("{t}");
+            rounds.push(t);
+        };
+        let run = cluster::run(p, env, &profile, boot_timeout(a.sweep.boot_timeout)?, &mut show).await?;
+        let file = out.join("cluster.json");
+        std::fs::write(&file, serde_json::to_string_pretty(&run)?).with_context(|| format!("writing {} (disk full?)", file.display()))?;
+        bad |= !run.balanced;
+        intro.push(Block::Heading(2, "A live cluster: 3 hosts × 3 guests (profiles/chandak-cluster.toml)".into()));
+        for t in rounds {
+            intro.push(Block::Terminal(t));
+        }
+        intro.push(Block::Markdown(format!(
+            "{} after {} rounds and {} migrations, {:.0} s ({}). The paper's cluster balanced after 3 migrations.{}",
+            if run.balanced { "**Balanced**: every host is moderate" } else { "**Not balanced**" },
+            run.rounds.len(),
+            run.migrations,
+            run.wall_s,
+            env.accel,
+            run.error.as_ref().map(|e| format!(" The run stopped early: {e}.")).unwrap_or_default()
+        )));
+    }
+    let source = out.display().to_string();
+    let mut report = if groups.is_empty() {
+        document::Report { title: String::new(), blocks: Vec::new(), json: serde_json::json!({ "source": source }), csv: String::new() }
+    } else {
+        document::build(&groups, &source)?
+    };
+    report.title = format!("migbench reproduces {citation}");
+    if report.blocks.is_empty() {
+        report.blocks.push(Block::Heading(1, report.title.clone()));
+    } else {
+        report.blocks[0] = Block::Heading(1, report.title.clone());
+    }
+    let at = 1.min(report.blocks.len());
+    report.blocks.splice(at..at, intro);
+    let written = document::write(&report, &formats, Some(&out.join("report")), &out)?;
+    for path in written.iter().filter(|p| !p.extension().is_some_and(|e| e == "svg")) {
+        println!("wrote {}", path.display());
+    }
+    Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Chandak et al.'s Tables 1–4 through the engine: the paper's decision beside ours.
+fn chandak_tables() -> Result<String> {
+    use migbench::rank::balance::{self, ClusterState, Options, Rule};
+    let paper = ["A2: Host 3 → Host 2", "K2: Host 2 → Host 3", "K3: Host 2 → Host 3", "none (balanced)"];
+    let dir = migbench::experiment::profile::locate("chandak/table1").map(|p| p.parent().map(|d| d.to_path_buf()).unwrap_or_default());
+    let dir = match dir {
+        Ok(d) => d,
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles/chandak"),
+    };
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["table", "threshold", "band", "light", "heavy", "paper's decision", "ours (rule paper)", "matches"]);
+    let mut matched = 0;
+    for (i, want) in paper.iter().enumerate() {
+        let path = dir.join(format!("table{}.json", i + 1));
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let state: ClusterState = serde_json::from_str(&text).with_context(|| format!("cluster state {}", path.display()))?;
+        let d = balance::decide(&state, &Options { rule: Rule::Paper, margin: 0.0 }).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let ours = d.migration.as_ref().map(|m| format!("{}: {} → {}", m.vm, m.from, m.to)).unwrap_or_else(|| "none (balanced)".into());
+        let ok = ours == *want;
+        matched += ok as usize;
+        b.push_record([
+            format!("Table {}", i + 1),
+            format!("{:.1}", d.threshold),
+            format!("{:.1}–{:.1}", d.band[0], d.band[1]),
+            d.light.join(", "),
+            d.heavy.join(", "),
+            want.to_string(),
+            ours,
+            if ok { "yes".into() } else { "NO".into() },
+        ]);
+    }
+    Ok(format!(
+        "{}\n\nThe engine's decision matches the paper's in {matched} of 4 rounds.",
+        b.build().with(tabled::settings::Style::markdown())
+    ))
 }
 
 /// `migbench compare BASELINE CURRENT`: exit 4 on a significant regression.

@@ -375,6 +375,38 @@ impl Profile {
 
     /// The cells shard `index` of `count` runs (cell i goes to shard i mod count),
     /// as (cell index, cell).
+    /// A profile rebuilt from the cells its runs recorded (for results whose profile
+    /// file is not at hand): the cells in `cell_index` order, the varied variables
+    /// those whose values differ. It reproduces nothing and describes nothing.
+    pub fn from_runs(name: &str, runs: &[(usize, Cell, u32)], source: &str) -> Profile {
+        let mut cells: Vec<(usize, Cell)> = Vec::new();
+        for (i, c, _) in runs {
+            if !cells.iter().any(|(_, k)| k.key() == c.key()) {
+                cells.push((*i, c.clone()));
+            }
+        }
+        cells.sort_by_key(|(i, _)| *i);
+        let values: Vec<serde_json::Value> = cells.iter().map(|(_, c)| serde_json::to_value(c).unwrap_or_default()).collect();
+        let varied = VARIABLES
+            .iter()
+            .copied()
+            .filter(|v| values.iter().any(|x| x.get(*v) != values.first().and_then(|f| f.get(*v))))
+            .collect();
+        Profile {
+            name: name.to_string(),
+            description: String::new(),
+            repetitions: runs.iter().map(|r| r.2 + 1).max().unwrap_or(1),
+            warmup_s: 0.0,
+            before_s: 0.0,
+            after_s: 0.0,
+            dirty_rate_s: 0.0,
+            reproduces: None,
+            cells: cells.into_iter().map(|(_, c)| c).collect(),
+            varied,
+            source: source.to_string(),
+        }
+    }
+
     pub fn shard(&self, shard: Shard) -> Vec<(usize, &Cell)> {
         self.cells.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).collect()
     }

@@ -463,7 +463,11 @@ pub fn run_records(records: &[serde_json::Value], profile: &Profile) -> Vec<RunR
 
 /// Summarises the runs of `profile` found in `records`, one row per cell, in cell order.
 pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSummary> {
-    let parsed = run_records(records, profile);
+    summarise_runs(&run_records(records, profile), profile)
+}
+
+/// `summarise` for records already read as run records.
+pub fn summarise_runs(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
     let mut out = Vec::new();
     for (i, cell) in profile.cells.iter().enumerate() {
         let key = cell.key();
@@ -494,7 +498,8 @@ pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSu
             cpu_before_percent: col(&|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
             guest_cpu_before_percent: col(&|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
             cpu_during_percent: col(&|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
-            slowdown_percent: col(&|m| m.workload_rate.as_ref().and_then(|w| w.slowdown_percent)),
+            // A guest that arrived broken counts nonsense after the break.
+            slowdown_percent: col(&|m| m.workload_rate.as_ref().filter(|_| m.health.healthy).and_then(|w| w.slowdown_percent)),
             outcomes,
         });
     }

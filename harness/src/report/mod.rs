@@ -1,8 +1,10 @@
 //! What people read: the result tables on the terminal, and the sections that put
 //! a paper's numbers beside ours.
 
+pub mod browser;
 pub mod charts;
 pub mod compare;
+pub mod document;
 pub mod ghalib;
 pub mod plot;
 pub mod service;

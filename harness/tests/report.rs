@@ -1,0 +1,172 @@
+//! `migbench report` on committed results (harness/tests/data/report: a RAM × link
+//! sweep and one Ghalib run with its latency plot): the document's structure, its
+//! numbers against the records, well-formed SVGs, and the HTML rendered by headless
+//! Chromium.
+
+mod common;
+
+use common::{migbench, processes_mentioning};
+use std::path::{Path, PathBuf};
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report")
+}
+
+fn records() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data().join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn run(tmp: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = migbench(tmp).arg("report").args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Mean total time of the completed runs of the golden profile's cell.
+fn mean_total(recs: &[serde_json::Value], ram: u64, link: &str) -> (f64, usize) {
+    let v: Vec<f64> = recs
+        .iter()
+        .filter(|r| r["run"]["profile"] == "report-golden" && r["run"]["cell"]["ram_mib"] == ram && r["run"]["cell"]["link"] == link)
+        .filter(|r| r["outcome"]["kind"] == "completed")
+        .filter_map(|r| r["total_time_ms"].as_f64())
+        .collect();
+    (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
+}
+
+fn well_formed_svg(text: &str, what: &str) {
+    let doc = roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("{what} is not well-formed XML: {e}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg", "{what}");
+    assert!(doc.descendants().filter(|n| n.is_element()).count() > 20, "{what} draws next to nothing");
+}
+
+#[test]
+fn every_format_holds_the_records_numbers_and_well_formed_plots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("rep/r");
+    let profile = data().join("report-golden.toml");
+    let (ok, stdout, stderr) =
+        run(tmp.path(), &[data().to_str().unwrap(), "--format", "md,html,json,csv", "--out", out.to_str().unwrap(), "--profile", profile.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let recs = records();
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+
+    // The structure: environment first, then each profile with its sections in order.
+    let headings: Vec<&str> = md.lines().filter(|l| l.starts_with('#')).collect();
+    let expect = [
+        "# migbench report: report-golden, ghalib-web",
+        "## Environment",
+        "## Profile report-golden",
+        "### Summary per cell",
+        "### Migration time and downtime",
+        "### Migration progress",
+        "### CPU use",
+        "### Workload rate",
+        "## Profile ghalib-web",
+        "### Service under migration",
+        "### Beside the paper",
+    ];
+    let mut at = 0;
+    for h in expect {
+        let found = headings[at..].iter().position(|x| *x == h).unwrap_or_else(|| panic!("{h:?} missing or out of order in {headings:?}"));
+        at += found + 1;
+    }
+    let accel = md.lines().find(|l| l.starts_with("| accelerator ")).expect("the accelerator in the environment");
+    assert!(accel.contains("| tcg") || accel.contains("| kvm"), "{accel}");
+    assert!(md.lines().any(|l| l.starts_with("| QEMU ") && l.contains("qemu-system-x86_64")), "{md}");
+    assert!(md.contains("(profile ") && md.contains("report-golden.toml)"), "the profile given is used: {md}");
+    // The summary's numbers are the records' (mean of the completed runs).
+    for (ram, link) in [(128, "1Gbit"), (256, "1Gbit")] {
+        let (mean, n) = mean_total(&recs, ram, link);
+        assert!(n >= 2);
+        let row = md.lines().find(|l| l.starts_with(&format!("| ram_mib={ram} link={link} "))).expect("the cell's row");
+        assert!(row.contains(&format!("| {mean:.0} ± ")), "{row} lacks the mean {mean:.0}");
+    }
+    // A cell with a cancelled run and a broken guest says so, and why, beside its numbers.
+    assert!(md.contains("| ram_mib=128 link=100Mbit | 2 (1 completed: cancelled/completed; 1 healthy)"), "{md}");
+    assert!(md.contains("cancelled — not finished after 60 s"), "{md}");
+    assert!(md.contains("guest on the destination is NOT healthy"), "{md}");
+    // The Ghalib section beside the paper, and its latency plot.
+    assert!(md.contains("Ghalib et al.") && md.contains("service_downtime_ms"), "{md}");
+
+    // Every plot the Markdown shows is a well-formed SVG beside it, and there are no others.
+    let plots_dir = out.with_file_name("r-plots");
+    let shown: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("![")).filter_map(|l| l.split("](r-plots/").nth(1)).map(|f| f.trim_end_matches(')')).collect();
+    let files: Vec<String> = std::fs::read_dir(&plots_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(shown.len(), files.len(), "{shown:?} vs {files:?}");
+    for f in &shown {
+        well_formed_svg(&std::fs::read_to_string(plots_dir.join(f)).unwrap(), f);
+    }
+    for want in ["report-golden-total_time-vs-ram-mib.svg", "report-golden-total_time-vs-link.svg", "report-golden-downtime-vs-link.svg", "report-golden-cpu-phases.svg", "report-golden-rate-mib.svg", "ghalib-web-latency-4a637311df24-r0.svg"] {
+        assert!(shown.contains(&want), "{want} not in {shown:?}");
+    }
+    // Progress: one plot per cell with a completed run (all four).
+    assert_eq!(shown.iter().filter(|f| f.starts_with("report-golden-progress-")).count(), 4, "{shown:?}");
+    let progress = std::fs::read_to_string(plots_dir.join("report-golden-progress-3.svg")).unwrap();
+    assert!(progress.contains("remaining (MiB)") && progress.contains("dirty rate (MiB/s)") && progress.contains("round 3"), "progress plot lacks its panels or rounds");
+
+    // HTML: the same figures inline, nothing to fetch.
+    let html = std::fs::read_to_string(out.with_extension("html")).unwrap();
+    assert_eq!(html.matches("<figure><svg").count(), shown.len());
+    assert!(html.contains("default-src 'none'"));
+    assert!(!html.contains("src=\"http") && !html.contains("<link") && !html.contains("<script"), "the HTML refers to something outside itself");
+    assert!(html.contains("<table>") && html.contains("<td>ram_mib=256 link=1Gbit</td>"), "tables are HTML tables");
+
+    // JSON: the same means, and the figures by name.
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(json["runs"], recs.len());
+    let golden = &json["profiles"][0];
+    assert_eq!(golden["name"], "report-golden");
+    let cell = golden["cells"].as_array().unwrap().iter().find(|c| c["label"] == "ram_mib=256 link=1Gbit").unwrap();
+    let (mean, _) = mean_total(&recs, 256, "1Gbit");
+    assert!((cell["total_time_ms"]["mean"].as_f64().unwrap() - mean).abs() < 1e-6, "{cell}");
+    let figures = json["profiles"].as_array().unwrap().iter().map(|p| p["figures"].as_array().unwrap().len()).sum::<usize>();
+    assert_eq!(figures, shown.len());
+
+    // CSV: one row per run with its figures.
+    let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), recs.len());
+    for (row, rec) in rows.iter().zip(&recs) {
+        assert_eq!(row[col("outcome")], *rec["outcome"]["kind"].as_str().unwrap());
+        match rec["total_time_ms"].as_f64() {
+            Some(t) => assert_eq!(row[col("total_time_ms")].parse::<f64>().unwrap(), t),
+            None => assert_eq!(&row[col("total_time_ms")], ""),
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_that_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(tmp.path(), &[tmp.path().join("nothing").to_str().unwrap()]);
+    assert!(!ok && err.contains("nothing does not exist") && err.contains("give a results directory"), "{err}");
+    let (ok, _, err) = run(tmp.path(), &[data().to_str().unwrap(), "--format", "md,pdf"]);
+    assert!(!ok && err.contains("\"pdf\"") && err.contains("md, html, json, csv"), "{err}");
+    let junk = tmp.path().join("junk.jsonl");
+    std::fs::write(&junk, "{\"not\": \"a run\"}\n").unwrap();
+    let (ok, _, err) = run(tmp.path(), &[junk.to_str().unwrap()]);
+    assert!(!ok && err.contains("holds no run records"), "{err}");
+    let (ok, _, err) = run(tmp.path(), &[data().to_str().unwrap(), "--profile", "smoke", "--out", tmp.path().join("x").to_str().unwrap()]);
+    assert!(!ok && err.contains("--profile smoke") && err.contains("report-golden"), "{err}");
+    // Nothing was written by the failed calls.
+    assert!(!tmp.path().join("x.md").exists());
+}
+
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r.html");
+    let png = tmp.path().join("r.png");
+    let (ok, stdout, stderr) =
+        run(tmp.path(), &[data().to_str().unwrap(), "--format", "html", "--out", out.to_str().unwrap(), "--screenshot", png.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    // The tool checked the picture is not blank; check it again here.
+    let (w, h, ink) = migbench::report::browser::ink(&png).unwrap();
+    assert!(w >= 1000 && h >= 1000, "{w}×{h}");
+    assert!(ink > 2.0, "the screenshot is nearly blank: {ink:.2} % ink");
+    assert!(stdout.contains("not background"), "{stdout}");
+    // Chromium and its helpers are gone.
+    assert!(processes_mentioning(&png.display().to_string()).is_empty());
+}
