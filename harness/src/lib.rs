@@ -10,6 +10,7 @@ pub mod load;
 pub mod machine;
 pub mod migration;
 pub mod network;
+pub mod plan;
 pub mod predict;
 pub mod qmp;
 pub mod rank;

@@ -72,6 +72,8 @@ enum Cmd {
     Report(ReportArgs),
     /// Reproduce a paper: run its profiles and write a report that puts its numbers beside ours.
     Reproduce(ReproduceArgs),
+    /// Capacity planning: the dirty rates each link carries, how long evacuating a host takes, total time against RAM.
+    Plan(PlanArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -125,6 +127,33 @@ struct ReportArgs {
     /// run without a network) into this PNG: a check that it renders, and a preview.
     #[arg(long, value_name = "PNG")]
     screenshot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// A results directory (or results.jsonl), or a profile: then each cell's guest is booted
+    /// and its dirty rate measured, and nothing migrates (so there is nothing to fit).
+    source: String,
+    /// Link speeds to plan for, comma-separated.
+    #[arg(long, default_value = migbench::plan::DEFAULT_LINKS, value_name = "LIST", allow_hyphen_values = true)]
+    links: String,
+    /// Downtime limits for the convergence frontier, comma-separated (ms or s).
+    #[arg(long, default_value = migbench::plan::DEFAULT_DOWNTIME_LIMITS, value_name = "LIST", allow_hyphen_values = true)]
+    downtime_limits: String,
+    /// Numbers of migrations at once for the evacuation, comma-separated.
+    #[arg(long, default_value = migbench::plan::DEFAULT_PARALLEL, value_name = "LIST", allow_hyphen_values = true)]
+    parallel: String,
+    /// Also write the plan (the Markdown printed) to this file.
+    #[arg(long, value_name = "FILE.md")]
+    out: Option<PathBuf>,
+    /// Write the three sections as one JSON document.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Seconds of calc-dirty-rate per VM (profiles without their own dirty_rate_s).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    dirty_rate_seconds: f64,
+    #[command(flatten)]
+    sweep: SweepArgs,
 }
 
 #[derive(Args)]
@@ -546,6 +575,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Compare(a) => compare(&a),
         Cmd::Report(a) => report_cmd(&a),
         Cmd::Reproduce(a) => reproduce(&cli.image, &a).await,
+        Cmd::Plan(a) => plan(&cli.image, &a).await,
         Cmd::Merge(a) => {
             let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
             println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
@@ -564,26 +594,45 @@ fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Res
     Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
 }
 
+/// What `rank` and `plan` take as SOURCE.
+enum Source {
+    /// A results directory's results.jsonl, or a .jsonl file.
+    Results(PathBuf),
+    /// Anything else: a profile's path or name.
+    Profile,
+}
+
+fn source_kind(source: &str) -> Source {
+    let path = PathBuf::from(source);
+    let results = if path.is_dir() { path.join("results.jsonl") } else { path.clone() };
+    if results.extension().is_some_and(|e| e == "jsonl") || path.is_dir() { Source::Results(results) } else { Source::Profile }
+}
+
+/// The profile SOURCE names, with `--dirty-rate-seconds` checked and filled in where
+/// the profile does not set `dirty_rate_s`: for `predict_cells`.
+fn profile_to_measure(source: &str, dirty_rate_seconds: f64) -> Result<Profile> {
+    let mut profile = Profile::resolve(source)?;
+    if !(dirty_rate_seconds.is_finite() && (0.1..=60.0).contains(&dirty_rate_seconds)) {
+        anyhow::bail!("--dirty-rate-seconds {dirty_rate_seconds}: give 0.1 to 60");
+    }
+    if profile.dirty_rate_s == 0.0 {
+        profile.dirty_rate_s = dirty_rate_seconds;
+    }
+    Ok(profile)
+}
+
 /// `migbench rank SOURCE`: a measured ranking from results, a predicted one from a
 /// profile's guests, or (`--validate`) both with the model's errors.
 async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
     use migbench::rank::vms;
-    let path = PathBuf::from(&a.source);
-    let results = if path.is_dir() { path.join("results.jsonl") } else { path.clone() };
-    if results.extension().is_some_and(|e| e == "jsonl") || path.is_dir() {
+    if let Source::Results(results) = source_kind(&a.source) {
         if a.validate {
             anyhow::bail!("--validate takes a profile (it migrates every cell); {} is a results file: rank it without --validate", a.source);
         }
         print_ranking(&load_records(&results)?, a.objective);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut profile = Profile::resolve(&a.source)?;
-    if !(a.dirty_rate_seconds.is_finite() && (0.1..=60.0).contains(&a.dirty_rate_seconds)) {
-        anyhow::bail!("--dirty-rate-seconds {}: give 0.1 to 60", a.dirty_rate_seconds);
-    }
-    if profile.dirty_rate_s == 0.0 {
-        profile.dirty_rate_s = a.dirty_rate_seconds;
-    }
+    let profile = profile_to_measure(&a.source, a.dirty_rate_seconds)?;
     let p = prepare(image).await?;
     let env = environment(&p, a.sweep.accel).await?;
     if a.validate {
@@ -596,6 +645,49 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
     }
     let predicted = vms::predict_cells(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, a.sweep.quiet).await?;
     println!("{}", report::predicted_table(&predicted));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migbench plan SOURCE`: the convergence frontier, the evacuation time and the fits
+/// of total time against RAM, from results or from a profile's measured guests.
+async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
+    use migbench::plan::{self, PlanVm};
+    use migbench::rank::vms;
+    // The cheap inputs first: a typo should not wait for guests to boot.
+    let opts = plan::Options::parse(&a.links, &a.downtime_limits, &a.parallel).map_err(anyhow::Error::msg)?;
+    for (flag, path) in [("--out", &a.out), ("--json", &a.json)] {
+        let Some(path) = path else { continue };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if path.is_dir() {
+            anyhow::bail!("{flag} {}: that is a directory; give a file in it, e.g. {}", path.display(), path.join(if flag == "--out" { "plan.md" } else { "plan.json" }).display());
+        }
+        if !dir.is_dir() {
+            anyhow::bail!("{flag} {}: the directory {} does not exist; create it or give another path", path.display(), dir.display());
+        }
+    }
+    let (planned, records) = match source_kind(&a.source) {
+        Source::Results(results) => {
+            let records = load_records(&results)?;
+            (vms::rows(&records).iter().map(PlanVm::from_row).collect::<Vec<_>>(), Some(records))
+        }
+        Source::Profile => {
+            let profile = profile_to_measure(&a.source, a.dirty_rate_seconds)?;
+            let boot = boot_timeout(a.sweep.boot_timeout)?;
+            let p = prepare(image).await?;
+            let env = environment(&p, a.sweep.accel).await?;
+            let predicted = vms::predict_cells(&p, &env, &profile, boot, a.sweep.quiet).await?;
+            (predicted.iter().map(PlanVm::from_predicted).collect(), None)
+        }
+    };
+    let result = plan::plan(&a.source, &planned, records.as_deref(), &opts);
+    let text = plan::markdown(&result);
+    println!("{text}");
+    if let Some(path) = &a.out {
+        std::fs::write(path, &text).with_context(|| format!("--out {}: writing the plan", path.display()))?;
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?).with_context(|| format!("--json {}: writing the plan", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

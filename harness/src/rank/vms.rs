@@ -66,13 +66,19 @@ pub struct VmRow {
     pub dirty_rate_mib_s: Option<f64>,
     pub predicted: Option<Prediction>,
     pub outcomes: Vec<String>,
+    /// The model's inputs besides the dirty rate: the cell's guest and scenario (of
+    /// its first run), and the mean first-round bytes of its runs (see [`predict_for`]).
+    pub guest: GuestSpec,
+    pub scenario: Scenario,
+    pub first_round_bytes: Option<u64>,
 }
 
-/// The model's inputs for a guest and scenario. The first round copies
-/// `first_round_bytes` (the guest's RAM less the memory its kernel never handed out,
-/// which is still zero and costs QEMU almost nothing), or all of RAM when the guest's
-/// memory is not known; the device state is taken as 1 MiB.
-pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64, first_round_bytes: Option<u64>) -> Prediction {
+/// The model's inputs for a guest and scenario, as `rank` and `plan` feed them. The
+/// first round copies `first_round_bytes` (the guest's RAM less the memory its kernel
+/// never handed out, which is still zero and costs QEMU almost nothing), or all of RAM
+/// when the guest's memory is not known; the device state is taken as 1 MiB, set-up
+/// as 0 s, and pre-copy gives up after 1000 rounds.
+pub fn model_inputs(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64, first_round_bytes: Option<u64>) -> (VmProfile, LinkProfile) {
     let vm = VmProfile { ram_bytes: guest.ram_mib as u64 * 1024 * 1024, first_round_bytes, dirty_rate_bytes_per_s: dirty_bytes_per_s, wws_bytes: None };
     let link = LinkProfile {
         bytes_per_s: scenario.link.max_bandwidth() as f64,
@@ -81,18 +87,30 @@ pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f6
         device_state_bytes: 1 << 20,
         max_rounds: 1000,
     };
-    let mut p = match scenario.strategy {
-        Strategy::Postcopy | Strategy::Hybrid => predict::postcopy(&vm, &link),
-        _ => predict::precopy(&vm, &link),
-    };
-    // A pre-copy longer than the scenario's time limit is cancelled: it does not converge in practice.
-    if let Some(t) = p.total_s.filter(|t| *t > scenario.timeout_s) {
+    (vm, link)
+}
+
+/// A migration longer than the scenario's time limit (`timeout_s`) is cancelled: it
+/// does not converge in practice, and `p` is marked so with the reason.
+pub fn within_time_limit(mut p: Prediction, timeout_s: f64) -> Prediction {
+    if let Some(t) = p.total_s.filter(|t| *t > timeout_s) {
         p.converges = false;
-        p.reason = format!("{} — but that takes {t:.1} s, past the {:.0} s time limit, so it would be cancelled", p.reason, scenario.timeout_s);
+        p.reason = format!("{} — but that takes {t:.1} s, past the {timeout_s:.0} s time limit, so it would be cancelled", p.reason);
         p.total_s = None;
         p.downtime_s = None;
     }
     p
+}
+
+/// The model's prediction for a guest and scenario (see [`model_inputs`]), with the
+/// scenario's time limit applied.
+pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64, first_round_bytes: Option<u64>) -> Prediction {
+    let (vm, link) = model_inputs(guest, scenario, dirty_bytes_per_s, first_round_bytes);
+    let p = match scenario.strategy {
+        Strategy::Postcopy | Strategy::Hybrid => predict::postcopy(&vm, &link),
+        _ => predict::precopy(&vm, &link),
+    };
+    within_time_limit(p, scenario.timeout_s)
 }
 
 /// The candidates in `records`, one per (profile, cell), in the order first seen,
@@ -108,11 +126,7 @@ pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
     let cells: Vec<serde_json::Value> =
         keys.iter().filter_map(|k| records.iter().find(|r| (&r.run.profile, &r.run.cell_key) == (&k.0, &k.1))).map(|r| serde_json::to_value(&r.run.cell).unwrap_or_default()).collect();
     // The variables whose values differ across the candidates name them.
-    let varied: Vec<String> = cells
-        .first()
-        .and_then(|c| c.as_object())
-        .map(|o| o.keys().filter(|k| cells.iter().any(|c| c.get(k.as_str()) != o.get(k.as_str()))).cloned().collect())
-        .unwrap_or_default();
+    let varied = varied(&cells);
     let profiles = keys.iter().map(|k| &k.0).collect::<std::collections::BTreeSet<_>>().len();
     keys.iter()
         .zip(&cells)
@@ -130,7 +144,17 @@ pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
         .collect()
 }
 
-fn show(v: &serde_json::Value) -> String {
+/// The variables (keys of cells as JSON objects) whose values differ between `cells`.
+pub fn varied(cells: &[serde_json::Value]) -> Vec<String> {
+    cells
+        .first()
+        .and_then(|c| c.as_object())
+        .map(|o| o.keys().filter(|k| cells.iter().any(|c| c.get(k.as_str()) != o.get(k.as_str()))).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A cell variable's value as labels write it: strings bare, null as "none".
+pub fn show(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "none".into(),
@@ -148,7 +172,8 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
         .filter_map(|r| r.migration.measurement.guest_memory_before.map(|g| g.first_round_bytes(r.migration.guest.ram_mib)))
         .collect();
     let first = (!firsts.is_empty()).then(|| firsts.iter().sum::<u64>() / firsts.len() as u64);
-    let predicted = dirty.map(|d| predict_for(&runs[0].migration.guest, &runs[0].migration.scenario, d, first));
+    let (guest, scenario) = (runs[0].migration.guest, runs[0].migration.scenario.clone());
+    let predicted = dirty.map(|d| predict_for(&guest, &scenario, d, first));
     let mut outcomes: Vec<String> = runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
     outcomes.sort();
     outcomes.dedup();
@@ -164,6 +189,9 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
         dirty_rate_mib_s: dirty.map(|d| d / 1048576.0),
         predicted,
         outcomes,
+        guest,
+        scenario,
+        first_round_bytes: first,
     }
 }
 
@@ -175,6 +203,10 @@ pub struct PredictedVm {
     /// Why the dirty rate could not be measured.
     pub error: Option<String>,
     pub prediction: Option<Prediction>,
+    /// The model's inputs besides the dirty rate (see [`predict_for`]).
+    pub guest: GuestSpec,
+    pub scenario: Scenario,
+    pub first_round_bytes: Option<u64>,
 }
 
 /// Boots each cell's guest (one boot per RAM/vCPUs/workload, as a sweep does), lets it
@@ -222,8 +254,9 @@ pub async fn predict_cells(
             Err(e) => (None, Some(format!("{e:#}"))),
         };
         let first = m.channel.memory().map(|s| crate::migration::GuestMemory::of(&s).first_round_bytes(m.spec.ram_mib));
-        let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &cell.scenario(), d.bytes_per_s(), first));
-        out.push(PredictedVm { label, dirty_rate, error, prediction });
+        let scenario = cell.scenario();
+        let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &scenario, d.bytes_per_s(), first));
+        out.push(PredictedVm { label, dirty_rate, error, prediction, guest: m.spec, scenario, first_round_bytes: first });
     }
     if let Some((_, m)) = live.take() {
         m.quit().await;
@@ -364,6 +397,9 @@ mod tests {
                 per_round: vec![],
             }),
             outcomes: vec!["completed".into()],
+            guest: GuestSpec::new(256, 1, crate::machine::Accel::Tcg).unwrap(),
+            scenario: Scenario::default(),
+            first_round_bytes: None,
         }
     }
 

@@ -1,0 +1,202 @@
+//! `migbench plan` on the committed reference results (no QEMU): the three sections,
+//! numbers checked against what this test computes from the results itself, and
+//! bad flag values refused with the flag named.
+
+mod common;
+
+use common::migbench;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn reference() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/reference/which-vm/results.jsonl")
+}
+
+fn records() -> Vec<Value> {
+    std::fs::read_to_string(reference()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// The least-squares slope of (x, y), by the textbook formula.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (sx, sy) = (points.iter().map(|p| p.0).sum::<f64>(), points.iter().map(|p| p.1).sum::<f64>());
+    let sxy = points.iter().map(|p| p.0 * p.1).sum::<f64>();
+    let sxx = points.iter().map(|p| p.0 * p.0).sum::<f64>();
+    (n * sxy - sx * sy) / (n * sxx - sx * sx)
+}
+
+fn plan(tmp: &Path, args: &[&str]) -> (std::process::Output, String, String) {
+    let o = migbench(tmp).arg("plan").args(args).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    (o, out, err)
+}
+
+#[test]
+fn plan_of_the_reference_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (json, md) = (tmp.path().join("plan.json"), tmp.path().join("plan.md"));
+    let source = reference().display().to_string();
+    let (o, out, err) = plan(tmp.path(), &[&source, "--json", &json.display().to_string(), "--out", &md.display().to_string()]);
+    assert!(o.status.success(), "{out}{err}");
+    for s in ["## 1. Convergence frontier", "## 2. Evacuation", "## 3. Total time against RAM", "link/k", "| 256 MiB", "| 512 MiB", "slowest link", "1 (one by one)"] {
+        assert!(out.contains(s), "{s:?} missing from\n{out}");
+    }
+    assert_eq!(std::fs::read_to_string(&md).unwrap().trim_end(), out.trim_end());
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rs = records();
+
+    // The VMs: one per cell, each with the mean of the dirty rates QEMU measured.
+    let mut cells: Vec<&str> = rs.iter().map(|r| r["run"]["cell_key"].as_str().unwrap()).collect();
+    cells.dedup();
+    assert_eq!(p["vms"], cells.len());
+    let frontier = &p["frontier"];
+    assert_eq!(frontier["points"].as_array().unwrap().len(), 3 * 3 * 2, "3 links × 3 limits × 2 RAM sizes");
+    let rows = frontier["vms"].as_array().unwrap();
+    assert_eq!(rows.len(), cells.len() * 3);
+    for row in rows {
+        let label = row["vm"].as_str().unwrap();
+        let runs: Vec<&Value> = rs
+            .iter()
+            .filter(|r| label == format!("ram_mib={} workload={}", r["run"]["cell"]["ram_mib"], r["run"]["cell"]["workload"].as_str().unwrap()))
+            .collect();
+        assert_eq!(runs.len(), 2, "{label}");
+        let dirty = runs.iter().map(|r| r["dirty_rate_before"]["mib_per_s"].as_f64().unwrap()).sum::<f64>() / 2.0;
+        assert!(close(row["dirty_mib_s"].as_f64().unwrap(), dirty), "{row}");
+        for at in row["links"].as_array().unwrap() {
+            let link_mib_s = match at["link"].as_str().unwrap() {
+                "100Mbit" => 12.5e6,
+                "1Gbit" => 125e6,
+                "10Gbit" => 1250e6,
+                other => panic!("{other}"),
+            } / 1048576.0;
+            // Dirtying at least as fast as the link carries never converges (all of
+            // these guests' RAM is far above what any downtime limit here lets through).
+            if dirty >= link_mib_s {
+                assert_eq!(at["converges"], false, "{label} {at}");
+            }
+            // Every one of them completed at 1 Gbit/s, and the model agrees.
+            if at["link"] == "1Gbit" {
+                assert_eq!(at["converges"], true, "{label} {at}");
+            }
+        }
+        // The slowest link lies below the first link it converges on in the table.
+        let slowest = row["slowest_link_bytes_per_s"].as_f64().unwrap();
+        assert!(slowest <= 125e6 && (dirty > 12.5e6 / 1048576.0) == (slowest > 12.5e6), "{row}");
+    }
+
+    // Evacuation: one by one is the sum of the per-VM predictions; k at once is at
+    // least the longest and at most the sum of theirs.
+    let evac = &p["evacuation"];
+    for l in evac["links"].as_array().unwrap() {
+        let one = &l["one_by_one"];
+        let times: Vec<f64> = one["vms"].as_array().unwrap().iter().map(|v| v["total_s"].as_f64().unwrap()).collect();
+        assert_eq!(times.len(), cells.len());
+        assert!(close(one["makespan_s"].as_f64().unwrap(), times.iter().sum()), "{one}");
+        let ks: Vec<u64> = l["parallel"].as_array().unwrap().iter().map(|s| s["k"].as_u64().unwrap()).collect();
+        assert_eq!(ks, [1, 2, 4]);
+        for s in l["parallel"].as_array().unwrap() {
+            let t: Vec<f64> = s["vms"].as_array().unwrap().iter().map(|v| v["total_s"].as_f64().unwrap()).collect();
+            let makespan = s["makespan_s"].as_f64().unwrap();
+            assert!(makespan >= t.iter().copied().fold(0.0, f64::max) - 1e-9 && makespan <= t.iter().sum::<f64>() + 1e-9, "{s}");
+            assert!(close(s["share_bytes_per_s"].as_f64().unwrap() * s["k"].as_f64().unwrap(), l["bytes_per_s"].as_f64().unwrap()));
+            // Post-copy stands in exactly where pre-copy has a reason not to be used.
+            for v in s["vms"].as_array().unwrap() {
+                assert_eq!(v["strategy"] == "postcopy", v["precopy_fails"].is_string(), "{v}");
+            }
+        }
+    }
+    // The measured one-by-one: the sum of each cell's mean total time.
+    let measured: f64 = cells
+        .iter()
+        .map(|c| {
+            let t: Vec<f64> = rs.iter().filter(|r| r["run"]["cell_key"] == *c).map(|r| r["total_time_ms"].as_f64().unwrap()).collect();
+            t.iter().sum::<f64>() / t.len() as f64
+        })
+        .sum::<f64>()
+        / 1000.0;
+    assert!(close(evac["measured"]["total_s"].as_f64().unwrap(), measured), "{}", evac["measured"]);
+    assert!(out.contains(&format!("Measured one by one: {measured:.2} s")), "{out}");
+    // At 100 Mbit/s the 20 MiB/s dirtiers (24 MiB/s measured) cannot converge: post-copy.
+    let slow = &evac["links"][0];
+    assert_eq!(slow["link"], "100Mbit");
+    let post: Vec<&str> = slow["one_by_one"]["vms"].as_array().unwrap().iter().filter(|v| v["strategy"] == "postcopy").map(|v| v["vm"].as_str().unwrap()).collect();
+    assert_eq!(post, ["ram_mib=256 workload=memdirty-write:48:20", "ram_mib=512 workload=memdirty-write:48:20"]);
+    assert!(out.contains("VMs moved by post-copy"), "{out}");
+
+    // Fits: one group per workload, 4 runs over 256 and 512 MiB; the slope is what
+    // this test computes from the runs, and more dirtying means a steeper line.
+    let groups = p["fits"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    let mut slopes = Vec::new();
+    for g in groups {
+        let workload = g["group"].as_str().unwrap().split(' ').next().unwrap().strip_prefix("workload=").unwrap();
+        let points: Vec<(f64, f64)> = rs
+            .iter()
+            .filter(|r| r["run"]["cell"]["workload"] == workload)
+            .map(|r| (r["run"]["cell"]["ram_mib"].as_f64().unwrap(), r["total_time_ms"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(g["runs"], points.len());
+        let b = g["fit"]["b_ms_per_mib"].as_f64().unwrap();
+        assert!(close(b, slope(&points)), "{g}: {}", slope(&points));
+        let r2 = g["fit"]["r2"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&r2), "{g}");
+        slopes.push((workload.to_string(), b));
+    }
+    let b = |w: &str| slopes.iter().find(|s| s.0 == w).unwrap().1;
+    assert!(b("memdirty-write:48:20") > 0.0 && b("memdirty-write:48:20") > b("idle"), "{slopes:?}");
+    assert!(b("idle").abs() < 0.05, "an idle guest's zero pages cost almost nothing: {slopes:?}");
+
+    // The results directory works as well as its file.
+    let dir = reference().parent().unwrap().display().to_string();
+    let (o, out2, err) = plan(tmp.path(), &[&dir]);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out2.replace(&dir, "SOURCE"), out.replace(&source, "SOURCE"));
+}
+
+#[test]
+fn one_ram_size_cannot_be_fitted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let only_256: String = records().into_iter().filter(|r| r["run"]["cell"]["ram_mib"] == 256).map(|r| r.to_string() + "\n").collect();
+    let file = tmp.path().join("results.jsonl");
+    std::fs::write(&file, only_256).unwrap();
+    let json = tmp.path().join("plan.json").display().to_string();
+    let (o, out, err) = plan(tmp.path(), &[&file.display().to_string(), "--links", "1Gbit", "--parallel", "3", "--json", &json]);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out.matches("needs ≥ 2 RAM sizes").count(), 3, "{out}");
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("plan.json")).unwrap()).unwrap();
+    assert!(p["fits"]["groups"].as_array().unwrap().iter().all(|g| g["fit"].is_null() && g["why_not"] == "needs ≥ 2 RAM sizes"), "{}", p["fits"]);
+    // Three VMs on three slots: the makespan is the longest one's time.
+    assert!(out.contains("| 1Gbit | 3 "), "{out}");
+}
+
+#[test]
+fn bad_flag_values_are_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = reference().display().to_string();
+    for (flag, value, says) in [
+        ("--links", "1Gbit,fast", "\"fast\" is not understood"),
+        ("--links", "1Gbit,,10Gbit", "empty item"),
+        ("--downtime-limits", "300", "has no unit"),
+        ("--downtime-limits", "-1s", "write durations such as 50ms"),
+        ("--parallel", "0", "whole numbers 1 to 64"),
+        ("--parallel", "two", "whole numbers 1 to 64"),
+        ("--parallel", "-2", "whole numbers 1 to 64"),
+    ] {
+        let (o, out, err) = plan(tmp.path(), &[&source, flag, value]);
+        assert!(!o.status.success() && o.status.code().is_some(), "{flag} {value}: {out}");
+        assert!(err.contains(&format!("{flag} {value}")) && err.contains(says), "{flag} {value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.is_empty(), "nothing is printed before the flags are checked: {out}");
+    }
+    let nowhere = tmp.path().join("no/such/dir/plan.json");
+    let (o, out, err) = plan(tmp.path(), &[&source, "--json", &nowhere.display().to_string()]);
+    assert!(!o.status.success() && err.contains("--json") && err.contains("no/such/dir") && out.is_empty(), "{err}");
+    let (o, _, err) = plan(tmp.path(), &[&source, "--out", &tmp.path().display().to_string()]);
+    assert!(!o.status.success() && err.contains("--out") && err.contains("is a directory; give a file in it"), "{err}");
+    let (o, _, err) = plan(tmp.path(), &[&tmp.path().join("missing.jsonl").display().to_string()]);
+    assert!(!o.status.success() && err.contains("does not exist"), "{err}");
+}
