@@ -380,6 +380,10 @@ fn draw_panel(
             s.label("switchover (STOP → RESUME)").legend(swatch(SWITCHOVER.mix(0.35)));
         }
     }
+    // A label needs about 60 px of the ~700 px plot: closer round starts share the
+    // first one's label.
+    let min_gap = (x.1 - x.0) * 0.09;
+    let mut last_label: Option<f64> = None;
     for (i, &(t, round)) in starts.iter().enumerate() {
         let s = c
             .draw_series(DashedLineSeries::new([(t, y0), (t, y1)], 5, 4, ROUND_MARKER.stroke_width(1)))
@@ -388,7 +392,8 @@ fn draw_panel(
             s.label("pre-copy round starts")
                 .legend(|(x, y)| DashedPathElement::new(vec![(x, y), (x + 16, y)], 5, 4, ROUND_MARKER.stroke_width(1)));
         }
-        if panel.labelled {
+        if panel.labelled && last_label.is_none_or(|l| t - l >= min_gap) {
+            last_label = Some(t);
             let label = EmptyElement::at((t, y1)) + Text::new(format!("round {round}"), (3, 3), ("sans-serif", 12).into_font());
             c.draw_series([label]).map_err(|e| anyhow!("plot: {e}"))?;
         }
@@ -708,6 +713,16 @@ mod tests {
 
     fn pt(t_s: f64, remaining: Option<f64>, dirty: Option<f64>, round: Option<u64>) -> ProgressPoint {
         ProgressPoint { t_s, remaining_mib: remaining, dirty_mib_s: dirty, round }
+    }
+
+    #[test]
+    fn round_starts_too_close_share_a_label() {
+        let points = [(0.0, 1), (5.0, 2), (5.1, 3), (5.2, 4), (9.0, 5), (10.0, 5)].iter().map(|&(t, r)| pt(t, Some(10.0), Some(1.0), Some(r))).collect();
+        let doc_text = progress(&ProgressChart { title: "t".into(), points, switchover: None }).unwrap();
+        let doc = parse(&doc_text);
+        let rounds: Vec<String> = texts(&doc).into_iter().filter(|t| t.starts_with("round ")).collect();
+        assert_eq!(rounds, ["round 2", "round 5"], "rounds 3 and 4 start within 0.2 s of round 2");
+        assert_eq!(marker_xs(&doc).len(), 4, "every round start keeps its marker");
     }
 
     /// The distinct x of the vertical dashes of the round markers.

@@ -455,7 +455,7 @@ fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<
     blocks.insert(
         1,
         Block::Markdown(
-            "Remaining memory and the guest's dirty rate as QEMU reported them (`query-migrate`, sampled), for the first completed run of each cell; dashed lines start pre-copy rounds, the shaded span is the switchover (source STOP → destination RESUME).".into(),
+            "Remaining memory and the guest's dirty rate as QEMU reported them (`query-migrate`, sampled), for the first completed run of each cell; dashed lines start pre-copy rounds (rounds that start close together share a label), the shaded span is the switchover (source STOP → destination RESUME). QEMU computes the dirty rate from the second round on, so it reads 0 during the first.".into(),
         ),
     );
     if skipped > 0 {
