@@ -170,3 +170,25 @@ fn the_html_report_renders_in_headless_chromium() {
     // Chromium and its helpers are gone.
     assert!(processes_mentioning(&png.display().to_string()).is_empty());
 }
+
+#[test]
+fn reproduce_chandak_puts_the_papers_decisions_beside_the_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("chandak");
+    let o = migbench(tmp.path()).args(["reproduce", "chandak", "--no-live", "--format", "md,json", "--out", out.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.starts_with("# migbench reproduces Chandak et al."), "{md}");
+    assert!(md.contains("cannot match their absolute times"), "{md}");
+    for (table, decision) in [(1, "A2: Host 3 → Host 2"), (2, "K2: Host 2 → Host 3"), (3, "K3: Host 2 → Host 3"), (4, "none (balanced)")] {
+        let row = md.lines().find(|l| l.starts_with(&format!("| Table {table} "))).unwrap_or_else(|| panic!("Table {table} missing: {md}"));
+        assert_eq!(row.matches(decision).count(), 2, "paper and engine agree on Table {table}: {row}");
+        assert!(row.trim_end().ends_with("| yes     |") || row.contains("| yes "), "{row}");
+    }
+    assert!(md.contains("matches the paper's in 4 of 4 rounds"), "{md}");
+    // Bad input: an unknown paper names the ones there are.
+    let o = migbench(tmp.path()).args(["reproduce", "sahni"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("ghalib") && err.contains("chandak"), "{err}");
+}

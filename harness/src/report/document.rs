@@ -697,7 +697,8 @@ fn terminal_to_md(text: &str) -> String {
         }
         out.push_str(line);
         let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
-        if !table && !line.trim().is_empty() && !next.is_empty() && !next.starts_with('|') {
+        // Not before a list item: a backslash ending a paragraph is a literal one.
+        if !table && !line.trim().is_empty() && !next.is_empty() && !next.starts_with('|') && !next.starts_with("- ") {
             // A hard line break.
             out.push('\\');
         }
@@ -870,8 +871,9 @@ mod tests {
 
     #[test]
     fn terminal_text_keeps_its_lines_and_tables() {
-        let t = "Title line\nsecond line\n| a | b |\n|---|---|\n| 1 | 2 |\nafter\n";
+        let t = "Title line\nsecond line\n| a | b |\n|---|---|\n| 1 | 2 |\nafter\n\n- one\n- two\n";
         let html = md_to_html(&terminal_to_md(t));
+        assert!(html.contains("<li>one</li>") && !html.contains('\\'), "{html}");
         assert!(html.contains("Title line<br"), "{html}");
         assert!(html.contains("<table>") && html.contains("<td>1</td>"), "{html}");
         assert!(html.contains("<p>after</p>"), "{html}");
