@@ -713,6 +713,9 @@ fn load_records(path: &std::path::Path) -> Result<Vec<sweep::RunRecord>> {
 fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     use migbench::report::document::{self, Format};
     let formats = Format::parse_list(&a.format)?;
+    if let Some(out) = &a.out {
+        document::check_out(out)?;
+    }
     let profile = a.profile.as_deref().map(Profile::resolve).transpose()?;
     let records = load_records(&a.results)?;
     let base = if a.results.is_dir() { a.results.clone() } else { a.results.parent().map(|p| p.to_path_buf()).unwrap_or_default() };
@@ -730,8 +733,8 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     for path in written.iter().filter(|p| !p.extension().is_some_and(|e| e == "svg")) {
         println!("wrote {}", path.display());
     }
-    if plots > 0 {
-        println!("wrote {plots} plots for the Markdown beside it ({})", written[0].parent().map(|d| d.display().to_string()).unwrap_or_default());
+    if let Some(dir) = written.iter().find(|p| p.extension().is_some_and(|e| e == "svg")).and_then(|p| p.parent()) {
+        println!("wrote {plots} plots for the Markdown into {}", dir.display());
     }
     if let Some(png) = &a.screenshot {
         let html = match document::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
@@ -837,7 +840,7 @@ async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
     }
     let at = 1.min(report.blocks.len());
     report.blocks.splice(at..at, intro);
-    let written = document::write(&report, &formats, Some(&out.join("report")), &out)?;
+    let written = document::write(&report, &formats, None, &out)?;
     for path in written.iter().filter(|p| !p.extension().is_some_and(|e| e == "svg")) {
         println!("wrote {}", path.display());
     }
@@ -848,11 +851,11 @@ async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
 fn chandak_tables() -> Result<String> {
     use migbench::rank::balance::{self, ClusterState, Options, Rule};
     let paper = ["A2: Host 3 → Host 2", "K2: Host 2 → Host 3", "K3: Host 2 → Host 3", "none (balanced)"];
-    let dir = migbench::experiment::profile::locate("chandak/table1").map(|p| p.parent().map(|d| d.to_path_buf()).unwrap_or_default());
-    let dir = match dir {
-        Ok(d) => d,
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles/chandak"),
-    };
+    // Where `locate` looks for profiles: ./profiles first, then the source tree's.
+    let dir = [PathBuf::from("profiles/chandak"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles/chandak")]
+        .into_iter()
+        .find(|d| d.join("table1.json").exists())
+        .context("the paper's tables (profiles/chandak/table1.json …) are not here: run from the migbench source tree")?;
     let mut b = tabled::builder::Builder::default();
     b.push_record(["table", "threshold", "band", "light", "heavy", "paper's decision", "ours (rule paper)", "matches"]);
     let mut matched = 0;

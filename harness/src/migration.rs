@@ -546,6 +546,12 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// The workload's slowdown during the migration, from a guest that arrived
+    /// healthy (a broken guest's counts after the break are not work).
+    pub fn slowdown_percent(&self) -> Option<f64> {
+        self.workload_rate.as_ref().filter(|_| self.health.healthy).and_then(|w| w.slowdown_percent)
+    }
+
     /// A measurement with only an outcome and a health check (nothing migrated yet).
     pub fn not_started(outcome: Outcome, health: Health) -> Measurement {
         Measurement {

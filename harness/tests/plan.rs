@@ -171,6 +171,10 @@ fn one_ram_size_cannot_be_fitted() {
     assert!(p["fits"]["groups"].as_array().unwrap().iter().all(|g| g["fit"].is_null() && g["why_not"] == "needs ≥ 2 RAM sizes"), "{}", p["fits"]);
     // Three VMs on three slots: the makespan is the longest one's time.
     assert!(out.contains("| 1Gbit | 3 "), "{out}");
+    let three = p["evacuation"]["links"][0]["parallel"].as_array().unwrap().iter().find(|s| s["k"] == 3).unwrap();
+    let times: Vec<f64> = three["vms"].as_array().unwrap().iter().map(|v| v["total_s"].as_f64().unwrap()).collect();
+    assert_eq!(times.len(), 3, "{three}");
+    assert!(close(three["makespan_s"].as_f64().unwrap(), times.iter().copied().fold(0.0, f64::max)), "{three}");
 }
 
 #[test]

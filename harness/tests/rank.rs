@@ -44,6 +44,20 @@ fn a_fast_dirtier_ranks_below_an_idle_vm_predicted_and_measured() {
     assert!(place_of(&out, "workload=idle") < place_of(&out, "workload=memdirty-write:24"), "{out}");
     assert!(out.contains("page-sampling") || out.contains("dirty-bitmap"), "{out}");
 
+    // Capacity planning from the same profile: guests booted, dirty rates measured,
+    // nothing migrated, so nothing to fit.
+    let json = tmp.path().join("plan.json");
+    let o = migbench(tmp.path()).arg("plan").arg(&profile).arg("--quiet").arg("--json").arg(&json).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let dirty = |w: &str| {
+        plan["frontier"]["vms"].as_array().unwrap().iter().find(|v| v["vm"].as_str().unwrap().contains(w)).unwrap()["dirty_mib_s"].as_f64().unwrap()
+    };
+    assert!(dirty("memdirty-write:24") > dirty("idle") + 1.0, "{plan}");
+    assert!(plan["fits"]["note"].as_str().unwrap().contains("nothing was migrated"), "{plan}");
+    assert!(out.contains("## 2. Evacuation"), "{out}");
+
     // Measured, with the model beside it.
     let dir = tmp.path().join("validate");
     let o = migbench(tmp.path()).arg("rank").arg(&profile).arg("--validate").arg("--quiet").arg("--out").arg(&dir).output().unwrap();
@@ -56,6 +70,11 @@ fn a_fast_dirtier_ranks_below_an_idle_vm_predicted_and_measured() {
     assert_eq!(rs.len(), 2);
     let rate = |w: &str| rs.iter().find(|r| r["run"]["cell"]["workload"] == w).unwrap()["dirty_rate_before"]["mib_per_s"].as_f64().unwrap();
     assert!(rate("memdirty-write:24") > rate("idle"), "{rs:?}");
+
+    // The plan of the measured runs compares its one-by-one evacuation with theirs.
+    let o = migbench(tmp.path()).arg("plan").arg(&dir).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("Measured one by one:"), "{out}");
 
     // The same results, ranked again from disk, by another objective too.
     let o = migbench(tmp.path()).arg("rank").arg(&dir).arg("--objective").arg("bytes").output().unwrap();

@@ -167,8 +167,11 @@ fn the_html_report_renders_in_headless_chromium() {
     assert!(w >= 1000 && h >= 1000, "{w}×{h}");
     assert!(ink > 2.0, "the screenshot is nearly blank: {ink:.2} % ink");
     assert!(stdout.contains("not background"), "{stdout}");
-    // Chromium and its helpers are gone.
-    assert!(processes_mentioning(&png.display().to_string()).is_empty());
+    // Chromium and its helpers are gone (they all name its profile, made in our TMPDIR),
+    // and so is that profile.
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("migbench-chromium-")).collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -91,12 +91,25 @@ macro_rules! cell_variables {
 }
 
 fn show<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(serde_json::Value::Null) => "none".into(),
-        Ok(other) => other.to_string(),
-        Err(_) => "?".into(),
+    serde_json::to_value(v).map(|v| show_value(&v)).unwrap_or_else(|_| "?".into())
+}
+
+/// A cell variable's value as labels write it: strings bare, null as "none".
+pub fn show_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        other => other.to_string(),
     }
+}
+
+/// The variables (keys of cells as JSON objects) whose values differ between `cells`.
+pub fn varied_keys(cells: &[serde_json::Value]) -> Vec<String> {
+    cells
+        .first()
+        .and_then(|c| c.as_object())
+        .map(|o| o.keys().filter(|k| cells.iter().any(|c| c.get(k.as_str()) != o.get(k.as_str()))).cloned().collect())
+        .unwrap_or_default()
 }
 
 cell_variables! {
@@ -373,8 +386,6 @@ impl Profile {
         })
     }
 
-    /// The cells shard `index` of `count` runs (cell i goes to shard i mod count),
-    /// as (cell index, cell).
     /// A profile rebuilt from the cells its runs recorded (for results whose profile
     /// file is not at hand): the cells in `cell_index` order, the varied variables
     /// those whose values differ. It reproduces nothing and describes nothing.
@@ -387,11 +398,8 @@ impl Profile {
         }
         cells.sort_by_key(|(i, _)| *i);
         let values: Vec<serde_json::Value> = cells.iter().map(|(_, c)| serde_json::to_value(c).unwrap_or_default()).collect();
-        let varied = VARIABLES
-            .iter()
-            .copied()
-            .filter(|v| values.iter().any(|x| x.get(*v) != values.first().and_then(|f| f.get(*v))))
-            .collect();
+        let differ = varied_keys(&values);
+        let varied = VARIABLES.iter().copied().filter(|v| differ.iter().any(|d| d == v)).collect();
         Profile {
             name: name.to_string(),
             description: String::new(),
@@ -407,6 +415,8 @@ impl Profile {
         }
     }
 
+    /// The cells shard `index` of `count` runs (cell i goes to shard i mod count),
+    /// as (cell index, cell).
     pub fn shard(&self, shard: Shard) -> Vec<(usize, &Cell)> {
         self.cells.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).collect()
     }

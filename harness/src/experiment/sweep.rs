@@ -498,8 +498,7 @@ pub fn summarise_runs(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummar
             cpu_before_percent: col(&|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
             guest_cpu_before_percent: col(&|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
             cpu_during_percent: col(&|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
-            // A guest that arrived broken counts nonsense after the break.
-            slowdown_percent: col(&|m| m.workload_rate.as_ref().filter(|_| m.health.healthy).and_then(|w| w.slowdown_percent)),
+            slowdown_percent: col(&|m| m.slowdown_percent()),
             outcomes,
         });
     }

@@ -208,7 +208,13 @@ pub fn longest_gap(channels: &[Vec<Beat>], from: Instant, to: Instant) -> Option
 /// so it carries on across a migration). Needs two reports in the window.
 pub fn rate_between(channels: &[Vec<RateSample>], from: Instant, to: Instant) -> Option<(String, f64)> {
     let mut s: Vec<&RateSample> = channels.iter().flatten().filter(|r| r.at >= from && r.at <= to).collect();
-    s.sort_by_key(|r| r.at);
+    // In the guest's order when it gave its clock: a late burst from the source can
+    // be read after the destination's first reports.
+    if s.iter().all(|r| r.guest_ns > 0) {
+        s.sort_by_key(|r| r.guest_ns);
+    } else {
+        s.sort_by_key(|r| r.at);
+    }
     let (first, last) = (s.first()?, s.last()?);
     // The time between the two counts is the guest's own: the harness receives
     // reports late and in bursts (a guest stalled by the migration, a busy host), so
@@ -268,7 +274,15 @@ mod tests {
             total: 40,
             guest_ns: 400_000_000,
         }];
-        let (_, rate) = rate_between(&[late], t0, t0 + Duration::from_secs(1)).unwrap();
+        let (_, rate) = rate_between(&[late.clone()], t0, t0 + Duration::from_secs(1)).unwrap();
+        assert!((rate - 100.0).abs() < 1e-9, "{rate}");
+        // The source's last report read after the destination's first still counts in order.
+        let dst = vec![RateSample { at: t0 + Duration::from_millis(501), unit: "flop".into(), total: 50, guest_ns: 500_000_000 }];
+        let (_, rate) = rate_between(&[late, dst], t0, t0 + Duration::from_secs(1)).unwrap();
+        assert!((rate - 100.0).abs() < 1e-9, "{rate}");
+        // Without a usable guest clock (an old guest sends 0), receipt times stand in.
+        let old = |ms: u64, total| RateSample { at: t0 + Duration::from_millis(ms), unit: "flop".into(), total, guest_ns: 7 };
+        let (_, rate) = rate_between(&[vec![old(0, 0), old(200, 20)]], t0, t0 + Duration::from_secs(1)).unwrap();
         assert!((rate - 100.0).abs() < 1e-9, "{rate}");
     }
 

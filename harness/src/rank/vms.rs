@@ -11,6 +11,8 @@ use crate::predict::{self, LinkProfile, Prediction, VmProfile};
 use serde::Serialize;
 use std::fmt;
 
+pub use crate::experiment::profile::{show_value as show, varied_keys as varied};
+
 /// What "cheapest to migrate" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -144,24 +146,6 @@ pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
         .collect()
 }
 
-/// The variables (keys of cells as JSON objects) whose values differ between `cells`.
-pub fn varied(cells: &[serde_json::Value]) -> Vec<String> {
-    cells
-        .first()
-        .and_then(|c| c.as_object())
-        .map(|o| o.keys().filter(|k| cells.iter().any(|c| c.get(k.as_str()) != o.get(k.as_str()))).cloned().collect())
-        .unwrap_or_default()
-}
-
-/// A cell variable's value as labels write it: strings bare, null as "none".
-pub fn show(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "none".into(),
-        other => other.to_string(),
-    }
-}
-
 fn row(label: String, runs: &[&RunRecord]) -> VmRow {
     let done: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.migration.measurement.outcome == Outcome::Completed).collect();
     let col = |f: &dyn Fn(&RunRecord) -> Option<f64>| Stats::of(&done.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
@@ -185,7 +169,7 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
         downtime_ms: col(&|r| r.migration.measurement.downtime_ms),
         transferred_mib: col(&|r| r.migration.measurement.transferred_bytes.map(|b| b as f64 / 1048576.0)),
         service_downtime_ms: col(&|r| r.migration.measurement.service_downtime_ms),
-        slowdown_percent: col(&|r| r.migration.measurement.workload_rate.as_ref().and_then(|w| w.slowdown_percent)),
+        slowdown_percent: col(&|r| r.migration.measurement.slowdown_percent()),
         dirty_rate_mib_s: dirty.map(|d| d / 1048576.0),
         predicted,
         outcomes,

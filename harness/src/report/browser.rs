@@ -2,8 +2,8 @@
 //! in a browser with nothing else, and a PNG preview for CI artifacts.
 //!
 //! Chromium is found on PATH (or `MIGBENCH_CHROMIUM`); when it is missing, migbench
-//! installs Debian's `chromium` with apt-get as it does QEMU (root on Debian/Ubuntu,
-//! unless `MIGBENCH_NO_INSTALL` is set). As root it runs in a network namespace of
+//! installs Debian's `chromium` with apt-get as it does QEMU (root on Debian, unless
+//! `MIGBENCH_NO_INSTALL` is set). As root it runs in a network namespace of
 //! its own with no interfaces up, so it cannot reach anything; the report's
 //! Content-Security-Policy forbids loading anything anyway.
 
@@ -42,8 +42,10 @@ pub fn find_or_install() -> Result<PathBuf> {
         return Ok(p);
     }
     let fix = "install Chromium (`apt-get install chromium` on Debian) or set MIGBENCH_CHROMIUM=/path/to/chromium";
-    if !host::OsRelease::read().is_debian_like() {
-        bail!("no Chromium or Chrome on PATH to render the report: {fix}");
+    let os = host::OsRelease::read();
+    // Ubuntu's chromium package is only a way to a snap, which does not run everywhere.
+    if !os.is_debian_like() || os.is_ubuntu() {
+        bail!("no Chromium or Chrome on PATH to render the report (migbench installs it itself only on Debian): {fix}");
     }
     if std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0") {
         bail!("no Chromium on PATH, and MIGBENCH_NO_INSTALL forbids installing it: {fix}");
@@ -65,6 +67,12 @@ pub fn screenshot(html: &Path, png: &Path) -> Result<Shot> {
     let png_abs = std::path::absolute(png).with_context(|| format!("{}", png.display()))?;
     let _ = std::fs::remove_file(&png_abs);
     let profile = tempfile::Builder::new().prefix("migbench-chromium-").tempdir().context("a temporary Chromium profile")?;
+    let log = profile.path().join("chromium.log");
+    let tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(8).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    };
     let mut cmd = Command::new(&browser);
     cmd.args([
         "--headless",
@@ -87,8 +95,9 @@ pub fn screenshot(html: &Path, png: &Path) -> Result<Shot> {
     .env("XDG_CONFIG_HOME", profile.path())
     .env("XDG_CACHE_HOME", profile.path())
     .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    // To a file: a pipe nobody reads while it runs could fill and stall it.
+    .stderr(Stdio::from(std::fs::File::create(&log).context("a log file for Chromium")?))
     // Its own process group, so its helpers go with it.
     .process_group(0);
     if host::is_root() {
@@ -114,7 +123,7 @@ pub fn screenshot(html: &Path, png: &Path) -> Result<Shot> {
             Ok(None) if started.elapsed() > TIMEOUT => {
                 kill_group();
                 let _ = child.wait();
-                bail!("{} did not finish rendering {} within {} s", browser.display(), html.display(), TIMEOUT.as_secs());
+                bail!("{} did not finish rendering {} within {} s: {}", browser.display(), html.display(), TIMEOUT.as_secs(), tail());
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
@@ -125,11 +134,8 @@ pub fn screenshot(html: &Path, png: &Path) -> Result<Shot> {
     };
     // Whatever helper outlived the browser goes now.
     kill_group();
-    let output = child.wait_with_output().ok();
-    let stderr = output.map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_default();
     if !status.success() || !png_abs.exists() {
-        let tail: Vec<&str> = stderr.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("{} could not render {} ({status}): {}", browser.display(), html.display(), tail.join(" | "));
+        bail!("{} could not render {} ({status}): {}", browser.display(), html.display(), tail());
     }
     let (width, height, ink_percent) = ink(&png_abs)?;
     if ink_percent < MIN_INK_PERCENT {

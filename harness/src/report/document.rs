@@ -261,10 +261,6 @@ fn rest_of(cell: &Cell, varied: &[&'static str], axis: &str) -> String {
     if d.is_empty() { "all".into() } else { d }
 }
 
-fn completed<'a>(runs: &'a [&'a RunRecord]) -> impl Iterator<Item = &'a Measurement> + 'a {
-    runs.iter().map(|r| &r.migration.measurement).filter(|m| m.outcome == Outcome::Completed)
-}
-
 fn bar_of(values: &[f64]) -> Option<Bar> {
     Stats::of(values).map(|s| Bar { value: s.mean, err: s.ci95 })
 }
@@ -338,6 +334,87 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
     Ok((blocks, summary))
 }
 
+/// A cell's label: its varied variables, "all" when the profile varies none.
+fn cell_label(p: &Profile, c: &Cell) -> String {
+    if p.varied.is_empty() { "all".into() } else { c.describe(&p.varied) }
+}
+
+/// Bars against one variable: a group per value of `axis`, a bar per combination of
+/// the other varied variables, each the mean (± CI) of `value` over the runs that
+/// `keep` keeps. Returns the series names and the groups.
+fn against(
+    p: &Profile,
+    cells: &[(&Cell, Vec<&RunRecord>)],
+    axis: &str,
+    keep: fn(&Measurement) -> bool,
+    value: &dyn Fn(&Measurement) -> Option<f64>,
+) -> (Vec<String>, Vec<BarGroup>) {
+    let mut xs: Vec<String> = Vec::new();
+    let mut series: Vec<String> = Vec::new();
+    for (c, _) in cells {
+        let x = value_of(c, axis);
+        if !xs.contains(&x) {
+            xs.push(x);
+        }
+        let s = rest_of(c, &p.varied, axis);
+        if !series.contains(&s) {
+            series.push(s);
+        }
+    }
+    let groups = xs
+        .iter()
+        .map(|x| BarGroup {
+            label: format!("{axis}={x}"),
+            bars: series
+                .iter()
+                .map(|s| {
+                    let values: Vec<f64> = cells
+                        .iter()
+                        .filter(|(c, _)| value_of(c, axis) == *x && rest_of(c, &p.varied, axis) == *s)
+                        .flat_map(|(_, runs)| runs.iter().map(|r| &r.migration.measurement))
+                        .filter(|m| keep(m))
+                        .filter_map(value)
+                        .collect();
+                    bar_of(&values)
+                })
+                .collect(),
+        })
+        .collect();
+    (series, groups)
+}
+
+/// Bars per cell: a bar per series, each the mean (± CI) of its value over the runs `keep` keeps.
+fn per_cell(
+    p: &Profile,
+    cells: &[(&Cell, Vec<&RunRecord>)],
+    keep: fn(&Measurement) -> bool,
+    series: &[&dyn Fn(&Measurement) -> Option<f64>],
+) -> Vec<BarGroup> {
+    cells
+        .iter()
+        .map(|(c, runs)| BarGroup {
+            label: cell_label(p, c),
+            bars: series
+                .iter()
+                .map(|f| bar_of(&runs.iter().map(|r| &r.migration.measurement).filter(|m| keep(m)).filter_map(|m| f(m)).collect::<Vec<_>>()))
+                .collect(),
+        })
+        .collect()
+}
+
+fn is_completed(m: &Measurement) -> bool {
+    m.outcome == Outcome::Completed
+}
+
+fn any_run(_: &Measurement) -> bool {
+    true
+}
+
+/// The caption's note when a chart has a gap.
+fn gaps(chart: &BarChart, what: &str) -> String {
+    if chart.groups.iter().any(|g| g.bars.iter().any(Option::is_none)) { format!("; a missing bar is a cell {what}") } else { String::new() }
+}
+
 /// Total time and downtime against RAM, link and strategy (whichever the profile
 /// varies; against the cells when it varies none of them).
 fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
@@ -345,65 +422,23 @@ fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str
     let axes: Vec<&str> = ["ram_mib", "link", "strategy"].into_iter().filter(|a| p.varied.contains(a)).collect();
     let metrics: [(&str, &str, fn(&Measurement) -> Option<f64>); 2] =
         [("total_time", "total migration time (ms)", |m| m.total_time_ms), ("downtime", "downtime (ms)", |m| m.downtime_ms)];
-    if axes.is_empty() {
-        for (key, label, f) in metrics {
+    for (key, label, f) in metrics {
+        if axes.is_empty() {
             let chart = BarChart {
                 title: format!("{}: {label}", p.name),
                 x_label: "cell".into(),
                 y_label: label.into(),
                 series: vec![label.into()],
-                groups: cells
-                    .iter()
-                    .map(|(c, runs)| BarGroup {
-                        label: if p.varied.is_empty() { "all".into() } else { c.describe(&p.varied) },
-                        bars: vec![bar_of(&completed(runs).filter_map(f).collect::<Vec<_>>())],
-                    })
-                    .collect(),
+                groups: per_cell(p, cells, is_completed, &[&f]),
             };
-            blocks.push(figure(format!("{name}-{key}.svg"), format!("{label} per cell"), charts::bars(&chart)));
+            let caption = format!("{label} per cell{}", gaps(&chart, "without a completed run"));
+            blocks.push(figure(format!("{name}-{key}.svg"), caption, charts::bars(&chart)));
         }
-        return blocks;
-    }
-    for axis in axes {
-        let mut xs: Vec<String> = Vec::new();
-        let mut series: Vec<String> = Vec::new();
-        for (c, _) in cells {
-            let x = value_of(c, axis);
-            if !xs.contains(&x) {
-                xs.push(x);
-            }
-            let s = rest_of(c, &p.varied, axis);
-            if !series.contains(&s) {
-                series.push(s);
-            }
-        }
-        for (key, label, f) in metrics {
-            let groups = xs
-                .iter()
-                .map(|x| BarGroup {
-                    label: format!("{axis}={x}"),
-                    bars: series
-                        .iter()
-                        .map(|s| {
-                            let runs: Vec<&RunRecord> = cells
-                                .iter()
-                                .filter(|(c, _)| value_of(c, axis) == *x && rest_of(c, &p.varied, axis) == *s)
-                                .flat_map(|(_, r)| r.iter().copied())
-                                .collect();
-                            bar_of(&completed(&runs).filter_map(f).collect::<Vec<_>>())
-                        })
-                        .collect(),
-                })
-                .collect();
-            let chart = BarChart {
-                title: format!("{}: {label} vs {axis}", p.name),
-                x_label: axis.into(),
-                y_label: label.into(),
-                series: series.clone(),
-                groups,
-            };
-            let gaps = if chart.groups.iter().any(|g| g.bars.iter().any(Option::is_none)) { "; a missing bar is a cell without a completed run" } else { "" };
-            blocks.push(figure(format!("{name}-{key}-vs-{}.svg", slug(axis)), format!("{label} against {axis}{gaps}"), charts::bars(&chart)));
+        for axis in &axes {
+            let (series, groups) = against(p, cells, axis, is_completed, &f);
+            let chart = BarChart { title: format!("{}: {label} vs {axis}", p.name), x_label: axis.to_string(), y_label: label.into(), series, groups };
+            let caption = format!("{label} against {axis}{}", gaps(&chart, "without a completed run"));
+            blocks.push(figure(format!("{name}-{key}-vs-{}.svg", slug(axis)), caption, charts::bars(&chart)));
         }
     }
     blocks
@@ -472,51 +507,22 @@ fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block
         return Vec::new();
     }
     let mut blocks = vec![Block::Heading(3, "CPU use".into())];
-    let col = |runs: &[&RunRecord], f: &dyn Fn(&Measurement) -> Option<f64>| {
-        bar_of(&runs.iter().filter_map(|r| f(&r.migration.measurement)).collect::<Vec<_>>())
-    };
     if p.varied.contains(&"cap_percent") {
-        let mut caps: Vec<String> = Vec::new();
-        let mut series: Vec<String> = Vec::new();
-        for (c, _) in cells {
-            let x = value_of(c, "cap_percent");
-            if !caps.contains(&x) {
-                caps.push(x);
-            }
-            let s = rest_of(c, &p.varied, "cap_percent");
-            if !series.contains(&s) {
-                series.push(s);
-            }
-        }
-        for (key, who, f) in [
-            ("qemu", "QEMU process", (|m: &Measurement| m.cpu_percent.before.map(|u| u.qemu_percent)) as fn(&Measurement) -> Option<f64>),
-            ("guest", "the guest's own view", |m: &Measurement| m.cpu_percent.before.and_then(|u| u.guest_percent)),
-        ] {
-            let groups = caps
-                .iter()
-                .map(|cap| BarGroup {
-                    label: format!("cap {cap}"),
-                    bars: series
-                        .iter()
-                        .map(|s| {
-                            let runs: Vec<&RunRecord> = cells
-                                .iter()
-                                .filter(|(c, _)| value_of(c, "cap_percent") == *cap && rest_of(c, &p.varied, "cap_percent") == *s)
-                                .flat_map(|(_, r)| r.iter().copied())
-                                .collect();
-                            col(&runs, &f)
-                        })
-                        .collect(),
-                })
-                .collect();
+        let whose: [(&str, &str, fn(&Measurement) -> Option<f64>); 2] = [
+            ("qemu", "QEMU process", |m| m.cpu_percent.before.map(|u| u.qemu_percent)),
+            ("guest", "the guest's own view", |m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
+        ];
+        for (key, who, f) in whose {
+            let (series, groups) = against(p, cells, "cap_percent", any_run, &f);
             let chart = BarChart {
                 title: format!("{}: CPU use before migrating, {who}", p.name),
                 x_label: "CPU cap (% of one CPU)".into(),
                 y_label: "CPU use (% of one CPU)".into(),
-                series: series.clone(),
+                series,
                 groups,
             };
-            blocks.push(figure(format!("{name}-cpu-{key}-vs-cap.svg"), format!("CPU use against the cap, {who}"), charts::bars(&chart)));
+            let caption = format!("CPU use against the cap, {who}{}", gaps(&chart, "without this figure"));
+            blocks.push(figure(format!("{name}-cpu-{key}-vs-cap.svg"), caption, charts::bars(&chart)));
         }
         return blocks;
     }
@@ -525,22 +531,17 @@ fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block
         ("during", |m| m.cpu_percent.during.map(|u| u.qemu_percent)),
         ("after", |m| m.cpu_percent.after.map(|u| u.qemu_percent)),
     ];
+    let fs: Vec<&dyn Fn(&Measurement) -> Option<f64>> = phases.iter().map(|(_, f)| f as &dyn Fn(&Measurement) -> Option<f64>).collect();
     let chart = BarChart {
         title: format!("{}: QEMU's CPU use before, during and after migrating", p.name),
         x_label: "cell".into(),
         y_label: "CPU use (% of one CPU)".into(),
         series: phases.iter().map(|(n, _)| n.to_string()).collect(),
-        groups: cells
-            .iter()
-            .map(|(c, runs)| BarGroup {
-                label: if p.varied.is_empty() { "all".into() } else { c.describe(&p.varied) },
-                bars: phases.iter().map(|(_, f)| col(runs, f)).collect(),
-            })
-            .collect(),
+        groups: per_cell(p, cells, any_run, &fs),
     };
     blocks.push(figure(
         format!("{name}-cpu-phases.svg"),
-        "CPU use of the QEMU processes per phase (during: source and destination together)".into(),
+        format!("CPU use of the QEMU processes per phase (during: source and destination together){}", gaps(&chart, "phase without this figure")),
         charts::bars(&chart),
     ));
     blocks
@@ -572,7 +573,7 @@ fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -
             .iter()
             .filter(|(_, runs)| runs.iter().any(|r| r.migration.measurement.workload_rate.as_ref().is_some_and(|w| w.unit == unit)))
             .map(|(c, runs)| BarGroup {
-                label: if p.varied.is_empty() { "all".into() } else { c.describe(&p.varied) },
+                label: cell_label(p, c),
                 bars: phases
                     .iter()
                     .map(|(_, f)| {
@@ -656,7 +657,7 @@ fn csv_row(g: &ProfileRuns, r: &RunRecord) -> Vec<String> {
     let u = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     vec![
         g.profile.name.clone(),
-        if g.profile.varied.is_empty() { "all".into() } else { r.run.cell.describe(&g.profile.varied) },
+        cell_label(&g.profile, &r.run.cell),
         r.run.cell_key.clone(),
         (r.run.repetition + 1).to_string(),
         r.migration.started_at.clone(),
@@ -734,10 +735,19 @@ impl Report {
         let mut body = String::new();
         let mut toc = String::new();
         let mut nav_at = None;
+        // Each profile has the same subsections: ids get -2, -3 … on repeats.
+        let mut ids: Vec<String> = Vec::new();
         for b in &self.blocks {
             match b {
                 Block::Heading(level, text) => {
-                    let id = slug(text);
+                    let base = slug(text);
+                    let mut id = base.clone();
+                    let mut n = 1;
+                    while ids.contains(&id) {
+                        n += 1;
+                        id = format!("{base}-{n}");
+                    }
+                    ids.push(id.clone());
                     if *level == 2 || *level == 3 {
                         toc.push_str(&format!("<li class=\"l{level}\"><a href=\"#{id}\">{}</a></li>", escape(text)));
                     }
@@ -797,20 +807,38 @@ fn md_to_html(md: &str) -> String {
     out
 }
 
-/// Where each format goes: `out` as given for one format, with the format's
-/// extension for several; `DIR/report.<ext>` without `out`.
+/// Where each format goes: `out` as given for one format; for several, `out` with
+/// the format's extension (replacing an extension that names a format, else added);
+/// `DIR/report.<ext>` without `out`.
 pub fn output_paths(formats: &[Format], out: Option<&Path>, base: &Path) -> Vec<(Format, PathBuf)> {
     formats
         .iter()
         .map(|f| {
             let path = match out {
                 Some(o) if formats.len() == 1 => o.to_path_buf(),
-                Some(o) => o.with_extension(f.ext()),
+                Some(o) => {
+                    let named = o.extension().and_then(|e| e.to_str()).is_some_and(|e| Format::parse_list(e).is_ok());
+                    if named {
+                        o.with_extension(f.ext())
+                    } else {
+                        let mut s = o.as_os_str().to_owned();
+                        s.push(format!(".{}", f.ext()));
+                        PathBuf::from(s)
+                    }
+                }
                 None => base.join(format!("report.{}", f.ext())),
             };
             (*f, path)
         })
         .collect()
+}
+
+/// `--out` must name a file (or a stem), not a directory.
+pub fn check_out(out: &Path) -> Result<()> {
+    if out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/') {
+        bail!("--out {}: that is a directory; give a file (e.g. {}/report.html) or, for several formats, a stem (e.g. {}/report)", out.display(), out.display().to_string().trim_end_matches('/'), out.display().to_string().trim_end_matches('/'));
+    }
+    Ok(())
 }
 
 /// Writes the report in each format; returns the files written.
@@ -826,6 +854,14 @@ pub fn write(report: &Report, formats: &[Format], out: Option<&Path>, base: &Pat
                 let plots = format!("{stem}-plots");
                 let (text, files) = report.markdown(&plots);
                 let dir = path.with_file_name(&plots);
+                // The plots of an earlier report there would be stale: this report owns the directory.
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    for e in entries.flatten() {
+                        if e.path().extension().is_some_and(|x| x == "svg") {
+                            std::fs::remove_file(e.path()).with_context(|| format!("removing the old plot {}", e.path().display()))?;
+                        }
+                    }
+                }
                 if !files.is_empty() {
                     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
@@ -866,6 +902,13 @@ mod tests {
         let two = output_paths(&[Format::Md, Format::Json], Some(Path::new("x/rep")), base);
         assert_eq!(two[0].1, PathBuf::from("x/rep.md"));
         assert_eq!(two[1].1, PathBuf::from("x/rep.json"));
+        // A stem with a dot keeps it; a format's extension is replaced.
+        let v2 = output_paths(&[Format::Md, Format::Html], Some(Path::new("x/rep.v2")), base);
+        assert_eq!(v2[1].1, PathBuf::from("x/rep.v2.html"));
+        let named = output_paths(&[Format::Md, Format::Html], Some(Path::new("x/rep.md")), base);
+        assert_eq!(named[1].1, PathBuf::from("x/rep.html"));
+        assert!(check_out(Path::new("/tmp")).unwrap_err().to_string().contains("that is a directory"));
+        assert!(check_out(Path::new("/tmp/new/report")).is_ok());
         assert_eq!(output_paths(&[Format::Csv], None, base)[0].1, PathBuf::from("/r/report.csv"));
     }
 
@@ -892,6 +935,7 @@ mod tests {
             blocks: vec![
                 Block::Heading(1, "t <1>".into()),
                 Block::Heading(2, "Part".into()),
+                Block::Heading(2, "Part".into()),
                 Block::Figure { file: "a.svg".into(), caption: "cap & co".into(), svg: "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\"></svg>".into() },
             ],
             json: json!({}),
@@ -900,7 +944,8 @@ mod tests {
         let html = r.html();
         assert!(html.contains("<figure><svg xmlns") && !html.contains("<?xml"), "{html}");
         assert!(html.contains("cap &amp; co") && html.contains("<title>t &lt;1&gt;</title>"));
-        assert!(html.contains("default-src 'none'") && html.contains("href=\"#part\""));
+        assert!(html.contains("default-src 'none'") && html.contains("href=\"#part\"") && html.contains("href=\"#part-2\""));
+        assert!(html.contains("<h2 id=\"part-2\">"), "a repeated heading gets its own id: {html}");
         let (md, files) = r.markdown("report-plots");
         assert!(md.contains("![cap & co](report-plots/a.svg)"), "{md}");
         assert_eq!(files.len(), 1);
