@@ -343,6 +343,7 @@ impl CommonRun {
                 multifd_channels: self.multifd_channels,
                 multifd_compression: self.multifd_compression,
             },
+            fault: Default::default(),
         };
         scenario.validate().map_err(anyhow::Error::msg)?;
         Ok(scenario)
@@ -1015,6 +1016,9 @@ fn print_sections(profile: &Profile, records: &[serde_json::Value]) {
         println!("\n{section}");
     }
     if let Some(section) = report::reproduction(profile, &runs) {
+        println!("\n{section}");
+    }
+    if let Some(section) = report::faults_table(&runs) {
         println!("\n{section}");
     }
 }

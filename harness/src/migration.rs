@@ -102,6 +102,123 @@ impl FromStr for LinkSpeed {
     }
 }
 
+/// A fault injected into a run, to measure what failure costs and check that the
+/// guest ends where QEMU's semantics say it should. Written as text in profiles and
+/// records: `kill-destination[:S]`, `kill-source[:S]` (S seconds after `migrate`,
+/// default 1), `cut-link[:S]` (the migration's link down for S seconds, default 2,
+/// from 1 s after `migrate`), `bad-qemu-option` (the destination QEMU is started
+/// with an option it does not know), `never-ready[:S]` (the guest is booted with an
+/// init that does not exist; give up after S seconds, default 10), or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Fault {
+    #[default]
+    None,
+    KillDestination { at_s: f64 },
+    KillSource { at_s: f64 },
+    CutLink { at_s: f64, for_s: f64 },
+    BadQemuOption,
+    NeverReady { give_up_s: f64 },
+}
+
+/// When a mid-migration fault strikes unless the profile says: after `migrate`.
+pub const FAULT_AT_S: f64 = 1.0;
+
+impl Fault {
+    pub fn is_none(&self) -> bool {
+        *self == Fault::None
+    }
+
+    /// What QEMU's semantics say should become of the guest (for the record).
+    pub fn expected(&self, strategy: Strategy) -> &'static str {
+        match self {
+            Fault::None => "",
+            Fault::KillDestination { .. } if strategy == Strategy::Postcopy => {
+                "the guest is lost: once post-copy runs, the destination holds the only up-to-date state and the source cannot resume"
+            }
+            Fault::KillDestination { .. } => {
+                "the migration fails and the source resumes: its heartbeats continue (for hybrid, only if post-copy had not started)"
+            }
+            Fault::KillSource { .. } => "the guest is lost: the destination never received a complete state, so it does not run",
+            Fault::CutLink { .. } => "the migration stalls while the link is down and goes on when it returns (TCP retransmits); the guest keeps running",
+            Fault::BadQemuOption => "the destination QEMU refuses to start: the run fails before migrating and the source guest runs on",
+            Fault::NeverReady { .. } => "the guest never says READY: the run fails after the wait, with the console's last words",
+        }
+    }
+}
+
+impl From<Fault> for String {
+    fn from(f: Fault) -> String {
+        f.to_string()
+    }
+}
+
+impl TryFrom<String> for Fault {
+    type Error = String;
+    fn try_from(s: String) -> Result<Fault, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::None => f.write_str("none"),
+            Fault::KillDestination { at_s } => write!(f, "kill-destination:{at_s}"),
+            Fault::KillSource { at_s } => write!(f, "kill-source:{at_s}"),
+            Fault::CutLink { for_s, .. } => write!(f, "cut-link:{for_s}"),
+            Fault::BadQemuOption => f.write_str("bad-qemu-option"),
+            Fault::NeverReady { give_up_s } => write!(f, "never-ready:{give_up_s}"),
+        }
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let t = s.trim();
+        let (name, arg) = match t.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (t, None),
+        };
+        let secs = |default: f64, max: f64| -> Result<f64, String> {
+            match arg {
+                None => Ok(default),
+                Some(a) => match a.trim().parse::<f64>() {
+                    Ok(v) if v.is_finite() && v > 0.0 && v <= max => Ok(v),
+                    _ => Err(format!("fault {s:?}: {a:?} is not a number of seconds from just above 0 to {max}")),
+                },
+            }
+        };
+        let no_arg = |f: Fault| if arg.is_some() { Err(format!("fault {s:?}: {name} takes no value")) } else { Ok(f) };
+        match name {
+            "none" => no_arg(Fault::None),
+            "kill-destination" => Ok(Fault::KillDestination { at_s: secs(FAULT_AT_S, MAX_SECONDS)? }),
+            "kill-source" => Ok(Fault::KillSource { at_s: secs(FAULT_AT_S, MAX_SECONDS)? }),
+            "cut-link" => Ok(Fault::CutLink { at_s: FAULT_AT_S, for_s: secs(2.0, 600.0)? }),
+            "bad-qemu-option" => no_arg(Fault::BadQemuOption),
+            "never-ready" => Ok(Fault::NeverReady { give_up_s: secs(10.0, 3600.0)? }),
+            _ => Err(format!(
+                "fault {s:?} is not known: write none, kill-destination[:S], kill-source[:S], cut-link[:S], bad-qemu-option or never-ready[:S]"
+            )),
+        }
+    }
+}
+
+/// What a fault did in a run, and whether the guest ended as QEMU's semantics say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub fault: Fault,
+    /// When it struck, ms since `migrate` (none for faults at start-up).
+    pub at_ms: Option<f64>,
+    /// What was done ("SIGKILL to the destination QEMU (pid 123)"), or why it was not.
+    pub action: String,
+    pub expected: String,
+    /// Whether the run's outcome and health match `expected`.
+    pub as_expected: bool,
+}
+
 /// How the migration stream travels between the two QEMUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -219,6 +336,9 @@ pub struct Scenario {
     pub timeout_s: f64,
     #[serde(default)]
     pub tuning: Tuning,
+    /// A fault injected into this migration (none normally).
+    #[serde(default, skip_serializing_if = "Fault::is_none")]
+    pub fault: Fault,
 }
 
 impl Default for Scenario {
@@ -230,6 +350,7 @@ impl Default for Scenario {
             downtime_limit_ms: 300,
             timeout_s: 300.0,
             tuning: Tuning::default(),
+            fault: Fault::None,
         }
     }
 }
@@ -280,6 +401,12 @@ impl Scenario {
             return Err(format!(
                 "downtime_limit_ms / --downtime-limit {}: QEMU accepts at most {MAX_DOWNTIME_LIMIT_MS} ms (e.g. 300)",
                 self.downtime_limit_ms
+            ));
+        }
+        if matches!(self.fault, Fault::CutLink { .. }) && self.transport != Transport::Tcp {
+            return Err(format!(
+                "fault = \"{}\" cuts the migration's network link, but transport = \"{}\" does not use one: set transport = \"tcp\"",
+                self.fault, self.transport
             ));
         }
         Ok(())
@@ -537,6 +664,10 @@ pub struct Measurement {
     /// The guest kernel's memory just before migrating (its own report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest_memory_before: Option<GuestMemory>,
+    /// The fault injected into this run, what it did, and whether the guest ended
+    /// as QEMU's semantics say it should.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultRecord>,
     /// When `migrate` was sent and when the driver finished, on the harness's
     /// clock: to place the migration on other clocks (the load's). Not recorded.
     #[serde(skip)]
@@ -585,6 +716,7 @@ impl Measurement {
             dirty_rate_before: None,
             dirty_rate_error: None,
             guest_memory_before: None,
+            fault: None,
             started_at: None,
             ended_at: None,
         }
@@ -701,6 +833,18 @@ pub async fn drive_observed(
     scenario: &Scenario,
     observe: &mut (dyn FnMut(&Sample) + Send),
 ) -> Result<Measurement> {
+    drive_with(src, dst, scenario, observe, None).await
+}
+
+/// [`drive_observed`] with the test network both QEMUs run in (a `cut-link`
+/// fault takes its loopback down: the migration's TCP stream runs there).
+pub async fn drive_with(
+    src: &mut Machine,
+    dst: &mut Machine,
+    scenario: &Scenario,
+    observe: &mut (dyn FnMut(&Sample) + Send),
+    network: Option<&crate::network::Network>,
+) -> Result<Measurement> {
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
@@ -727,8 +871,17 @@ pub async fn drive_observed(
     let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
     let t0 = Instant::now();
     let mut w = Watch::default();
+    // The fault (if any) strikes while the watch runs; a link it cut is always restored.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let injected = inject(scenario.fault, t0, src.pid(), dst.pid(), network, done_rx);
+    let watched = async {
+        let r = watch(src, scenario, &uri, t0, observe, &mut w).await;
+        let _ = done_tx.send(true);
+        r
+    };
+    let (watched, injected) = tokio::join!(watched, injected);
     // From `migrate` on, a failure is a result: QEMU may refuse, or die mid-migration.
-    let outcome = match watch(src, scenario, &uri, t0, observe, &mut w).await {
+    let outcome = match watched {
         Ok(o) => o,
         Err(e) => Outcome::Failed { reason: format!("{e:#}{}", exit_notes(src, dst)) },
     };
@@ -772,6 +925,10 @@ pub async fn drive_observed(
                 m.postcopy_blocktime_ms = info.postcopy_blocktime.map(|v| v as f64);
             }
         }
+    } else if matches!(scenario.fault, Fault::KillSource { .. }) && injected.as_ref().is_some_and(|i| i.at_ms.is_some()) {
+        m.health = guest_lost(src, dst, "the source QEMU was killed mid-migration").await;
+    } else if postcopy_started.is_some() && !dst.is_running() {
+        m.health = guest_lost(src, dst, "the destination QEMU died after post-copy had started").await;
     } else {
         m.health = check_guest(src, dst, "source").await;
     }
@@ -794,7 +951,145 @@ pub async fn drive_observed(
     let window_end = Instant::now();
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
+    if let Some(mut f) = injected {
+        f.as_expected = as_expected(&f, scenario, &m);
+        m.fault = Some(f);
+    }
     Ok(m)
+}
+
+/// Strikes `fault` at its time after `t0`, unless `done` says the migration ended
+/// first. Returns what it did (none for no fault or a fault struck at start-up).
+async fn inject(
+    fault: Fault,
+    t0: Instant,
+    src_pid: u32,
+    dst_pid: u32,
+    network: Option<&crate::network::Network>,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) -> Option<FaultRecord> {
+    let at_s = match fault {
+        Fault::KillDestination { at_s } | Fault::KillSource { at_s } | Fault::CutLink { at_s, .. } => at_s,
+        Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => return None,
+    };
+    let mut record = FaultRecord { fault, at_ms: None, action: String::new(), expected: String::new(), as_expected: false };
+    let strike = tokio::time::sleep_until((t0 + Duration::from_secs_f64(at_s)).into());
+    tokio::select! {
+        _ = strike => {}
+        _ = done.wait_for(|d| *d) => {
+            record.action = format!("not struck: the migration ended before {at_s} s");
+            return Some(record);
+        }
+    }
+    record.at_ms = Some(since_ms(Instant::now(), t0));
+    let kill = |pid: u32, who: &str| {
+        // SAFETY: a signal to a QEMU this harness started.
+        let r = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        if r == 0 { format!("SIGKILL to the {who} QEMU (pid {pid})") } else { format!("SIGKILL to the {who} QEMU (pid {pid}) failed: {}", std::io::Error::last_os_error()) }
+    };
+    record.action = match fault {
+        Fault::KillDestination { .. } => kill(dst_pid, "destination"),
+        Fault::KillSource { .. } => kill(src_pid, "source"),
+        Fault::CutLink { for_s, .. } => match network {
+            None => "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into(),
+            Some(net) => match net.set_loopback(false) {
+                Err(e) => format!("taking the link down failed: {e:#}"),
+                Ok(()) => {
+                    tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
+                    match net.set_loopback(true) {
+                        Ok(()) => format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again"),
+                        Err(e) => format!("the link went down for {for_s} s but could not be brought up again: {e:#}"),
+                    }
+                }
+            },
+        },
+        Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => unreachable!("returned above"),
+    };
+    Some(record)
+}
+
+/// The health of a guest that stayed on `src` because no migration happened (its
+/// destination never started): QEMU says running and its heartbeats go on.
+pub async fn staying_guest(src: &mut Machine) -> Health {
+    let mut problems = Vec::new();
+    let run_state = src.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
+    if run_state != "running" {
+        problems.push(format!("QEMU on the source reports {run_state:?}, not \"running\""));
+    }
+    let last = src.channel.last_beat().map(|b| b.seq);
+    let next = src.channel.wait_beat_after(last.unwrap_or(0), Duration::from_secs(15)).await;
+    if next.is_none() {
+        problems.push("no new heartbeat from the guest on the source within 15 s".into());
+    }
+    let console_problems = src.console_problems();
+    if !console_problems.is_empty() {
+        problems.push(format!("kernel trouble on the guest console: {}", console_problems[0]));
+    }
+    Health {
+        runs_on: "source".into(),
+        run_state,
+        other_state: "not started".into(),
+        last_source_seq: last,
+        next_seq: next.map(|b| b.seq),
+        lost_beats: None,
+        console_problems,
+        console_tail: (!problems.is_empty()).then(|| src.console_tail(60)),
+        healthy: problems.is_empty(),
+        detail: if problems.is_empty() { "ok".into() } else { problems.join("; ") },
+    }
+}
+
+/// Whether a run with a mid-migration fault ended as `Fault::expected` says.
+fn as_expected(f: &FaultRecord, scenario: &Scenario, m: &Measurement) -> bool {
+    if f.at_ms.is_none() {
+        return false;
+    }
+    let failed = matches!(m.outcome, Outcome::Failed { .. });
+    match f.fault {
+        Fault::KillDestination { .. } if m.postcopy_started_ms.is_some() => failed && m.health.runs_on == "nowhere",
+        Fault::KillDestination { .. } => failed && m.health.runs_on == "source" && m.health.healthy,
+        Fault::KillSource { .. } => failed && m.health.runs_on == "nowhere",
+        Fault::CutLink { .. } => {
+            m.outcome == Outcome::Completed && m.health.healthy || scenario.strategy != Strategy::Postcopy && failed && m.health.runs_on == "source" && m.health.healthy
+        }
+        _ => false,
+    }
+}
+
+/// The health of a guest that no QEMU can run any more: neither side says
+/// `running` and no heartbeat comes from either within a few seconds.
+async fn guest_lost(src: &mut Machine, dst: &mut Machine, why: &str) -> Health {
+    let mut states = Vec::new();
+    let mut running = false;
+    for (side, m) in [("source", &mut *src), ("destination", &mut *dst)] {
+        let state = if m.is_running() { m.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})")) } else { "exited".into() };
+        running |= state == "running";
+        states.push(format!("{side}: {state}"));
+    }
+    let last = src.channel.last_beat().map(|b| b.seq).unwrap_or(0).max(dst.channel.last_beat().map(|b| b.seq).unwrap_or(0));
+    let beat = tokio::select! {
+        b = src.channel.wait_beat_after(last, Duration::from_secs(5)) => b,
+        b = dst.channel.wait_beat_after(last, Duration::from_secs(5)) => b,
+    };
+    let mut console_problems = src.console_problems();
+    console_problems.extend(dst.console_problems());
+    let lost = !running && beat.is_none();
+    Health {
+        runs_on: if lost { "nowhere".into() } else if src.is_running() { "source".into() } else { "destination".into() },
+        run_state: states.join(", "),
+        other_state: String::new(),
+        last_source_seq: src.channel.last_beat().map(|b| b.seq),
+        next_seq: beat.map(|b| b.seq),
+        lost_beats: None,
+        console_problems,
+        console_tail: None,
+        healthy: false,
+        detail: if lost {
+            format!("the guest is lost: {why}, and no QEMU runs it ({})", states.join(", "))
+        } else {
+            format!("{why}, yet the guest still answers ({}): it was expected to be lost", states.join(", "))
+        },
+    }
 }
 
 /// What the watch loop collects.
@@ -851,6 +1146,14 @@ async fn watch(
             if due {
                 start_postcopy(src, w).await;
             }
+        }
+        if status == "postcopy-paused" {
+            // The stream broke during post-copy: the destination holds the running guest's
+            // state and the source cannot resume it; only post-copy recovery to a live
+            // destination could.
+            return Ok(Outcome::Failed {
+                reason: "post-copy paused: the migration stream broke after the switch to post-copy; the source cannot resume the guest and recovery needs a destination".into(),
+            });
         }
         if status.starts_with("postcopy") {
             if t0.elapsed() >= timeout * 2 {
@@ -991,6 +1294,33 @@ async fn check_guest(here: &mut Machine, other: &mut Machine, runs_on: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faults_parse_print_and_round_trip() {
+        for (text, f) in [
+            ("none", Fault::None),
+            ("kill-destination", Fault::KillDestination { at_s: 1.0 }),
+            ("kill-source:2.5", Fault::KillSource { at_s: 2.5 }),
+            ("cut-link", Fault::CutLink { at_s: 1.0, for_s: 2.0 }),
+            ("cut-link:5", Fault::CutLink { at_s: 1.0, for_s: 5.0 }),
+            ("bad-qemu-option", Fault::BadQemuOption),
+            ("never-ready:3", Fault::NeverReady { give_up_s: 3.0 }),
+        ] {
+            assert_eq!(text.parse::<Fault>().unwrap(), f, "{text}");
+            assert_eq!(f.to_string().parse::<Fault>().unwrap(), f, "{f}");
+            let json = serde_json::to_string(&f).unwrap();
+            assert_eq!(serde_json::from_str::<Fault>(&json).unwrap(), f);
+        }
+        for bad in ["kill", "kill-source:0", "kill-source:x", "cut-link:1e9", "none:1", "bad-qemu-option:2", ""] {
+            let e = bad.parse::<Fault>().unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        // A scenario without a fault records none.
+        assert!(!serde_json::to_string(&Scenario::default()).unwrap().contains("fault"));
+        let cut = Scenario { fault: Fault::CutLink { at_s: 1.0, for_s: 2.0 }, ..Default::default() };
+        assert!(cut.validate().unwrap_err().contains("transport = \"tcp\""));
+        assert!(Scenario { transport: Transport::Tcp, ..cut }.validate().is_ok());
+    }
 
     #[test]
     fn link_speeds() {

@@ -134,6 +134,17 @@ impl Network {
         Ok(Tap { name: name.into(), ns: self.ns.clone() })
     }
 
+    /// Brings the namespace's loopback up or down: QEMUs started in the namespace
+    /// migrate over TCP on it, so down cuts their link (a `cut-link` fault).
+    pub fn set_loopback(&self, up: bool) -> Result<()> {
+        self.enter(|| if up { netif::set_up("lo") } else { netif::set_down("lo") })?.with_context(|| format!("bringing the test network's loopback {}", if up { "up" } else { "down" }))
+    }
+
+    /// The namespace, for a process that is to run in it.
+    pub fn namespace_fd(&self) -> std::os::fd::RawFd {
+        self.ns.as_raw_fd()
+    }
+
     /// What a QEMU needs to join this network through `tap`.
     pub fn nic(&self, tap: &Tap) -> Nic {
         Nic { netns: self.ns.clone(), tap: tap.name.clone() }

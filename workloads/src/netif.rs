@@ -104,6 +104,16 @@ pub fn set_up(name: &str) -> io::Result<()> {
     ctl.ifreq(SIOCSIFFLAGS, &mut r, &format!("bringing {name} up"))
 }
 
+/// Takes interface `name` down.
+pub fn set_down(name: &str) -> io::Result<()> {
+    let ctl = Ctl::open()?;
+    let mut r = IfReq::new(name)?;
+    ctl.ifreq(SIOCGIFFLAGS, &mut r, &format!("reading the flags of {name}"))?;
+    let flags = r.short() & !(libc::IFF_UP as i16);
+    r.set_short(flags);
+    ctl.ifreq(SIOCSIFFLAGS, &mut r, &format!("taking {name} down"))
+}
+
 /// Gives interface `name` the address `addr/prefix`.
 pub fn set_ipv4(name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
     let ctl = Ctl::open()?;

@@ -22,7 +22,7 @@
 use crate::load::generator::{Connection, LoadSpec, Mode};
 use crate::machine::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
 use crate::network::GuestNet;
-use crate::migration::{Compression, LinkSpeed, Scenario, Strategy, Transport, Tuning};
+use crate::migration::{Compression, Fault, LinkSpeed, Scenario, Strategy, Transport, Tuning};
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
 use serde::{Deserialize, Serialize};
@@ -38,18 +38,39 @@ macro_rules! cell_variables {
         #[serde(deny_unknown_fields)]
         pub struct Defaults { $( #[serde(default)] pub $name: Option<$ty>, )* }
 
+        impl Matrix {
+            fn is_empty(&self) -> bool {
+                true $( && self.$name.is_none() )*
+            }
+        }
+
+        impl Defaults {
+            /// These values with `top`'s on top of them.
+            fn overlaid(&self, top: &Defaults) -> Defaults {
+                Defaults { $( $name: top.$name.clone().or_else(|| self.$name.clone()), )* }
+            }
+        }
+
         /// `[matrix]`: any variable, as a list of values.
         #[derive(Debug, Clone, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct Matrix { $( #[serde(default)] pub $name: Option<Vec<$ty>>, )* }
 
-        /// One cell of the matrix: every variable with its value.
+        /// One cell of the matrix: every variable with its value. A record written
+        /// before a variable existed reads it as its default.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default)]
         pub struct Cell { $( $(#[$doc])* pub $name: $ty, )* }
 
         impl Cell {
             fn from_defaults(d: &Defaults) -> Cell {
                 Cell { $( $name: d.$name.clone().unwrap_or_else(|| $default), )* }
+            }
+        }
+
+        impl Default for Cell {
+            fn default() -> Cell {
+                Cell::from_defaults(&Defaults::default())
             }
         }
 
@@ -151,6 +172,9 @@ cell_variables! {
     request_timeout_ms: u64 = 5000,
     /// The fine outage probe: UDP echoes per second to the guest (0 = off).
     probe_hz: u32 = 1000,
+    /// A fault to inject: none, kill-destination[:S], kill-source[:S], cut-link[:S]
+    /// (needs transport = "tcp"), bad-qemu-option, never-ready[:S].
+    fault: Fault = Fault::None,
 }
 
 impl Cell {
@@ -158,7 +182,7 @@ impl Cell {
     pub fn guest(&self, accel: Accel) -> GuestSpec {
         // A guest that serves HTTP gets a NIC on the test network.
         let net = matches!(self.workload, Workload::Http { .. }).then(GuestNet::default);
-        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net }
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default() }
     }
 
     /// The HTTP load this cell puts on its guest, if any.
@@ -194,6 +218,7 @@ impl Cell {
                 multifd_channels: self.multifd_channels,
                 multifd_compression: self.multifd_compression,
             },
+            fault: self.fault,
         }
     }
 
@@ -279,6 +304,10 @@ struct ProfileFile {
     reproduces: Option<Reproduction>,
     #[serde(default)]
     defaults: Defaults,
+    /// `[[cell]]`: cells listed one by one, each `[defaults]` with its own values
+    /// on top (instead of a `[matrix]`, for cells that differ in several ways).
+    #[serde(default)]
+    cell: Vec<Defaults>,
     #[serde(default)]
     matrix: Matrix,
 }
@@ -360,7 +389,15 @@ impl Profile {
                 return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::MAX_SECONDS)));
             }
         }
-        let cells = expand(&file.defaults, &file.matrix).map_err(bad)?;
+        let listed = !file.cell.is_empty();
+        if listed && !file.matrix.is_empty() {
+            return Err(bad("[[cell]] and [matrix] together: list the cells one by one, or vary them with a matrix, not both".into()));
+        }
+        let cells = if listed {
+            file.cell.iter().map(|c| Cell::from_defaults(&file.defaults.overlaid(c))).collect()
+        } else {
+            expand(&file.defaults, &file.matrix).map_err(bad)?
+        };
         let mut keys = std::collections::HashSet::new();
         for c in &cells {
             c.check().map_err(|e| {
@@ -368,7 +405,8 @@ impl Profile {
                 bad(format!("{at}{e}"))
             })?;
             if !keys.insert(c.key()) {
-                return Err(bad(format!("two cells are the same ({}): a [matrix] list repeats a value", c.describe(VARIABLES))));
+                let how = if listed { "two [[cell]] entries are the same" } else { "a [matrix] list repeats a value" };
+                return Err(bad(format!("two cells are the same ({}): {how}", c.describe(VARIABLES))));
             }
         }
         Ok(Profile {
@@ -380,7 +418,13 @@ impl Profile {
             after_s: file.after_s,
             dirty_rate_s: file.dirty_rate_s,
             reproduces: file.reproduces,
-            varied: varied(&file.matrix),
+            varied: if listed {
+                let values: Vec<serde_json::Value> = cells.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect();
+                let differ = varied_keys(&values);
+                VARIABLES.iter().copied().filter(|v| differ.iter().any(|d| d == v)).collect()
+            } else {
+                varied(&file.matrix)
+            },
             cells,
             source: source.into(),
         })
@@ -562,6 +606,31 @@ link = ["100Mbit", "1Gbit", "unlimited"]
         for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
             assert!(bad.parse::<Shard>().unwrap_err().contains("I/N"), "{bad}");
         }
+    }
+
+    #[test]
+    fn listed_cells_lay_their_values_over_the_defaults() {
+        let p = Profile::parse(
+            "name = \"l\"\n[defaults]\nram_mib = 128\nlink = \"20Mbit\"\n[[cell]]\nfault = \"kill-source\"\n[[cell]]\nstrategy = \"postcopy\"\nlink = \"1Gbit\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.cells.len(), 2);
+        assert_eq!(p.cells[0].ram_mib, 128);
+        assert_eq!(p.cells[0].link.to_string(), "20Mbit");
+        assert_eq!(p.cells[0].fault, Fault::KillSource { at_s: 1.0 });
+        assert_eq!(p.cells[1].strategy, Strategy::Postcopy);
+        assert_eq!(p.cells[1].link.to_string(), "1Gbit");
+        assert_eq!(p.varied, ["strategy", "link", "fault"]);
+    }
+
+    #[test]
+    fn a_record_older_than_a_variable_reads_it_as_its_default() {
+        let c: Cell = serde_json::from_str(r#"{"ram_mib": 512, "workload": "idle"}"#).unwrap();
+        assert_eq!(c.ram_mib, 512);
+        assert_eq!(c.fault, Fault::None);
+        assert_eq!(c.probe_hz, Cell::default().probe_hz);
+        assert_eq!(c.key(), Cell { ram_mib: 512, ..Cell::default() }.key());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::stats::Stats;
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role, RunDir};
 use crate::guest::channel::{guest_cpu_between, rate_between};
-use crate::migration::{self, Measurement, MigrationRecord, Outcome, WorkloadRate};
+use crate::migration::{self, Fault, FaultRecord, Measurement, MigrationRecord, Outcome, WorkloadRate};
 use crate::load::generator::LoadSpec;
 use crate::load::service;
 use crate::load::timeline;
@@ -135,7 +135,9 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let run_dir = RunDir::new()?;
     // One test network for the sweep, if any guest serves HTTP; it goes with this
     // function's end (and with the harness, whatever way it ends).
-    let network = if runs.iter().any(|r| r.cell.guest(env.accel).net.is_some()) { Some(Network::create()?) } else { None };
+    // A cut-link fault needs it too: the QEMUs then migrate over its loopback.
+    let needs_network = |r: &PlannedRun| r.cell.guest(env.accel).net.is_some() || matches!(r.cell.fault, Fault::CutLink { .. });
+    let network = if runs.iter().any(needs_network) { Some(Network::create()?) } else { None };
     let mut live: Option<Live> = None;
     let mut names = 0u32;
     let mut records = Vec::new();
@@ -228,6 +230,39 @@ async fn one_run(
 ) -> Result<(Measurement, bool, f64)> {
     let key = r.cell.boot_key();
     let spec = r.cell.guest(env.accel);
+    let fault = r.cell.fault;
+    if let Fault::NeverReady { give_up_s } = fault {
+        // A fresh guest whose kernel is told to run an init that does not exist.
+        if let Some(l) = live.take() {
+            l.machine.quit().await;
+        }
+        let name = next_name();
+        let spec = crate::machine::GuestSpec { inject: crate::machine::StartFault::NeverReady, ..spec };
+        let booted =
+            Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, Duration::from_secs_f64(give_up_s), network)
+                .await;
+        let (outcome, ok) = match booted {
+            Ok((m, _)) => {
+                m.quit().await;
+                (Outcome::Failed { reason: "the guest said READY although its init does not exist".into() }, false)
+            }
+            Err(e) => (Outcome::Failed { reason: format!("{e:#}") }, true),
+        };
+        let health = crate::migration::Health {
+            runs_on: "nowhere".into(),
+            detail: "the guest never booted".into(),
+            ..Default::default()
+        };
+        let mut m = Measurement::not_started(outcome, health);
+        m.fault = Some(FaultRecord {
+            fault,
+            at_ms: None,
+            action: format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY"),
+            expected: fault.expected(r.cell.strategy).into(),
+            as_expected: ok,
+        });
+        return Ok((m, false, 0.0));
+    }
     if live.as_ref().is_some_and(|l| !opts.reuse || l.key != key) {
         if let Some(l) = live.take() {
             l.machine.quit().await;
@@ -246,9 +281,29 @@ async fn one_run(
     let (cap, cores) = (r.cell.cap_percent, r.cell.host_cores);
     l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
     let name = next_name();
-    let mut dst = Machine::start_in(&platform.qemu, &platform.image, spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name, network)
-        .await
-        .context("starting the destination QEMU")?;
+    let dst_spec = match fault {
+        Fault::BadQemuOption => crate::machine::GuestSpec { inject: crate::machine::StartFault::BadQemuOption, ..spec },
+        _ => spec,
+    };
+    let started = Machine::start_in(&platform.qemu, &platform.image, dst_spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name, network).await;
+    let mut dst = match (started, fault) {
+        (Ok(d), _) => d,
+        (Err(e), Fault::BadQemuOption) => {
+            // The fault worked: no migration, and the guest runs on where it was.
+            let health = migration::staying_guest(&mut l.machine).await;
+            let ok = health.healthy && format!("{e:#}").contains(crate::machine::BAD_QEMU_OPTION);
+            let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
+            m.fault = Some(FaultRecord {
+                fault,
+                at_ms: None,
+                action: format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION),
+                expected: fault.expected(r.cell.strategy).into(),
+                as_expected: ok,
+            });
+            return Ok((m, l.migrated, l.boot_ms));
+        }
+        (Err(e), _) => return Err(e).context("starting the destination QEMU"),
+    };
     dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
     let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
@@ -272,7 +327,10 @@ async fn one_run(
         run_bar.set_position(ram_bytes.saturating_sub(s.remaining.unwrap_or(ram_bytes)));
         run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
     };
-    let mut m = migration::drive_observed(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show).await?;
+    let mut m = migration::drive_with(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show, network).await?;
+    if let Some(f) = m.fault.as_mut() {
+        f.expected = fault.expected(r.cell.strategy).into();
+    }
     m.cpu_percent.before = cpu_before;
     m.guest_memory_before = memory;
     match dirty {

@@ -87,7 +87,24 @@ pub struct GuestSpec {
     /// The guest's NIC on the test network (none: no network device at all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<GuestNet>,
+    /// A start-up fault to inject (the record's scenario says which; not recorded here).
+    #[serde(skip)]
+    pub inject: StartFault,
 }
+
+/// Faults that strike when a QEMU starts (`migration::Fault` has them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFault {
+    #[default]
+    None,
+    /// QEMU gets an option it does not know, and refuses to start.
+    BadQemuOption,
+    /// The kernel is told to run an init that does not exist: it panics, never READY.
+    NeverReady,
+}
+
+/// The option `StartFault::BadQemuOption` adds.
+pub const BAD_QEMU_OPTION: &str = "-migbench-no-such-option";
 
 fn idle() -> Workload {
     Workload::Idle
@@ -108,7 +125,7 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None })
     }
 
     pub fn with_workload(self, workload: Workload) -> GuestSpec {
@@ -191,7 +208,12 @@ pub fn kernel_cmdline(spec: &GuestSpec) -> String {
     let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)) };
     // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
     // chatty boot log, which would slow a TCG boot down over the emulated UART.
-    format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline())
+    let mut line = format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline());
+    if spec.inject == StartFault::NeverReady {
+        // The last rdinit= wins.
+        line.push_str(" rdinit=/migbench-no-such-init");
+    }
+    line
 }
 
 /// A path as a QEMU option value: commas are doubled (QEMU's escape).
@@ -259,6 +281,9 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
         // A guest that panics or reboots ends QEMU instead of looping.
         "-no-reboot".into(),
     ];
+    if spec.inject == StartFault::BadQemuOption {
+        a.push(BAD_QEMU_OPTION.into());
+    }
     if let (Some(net), Some(tap)) = (spec.net, tap) {
         // The tap exists already (the harness made it on the bridge): QEMU only opens it.
         // `romfile=` leaves out the PXE option ROM: the kernel is booted directly, and
@@ -406,7 +431,9 @@ impl Machine {
             .stdout(Stdio::null())
             .stderr(stderr)
             .process_group(0);
-        let netns = nic.as_ref().map(|n| n.netns_fd());
+        // Every QEMU of a sweep with a test network runs in it (a NIC or not): their
+        // migration over TCP then runs on its loopback, which a fault can cut.
+        let netns = network.map(|n| n.namespace_fd());
         // SAFETY: prctl and setns are async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {

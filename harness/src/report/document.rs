@@ -327,6 +327,10 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
     blocks.extend(cpu(p, &cells, &name));
     blocks.extend(workload_rates(p, &cells, &name));
     blocks.extend(service(p, &g.runs, &cells, &g.base));
+    if let Some(text) = super::faults_table(&g.runs) {
+        blocks.push(Block::Heading(3, "Faults".into()));
+        blocks.push(Block::Terminal(text));
+    }
     if let Some(text) = super::reproduction(p, &g.runs) {
         blocks.push(Block::Heading(3, "Beside the paper".into()));
         blocks.push(Block::Terminal(text));

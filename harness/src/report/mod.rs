@@ -359,3 +359,42 @@ pub fn workload_rates_table(
     }
     b.build().with(Style::markdown()).to_string()
 }
+
+/// The faults injected into a sweep: what was done, how each run ended, where the
+/// guest is, and whether that is what QEMU's semantics say. None without faults.
+pub fn faults_table(records: &[crate::experiment::sweep::RunRecord]) -> Option<String> {
+    let with: Vec<_> = records.iter().filter(|r| r.migration.measurement.fault.is_some()).collect();
+    if with.is_empty() {
+        return None;
+    }
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["fault", "strategy", "struck at ms", "what was done", "outcome", "guest runs on", "healthy", "as expected"]);
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for r in &with {
+        let m = &r.migration.measurement;
+        let f = m.fault.as_ref().expect("filtered");
+        b.push_record([
+            f.fault.to_string(),
+            r.migration.scenario.strategy.to_string(),
+            opt_ms(f.at_ms),
+            f.action.clone(),
+            m.outcome.label().to_string(),
+            if m.health.runs_on.is_empty() { "-".into() } else { m.health.runs_on.clone() },
+            if m.health.healthy { "yes".into() } else { "no".into() },
+            if f.as_expected { "yes".into() } else { "NO".into() },
+        ]);
+        let key = format!("{} ({})", f.fault, r.migration.scenario.strategy);
+        if !expected.iter().any(|(k, _)| *k == key) {
+            expected.push((key, f.expected.clone()));
+        }
+    }
+    let surprises = with.iter().filter(|r| !r.migration.measurement.fault.as_ref().is_some_and(|f| f.as_expected)).count();
+    let mut out = format!("Faults injected: {} runs, {} as QEMU's semantics say{}\n\n", with.len(), with.len() - surprises, if surprises > 0 { format!(", {surprises} NOT") } else { String::new() });
+    out.push_str(&b.build().with(Style::markdown()).to_string());
+    out.push_str("\n\nExpected:\n");
+    for (k, e) in expected {
+        out.push_str(&format!("- {k}: {e}\n"));
+    }
+    Some(out)
+}
+
