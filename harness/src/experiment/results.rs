@@ -84,6 +84,47 @@ pub fn read_results(path: &Path) -> Result<Vec<Value>> {
 mod tests {
     use super::*;
 
+    /// A full disk: the error names the file, the results before it stay whole, and
+    /// the torn line a partial write leaves is dropped when the file is opened again.
+    #[test]
+    fn a_full_disk_is_an_error_naming_the_file_and_loses_nothing_written() {
+        if !crate::host::is_root() {
+            eprintln!("skipped: mounting a small tmpfs to fill needs root (CI runs as root)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let target = c(&dir.path().display().to_string());
+        // SAFETY: mounting a 16 KiB tmpfs on our own temporary directory.
+        let r = unsafe { libc::mount(c("tmpfs").as_ptr(), target.as_ptr(), c("tmpfs").as_ptr(), 0, c("size=16k").as_ptr().cast()) };
+        assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        struct Unmount(std::ffi::CString);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                // SAFETY: unmounting what this test mounted.
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _unmount = Unmount(target);
+        let p = dir.path().join("results.jsonl");
+        let mut f = ResultsFile::create(&p).unwrap();
+        let record = serde_json::json!({ "run": "x".repeat(1000) });
+        let mut written = 0;
+        let err = loop {
+            match f.append(&record) {
+                Ok(()) => written += 1,
+                Err(e) => break format!("{e:#}"),
+            }
+            assert!(written < 100, "a 16 KiB file system took 100 KiB");
+        };
+        assert!(err.contains(&p.display().to_string()) && err.contains("disk full"), "{err}");
+        assert!(written >= 5, "{written}");
+        drop(f);
+        // Reopening drops the torn tail; every whole record is still there.
+        let _ = ResultsFile::create(&p);
+        assert_eq!(read_results(&p).unwrap().len(), written);
+    }
+
     #[test]
     fn lines_are_appended_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,44 @@ pub struct RunInfo {
     pub repetition: u32,
     /// Whether the guest had already been migrated by an earlier run of this sweep.
     pub reused_guest: bool,
+    /// The harness's own resident memory when the run ended, MiB (a soak's check
+    /// that migbench does not grow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_rss_mib: Option<f64>,
+}
+
+/// This process's resident memory, MiB (`VmRSS` of /proc/self/status).
+pub fn own_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A long sweep's endurance figures: migrations, failures, requests lost outside
+/// the switchover windows, and the harness's memory from the first run to the last.
+pub fn endurance(records: &[RunRecord]) -> String {
+    fn m(r: &RunRecord) -> &Measurement {
+        &r.migration.measurement
+    }
+    let completed = records.iter().filter(|r| m(r).outcome == Outcome::Completed).count();
+    let healthy = records.iter().filter(|r| m(r).health.healthy).count();
+    let outside: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.failed_outside_window).sum();
+    let requests: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
+    let rss: Vec<f64> = records.iter().filter_map(|r| r.run.harness_rss_mib).collect();
+    let rss_text = match (rss.first(), rss.last()) {
+        (Some(a), Some(b)) => format!(
+            "harness RSS {a:.1} MiB after the first run, {b:.1} MiB after the last (max {:.1}, {:+.1} MiB)",
+            rss.iter().copied().fold(0.0, f64::max),
+            b - a
+        ),
+        _ => "harness RSS not recorded".into(),
+    };
+    format!(
+        "Endurance: {} migrations, {completed} completed, {} not, {} with a guest not healthy; {outside} of {requests} requests failed outside the switchover windows; {rss_text}",
+        records.len(),
+        records.len() - completed,
+        records.len() - healthy,
+    )
 }
 
 /// One line of `results.jsonl` for a profile run: the migration record plus `run`.
@@ -140,7 +178,9 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let network = if runs.iter().any(needs_network) { Some(Network::create()?) } else { None };
     let mut live: Option<Live> = None;
     let mut names = 0u32;
-    let mut records = Vec::new();
+    // Only counted: a record is on disk the moment its run ends, and holding them all
+    // would grow the harness with every run of a long sweep.
+    let mut ran = 0usize;
     for (i, r) in runs.iter().enumerate() {
         let label = if profile.varied.is_empty() { format!("cell {}", r.cell_index) } else { r.cell.describe(&profile.varied) };
         bar.set_message(format!("{label} (rep {})", r.repetition + 1));
@@ -166,6 +206,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 cell: r.cell.clone(),
                 repetition: r.repetition,
                 reused_guest: reused,
+                harness_rss_mib: own_rss_mib(),
             },
             migration: MigrationRecord {
                 record: "migration".into(),
@@ -197,14 +238,14 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             bar.println(line);
         }
         bar.inc(1);
-        records.push(rec);
+        ran += 1;
     }
     bars.run.finish_and_clear();
     bar.finish_and_clear();
     if let Some(l) = live.take() {
         l.machine.quit().await;
     }
-    Ok(SweepOutcome { ran: records.len(), skipped, wall: started.elapsed(), results: results_path })
+    Ok(SweepOutcome { ran, skipped, wall: started.elapsed(), results: results_path })
 }
 
 #[derive(Debug, Clone)]
