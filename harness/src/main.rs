@@ -1021,6 +1021,10 @@ fn print_sections(profile: &Profile, records: &[serde_json::Value]) {
     if let Some(section) = report::faults_table(&runs) {
         println!("\n{section}");
     }
+    // A long sweep (a soak) also says whether the harness and the service held up.
+    if runs.len() >= 10 {
+        println!("\n{}", sweep::endurance(&runs));
+    }
 }
 
 /// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
@@ -1029,11 +1033,6 @@ fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) ->
     let cells = sweep::summarise(&records, profile);
     println!("\n{}", report::summary_table(&cells));
     print_sections(profile, &records);
-    // A long sweep (a soak) also says whether the harness and the service held up.
-    let runs = sweep::run_records(&records, profile);
-    if runs.len() >= 10 {
-        println!("\n{}", sweep::endurance(&runs));
-    }
     let minutes = outcome.wall.as_secs_f64() / 60.0;
     println!(
         "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",

@@ -40,7 +40,9 @@ fn ten_migrations_under_load_lose_nothing_and_the_harness_stays_flat() {
     // The figures, and memory: what a run adds must not stay.
     assert!(out.contains("Endurance: 10 migrations, 10 completed, 0 not, 0 with a guest not healthy; 0 of"), "{out}");
     let rss: Vec<f64> = rs.iter().map(|r| r["run"]["harness_rss_mib"].as_f64().expect("RSS recorded")).collect();
-    let growth = rss[rss.len() - 1] - rss[1];
-    assert!(growth < 4.0, "migbench grew {growth:.1} MiB over 8 runs: {rss:?}");
+    // The first runs grow it to its working size; after that it stays (about
+    // +0.01 MiB a run over 100 runs here).
+    let growth = rss[rss.len() - 1] - rss[2];
+    assert!(growth < 3.0, "migbench grew {growth:.1} MiB over the last 7 runs: {rss:?}");
     assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
 }

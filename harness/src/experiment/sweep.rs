@@ -56,12 +56,17 @@ pub fn endurance(records: &[RunRecord]) -> String {
     let outside: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.failed_outside_window).sum();
     let requests: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
     let rss: Vec<f64> = records.iter().filter_map(|r| r.run.harness_rss_mib).collect();
-    let rss_text = match (rss.first(), rss.last()) {
-        (Some(a), Some(b)) => format!(
-            "harness RSS {a:.1} MiB after the first run, {b:.1} MiB after the last (max {:.1}, {:+.1} MiB)",
-            rss.iter().copied().fold(0.0, f64::max),
-            b - a
+    // The first runs grow the harness to its working size (buffers, thread pools);
+    // what counts is the growth after that, from a tenth of the runs (at least the third) on.
+    let warm = (rss.len() / 10).max(2);
+    let rss_text = match (rss.first(), rss.get(warm), rss.last()) {
+        (Some(a), Some(w), Some(b)) => format!(
+            "harness RSS {a:.1} MiB after the first run, {w:.1} after run {}, {b:.1} after the last: {:+.1} MiB over the last {} runs",
+            warm + 1,
+            b - w,
+            rss.len() - warm - 1
         ),
+        (Some(a), _, Some(b)) => format!("harness RSS {a:.1} MiB after the first run, {b:.1} after the last"),
         _ => "harness RSS not recorded".into(),
     };
     format!(
