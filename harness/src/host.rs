@@ -24,6 +24,8 @@ pub fn cache_dir() -> PathBuf {
 
 /// An exclusive advisory lock on a file, held until dropped. Set-up takes one so
 /// that test binaries and parallel commands build the image once, not racing.
+/// It is a flock(2) lock: the kernel releases it when its holder dies, SIGKILL
+/// included, so no lock is ever stale; the file itself stays and is reused.
 pub struct FileLock {
     _file: File,
 }

@@ -16,3 +16,4 @@ pub mod qmp;
 pub mod rank;
 pub mod report;
 pub mod setup;
+pub mod stale;

@@ -51,8 +51,9 @@ impl ImageArgs {
 enum Cmd {
     /// Install QEMU if missing and build the guest image (every other command does this itself).
     Setup,
-    /// Print what migbench found on this machine: QEMU, KVM, cgroups, namespaces, guest image.
-    Doctor,
+    /// Print what migbench found on this machine: QEMU, KVM, cgroups, namespaces, guest image,
+    /// and what killed migbench runs left behind.
+    Doctor(DoctorArgs),
     /// Boot a guest, live-migrate it once, and print the measurements.
     Migrate(MigrateArgs),
     /// The benchmark: guest boot time, then a profile (default profiles/smoke.toml) with its summary.
@@ -74,6 +75,14 @@ enum Cmd {
     Reproduce(ReproduceArgs),
     /// Capacity planning: the dirty rates each link carries, how long evacuating a host takes, total time against RAM.
     Plan(PlanArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Only remove what migbench runs that no longer run left behind (cgroups, run
+    /// directories, QEMUs still in them) and say what; every other command does this at its start.
+    #[arg(long)]
+    clean: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -399,6 +408,17 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
         .init();
+    // What a SIGKILLed migbench left behind goes first; `doctor` reports it instead
+    // (and removes it with --clean).
+    if !matches!(cli.command, Cmd::Doctor(_)) {
+        let c = migbench::stale::clean();
+        for line in &c.removed {
+            eprintln!("migbench: {line}");
+        }
+        for line in &c.failed {
+            eprintln!("migbench: warning: {line}");
+        }
+    }
     tokio::select! {
         r = run(cli) => match r {
             Ok(code) => code,
@@ -449,7 +469,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_image(&p.image);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Doctor => doctor(&cli.image).await,
+        Cmd::Doctor(a) if a.clean => Ok(doctor_clean()),
+        Cmd::Doctor(_) => doctor(&cli.image).await,
         Cmd::Migrate(a) => {
             let scenario = a.run.scenario()?;
             // Check the cheap inputs before any set-up work.
@@ -1068,6 +1089,22 @@ fn print_image(img: &GuestImage) {
     println!("  built     {} ({age} ago)", m.built_at);
 }
 
+/// `migbench doctor --clean`: removes what migbench processes that no longer run left
+/// behind; exit 1 if something could not be removed.
+fn doctor_clean() -> ExitCode {
+    let c = migbench::stale::clean();
+    for line in &c.removed {
+        println!("{line}");
+    }
+    for line in &c.failed {
+        eprintln!("migbench: {line}");
+    }
+    if c.removed.is_empty() && c.failed.is_empty() {
+        println!("nothing left behind");
+    }
+    if c.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
 async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     let host = HostInfo::read();
     println!("host        {} — {} ({} cores), kernel {}", host.os, host.cpu_model, host.cores, host.kernel);
@@ -1096,6 +1133,15 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             println!("cgroups     {version}; CPU caps work (a test group was made and removed)");
         }
         Err(e) => println!("cgroups     {version}; CPU caps and core limits will fail: {e:#}"),
+    }
+    let left = migbench::stale::find();
+    if left.is_empty() {
+        println!("leftovers   none (no cgroup or run directory of a migbench that no longer runs)");
+    } else {
+        for (i, l) in left.iter().enumerate() {
+            println!("{}{l}", if i == 0 { "leftovers   " } else { "            " });
+        }
+        println!("            (`migbench doctor --clean` removes them, and so does any other command at its start)");
     }
     match migbench::network::check() {
         Ok(()) => println!("network     the test network can be made (namespace, bridge, tap)"),

@@ -301,22 +301,33 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
     a
 }
 
+/// Where run directories go: `$XDG_RUNTIME_DIR` when it is a directory, else the
+/// temporary directory (`$TMPDIR`, else /tmp). A new one goes in the first; all are
+/// searched for the run directories of migbench processes that no longer run.
+pub fn run_dir_bases() -> Vec<PathBuf> {
+    let mut bases: Vec<PathBuf> = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()).into_iter().collect();
+    let tmp = std::env::temp_dir();
+    if !bases.contains(&tmp) {
+        bases.push(tmp);
+    }
+    bases
+}
+
 /// A private run directory (mode 0700) holding sockets and logs; removed on drop.
+/// Its name, `migbench-run-<pid>-XXXXXX`, says whose it is: when that process was
+/// SIGKILLed, the next migbench removes it (see [`crate::stale`]).
 pub struct RunDir {
     dir: tempfile::TempDir,
 }
 
 impl RunDir {
     pub fn new() -> Result<RunDir> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
+        let base = run_dir_bases().remove(0);
         use std::os::unix::fs::PermissionsExt;
         // Private: sockets inside give control of the guests. Unix socket paths must
         // stay under 108 bytes, so the name is short.
         let dir = tempfile::Builder::new()
-            .prefix("migbench-")
+            .prefix(&format!("{}{}-", crate::stale::RUN_DIR_PREFIX, std::process::id()))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&base)
             .with_context(|| format!("creating a run directory in {}", base.display()))?;
@@ -424,7 +435,11 @@ impl Machine {
         for sock in [&paths.qmp, &paths.channel, &paths.dir.join("migrate.sock")] {
             check_socket_path(sock)?;
         }
-        let stderr = std::fs::File::create(&paths.stderr).with_context(|| format!("creating {}", paths.stderr.display()))?;
+        let stderr = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::File::options().write(true).create(true).truncate(true).mode(0o600).open(&paths.stderr)
+        }
+        .with_context(|| format!("creating {}", paths.stderr.display()))?;
         let mut cmd = Command::new(&qemu.path);
         cmd.args(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str())))
             .stdin(Stdio::null())
@@ -434,9 +449,12 @@ impl Machine {
         // Every QEMU of a sweep with a test network runs in it (a NIC or not): their
         // migration over TCP then runs on its loopback, which a fault can cut.
         let netns = network.map(|n| n.namespace_fd());
-        // SAFETY: prctl and setns are async-signal-safe; nothing else runs between fork and exec.
+        // SAFETY: prctl, umask and setns are async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // QEMU's sockets and console log are for their owner only (0700/0600),
+                // whatever the caller's umask, inside a directory that is already 0700.
+                libc::umask(0o077);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -783,6 +801,10 @@ mod tests {
         let m = r.machine_dir("src").unwrap();
         assert_eq!(std::fs::metadata(r.path()).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(&m).unwrap().permissions().mode() & 0o777, 0o700);
+        // Its name says whose it is, for the clean-up after a SIGKILL.
+        let name = r.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(crate::stale::run_dir_owner(&name), Some(std::process::id()), "{name}");
+        assert_eq!(r.path().parent(), Some(run_dir_bases()[0].as_path()));
         let p = r.path().to_path_buf();
         drop(r);
         assert!(!p.exists());
