@@ -952,7 +952,7 @@ pub async fn drive_with(
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
     if let Some(mut f) = injected {
-        f.as_expected = as_expected(&f, scenario, &m);
+        f.as_expected = as_expected(&f, &m);
         m.fault = Some(f);
     }
     Ok(m)
@@ -1040,7 +1040,7 @@ pub async fn staying_guest(src: &mut Machine) -> Health {
 }
 
 /// Whether a run with a mid-migration fault ended as `Fault::expected` says.
-fn as_expected(f: &FaultRecord, scenario: &Scenario, m: &Measurement) -> bool {
+fn as_expected(f: &FaultRecord, m: &Measurement) -> bool {
     if f.at_ms.is_none() {
         return false;
     }
@@ -1049,9 +1049,7 @@ fn as_expected(f: &FaultRecord, scenario: &Scenario, m: &Measurement) -> bool {
         Fault::KillDestination { .. } if m.postcopy_started_ms.is_some() => failed && m.health.runs_on == "nowhere",
         Fault::KillDestination { .. } => failed && m.health.runs_on == "source" && m.health.healthy,
         Fault::KillSource { .. } => failed && m.health.runs_on == "nowhere",
-        Fault::CutLink { .. } => {
-            m.outcome == Outcome::Completed && m.health.healthy || scenario.strategy != Strategy::Postcopy && failed && m.health.runs_on == "source" && m.health.healthy
-        }
+        Fault::CutLink { .. } => m.outcome == Outcome::Completed && m.health.healthy && m.health.runs_on == "destination",
         _ => false,
     }
 }
