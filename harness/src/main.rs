@@ -431,6 +431,10 @@ async fn main() -> ExitCode {
             // Dropping `run` has killed its QEMUs and removed its run directory and
             // cgroups; this catches any QEMU still registered.
             machine::kill_all();
+            // Its cgroups and run directory too: `exit` below runs no destructor.
+            for line in migbench::stale::remove_own().failed {
+                eprintln!("migbench: warning: {line}");
+            }
             eprintln!("migbench: stopped by {sig}; its QEMU processes were killed");
             // Exit now: a set-up step still running on a blocking thread (apt, cargo,
             // a lock wait) would otherwise hold up the runtime's shutdown.

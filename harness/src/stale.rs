@@ -295,6 +295,32 @@ pub struct Cleanup {
     pub failed: Vec<String>,
 }
 
+/// This process's own cgroups and run directories, removed on the way out after a
+/// signal (its QEMUs are killed first): `exit` runs no destructor.
+pub fn remove_own() -> Cleanup {
+    let me = std::process::id();
+    let mut c = Cleanup::default();
+    let mut mine: Vec<Leftover> = machine::cgroup::leftovers()
+        .into_iter()
+        .filter(|d| d.file_name().and_then(|n| n.to_str()).and_then(cgroup_owner) == Some(me))
+        .map(|path| Leftover { kind: Kind::Cgroup, path, pid: me })
+        .collect();
+    for base in machine::run_dir_bases() {
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            if e.file_name().to_str().and_then(run_dir_owner) == Some(me) && e.path().is_dir() {
+                mine.push(Leftover { kind: Kind::RunDir, path: e.path(), pid: me });
+            }
+        }
+    }
+    for l in mine {
+        match remove(&l) {
+            Ok(_) => c.removed.push(l.path.display().to_string()),
+            Err(e) => c.failed.push(format!("could not remove {}: {e:#}", l.path.display())),
+        }
+    }
+    c
+}
+
 /// Finds and removes everything migbench processes that no longer run left behind.
 pub fn clean() -> Cleanup {
     let mut c = Cleanup::default();

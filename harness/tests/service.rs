@@ -169,8 +169,10 @@ fn sigint_under_load_leaves_no_qemu_and_no_namespace() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = tmp.path().display().to_string();
     let profile = tmp.path().join("p.toml");
-    // 1 Mbit/s: the migration is still under way when the signal comes.
-    std::fs::write(&profile, SERVICE.replace("link = \"1Gbit\"", "link = \"1Mbit\"").replace("timeout_s = 120.0", "timeout_s = 600.0")).unwrap();
+    // 1 Mbit/s: the migration is still under way when the signal comes. A CPU cap puts
+    // each QEMU in a cgroup of its own, which must go too.
+    let text = SERVICE.replace("link = \"1Gbit\"", "link = \"1Mbit\"").replace("timeout_s = 120.0", "timeout_s = 600.0");
+    std::fs::write(&profile, text.replace("[defaults]\n", "[defaults]\ncap_percent = 100\n")).unwrap();
     let mut child = migbench(tmp.path())
         .args(["run", "--accel", "tcg", "--quiet", "--out"])
         .arg(tmp.path().join("out"))
@@ -186,6 +188,13 @@ fn sigint_under_load_leaves_no_qemu_and_no_namespace() {
     assert!(processes_mentioning(&marker).is_empty(), "left running after SIGINT: {:?}", processes_mentioning(&marker));
     let left = namespaces_back_to(&before);
     assert!(left.is_empty(), "network namespaces left after SIGINT: {left:?}");
+    let pid = child.id();
+    let cgroups: Vec<_> = migbench::machine::cgroup::leftovers()
+        .into_iter()
+        .filter(|d| d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("migbench-{pid}-"))))
+        .collect();
+    assert!(cgroups.is_empty(), "cgroups left after SIGINT: {cgroups:?}");
+    assert!(std::fs::read_dir(tmp.path()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with("migbench-run-")), "a run directory was left");
 }
 
 #[test]
