@@ -117,10 +117,14 @@ impl Qmp {
     }
 
     async fn handshake(stream: UnixStream, label: &str, deadline: Instant) -> Result<Qmp, QmpError> {
+        // The greeting and the capabilities reply share the deadline (at least a
+        // second, however late we connected): a QEMU silent after its greeting must
+        // not cost COMMAND_TIMEOUT.
+        let deadline = deadline.max(Instant::now() + Duration::from_secs(1));
         let (rd, wr) = stream.into_split();
         let mut lines = BufReader::new(rd).lines();
         let proto = |detail: String| QmpError::Protocol { label: label.into(), detail };
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let left = deadline.saturating_duration_since(Instant::now());
         let first = tokio::time::timeout(left, lines.next_line())
             .await
             .map_err(|_| proto("no greeting from QEMU".into()))?
@@ -146,7 +150,7 @@ impl Qmp {
             greeting,
             reader,
         };
-        qmp.execute(&qapi::qmp::qmp_capabilities { enable: None }).await?;
+        qmp.execute_json_timeout("qmp_capabilities", json!({}), deadline.saturating_duration_since(Instant::now())).await?;
         Ok(qmp)
     }
 
@@ -576,6 +580,22 @@ mod tests {
         });
         let err = Qmp::handshake(a, "t", Instant::now() + Duration::from_secs(2)).await.err().unwrap();
         assert!(err.to_string().contains("expected a QMP greeting"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_qemu_silent_after_its_greeting_fails_by_the_deadline() {
+        // Found by tests/fuzz.rs: qmp_capabilities waited COMMAND_TIMEOUT (60 s), not
+        // the time given to connect.
+        let (a, b) = UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            let mut b = b;
+            b.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let t0 = Instant::now();
+        let err = Qmp::handshake(a, "t", Instant::now() + Duration::from_secs(1)).await.err().unwrap();
+        assert!(matches!(err, QmpError::Timeout { .. }), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     }
 
     #[test]

@@ -78,12 +78,25 @@ macro_rules! cell_variables {
         pub const VARIABLES: &[&str] = &[$(stringify!($name)),*];
 
         fn expand(defaults: &Defaults, matrix: &Matrix) -> Result<Vec<Cell>, String> {
-            let mut cells = vec![Cell::from_defaults(defaults)];
+            // Counted before any cell is built: a few long lists multiply to more
+            // cells than memory holds.
+            let mut sizes = Vec::new();
             $(
                 if let Some(values) = &matrix.$name {
                     if values.is_empty() {
                         return Err(format!("[matrix] {} is an empty list: give at least one value or remove it", stringify!($name)));
                     }
+                    sizes.push((stringify!($name), values.len()));
+                }
+            )*
+            let count = sizes.iter().fold(1u128, |n, (_, len)| n.saturating_mul(*len as u128));
+            if count > MAX_CELLS as u128 {
+                let lists: Vec<String> = sizes.iter().map(|(name, len)| format!("{len} {name}")).collect();
+                return Err(format!("[matrix] makes {count} cells ({}), more than {MAX_CELLS}: split it into several profiles", lists.join(" × ")));
+            }
+            let mut cells = vec![Cell::from_defaults(defaults)];
+            $(
+                if let Some(values) = &matrix.$name {
                     cells = cells
                         .into_iter()
                         .flat_map(|c| values.iter().map(move |v| Cell { $name: v.clone(), ..c.clone() }))
@@ -110,6 +123,9 @@ macro_rules! cell_variables {
         }
     };
 }
+
+/// The most cells a profile may have (the shipped ones have up to 144).
+pub const MAX_CELLS: usize = 10_000;
 
 fn show<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).map(|v| show_value(&v)).unwrap_or_else(|_| "?".into())
@@ -591,6 +607,21 @@ link = ["100Mbit", "1Gbit", "unlimited"]
     }
 
     #[test]
+    fn a_huge_matrix_is_refused_before_it_is_built() {
+        // Found by tests/fuzz.rs: eight lists of 20 values are 2.56e10 cells, and
+        // building them ran out of memory before any was checked.
+        let list = |from: u32| format!("[{}]", (from..from + 20).map(|n| n.to_string()).collect::<Vec<_>>().join(", "));
+        let keys = ["ram_mib", "vcpus", "downtime_limit_ms", "hybrid_passes", "cap_percent", "requests", "probe_hz", "request_timeout_ms"];
+        let matrix: Vec<String> = keys.iter().map(|k| format!("{k} = {}", list(256))).collect();
+        let e = Profile::parse(&format!("name = \"x\"\n[matrix]\n{}\n", matrix.join("\n")), "p.toml").unwrap_err().to_string();
+        assert!(e.starts_with("profile p.toml: [matrix] makes 25600000000 cells (20 ram_mib × 20 vcpus × "), "{e}");
+        assert!(e.contains("more than 10000"), "{e}");
+        // An empty list is still named as such, wherever it is.
+        let e = Profile::parse(&format!("name = \"x\"\n[matrix]\n{}\nprobe_hz = []\n", matrix[..6].join("\n")), "p.toml").unwrap_err().to_string();
+        assert!(e.contains("probe_hz is an empty list"), "{e}");
+    }
+
+    #[test]
     fn shards_cover_every_cell_exactly_once() {
         let p = Profile::parse(EXAMPLE, "t.toml").unwrap();
         for n in 1..=8 {
@@ -649,5 +680,118 @@ link = ["100Mbit", "1Gbit", "unlimited"]
             }
         }
         assert!(n >= 1, "no profiles shipped in {}", dir.display());
+    }
+}
+
+/// Property-based: any cell, written as a profile's `[defaults]`, parses back to itself
+/// exactly when it passes its checks (the rest of the fuzzing is in tests/fuzz.rs).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::migration::Strategy as Mig;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use proptest::strategy::Strategy;
+
+    fn parsed<T: std::str::FromStr + std::fmt::Debug>(texts: &'static [&'static str]) -> impl Strategy<Value = T>
+    where
+        T::Err: std::fmt::Debug,
+    {
+        select(texts).prop_map(|t| t.parse().unwrap())
+    }
+
+    /// A number that TOML can hold (integers are i64 there).
+    fn int() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..100, 0..=i64::MAX as u64]
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![any::<f64>(), select(&[0.0, -0.0, -1.0, f64::NAN, f64::INFINITY, 604_800.0, 604_800.1][..])]
+    }
+
+    /// Mostly values in range (so that many cells pass), sometimes anything.
+    fn mostly<T: std::fmt::Debug>(valid: impl Strategy<Value = T> + 'static, any: impl Strategy<Value = T> + 'static) -> BoxedStrategy<T> {
+        prop_oneof![19 => valid, 1 => any].boxed()
+    }
+
+    fn cell() -> impl Strategy<Value = Cell> {
+        let workloads = &["idle", "burn", "dhrystone", "livermore:short", "http", "http:64", "http:4096", "cpu-duty:50", "linpack:100", "memdirty-write:16", "memdirty-read:300:10"];
+        let links = &["100Mbit", "1Gbit", "2.5Gbit", "50MiB/s", "unlimited", "8bit", "8Tbit"];
+        let loads = &["open:0.1", "open:100", "open:100000", "closed:1", "closed:4:10", "closed:1024:60000"];
+        let guest = (mostly(64u32..5000, any::<u32>()), mostly(1u32..=255, any::<u32>()), parsed::<Workload>(workloads));
+        let migration = (
+            select(&[Mig::Precopy, Mig::Postcopy, Mig::Hybrid, Mig::AutoConverge, Mig::Xbzrle, Mig::Multifd][..]),
+            parsed::<LinkSpeed>(links),
+            select(&[Transport::Unix, Transport::Tcp][..]),
+            mostly(0u64..=2_000_000, int()),
+            mostly(0.1..604_800.0, float()),
+        );
+        let tuning = (
+            int(),
+            prop::option::of(mostly(0.0..604_800.0, float())),
+            mostly(1u8..=99, any::<u8>()),
+            mostly(1u8..=100, any::<u8>()),
+            mostly((0u32..=20).prop_map(|b| 1u64 << b), int()),
+            mostly(1u8..=255, any::<u8>()),
+            select(&[Compression::None, Compression::Zlib, Compression::Zstd][..]),
+        );
+        let host = (prop::option::of(mostly(25u32..=100, 0u32..1000)), prop::option::of(0u32..8), prop::option::of(0u32..5000));
+        let load = (
+            prop::option::of(parsed::<Mode>(loads)),
+            select(&[Connection::KeepAlive, Connection::PerRequest][..]),
+            prop::option::of(int()),
+            mostly(0u32..=100, any::<u32>()),
+            mostly(1u64..=600_000, int()),
+            mostly(0u32..=crate::load::probe::MAX_HZ, any::<u32>()),
+        );
+        (guest, migration, tuning, host, load).prop_map(|((ram_mib, vcpus, workload), m, t, h, l)| Cell {
+            ram_mib,
+            vcpus,
+            workload,
+            strategy: m.0,
+            link: m.1,
+            transport: m.2,
+            downtime_limit_ms: m.3,
+            timeout_s: m.4,
+            hybrid_passes: t.0,
+            hybrid_after_s: t.1,
+            throttle_initial: t.2,
+            throttle_increment: t.3,
+            xbzrle_cache_mib: t.4,
+            multifd_channels: t.5,
+            multifd_compression: t.6,
+            cap_percent: h.0,
+            host_cores: h.1,
+            balloon_mib: h.2,
+            load: l.0,
+            connection: l.1,
+            requests: l.2,
+            dynamic_percent: l.3,
+            request_timeout_ms: l.4,
+            probe_hz: l.5,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, timeout: 5_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_cell_written_as_defaults_parses_back_when_it_checks(cell in cell()) {
+            let mut doc = toml::Table::new();
+            doc.insert("name".into(), "x".into());
+            doc.insert("defaults".into(), toml::Table::try_from(&cell).unwrap().into());
+            let text = toml::to_string(&doc).unwrap();
+            match (Profile::parse(&text, "p.toml"), cell.check()) {
+                (Ok(p), Ok(())) => {
+                    prop_assert_eq!(&p.cells, &vec![cell.clone()]);
+                    prop_assert_eq!(p.cells[0].key(), cell.key());
+                }
+                (Err(e), Err(why)) => {
+                    let e = e.to_string();
+                    prop_assert!(e.starts_with("profile p.toml: ") && e.contains(&why), "{} / {}", e, why);
+                }
+                (p, c) => prop_assert!(false, "{text}\nparsed: {:?}\nchecked: {c:?}", p.map(|p| p.cells)),
+            }
+        }
     }
 }
