@@ -744,7 +744,8 @@ mod fuzz {
             mostly(1u64..=600_000, int()),
             mostly(0u32..=crate::load::probe::MAX_HZ, any::<u32>()),
         );
-        (guest, migration, tuning, host, load).prop_map(|((ram_mib, vcpus, workload), m, t, h, l)| Cell {
+        let fault = parsed::<Fault>(&["none", "kill-destination", "kill-source:2", "cut-link", "cut-link:3", "bad-qemu-option", "never-ready:5"]);
+        (guest, migration, tuning, host, load, fault).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault)| Cell {
             ram_mib,
             vcpus,
             workload,
@@ -769,6 +770,7 @@ mod fuzz {
             dynamic_percent: l.3,
             request_timeout_ms: l.4,
             probe_hz: l.5,
+            fault,
         })
     }
 
