@@ -782,8 +782,10 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
 async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
     use migbench::report::document::{self, Block, Format};
     let formats = Format::parse_list(&a.format)?;
-    if a.repetitions == Some(0) {
-        anyhow::bail!("--repetitions 0: run each cell at least once");
+    if let Some(r) = a.repetitions {
+        if !(1..=10_000).contains(&r) {
+            anyhow::bail!("--repetitions {r}: give 1 to 10000 runs per cell");
+        }
     }
     let (slug, citation, profiles): (&str, &str, &[&str]) = match a.paper {
         Paper::Ghalib => ("ghalib", "Ghalib et al., \"Virtual Machine Migration with an Open Source Hypervisor\"", &["ghalib-web"]),

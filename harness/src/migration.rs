@@ -139,6 +139,9 @@ impl Fault {
             Fault::KillDestination { .. } => {
                 "the migration fails and the source resumes: its heartbeats continue (for hybrid, only if post-copy had not started)"
             }
+            Fault::KillSource { .. } if strategy == Strategy::Postcopy => {
+                "the guest is stuck: the destination runs it but cannot fetch the pages still on the source (post-copy paused)"
+            }
             Fault::KillSource { .. } => "the guest is lost: the destination never received a complete state, so it does not run",
             Fault::CutLink { .. } => "the migration stalls while the link is down and goes on when it returns (TCP retransmits); the guest keeps running",
             Fault::BadQemuOption => "the destination QEMU refuses to start: the run fails before migrating and the source guest runs on",
@@ -214,6 +217,10 @@ pub struct FaultRecord {
     pub at_ms: Option<f64>,
     /// What was done ("SIGKILL to the destination QEMU (pid 123)"), or why it was not.
     pub action: String,
+    /// Whether the fault really struck (the signal was delivered, the link went down
+    /// and came back, the bad start happened).
+    #[serde(default)]
+    pub struck: bool,
     pub expected: String,
     /// Whether the run's outcome and health match `expected`.
     pub as_expected: bool,
@@ -873,7 +880,7 @@ pub async fn drive_with(
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let injected = inject(scenario.fault, t0, src.pid(), dst.pid(), network, done_rx);
+    let injected = inject(scenario.fault, t0, &*src, dst.pid(), network, done_rx);
     let watched = async {
         let r = watch(src, scenario, &uri, t0, observe, &mut w).await;
         let _ = done_tx.send(true);
@@ -886,6 +893,8 @@ pub async fn drive_with(
         Err(e) => Outcome::Failed { reason: format!("{e:#}{}", exit_notes(src, dst)) },
     };
     let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error } = w;
+    // Post-copy really ran (QEMU switched), not only asked for.
+    let postcopy_active = progress.iter().any(|s| s.status.starts_with("postcopy"));
 
     let t_end = Instant::now();
     let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
@@ -925,10 +934,13 @@ pub async fn drive_with(
                 m.postcopy_blocktime_ms = info.postcopy_blocktime.map(|v| v as f64);
             }
         }
-    } else if matches!(scenario.fault, Fault::KillSource { .. }) && injected.as_ref().is_some_and(|i| i.at_ms.is_some()) {
+    } else if matches!(scenario.fault, Fault::KillSource { .. }) && injected.as_ref().is_some_and(|i| i.struck) && !postcopy_active {
         m.health = guest_lost(src, dst, "the source QEMU was killed mid-migration").await;
-    } else if postcopy_started.is_some() && !dst.is_running() {
+    } else if postcopy_active && !dst.is_running() {
         m.health = guest_lost(src, dst, "the destination QEMU died after post-copy had started").await;
+    } else if postcopy_active {
+        // After the switch the guest runs on the destination, whatever became of the source.
+        m.health = check_guest(dst, src, "destination").await;
     } else {
         m.health = check_guest(src, dst, "source").await;
     }
@@ -952,7 +964,8 @@ pub async fn drive_with(
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
     if let Some(mut f) = injected {
-        f.as_expected = as_expected(&f, &m);
+        f.expected = scenario.fault.expected(if postcopy_active { Strategy::Postcopy } else { Strategy::Precopy }).into();
+        f.as_expected = as_expected(&f, &m, postcopy_active);
         m.fault = Some(f);
     }
     Ok(m)
@@ -963,7 +976,7 @@ pub async fn drive_with(
 async fn inject(
     fault: Fault,
     t0: Instant,
-    src_pid: u32,
+    src: &Machine,
     dst_pid: u32,
     network: Option<&crate::network::Network>,
     mut done: tokio::sync::watch::Receiver<bool>,
@@ -972,7 +985,8 @@ async fn inject(
         Fault::KillDestination { at_s } | Fault::KillSource { at_s } | Fault::CutLink { at_s, .. } => at_s,
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => return None,
     };
-    let mut record = FaultRecord { fault, at_ms: None, action: String::new(), expected: String::new(), as_expected: false };
+    let src_pid = src.pid();
+    let mut record = FaultRecord { fault, at_ms: None, action: String::new(), struck: false, expected: String::new(), as_expected: false };
     let strike = tokio::time::sleep_until((t0 + Duration::from_secs_f64(at_s)).into());
     tokio::select! {
         _ = strike => {}
@@ -981,30 +995,59 @@ async fn inject(
             return Some(record);
         }
     }
+    // The watch sees the end of a migration up to a sample later: ask QEMU itself
+    // whether it is still migrating, so a finished migration's guest is not killed.
+    match src.qmp.query_migrate().await.map(|i| i.status().to_string()) {
+        Ok(status) if matches!(status.as_str(), "setup" | "active" | "postcopy-active" | "pre-switchover" | "device") => {}
+        Ok(status) => {
+            record.action = format!("not struck: the migration was {status:?} at {at_s} s");
+            return Some(record);
+        }
+        Err(e) => {
+            record.action = format!("not struck: the source QEMU did not answer at {at_s} s ({e})");
+            return Some(record);
+        }
+    }
     record.at_ms = Some(since_ms(Instant::now(), t0));
     let kill = |pid: u32, who: &str| {
         // SAFETY: a signal to a QEMU this harness started.
         let r = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        if r == 0 { format!("SIGKILL to the {who} QEMU (pid {pid})") } else { format!("SIGKILL to the {who} QEMU (pid {pid}) failed: {}", std::io::Error::last_os_error()) }
+        if r == 0 {
+            (true, format!("SIGKILL to the {who} QEMU (pid {pid})"))
+        } else {
+            (false, format!("SIGKILL to the {who} QEMU (pid {pid}) failed: {}", std::io::Error::last_os_error()))
+        }
     };
-    record.action = match fault {
+    let (struck, action) = match fault {
         Fault::KillDestination { .. } => kill(dst_pid, "destination"),
         Fault::KillSource { .. } => kill(src_pid, "source"),
         Fault::CutLink { for_s, .. } => match network {
-            None => "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into(),
+            None => (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into()),
             Some(net) => match net.set_loopback(false) {
-                Err(e) => format!("taking the link down failed: {e:#}"),
+                Err(e) => (false, format!("taking the link down failed: {e:#}")),
                 Ok(()) => {
                     tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
-                    match net.set_loopback(true) {
-                        Ok(()) => format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again"),
-                        Err(e) => format!("the link went down for {for_s} s but could not be brought up again: {e:#}"),
+                    // Up again, retried: every later run needs the link. The sweep also
+                    // brings it up before each run.
+                    let mut up = net.set_loopback(true);
+                    for _ in 0..10 {
+                        if up.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        up = net.set_loopback(true);
+                    }
+                    match up {
+                        Ok(()) => (true, format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again")),
+                        Err(e) => (false, format!("the link went down for {for_s} s but could not be brought up again: {e:#}")),
                     }
                 }
             },
         },
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => unreachable!("returned above"),
     };
+    record.struck = struck;
+    record.action = action;
     Some(record)
 }
 
@@ -1040,14 +1083,17 @@ pub async fn staying_guest(src: &mut Machine) -> Health {
 }
 
 /// Whether a run with a mid-migration fault ended as `Fault::expected` says.
-fn as_expected(f: &FaultRecord, m: &Measurement) -> bool {
-    if f.at_ms.is_none() {
+fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: bool) -> bool {
+    if !f.struck {
         return false;
     }
     let failed = matches!(m.outcome, Outcome::Failed { .. });
     match f.fault {
-        Fault::KillDestination { .. } if m.postcopy_started_ms.is_some() => failed && m.health.runs_on == "nowhere",
+        Fault::KillDestination { .. } if postcopy_active => failed && m.health.runs_on == "nowhere",
         Fault::KillDestination { .. } => failed && m.health.runs_on == "source" && m.health.healthy,
+        // With post-copy running, the destination keeps the guest but cannot fetch the
+        // pages left on the source: it stalls when it needs one, so it is not healthy.
+        Fault::KillSource { .. } if postcopy_active => failed && !m.health.healthy,
         Fault::KillSource { .. } => failed && m.health.runs_on == "nowhere",
         Fault::CutLink { .. } => m.outcome == Outcome::Completed && m.health.healthy && m.health.runs_on == "destination",
         _ => false,

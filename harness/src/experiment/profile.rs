@@ -126,6 +126,8 @@ macro_rules! cell_variables {
 
 /// The most cells a profile may have (the shipped ones have up to 144).
 pub const MAX_CELLS: usize = 10_000;
+/// The most runs (cells × repetitions) a profile may ask for: a sweep plans them all.
+pub const MAX_RUNS: u64 = 1_000_000;
 
 fn show<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).map(|v| show_value(&v)).unwrap_or_else(|_| "?".into())
@@ -414,6 +416,14 @@ impl Profile {
         } else {
             expand(&file.defaults, &file.matrix).map_err(bad)?
         };
+        if cells.len() as u64 * file.repetitions as u64 > MAX_RUNS {
+            return Err(bad(format!(
+                "{} cells × repetitions = {} is {} runs, more than {MAX_RUNS}: lower repetitions or split the profile",
+                cells.len(),
+                file.repetitions,
+                cells.len() as u64 * file.repetitions as u64
+            )));
+        }
         let mut keys = std::collections::HashSet::new();
         for c in &cells {
             c.check().map_err(|e| {
@@ -604,6 +614,12 @@ link = ["100Mbit", "1Gbit", "unlimited"]
         let e = Profile::parse("description = \"no name\"\n", "p.toml").unwrap_err().to_string();
         assert!(e.contains("name"), "{e}");
         assert!(Profile::parse("name = \"x\"\n[defaults]\nworkload = \"dance\"\n", "p").unwrap_err().to_string().contains("memdirty-write"));
+    }
+
+    #[test]
+    fn too_many_repetitions_are_refused_before_they_are_planned() {
+        let e = Profile::parse("name = \"x\"\nrepetitions = 4000000000\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("is 4000000000 runs, more than 1000000"), "{e}");
     }
 
     #[test]

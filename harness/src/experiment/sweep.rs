@@ -36,6 +36,14 @@ pub struct RunInfo {
     /// that migbench does not grow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness_rss_mib: Option<f64>,
+    /// The migbench process that made the run (RSS figures compare one process's runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_pid: Option<u32>,
+}
+
+/// The record of a fault that never struck (it does not count as expected).
+fn unstruck(fault: Fault, strategy: crate::migration::Strategy, why: &str) -> FaultRecord {
+    FaultRecord { fault, at_ms: None, action: why.to_string(), struck: false, expected: fault.expected(strategy).into(), as_expected: false }
 }
 
 /// This process's resident memory, MiB (`VmRSS` of /proc/self/status).
@@ -55,7 +63,9 @@ pub fn endurance(records: &[RunRecord]) -> String {
     let healthy = records.iter().filter(|r| m(r).health.healthy).count();
     let outside: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.failed_outside_window).sum();
     let requests: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
-    let rss: Vec<f64> = records.iter().filter_map(|r| r.run.harness_rss_mib).collect();
+    // Memory is one process's: the last one's runs (a resumed or merged sweep has several).
+    let last_pid = records.last().and_then(|r| r.run.harness_pid);
+    let rss: Vec<f64> = records.iter().filter(|r| r.run.harness_pid == last_pid).filter_map(|r| r.run.harness_rss_mib).collect();
     // The first runs grow the harness to its working size (buffers, thread pools);
     // what counts is the growth after that, from a tenth of the runs (at least the third) on.
     let warm = (rss.len() / 10).max(2);
@@ -200,7 +210,11 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
                 live = None;
                 let reason = format!("{e:#}");
-                (Measurement::not_started(Outcome::Failed { reason }, Default::default()), false, 0.0)
+                let mut m = Measurement::not_started(Outcome::Failed { reason: reason.clone() }, Default::default());
+                if !r.cell.fault.is_none() {
+                    m.fault = Some(unstruck(r.cell.fault, r.cell.strategy, &format!("the run failed before the fault could strike: {reason}")));
+                }
+                (m, false, 0.0)
             }
         };
         let rec = RunRecord {
@@ -212,6 +226,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 repetition: r.repetition,
                 reused_guest: reused,
                 harness_rss_mib: own_rss_mib(),
+                harness_pid: Some(std::process::id()),
             },
             migration: MigrationRecord {
                 record: "migration".into(),
@@ -277,6 +292,10 @@ async fn one_run(
     let key = r.cell.boot_key();
     let spec = r.cell.guest(env.accel);
     let fault = r.cell.fault;
+    if let Some(net) = network {
+        // An earlier cut-link run may have failed to bring the link back.
+        net.set_loopback(true).context("bringing the test network's loopback up before the run")?;
+    }
     if let Fault::NeverReady { give_up_s } = fault {
         // A fresh guest whose kernel is told to run an init that does not exist.
         if let Some(l) = live.take() {
@@ -287,23 +306,27 @@ async fn one_run(
         let booted =
             Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, Duration::from_secs_f64(give_up_s), network)
                 .await;
-        let (outcome, ok) = match booted {
+        let (outcome, ok, detail) = match booted {
             Ok((m, _)) => {
                 m.quit().await;
-                (Outcome::Failed { reason: "the guest said READY although its init does not exist".into() }, false)
+                let why = "the guest said READY although its init does not exist";
+                (Outcome::Failed { reason: why.into() }, false, why.to_string())
             }
-            Err(e) => (Outcome::Failed { reason: format!("{e:#}") }, true),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                // As expected only if the guest itself never got there: QEMU gone before
+                // READY with the kernel's complaint on the console, or no READY in time.
+                let ok = reason.contains("READY") && (reason.contains("console") || reason.contains("did not say READY"));
+                (Outcome::Failed { reason }, ok, "the guest never said READY".to_string())
+            }
         };
-        let health = crate::migration::Health {
-            runs_on: "nowhere".into(),
-            detail: "the guest never booted".into(),
-            ..Default::default()
-        };
+        let health = crate::migration::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
         let mut m = Measurement::not_started(outcome, health);
         m.fault = Some(FaultRecord {
             fault,
             at_ms: None,
             action: format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY"),
+            struck: true,
             expected: fault.expected(r.cell.strategy).into(),
             as_expected: ok,
         });
@@ -343,6 +366,7 @@ async fn one_run(
                 fault,
                 at_ms: None,
                 action: format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION),
+                struck: true,
                 expected: fault.expected(r.cell.strategy).into(),
                 as_expected: ok,
             });
@@ -374,8 +398,9 @@ async fn one_run(
         run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
     };
     let mut m = migration::drive_with(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show, network).await?;
-    if let Some(f) = m.fault.as_mut() {
-        f.expected = fault.expected(r.cell.strategy).into();
+    if m.fault.is_none() && !fault.is_none() {
+        // A start-up fault that did not strike (the bad option was accepted).
+        m.fault = Some(unstruck(fault, r.cell.strategy, "the fault did not strike: the run went on as if it were not there"));
     }
     m.cpu_percent.before = cpu_before;
     m.guest_memory_before = memory;
