@@ -103,7 +103,7 @@ impl Process {
         if matches!(state, 'Z' | 'X' | 'x') {
             return None;
         }
-        let started = ticks.zip(boot_time()).map(|(t, boot)| boot + Duration::from_secs_f64(t as f64 / clock_ticks()));
+        let started = ticks.zip(boot_time()).map(|(t, boot)| boot + Duration::from_secs_f64(t as f64 / machine::usage::ticks_per_sec()));
         let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
         let exe = std::fs::read_link(proc.join("exe")).ok().map(|p| p.display().to_string());
         // The environment only when the name does not tell (it may not be readable:
@@ -120,11 +120,6 @@ fn boot_time() -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
 
 /// Whether `pid` is a running migbench (the command or a test of this crate).
 pub fn is_live_migbench(pid: u32) -> bool {
@@ -250,21 +245,17 @@ fn remove_cgroup(dir: &Path, parent: &Path, r: &mut Removal) -> Result<()> {
             r.moved.push(pid);
         }
     }
-    let mut last = None;
-    for _ in 0..50 {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(_) if !dir.exists() => return Ok(()),
-            Err(e) => last = Some(e),
+    match machine::cgroup::remove_dir_retrying(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let left = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let left = left.split_whitespace().collect::<Vec<_>>().join(" ");
+            if left.is_empty() {
+                Err(e).with_context(|| format!("removing {}", dir.display()))
+            } else {
+                bail!("removing {}: {e} (processes still in it: {left})", dir.display())
+            }
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let left = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    let left = left.split_whitespace().collect::<Vec<_>>().join(" ");
-    match last {
-        Some(e) if !left.is_empty() => bail!("removing {}: {e} (processes still in it: {left})", dir.display()),
-        Some(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
-        None => Ok(()),
     }
 }
 

@@ -194,14 +194,25 @@ impl Drop for CpuCgroup {
                     let _ = std::fs::write(parent.join("cgroup.procs"), pid);
                 }
             }
-            for _ in 0..50 {
-                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            let _ = remove_dir_retrying(&dir);
         }
     }
+}
+
+/// Removes an empty cgroup directory, retrying for up to half a second: the kernel
+/// lets a group go only once the processes just moved out are really gone from it.
+/// A directory already gone is success.
+pub fn remove_dir_retrying(dir: &Path) -> std::io::Result<()> {
+    let mut last = None;
+    for _ in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(_) if !dir.exists() => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the cgroup would not go")))
 }
 
 /// migbench's cgroups that exist now (for tests and `doctor`).
