@@ -52,6 +52,23 @@ impl FileLock {
             }
         }
     }
+
+    /// Takes the lock of an existing file if nobody holds it; `None` if someone does.
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>> {
+        let file = File::options().write(true).open(path).with_context(|| format!("opening lock file {}", path.display()))?;
+        loop {
+            // SAFETY: flock on a valid fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Some(FileLock { _file: file }));
+            }
+            let err = std::io::Error::last_os_error();
+            match err.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(err).with_context(|| format!("locking {}", path.display())),
+            }
+        }
+    }
 }
 
 /// Runs a command to completion, returning stdout; the error names the command and

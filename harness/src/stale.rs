@@ -144,13 +144,48 @@ fn made(path: &Path) -> Option<SystemTime> {
     md.created().or_else(|_| md.modified()).ok()
 }
 
+/// Whether the migbench that made run directory `dir` still runs, from the lock it
+/// holds there while it does; `None` when the directory has no lock file (made by an
+/// older migbench) or it cannot be tried.
+pub fn run_dir_owner_alive(dir: &Path) -> Option<bool> {
+    let lock = dir.join(machine::RUN_DIR_LOCK);
+    if !lock.exists() {
+        return None;
+    }
+    crate::host::FileLock::try_acquire(&lock).ok().map(|taken| taken.is_none())
+}
+
+/// The run directories named after `pid`, in the places migbench makes them.
+fn run_dirs_of(pid: u32) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for base in machine::run_dir_bases() {
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            if e.file_name().to_str().and_then(run_dir_owner) == Some(pid) && e.path().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    dirs
+}
+
+/// Whether the migbench that made `dir` (named after `pid`) still runs: exactly by
+/// the lock of its run directory (for a cgroup, of any run directory named after the
+/// same pid) when there is one, else by its name and start time.
+fn alive(pid: u32, dir: &Path, kind: Kind) -> bool {
+    let locks: Vec<bool> = match kind {
+        Kind::Cgroup => run_dirs_of(pid).iter().filter_map(|d| run_dir_owner_alive(d)).collect(),
+        Kind::RunDir => run_dir_owner_alive(dir).into_iter().collect(),
+    };
+    if locks.is_empty() { owner_runs(pid, made(dir)) } else { locks.iter().any(|&a| a) }
+}
+
 /// Everything migbench processes that no longer run left behind: cgroups, and run
 /// directories (ours, in the places [`machine::run_dir_bases`] names).
 pub fn find() -> Vec<Leftover> {
     let mut found = Vec::new();
     for dir in machine::cgroup::leftovers() {
         let Some(pid) = dir.file_name().and_then(|n| n.to_str()).and_then(cgroup_owner) else { continue };
-        if !owner_runs(pid, made(&dir)) {
+        if !alive(pid, &dir, Kind::Cgroup) {
             found.push(Leftover { kind: Kind::Cgroup, path: dir, pid });
         }
     }
@@ -164,7 +199,7 @@ pub fn find() -> Vec<Leftover> {
             // Only real directories of ours: /tmp is everyone's, and a link is not followed.
             let path = e.path();
             let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
-            if md.is_dir() && md.uid() == uid && !owner_runs(pid, made(&path)) {
+            if md.is_dir() && md.uid() == uid && !alive(pid, &path, Kind::RunDir) {
                 found.push(Leftover { kind: Kind::RunDir, path, pid });
             }
         }
@@ -296,13 +331,7 @@ pub fn remove_own() -> Cleanup {
         .filter(|d| d.file_name().and_then(|n| n.to_str()).and_then(cgroup_owner) == Some(me))
         .map(|path| Leftover { kind: Kind::Cgroup, path, pid: me })
         .collect();
-    for base in machine::run_dir_bases() {
-        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            if e.file_name().to_str().and_then(run_dir_owner) == Some(me) && e.path().is_dir() {
-                mine.push(Leftover { kind: Kind::RunDir, path: e.path(), pid: me });
-            }
-        }
-    }
+    mine.extend(run_dirs_of(me).into_iter().map(|path| Leftover { kind: Kind::RunDir, path, pid: me }));
     for l in mine {
         match remove(&l) {
             Ok(_) => c.removed.push(l.path.display().to_string()),
@@ -341,6 +370,22 @@ pub fn clean() -> Cleanup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_directory_lock_tells_a_live_owner_from_a_dead_one() {
+        // Ours, held: alive, whatever the name says.
+        let run = machine::RunDir::new().unwrap();
+        assert_eq!(run_dir_owner_alive(run.path()), Some(true));
+        assert!(alive(std::process::id(), run.path(), Kind::RunDir));
+        // A lock file nobody holds (its owner was killed): gone, even under a live pid.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(machine::RUN_DIR_LOCK), "").unwrap();
+        assert_eq!(run_dir_owner_alive(dir.path()), Some(false));
+        assert!(!alive(std::process::id(), dir.path(), Kind::RunDir));
+        // No lock file (an older migbench's): the name and start time decide.
+        let old = tempfile::tempdir().unwrap();
+        assert_eq!(run_dir_owner_alive(old.path()), None);
+    }
 
     #[test]
     fn owners_from_names() {

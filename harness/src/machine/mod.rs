@@ -318,7 +318,13 @@ pub fn run_dir_bases() -> Vec<PathBuf> {
 /// SIGKILLed, the next migbench removes it (see [`crate::stale`]).
 pub struct RunDir {
     dir: tempfile::TempDir,
+    /// Held for the directory's whole life: a later migbench that can take it knows
+    /// the owner is gone (exactly, whatever the pid or the clock say).
+    _owner: crate::host::FileLock,
 }
+
+/// The lock file in a run directory that its migbench holds while it runs.
+pub const RUN_DIR_LOCK: &str = "owner.lock";
 
 impl RunDir {
     pub fn new() -> Result<RunDir> {
@@ -331,7 +337,10 @@ impl RunDir {
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&base)
             .with_context(|| format!("creating a run directory in {}", base.display()))?;
-        Ok(RunDir { dir })
+        let lock = dir.path().join(RUN_DIR_LOCK);
+        let owner = crate::host::FileLock::acquire(&lock)?;
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("making {} private", lock.display()))?;
+        Ok(RunDir { dir, _owner: owner })
     }
 
     pub fn path(&self) -> &Path {
