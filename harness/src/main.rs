@@ -754,14 +754,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         }
     }
     let report = document::build(&groups, &source)?;
-    let written = document::write(&report, &formats, a.out.as_deref(), &base)?;
-    let plots = written.iter().filter(|p| p.extension().is_some_and(|e| e == "svg")).count();
-    for path in written.iter().filter(|p| !p.extension().is_some_and(|e| e == "svg")) {
-        println!("wrote {}", path.display());
-    }
-    if let Some(dir) = written.iter().find(|p| p.extension().is_some_and(|e| e == "svg")).and_then(|p| p.parent()) {
-        println!("wrote {plots} plots for the Markdown into {}", dir.display());
-    }
+    print_written(&document::write(&report, &formats, a.out.as_deref(), &base)?);
     if let Some(png) = &a.screenshot {
         let html = match document::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
             Some((_, path)) => path,
@@ -776,6 +769,18 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         println!("wrote {} ({}×{}, {:.1} % of it not background) with {}", png.display(), shot.width, shot.height, shot.ink_percent, shot.browser);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a report wrote: each document, and the Markdown's plots as one line.
+fn print_written(written: &[PathBuf]) {
+    let svg = |p: &&PathBuf| p.extension().is_some_and(|e| e == "svg");
+    for path in written.iter().filter(|p| !svg(p)) {
+        println!("wrote {}", path.display());
+    }
+    let plots: Vec<&PathBuf> = written.iter().filter(svg).collect();
+    if let Some(dir) = plots.first().and_then(|p| p.parent()) {
+        println!("wrote {} plots for the Markdown into {}", plots.len(), dir.display());
+    }
 }
 
 /// `migbench reproduce PAPER`: the paper's profiles, then one report of them.
@@ -868,10 +873,7 @@ async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
     }
     let at = 1.min(report.blocks.len());
     report.blocks.splice(at..at, intro);
-    let written = document::write(&report, &formats, None, &out)?;
-    for path in written.iter().filter(|p| !p.extension().is_some_and(|e| e == "svg")) {
-        println!("wrote {}", path.display());
-    }
+    print_written(&document::write(&report, &formats, None, &out)?);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
@@ -892,7 +894,7 @@ fn chandak_tables() -> Result<String> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let state: ClusterState = serde_json::from_str(&text).with_context(|| format!("cluster state {}", path.display()))?;
         let d = balance::decide(&state, &Options { rule: Rule::Paper, margin: 0.0 }).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let ours = d.migration.as_ref().map(|m| format!("{}: {} → {}", m.vm, m.from, m.to)).unwrap_or_else(|| "none (balanced)".into());
+        let ours = d.migration.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "none (balanced)".into());
         let ok = ours == *want;
         matched += ok as usize;
         b.push_record([

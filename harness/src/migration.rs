@@ -226,6 +226,14 @@ pub struct FaultRecord {
     pub as_expected: bool,
 }
 
+impl FaultRecord {
+    /// The record of a fault that struck (or not) before any migration: at start-up,
+    /// or a run that failed before its fault's time.
+    pub fn before_migrating(fault: Fault, strategy: Strategy, action: String, struck: bool, as_expected: bool) -> FaultRecord {
+        FaultRecord { fault, at_ms: None, action, struck, expected: fault.expected(strategy).into(), as_expected }
+    }
+}
+
 /// How the migration stream travels between the two QEMUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -856,7 +864,7 @@ pub async fn drive_with(
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
     if let Err(reason) = configure(src, dst, scenario).await? {
-        let health = check_guest(src, dst, "source").await;
+        let health = check_guest(src, Some(dst), "source").await;
         return Ok(Measurement::not_started(Outcome::Unsupported { reason }, health));
     }
 
@@ -927,7 +935,7 @@ pub async fn drive_with(
             (Some(s), Some(r)) => Some(since_ms(r.at, s.at)),
             _ => None,
         };
-        m.health = check_guest(dst, src, "destination").await;
+        m.health = check_guest(dst, Some(src), "destination").await;
         if postcopy_started.is_some() {
             // Remote page-fault stall time, measured by the destination (postcopy-blocktime).
             if let Ok(info) = dst.qmp.query_migrate().await {
@@ -940,9 +948,9 @@ pub async fn drive_with(
         m.health = guest_lost(src, dst, "the destination QEMU died after post-copy had started").await;
     } else if postcopy_active {
         // After the switch the guest runs on the destination, whatever became of the source.
-        m.health = check_guest(dst, src, "destination").await;
+        m.health = check_guest(dst, Some(src), "destination").await;
     } else {
-        m.health = check_guest(src, dst, "source").await;
+        m.health = check_guest(src, Some(dst), "source").await;
     }
 
     // A completed migration cannot take 0 ms: 0 means QEMU never filled it in.
@@ -1052,34 +1060,9 @@ async fn inject(
 }
 
 /// The health of a guest that stayed on `src` because no migration happened (its
-/// destination never started): QEMU says running and its heartbeats go on.
+/// destination never started).
 pub async fn staying_guest(src: &mut Machine) -> Health {
-    let mut problems = Vec::new();
-    let run_state = src.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
-    if run_state != "running" {
-        problems.push(format!("QEMU on the source reports {run_state:?}, not \"running\""));
-    }
-    let last = src.channel.last_beat().map(|b| b.seq);
-    let next = src.channel.wait_beat_after(last.unwrap_or(0), Duration::from_secs(15)).await;
-    if next.is_none() {
-        problems.push("no new heartbeat from the guest on the source within 15 s".into());
-    }
-    let console_problems = src.console_problems();
-    if !console_problems.is_empty() {
-        problems.push(format!("kernel trouble on the guest console: {}", console_problems[0]));
-    }
-    Health {
-        runs_on: "source".into(),
-        run_state,
-        other_state: "not started".into(),
-        last_source_seq: last,
-        next_seq: next.map(|b| b.seq),
-        lost_beats: None,
-        console_problems,
-        console_tail: (!problems.is_empty()).then(|| src.console_tail(60)),
-        healthy: problems.is_empty(),
-        detail: if problems.is_empty() { "ok".into() } else { problems.join("; ") },
-    }
+    check_guest(src, None, "source").await
 }
 
 /// Whether a run with a mid-migration fault ended as `Fault::expected` says.
@@ -1280,23 +1263,32 @@ fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEve
 /// there and keep coming, and no Oops/BUG/panic shows on either console. On the
 /// destination the first heartbeat must continue the source's sequence (a lower
 /// number would mean the guest rebooted); on the source (after a cancel) the beats
-/// must carry on past the last one seen. Also notes `other`'s run state.
-async fn check_guest(here: &mut Machine, other: &mut Machine, runs_on: &str) -> Health {
-    let moved = runs_on == "destination";
+/// must carry on past the last one seen. Also notes `other`'s run state (`None`: no
+/// other QEMU was started, the guest never left `here`, the source).
+async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_on: &str) -> Health {
+    let moved = runs_on == "destination" && other.is_some();
     let mut problems = Vec::new();
     let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
     if run_state != "running" {
         problems.push(format!("QEMU on the {runs_on} reports {run_state:?}, not \"running\""));
     }
-    let other_state = if other.is_running() {
-        other.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"))
-    } else {
-        "exited".to_string()
+    let other_state = match other.as_deref_mut() {
+        Some(o) => {
+            if o.is_running() {
+                o.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"))
+            } else {
+                "exited".to_string()
+            }
+        }
+        None => "not started".to_string(),
     };
     if moved && other_state != "postmigrate" {
         problems.push(format!("the source reports {other_state:?}, not \"postmigrate\""));
     }
-    let source = if moved { &other.channel } else { &here.channel };
+    let source = match other.as_deref() {
+        Some(o) if moved => &o.channel,
+        _ => &here.channel,
+    };
     let last_source_seq = source.last_beat().map(|b| b.seq);
     let after = if moved { 0 } else { last_source_seq.unwrap_or(0) };
     let next = here.channel.wait_beat_after(after, Duration::from_secs(15)).await;
@@ -1317,7 +1309,9 @@ async fn check_guest(here: &mut Machine, other: &mut Machine, runs_on: &str) -> 
         }
     }
     let mut console_problems = here.console_problems();
-    console_problems.extend(other.console_problems());
+    if let Some(o) = other.as_deref() {
+        console_problems.extend(o.console_problems());
+    }
     if !console_problems.is_empty() {
         problems.push(format!("kernel trouble on the guest console: {}", console_problems[0]));
     }

@@ -43,7 +43,7 @@ pub struct RunInfo {
 
 /// The record of a fault that never struck (it does not count as expected).
 fn unstruck(fault: Fault, strategy: crate::migration::Strategy, why: &str) -> FaultRecord {
-    FaultRecord { fault, at_ms: None, action: why.to_string(), struck: false, expected: fault.expected(strategy).into(), as_expected: false }
+    FaultRecord::before_migrating(fault, strategy, why.to_string(), false, false)
 }
 
 /// This process's resident memory, MiB (`VmRSS` of /proc/self/status).
@@ -322,14 +322,8 @@ async fn one_run(
         };
         let health = crate::migration::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
         let mut m = Measurement::not_started(outcome, health);
-        m.fault = Some(FaultRecord {
-            fault,
-            at_ms: None,
-            action: format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY"),
-            struck: true,
-            expected: fault.expected(r.cell.strategy).into(),
-            as_expected: ok,
-        });
+        let action = format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY");
+        m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
         return Ok((m, false, 0.0));
     }
     if live.as_ref().is_some_and(|l| !opts.reuse || l.key != key) {
@@ -362,14 +356,8 @@ async fn one_run(
             let health = migration::staying_guest(&mut l.machine).await;
             let ok = health.healthy && format!("{e:#}").contains(crate::machine::BAD_QEMU_OPTION);
             let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
-            m.fault = Some(FaultRecord {
-                fault,
-                at_ms: None,
-                action: format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION),
-                struck: true,
-                expected: fault.expected(r.cell.strategy).into(),
-                as_expected: ok,
-            });
+            let action = format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION);
+            m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
             return Ok((m, l.migrated, l.boot_ms));
         }
         (Err(e), _) => return Err(e).context("starting the destination QEMU"),

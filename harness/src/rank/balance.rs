@@ -131,6 +131,13 @@ pub struct Move {
     pub to: String,
 }
 
+/// "A2: Host 3 → Host 2"
+impl fmt::Display for Move {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} → {}", self.vm, self.from, self.to)
+    }
+}
+
 /// A candidate VM and the engine's verdict on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate {

@@ -234,12 +234,7 @@ pub fn bars(chart: &BarChart) -> Result<String> {
         });
         c.draw_series(whiskers).map_err(|e| anyhow!("plot: {e}"))?;
         if legend {
-            c.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| anyhow!("plot: {e}"))?;
+            super::plot::legend(&mut c, SeriesLabelPosition::UpperRight)?;
         }
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
     }
@@ -325,12 +320,7 @@ pub fn lines(chart: &LineChart) -> Result<String> {
             }
         }
         if legend {
-            c.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(|e| anyhow!("plot: {e}"))?;
+            super::plot::legend(&mut c, SeriesLabelPosition::UpperLeft)?;
         }
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
     }
@@ -408,12 +398,7 @@ fn draw_panel(
             .map_err(|e| anyhow!("plot: {e}"))?;
     }
     if legend {
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::MiddleRight)
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        super::plot::legend(&mut c, SeriesLabelPosition::MiddleRight)?;
     }
     Ok(())
 }

@@ -297,7 +297,7 @@ pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> Stri
     for d in decisions {
         b.push_record([
             d.rule.to_string(),
-            d.migration.as_ref().map(|m| format!("{}: {} → {}", m.vm, m.from, m.to)).unwrap_or_else(|| "none".into()),
+            d.migration.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "none".into()),
             format!("{:.2} → {:.2}", d.stddev_before, d.stddev_after),
             d.predicted_migration_s.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into()),
             d.reason.clone(),

@@ -5,6 +5,18 @@ use crate::load::timeline::{Request, Window};
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+/// Draws a chart's legend the one way every plot here does: a framed, mostly
+/// opaque box at `at`.
+pub(crate) fn legend<'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>, at: SeriesLabelPosition) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(at)
+        .draw()
+        .map_err(|e| anyhow!("plot: {e}"))
+}
+
 /// Per-request latency over the run (Ghalib et al.'s figure): one dot per request
 /// at its intended send time, failures in red at the top, the migration window
 /// shaded and the switchover darker.
@@ -56,13 +68,7 @@ pub fn latency_svg(requests: &[Request], window: Window, switchover: Option<(f64
                 .label("failed")
                 .legend(|(x, y)| Cross::new((x + 6, y), 3, RED));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| anyhow!("plot: {e}"))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
     }
     Ok(svg)

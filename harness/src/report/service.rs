@@ -9,6 +9,7 @@ use crate::experiment::sweep::RunRecord;
 use crate::load::service::ServiceRecord;
 use crate::load::timeline::{MergedPhase, PhaseLatency};
 use crate::migration::Measurement;
+use super::opt_ms;
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -31,10 +32,6 @@ fn service(r: &RunRecord) -> &ServiceRecord {
     r.migration.measurement.service.as_ref().expect("filtered to runs with a service")
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
-}
-
 /// Latency per phase, p50/p99/p99.9/max over all repetitions of a cell.
 pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String> {
     let cells = cells_with_service(profile, records);
@@ -53,10 +50,10 @@ pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String>
                 phase.into(),
                 m.requests.to_string(),
                 m.failed.to_string(),
-                ms(m.p50_ms),
-                ms(m.p99_ms),
-                ms(m.p999_ms),
-                ms(m.max_ms),
+                opt_ms(m.p50_ms),
+                opt_ms(m.p99_ms),
+                opt_ms(m.p999_ms),
+                opt_ms(m.max_ms),
                 rate.map(|s| format!("{:.0}", s.mean)).unwrap_or_else(|| "-".into()),
             ]);
         }
