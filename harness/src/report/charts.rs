@@ -196,11 +196,7 @@ pub fn bars(chart: &BarChart) -> Result<String> {
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
-        let mut c = ChartBuilder::on(&root)
-            .caption(&title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
+        let mut c = super::plot::titled(&root, &title)
             .build_cartesian_2d(Categories(groups), bottom..top)
             .map_err(|e| anyhow!("plot: {e}"))?;
         let category = |x: &f64| labels.get(x.floor() as usize).cloned().unwrap_or_default();
@@ -272,11 +268,7 @@ pub fn lines(chart: &LineChart) -> Result<String> {
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
-        let mut c = ChartBuilder::on(&root)
-            .caption(&title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
+        let mut c = super::plot::titled(&root, &title)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| anyhow!("plot: {e}"))?;
         c.configure_mesh()

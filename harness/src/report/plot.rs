@@ -5,6 +5,14 @@ use crate::load::timeline::{Request, Window};
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+/// A chart on `root` laid out the one way every titled plot here is: the title on
+/// top, room for the axes' labels.
+pub(crate) fn titled<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 18)).margin(12).x_label_area_size(40).y_label_area_size(64);
+    b
+}
+
 /// Draws a chart's legend the one way every plot here does: a framed, mostly
 /// opaque box at `at`.
 pub(crate) fn legend<'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>, at: SeriesLabelPosition) -> Result<()> {
@@ -29,11 +37,7 @@ pub fn latency_svg(requests: &[Request], window: Window, switchover: Option<(f64
         let ok_max = requests.iter().filter(|r| r.ok()).map(Request::latency_ms).fold(1.0, f64::max);
         // Failures sit just above the highest answered request.
         let top = ok_max * 1.15;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
+        let mut chart = titled(&root, title)
             .build_cartesian_2d(0f64..end_s.max(0.001), 0f64..top)
             .map_err(|e| anyhow!("plot: {e}"))?;
         chart
