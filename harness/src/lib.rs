@@ -12,6 +12,7 @@ pub mod migration;
 pub mod network;
 pub mod plan;
 pub mod predict;
+pub mod qemu_cache;
 pub mod qmp;
 pub mod rank;
 pub mod report;

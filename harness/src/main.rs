@@ -39,6 +39,10 @@ struct ImageArgs {
     /// A prebuilt static migbench-guest instead of building it from source.
     #[arg(long, global = true, env = "MIGBENCH_GUEST_BIN", value_name = "PATH")]
     guest_bin: Option<PathBuf>,
+    /// The qemu-system-x86_64 to use, as it is (also $MIGBENCH_QEMU). Without it: the
+    /// system's, or under TCG on Debian 12 bookworm-backports' QEMU from the cache.
+    #[arg(long, global = true, value_name = "PATH")]
+    qemu: Option<PathBuf>,
 }
 
 impl ImageArgs {
@@ -456,20 +460,32 @@ async fn shutdown_signal() -> &'static str {
 
 async fn prepare(image: &ImageArgs) -> Result<Platform> {
     let inputs = image.inputs();
-    tokio::task::spawn_blocking(move || setup::prepare(&inputs)).await.context("set-up task")?
+    let qemu = image.qemu.clone();
+    tokio::task::spawn_blocking(move || setup::prepare(&inputs, qemu.as_deref())).await.context("set-up task")?
 }
 
-async fn environment(p: &Platform, accel: AccelRequest) -> Result<Environment> {
-    let choice = setup::resolve_accel(p, accel).await?;
-    eprintln!("migbench: accelerator {} — {}", choice.accel, choice.note);
-    Ok(Environment::new(p, &choice))
+/// The accelerator and the QEMU for it (which may replace the platform's), said on stderr.
+async fn environment(p: &mut Platform, accel: AccelRequest) -> Result<Environment> {
+    let env = setup::environment(p, accel).await?;
+    eprintln!("migbench: accelerator {} — {}", env.accel, env.accel_note);
+    eprintln!("migbench: QEMU {} ({}, {}), machine {}", env.qemu_version, env.qemu_path, env.qemu_origin, env.machine_type);
+    if let Some(w) = &env.qemu_warning {
+        eprintln!("migbench: WARNING: {w}");
+    }
+    Ok(env)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Setup => {
-            let p = prepare(&cli.image).await?;
-            println!("QEMU        {} ({})", p.qemu.path.display(), p.qemu.version_line);
+            let mut p = prepare(&cli.image).await?;
+            let system = p.qemu.clone();
+            // The QEMU a migration would use here (under TCG on Debian 12, the cache's).
+            let env = environment(&mut p, AccelRequest::Auto).await?;
+            println!("QEMU        {} ({}, {})", system.path.display(), system.version_line, system.origin);
+            if p.qemu != system {
+                println!("QEMU used   {} ({}, {}) under {}", p.qemu.path.display(), p.qemu.version_line, p.qemu.origin, env.accel);
+            }
             print_image(&p.image);
             Ok(ExitCode::SUCCESS)
         }
@@ -480,8 +496,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             // Check the cheap inputs before any set-up work.
             GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?.with_workload(a.run.workload).check().map_err(anyhow::Error::msg)?;
             let boot = boot_timeout(a.run.boot_timeout)?;
-            let p = prepare(&cli.image).await?;
-            let env = environment(&p, a.run.accel).await?;
+            let mut p = prepare(&cli.image).await?;
+            let env = environment(&mut p, a.run.accel).await?;
             let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
             let rec = migration::run_one(&p, &env, spec, &scenario, boot).await?;
             let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
@@ -500,8 +516,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Bench(a) => {
             let profile = Profile::resolve(&a.profile)?;
-            let p = prepare(&cli.image).await?;
-            let env = environment(&p, a.sweep.accel).await?;
+            let mut p = prepare(&cli.image).await?;
+            let env = environment(&mut p, a.sweep.accel).await?;
             let dir = a.out.join(format!("bench-{}", experiment::stamp()));
             let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default())?;
             let mut boot = None;
@@ -589,8 +605,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
                 return Ok(ExitCode::SUCCESS);
             }
-            let p = prepare(&cli.image).await?;
-            let env = environment(&p, a.sweep.accel).await?;
+            let mut p = prepare(&cli.image).await?;
+            let env = environment(&mut p, a.sweep.accel).await?;
             let opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
             let outcome = sweep::run(&p, &env, &profile, &opts).await?;
             print_sweep(&profile, &outcome, opts.reuse)
@@ -659,8 +675,8 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let profile = profile_to_measure(&a.source, a.dirty_rate_seconds)?;
-    let p = prepare(image).await?;
-    let env = environment(&p, a.sweep.accel).await?;
+    let mut p = prepare(image).await?;
+    let env = environment(&mut p, a.sweep.accel).await?;
     if a.validate {
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-validate", profile.name)));
         let opts = sweep_options(&a.sweep, out, false, Shard::default())?;
@@ -699,8 +715,8 @@ async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
         Source::Profile => {
             let profile = profile_to_measure(&a.source, a.dirty_rate_seconds)?;
             let boot = boot_timeout(a.sweep.boot_timeout)?;
-            let p = prepare(image).await?;
-            let env = environment(&p, a.sweep.accel).await?;
+            let mut p = prepare(image).await?;
+            let env = environment(&mut p, a.sweep.accel).await?;
             let predicted = vms::predict_cells(&p, &env, &profile, boot, a.sweep.quiet).await?;
             (predicted.iter().map(PlanVm::from_predicted).collect(), None)
         }
@@ -811,8 +827,8 @@ async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
         intro.push(Block::Markdown(chandak_tables()?));
     }
     let needs_guests = !profiles.is_empty() || (a.paper == Paper::Chandak && !a.no_live);
-    let platform = if needs_guests { Some(prepare(image).await?) } else { None };
-    let env = match &platform {
+    let mut platform = if needs_guests { Some(prepare(image).await?) } else { None };
+    let env = match &mut platform {
         Some(p) => Some(environment(p, a.sweep.accel).await?),
         None => None,
     };
@@ -966,8 +982,8 @@ async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Result<ExitCode>
         profile.margin = margin;
     }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
-    let p = prepare(image).await?;
-    let env = environment(&p, a.sweep.accel).await?;
+    let mut p = prepare(image).await?;
+    let env = environment(&mut p, a.sweep.accel).await?;
     let mut show = |r: &cluster::Round| println!("{}", report::cluster_round(r));
     let run = cluster::run(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, &mut show).await?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -1118,8 +1134,13 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     println!("host        {} — {} ({} cores), kernel {}", host.os, host.cpu_model, host.cores, host.kernel);
     println!("cache       {}", host::cache_dir().display());
     let mut ok = true;
-    match Qemu::find() {
-        Ok(Some(q)) => println!("QEMU        {} — {}", q.path.display(), q.version_line),
+    match Qemu::find(image.qemu.as_deref()) {
+        Ok(Some(q)) => {
+            println!("QEMU        {} — {} ({})", q.path.display(), q.version_line, q.origin);
+            if !q.tcg_sender_intact() {
+                println!("            older than 9.0: under TCG it corrupts guests it migrates while they write memory");
+            }
+        }
         Ok(None) => {
             ok = false;
             println!("QEMU        not installed (`migbench setup` installs qemu-system-x86 on Debian/Ubuntu as root)");
@@ -1128,6 +1149,10 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             ok = false;
             println!("QEMU        {e:#}");
         }
+    }
+    match migbench::qemu_cache::cached() {
+        Some((q, m)) => println!("QEMU cache  {} — {} ({}, fetched {}); used under TCG", q.path.display(), q.version_line, m.suite, m.fetched_at),
+        None => println!("QEMU cache  none yet ({} is fetched into it under TCG on Debian 12 when the system's QEMU is older than 9.0)", migbench::qemu_cache::SUITE),
     }
     let version = match host.cgroup {
         host::CgroupVersion::V2 => "v2 (unified)",
@@ -1157,7 +1182,8 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     }
     println!("/dev/kvm    {}", if std::path::Path::new("/dev/kvm").exists() { "present (a probe boot decides whether it works)" } else { "absent" });
     let inputs = image.inputs();
-    let prepared = tokio::task::spawn_blocking(move || setup::prepare(&inputs)).await?;
+    let qemu = image.qemu.clone();
+    let prepared = tokio::task::spawn_blocking(move || setup::prepare(&inputs, qemu.as_deref())).await?;
     match prepared {
         Ok(p) => {
             print_image(&p.image);

@@ -1231,13 +1231,14 @@ async fn start_postcopy(src: &Machine, w: &mut Watch) {
     }
 }
 
-/// "; source QEMU exited: …" for each QEMU that is gone, with its last words.
+/// "; the source QEMU exited (signal: 9 (SIGKILL)); it said: …" for each QEMU that
+/// is gone, with how it ended and the last lines of its stderr.
 fn exit_notes(src: &mut Machine, dst: &mut Machine) -> String {
     let mut notes = String::new();
     for (side, m) in [("source", src), ("destination", dst)] {
-        if !m.is_running() {
-            let said = crate::machine::tail(&m.paths.stderr, 3).replace('\n', " | ");
-            notes.push_str(&format!("; the {side} QEMU exited ({said})"));
+        if let Some(status) = m.exit_status() {
+            let said = crate::machine::tail(&m.paths.stderr, 5).replace('\n', " | ");
+            notes.push_str(&format!("; the {side} QEMU exited ({status}); it said: {said}"));
         }
     }
     notes

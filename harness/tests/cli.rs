@@ -106,6 +106,11 @@ fn migrate_prints_a_table_and_writes_the_record() {
     }
     assert!(["kvm", "tcg"].contains(&rec["environment"]["accel"].as_str().unwrap()));
     assert!(rec["environment"]["qemu_version"].as_str().unwrap().contains('.'));
+    // Provenance: both sides' QEMU, where it came from, and the versioned machine type.
+    assert_eq!(rec["environment"]["qemu_destination_version"], rec["environment"]["qemu_version"]);
+    assert!(["system", "cache"].contains(&rec["environment"]["qemu_origin"].as_str().unwrap()), "{}", rec["environment"]);
+    assert!(rec["environment"]["machine_type"].as_str().unwrap().starts_with("pc-i440fx-"), "{}", rec["environment"]);
+    assert!(rec["environment"]["guest_kernel"].is_string() && rec["environment"]["host"]["kernel"].is_string());
     let files: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
     assert_eq!(files.len(), 1);
     let on_disk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(files[0].path()).unwrap()).unwrap();
@@ -184,5 +189,7 @@ fn a_qemu_that_dies_at_start_is_reported_at_once() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("QEMU exited") && t.contains("unsupported machine type"), "{t}");
+    // A QEMU the user chose is used as it is, and one older than 9.0 under TCG is marked.
+    assert!(t.contains("WARNING: QEMU 7.2.99 under TCG, as the migration sender, corrupts guests"), "{t}");
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}: the connect timeouts were waited out", started.elapsed());
 }

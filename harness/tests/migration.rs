@@ -19,10 +19,17 @@ async fn migrate_once(ram_mib: u32, transport: Transport, link: &str, timeout_s:
 }
 
 async fn migrate_with(spec: GuestSpec, scenario: Scenario) -> MigrationRecord {
-    let env = environment().await;
+    let (p, env) = chosen().await;
     let spec = GuestSpec { accel: env.accel, ..spec };
-    let rec = migration::run_one(platform(), &env, spec, &scenario, BOOT).await.unwrap();
+    let rec = migration::run_one(p, env, spec, &scenario, BOOT).await.unwrap();
     assert_eq!(rec.environment.accel, env.accel);
+    // The record names the QEMU that ran and, under TCG, it is one that does not corrupt.
+    assert_eq!(rec.environment.qemu_path, p.qemu.path.display().to_string());
+    assert!(rec.environment.machine_type.starts_with("pc-i440fx-"), "{}", rec.environment.machine_type);
+    if env.accel == machine::Accel::Tcg && p.qemu.origin != migbench::host::QemuOrigin::Chosen {
+        assert!(p.qemu.tcg_sender_intact(), "under TCG the default QEMU must be ≥ 9.0, not {}", p.qemu.version);
+        assert!(rec.environment.qemu_warning.is_none());
+    }
     assert_eq!(machine::live_count(), 0, "run_one must stop both QEMUs");
     rec
 }
@@ -109,8 +116,7 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
 
 /// A booted source and a destination waiting with `-incoming defer`, in one run directory.
 async fn pair(ram_mib: u32) -> (RunDir, Machine, Machine) {
-    let env = environment().await;
-    let p = platform();
+    let (p, env) = chosen().await;
     let spec = GuestSpec::new(ram_mib, 1, env.accel).unwrap();
     let run = RunDir::new().unwrap();
     let (src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();

@@ -203,6 +203,10 @@ impl MachinePaths {
     }
 }
 
+/// The machine type every guest runs: the newest i440FX machine of the QEMU (the
+/// record names the versioned type it stood for).
+pub const MACHINE_TYPE: &str = "pc";
+
 /// The guest kernel's command line, with the guest's orders.
 pub fn kernel_cmdline(spec: &GuestSpec) -> String {
     let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)) };
@@ -247,7 +251,7 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
         "-display".into(),
         "none".into(),
         "-machine".into(),
-        "pc".into(),
+        MACHINE_TYPE.into(),
         "-accel".into(),
         spec.accel.to_string(),
         "-cpu".into(),
@@ -450,6 +454,7 @@ impl Machine {
         }
         .with_context(|| format!("creating {}", paths.stderr.display()))?;
         let mut cmd = Command::new(&qemu.path);
+        cmd.args(qemu.data_dir_args());
         cmd.args(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -602,6 +607,11 @@ impl Machine {
     /// Whether the QEMU process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// How this QEMU ended ("exit status: 1", "signal: 9 (SIGKILL)"), or `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<String> {
+        self.child.try_wait().ok().flatten().map(|s| s.to_string())
     }
 
     /// Waits for the guest's READY; the error quotes the guest console's last lines.

@@ -21,7 +21,7 @@ pub fn migbench(tmp: &Path) -> Command {
 
 pub fn platform() -> &'static Platform {
     static P: OnceLock<Platform> = OnceLock::new();
-    P.get_or_init(|| setup::prepare(&ImageInputs::default().with_env()).expect("migbench set-up (QEMU + guest image)"))
+    P.get_or_init(|| setup::prepare(&ImageInputs::default().with_env(), None).expect("migbench set-up (QEMU + guest image)"))
 }
 
 /// Held while a test runs QEMU guests.
@@ -29,11 +29,21 @@ pub fn qemu_slot() -> FileLock {
     FileLock::acquire(&host::cache_dir().join("test-qemu.lock")).expect("test QEMU lock")
 }
 
-/// The environment with the accelerator `auto` picks (KVM where it works, never hard-coded TCG).
+/// The platform and environment with the accelerator `auto` picks (KVM where it
+/// works, never hard-coded TCG) and the QEMU chosen for it, as every command has them.
+pub async fn chosen() -> &'static (Platform, Environment) {
+    static C: tokio::sync::OnceCell<(Platform, Environment)> = tokio::sync::OnceCell::const_new();
+    C.get_or_init(|| async {
+        let mut p = platform().clone();
+        let env = setup::environment(&mut p, AccelRequest::Auto).await.expect("resolving the accelerator and its QEMU");
+        (p, env)
+    })
+    .await
+}
+
+/// The environment of [`chosen`].
 pub async fn environment() -> Environment {
-    let p = platform();
-    let choice = setup::resolve_accel(p, AccelRequest::Auto).await.expect("resolving the accelerator");
-    Environment::new(p, &choice)
+    chosen().await.1.clone()
 }
 
 /// Processes whose command line mentions `marker` (e.g. a test's private TMPDIR).

@@ -1,0 +1,266 @@
+//! A QEMU that migrates TCG guests intact, for Debian 12, whose own QEMU (7.2) does
+//! not: bookworm-backports' `qemu-system-x86`, fetched with apt into migbench's cache
+//! and unpacked there, beside the system's QEMU. Nothing is installed and no apt
+//! source of the system is changed: apt runs with a private source list, private
+//! package lists and a private download directory, all under the cache. The
+//! packages are verified by apt against Debian's archive key as any install is.
+//!
+//! The unpacked QEMU uses the system's libraries (those Debian 12's own
+//! `qemu-system-x86` pulled in, which set-up installs first) and its own firmware,
+//! given to it with `-L`.
+
+use crate::host::{self, FileLock, Qemu, QemuOrigin};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The suite the packages come from.
+pub const SUITE: &str = "bookworm-backports";
+/// The packages unpacked: the emulator, its common files, its firmware data and the
+/// BIOS it boots with (the system's older SeaBIOS does not match 10.0's machines).
+pub const PACKAGES: [&str; 4] = ["qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"];
+/// Debian's archive key, which signs bookworm-backports like every Debian suite.
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// Where a Debian system without an apt source for bookworm fetches from.
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// What was fetched, kept beside the unpacked tree.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub suite: String,
+    pub mirror: String,
+    /// "qemu-system-x86=1:10.0.2+ds-2+deb13u1~bpo12+1", one per package.
+    pub packages: Vec<String>,
+    pub version_line: String,
+    pub fetched_at: String,
+}
+
+/// `<cache>/qemu/bookworm-backports`: one directory per fetched version, and `current`.
+pub fn dir() -> PathBuf {
+    host::cache_dir().join("qemu").join(SUITE)
+}
+
+/// The QEMU of an unpacked tree, with its firmware directories.
+fn qemu_in(root: &Path) -> Qemu {
+    Qemu {
+        path: root.join("usr/bin/qemu-system-x86_64"),
+        version: String::new(),
+        version_line: String::new(),
+        data_dirs: vec![root.join("usr/share/qemu"), root.join("usr/share/seabios")],
+        origin: QemuOrigin::Cache,
+    }
+}
+
+/// The cached QEMU, if one was fetched and still runs.
+pub fn cached() -> Option<(Qemu, Manifest)> {
+    let current = std::fs::read_to_string(dir().join("current")).ok()?;
+    let version_dir = dir().join(current.trim());
+    let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(version_dir.join("manifest.json")).ok()?).ok()?;
+    let qemu = qemu_in(&version_dir.join("root")).identified().ok()?;
+    Some((qemu, manifest))
+}
+
+/// The cached QEMU, fetched first if there is none. Holds the set-up lock while it
+/// fetches, so parallel commands fetch once.
+pub fn ensure() -> Result<Qemu> {
+    let _lock = FileLock::acquire(&host::cache_dir().join("setup.lock"))?;
+    if let Some((q, _)) = cached() {
+        return Ok(q);
+    }
+    if std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0") {
+        bail!(
+            "this machine's QEMU is older than 9.0, which corrupts TCG guests it migrates, and MIGBENCH_NO_INSTALL \
+             forbids fetching {SUITE}'s QEMU into {}. Unset MIGBENCH_NO_INSTALL, or give a QEMU ≥ 9.0 with --qemu PATH.",
+            dir().display()
+        );
+    }
+    eprintln!("migbench: fetching {SUITE}'s QEMU into {} (once; nothing is installed on the system) …", dir().display());
+    let q = fetch().with_context(|| {
+        format!(
+            "fetching {SUITE}'s QEMU failed. It is needed because this machine's QEMU is older than 9.0 and corrupts \
+             TCG guests it migrates. Check that the Debian mirror is reachable, or give a QEMU ≥ 9.0 with --qemu PATH \
+             (or MIGBENCH_QEMU)"
+        )
+    })?;
+    eprintln!("migbench: {} ready at {}", q.version_line, q.path.display());
+    Ok(q)
+}
+
+/// The mirror the system already fetches bookworm from, so a machine with a local
+/// mirror keeps using it; Debian's own otherwise.
+pub fn mirror() -> String {
+    let mut texts = Vec::new();
+    texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "sources" || e == "list")).collect();
+        paths.sort();
+        texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+    }
+    texts.iter().find_map(|t| mirror_in(t)).unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+}
+
+/// The URI of the first source in `text` (one-line or deb822 format) that serves
+/// the `bookworm` suite of Debian's main archive (not its security archive).
+pub fn mirror_in(text: &str) -> Option<String> {
+    let is_archive = |uri: &str| (uri.starts_with("http://") || uri.starts_with("https://")) && !uri.contains("security");
+    for line in text.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let rest = rest.trim_start();
+        // `deb [signed-by=…] URI SUITE COMPONENTS`
+        let rest = if rest.starts_with('[') { rest.split_once(']').map(|(_, r)| r.trim_start()).unwrap_or("") } else { rest };
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some("bookworm")) = (words.next(), words.next()) {
+            if is_archive(uri) {
+                return Some(uri.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| l.trim().strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+        };
+        let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else { continue };
+        if field("Types").is_some_and(|t| !t.split_whitespace().any(|w| w == "deb")) || !suites.split_whitespace().any(|s| s == "bookworm") {
+            continue;
+        }
+        if let Some(uri) = uris.split_whitespace().find(|u| is_archive(u)) {
+            return Some(uri.trim_end_matches('/').to_string());
+        }
+    }
+    None
+}
+
+/// apt with everything it keeps under `state`: the system's sources, lists and
+/// caches are neither read nor written.
+fn apt(tool: &str, state: &Path) -> Command {
+    let mut c = Command::new(tool);
+    for (key, value) in [
+        ("Dir::Etc::SourceList", state.join("sources.list")),
+        ("Dir::Etc::SourceParts", state.join("sources.list.d")),
+        ("Dir::State::Lists", state.join("lists")),
+        ("Dir::Cache", state.join("cache")),
+        ("Dir::Cache::archives", state.join("archives")),
+    ] {
+        c.arg("-o").arg(format!("{key}={}", value.display()));
+    }
+    // The private lists need no lock shared with the system's apt.
+    c.args(["-o", "Debug::NoLocking=1", "-o", "APT::Get::List-Cleanup=0", "-o", "Dpkg::Use-Pty=0"]);
+    c.env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
+fn fetch() -> Result<Qemu> {
+    for tool in ["apt-get", "apt-cache", "dpkg-deb"] {
+        if host::which(tool).is_none() {
+            bail!("{tool} is not on PATH; fetching {SUITE}'s QEMU needs Debian's apt and dpkg");
+        }
+    }
+    if !Path::new(KEYRING).exists() {
+        bail!("{KEYRING} is missing: install debian-archive-keyring, which verifies the packages");
+    }
+    let staging = dir().join(format!("fetching-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = fetch_into(&staging);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn fetch_into(staging: &Path) -> Result<Qemu> {
+    let state = staging.join("apt");
+    for d in ["lists/partial", "cache", "archives/partial", "sources.list.d"] {
+        std::fs::create_dir_all(state.join(d)).with_context(|| format!("creating {}", state.join(d).display()))?;
+    }
+    let mirror = mirror();
+    std::fs::write(state.join("sources.list"), format!("deb [signed-by={KEYRING}] {mirror} {SUITE} main\n"))?;
+    host::run(apt("apt-get", &state).arg("update")).with_context(|| format!("apt-get update of {SUITE} from {mirror}"))?;
+    let mut versions = Vec::new();
+    for p in PACKAGES {
+        let policy = host::run(apt("apt-cache", &state).args(["policy", p]))?;
+        let candidate = policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+            .filter(|v| v != "(none)")
+            .with_context(|| format!("{SUITE} at {mirror} has no package {p}"))?;
+        versions.push(format!("{p}={candidate}"));
+    }
+    let debs = staging.join("debs");
+    std::fs::create_dir_all(&debs)?;
+    // `pkg=version` pins exactly the version the policy named.
+    host::run(apt("apt-get", &state).current_dir(&debs).arg("download").args(&versions)).context("apt-get download")?;
+    let root = staging.join("root");
+    let mut unpacked = 0;
+    for e in std::fs::read_dir(&debs)?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "deb") {
+            host::run(Command::new("dpkg-deb").arg("-x").arg(e.path()).arg(&root))?;
+            unpacked += 1;
+        }
+    }
+    if unpacked != PACKAGES.len() {
+        bail!("apt-get download left {unpacked} packages in {}, not {}", debs.display(), PACKAGES.len());
+    }
+    let qemu = qemu_in(&root).identified().with_context(|| {
+        format!(
+            "the unpacked QEMU does not run; its libraries come from Debian 12's own qemu-system-x86 \
+             (`apt-get install --no-install-recommends qemu-system-x86` installs them). ldd says:\n{}",
+            missing_libraries(&root.join("usr/bin/qemu-system-x86_64"))
+        )
+    })?;
+    let manifest = Manifest {
+        suite: SUITE.into(),
+        mirror,
+        packages: versions,
+        version_line: qemu.version_line.clone(),
+        fetched_at: crate::experiment::stamp(),
+    };
+    std::fs::write(staging.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
+    std::fs::remove_dir_all(&debs)?;
+    std::fs::remove_dir_all(&state)?;
+    let name = qemu.version.clone();
+    let final_dir = dir().join(&name);
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(staging, &final_dir).with_context(|| format!("moving {} to {}", staging.display(), final_dir.display()))?;
+    std::fs::write(dir().join("current"), format!("{name}\n"))?;
+    Ok(qemu_in(&final_dir.join("root")).identified()?)
+}
+
+fn missing_libraries(binary: &Path) -> String {
+    match host::run(Command::new("ldd").arg(binary)) {
+        Ok(out) => {
+            let missing: Vec<&str> = out.lines().filter(|l| l.contains("not found")).map(str::trim).collect();
+            if missing.is_empty() { "(no library missing)".into() } else { missing.join("\n") }
+        }
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mirror_is_read_from_either_source_format() {
+        let one_line = "# comment\ndeb http://deb.debian.org/debian-security bookworm-security main\n\
+                        deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian/ bookworm main contrib\n";
+        assert_eq!(mirror_in(one_line).as_deref(), Some("http://mirror.example/debian"));
+        let deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
+                      Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        assert_eq!(mirror_in(deb822).as_deref(), Some("http://deb.debian.org/debian"));
+        // Only the security archive, a source-only stanza, or another release: none.
+        assert_eq!(mirror_in("deb http://deb.debian.org/debian-security bookworm main\n"), None);
+        assert_eq!(mirror_in("Types: deb-src\nURIs: http://x/debian\nSuites: bookworm\n"), None);
+        assert_eq!(mirror_in("deb http://deb.debian.org/debian trixie main\n"), None);
+        assert_eq!(mirror_in(""), None);
+    }
+
+    #[test]
+    fn apt_never_touches_the_systems_state() {
+        let c = apt("apt-get", Path::new("/x"));
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        for key in ["Dir::Etc::SourceList=/x/sources.list", "Dir::State::Lists=/x/lists", "Dir::Cache=/x/cache", "Dir::Cache::archives=/x/archives"] {
+            assert!(args.iter().any(|a| a == key), "{key} missing in {args:?}");
+        }
+    }
+}
