@@ -398,6 +398,25 @@ struct BenchArgs {
     sweep: SweepArgs,
 }
 
+impl BenchArgs {
+    /// The options that need no guest, checked before anything is set up.
+    fn check(&self) -> Result<()> {
+        if self.boots > 1000 {
+            anyhow::bail!("--boots {}: give 0 (skip) to 1000", self.boots);
+        }
+        if !(self.workload_seconds.is_finite() && (0.0..=3600.0).contains(&self.workload_seconds)) {
+            anyhow::bail!("--workload-seconds {}: give seconds, 0 (skip) to 3600", self.workload_seconds);
+        }
+        if !(self.load_seconds.is_finite() && (0.0..=600.0).contains(&self.load_seconds)) {
+            anyhow::bail!("--load-seconds {}: give seconds, 0 (skip) to 600", self.load_seconds);
+        }
+        if self.out.exists() && !self.out.is_dir() {
+            anyhow::bail!("--out {}: that is a file; give a directory (bench makes bench-<time> inside it)", self.out.display());
+        }
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -515,11 +534,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit_for(std::slice::from_ref(&rec)))
         }
         Cmd::Bench(a) => {
+            // Every option is checked before anything boots: a typo must not cost minutes.
             let profile = Profile::resolve(&a.profile)?;
-            let mut p = prepare(&cli.image).await?;
-            let env = environment(&mut p, a.sweep.accel).await?;
+            a.check()?;
             let dir = a.out.join(format!("bench-{}", experiment::stamp()));
             let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default())?;
+            let mut p = prepare(&cli.image).await?;
+            let env = environment(&mut p, a.sweep.accel).await?;
             let mut boot = None;
             if a.boots > 0 {
                 let spec = GuestSpec::new(256, 1, env.accel)?;
@@ -534,9 +555,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
                 f.append(&serde_json::json!({"record": "boot", "environment": env, "ram_mib": 256, "vcpus": 1, "boot_to_ready_ms": times}))?;
                 boot = migbench::experiment::stats::Stats::of(&times);
-            }
-            if !(a.workload_seconds.is_finite() && (0.0..=3600.0).contains(&a.workload_seconds)) {
-                anyhow::bail!("--workload-seconds {}: give seconds, 0 (skip) to 3600", a.workload_seconds);
             }
             let mut rates = Vec::new();
             if a.workload_seconds > 0.0 {
@@ -556,9 +574,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     f.append(&serde_json::json!({"record": "workload-rate", "environment": env, "workload": w.to_string(), "seconds": a.workload_seconds,
                         "host": {"rate": h.rate, "livermore_means": m(h)}, "guest": {"rate": g.rate, "livermore_means": m(g)}}))?;
                 }
-            }
-            if !(a.load_seconds.is_finite() && (0.0..=600.0).contains(&a.load_seconds)) {
-                anyhow::bail!("--load-seconds {}: give seconds, 0 (skip) to 600", a.load_seconds);
             }
             let capacity = if a.load_seconds > 0.0 {
                 if !a.sweep.quiet {

@@ -46,6 +46,28 @@ fn bad_numbers_and_names_are_refused_with_the_fix() {
 }
 
 #[test]
+fn bench_refuses_bad_options_before_it_sets_anything_up() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let file = file.path().to_str().unwrap();
+    for (args, names, fix) in [
+        (vec!["bench", "--boots", "100000"], "--boots 100000", "0 (skip) to 1000"),
+        (vec!["bench", "--workload-seconds=-1"], "--workload-seconds -1", "0 (skip) to 3600"),
+        (vec!["bench", "--load-seconds", "NaN"], "--load-seconds NaN", "0 (skip) to 600"),
+        (vec!["bench", "--boot-timeout", "0"], "--boot-timeout 0", "e.g. 120"),
+        (vec!["bench", "--profile", "no-such-profile"], "no-such-profile", "profiles/"),
+        (vec!["bench", "--out", file], file, "give a directory"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = migbench(tmp.path()).args(&args).output().unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}:\n{t}");
+        assert!(t.contains(names) && t.contains(fix), "{args:?}: the message must name the input and the fix:\n{t}");
+        // Refused before set-up: no accelerator was chosen, no guest booted.
+        assert!(!t.contains("migbench: accelerator") && !t.contains("boot 1/"), "{args:?} set things up first:\n{t}");
+    }
+}
+
+#[test]
 fn missing_files_and_programs_are_named() {
     fails_clearly(&["migrate", "--kernel", "/nonexistent/vmlinuz"], &[], "/nonexistent/vmlinuz", "--kernel");
     fails_clearly(&["migrate", "--guest-bin", "/nonexistent/init"], &[], "/nonexistent/init", "MIGBENCH_GUEST_BIN");
