@@ -300,7 +300,9 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
     eprintln!("migbench: installing {} with apt-get (needed once) …", packages.join(" "));
     let install = || {
         run(Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0"])
+            // --no-remove: an install that would take a package away from the user
+            // (Debian 12's QEMU 7.2 would remove a backports qemu-utils) fails instead.
+            .args(["install", "-y", "--no-install-recommends", "--no-remove", "-o", "Dpkg::Use-Pty=0"])
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"))
     };

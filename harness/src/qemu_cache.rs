@@ -5,9 +5,9 @@
 //! package lists and a private download directory, all under the cache. The
 //! packages are verified by apt against Debian's archive key as any install is.
 //!
-//! The unpacked QEMU uses the system's libraries (those Debian 12's own
-//! `qemu-system-x86` pulled in, which set-up installs first) and its own firmware,
-//! given to it with `-L`.
+//! The unpacked QEMU uses the system's shared libraries, Debian 12's own packages
+//! of those its `Depends:` names (installed with apt as root when one is missing,
+//! never removing a package), and its own firmware, given to it with `-L`.
 
 use crate::host::{self, FileLock, Qemu, QemuOrigin};
 use anyhow::{Context, Result, bail};
@@ -61,30 +61,85 @@ pub fn cached() -> Option<(Qemu, Manifest)> {
     Some((qemu, manifest))
 }
 
-/// The cached QEMU, fetched first if there is none. Holds the set-up lock while it
-/// fetches, so parallel commands fetch once.
+/// The cached QEMU, fetched first if there is none; takes the set-up lock, so
+/// parallel commands fetch once.
 pub fn ensure() -> Result<Qemu> {
     let _lock = FileLock::acquire(&host::cache_dir().join("setup.lock"))?;
+    ensure_locked()
+}
+
+fn no_install() -> bool {
+    std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// [`ensure`] for a caller that holds the set-up lock already.
+pub fn ensure_locked() -> Result<Qemu> {
     if let Some((q, _)) = cached() {
         return Ok(q);
     }
-    if std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0") {
+    if no_install() {
         bail!(
-            "this machine's QEMU is older than 9.0, which corrupts TCG guests it migrates, and MIGBENCH_NO_INSTALL \
-             forbids fetching {SUITE}'s QEMU into {}. Unset MIGBENCH_NO_INSTALL, or give a QEMU ≥ 9.0 with --qemu PATH.",
+            "no QEMU ≥ 9.0 here (Debian 12's 7.2 corrupts TCG guests it migrates), and MIGBENCH_NO_INSTALL forbids \
+             fetching {SUITE}'s QEMU into {}. Unset MIGBENCH_NO_INSTALL, or give a QEMU ≥ 9.0 with --qemu PATH.",
             dir().display()
         );
     }
-    eprintln!("migbench: fetching {SUITE}'s QEMU into {} (once; nothing is installed on the system) …", dir().display());
+    eprintln!("migbench: fetching {SUITE}'s QEMU into {} (once; no QEMU package is installed on the system) …", dir().display());
     let q = fetch().with_context(|| {
         format!(
-            "fetching {SUITE}'s QEMU failed. It is needed because this machine's QEMU is older than 9.0 and corrupts \
-             TCG guests it migrates. Check that the Debian mirror is reachable, or give a QEMU ≥ 9.0 with --qemu PATH \
-             (or MIGBENCH_QEMU)"
+            "fetching {SUITE}'s QEMU failed. It is needed because Debian 12's own QEMU (7.2) corrupts TCG guests it \
+             migrates. Check that the Debian mirror is reachable, or give a QEMU ≥ 9.0 with --qemu PATH (or MIGBENCH_QEMU)"
         )
     })?;
     eprintln!("migbench: {} ready at {}", q.version_line, q.path.display());
     Ok(q)
+}
+
+/// The shared libraries `qemu-system-x86` of `control` (its `Depends:` field)
+/// needs: every dependency but QEMU's own packages and firmware, which come
+/// unpacked. For an alternative ("a | b") the first.
+pub fn library_packages(depends: &str) -> Vec<String> {
+    depends
+        .split(',')
+        .filter_map(|d| d.split('|').next())
+        .filter_map(|d| d.split_whitespace().next())
+        .map(|name| name.split(':').next().unwrap_or(name).to_string())
+        .filter(|name| !name.is_empty() && !name.starts_with("qemu-") && name != "seabios" && name != "ipxe-qemu")
+        .collect()
+}
+
+/// Makes sure the unpacked QEMU's libraries are on the system: Debian 12's own
+/// packages of them, installed with apt as root (never removing anything); without
+/// root, the error names them.
+fn install_libraries(root: &Path, debs: &Path) -> Result<()> {
+    let binary = root.join("usr/bin/qemu-system-x86_64");
+    if missing_libraries(&binary).is_empty() {
+        return Ok(());
+    }
+    let deb = std::fs::read_dir(debs)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("qemu-system-x86_")))
+        .context("the downloaded qemu-system-x86 package is missing")?;
+    let depends = host::run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"))?;
+    // Only the missing ones: an installed library is left at its version.
+    let libs: Vec<String> = library_packages(&depends).into_iter().filter(|p| !installed(p)).collect();
+    let names: Vec<&str> = libs.iter().map(String::as_str).collect();
+    if !host::is_root() || no_install() {
+        bail!(
+            "the QEMU unpacked into {} needs shared libraries this system lacks ({}). Install them with \
+             `sudo apt-get install --no-install-recommends {}` (Debian 12's own packages), then run migbench again",
+            root.display(),
+            missing_libraries(&binary).join(", "),
+            names.join(" ")
+        );
+    }
+    host::apt_install(&names).context("installing the libraries of the unpacked QEMU")?;
+    let still = missing_libraries(&binary);
+    if !still.is_empty() {
+        bail!("after installing {}, the unpacked QEMU still lacks {}", names.join(" "), still.join(", "));
+    }
+    Ok(())
 }
 
 /// The mirror the system already fetches bookworm from, so a machine with a local
@@ -201,13 +256,8 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
     if unpacked != PACKAGES.len() {
         bail!("apt-get download left {unpacked} packages in {}, not {}", debs.display(), PACKAGES.len());
     }
-    let qemu = qemu_in(&root).identified().with_context(|| {
-        format!(
-            "the unpacked QEMU does not run; its libraries come from Debian 12's own qemu-system-x86 \
-             (`apt-get install --no-install-recommends qemu-system-x86` installs them). ldd says:\n{}",
-            missing_libraries(&root.join("usr/bin/qemu-system-x86_64"))
-        )
-    })?;
+    install_libraries(&root, &debs)?;
+    let qemu = qemu_in(&root).identified().context("the unpacked QEMU does not run")?;
     let manifest = Manifest {
         suite: SUITE.into(),
         mirror,
@@ -226,14 +276,15 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
     Ok(qemu_in(&final_dir.join("root")).identified()?)
 }
 
-fn missing_libraries(binary: &Path) -> String {
-    match host::run(Command::new("ldd").arg(binary)) {
-        Ok(out) => {
-            let missing: Vec<&str> = out.lines().filter(|l| l.contains("not found")).map(str::trim).collect();
-            if missing.is_empty() { "(no library missing)".into() } else { missing.join("\n") }
-        }
-        Err(e) => format!("{e:#}"),
-    }
+/// Whether dpkg has `package` installed.
+fn installed(package: &str) -> bool {
+    host::run(Command::new("dpkg-query").args(["-W", "-f=${Status}", package])).is_ok_and(|s| s.trim() == "install ok installed")
+}
+
+/// The libraries `ldd` cannot find for `binary` ("libslirp.so.0").
+fn missing_libraries(binary: &Path) -> Vec<String> {
+    let out = host::run(Command::new("ldd").arg(binary)).unwrap_or_default();
+    out.lines().filter(|l| l.contains("not found")).filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
 }
 
 #[cfg(test)]
@@ -253,6 +304,15 @@ mod tests {
         assert_eq!(mirror_in("Types: deb-src\nURIs: http://x/debian\nSuites: bookworm\n"), None);
         assert_eq!(mirror_in("deb http://deb.debian.org/debian trixie main\n"), None);
         assert_eq!(mirror_in(""), None);
+    }
+
+    #[test]
+    fn only_libraries_are_installed() {
+        let depends = "libaio1 (>= 0.3.93), libc6 (>= 2.34), libglib2.0-0 (>= 2.67.3), libslirp0 (>= 4.7.0), \
+                       qemu-system-common (= 1:10.0.2+ds-2+deb13u1~bpo12+1), qemu-system-data (>> 1:10.0.2+ds~), \
+                       seabios (>> 1.16.3-1~), ipxe-qemu, libfoo1 | libfoo2";
+        assert_eq!(library_packages(depends), ["libaio1", "libc6", "libglib2.0-0", "libslirp0", "libfoo1"]);
+        assert!(library_packages("").is_empty());
     }
 
     #[test]

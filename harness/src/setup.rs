@@ -30,7 +30,13 @@ fn lock() -> Result<FileLock> {
 /// `qemu` is `--qemu PATH`, which wins over `$MIGBENCH_QEMU` and the system's.
 pub fn prepare(inputs: &ImageInputs, qemu: Option<&std::path::Path>) -> Result<Platform> {
     let _lock = lock()?;
-    let qemu = Qemu::find_or_install(qemu)?;
+    let qemu = match Qemu::find(qemu)? {
+        Some(q) => q,
+        // Debian 12's own QEMU (7.2) corrupts TCG guests it migrates, and installing
+        // it would remove a backports qemu-utils: the cache's QEMU serves instead.
+        None if OsRelease::read().is_bookworm() => crate::qemu_cache::ensure_locked()?,
+        None => Qemu::find_or_install(None)?,
+    };
     let image = image::ensure_image(inputs)?;
     Ok(Platform { qemu, image, host: HostInfo::read() })
 }

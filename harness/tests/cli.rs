@@ -72,13 +72,16 @@ fn missing_files_and_programs_are_named() {
     fails_clearly(&["migrate", "--kernel", "/nonexistent/vmlinuz"], &[], "/nonexistent/vmlinuz", "--kernel");
     fails_clearly(&["migrate", "--guest-bin", "/nonexistent/init"], &[], "/nonexistent/init", "MIGBENCH_GUEST_BIN");
     fails_clearly(&["migrate"], &[("MIGBENCH_QEMU", "/nonexistent/qemu")], "MIGBENCH_QEMU=/nonexistent/qemu", "unset it");
-    // QEMU not installed (not on PATH) and installing forbidden: say how to install it.
-    fails_clearly(
-        &["migrate"],
-        &[("PATH", "/nonexistent"), ("MIGBENCH_NO_INSTALL", "1")],
-        "QEMU is not installed",
-        "apt-get install qemu-system-x86",
-    );
+    // QEMU not installed (not on PATH, an empty cache) and installing forbidden: say
+    // how to get one. On Debian 12 that is a QEMU ≥ 9.0, not the system's 7.2.
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().to_str().unwrap();
+    let (names, fix) = if migbench::host::OsRelease::read().is_bookworm() {
+        ("MIGBENCH_NO_INSTALL forbids fetching bookworm-backports's QEMU", "--qemu PATH")
+    } else {
+        ("QEMU is not installed", "apt-get install qemu-system-x86")
+    };
+    fails_clearly(&["migrate"], &[("PATH", "/nonexistent"), ("MIGBENCH_NO_INSTALL", "1"), ("MIGBENCH_CACHE", cache)], names, fix);
 }
 
 #[test]
