@@ -8,7 +8,7 @@ use migbench::experiment::{self, ResultsFile};
 use migbench::guest::image::{GuestImage, ImageInputs};
 use migbench::host::{self, HostInfo, Qemu};
 use migbench::machine::{self, AccelRequest, GuestSpec};
-use migbench::migration::{self, Compression, LinkSpeed, Outcome, Scenario, Strategy, Transport, Tuning};
+use migbench::migration::{self, Compression, LinkSpeed, Scenario, Strategy, Transport, Tuning};
 use migbench_guest::orders::Workload;
 use migbench::report;
 use migbench::setup::{self, Environment, Platform};
@@ -1072,14 +1072,14 @@ fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) ->
         if outcome.skipped > 0 { format!("; {} already done, skipped", outcome.skipped) } else { String::new() }
     );
     eprintln!("migbench: results in {}", outcome.results.display());
-    let bad = cells.iter().any(|c| c.completed < c.runs || c.healthy < c.runs);
+    let bad = cells.iter().any(|c| c.counted < c.runs);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 /// 0 when every migration completed and left a healthy guest, 3 otherwise (the
 /// records are written either way), 1 for errors.
 fn exit_for(records: &[migration::MigrationRecord]) -> ExitCode {
-    let ok = records.iter().all(|r| r.measurement.outcome == Outcome::Completed && r.measurement.health.healthy);
+    let ok = records.iter().all(|r| experiment::cell_runs::counts(&r.measurement));
     if ok { ExitCode::SUCCESS } else { ExitCode::from(3) }
 }
 
