@@ -175,7 +175,7 @@ pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::
         b.push_record([
             place,
             r.label.clone(),
-            format!("{} ({} completed)", r.runs, r.completed),
+            format!("{} of {} healthy", r.counted, r.runs),
             s(&r.total_time_ms, 0),
             s(&r.downtime_ms, 1),
             s(&r.transferred_mib, 1),
