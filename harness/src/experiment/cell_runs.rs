@@ -125,6 +125,20 @@ impl<'a> CellRuns<'a> {
         (self.k() == 0).then(|| self.tally_with_reasons())
     }
 
+    /// A figure as a table cell: "mean ± CI (sd)" over the counted runs, with
+    /// "k of n healthy" beside it when some runs do not count, "none (0 of n
+    /// healthy)" when none does, "-" when no counted run has the figure.
+    pub fn show(&self, f: impl Fn(&Measurement) -> Option<f64>, decimals: usize) -> String {
+        let (k, n) = (self.k(), self.n());
+        match self.stats(f) {
+            _ if n == 0 => "-".into(),
+            _ if k == 0 => format!("none ({})", self.tally()),
+            Some(s) if k < n => format!("{} ({})", s.show(decimals), self.tally()),
+            Some(s) => s.show(decimals),
+            None => "-".into(),
+        }
+    }
+
     /// The distinct outcome labels of the runs, sorted.
     pub fn outcomes(&self) -> Vec<String> {
         let mut o: Vec<String> = self.runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
@@ -195,6 +209,16 @@ mod tests {
         // A cancelled run whose guest stayed healthy still describes a sound guest.
         assert_eq!(cell.healthy_guest().count(), 1);
         assert_eq!(cell.outcomes(), ["cancelled", "completed"]);
+    }
+
+    #[test]
+    fn a_figure_shows_how_many_runs_it_stands_on() {
+        let mixed = [run("a", 0, 1000.0, true, true), run("a", 1, 1000.0, false, true)];
+        assert_eq!(CellRuns::new(&mixed).show(|m| m.total_time_ms, 0), "1000 (1 of 2 healthy)");
+        assert_eq!(CellRuns::new(&mixed[..1]).show(|m| m.total_time_ms, 0), "1000");
+        assert_eq!(CellRuns::new(&mixed[1..]).show(|m| m.total_time_ms, 0), "none (0 of 1 healthy)");
+        assert_eq!(CellRuns::new(&mixed[..1]).show(|m| m.service_downtime_ms, 0), "-");
+        assert_eq!(CellRuns::new(&mixed[..0]).show(|m| m.total_time_ms, 0), "-");
     }
 
     #[test]
