@@ -159,7 +159,7 @@ impl PlanVm {
             guest: r.guest,
             scenario: r.scenario.clone(),
             first_round_bytes: r.first_round_bytes,
-            dirty_bytes_per_s: r.dirty_rate_mib_s.map(|d| d * MIB).ok_or_else(|| "its runs recorded no dirty rate (dirty_rate_before)".to_string()),
+            dirty_bytes_per_s: r.dirty_rate_mib_s.map(|d| d * MIB).ok_or_else(|| r.no_dirty_rate.clone().unwrap_or_default()),
             measured_total_ms: r.total_time_ms.map(|s| s.mean),
         }
     }

@@ -13,13 +13,16 @@ pub fn counts(m: &Measurement) -> bool {
     m.outcome == Outcome::Completed && m.health.healthy
 }
 
-/// Why a run does not count, in words; None when it does.
+/// Why a run does not count, in a line for a table: the outcome or the health
+/// check's verdict, with the first clause of its reason (the full reason is in the
+/// record, and in the reports' list of runs that failed or broke their guest).
 pub fn why_not_counted(m: &Measurement) -> Option<String> {
-    let unhealthy = (!m.health.healthy).then(|| format!("guest not healthy on the {} ({})", m.health.runs_on, m.health.detail));
+    let unhealthy = (!m.health.healthy).then(|| format!("guest not healthy on the {} ({})", m.health.runs_on, first_clause(&m.health.detail, "; ")));
     let outcome = match &m.outcome {
         Outcome::Completed => None,
+        // Our own reasons put their details in brackets after the clause.
         Outcome::Cancelled { reason } | Outcome::Failed { reason } | Outcome::Unsupported { reason } => {
-            Some(format!("{}: {reason}", m.outcome.label()))
+            Some(format!("{}: {}", m.outcome.label(), first_clause(&first_clause(reason, " ("), "; ")))
         }
     };
     match (outcome, unhealthy) {
@@ -27,6 +30,15 @@ pub fn why_not_counted(m: &Measurement) -> Option<String> {
         (Some(o), None) => Some(o),
         (None, Some(u)) => Some(u),
         (Some(o), Some(u)) => Some(format!("{o}; {u}")),
+    }
+}
+
+/// A reason up to the first `sep`, at most 60 characters.
+fn first_clause(reason: &str, sep: &str) -> String {
+    let clause = reason.split(sep).next().unwrap_or(reason);
+    match clause.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &clause[..cut]),
+        None => clause.to_string(),
     }
 }
 
@@ -219,6 +231,14 @@ mod tests {
         assert_eq!(CellRuns::new(&mixed[1..]).show(|m| m.total_time_ms, 0), "none (0 of 1 healthy)");
         assert_eq!(CellRuns::new(&mixed[..1]).show(|m| m.service_downtime_ms, 0), "-");
         assert_eq!(CellRuns::new(&mixed[..0]).show(|m| m.total_time_ms, 0), "-");
+    }
+
+    #[test]
+    fn a_reason_is_cut_to_its_first_clause() {
+        assert_eq!(first_clause("not finished after 60 s (link 100Mbit, 133 iterations); cancelled", " ("), "not finished after 60 s");
+        assert_eq!(first_clause("no heartbeat within 15 s; kernel trouble", "; "), "no heartbeat within 15 s");
+        assert_eq!(first_clause(&"é".repeat(70), "; "), format!("{}…", "é".repeat(60)));
+        assert_eq!(first_clause("ok", "; "), "ok");
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct VmRow {
     /// Mean of the dirty rates QEMU measured before each migration, MiB/s, over the
     /// runs whose guest stayed healthy (whatever the outcome: see `CellRuns::healthy_guest`).
     pub dirty_rate_mib_s: Option<f64>,
+    /// Why there is no dirty rate, when there is none.
+    pub no_dirty_rate: Option<String>,
     pub predicted: Option<Prediction>,
     pub outcomes: Vec<String>,
     /// The model's inputs besides the dirty rate: the cell's guest and scenario (of
@@ -156,6 +158,10 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
     let cell = CellRuns::new(runs.iter().copied());
     let rates: Vec<f64> = cell.healthy_guest().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
     let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    let no_dirty_rate = dirty.is_none().then(|| match cell.healthy_guest().count() {
+        0 => format!("no run left a healthy guest, so no dirty rate counts ({})", cell.tally_with_reasons()),
+        _ => "its runs with a healthy guest recorded no dirty rate (dirty_rate_before)".to_string(),
+    });
     let firsts: Vec<u64> = cell
         .healthy_guest()
         .filter_map(|r| r.migration.measurement.guest_memory_before.map(|g| g.first_round_bytes(r.migration.guest.ram_mib)))
@@ -175,6 +181,7 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
         service_downtime_ms: cell.stats(|m| m.service_downtime_ms),
         slowdown_percent: cell.stats(|m| m.slowdown_percent()),
         dirty_rate_mib_s: dirty.map(|d| d / 1048576.0),
+        no_dirty_rate,
         predicted,
         outcomes: cell.outcomes(),
         guest,
@@ -376,6 +383,7 @@ mod tests {
             service_downtime_ms: None,
             slowdown_percent: None,
             dirty_rate_mib_s: None,
+            no_dirty_rate: Some("none in this test".into()),
             predicted: predicted_s.map(|s| Prediction {
                 strategy: "precopy".into(),
                 converges: true,

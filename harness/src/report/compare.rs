@@ -183,7 +183,9 @@ pub fn compare(baseline: &[RunRecord], current: &[RunRecord], max_regression_per
                 short.push(format!("{metric_name}: {} in the baseline ({}), {} in the current ({})", bv.len(), b.tally_with_reasons(), cv.len(), c.tally()));
                 continue;
             }
-            let (bm, cm) = (mean(&bv), mean(&cv));
+            // The cell's means are CellRuns' (the one summary); Welch's test needs the samples.
+            let mean_of = |cell: &CellRuns| cell.stats(|m| metric(m, metric_name)).map_or(f64::NAN, |s| s.mean);
+            let (bm, cm) = (mean_of(b), mean_of(c));
             let change = if bm != 0.0 { (cm - bm) / bm * 100.0 } else { 0.0 };
             let p = welch_p(&bv, &cv);
             found_changes.push(Change {

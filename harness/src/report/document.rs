@@ -429,7 +429,7 @@ fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str
 }
 
 /// The migration's progress (remaining bytes and dirty rate over time, rounds
-/// marked) for the first completed run of each cell.
+/// marked) for the first run of each cell that counts (completed, guest healthy).
 fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut shown = 0;
