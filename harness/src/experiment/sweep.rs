@@ -708,6 +708,14 @@ mod tests {
     }
 
     #[test]
+    fn endurance_says_which_runs_count() {
+        use crate::experiment::cell_runs::testing::run;
+        let text = endurance(&[run("a", 0, 1.0, true, true), run("a", 1, 1.0, false, true), run("a", 2, 1.0, true, false)]);
+        assert!(text.starts_with("Endurance: 3 migrations, 2 completed, 1 not, 1 with a guest not healthy; 0 of 0 requests"), "{text}");
+        assert!(text.contains("(in the runs that count: 1 of 3 healthy)"), "{text}");
+    }
+
+    #[test]
     fn reuse_makes_the_estimate_smaller() {
         let runs = plan(&profile(), Shard::default(), &HashSet::new());
         assert!(estimate(&runs, true) < estimate(&runs, false));
