@@ -8,7 +8,7 @@ use migbench::experiment::{self, ResultsFile};
 use migbench::guest::image::{GuestImage, ImageInputs};
 use migbench::host::{self, HostInfo, Qemu};
 use migbench::machine::{self, AccelRequest, GuestSpec};
-use migbench::migration::{self, Compression, LinkSpeed, Outcome, Scenario, Strategy, Transport, Tuning};
+use migbench::migration::{self, Compression, LinkSpeed, Scenario, Strategy, Transport, Tuning};
 use migbench_guest::orders::Workload;
 use migbench::report;
 use migbench::setup::{self, Environment, Platform};
@@ -70,7 +70,8 @@ enum Cmd {
     Balance(BalanceArgs),
     /// Which VM to migrate: rank a profile's cells (candidate VMs) by measured or predicted cost.
     Rank(RankArgs),
-    /// CI gate: compare two result sets cell by cell (Welch's t-test); exit 4 on a significant regression.
+    /// CI gate: compare two result sets cell by cell (Welch's t-test) over healthy completed runs; exit 4 on a
+    /// significant regression, 5 when a baseline cell is missing, failed, unhealthy or has < 2 healthy runs.
     Compare(CompareArgs),
     /// A report people read from a results directory: tables and SVG plots, as Markdown, one
     /// self-contained HTML file, JSON or CSV.
@@ -945,7 +946,8 @@ fn chandak_tables() -> Result<String> {
     ))
 }
 
-/// `migbench compare BASELINE CURRENT`: exit 4 on a significant regression.
+/// `migbench compare BASELINE CURRENT`: exit 4 on a significant regression, 5 when a
+/// baseline cell was not compared.
 fn compare(a: &CompareArgs) -> Result<ExitCode> {
     use migbench::report::compare;
     let text = a.max_regression.trim().trim_end_matches('%').trim();
@@ -954,11 +956,8 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
         _ => anyhow::bail!("--max-regression {}: give a percentage, 0 or more (e.g. 10%)", a.max_regression),
     };
     let (baseline, current) = (load_records(&a.baseline)?, load_records(&a.current)?);
-    let changes = compare::compare(&baseline, &current, max);
-    if changes.is_empty() {
-        anyhow::bail!("no cell of {} is in {}: compare results of the same profile", a.current.display(), a.baseline.display());
-    }
-    let table = compare::markdown(&changes, max);
+    let cmp = compare::compare(&baseline, &current, max);
+    let table = compare::markdown(&cmp, max);
     println!("{table}");
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
         use std::io::Write;
@@ -966,10 +965,9 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
         writeln!(f, "## migbench compare\n\n{table}\n").with_context(|| "writing $GITHUB_STEP_SUMMARY")?;
     }
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&compare::benchmark_json(&changes))?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&compare::benchmark_json(&cmp))?).with_context(|| format!("writing {}", path.display()))?;
     }
-    let regressed = changes.iter().any(|c| c.verdict == compare::Verdict::Regression);
-    Ok(if regressed { ExitCode::from(4) } else { ExitCode::SUCCESS })
+    Ok(ExitCode::from(cmp.exit_code()))
 }
 
 /// The measured ranking of `records`, with the model's errors when it has predictions.
@@ -1103,14 +1101,14 @@ fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) ->
         if outcome.skipped > 0 { format!("; {} already done, skipped", outcome.skipped) } else { String::new() }
     );
     eprintln!("migbench: results in {}", outcome.results.display());
-    let bad = cells.iter().any(|c| c.completed < c.runs || c.healthy < c.runs);
+    let bad = cells.iter().any(|c| c.counted < c.runs);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 /// 0 when every migration completed and left a healthy guest, 3 otherwise (the
 /// records are written either way), 1 for errors.
 fn exit_for(records: &[migration::MigrationRecord]) -> ExitCode {
-    let ok = records.iter().all(|r| r.measurement.outcome == Outcome::Completed && r.measurement.health.healthy);
+    let ok = records.iter().all(|r| experiment::cell_runs::counts(&r.measurement));
     if ok { ExitCode::SUCCESS } else { ExitCode::from(3) }
 }
 

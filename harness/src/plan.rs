@@ -25,10 +25,11 @@
 //!
 //! Everything here is a pure function of its arguments: no I/O, no clock.
 
+use crate::experiment::cell_runs::CellRuns;
 use crate::experiment::stats::Stats;
 use crate::experiment::sweep::RunRecord;
 use crate::machine::GuestSpec;
-use crate::migration::{LinkSpeed, Outcome, Scenario};
+use crate::migration::{LinkSpeed, Scenario};
 use crate::predict::{self, LinkProfile, Prediction, VmProfile};
 use crate::rank::vms::{self, PredictedVm, VmRow};
 use serde::Serialize;
@@ -146,7 +147,7 @@ pub struct PlanVm {
     /// Bytes/s as QEMU measured it, or why there is no rate (such a VM is left out
     /// of sections 1 and 2).
     pub dirty_bytes_per_s: Result<f64, String>,
-    /// The mean total time of its completed runs, ms.
+    /// The mean total time of its healthy completed runs, ms.
     pub measured_total_ms: Option<f64>,
 }
 
@@ -158,7 +159,7 @@ impl PlanVm {
             guest: r.guest,
             scenario: r.scenario.clone(),
             first_round_bytes: r.first_round_bytes,
-            dirty_bytes_per_s: r.dirty_rate_mib_s.map(|d| d * MIB).ok_or_else(|| "its runs recorded no dirty rate (dirty_rate_before)".to_string()),
+            dirty_bytes_per_s: r.dirty_rate_mib_s.map(|d| d * MIB).ok_or_else(|| r.no_dirty_rate.clone().unwrap_or_default()),
             measured_total_ms: r.total_time_ms.map(|s| s.mean),
         }
     }
@@ -584,7 +585,7 @@ pub fn fit_line(points: &[(f64, f64)]) -> Option<Fit> {
 #[derive(Debug, Clone, Serialize)]
 pub struct FitGroup {
     pub group: String,
-    /// Completed runs with a total time: the points of the fit.
+    /// Healthy completed runs with a total time: the points of the fit.
     pub runs: usize,
     pub ram_mib: Vec<u32>,
     pub fit: Option<Fit>,
@@ -613,35 +614,29 @@ pub fn fits(records: &[RunRecord]) -> Fits {
     let mut names: Vec<&str> = GROUP_BY.to_vec();
     names.extend(varied.iter().map(String::as_str).filter(|v| *v != "ram_mib" && !GROUP_BY.contains(v)));
     let profiles = records.iter().map(|r| &r.run.profile).collect::<std::collections::BTreeSet<_>>().len();
-    let mut groups: Vec<(String, Vec<(f64, f64)>, Vec<u32>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<&RunRecord>)> = Vec::new();
     for (r, cell) in records.iter().zip(&cells) {
         let mut label: Vec<String> = names.iter().map(|n| format!("{n}={}", vms::show(&cell[*n]))).collect();
         if profiles > 1 {
             label.insert(0, r.run.profile.clone());
         }
         let label = label.join(" ");
-        let i = match groups.iter().position(|g| g.0 == label) {
-            Some(i) => i,
-            None => {
-                groups.push((label, Vec::new(), Vec::new()));
-                groups.len() - 1
-            }
-        };
-        let m = &r.migration.measurement;
-        if let (Outcome::Completed, Some(t)) = (&m.outcome, m.total_time_ms) {
-            let ram = r.run.cell.ram_mib;
-            groups[i].1.push((ram as f64, t));
-            if !groups[i].2.contains(&ram) {
-                groups[i].2.push(ram);
-            }
+        match groups.iter_mut().find(|g| g.0 == label) {
+            Some(g) => g.1.push(r),
+            None => groups.push((label, vec![r])),
         }
     }
     let groups = groups
         .into_iter()
-        .map(|(group, points, mut ram)| {
+        .map(|(group, runs)| {
+            let runs = CellRuns::new(runs);
+            let points: Vec<(f64, f64)> =
+                runs.counted().filter_map(|r| Some((r.run.cell.ram_mib as f64, r.migration.measurement.total_time_ms?))).collect();
+            let mut ram: Vec<u32> = points.iter().map(|p| p.0 as u32).collect();
             ram.sort_unstable();
+            ram.dedup();
             let (fit, why_not) = if points.is_empty() {
-                (None, Some("no completed run".to_string()))
+                (None, Some(runs.why_no_figure().unwrap_or_else(|| "no run recorded a total time".to_string())))
             } else if ram.len() < 2 {
                 (None, Some("needs ≥ 2 RAM sizes".to_string()))
             } else {
@@ -814,7 +809,7 @@ pub fn markdown(p: &Plan) -> String {
         Some(note) => out.push_str(&format!("{note}.\n")),
         None => {
             out.push_str(
-                "Least-squares line total_time_ms = a + b · RAM_MiB over the completed runs of each group; error = |fit − measured| / measured, over the runs:\n\n",
+                "Least-squares line total_time_ms = a + b · RAM_MiB over the healthy completed runs of each group; error = |fit − measured| / measured, over the runs:\n\n",
             );
             let mut rows = vec![["group", "runs", "RAM MiB", "a ms", "b ms/MiB", "R²", "median error", "worst error"].into_iter().map(String::from).collect::<Vec<_>>()];
             let pct = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1} %"));
@@ -889,6 +884,31 @@ mod tests {
         // A flat line explains nothing: R² is undefined, the errors are 0.
         let f = fit_line(&[(256.0, 700.0), (512.0, 700.0)]).unwrap();
         assert_eq!((f.b_ms_per_mib, f.r2), (0.0, None));
+    }
+
+    #[test]
+    fn fits_count_only_healthy_completed_runs() {
+        use crate::experiment::cell_runs::testing::run;
+        let at = |ram: u32, link: &str, mut r: RunRecord| {
+            r.run.cell.ram_mib = ram;
+            r.run.cell.link = link.parse().unwrap();
+            r
+        };
+        // total = 100 + 2 · RAM on the healthy runs; a broken guest's 10⁶ ms at 512 MiB
+        // would bend the line if it counted.
+        let records = [
+            at(256, "1Gbit", run("a", 0, 612.0, true, true)),
+            at(512, "1Gbit", run("b", 0, 1124.0, true, true)),
+            at(512, "1Gbit", run("b", 1, 1_000_000.0, false, true)),
+            at(256, "100Mbit", run("c", 0, 700.0, false, true)),
+            at(512, "100Mbit", run("d", 0, 900.0, false, true)),
+        ];
+        let f = fits(&records);
+        let fast = f.groups.iter().find(|g| g.group.contains("link=1Gbit")).unwrap();
+        let fit = fast.fit.as_ref().unwrap();
+        assert!(close(fit.a_ms, 100.0, 1e-9) && close(fit.b_ms_per_mib, 2.0, 1e-12) && fast.runs == 2, "{fast:?}");
+        let slow = f.groups.iter().find(|g| g.group.contains("link=100Mbit")).unwrap();
+        assert!(slow.fit.is_none() && slow.why_not.as_deref().unwrap().starts_with("0 of 2 healthy: 2 runs: guest not healthy"), "{slow:?}");
     }
 
     #[test]

@@ -21,12 +21,12 @@ fn run(tmp: &Path, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// Mean total time of the completed runs of the golden profile's cell.
+/// Mean total time of the runs of the golden profile's cell that completed with a healthy guest.
 fn mean_total(recs: &[serde_json::Value], ram: u64, link: &str) -> (f64, usize) {
     let v: Vec<f64> = recs
         .iter()
         .filter(|r| r["run"]["profile"] == "report-golden" && r["run"]["cell"]["ram_mib"] == ram && r["run"]["cell"]["link"] == link)
-        .filter(|r| r["outcome"]["kind"] == "completed")
+        .filter(|r| r["outcome"]["kind"] == "completed" && r["health"]["healthy"] == true)
         .filter_map(|r| r["total_time_ms"].as_f64())
         .collect();
     (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
@@ -73,15 +73,22 @@ fn every_format_holds_the_records_numbers_and_well_formed_plots() {
     assert!(accel.contains("| tcg") || accel.contains("| kvm"), "{accel}");
     assert!(md.lines().any(|l| l.starts_with("| QEMU ") && l.contains("qemu-system-x86_64")), "{md}");
     assert!(md.contains("(profile ") && md.contains("report-golden.toml)"), "the profile given is used: {md}");
-    // The summary's numbers are the records' (mean of the completed runs).
+    // The summary's numbers are the records' (mean of the healthy completed runs).
     for (ram, link) in [(128, "1Gbit"), (256, "1Gbit")] {
         let (mean, n) = mean_total(&recs, ram, link);
         assert!(n >= 2);
         let row = md.lines().find(|l| l.starts_with(&format!("| ram_mib={ram} link={link} "))).expect("the cell's row");
         assert!(row.contains(&format!("| {mean:.0} ± ")), "{row} lacks the mean {mean:.0}");
     }
-    // A cell with a cancelled run and a broken guest says so, and why, beside its numbers.
-    assert!(md.contains("| ram_mib=128 link=100Mbit | 2 (1 completed: cancelled/completed; 1 healthy)"), "{md}");
+    // A cell with a cancelled run and a completed one that broke its guest (7815 ms, a
+    // figure from a broken guest) has no healthy completed run: no figure, and why.
+    let row = md.lines().find(|l| l.starts_with("| ram_mib=128 link=100Mbit ")).expect("the 100 Mbit cell's row");
+    let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(&cols[2..5], ["0 of 2 healthy", "-", "-"], "{row}");
+    assert!(!md.contains("7815") && !md.contains("8256"), "a broken guest's total time reached the report: {md}");
+    let why = md.lines().find(|l| l.starts_with("- ram_mib=128 link=100Mbit: ")).expect("why the cell has no figure");
+    assert!(why.contains("0 of 2 healthy: cancelled: not finished after 60 s") && why.contains("guest not healthy on the destination"), "{why}");
+    // The unhealthy runs stay in the record and are listed.
     assert!(md.contains("cancelled — not finished after 60 s"), "{md}");
     assert!(md.contains("guest on the destination is NOT healthy"), "{md}");
     // The Ghalib section beside the paper, and its latency plot.
@@ -98,8 +105,9 @@ fn every_format_holds_the_records_numbers_and_well_formed_plots() {
     for want in ["report-golden-total_time-vs-ram-mib.svg", "report-golden-total_time-vs-link.svg", "report-golden-downtime-vs-link.svg", "report-golden-cpu-phases.svg", "report-golden-rate-mib.svg", "ghalib-web-latency-4a637311df24-r0.svg"] {
         assert!(shown.contains(&want), "{want} not in {shown:?}");
     }
-    // Progress: one plot per cell with a completed run (all four).
-    assert_eq!(shown.iter().filter(|f| f.starts_with("report-golden-progress-")).count(), 4, "{shown:?}");
+    // Progress: one plot per cell with a healthy completed run (the two 1 Gbit cells, 1 and 3).
+    let progress: Vec<&&str> = shown.iter().filter(|f| f.starts_with("report-golden-progress-")).collect();
+    assert_eq!(progress, [&"report-golden-progress-1.svg", &"report-golden-progress-3.svg"], "{shown:?}");
     let progress = std::fs::read_to_string(plots_dir.join("report-golden-progress-3.svg")).unwrap();
     assert!(progress.contains("remaining (MiB)") && progress.contains("dirty rate (MiB/s)") && progress.contains("round 3"), "progress plot lacks its panels or rounds");
 
@@ -118,6 +126,10 @@ fn every_format_holds_the_records_numbers_and_well_formed_plots() {
     let cell = golden["cells"].as_array().unwrap().iter().find(|c| c["label"] == "ram_mib=256 link=1Gbit").unwrap();
     let (mean, _) = mean_total(&recs, 256, "1Gbit");
     assert!((cell["total_time_ms"]["mean"].as_f64().unwrap() - mean).abs() < 1e-6, "{cell}");
+    assert_eq!((cell["counted"].as_u64(), cell["tally"].as_str()), (Some(2), Some("2 of 2 healthy")), "{cell}");
+    let none = golden["cells"].as_array().unwrap().iter().find(|c| c["label"] == "ram_mib=256 link=100Mbit").unwrap();
+    assert!(none["total_time_ms"].is_null() && none["counted"] == 0, "{none}");
+    assert!(none["why_no_figure"].as_str().unwrap().starts_with("0 of 2 healthy: cancelled"), "{none}");
     let figures = json["profiles"].as_array().unwrap().iter().map(|p| p["figures"].as_array().unwrap().len()).sum::<usize>();
     assert_eq!(figures, shown.len());
 

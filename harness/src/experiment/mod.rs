@@ -1,6 +1,7 @@
 //! Experiments: a profile → a matrix of cells → runs, with repetitions, shards,
 //! resume, and results streamed to disk as they come.
 
+pub mod cell_runs;
 pub mod profile;
 pub mod results;
 pub mod stats;

@@ -2,6 +2,7 @@
 //! `--resume` finds already done, with booted guests reused across cells that
 //! differ only in runtime-settable variables (each run migrates it on to a fresh QEMU).
 
+use super::cell_runs::CellRuns;
 use super::profile::{Cell, Profile, Shard};
 use super::results::{ResultsFile, read_results};
 use super::stats::Stats;
@@ -61,8 +62,11 @@ pub fn endurance(records: &[RunRecord]) -> String {
     }
     let completed = records.iter().filter(|r| m(r).outcome == Outcome::Completed).count();
     let healthy = records.iter().filter(|r| m(r).health.healthy).count();
-    let outside: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.failed_outside_window).sum();
-    let requests: u64 = records.iter().filter_map(|r| m(r).service.as_ref()).map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
+    let all = CellRuns::new(records);
+    // A broken guest's lost requests say nothing of the path: count the healthy runs'.
+    let services = || all.counted().filter_map(|r| m(r).service.as_ref());
+    let outside: u64 = services().map(|s| s.client.failed_outside_window).sum();
+    let requests: u64 = services().map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
     // Memory is one process's: the last one's runs (a resumed or merged sweep has several).
     let last_pid = records.last().and_then(|r| r.run.harness_pid);
     let rss: Vec<f64> = records.iter().filter(|r| r.run.harness_pid == last_pid).filter_map(|r| r.run.harness_rss_mib).collect();
@@ -80,10 +84,11 @@ pub fn endurance(records: &[RunRecord]) -> String {
         _ => "harness RSS not recorded".into(),
     };
     format!(
-        "Endurance: {} migrations, {completed} completed, {} not, {} with a guest not healthy; {outside} of {requests} requests failed outside the switchover windows; {rss_text}",
+        "Endurance: {} migrations, {completed} completed, {} not, {} with a guest not healthy; {outside} of {requests} requests failed outside the switchover windows (in the runs that count: {}); {rss_text}",
         records.len(),
         records.len() - completed,
         records.len() - healthy,
+        all.tally(),
     )
 }
 
@@ -538,14 +543,20 @@ impl Bars {
     }
 }
 
-/// Per-cell statistics of a result set.
+/// Per-cell statistics of a result set, over the cell's counted runs (completed,
+/// guest healthy: see [`CellRuns`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct CellSummary {
     pub cell_index: usize,
     pub label: String,
     pub runs: usize,
     pub completed: usize,
-    pub healthy: usize,
+    /// k: the runs that count (completed with a healthy guest).
+    pub counted: usize,
+    /// "k of n healthy", with why the others do not count.
+    pub tally: String,
+    /// Why the cell has no figure ("0 of 3 healthy: …"); None when a run counts.
+    pub why_no_figure: Option<String>,
     pub total_time_ms: Option<Stats>,
     pub downtime_ms: Option<Stats>,
     pub transferred_mib: Option<Stats>,
@@ -588,35 +599,28 @@ pub fn summarise_runs(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummar
     let mut out = Vec::new();
     for (i, cell) in profile.cells.iter().enumerate() {
         let key = cell.key();
-        let runs: Vec<&RunRecord> = parsed.iter().filter(|r| r.run.cell_key == key).collect();
-        if runs.is_empty() {
+        let runs = CellRuns::new(parsed.iter().filter(|r| r.run.cell_key == key));
+        if runs.n() == 0 {
             continue;
         }
-        let ok: Vec<&Measurement> = runs
-            .iter()
-            .map(|r| &r.migration.measurement)
-            .filter(|m| m.outcome == Outcome::Completed)
-            .collect();
-        let col = |f: &dyn Fn(&Measurement) -> Option<f64>| Stats::of(&ok.iter().filter_map(|m| f(m)).collect::<Vec<_>>());
-        let mut outcomes: Vec<String> = runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
-        outcomes.sort();
-        outcomes.dedup();
         out.push(CellSummary {
             cell_index: i,
             label: if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) },
-            runs: runs.len(),
-            completed: ok.len(),
-            healthy: runs.iter().filter(|r| r.migration.measurement.health.healthy).count(),
-            total_time_ms: col(&|m| m.total_time_ms),
-            downtime_ms: col(&|m| m.downtime_ms),
-            transferred_mib: col(&|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
-            iterations: col(&|m| m.iterations.map(|v| v as f64)),
-            guest_gap_ms: col(&|m| m.guest_gap_ms),
-            cpu_before_percent: col(&|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
-            guest_cpu_before_percent: col(&|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
-            cpu_during_percent: col(&|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
-            slowdown_percent: col(&|m| m.slowdown_percent()),
-            outcomes,
+            runs: runs.n(),
+            completed: runs.completed(),
+            counted: runs.k(),
+            tally: runs.tally_with_reasons(),
+            why_no_figure: runs.why_no_figure(),
+            total_time_ms: runs.stats(|m| m.total_time_ms),
+            downtime_ms: runs.stats(|m| m.downtime_ms),
+            transferred_mib: runs.stats(|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
+            iterations: runs.stats(|m| m.iterations.map(|v| v as f64)),
+            guest_gap_ms: runs.stats(|m| m.guest_gap_ms),
+            cpu_before_percent: runs.stats(|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
+            guest_cpu_before_percent: runs.stats(|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
+            cpu_during_percent: runs.stats(|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
+            slowdown_percent: runs.stats(|m| m.slowdown_percent()),
+            outcomes: runs.outcomes(),
         });
     }
     out
@@ -701,6 +705,14 @@ mod tests {
         let v = serde_json::json!({"run": {"profile": "p", "cell_key": "abc", "repetition": 1}});
         let other = serde_json::json!({"run": {"profile": "q", "cell_key": "abc", "repetition": 0}});
         assert_eq!(done_keys(&[v, other, serde_json::json!({"x": 1})], "p"), HashSet::from(["abc/1".to_string()]));
+    }
+
+    #[test]
+    fn endurance_says_which_runs_count() {
+        use crate::experiment::cell_runs::testing::run;
+        let text = endurance(&[run("a", 0, 1.0, true, true), run("a", 1, 1.0, false, true), run("a", 2, 1.0, true, false)]);
+        assert!(text.starts_with("Endurance: 3 migrations, 2 completed, 1 not, 1 with a guest not healthy; 0 of 0 requests"), "{text}");
+        assert!(text.contains("(in the runs that count: 1 of 3 healthy)"), "{text}");
     }
 
     #[test]

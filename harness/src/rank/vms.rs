@@ -3,10 +3,11 @@
 //! measured it before migrating. Each cell of a profile is one candidate VM.
 
 use super::{Metric, Ranked, by_metric_then_tiebreak};
+use crate::experiment::cell_runs::CellRuns;
 use crate::experiment::stats::Stats;
 use crate::experiment::sweep::RunRecord;
 use crate::machine::GuestSpec;
-use crate::migration::{Outcome, Scenario, Strategy};
+use crate::migration::{Scenario, Strategy};
 use crate::predict::{self, LinkProfile, Prediction, VmProfile};
 use serde::Serialize;
 use std::fmt;
@@ -59,13 +60,20 @@ pub struct VmRow {
     pub label: String,
     pub runs: usize,
     pub completed: usize,
+    /// The runs that count (completed, guest healthy): the figures are theirs.
+    pub counted: usize,
+    /// "k of n healthy", with why the others do not count.
+    pub tally: String,
     pub total_time_ms: Option<Stats>,
     pub downtime_ms: Option<Stats>,
     pub transferred_mib: Option<Stats>,
     pub service_downtime_ms: Option<Stats>,
     pub slowdown_percent: Option<Stats>,
-    /// Mean of the dirty rates QEMU measured before each migration, MiB/s.
+    /// Mean of the dirty rates QEMU measured before each migration, MiB/s, over the
+    /// runs whose guest stayed healthy (whatever the outcome: see `CellRuns::healthy_guest`).
     pub dirty_rate_mib_s: Option<f64>,
+    /// Why there is no dirty rate, when there is none.
+    pub no_dirty_rate: Option<String>,
     pub predicted: Option<Prediction>,
     pub outcomes: Vec<String>,
     /// The model's inputs besides the dirty rate: the cell's guest and scenario (of
@@ -147,32 +155,35 @@ pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
 }
 
 fn row(label: String, runs: &[&RunRecord]) -> VmRow {
-    let done: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.migration.measurement.outcome == Outcome::Completed).collect();
-    let col = |f: &dyn Fn(&RunRecord) -> Option<f64>| Stats::of(&done.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
-    let rates: Vec<f64> = runs.iter().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
+    let cell = CellRuns::new(runs.iter().copied());
+    let rates: Vec<f64> = cell.healthy_guest().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
     let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
-    let firsts: Vec<u64> = runs
-        .iter()
+    let no_dirty_rate = dirty.is_none().then(|| match cell.healthy_guest().count() {
+        0 => format!("no run left a healthy guest, so no dirty rate counts ({})", cell.tally_with_reasons()),
+        _ => "its runs with a healthy guest recorded no dirty rate (dirty_rate_before)".to_string(),
+    });
+    let firsts: Vec<u64> = cell
+        .healthy_guest()
         .filter_map(|r| r.migration.measurement.guest_memory_before.map(|g| g.first_round_bytes(r.migration.guest.ram_mib)))
         .collect();
     let first = (!firsts.is_empty()).then(|| firsts.iter().sum::<u64>() / firsts.len() as u64);
     let (guest, scenario) = (runs[0].migration.guest, runs[0].migration.scenario.clone());
     let predicted = dirty.map(|d| predict_for(&guest, &scenario, d, first));
-    let mut outcomes: Vec<String> = runs.iter().map(|r| r.migration.measurement.outcome.label().to_string()).collect();
-    outcomes.sort();
-    outcomes.dedup();
     VmRow {
         label,
-        runs: runs.len(),
-        completed: done.len(),
-        total_time_ms: col(&|r| r.migration.measurement.total_time_ms),
-        downtime_ms: col(&|r| r.migration.measurement.downtime_ms),
-        transferred_mib: col(&|r| r.migration.measurement.transferred_bytes.map(|b| b as f64 / 1048576.0)),
-        service_downtime_ms: col(&|r| r.migration.measurement.service_downtime_ms),
-        slowdown_percent: col(&|r| r.migration.measurement.slowdown_percent()),
+        runs: cell.n(),
+        completed: cell.completed(),
+        counted: cell.k(),
+        tally: cell.tally_with_reasons(),
+        total_time_ms: cell.stats(|m| m.total_time_ms),
+        downtime_ms: cell.stats(|m| m.downtime_ms),
+        transferred_mib: cell.stats(|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
+        service_downtime_ms: cell.stats(|m| m.service_downtime_ms),
+        slowdown_percent: cell.stats(|m| m.slowdown_percent()),
         dirty_rate_mib_s: dirty.map(|d| d / 1048576.0),
+        no_dirty_rate,
         predicted,
-        outcomes,
+        outcomes: cell.outcomes(),
         guest,
         scenario,
         first_round_bytes: first,
@@ -289,7 +300,7 @@ pub fn rank(rows: &[VmRow], objective: Objective) -> Ranking {
     for (i, r) in rows.iter().enumerate() {
         match figures(r) {
             (Some(a), Some(b)) => pairs.push((r.label.clone(), a, b)),
-            _ if r.completed == 0 => unranked.push((i, format!("no migration completed ({}): last, whatever the objective", r.outcomes.join("/")))),
+            _ if r.counted == 0 => unranked.push((i, format!("{}: last, whatever the objective", r.tally))),
             _ => unranked.push((i, format!("no {} measured", primary.name))),
         }
     }
@@ -364,12 +375,15 @@ mod tests {
             label: label.into(),
             runs: time.len().max(1),
             completed: time.len(),
+            counted: time.len(),
+            tally: format!("{} of {} healthy", time.len(), time.len().max(1)),
             total_time_ms: stats(time),
             downtime_ms: stats(down),
             transferred_mib: stats(mib),
             service_downtime_ms: None,
             slowdown_percent: None,
             dirty_rate_mib_s: None,
+            no_dirty_rate: Some("none in this test".into()),
             predicted: predicted_s.map(|s| Prediction {
                 strategy: "precopy".into(),
                 converges: true,
@@ -392,7 +406,7 @@ mod tests {
         let rows = vec![
             vm("fast-big", &[1000.0, 1010.0, 1005.0], &[5.0, 5.0, 5.0], &[300.0, 301.0, 300.0], Some(1.2)),
             vm("slow-small", &[2000.0, 2010.0, 2005.0], &[5.0, 5.0, 5.0], &[100.0, 101.0, 100.0], Some(2.1)),
-            VmRow { completed: 0, outcomes: vec!["cancelled".into()], ..vm("never", &[], &[], &[], None) },
+            VmRow { completed: 0, tally: "0 of 1 healthy: cancelled: not finished after 60 s".into(), outcomes: vec!["cancelled".into()], ..vm("never", &[], &[], &[], None) },
         ];
         let t = rank(&rows, Objective::Time);
         assert_eq!(t.ranked.iter().map(|(_, k)| k.name.as_str()).collect::<Vec<_>>(), ["fast-big", "slow-small"]);
@@ -404,6 +418,33 @@ mod tests {
         let s = rank(&rows, Objective::ServiceDowntime);
         assert!(s.ranked.is_empty() && s.unranked.len() == 3);
         assert!("fastest".parse::<Objective>().unwrap_err().contains("service-downtime"));
+    }
+
+    #[test]
+    fn unhealthy_runs_never_place_a_vm() {
+        use crate::experiment::cell_runs::testing::run;
+        // "quick" would be last on its mean with its broken run counted (≈ 334 s); "dead" has
+        // a tiny figure but no healthy run at all.
+        let records = [
+            run("quick", 0, 1000.0, true, true),
+            run("quick", 1, 1010.0, true, true),
+            run("quick", 2, 1_000_000.0, false, true),
+            run("steady", 0, 1500.0, true, true),
+            run("steady", 1, 1510.0, true, true),
+            run("dead", 0, 10.0, false, true),
+            run("dead", 1, 11.0, false, true),
+        ];
+        let rows = rows(&records);
+        let t = rank(&rows, Objective::Time);
+        let names: Vec<&str> = t.ranked.iter().map(|(i, _)| rows[*i].label.as_str()).collect();
+        assert_eq!(names, ["quick", "steady"], "{t:?}");
+        let quick = &rows[t.ranked[0].0];
+        assert_eq!((quick.total_time_ms.unwrap().mean, quick.counted, quick.runs), (1005.0, 2, 3));
+        assert_eq!(t.unranked.len(), 1);
+        let (i, why) = &t.unranked[0];
+        assert_eq!(rows[*i].label, "dead");
+        assert!(why.starts_with("0 of 2 healthy: 2 runs: guest not healthy on the destination"), "{why}");
+        assert!(rows[*i].total_time_ms.is_none());
     }
 
     #[test]

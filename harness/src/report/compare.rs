@@ -2,13 +2,29 @@
 //! statistical test rather than a single-number diff. A figure has regressed when
 //! Welch's t-test says the current runs differ from the baseline's (p < 0.05) *and*
 //! the mean got worse by more than the allowed margin; run-to-run noise passes.
+//!
+//! It is a gate: a pass means every cell of the baseline was compared. A baseline
+//! cell missing from the current results, with a current run that failed or left an
+//! unhealthy guest, or with fewer than [`MIN_RUNS`] healthy completed runs on either
+//! side, makes the comparison incomplete, and the cell is named. Only healthy
+//! completed runs enter a mean or a test (see [`CellRuns`]).
 
+use crate::experiment::cell_runs::CellRuns;
 use crate::experiment::sweep::RunRecord;
 use crate::migration::{Measurement, Outcome};
 use serde::Serialize;
 
 /// The figures compared (all: less is better).
 const METRICS: [(&str, &str); 3] = [("total_time_ms", "ms"), ("downtime_ms", "ms"), ("transferred_mib", "MiB")];
+
+/// Healthy completed runs a cell needs on each side to be compared: Welch's test
+/// needs a variance, so two.
+pub const MIN_RUNS: usize = 2;
+
+/// The exit status of a comparison with a significant regression.
+pub const EXIT_REGRESSION: u8 = 4;
+/// The exit status of a comparison that left a baseline cell uncompared (and found no regression).
+pub const EXIT_INCOMPLETE: u8 = 5;
 
 fn metric(m: &Measurement, name: &str) -> Option<f64> {
     match name {
@@ -31,7 +47,7 @@ pub struct Change {
     pub current_runs: usize,
     /// (current − baseline) / baseline, %.
     pub change_percent: f64,
-    /// Welch's two-sided p-value; None with fewer than 2 runs on a side or no spread.
+    /// Welch's two-sided p-value; None when neither side has any spread.
     pub p_value: Option<f64>,
     pub verdict: Verdict,
 }
@@ -42,56 +58,163 @@ pub enum Verdict {
     Regression,
     Improvement,
     Unchanged,
-    /// Too few runs to test.
-    Untested,
 }
 
-/// The cells of both sets, matched by (profile, cell key), every metric compared.
-pub fn compare(baseline: &[RunRecord], current: &[RunRecord], max_regression_percent: f64) -> Vec<Change> {
-    let mut keys: Vec<(String, String, String)> = Vec::new();
-    for r in current {
-        let k = (r.run.profile.clone(), r.run.cell_key.clone(), label(r));
-        if !keys.iter().any(|x| x.0 == k.0 && x.1 == k.1) {
-            keys.push(k);
+/// What became of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Every figure the baseline has was tested.
+    Compared,
+    /// No run of the cell in the current results.
+    Missing,
+    /// A current run did not complete.
+    Failed,
+    /// Every current run completed, but not every one left a healthy guest.
+    Unhealthy,
+    /// Fewer than [`MIN_RUNS`] healthy completed runs on a side.
+    Untested,
+    /// Only in the current results: nothing to compare it with, and no fault.
+    New,
+}
+
+impl Status {
+    /// Whether this cell keeps the comparison from passing.
+    pub fn blocks(self) -> bool {
+        !matches!(self, Status::Compared | Status::New)
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Status::Compared => "compared",
+            Status::Missing => "MISSING",
+            Status::Failed => "FAILED",
+            Status::Unhealthy => "UNHEALTHY",
+            Status::Untested => "UNTESTED",
+            Status::New => "new (not in the baseline)",
         }
     }
-    let samples = |set: &[RunRecord], k: &(String, String, String), name: &str| -> Vec<f64> {
-        set.iter()
-            .filter(|r| r.run.profile == k.0 && r.run.cell_key == k.1 && r.migration.measurement.outcome == Outcome::Completed)
-            .filter_map(|r| metric(&r.migration.measurement, name))
-            .collect()
-    };
-    let mut out = Vec::new();
-    for k in &keys {
-        for (name, unit) in METRICS {
-            let (b, c) = (samples(baseline, k, name), samples(current, k, name));
-            if b.is_empty() || c.is_empty() {
+}
+
+/// One cell of the comparison: its runs on each side ("k of n healthy") and its status.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellCheck {
+    pub cell: String,
+    pub baseline: String,
+    pub current: String,
+    pub status: Status,
+    /// Why it was not compared; empty when it was.
+    pub why: String,
+}
+
+/// The whole comparison: every cell's status and every figure compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub cells: Vec<CellCheck>,
+    pub changes: Vec<Change>,
+}
+
+impl Comparison {
+    pub fn regressions(&self) -> usize {
+        self.changes.iter().filter(|c| c.verdict == Verdict::Regression).count()
+    }
+
+    /// The cells that keep the comparison from passing.
+    pub fn uncompared(&self) -> Vec<&CellCheck> {
+        self.cells.iter().filter(|c| c.status.blocks()).collect()
+    }
+
+    /// 0 when every baseline cell was compared and nothing regressed;
+    /// [`EXIT_REGRESSION`] when a figure regressed (whatever else);
+    /// [`EXIT_INCOMPLETE`] when nothing regressed but a baseline cell was not compared.
+    pub fn exit_code(&self) -> u8 {
+        if self.regressions() > 0 {
+            EXIT_REGRESSION
+        } else if !self.uncompared().is_empty() {
+            EXIT_INCOMPLETE
+        } else {
+            0
+        }
+    }
+}
+
+fn verdict(p: Option<f64>, change: f64, max_regression_percent: f64) -> Verdict {
+    // Without any spread on either side a difference is systematic: the margin alone decides.
+    let significant = p.is_none_or(|p| p < 0.05);
+    if significant && change > max_regression_percent {
+        Verdict::Regression
+    } else if significant && change < -max_regression_percent {
+        Verdict::Improvement
+    } else {
+        Verdict::Unchanged
+    }
+}
+
+/// Every cell of the baseline judged against the current results, matched by
+/// (profile, cell key); then the current cells the baseline lacks, as new.
+pub fn compare(baseline: &[RunRecord], current: &[RunRecord], max_regression_percent: f64) -> Comparison {
+    let base_cells = CellRuns::by_cell(baseline);
+    let cur_cells = CellRuns::by_cell(current);
+    let key = |c: &CellRuns| (c.all()[0].run.profile.clone(), c.all()[0].run.cell_key.clone());
+    let mut cells = Vec::new();
+    let mut changes = Vec::new();
+    for b in &base_cells {
+        let name = label(b.all()[0]);
+        let found = cur_cells.iter().find(|c| key(c) == key(b));
+        let check = |current: String, status: Status, why: String| CellCheck { cell: name.clone(), baseline: b.tally(), current, status, why };
+        let Some(c) = found else {
+            cells.push(check("none".into(), Status::Missing, "not in the current results".into()));
+            continue;
+        };
+        if c.k() < c.n() {
+            let failed = c.all().iter().any(|r| r.migration.measurement.outcome != Outcome::Completed);
+            cells.push(check(c.tally(), if failed { Status::Failed } else { Status::Unhealthy }, c.tally_with_reasons()));
+            continue;
+        }
+        let mut found_changes = Vec::new();
+        let mut short = Vec::new();
+        for (metric_name, unit) in METRICS {
+            let (bv, cv) = (b.values(|m| metric(m, metric_name)), c.values(|m| metric(m, metric_name)));
+            if bv.is_empty() && b.k() >= MIN_RUNS {
+                // The baseline never measured it: nothing to hold the current runs to.
                 continue;
             }
-            let (bm, cm) = (mean(&b), mean(&c));
+            if bv.len() < MIN_RUNS || cv.len() < MIN_RUNS {
+                short.push(format!("{metric_name}: {} in the baseline ({}), {} in the current ({})", bv.len(), b.tally_with_reasons(), cv.len(), c.tally()));
+                continue;
+            }
+            // The cell's means are CellRuns' (the one summary); Welch's test needs the samples.
+            let mean_of = |cell: &CellRuns| cell.stats(|m| metric(m, metric_name)).map_or(f64::NAN, |s| s.mean);
+            let (bm, cm) = (mean_of(b), mean_of(c));
             let change = if bm != 0.0 { (cm - bm) / bm * 100.0 } else { 0.0 };
-            let p = welch_p(&b, &c);
-            let verdict = match p {
-                None => Verdict::Untested,
-                Some(p) if p < 0.05 && change > max_regression_percent => Verdict::Regression,
-                Some(p) if p < 0.05 && change < -max_regression_percent => Verdict::Improvement,
-                Some(_) => Verdict::Unchanged,
-            };
-            out.push(Change {
-                cell: k.2.clone(),
-                metric: name.into(),
+            let p = welch_p(&bv, &cv);
+            found_changes.push(Change {
+                cell: name.clone(),
+                metric: metric_name.into(),
                 unit: unit.into(),
                 baseline_mean: bm,
                 current_mean: cm,
-                baseline_runs: b.len(),
-                current_runs: c.len(),
+                baseline_runs: bv.len(),
+                current_runs: cv.len(),
                 change_percent: change,
                 p_value: p,
-                verdict,
+                verdict: verdict(p, change, max_regression_percent),
             });
         }
+        if short.is_empty() {
+            cells.push(check(c.tally(), Status::Compared, String::new()));
+        } else {
+            let why = format!("healthy completed runs with the figure: {}; the minimum is {MIN_RUNS} on each side", short.join("; "));
+            cells.push(check(c.tally(), Status::Untested, why));
+        }
+        changes.extend(found_changes);
     }
-    out
+    for c in &cur_cells {
+        if !base_cells.iter().any(|b| key(b) == key(c)) {
+            cells.push(CellCheck { cell: label(c.all()[0]), baseline: "none".into(), current: c.tally(), status: Status::New, why: "not in the baseline".into() });
+        }
+    }
+    Comparison { cells, changes }
 }
 
 fn label(r: &RunRecord) -> String {
@@ -202,38 +325,58 @@ fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
     h
 }
 
-/// The changes as a Markdown table (for the terminal and `$GITHUB_STEP_SUMMARY`).
-pub fn markdown(changes: &[Change], max_regression_percent: f64) -> String {
-    let mut b = tabled::builder::Builder::default();
-    b.push_record(["cell", "figure", "baseline", "current", "change", "p (Welch)", "verdict"]);
-    for c in changes {
-        b.push_record([
+/// The comparison as Markdown (for the terminal and `$GITHUB_STEP_SUMMARY`): the
+/// cells with their status, the figures compared, and the verdict in one line.
+pub fn markdown(cmp: &Comparison, max_regression_percent: f64) -> String {
+    let mut cells = tabled::builder::Builder::default();
+    cells.push_record(["cell", "baseline runs", "current runs", "status", "why not compared"]);
+    for c in &cmp.cells {
+        cells.push_record([c.cell.clone(), c.baseline.clone(), c.current.clone(), c.status.word().into(), c.why.clone()]);
+    }
+    let mut figures = tabled::builder::Builder::default();
+    figures.push_record(["cell", "figure", "baseline", "current", "change", "p (Welch)", "verdict"]);
+    for c in &cmp.changes {
+        figures.push_record([
             c.cell.clone(),
             c.metric.clone(),
             format!("{:.1} {} ({} runs)", c.baseline_mean, c.unit, c.baseline_runs),
             format!("{:.1} {} ({} runs)", c.current_mean, c.unit, c.current_runs),
             format!("{:+.1} %", c.change_percent),
-            c.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
+            c.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "- (no spread)".into()),
             match c.verdict {
                 Verdict::Regression => "REGRESSION".into(),
                 Verdict::Improvement => "improvement".into(),
                 Verdict::Unchanged => "unchanged".into(),
-                Verdict::Untested => "untested (< 2 runs)".into(),
             },
         ]);
     }
-    let regressions = changes.iter().filter(|c| c.verdict == Verdict::Regression).count();
-    format!(
-        "{}\n\n{regressions} significant regression(s) above {max_regression_percent} % (Welch's t-test, p < 0.05).",
-        b.build().with(tabled::settings::Style::markdown())
-    )
+    let style = tabled::settings::Style::markdown();
+    let baseline_cells = cmp.cells.iter().filter(|c| c.status != Status::New).count();
+    let compared = cmp.cells.iter().filter(|c| c.status == Status::Compared).count();
+    let uncompared = cmp.uncompared();
+    let mut out = format!("{}\n\n", cells.build().with(style.clone()));
+    if !cmp.changes.is_empty() {
+        out += &format!("{}\n\n", figures.build().with(style));
+    }
+    out += &format!(
+        "{compared} of {baseline_cells} baseline cells compared over their healthy completed runs; {} significant regression(s) above {max_regression_percent} % (Welch's t-test, p < 0.05).",
+        cmp.regressions()
+    );
+    if !uncompared.is_empty() {
+        let names: Vec<String> = uncompared.iter().map(|c| format!("{} ({})", c.cell, c.status.word())).collect();
+        out += &format!("\nINCOMPLETE: not compared: {}.", names.join(", "));
+        if compared == 0 && uncompared.iter().all(|c| c.status == Status::Missing) {
+            out += " No cell of the baseline is in the current results: compare results of the same profile.";
+        }
+    }
+    out
 }
 
 /// The current means in the JSON that benchmark-tracking actions read
 /// (github-action-benchmark's `customSmallerIsBetter`: name, unit, value).
-pub fn benchmark_json(changes: &[Change]) -> serde_json::Value {
+pub fn benchmark_json(cmp: &Comparison) -> serde_json::Value {
     serde_json::Value::Array(
-        changes
+        cmp.changes
             .iter()
             .map(|c| serde_json::json!({"name": format!("{} {}", c.cell, c.metric), "unit": c.unit, "value": c.current_mean}))
             .collect(),
@@ -257,6 +400,62 @@ mod tests {
         assert!(p < 1e-5 && p > 1e-6, "{p}");
         assert_eq!(welch_p(&[1.0], &[2.0, 3.0]), None);
         assert_eq!(welch_p(&[1.0, 1.0], &[1.0, 1.0]), None);
+    }
+
+    use crate::experiment::cell_runs::testing::run;
+
+    fn status_of(cmp: &Comparison, key: &str) -> Status {
+        cmp.cells.iter().find(|c| c.cell.contains(&format!("/{key} "))).unwrap_or_else(|| panic!("no cell {key}: {cmp:?}")).status
+    }
+
+    #[test]
+    fn an_unhealthy_baseline_run_does_not_move_the_gate() {
+        // The baseline's third run broke its guest with an absurd figure: left out, the
+        // current runs are unchanged; counted, they would read as a 99 % improvement.
+        let base = [run("a", 0, 1000.0, true, true), run("a", 1, 1010.0, true, true), run("a", 2, 900_000.0, false, true)];
+        let cur = [run("a", 0, 1005.0, true, true), run("a", 1, 1008.0, true, true)];
+        let cmp = compare(&base, &cur, 10.0);
+        assert_eq!(status_of(&cmp, "a"), Status::Compared);
+        let total = cmp.changes.iter().find(|c| c.metric == "total_time_ms").unwrap();
+        assert_eq!((total.baseline_mean, total.baseline_runs, total.verdict), (1005.0, 2, Verdict::Unchanged));
+        assert_eq!(cmp.exit_code(), 0);
+        assert_eq!(cmp.cells[0].baseline, "2 of 3 healthy");
+    }
+
+    #[test]
+    fn every_baseline_cell_must_be_compared() {
+        let base: Vec<RunRecord> = ["ok", "gone", "broken", "failing", "thin"].iter().flat_map(|k| (0..2).map(move |i| run(k, i, 1000.0 + i as f64, true, true))).collect();
+        let cur = [
+            run("ok", 0, 1000.0, true, true),
+            run("ok", 1, 1001.0, true, true),
+            run("broken", 0, 1000.0, true, true),
+            run("broken", 1, 1001.0, false, true),
+            run("failing", 0, 1000.0, true, true),
+            run("failing", 1, 0.0, true, false),
+            run("thin", 0, 1000.0, true, true),
+            run("extra", 0, 1000.0, true, true),
+        ];
+        let cmp = compare(&base, &cur, 10.0);
+        let statuses: Vec<Status> = ["ok", "gone", "broken", "failing", "thin", "extra"].iter().map(|k| status_of(&cmp, k)).collect();
+        assert_eq!(statuses, [Status::Compared, Status::Missing, Status::Unhealthy, Status::Failed, Status::Untested, Status::New]);
+        assert_eq!(cmp.exit_code(), EXIT_INCOMPLETE);
+        let thin = cmp.cells.iter().find(|c| c.status == Status::Untested).unwrap();
+        assert!(thin.why.contains("the minimum is 2 on each side") && thin.why.contains("1 in the current"), "{thin:?}");
+        let broken = cmp.cells.iter().find(|c| c.status == Status::Unhealthy).unwrap();
+        assert!(broken.why.starts_with("1 of 2 healthy: guest not healthy on the destination"), "{broken:?}");
+        // A regression wins over an incomplete comparison: it is the stronger finding.
+        let slow = [run("ok", 0, 2000.0, true, true), run("ok", 1, 2010.0, true, true)];
+        assert_eq!(compare(&base, &slow, 10.0).exit_code(), EXIT_REGRESSION);
+    }
+
+    #[test]
+    fn without_spread_the_margin_alone_decides() {
+        let base = [run("a", 0, 1000.0, true, true), run("a", 1, 1000.0, true, true)];
+        let same = compare(&base, &base, 10.0);
+        assert!(same.changes.iter().all(|c| c.p_value.is_none() && c.verdict == Verdict::Unchanged), "{same:?}");
+        let slow = [run("a", 0, 1200.0, true, true), run("a", 1, 1200.0, true, true)];
+        let cmp = compare(&base, &slow, 10.0);
+        assert_eq!(cmp.changes.iter().find(|c| c.metric == "total_time_ms").unwrap().verdict, Verdict::Regression);
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! The document is built once as a list of blocks; each format renders the list.
 
 use super::charts::{self, Bar, BarChart, BarGroup, ProgressChart, ProgressPoint};
+use crate::experiment::cell_runs::{CellRuns, counts};
 use crate::experiment::profile::{self, Cell, Profile};
 use crate::experiment::stats::Stats;
 use crate::experiment::sweep::{self, CellSummary, RunRecord};
-use crate::migration::{Measurement, Outcome};
+use crate::migration::Measurement;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -145,7 +146,7 @@ pub fn build(groups: &[ProfileRuns], source: &str) -> Result<Report> {
     let mut starts: Vec<&str> = groups.iter().flat_map(|g| g.runs.iter().map(|r| r.migration.started_at.as_str())).collect();
     starts.sort();
     blocks.push(Block::Markdown(format!(
-        "{} from `{}`, made {} to {}. Means are over completed runs, ± the half-width of their 95 % confidence interval (Student's t); the definitions of every number are in DESIGN.md §3.",
+        "{} from `{}`, made {} to {}. Means are over the runs that completed with a healthy guest (a cell shows \"k of n healthy\"; one with none has no figure and says why), ± the half-width of their 95 % confidence interval (Student's t); the definitions of every number are in DESIGN.md §3.",
         plural(total, "run"),
         source,
         starts.first().copied().unwrap_or("-"),
@@ -261,8 +262,8 @@ fn rest_of(cell: &Cell, varied: &[&'static str], axis: &str) -> String {
     if d.is_empty() { "all".into() } else { d }
 }
 
-fn bar_of(values: &[f64]) -> Option<Bar> {
-    Stats::of(values).map(|s| Bar { value: s.mean, err: s.ci95 })
+fn bar_of(stats: Option<Stats>) -> Option<Bar> {
+    stats.map(|s| Bar { value: s.mean, err: s.ci95 })
 }
 
 fn slug(s: &str) -> String {
@@ -345,12 +346,11 @@ fn cell_label(p: &Profile, c: &Cell) -> String {
 
 /// Bars against one variable: a group per value of `axis`, a bar per combination of
 /// the other varied variables, each the mean (± CI) of `value` over the runs that
-/// `keep` keeps. Returns the series names and the groups.
+/// count (completed, guest healthy). Returns the series names and the groups.
 fn against(
     p: &Profile,
     cells: &[(&Cell, Vec<&RunRecord>)],
     axis: &str,
-    keep: fn(&Measurement) -> bool,
     value: &dyn Fn(&Measurement) -> Option<f64>,
 ) -> (Vec<String>, Vec<BarGroup>) {
     let mut xs: Vec<String> = Vec::new();
@@ -372,14 +372,10 @@ fn against(
             bars: series
                 .iter()
                 .map(|s| {
-                    let values: Vec<f64> = cells
-                        .iter()
-                        .filter(|(c, _)| value_of(c, axis) == *x && rest_of(c, &p.varied, axis) == *s)
-                        .flat_map(|(_, runs)| runs.iter().map(|r| &r.migration.measurement))
-                        .filter(|m| keep(m))
-                        .filter_map(value)
-                        .collect();
-                    bar_of(&values)
+                    let runs = CellRuns::new(
+                        cells.iter().filter(|(c, _)| value_of(c, axis) == *x && rest_of(c, &p.varied, axis) == *s).flat_map(|(_, runs)| runs.iter().copied()),
+                    );
+                    bar_of(runs.stats(value))
                 })
                 .collect(),
         })
@@ -387,31 +383,15 @@ fn against(
     (series, groups)
 }
 
-/// Bars per cell: a bar per series, each the mean (± CI) of its value over the runs `keep` keeps.
-fn per_cell(
-    p: &Profile,
-    cells: &[(&Cell, Vec<&RunRecord>)],
-    keep: fn(&Measurement) -> bool,
-    series: &[&dyn Fn(&Measurement) -> Option<f64>],
-) -> Vec<BarGroup> {
+/// Bars per cell: a bar per series, each the mean (± CI) of its value over the runs that count.
+fn per_cell(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], series: &[&dyn Fn(&Measurement) -> Option<f64>]) -> Vec<BarGroup> {
     cells
         .iter()
-        .map(|(c, runs)| BarGroup {
-            label: cell_label(p, c),
-            bars: series
-                .iter()
-                .map(|f| bar_of(&runs.iter().map(|r| &r.migration.measurement).filter(|m| keep(m)).filter_map(|m| f(m)).collect::<Vec<_>>()))
-                .collect(),
+        .map(|(c, runs)| {
+            let runs = CellRuns::new(runs.iter().copied());
+            BarGroup { label: cell_label(p, c), bars: series.iter().map(|f| bar_of(runs.stats(f))).collect() }
         })
         .collect()
-}
-
-fn is_completed(m: &Measurement) -> bool {
-    m.outcome == Outcome::Completed
-}
-
-fn any_run(_: &Measurement) -> bool {
-    true
 }
 
 /// The caption's note when a chart has a gap.
@@ -433,15 +413,15 @@ fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str
                 x_label: "cell".into(),
                 y_label: label.into(),
                 series: vec![label.into()],
-                groups: per_cell(p, cells, is_completed, &[&f]),
+                groups: per_cell(p, cells, &[&f]),
             };
-            let caption = format!("{label} per cell{}", gaps(&chart, "without a completed run"));
+            let caption = format!("{label} per cell{}", gaps(&chart, "without a healthy completed run"));
             blocks.push(figure(format!("{name}-{key}.svg"), caption, charts::bars(&chart)));
         }
         for axis in &axes {
-            let (series, groups) = against(p, cells, axis, is_completed, &f);
+            let (series, groups) = against(p, cells, axis, &f);
             let chart = BarChart { title: format!("{}: {label} vs {axis}", p.name), x_label: axis.to_string(), y_label: label.into(), series, groups };
-            let caption = format!("{label} against {axis}{}", gaps(&chart, "without a completed run"));
+            let caption = format!("{label} against {axis}{}", gaps(&chart, "without a healthy completed run"));
             blocks.push(figure(format!("{name}-{key}-vs-{}.svg", slug(axis)), caption, charts::bars(&chart)));
         }
     }
@@ -449,15 +429,14 @@ fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str
 }
 
 /// The migration's progress (remaining bytes and dirty rate over time, rounds
-/// marked) for the first completed run of each cell.
+/// marked) for the first run of each cell that counts (completed, guest healthy).
 fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut shown = 0;
     let mut skipped = 0;
     for (i, (c, runs)) in cells.iter().enumerate() {
         let Some(r) = runs.iter().find(|r| {
-            r.migration.measurement.outcome == Outcome::Completed
-                && r.migration.measurement.progress.iter().filter(|s| s.remaining.is_some()).count() >= 2
+            counts(&r.migration.measurement) && r.migration.measurement.progress.iter().filter(|s| s.remaining.is_some()).count() >= 2
         }) else {
             continue;
         };
@@ -494,7 +473,7 @@ fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<
     blocks.insert(
         1,
         Block::Markdown(
-            "Remaining memory and the guest's dirty rate as QEMU reported them (`query-migrate`, sampled), for the first completed run of each cell; dashed lines start pre-copy rounds (rounds that start close together share a label), the shaded span is the switchover (source STOP → destination RESUME). QEMU computes the dirty rate from the second round on, so it reads 0 during the first.".into(),
+            "Remaining memory and the guest's dirty rate as QEMU reported them (`query-migrate`, sampled), for the first run of each cell that completed with a healthy guest; dashed lines start pre-copy rounds (rounds that start close together share a label), the shaded span is the switchover (source STOP → destination RESUME). QEMU computes the dirty rate from the second round on, so it reads 0 during the first.".into(),
         ),
     );
     if skipped > 0 {
@@ -517,7 +496,7 @@ fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block
             ("guest", "the guest's own view", |m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
         ];
         for (key, who, f) in whose {
-            let (series, groups) = against(p, cells, "cap_percent", any_run, &f);
+            let (series, groups) = against(p, cells, "cap_percent", &f);
             let chart = BarChart {
                 title: format!("{}: CPU use before migrating, {who}", p.name),
                 x_label: "CPU cap (% of one CPU)".into(),
@@ -541,7 +520,7 @@ fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block
         x_label: "cell".into(),
         y_label: "CPU use (% of one CPU)".into(),
         series: phases.iter().map(|(n, _)| n.to_string()).collect(),
-        groups: per_cell(p, cells, any_run, &fs),
+        groups: per_cell(p, cells, &fs),
     };
     blocks.push(figure(
         format!("{name}-cpu-phases.svg"),
@@ -568,7 +547,7 @@ fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -
     }
     let mut blocks = vec![
         Block::Heading(3, "Workload rate".into()),
-        Block::Markdown("The guest workload's own rate per phase, as it reported it, over the runs whose guest arrived healthy (a broken guest's counts are not work); the summary table has the slowdown during the migration.".into()),
+        Block::Markdown("The guest workload's own rate per phase, as it reported it, over the runs that completed with a healthy guest (a broken guest's counts are not work); the summary table has the slowdown during the migration.".into()),
     ];
     for unit in units {
         let phases: [(&str, fn(&crate::migration::WorkloadRate) -> Option<f64>); 3] =
@@ -581,13 +560,8 @@ fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -
                 bars: phases
                     .iter()
                     .map(|(_, f)| {
-                        bar_of(
-                            &runs
-                                .iter()
-                                .filter(|r| r.migration.measurement.health.healthy)
-                                .filter_map(|r| r.migration.measurement.workload_rate.as_ref().filter(|w| w.unit == unit).and_then(f))
-                                .collect::<Vec<_>>(),
-                        )
+                        let runs = CellRuns::new(runs.iter().copied());
+                        bar_of(runs.stats(|m| m.workload_rate.as_ref().filter(|w| w.unit == unit).and_then(f)))
                     })
                     .collect(),
             })

@@ -6,6 +6,7 @@
 //! Xen, IIS on Windows XP) is not ours, so what can match is the shape: slower
 //! during, back to normal after, every request answered at the same address.
 
+use crate::experiment::cell_runs::CellRuns;
 use crate::experiment::sweep::RunRecord;
 use crate::load::generator::Connection;
 use crate::load::service::ServiceRecord;
@@ -17,36 +18,40 @@ use tabled::settings::Style;
 const THEIRS: [(&str, &str); 3] = [("before", "0–25"), ("during", "up to ~250"), ("after", "0–25 (as before)")];
 
 pub fn section(records: &[RunRecord]) -> String {
-    let runs: Vec<(&RunRecord, &ServiceRecord)> =
-        records.iter().filter_map(|r| Some((r, r.migration.measurement.service.as_ref()?))).collect();
+    let loaded = CellRuns::new(records.iter().filter(|r| r.migration.measurement.service.is_some()));
     let mut out = String::from(
-        "Ghalib et al.: per-request latency before, during and after live migration (100 Mbit/s)\n\n",
+        "Ghalib et al.: per-request latency before, during and after live migration (100 Mbit/s), over the runs that completed with a healthy guest\n\n",
     );
-    if runs.is_empty() {
+    if loaded.n() == 0 {
         out += "No run carried an HTTP load: nothing to compare.\n";
         return out;
     }
+    if let Some(why) = loaded.why_no_figure() {
+        out += &format!("No run with an HTTP load counts ({why}): nothing to compare.\n");
+        return out;
+    }
+    let runs: Vec<(&RunRecord, &ServiceRecord)> = loaded.counted().filter_map(|r| Some((r, r.migration.measurement.service.as_ref()?))).collect();
     // One group per load (mode and connection), repetitions merged through their histograms.
+    let key = |s: &ServiceRecord| format!("{} {}", s.load.mode, s.load.connection);
     let mut groups: Vec<(String, Vec<&ServiceRecord>)> = Vec::new();
-    for (_, s) in &runs {
-        let key = format!("{} {}", s.load.mode, s.load.connection);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(s),
-            None => groups.push((key, vec![s])),
+    for s in loaded.all().iter().filter_map(|r| r.migration.measurement.service.as_ref()) {
+        if !groups.iter().any(|(k, _)| *k == key(s)) {
+            groups.push((key(s), runs.iter().map(|(_, c)| *c).filter(|c| key(c) == key(s)).collect()));
         }
     }
     let mut b = Builder::default();
     b.push_record(["load", "phase", "paper (ms per request)", "runs", "requests", "failed", "p50_ms", "p99_ms", "max_ms"]);
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
-    for (key, group) in &groups {
+    for (k, group) in &groups {
+        let of_load = CellRuns::new(loaded.all().iter().copied().filter(|r| r.migration.measurement.service.as_ref().is_some_and(|s| key(s) == *k)));
         for (pick, (phase, theirs)) in THEIRS.iter().enumerate() {
             let phases: Vec<&PhaseLatency> = group.iter().map(|s| s.client.phases()[pick]).collect();
             let m = MergedPhase::of(&phases);
             b.push_record([
-                key.clone(),
+                k.clone(),
                 phase.to_string(),
                 theirs.to_string(),
-                group.len().to_string(),
+                of_load.tally(),
                 m.requests.to_string(),
                 m.failed.to_string(),
                 ms(m.p50_ms),
@@ -57,6 +62,9 @@ pub fn section(records: &[RunRecord]) -> String {
     }
     out += &b.build().with(Style::markdown()).to_string();
     out += "\n\n";
+    if loaded.k() < loaded.n() {
+        out += &format!("Not counted: {}.\n\n", loaded.reasons().join("; "));
+    }
     for line in verdicts(&runs) {
         out += &format!("- {line}\n");
     }

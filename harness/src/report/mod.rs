@@ -104,7 +104,9 @@ pub fn migration_notes(records: &[MigrationRecord]) -> Vec<String> {
     notes
 }
 
-/// The per-cell summary of a sweep: mean ± 95 % CI over completed runs.
+/// The per-cell summary of a sweep: mean ± 95 % CI over the runs that count
+/// (completed, guest healthy), "k of n healthy" per cell, and under the table why a
+/// cell's other runs do not count (a cell with none has no figure, and says why).
 pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String {
     #[derive(Tabled)]
     struct Row {
@@ -125,13 +127,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
         .iter()
         .map(|c| Row {
             cell: c.label.clone(),
-            runs: if c.completed == c.runs && c.healthy == c.runs {
-                format!("{}", c.runs)
-            } else if c.completed == c.runs {
-                format!("{} ({} with a healthy guest)", c.runs, c.healthy)
-            } else {
-                format!("{} ({} completed: {}; {} healthy)", c.runs, c.completed, c.outcomes.join("/"), c.healthy)
-            },
+            runs: format!("{} of {} healthy", c.counted, c.runs),
             total_time_ms: s(&c.total_time_ms, 0),
             downtime_ms: s(&c.downtime_ms, 1),
             transferred_mib: s(&c.transferred_mib, 1),
@@ -143,7 +139,13 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
             slowdown_pct: s(&c.slowdown_percent, 0),
         })
         .collect();
-    Table::new(rows).with(Style::markdown()).to_string()
+    let mut out = Table::new(rows).with(Style::markdown()).to_string();
+    let partial: Vec<String> = cells.iter().filter(|c| c.counted < c.runs).map(|c| format!("- {}: {}", c.label, c.tally)).collect();
+    if !partial.is_empty() {
+        out.push_str("\n\nOnly completed runs with a healthy guest are counted; a cell with none has no figure:\n\n");
+        out.push_str(&partial.join("\n"));
+    }
+    out
 }
 
 /// The section of the paper a profile reproduces (`reproduces = ...`), from its runs.
@@ -173,7 +175,7 @@ pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::
         b.push_record([
             place,
             r.label.clone(),
-            format!("{} ({} completed)", r.runs, r.completed),
+            format!("{} of {} healthy", r.counted, r.runs),
             s(&r.total_time_ms, 0),
             s(&r.downtime_ms, 1),
             s(&r.transferred_mib, 1),

@@ -1,8 +1,10 @@
-//! The service under migration, as its clients saw it: latency per phase (the
-//! repetitions' raw HDR histograms merged, not their percentiles averaged) and the
-//! outage five ways: QEMU's downtime, the STOP→RESUME events, the guest's own
-//! heartbeat gap, the fine probe and the HTTP clients.
+//! The service under migration, as its clients saw it, over the runs that count
+//! (completed, guest healthy): latency per phase (the repetitions' raw HDR
+//! histograms merged, not their percentiles averaged) and the outage five ways:
+//! QEMU's downtime, the STOP→RESUME events, the guest's own heartbeat gap, the fine
+//! probe and the HTTP clients.
 
+use crate::experiment::cell_runs::CellRuns;
 use crate::experiment::profile::Profile;
 use crate::experiment::stats::Stats;
 use crate::experiment::sweep::RunRecord;
@@ -14,14 +16,14 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 /// The runs of each cell that carried a load, in cell order, with the cell's label.
-fn cells_with_service<'a>(profile: &Profile, records: &'a [RunRecord]) -> Vec<(String, Vec<&'a RunRecord>)> {
+fn cells_with_service<'a>(profile: &Profile, records: &'a [RunRecord]) -> Vec<(String, CellRuns<'a>)> {
     let mut out = Vec::new();
     for (i, cell) in profile.cells.iter().enumerate() {
         let key = cell.key();
-        let runs: Vec<&RunRecord> = records.iter().filter(|r| r.run.cell_key == key && r.migration.measurement.service.is_some()).collect();
-        if !runs.is_empty() {
+        let runs = CellRuns::new(records.iter().filter(|r| r.run.cell_key == key && r.migration.measurement.service.is_some()));
+        if runs.n() > 0 {
             let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
-            let load = runs[0].migration.measurement.service.as_ref().map(|s| format!("{} {}", s.load.mode, s.load.connection)).unwrap_or_default();
+            let load = runs.all()[0].migration.measurement.service.as_ref().map(|s| format!("{} {}", s.load.mode, s.load.connection)).unwrap_or_default();
             out.push((format!("{label} [{load}]"), runs));
         }
     }
@@ -32,21 +34,34 @@ fn service(r: &RunRecord) -> &ServiceRecord {
     r.migration.measurement.service.as_ref().expect("filtered to runs with a service")
 }
 
-/// Latency per phase, p50/p99/p99.9/max over all repetitions of a cell.
+/// Under a table: the cells some of whose runs do not count, and why.
+fn uncounted_notes(cells: &[(String, CellRuns)]) -> String {
+    let notes: Vec<String> = cells.iter().filter(|(_, c)| c.k() < c.n()).map(|(label, c)| format!("- {label}: {}", c.tally_with_reasons())).collect();
+    if notes.is_empty() { String::new() } else { format!("\n\nOnly completed runs with a healthy guest are counted:\n\n{}", notes.join("\n")) }
+}
+
+/// Latency per phase, p50/p99/p99.9/max over the counted repetitions of a cell.
 pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String> {
     let cells = cells_with_service(profile, records);
     if cells.is_empty() {
         return None;
     }
     let mut b = Builder::default();
-    b.push_record(["cell", "phase", "requests", "failed", "p50_ms", "p99_ms", "p99.9_ms", "max_ms", "ok_per_s"]);
+    b.push_record(["cell", "runs", "phase", "requests", "failed", "p50_ms", "p99_ms", "p99.9_ms", "max_ms", "ok_per_s"]);
     for (label, runs) in &cells {
+        if runs.k() == 0 {
+            let mut row = vec![label.clone(), runs.tally(), "-".into()];
+            row.extend(std::iter::repeat_n("-".to_string(), 7));
+            b.push_record(row);
+            continue;
+        }
         for (phase, pick) in [("before", 0), ("during", 1), ("after", 2)] {
-            let phases: Vec<&PhaseLatency> = runs.iter().map(|r| service(r).client.phases()[pick]).collect();
+            let phases: Vec<&PhaseLatency> = runs.counted().map(|r| service(r).client.phases()[pick]).collect();
             let m = MergedPhase::of(&phases);
             let rate = Stats::of(&phases.iter().filter_map(|p| p.ok_per_s).collect::<Vec<_>>());
             b.push_record([
                 label.clone(),
+                runs.tally(),
                 phase.into(),
                 m.requests.to_string(),
                 m.failed.to_string(),
@@ -58,10 +73,10 @@ pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String>
             ]);
         }
     }
-    Some(b.build().with(Style::markdown()).to_string())
+    Some(format!("{}{}", b.build().with(Style::markdown()), uncounted_notes(&cells)))
 }
 
-/// The outage as each observer saw it (mean over repetitions).
+/// The outage as each observer saw it (mean over the counted repetitions).
 pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> {
     let cells = cells_with_service(profile, records);
     if cells.is_empty() {
@@ -81,11 +96,10 @@ pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> 
         "failed_requests",
     ]);
     for (label, runs) in &cells {
-        let col = |f: &dyn Fn(&Measurement) -> Option<f64>| {
-            Stats::of(&runs.iter().filter_map(|r| f(&r.migration.measurement)).collect::<Vec<_>>()).map(|s| s.show(1)).unwrap_or_else(|| "-".into())
-        };
-        let failed: u64 = runs.iter().map(|r| service(r).client.failed).sum();
-        let probes: Vec<_> = runs.iter().filter_map(|r| service(r).probe.as_ref()).collect();
+        let col = |f: &dyn Fn(&Measurement) -> Option<f64>| runs.stats(f).map(|s| s.show(1)).unwrap_or_else(|| "-".into());
+        let counted: Vec<&RunRecord> = runs.counted().collect();
+        let failed = if counted.is_empty() { "-".to_string() } else { counted.iter().map(|r| service(r).client.failed).sum::<u64>().to_string() };
+        let probes: Vec<_> = counted.iter().filter_map(|r| service(r).probe.as_ref()).collect();
         let lost = if probes.is_empty() {
             "-".to_string()
         } else {
@@ -97,7 +111,7 @@ pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> 
         };
         b.push_record([
             label.clone(),
-            runs.len().to_string(),
+            runs.tally(),
             col(&|m| m.downtime_ms),
             col(&|m| m.event_downtime_ms),
             col(&|m| m.guest_gap_ms),
@@ -105,10 +119,10 @@ pub fn outage_table(profile: &Profile, records: &[RunRecord]) -> Option<String> 
             lost,
             col(&|m| m.service_downtime_ms),
             col(&|m| m.brownout_ms),
-            failed.to_string(),
+            failed,
         ]);
     }
-    Some(b.build().with(Style::markdown()).to_string())
+    Some(format!("{}{}", b.build().with(Style::markdown()), uncounted_notes(&cells)))
 }
 
 /// Both tables with their headings, for `run`'s output.

@@ -4,9 +4,9 @@
 //! trend against the cap, the saturation, the decision. Each section says in one
 //! line whether it does.
 
+use crate::experiment::cell_runs::CellRuns;
 use crate::experiment::stats::Stats;
 use crate::experiment::sweep::RunRecord;
-use crate::migration::{Measurement, Outcome};
 use crate::rank::{self, Candidate};
 use tabled::builder::Builder;
 use tabled::settings::Style;
@@ -69,14 +69,6 @@ fn paper_name(workload: &str) -> String {
     }
 }
 
-fn completed<'a>(records: impl IntoIterator<Item = &'a RunRecord>) -> impl Iterator<Item = &'a RunRecord> {
-    records.into_iter().filter(|r| r.migration.measurement.outcome == Outcome::Completed)
-}
-
-fn stats_of<'a>(rs: impl Iterator<Item = &'a RunRecord>, f: impl Fn(&Measurement) -> Option<f64>) -> Option<Stats> {
-    Stats::of(&rs.filter_map(|r| f(&r.migration.measurement)).collect::<Vec<_>>())
-}
-
 fn show(s: Option<Stats>, decimals: usize) -> String {
     s.map(|s| s.show(decimals)).unwrap_or_else(|| "-".into())
 }
@@ -110,11 +102,11 @@ pub fn tables_1_to_3(records: &[RunRecord]) -> String {
         "## Shreya et al., Tables 1–3 and Figures 3–8: CPU usage against the CPU cap\n\n\
          Theirs: Xen's credit-scheduler cap, usage as % of their 4-core host (so one busy vCPU reads 25 %); \
          ×4 puts it in our unit. Ours: CPU of the QEMU process in the `before` window, % of one host CPU \
-         (what the cgroup cap limits), mean ± 95 % CI; `guest` is the guest kernel's own account of its busy time.\n",
+         (what the cgroup cap limits), mean ± 95 % CI over the runs that completed with a healthy guest; `guest` is the guest kernel's own account of its busy time.\n",
     );
     let mut verdicts = Vec::new();
     for w in workloads(records) {
-        let of_w: Vec<&RunRecord> = completed(records).filter(|r| r.run.cell.workload.to_string() == w).collect();
+        let of_w: Vec<&RunRecord> = records.iter().filter(|r| r.run.cell.workload.to_string() == w).collect();
         for vcpus in sorted_unique(of_w.iter().map(|r| r.run.cell.vcpus)) {
             let cell: Vec<&RunRecord> = of_w.iter().copied().filter(|r| r.run.cell.vcpus == vcpus).collect();
             let rams = sorted_unique(cell.iter().map(|r| r.run.cell.ram_mib));
@@ -139,14 +131,15 @@ pub fn tables_1_to_3(records: &[RunRecord]) -> String {
                 let expected = cap.min(100 * vcpus) as f64;
                 let mut row = vec![cap.to_string(), theirs, format!("{expected:.0}")];
                 let mut means = Vec::new();
+                let qemu = |m: &crate::migration::Measurement| m.cpu_percent.before.map(|u| u.qemu_percent);
                 for &ram in &rams {
-                    let s = stats_of(at_cap.iter().copied().filter(|r| r.run.cell.ram_mib == ram), |m| m.cpu_percent.before.map(|u| u.qemu_percent));
-                    if let Some(s) = s {
+                    let runs = CellRuns::new(at_cap.iter().copied().filter(|r| r.run.cell.ram_mib == ram));
+                    if let Some(s) = runs.stats(qemu) {
                         means.push(s.mean);
                     }
-                    row.push(show(s, 1));
+                    row.push(runs.show(qemu, 1));
                 }
-                row.push(show(stats_of(at_cap.iter().copied(), |m| m.cpu_percent.before.and_then(|u| u.guest_percent)), 0));
+                row.push(CellRuns::new(at_cap.iter().copied()).show(|m| m.cpu_percent.before.and_then(|u| u.guest_percent), 0));
                 b.push_record(row);
                 if let (Some(lo), Some(hi)) = (means.iter().copied().reduce(f64::min), means.iter().copied().reduce(f64::max)) {
                     ram_spread = ram_spread.max(hi - lo);
@@ -159,7 +152,7 @@ pub fn tables_1_to_3(records: &[RunRecord]) -> String {
         }
     }
     if verdicts.is_empty() {
-        out.push_str("\nNo completed runs with a CPU cap yet.\n");
+        out.push_str("\nNo runs with a CPU cap yet.\n");
     } else {
         out.push_str("\nShape (usage follows the cap up to 100 % per vCPU, then flattens; RAM has no effect):\n\n");
         for v in verdicts {
@@ -200,13 +193,13 @@ pub fn table_4(records: &[RunRecord]) -> String {
     let mut out = String::from(
         "## Shreya et al., Table 4: host CPU usage with 1…N host cores\n\n\
          Theirs: host CPU usage with the host booted on N cores (mean of 10 trials). Ours: the QEMU process \
-         confined to N cores (a cpuset), its CPU as % of those N cores, and the whole host's usage, in the `before` window.\n\n",
+         confined to N cores (a cpuset), its CPU as % of those N cores, and the whole host's usage, in the `before` window, over the runs that completed with a healthy guest.\n\n",
     );
     let mut b = Builder::default();
     b.push_record(["workload", "host cores", "paper (% of host)", "ours: QEMU, % of its cores", "ours: whole host %", "guest vCPUs"]);
     let mut low = Vec::new();
     for w in workloads(records) {
-        let of_w: Vec<&RunRecord> = completed(records).filter(|r| r.run.cell.workload.to_string() == w).collect();
+        let of_w: Vec<&RunRecord> = records.iter().filter(|r| r.run.cell.workload.to_string() == w).collect();
         let host_cores = of_w.first().map(|r| r.migration.environment.host.cores as u32).unwrap_or(1);
         for cores in sorted_unique(of_w.iter().map(|r| r.run.cell.host_cores.unwrap_or(host_cores))) {
             let rs: Vec<&RunRecord> = of_w.iter().copied().filter(|r| r.run.cell.host_cores.unwrap_or(host_cores) == cores).collect();
@@ -216,7 +209,9 @@ pub fn table_4(records: &[RunRecord]) -> String {
                 .and_then(|(_, by_cores)| by_cores.get(cores as usize - 1))
                 .map(|trials| format!("{:.1}", trials.iter().sum::<f64>() / trials.len() as f64))
                 .unwrap_or_else(|| "-".into());
-            let share = stats_of(rs.iter().copied(), |m| m.cpu_percent.before.map(|u| u.qemu_percent / cores as f64));
+            let runs = CellRuns::new(rs.iter().copied());
+            let of_cores = |m: &crate::migration::Measurement| m.cpu_percent.before.map(|u| u.qemu_percent / cores as f64);
+            let share = runs.stats(of_cores);
             let vcpus = sorted_unique(rs.iter().map(|r| r.run.cell.vcpus));
             if let Some(s) = share {
                 // A guest can keep busy at most as many cores as it has vCPUs.
@@ -229,8 +224,8 @@ pub fn table_4(records: &[RunRecord]) -> String {
                 format!("{} ({w})", paper_name(&w)),
                 cores.to_string(),
                 theirs,
-                show(share, 1),
-                show(stats_of(rs.iter().copied(), |m| m.cpu_percent.before.map(|u| u.host_percent)), 1),
+                runs.show(of_cores, 1),
+                runs.show(|m| m.cpu_percent.before.map(|u| u.host_percent), 1),
                 vcpus.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","),
             ]);
         }
@@ -249,16 +244,15 @@ pub fn table_4(records: &[RunRecord]) -> String {
 pub fn table_5(records: &[RunRecord]) -> String {
     let mut out = String::from(
         "## Shreya et al., Table 5: total migration time and downtime per workload, and which VM to migrate\n\n\
-         Theirs: seconds, Xen 2013. Ours: milliseconds, mean ± 95 % CI over the repetitions.\n\n",
+         Theirs: seconds, Xen 2013. Ours: milliseconds, mean ± 95 % CI over the repetitions that completed with a healthy guest.\n\n",
     );
     let mut b = Builder::default();
     b.push_record(["workload", "paper total s", "paper downtime s", "ours total_time_ms", "ours downtime_ms", "ours transferred MiB", "runs"]);
     let mut candidates = Vec::new();
     for w in workloads(records) {
-        let rs: Vec<&RunRecord> = records.iter().filter(|r| r.run.cell.workload.to_string() == w).collect();
-        let ok = || completed(rs.iter().copied());
-        let total = stats_of(ok(), |m| m.total_time_ms);
-        let down = stats_of(ok(), |m| m.downtime_ms);
+        let runs = CellRuns::new(records.iter().filter(|r| r.run.cell.workload.to_string() == w));
+        let total = runs.stats(|m| m.total_time_ms);
+        let down = runs.stats(|m| m.downtime_ms);
         let paper = TABLE_5.iter().find(|(n, _, _)| *n == paper_name(&w));
         b.push_record([
             format!("{} ({w})", paper_name(&w)),
@@ -266,8 +260,8 @@ pub fn table_5(records: &[RunRecord]) -> String {
             paper.map(|p| format!("{:.0}", p.2)).unwrap_or_else(|| "-".into()),
             show(total, 0),
             show(down, 1),
-            show(stats_of(ok(), |m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)), 1),
-            format!("{} of {} completed", ok().count(), rs.len()),
+            show(runs.stats(|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)), 1),
+            runs.tally_with_reasons(),
         ]);
         if let (Some(total_time_ms), Some(downtime_ms)) = (total, down) {
             candidates.push(Candidate { name: paper_name(&w), total_time_ms, downtime_ms });
@@ -278,7 +272,7 @@ pub fn table_5(records: &[RunRecord]) -> String {
     out.push_str("\n\nDecision (least total migration time; on a tie — overlapping 95 % CIs — less downtime):\n\n");
     out.push_str(&format!("- paper: {}\n", THEIR_ORDER.join(", then ")));
     if ranked.is_empty() {
-        out.push_str("- ours: no completed migrations to rank\n");
+        out.push_str("- ours: no workload has a healthy completed migration to rank\n");
         return out;
     }
     for r in &ranked {
@@ -308,6 +302,31 @@ mod tests {
         let v = shape_verdict(&bad, 2.0, 1);
         assert!(v.starts_with("differs") && v.contains("cap 200: 180 %"), "{v}");
         assert!(shape_verdict(&good, 25.0, 1).contains("up to 25.0 points"));
+    }
+
+    #[test]
+    fn table_5_ranks_on_healthy_runs_only() {
+        use crate::experiment::cell_runs::testing::run;
+        let of = |w: &str, mut r: RunRecord| {
+            r.run.cell.workload = w.parse().unwrap();
+            r
+        };
+        // Dhrystone is quickest on its healthy runs; its broken run (10⁶ ms) would put it
+        // last if it counted. Linpack has no healthy run at all: no figure, no place.
+        let records = [
+            of("dhrystone", run("d", 0, 1000.0, true, true)),
+            of("dhrystone", run("d", 1, 1010.0, true, true)),
+            of("dhrystone", run("d", 2, 1_000_000.0, false, true)),
+            of("livermore", run("l", 0, 2000.0, true, true)),
+            of("livermore", run("l", 1, 2010.0, true, true)),
+            of("linpack:100", run("k", 0, 10.0, false, true)),
+        ];
+        let t = table_5(&records);
+        assert!(t.contains("- ours #1: Dhrystone") && t.contains("- ours #2: Livermore Loops") && !t.contains("#3"), "{t}");
+        let linpack = t.lines().find(|l| l.starts_with("| Linpack")).unwrap();
+        assert!(linpack.contains("0 of 1 healthy: guest not healthy") && !linpack.contains("10 "), "{linpack}");
+        let dhrystone = t.lines().find(|l| l.starts_with("| Dhrystone")).unwrap();
+        assert!(dhrystone.contains("| 1005 ± ") && dhrystone.contains("2 of 3 healthy"), "{dhrystone}");
     }
 
     #[test]
