@@ -59,3 +59,64 @@ pub async fn check(here: &GuestChannel, all: &[&GuestChannel], workload: Workloa
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A fake guest: answers each VERIFY with `answer` (its `{id}` filled in) after
+    /// sending `before`; returns the connected channel.
+    async fn guest(dir: &std::path::Path, before: &'static str, answer: &'static str) -> GuestChannel {
+        let path = dir.join("chan.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            w.write_all(before.as_bytes()).await.unwrap();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(id) = line.strip_prefix("VERIFY ") {
+                    w.write_all(answer.replace("{id}", id).as_bytes()).await.unwrap();
+                }
+            }
+        });
+        GuestChannel::connect(&path, Duration::from_secs(5)).await.unwrap()
+    }
+
+    const DIRTY: Workload = Workload::MemDirty { mib: 4, mode: migbench_guest::orders::DirtyMode::Write, rate_mib_s: None };
+
+    #[tokio::test]
+    async fn mismatches_and_failed_self_checks_are_problems() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ch = guest(tmp.path(), "", "INTEGRITY {id} 1024 3 17\n").await;
+        let v = check(&ch, &[&ch], DIRTY, true).await;
+        assert_eq!(v.integrity, Some(Integrity { pages_checked: 1024, mismatches: 3, first_bad_page: Some(17) }));
+        assert_eq!(v.problems.len(), 1);
+        assert!(v.problems[0].contains("3 of 1024 pages") && v.problems[0].contains("first bad page 17"), "{:?}", v.problems);
+
+        // A benchmark that found its own result wrong: no stamped memory, one cause,
+        // reported once though the guest repeats it with every answer.
+        let tmp = tempfile::tempdir().unwrap();
+        let ch = guest(tmp.path(), "FAILED linpack: residual too large\n", "FAILED linpack: residual too large\nINTEGRITY {id} none\n").await;
+        let v = check(&ch, &[&ch, &ch], Workload::Linpack { n: 100 }, true).await;
+        assert_eq!(v.integrity, None);
+        assert_eq!(v.problems, ["the workload's self-check failed: linpack: residual too large"]);
+    }
+
+    #[tokio::test]
+    async fn an_intact_guest_has_no_problem_and_a_silent_one_is_not_verified() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ch = guest(tmp.path(), "", "INTEGRITY {id} 1024 0 -\n").await;
+        let v = check(&ch, &[&ch], DIRTY, true).await;
+        assert_eq!(v.integrity, Some(Integrity { pages_checked: 1024, mismatches: 0, first_bad_page: None }));
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        let v = check(&ch, &[&ch], Workload::Idle, false).await;
+        assert!(v.integrity.is_none() && v.problems.is_empty(), "a guest without heartbeats is not asked");
+        // A guest that never answers is not intact as far as anyone knows.
+        let tmp = tempfile::tempdir().unwrap();
+        let ch = guest(tmp.path(), "", "").await;
+        let e = ch.verify_memory(Duration::from_millis(300)).await.unwrap_err();
+        assert!(e.to_string().contains("did not answer the memory verification"), "{e}");
+    }
+}
