@@ -1273,6 +1273,7 @@ fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEve
 /// other QEMU was started, the guest never left `here`, the source).
 async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_on: &str) -> Health {
     let moved = runs_on == "destination" && other.is_some();
+    let asked = crate::guest::integrity::ask(&here.channel).await;
     let mut problems = Vec::new();
     let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
     if run_state != "running" {
@@ -1322,7 +1323,7 @@ async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_o
         problems.push(format!("kernel trouble on the guest console: {}", console_problems[0]));
     }
     let channels: Vec<&crate::guest::GuestChannel> = std::iter::once(&here.channel).chain(other.as_deref().map(|o| &o.channel)).collect();
-    let intact = crate::guest::integrity::check(&here.channel, &channels, here.spec.workload, next.is_some()).await;
+    let intact = crate::guest::integrity::check(asked, &here.channel, &channels, here.spec.workload, next.is_some()).await;
     problems.extend(intact.problems);
     Health {
         runs_on: runs_on.into(),

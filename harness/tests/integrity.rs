@@ -71,9 +71,10 @@ async fn an_ordinary_guest_refuses_the_test_order_and_arrives_intact() {
 }
 
 /// QEMU 7.2 as the sender under TCG corrupts a guest that writes memory while it
-/// migrates (measured here: ~100 % of such runs). The system's QEMU is used on
-/// purpose, when it is a 7.x: the checker must find what QEMU broke, and the run
-/// must never count as healthy.
+/// migrates (measured here: every run of this guest, 13 of 13, left the guest's
+/// kernel dead on the destination). The system's QEMU is used on purpose, when it is
+/// a 7.x: the run must never count as healthy, and where the guest still answers,
+/// the checker must be what says so.
 #[test]
 fn a_qemu_7_2_tcg_sender_leaves_a_writing_guest_unhealthy_and_the_checker_says_why() {
     const SYSTEM_QEMU: &str = "/usr/bin/qemu-system-x86_64";
@@ -82,8 +83,46 @@ fn a_qemu_7_2_tcg_sender_leaves_a_writing_guest_unhealthy_and_the_checker_says_w
         eprintln!("skipped: no QEMU 7.x at {SYSTEM_QEMU} ({version:?}); this test is about that QEMU only");
         return;
     };
+    let version = version.lines().next().unwrap_or("").to_string();
     platform();
     let _slot = qemu_slot();
+    // A run that 7.2 happens to carry intact is healthy, and then verified clean:
+    // that is no failure of the checker, so try again; three intact runs in a row
+    // would mean 7.2 no longer corrupts this guest, and the test says so.
+    for attempt in 1..=3 {
+        let (r, code, text) = run_under_system_qemu(SYSTEM_QEMU);
+        assert!(r["environment"]["qemu_version"].as_str().is_some_and(|v| v.starts_with("7.")), "{}", r["environment"]);
+        if r["environment"]["accel"] != "tcg" {
+            eprintln!("skipped: the accelerator is {} here; the 7.2 fault is TCG's dirty tracking", r["environment"]["accel"]);
+            return;
+        }
+        let h = &r["health"];
+        eprintln!("{version}, attempt {attempt}: outcome {}, integrity {}, health: {}", r["outcome"]["kind"], h["integrity"], h["detail"]);
+        if h["healthy"] == true {
+            assert_eq!(r["outcome"]["kind"], "completed", "{r}");
+            assert_intact("memdirty-write:64:50", h);
+            assert_eq!(code, Some(0), "{text}");
+            continue;
+        }
+        assert_ne!(h["detail"], "ok", "{h}");
+        assert_eq!(code, Some(3), "an unhealthy run must show in the exit code: {text}");
+        match h.get("integrity") {
+            // The guest still answered: its pages must tell what QEMU did not resend.
+            Some(i) => {
+                assert!(i["mismatches"].as_u64().unwrap() > 0, "the guest answered, yet its stamped memory verified clean: {h}");
+                assert!(h["detail"].as_str().unwrap().contains("memory corrupted"), "{h}");
+            }
+            // The guest died first (its kernel's memory went with it): unhealthy for that cause.
+            None => assert!(h["detail"].as_str().unwrap().contains("heartbeat") || !h["console_problems"].as_array().unwrap().is_empty(), "{h}"),
+        }
+        return;
+    }
+    panic!("{version} carried a guest writing 64 MiB at 50 MiB/s intact three times in a row: the measured fault is gone");
+}
+
+/// One migration of a guest writing 64 MiB at 50 MiB/s over 1 Gbit/s with the
+/// QEMU at `qemu`: its record, migbench's exit code and everything it printed.
+fn run_under_system_qemu(qemu: &str) -> (serde_json::Value, Option<i32>, String) {
     let tmp = tempfile::tempdir().unwrap();
     let profile = tmp.path().join("qemu72.toml");
     std::fs::write(
@@ -92,29 +131,10 @@ fn a_qemu_7_2_tcg_sender_leaves_a_writing_guest_unhealthy_and_the_checker_says_w
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let o = migbench(tmp.path()).env("MIGBENCH_QEMU", SYSTEM_QEMU).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let o = migbench(tmp.path()).env("MIGBENCH_QEMU", qemu).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    let rs = results(&out);
+    let mut rs = results(&out);
     assert_eq!(rs.len(), 1, "{text}");
-    let r = &rs[0];
-    assert!(r["environment"]["qemu_version"].as_str().is_some_and(|v| v.starts_with("7.")), "{}", r["environment"]);
-    if r["environment"]["accel"] != "tcg" {
-        eprintln!("skipped: the accelerator is {} here; the 7.2 fault is TCG's dirty tracking", r["environment"]["accel"]);
-        return;
-    }
-    let h = &r["health"];
-    eprintln!("QEMU {}: outcome {}, health: {}", version.lines().next().unwrap_or(""), r["outcome"]["kind"], h["detail"]);
-    assert_eq!(h["healthy"], false, "a QEMU 7.2 TCG sender gave a healthy writing guest: {h}");
-    assert_ne!(h["detail"], "ok", "{h}");
-    assert_eq!(o.status.code(), Some(3), "an unhealthy run must show in the exit code: {text}");
-    match h.get("integrity") {
-        // The guest still answered: its pages tell what QEMU did not resend.
-        Some(i) => {
-            eprintln!("integrity: {i}");
-            assert!(i["mismatches"].as_u64().unwrap() > 0, "the guest answered, yet its stamped memory verified clean: {h}");
-            assert!(h["detail"].as_str().unwrap().contains("memory corrupted"), "{h}");
-        }
-        // The guest did not answer (its kernel died first): unhealthy for that cause.
-        None => eprintln!("the guest could not verify its memory; recorded cause: {}", h["detail"]),
-    }
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty(), "a QEMU outlived the run");
+    (rs.remove(0), o.status.code(), text)
 }

@@ -180,16 +180,28 @@ impl GuestChannel {
         Ok(w.flush().await?)
     }
 
-    /// Asks the guest to verify its memory and waits for the answer: `Ok(None)` if
-    /// its workload owns no stamped memory. The guest sends every failed self-check
+    /// Asks the guest to verify its memory; returns the request's id for
+    /// [`GuestChannel::verification`]. The guest sends every failed self-check
     /// before its answer, so [`GuestChannel::workload_failures`] is complete after it.
-    pub async fn verify_memory(&self, timeout: Duration) -> Result<Option<Tally>> {
+    pub async fn ask_verify(&self) -> Result<u64> {
         let id = self.last_verify.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         self.send(Order::Verify { id }).await?;
+        Ok(id)
+    }
+
+    /// Waits for the answer to verification `id`: `Ok(None)` if the guest's
+    /// workload owns no stamped memory.
+    pub async fn verification(&self, id: u64, timeout: Duration) -> Result<Option<Tally>> {
         match self.wait_for(timeout, |l| l.integrity.get(&id).copied()).await {
             Some(answer) => Ok(answer),
             None => bail!("the guest did not answer the memory verification within {} s", timeout.as_secs()),
         }
+    }
+
+    /// [`GuestChannel::ask_verify`], then [`GuestChannel::verification`].
+    pub async fn verify_memory(&self, timeout: Duration) -> Result<Option<Tally>> {
+        let id = self.ask_verify().await?;
+        self.verification(id, timeout).await
     }
 
     /// Test only: has the guest flip a bit of page `page` of its memory dirtier's

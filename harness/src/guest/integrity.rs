@@ -28,16 +28,27 @@ pub struct Verdict {
     pub problems: Vec<String>,
 }
 
-/// Asks the guest on `here` to verify its memory (when it answers heartbeats at
-/// all: `alive`), and collects the workload's failed self-checks from every
-/// channel the guest spoke on (`all`, which includes `here`).
-pub async fn check(here: &GuestChannel, all: &[&GuestChannel], workload: Workload, alive: bool) -> Verdict {
+/// Asks the guest to verify its memory, first thing after the switch: a guest
+/// whose kernel was corrupted with it may not live long, and its pages are best
+/// read while it still can. The answer is collected by [`check`].
+pub async fn ask(here: &GuestChannel) -> anyhow::Result<u64> {
+    here.ask_verify().await
+}
+
+/// Collects the guest's answer to `asked` (when it answers heartbeats at all:
+/// `alive`), and the workload's failed self-checks from every channel the guest
+/// spoke on (`all`, which includes `here`).
+pub async fn check(asked: anyhow::Result<u64>, here: &GuestChannel, all: &[&GuestChannel], workload: Workload, alive: bool) -> Verdict {
     let mut v = Verdict::default();
     if alive {
         // Reading every page under TCG takes about a second per 256 MiB on a busy host.
         let set_mib = if let Workload::MemDirty { mib, .. } = workload { u64::from(mib) } else { 0 };
         let timeout = Duration::from_secs(30 + set_mib / 16);
-        match here.verify_memory(timeout).await {
+        let answer = match asked {
+            Ok(id) => here.verification(id, timeout).await,
+            Err(e) => Err(e),
+        };
+        match answer {
             Ok(Some(t)) => {
                 v.integrity = Some(Integrity { pages_checked: t.pages_checked, mismatches: t.mismatches, first_bad_page: t.first_bad_page });
                 if t.mismatches > 0 {
@@ -90,7 +101,7 @@ mod tests {
     async fn mismatches_and_failed_self_checks_are_problems() {
         let tmp = tempfile::tempdir().unwrap();
         let ch = guest(tmp.path(), "", "INTEGRITY {id} 1024 3 17\n").await;
-        let v = check(&ch, &[&ch], DIRTY, true).await;
+        let v = check(ask(&ch).await, &ch, &[&ch], DIRTY, true).await;
         assert_eq!(v.integrity, Some(Integrity { pages_checked: 1024, mismatches: 3, first_bad_page: Some(17) }));
         assert_eq!(v.problems.len(), 1);
         assert!(v.problems[0].contains("3 of 1024 pages") && v.problems[0].contains("first bad page 17"), "{:?}", v.problems);
@@ -99,7 +110,7 @@ mod tests {
         // reported once though the guest repeats it with every answer.
         let tmp = tempfile::tempdir().unwrap();
         let ch = guest(tmp.path(), "FAILED linpack: residual too large\n", "FAILED linpack: residual too large\nINTEGRITY {id} none\n").await;
-        let v = check(&ch, &[&ch, &ch], Workload::Linpack { n: 100 }, true).await;
+        let v = check(ask(&ch).await, &ch, &[&ch, &ch], Workload::Linpack { n: 100 }, true).await;
         assert_eq!(v.integrity, None);
         assert_eq!(v.problems, ["the workload's self-check failed: linpack: residual too large"]);
     }
@@ -108,10 +119,10 @@ mod tests {
     async fn an_intact_guest_has_no_problem_and_a_silent_one_is_not_verified() {
         let tmp = tempfile::tempdir().unwrap();
         let ch = guest(tmp.path(), "", "INTEGRITY {id} 1024 0 -\n").await;
-        let v = check(&ch, &[&ch], DIRTY, true).await;
+        let v = check(ask(&ch).await, &ch, &[&ch], DIRTY, true).await;
         assert_eq!(v.integrity, Some(Integrity { pages_checked: 1024, mismatches: 0, first_bad_page: None }));
         assert!(v.problems.is_empty(), "{:?}", v.problems);
-        let v = check(&ch, &[&ch], Workload::Idle, false).await;
+        let v = check(ask(&ch).await, &ch, &[&ch], Workload::Idle, false).await;
         assert!(v.integrity.is_none() && v.problems.is_empty(), "a guest without heartbeats is not asked");
         // A guest that never answers is not intact as far as anyone knows.
         let tmp = tempfile::tempdir().unwrap();
