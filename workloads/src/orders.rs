@@ -13,7 +13,8 @@ pub enum Workload {
     /// Touches a working set of `mib` MiB, as fast as it can or at `rate_mib_s`
     /// MiB/s. `Write` stores changing, non-zero data into every page (so pages are
     /// neither zero nor equal to what was sent before); `Read` reads the whole set
-    /// and writes one page in 64.
+    /// and writes one page in 64. Every page is stamped (`crate::stamp`), so the
+    /// guest can verify the set after a migration.
     MemDirty { mib: u32, mode: DirtyMode, rate_mib_s: Option<u32> },
     /// Keeps one vCPU busy `percent` % of the time (in 10 ms periods): a guest with
     /// a known CPU use.
