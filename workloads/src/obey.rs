@@ -16,10 +16,14 @@ pub fn obey(line: &str, channel: &Channel, orders: &Orders) {
             // Every failed self-check first: the harness reads this answer's lines in
             // order, so with the INTEGRITY line it has them all, whichever QEMU it
             // listened to when they happened.
+            let tally = crate::work::verify_memory(orders.workload).unwrap_or_else(|e| {
+                crate::work::failed(&e);
+                None
+            });
             for what in crate::work::FAILURES.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                 channel.send(&Message::Failed(what.clone()));
             }
-            channel.send(&Message::Integrity { id, tally: crate::work::verify_memory(orders.workload) });
+            channel.send(&Message::Integrity { id, tally });
         }
         Some(Order::TestCorrupt { page }) if orders.test_orders => {
             let said = match crate::work::corrupt_memory(orders.workload, page) {

@@ -158,15 +158,15 @@ fn stamped(wait: std::time::Duration) -> Option<Arc<Mutex<StampedSet>>> {
     }
 }
 
-/// Verifies every page of the memory dirtier's set, its writer paused; `None`
+/// Verifies every page of the memory dirtier's set, its writer paused; `Ok(None)`
 /// for a workload that owns no stamped memory.
-pub fn verify_memory(w: Workload) -> Option<Tally> {
+pub fn verify_memory(w: Workload) -> Result<Option<Tally>, String> {
     if !matches!(w, Workload::MemDirty { .. }) {
-        return None;
+        return Ok(None);
     }
-    let set = stamped(std::time::Duration::from_secs(10))?;
+    let set = stamped(std::time::Duration::from_secs(10)).ok_or(format!("{w}: its working set was not made within 10 s, so nothing could be verified"))?;
     let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
-    Some(set.verify())
+    Ok(Some(set.verify()))
 }
 
 /// Flips a bit of page `page` of the memory dirtier's set (a test's fault).
