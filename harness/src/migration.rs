@@ -606,6 +606,10 @@ pub struct Health {
     /// The last console lines where the guest runs, kept only when it is not healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_tail: Option<String>,
+    /// The guest's check of its stamped memory where it runs now; none when its
+    /// workload owns no stamped memory (only the memory dirtier does) or it could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::guest::integrity::Integrity>,
     pub healthy: bool,
     /// Why not healthy, or "ok".
     pub detail: String,
@@ -1110,6 +1114,7 @@ async fn guest_lost(src: &mut Machine, dst: &mut Machine, why: &str) -> Health {
         lost_beats: None,
         console_problems,
         console_tail: None,
+        integrity: None,
         healthy: false,
         detail: if lost {
             format!("the guest is lost: {why}, and no QEMU runs it ({})", states.join(", "))
@@ -1261,13 +1266,15 @@ fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEve
 }
 
 /// Checks that the guest runs on `here`: QEMU says "running", heartbeats arrive
-/// there and keep coming, and no Oops/BUG/panic shows on either console. On the
+/// there and keep coming, no Oops/BUG/panic shows on either console, the guest's
+/// stamped memory verifies page by page and no workload failed its self-check. On the
 /// destination the first heartbeat must continue the source's sequence (a lower
 /// number would mean the guest rebooted); on the source (after a cancel) the beats
 /// must carry on past the last one seen. Also notes `other`'s run state (`None`: no
 /// other QEMU was started, the guest never left `here`, the source).
 async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_on: &str) -> Health {
     let moved = runs_on == "destination" && other.is_some();
+    let asked = crate::guest::integrity::ask(&here.channel).await;
     let mut problems = Vec::new();
     let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
     if run_state != "running" {
@@ -1316,6 +1323,9 @@ async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_o
     if !console_problems.is_empty() {
         problems.push(format!("kernel trouble on the guest console: {}", console_problems[0]));
     }
+    let channels: Vec<&crate::guest::GuestChannel> = std::iter::once(&here.channel).chain(other.as_deref().map(|o| &o.channel)).collect();
+    let intact = crate::guest::integrity::check(asked, &here.channel, &channels, here.spec.workload, next.is_some()).await;
+    problems.extend(intact.problems);
     Health {
         runs_on: runs_on.into(),
         run_state,
@@ -1325,6 +1335,7 @@ async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_o
         lost_beats: lost,
         console_problems,
         console_tail: (!problems.is_empty()).then(|| here.console_tail(60)),
+        integrity: intact.integrity,
         healthy: problems.is_empty(),
         detail: if problems.is_empty() { "ok".into() } else { problems.join("; ") },
     }

@@ -124,7 +124,7 @@ fn migrate_prints_a_table_and_writes_the_record() {
     assert!(o.status.success(), "{t}");
     let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON record ({e}):\n{t}"));
     assert_eq!(rec["outcome"]["kind"], "completed");
-    assert_eq!(rec["health"]["healthy"], true);
+    assert_healthy_and_intact(&rec);
     assert_eq!(rec["scenario"]["link"], "1Gbit");
     for k in ["total_time_ms", "downtime_ms", "event_downtime_ms", "setup_time_ms", "wall_time_ms", "transferred_bytes", "iterations", "guest_gap_ms", "guest_boot_ms"] {
         assert!(rec[k].is_number(), "{k} missing in {rec}");

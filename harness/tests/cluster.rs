@@ -33,19 +33,7 @@ fn an_unbalanced_cluster_ends_balanced_by_real_migrations() {
     platform();
     let _slot = qemu_slot();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut code, mut text, mut run, mut pid) = run_cluster(tmp.path(), &tmp.path().join("out"));
-    // QEMU 7.2 under TCG sometimes hands a first-migrated guest a corrupted kernel (see
-    // the README's TCG finding). Only there, and only with evidence in the record (the
-    // console's complaint, or heartbeats that went back: a moved guest cannot count
-    // backwards), is one fresh attempt allowed; anywhere else the first must succeed.
-    let qemu = run.pointer("/environment/qemu_version").and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let tcg = run.pointer("/environment/accel").and_then(|v| v.as_str()) == Some("tcg");
-    let known_tcg_corruption =
-        run["error"].as_str().is_some_and(|e| e.contains("kernel trouble on the guest console") || e.contains("heartbeats restarted"));
-    if code != Some(0) && qemu.starts_with("7.") && tcg && known_tcg_corruption {
-        eprintln!("first attempt lost its guest to the QEMU 7.x TCG corruption; trying once more:\n{text}");
-        (code, text, run, pid) = run_cluster(tmp.path(), &tmp.path().join("out2"));
-    }
+    let (code, text, run, pid) = run_cluster(tmp.path(), &tmp.path().join("out"));
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("Balanced: every host is moderate"), "{text}");
     let rounds = run["rounds"].as_array().unwrap();

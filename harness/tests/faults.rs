@@ -27,7 +27,7 @@ fn every_fault_is_a_recorded_outcome_and_the_guest_ends_where_qemu_says() {
     let r = by_fault(&rs, "kill-destination:1", "precopy");
     assert_eq!(r["outcome"]["kind"], "failed", "{r}");
     assert_eq!(r["health"]["runs_on"], "source");
-    assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+    assert_healthy_and_intact(r);
     assert!(r["health"]["next_seq"].as_u64() > r["health"]["last_source_seq"].as_u64(), "{}", r["health"]);
     assert_eq!(r["fault"]["as_expected"], true, "{}", r["fault"]);
     assert!(r["fault"]["at_ms"].as_f64().unwrap() >= 1000.0);
@@ -43,7 +43,7 @@ fn every_fault_is_a_recorded_outcome_and_the_guest_ends_where_qemu_says() {
     let r = by_fault(&rs, "cut-link:2", "precopy");
     assert_eq!(r["outcome"]["kind"], "completed", "{r}");
     assert_eq!(r["health"]["runs_on"], "destination");
-    assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+    assert_healthy_and_intact(r);
     assert!(r["fault"]["action"].as_str().unwrap().contains("down for 2 s, then up again"), "{}", r["fault"]);
     assert_eq!(r["fault"]["struck"], true);
     assert_eq!(r["fault"]["as_expected"], true, "{}", r["fault"]);
@@ -64,14 +64,14 @@ fn every_fault_is_a_recorded_outcome_and_the_guest_ends_where_qemu_says() {
     let r = by_fault(&rs, "none", "precopy");
     assert_eq!(r["outcome"]["kind"], "cancelled", "{r}");
     assert_eq!(r["health"]["runs_on"], "source");
-    assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+    assert_healthy_and_intact(r);
     assert!(r.get("fault").is_none_or(|f| f.is_null()));
 
     // The destination QEMU refused to start: QEMU's own words, the source guest fine.
     let r = by_fault(&rs, "bad-qemu-option", "precopy");
     assert!(r["outcome"]["reason"].as_str().unwrap().contains("-migbench-no-such-option: invalid option"), "{r}");
     assert_eq!(r["health"]["runs_on"], "source");
-    assert_eq!(r["health"]["healthy"], true, "{}", r["health"]);
+    assert_healthy_and_intact(r);
     assert_eq!(r["fault"]["as_expected"], true);
 
     // Never READY: the console's last words are in the reason.

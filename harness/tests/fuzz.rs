@@ -1063,9 +1063,10 @@ proptest! {
         heartbeat_ms in 1u64..,
         workload in workload(),
         ip in prop::option::of((any::<[u8; 4]>(), 0u8..=32)),
+        test_orders in any::<bool>(),
         before in "[a-z=0-9 ]{0,20}",
     ) {
-        let o = Orders { heartbeat_ms, workload, ip: ip.map(|(a, p)| (std::net::Ipv4Addr::from(a), p)) };
+        let o = Orders { heartbeat_ms, workload, ip: ip.map(|(a, p)| (std::net::Ipv4Addr::from(a), p)), test_orders };
         let (back, problems) = Orders::parse(&format!("{before} {}", o.to_cmdline()));
         prop_assert!(problems.is_empty(), "{problems:?}");
         prop_assert_eq!(back, o);

@@ -18,6 +18,11 @@ async fn migrate_once(ram_mib: u32, transport: Transport, link: &str, timeout_s:
     migrate_with(GuestSpec::new(ram_mib, 1, environment().await.accel).unwrap(), scenario(transport, link, timeout_s)).await
 }
 
+/// The record's guest healthy and, where its workload stamps memory, intact.
+fn assert_healthy_and_intact_rec(rec: &MigrationRecord) {
+    assert_healthy_and_intact(&serde_json::to_value(rec).unwrap());
+}
+
 async fn migrate_with(spec: GuestSpec, scenario: Scenario) -> MigrationRecord {
     let (p, env) = chosen().await;
     let spec = GuestSpec { accel: env.accel, ..spec };
@@ -40,7 +45,7 @@ async fn guest_migrates_over_unix_socket_and_keeps_beating_on_the_destination() 
     let rec = migrate_once(256, Transport::Unix, "1Gbit", 120.0).await;
     let m = &rec.measurement;
     assert_eq!(m.outcome, Outcome::Completed);
-    assert!(m.health.healthy, "guest not healthy on the destination: {}", m.health.detail);
+    assert_healthy_and_intact_rec(&rec);
     assert_eq!(m.health.runs_on, "destination");
     assert_eq!(m.health.run_state, "running");
     assert_eq!(m.health.other_state, "postmigrate");
@@ -62,7 +67,7 @@ async fn guest_migrates_over_tcp_on_loopback() {
     let rec = migrate_once(128, Transport::Tcp, "10Gbit", 120.0).await;
     let m = &rec.measurement;
     assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
-    assert!(m.health.healthy, "{}", m.health.detail);
+    assert_healthy_and_intact_rec(&rec);
     assert!(m.downtime_ms.unwrap() <= m.total_time_ms.unwrap());
 }
 
@@ -77,7 +82,7 @@ async fn a_migration_that_cannot_finish_is_cancelled_and_the_guest_stays_on_the_
         other => panic!("expected cancelled, got {other:?}"),
     }
     assert_eq!(m.health.runs_on, "source");
-    assert!(m.health.healthy, "guest must keep running on the source: {}", m.health.detail);
+    assert_healthy_and_intact_rec(&rec);
     assert_eq!(m.health.run_state, "running");
     assert!(m.transferred_bytes.unwrap() > 0, "bytes sent before the cancel are kept");
     assert!(m.total_time_ms.is_none() && m.downtime_ms.is_none());
@@ -91,6 +96,7 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0)).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed);
     assert!(m.health.healthy, "{}", m.health.detail);
+    assert_intact("idle", &serde_json::to_value(&m.health).unwrap());
 
     // Still alive a while later, on the destination only.
     let last = dst.channel.last_beat().unwrap();
@@ -137,7 +143,7 @@ async fn post_copy_and_hybrid_move_pages_after_the_switch() {
         let rec = migrate_with(busy_guest(256), sc).await;
         let m = &rec.measurement;
         assert_eq!(m.outcome, Outcome::Completed, "{strategy}: {:?}", m.outcome);
-        assert!(m.health.healthy, "{strategy}: {}", m.health.detail);
+        assert_healthy_and_intact_rec(&rec);
         assert!(m.postcopy_started_ms.is_some(), "{strategy}: never switched: {:?}", m.postcopy_switch_error);
         assert!(m.postcopy_bytes.unwrap() > 0, "{strategy}: no bytes sent in post-copy");
         assert!(m.progress.iter().any(|s| s.status == "postcopy-active"), "{strategy}");
@@ -157,7 +163,7 @@ async fn xbzrle_and_multifd_with_zstd_complete() {
         let rec = migrate_with(GuestSpec::new(128, 1, machine::Accel::Tcg).unwrap(), sc.clone()).await;
         let m = &rec.measurement;
         assert_eq!(m.outcome, Outcome::Completed, "{}: {:?}", sc.strategy, m.outcome);
-        assert!(m.health.healthy, "{}: {}", sc.strategy, m.health.detail);
+        assert_healthy_and_intact_rec(&rec);
         assert_eq!(rec.scenario, sc, "the record carries the whole scenario");
     }
 }
@@ -181,5 +187,6 @@ async fn a_destination_killed_mid_migration_is_a_recorded_failure_and_the_source
     }
     assert_eq!(m.health.runs_on, "source");
     assert!(m.health.healthy, "the source must resume and keep beating: {}", m.health.detail);
+    assert_intact("idle", &serde_json::to_value(&m.health).unwrap());
     assert_eq!(m.health.run_state, "running");
 }

@@ -68,6 +68,10 @@ fn a_fast_dirtier_ranks_below_an_idle_vm_predicted_and_measured() {
     // Every record carries the dirty rate QEMU measured before migrating.
     let rs = results(&dir);
     assert_eq!(rs.len(), 2);
+    for r in &rs {
+        assert_eq!(r["outcome"]["kind"], "completed", "{r}");
+        assert_healthy_and_intact(r);
+    }
     let rate = |w: &str| rs.iter().find(|r| r["run"]["cell"]["workload"] == w).unwrap()["dirty_rate_before"]["mib_per_s"].as_f64().unwrap();
     assert!(rate("memdirty-write:24") > rate("idle"), "{rs:?}");
 

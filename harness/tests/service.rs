@@ -89,7 +89,7 @@ fn a_guest_answers_http_before_during_and_after_its_migration() {
         let m = r;
         let conn = r["run"]["cell"]["connection"].as_str().unwrap();
         assert_eq!(m["outcome"]["kind"], "completed", "{conn}: {}", m["outcome"]);
-        assert_eq!(m["health"]["healthy"], true, "{conn}: {}", m["health"]);
+        assert_healthy_and_intact(m);
         let svc = &m["service"];
         let client = &svc["client"];
         // Answers in every phase, on both sides of the move.

@@ -30,7 +30,7 @@ fn ten_migrations_under_load_lose_nothing_and_the_harness_stays_flat() {
     for r in &rs {
         let rep = &r["run"]["repetition"];
         assert_eq!(r["outcome"]["kind"], "completed", "run {rep}: {}", r["outcome"]);
-        assert_eq!(r["health"]["healthy"], true, "run {rep}: {}", r["health"]);
+        assert_healthy_and_intact(r);
         let client = &r["service"]["client"];
         assert_eq!(client["failed_outside_window"], 0, "run {rep}: {client}");
         assert!(client["during"]["requests"].as_u64().unwrap() + client["after"]["requests"].as_u64().unwrap() > 0);

@@ -1,15 +1,20 @@
 //! The guest end of the guest channel: the virtio-serial port named `migbench.0`.
+//! The guest writes its messages to it and reads the harness's orders from it.
 
 use crate::init::console;
 use migbench_guest::protocol::{Message, PORT_NAME};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Shared by the heartbeat and the order handler: a line is written whole under
+/// the lock, so their messages never interleave.
 pub struct Channel {
-    port: File,
-    failed_writes: u64,
+    port: Mutex<(File, u64)>,
+    /// A second handle for reading orders (the port opens only once).
+    orders: File,
 }
 
 impl Channel {
@@ -19,8 +24,8 @@ impl Channel {
         let deadline = Instant::now() + wait;
         loop {
             match find_port() {
-                Some(dev) => match OpenOptions::new().write(true).open(&dev) {
-                    Ok(port) => return Ok(Channel { port, failed_writes: 0 }),
+                Some(dev) => match OpenOptions::new().read(true).write(true).open(&dev).and_then(|p| Ok((p.try_clone()?, p))) {
+                    Ok((orders, port)) => return Ok(Channel { port: Mutex::new((port, 0)), orders }),
                     Err(e) if Instant::now() > deadline => return Err(format!("open {}: {e}", dev.display())),
                     Err(_) => {}
                 },
@@ -35,12 +40,35 @@ impl Channel {
 
     /// Sends one line. A failed write is reported on the console (at most a few
     /// times) and otherwise ignored: the beat goes on, and the harness sees the gap.
-    pub fn send(&mut self, msg: &Message) {
+    pub fn send(&self, msg: &Message) {
         let line = format!("{msg}\n");
-        if let Err(e) = self.port.write_all(line.as_bytes()) {
-            self.failed_writes += 1;
-            if self.failed_writes <= 3 {
+        let mut port = self.port.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = port.0.write_all(line.as_bytes()) {
+            port.1 += 1;
+            if port.1 <= 3 {
                 console(&format!("migbench-guest: channel write failed: {e}"));
+            }
+        }
+    }
+
+    /// Calls `obey` with each line the harness sends, for ever. While no host is
+    /// connected (between a migration's two QEMUs) a read returns at once with
+    /// nothing: wait a little and read again.
+    pub fn read_orders(&self, mut obey: impl FnMut(&str)) -> ! {
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match (&self.orders).read(&mut buf) {
+                Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                obey(String::from_utf8_lossy(&line).trim());
+            }
+            // A line longer than any order is garbage: drop it rather than grow.
+            if pending.len() > 4096 {
+                pending.clear();
             }
         }
     }

@@ -17,9 +17,9 @@ pub fn run_as_pid1() -> ! {
     for p in problems {
         console(&format!("migbench-guest: {p}"));
     }
-    let mut channel = loop {
+    let channel: &'static Channel = loop {
         match Channel::open(Duration::from_secs(5)) {
-            Ok(c) => break c,
+            Ok(c) => break Box::leak(Box::new(c)),
             // Without a channel the harness cannot hear us; say why on the console
             // (the harness quotes it in its error) and try again.
             Err(e) => console(&format!("migbench-guest: no guest channel: {e}")),
@@ -32,17 +32,24 @@ pub fn run_as_pid1() -> ! {
     let kernel = uname_release();
     channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
     let vcpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    crate::work::start(orders.workload, vcpus, |e| console(&format!("migbench-guest: workload stopped: {e}")));
-    heartbeat_forever(&mut channel, Duration::from_millis(orders.heartbeat_ms), orders.workload.unit())
+    crate::work::start(orders.workload, vcpus, |e| {
+        console(&format!("migbench-guest: workload stopped: {e}"));
+        crate::work::failed(e);
+    });
+    let unit = orders.workload.unit();
+    let period = Duration::from_millis(orders.heartbeat_ms);
+    std::thread::spawn(move || channel.read_orders(|line| crate::obey::obey(line, channel, &orders)));
+    heartbeat_forever(channel, period, unit)
 }
 
 /// Beats every `period`, and every 100 ms also reports the workload's progress.
-fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>) -> ! {
+fn heartbeat_forever(channel: &Channel, period: Duration, unit: Option<&str>) -> ! {
     let period_ns = period.as_nanos() as i64;
     let mut seq: u64 = 0;
     let mut next = monotonic_ns();
     let mut next_rate = next;
     let mut next_report = next;
+    let mut failures_sent = 0;
     loop {
         seq += 1;
         let now = monotonic_ns();
@@ -52,6 +59,12 @@ fn heartbeat_forever(channel: &mut Channel, period: Duration, unit: Option<&str>
             channel.send(&Message::Rate { unit: unit.to_string(), total, guest_ns: now as u64 });
         }
         if now >= next_rate {
+            // A workload's failed self-check, as soon as it happens (VERIFY repeats them).
+            let failures = crate::work::FAILURES.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for what in &failures[failures_sent..] {
+                channel.send(&Message::Failed(what.clone()));
+            }
+            failures_sent = failures.len();
             if let Some((busy, total, steal, cpus)) = read_cpu_ticks() {
                 channel.send(&Message::Cpu { busy, total, steal, cpus, guest_ns: now as u64 });
             }

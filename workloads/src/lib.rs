@@ -10,3 +10,4 @@ pub mod livermore;
 pub mod netif;
 pub mod orders;
 pub mod protocol;
+pub mod stamp;

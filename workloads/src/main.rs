@@ -12,6 +12,7 @@
 
 mod channel;
 mod init;
+mod obey;
 mod work;
 
 fn main() {

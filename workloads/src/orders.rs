@@ -13,7 +13,8 @@ pub enum Workload {
     /// Touches a working set of `mib` MiB, as fast as it can or at `rate_mib_s`
     /// MiB/s. `Write` stores changing, non-zero data into every page (so pages are
     /// neither zero nor equal to what was sent before); `Read` reads the whole set
-    /// and writes one page in 64.
+    /// and writes one page in 64. Every page is stamped (`crate::stamp`), so the
+    /// guest can verify the set after a migration.
     MemDirty { mib: u32, mode: DirtyMode, rate_mib_s: Option<u32> },
     /// Keeps one vCPU busy `percent` % of the time (in 10 ms periods): a guest with
     /// a known CPU use.
@@ -172,11 +173,15 @@ pub struct Orders {
     pub workload: Workload,
     /// The NIC's address and prefix length (`migbench.ip=A.B.C.D/P`); none: no network.
     pub ip: Option<(std::net::Ipv4Addr, u8)>,
+    /// Obey test-only orders (`migbench.test_orders=1`): a test that injects its own
+    /// corruption asks for it; nothing else does, so in ordinary use a stray order
+    /// cannot damage a guest.
+    pub test_orders: bool,
 }
 
 impl Default for Orders {
     fn default() -> Self {
-        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None }
+        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None, test_orders: false }
     }
 }
 
@@ -197,6 +202,12 @@ impl Orders {
                     Ok(w) => o.workload = w,
                     Err(e) => problems.push(format!("ignoring {e}")),
                 }
+            } else if let Some(v) = word.strip_prefix("migbench.test_orders=") {
+                match v {
+                    "1" => o.test_orders = true,
+                    "0" => o.test_orders = false,
+                    _ => problems.push(format!("ignoring bad migbench.test_orders={v} (want 0 or 1)")),
+                }
             } else if let Some(v) = word.strip_prefix("migbench.ip=") {
                 let parsed = v.split_once('/').and_then(|(a, p)| Some((a.parse().ok()?, p.parse::<u8>().ok().filter(|p| *p <= 32)?)));
                 match parsed {
@@ -212,6 +223,9 @@ impl Orders {
         let mut s = format!("migbench.hb_ms={} migbench.workload={}", self.heartbeat_ms, self.workload);
         if let Some((ip, prefix)) = self.ip {
             s += &format!(" migbench.ip={ip}/{prefix}");
+        }
+        if self.test_orders {
+            s += " migbench.test_orders=1";
         }
         s
     }
@@ -236,7 +250,7 @@ mod tests {
             Workload::Http { store_mib: Workload::HTTP_DEFAULT_STORE_MIB },
             Workload::Http { store_mib: 64 },
         ] {
-            let o = Orders { heartbeat_ms: 20, workload: w, ip: None };
+            let o = Orders { heartbeat_ms: 20, workload: w, ip: None, test_orders: w == Workload::Idle };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
             assert_eq!(back, o);
             assert!(problems.is_empty());
@@ -245,9 +259,9 @@ mod tests {
 
     #[test]
     fn bad_words_are_reported_not_fatal() {
-        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance migbench.ip=1.2.3.4 migbench.ip=1.2.3.4/33");
+        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance migbench.ip=1.2.3.4 migbench.ip=1.2.3.4/33 migbench.test_orders=yes");
         assert_eq!(o, Orders::default());
-        assert_eq!(problems.len(), 4);
+        assert_eq!(problems.len(), 5);
         let net = Orders { ip: Some(("198.18.0.2".parse().unwrap(), 15)), ..Orders::default() };
         assert_eq!(Orders::parse(&net.to_cmdline()).0, net);
         assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));

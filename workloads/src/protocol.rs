@@ -6,6 +6,17 @@
 //! RATE <unit> <work done since boot, in unit> <guest CLOCK_MONOTONIC ns>   (every 100 ms)
 //! CPU <busy ticks> <total ticks> <steal ticks> <online CPUs> <guest CLOCK_MONOTONIC ns>   (every 100 ms)
 //! LOG <free text>
+//! FAILED <what the workload found wrong in its own results>   (it then stops)
+//! INTEGRITY <id> <pages checked> <mismatches> <first bad page, or ->   (the answer to VERIFY <id>)
+//! INTEGRITY <id> none   (the workload owns no stamped memory)
+//! ```
+//!
+//! and host → guest, one order per line ([`Order`]):
+//!
+//! ```text
+//! VERIFY <id>          answer with every FAILED so far, then INTEGRITY <id> …
+//! TEST-CORRUPT <page>  flip a bit of that page of the memory dirtier's set; obeyed only
+//!                      by a guest booted with `migbench.test_orders=1`, which only tests ask for
 //! ```
 //!
 //! Unknown lines are kept by the host as `Other`, so a newer guest never breaks an
@@ -34,7 +45,41 @@ pub enum Message {
     /// free, so this tells the harness how much a first migration round must copy.
     Mem { total_kib: u64, free_kib: u64, guest_ns: u64 },
     Log(String),
+    /// The workload found its own results wrong and stopped.
+    Failed(String),
+    /// The answer to `VERIFY id`: the memory dirtier's pages checked (`None`: the
+    /// workload owns no stamped memory).
+    Integrity { id: u64, tally: Option<crate::stamp::Tally> },
     Other(String),
+}
+
+/// What the harness asks of a running guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Verify { id: u64 },
+    /// A test's own fault: a corruption the checker did not cause.
+    TestCorrupt { page: u64 },
+}
+
+impl Order {
+    pub fn parse(line: &str) -> Option<Order> {
+        let mut words = line.split_whitespace();
+        let order = match (words.next()?, words.next()?.parse().ok()?) {
+            ("VERIFY", id) => Order::Verify { id },
+            ("TEST-CORRUPT", page) => Order::TestCorrupt { page },
+            _ => return None,
+        };
+        words.next().is_none().then_some(order)
+    }
+}
+
+impl fmt::Display for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Order::Verify { id } => write!(f, "VERIFY {id}"),
+            Order::TestCorrupt { page } => write!(f, "TEST-CORRUPT {page}"),
+        }
+    }
 }
 
 impl Message {
@@ -95,6 +140,24 @@ impl Message {
                 }
             }
             "LOG" => Message::Log(rest.to_string()),
+            "FAILED" => Message::Failed(rest.to_string()),
+            "INTEGRITY" => {
+                let v: Vec<&str> = rest.split(' ').collect();
+                let n = |s: &str| s.parse::<u64>().ok();
+                match v[..] {
+                    [id, "none"] if n(id).is_some() => Message::Integrity { id: n(id).unwrap_or(0), tally: None },
+                    [id, checked, bad, first] => match (n(id), n(checked), n(bad), first) {
+                        (Some(id), Some(pages_checked), Some(mismatches), "-") if mismatches == 0 => {
+                            Message::Integrity { id, tally: Some(crate::stamp::Tally { pages_checked, mismatches, first_bad_page: None }) }
+                        }
+                        (Some(id), Some(pages_checked), Some(mismatches), first) if mismatches > 0 && n(first).is_some() => {
+                            Message::Integrity { id, tally: Some(crate::stamp::Tally { pages_checked, mismatches, first_bad_page: n(first) }) }
+                        }
+                        _ => Message::Other(line.to_string()),
+                    },
+                    _ => Message::Other(line.to_string()),
+                }
+            }
             _ => Message::Other(line.to_string()),
         }
     }
@@ -109,6 +172,12 @@ impl fmt::Display for Message {
             Message::Cpu { busy, total, steal, cpus, guest_ns } => write!(f, "CPU {busy} {total} {steal} {cpus} {guest_ns}"),
             Message::Mem { total_kib, free_kib, guest_ns } => write!(f, "MEM {total_kib} {free_kib} {guest_ns}"),
             Message::Log(text) => write!(f, "LOG {text}"),
+            Message::Failed(text) => write!(f, "FAILED {text}"),
+            Message::Integrity { id, tally: None } => write!(f, "INTEGRITY {id} none"),
+            Message::Integrity { id, tally: Some(t) } => match t.first_bad_page {
+                Some(p) => write!(f, "INTEGRITY {id} {} {} {p}", t.pages_checked, t.mismatches),
+                None => write!(f, "INTEGRITY {id} {} {} -", t.pages_checked, t.mismatches),
+            },
             Message::Other(text) => f.write_str(text),
         }
     }
@@ -150,8 +219,22 @@ mod tests {
             Message::Rate { unit: "flop".into(), total: 123_456_789, guest_ns: 42 },
             Message::Cpu { busy: 120, total: 400, steal: 3, cpus: 2, guest_ns: 7 },
             Message::Mem { total_kib: 200_000, free_kib: 150_000, guest_ns: 8 },
+            Message::Failed("linpack: residual 3e-2 too large".into()),
+            Message::Integrity { id: 3, tally: None },
+            Message::Integrity { id: 4, tally: Some(crate::stamp::Tally { pages_checked: 16384, mismatches: 0, first_bad_page: None }) },
+            Message::Integrity { id: 5, tally: Some(crate::stamp::Tally { pages_checked: 16384, mismatches: 7, first_bad_page: Some(42) }) },
         ] {
             assert_eq!(Message::parse(&format!("{m}\n")), m);
+        }
+        for o in [Order::Verify { id: 9 }, Order::TestCorrupt { page: 12 }] {
+            assert_eq!(Order::parse(&o.to_string()), Some(o));
+        }
+        for bad in ["VERIFY", "VERIFY x", "VERIFY 1 2", "CORRUPT 5", "TEST-CORRUPT -1", ""] {
+            assert_eq!(Order::parse(bad), None, "{bad}");
+        }
+        // A tally that contradicts itself is not an answer.
+        for bad in ["INTEGRITY 1 10 0 5", "INTEGRITY 1 10 2 -", "INTEGRITY x none", "INTEGRITY 1 10 2"] {
+            assert_eq!(Message::parse(bad), Message::Other(bad.into()), "{bad}");
         }
     }
 

@@ -4,19 +4,18 @@
 
 use migbench_guest::benchmark::Benchmark;
 use migbench_guest::http;
-use migbench_guest::livermore::Tally;
+use migbench_guest::livermore;
 use migbench_guest::orders::{DirtyMode, Workload};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::Arc;
+use migbench_guest::stamp::{READ_STRIDE, StampedSet, Tally};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-
-const PAGE: usize = 4096;
+use std::sync::{Arc, Mutex};
 
 /// Work done since the workload started, in its unit (`Workload::unit`).
 pub static DONE: AtomicU64 = AtomicU64::new(0);
 
 /// The Livermore loops' per-kernel rates so far (all copies), for their summary means.
-pub static LIVERMORE: std::sync::Mutex<Option<Tally>> = std::sync::Mutex::new(None);
+pub static LIVERMORE: Mutex<Option<livermore::Tally>> = Mutex::new(None);
 
 /// The port the http workload listens on: port 80 in the guest; a host run
 /// (`run http --port P`) moves it off the privileged port.
@@ -122,7 +121,7 @@ fn run_benchmark(w: Workload) -> Result<(), String> {
         let step = bench.step()?;
         DONE.fetch_add(step.done as u64, Ordering::Relaxed);
         if let Some(pass) = step.livermore {
-            LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Tally::default).add(&pass);
+            LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(livermore::Tally::default).add(&pass);
         }
     }
 }
@@ -132,10 +131,67 @@ pub fn livermore_report() -> Option<String> {
     LIVERMORE.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.report()
 }
 
+/// The memory dirtier's working set, once made: shared with the order handler,
+/// which verifies it. Holding the lock pauses the writer between two chunks.
+static STAMPED: Mutex<Option<Arc<Mutex<StampedSet>>>> = Mutex::new(None);
+
+/// What workloads found wrong in their own results (each then stopped), in order.
+pub static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Notes a workload's failed self-check, for the harness (`FAILED` lines).
+pub fn failed(what: &str) {
+    FAILURES.lock().unwrap_or_else(|p| p.into_inner()).push(what.to_string());
+}
+
+/// The memory dirtier's set, waiting up to `wait` for it to be made (it is made
+/// as the workload starts); `None` if there is none.
+fn stamped(wait: std::time::Duration) -> Option<Arc<Mutex<StampedSet>>> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(set) = STAMPED.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(set);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Verifies every page of the memory dirtier's set, its writer paused; `Ok(None)`
+/// for a workload that owns no stamped memory.
+pub fn verify_memory(w: Workload) -> Result<Option<Tally>, String> {
+    if !matches!(w, Workload::MemDirty { .. }) {
+        return Ok(None);
+    }
+    let set = stamped(std::time::Duration::from_secs(10)).ok_or(format!("{w}: its working set was not made within 10 s, so nothing could be verified"))?;
+    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Some(set.verify()))
+}
+
+/// Flips a bit of page `page` of the memory dirtier's set (a test's fault).
+pub fn corrupt_memory(w: Workload, page: u64) -> Result<(), String> {
+    if !matches!(w, Workload::MemDirty { .. }) {
+        return Err(format!("the {w} workload owns no stamped memory"));
+    }
+    let set = stamped(std::time::Duration::from_secs(10)).ok_or("the memory dirtier's set was not made within 10 s")?;
+    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+    set.corrupt(usize::try_from(page).map_err(|_| format!("page {page} is out of range"))?)
+}
+
+/// Pages the writer handles per hold of the lock (1 MiB): a verifier waits at
+/// most that long for it, and the lock costs nothing next to the pages.
+const CHUNK_PAGES: usize = 256;
+
 fn memdirty(bytes: usize, mode: DirtyMode, rate_mib_s: Option<u32>) -> ! {
-    let mut set = vec![0u64; bytes / 8];
-    let words_per_page = PAGE / 8;
-    let mut round: u64 = 1;
+    // Write mode stamps every page each round: a new, non-zero generation and
+    // checksum, so no page stays zero or repeats what was sent before, and migration
+    // has to copy it again. Read mode reads (and verifies) every page and rewrites
+    // one in 64.
+    let stride = if mode == DirtyMode::Write { 1 } else { READ_STRIDE };
+    let set = Arc::new(Mutex::new(StampedSet::new(bytes, stride)));
+    *STAMPED.lock().unwrap_or_else(|p| p.into_inner()) = Some(set.clone());
+    let pages = set.lock().unwrap_or_else(|p| p.into_inner()).pages();
     let started = std::time::Instant::now();
     loop {
         // At a target rate, a round waits until the MiB done so far are due.
@@ -146,27 +202,16 @@ fn memdirty(bytes: usize, mode: DirtyMode, rate_mib_s: Option<u32>) -> ! {
                 std::thread::sleep(wait);
             }
         }
-        match mode {
-            // A new, non-zero value in every page each round: no page stays zero or
-            // repeats what was sent before, so migration has to copy it again.
-            DirtyMode::Write => {
-                for (i, page) in set.chunks_mut(words_per_page).enumerate() {
-                    page[0] = round.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64) | 1;
-                }
+        let mut left = pages;
+        while left > 0 {
+            let n = left.min(CHUNK_PAGES);
+            let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
+            for _ in 0..n {
+                s.step();
             }
-            // Read everything, write one page in 64.
-            DirtyMode::Read => {
-                let mut sum = 0u64;
-                for w in set.iter().step_by(8) {
-                    sum = sum.wrapping_add(*w);
-                }
-                let pages = set.len() / words_per_page;
-                for p in (0..pages).step_by(64) {
-                    set[p * words_per_page] = sum ^ round | 1;
-                }
-            }
+            drop(s);
+            left -= n;
         }
-        round = std::hint::black_box(round + 1);
         DONE.fetch_add((bytes / (1024 * 1024)) as u64, Ordering::Relaxed);
     }
 }

@@ -200,7 +200,7 @@ impl Cell {
     pub fn guest(&self, accel: Accel) -> GuestSpec {
         // A guest that serves HTTP gets a NIC on the test network.
         let net = matches!(self.workload, Workload::Http { .. }).then(GuestNet::default);
-        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default() }
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false }
     }
 
     /// The HTTP load this cell puts on its guest, if any.

@@ -3,12 +3,15 @@
 //! with the harness's monotonic arrival time.
 
 use anyhow::{Result, bail};
-use migbench_guest::protocol::Message;
+use migbench_guest::protocol::{Message, Order};
+use migbench_guest::stamp::Tally;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 /// One heartbeat as the harness received it.
@@ -72,6 +75,10 @@ struct Log {
     cpu: Vec<CpuTicks>,
     mem: Option<MemSample>,
     other: Vec<String>,
+    /// The workload's failed self-checks (`FAILED` lines), as sent.
+    failures: Vec<String>,
+    /// Answers to `VERIFY id`, by id.
+    integrity: HashMap<u64, Option<Tally>>,
     closed: bool,
 }
 
@@ -80,6 +87,10 @@ pub struct GuestChannel {
     log: Arc<Mutex<Log>>,
     changed: Arc<Notify>,
     reader: tokio::task::JoinHandle<()>,
+    /// Orders to the guest.
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// The id of the last `VERIFY` sent.
+    last_verify: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for GuestChannel {
@@ -103,8 +114,9 @@ impl GuestChannel {
         };
         let log = Arc::new(Mutex::new(Log::default()));
         let changed = Arc::new(Notify::new());
-        let reader = tokio::spawn(read_loop(stream, log.clone(), changed.clone()));
-        Ok(GuestChannel { log, changed, reader })
+        let (read, write) = stream.into_split();
+        let reader = tokio::spawn(read_loop(read, log.clone(), changed.clone()));
+        Ok(GuestChannel { log, changed, reader, writer: tokio::sync::Mutex::new(write), last_verify: Default::default() })
     }
 
     /// Waits until `pred` holds for the log, or `timeout` passes.
@@ -157,13 +169,57 @@ impl GuestChannel {
         self.log.lock().unwrap().mem
     }
 
+    /// The workload's failed self-checks the guest reported on this channel.
+    pub fn workload_failures(&self) -> Vec<String> {
+        self.log.lock().unwrap().failures.clone()
+    }
+
+    async fn send(&self, order: Order) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        w.write_all(format!("{order}\n").as_bytes()).await?;
+        Ok(w.flush().await?)
+    }
+
+    /// Asks the guest to verify its memory; returns the request's id for
+    /// [`GuestChannel::verification`]. The guest sends every failed self-check
+    /// before its answer, so [`GuestChannel::workload_failures`] is complete after it.
+    pub async fn ask_verify(&self) -> Result<u64> {
+        let id = self.last_verify.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.send(Order::Verify { id }).await?;
+        Ok(id)
+    }
+
+    /// Waits for the answer to verification `id`: `Ok(None)` if the guest's
+    /// workload owns no stamped memory.
+    pub async fn verification(&self, id: u64, timeout: Duration) -> Result<Option<Tally>> {
+        match self.wait_for(timeout, |l| l.integrity.get(&id).copied()).await {
+            Some(answer) => Ok(answer),
+            None => bail!("the guest did not answer the memory verification within {} s", timeout.as_secs()),
+        }
+    }
+
+    /// [`GuestChannel::ask_verify`], then [`GuestChannel::verification`].
+    pub async fn verify_memory(&self, timeout: Duration) -> Result<Option<Tally>> {
+        let id = self.ask_verify().await?;
+        self.verification(id, timeout).await
+    }
+
+    /// Test only: has the guest flip a bit of page `page` of its memory dirtier's
+    /// set (a guest obeys only when booted with `GuestSpec::test_orders`) and waits
+    /// for its word on it.
+    pub async fn test_only_corrupt_page(&self, page: u64, timeout: Duration) -> Result<String> {
+        self.send(Order::TestCorrupt { page }).await?;
+        let said = |l: &Log| l.other.iter().find(|t| t.contains(&format!("page {page}")) && (t.contains("test order") || t.contains("refusing"))).cloned();
+        self.wait_for(timeout, said).await.ok_or_else(|| anyhow::anyhow!("the guest did not answer the test order within {} s", timeout.as_secs()))
+    }
+
     /// Lines the guest sent that were not READY or heartbeats (its LOG messages and anything unknown).
     pub fn other_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().other.clone()
     }
 }
 
-async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify>) {
+async fn read_loop(stream: tokio::net::unix::OwnedReadHalf, log: Arc<Mutex<Log>>, changed: Arc<Notify>) {
     let mut lines = BufReader::new(stream).lines();
     loop {
         let line = lines.next_line().await;
@@ -177,6 +233,10 @@ async fn read_loop(stream: UnixStream, log: Arc<Mutex<Log>>, changed: Arc<Notify
                     Message::Rate { unit, total, guest_ns } => l.rates.push(RateSample { at, unit, total, guest_ns }),
                     Message::Cpu { busy, total, steal, cpus, .. } => l.cpu.push(CpuTicks { at, busy, total, steal, cpus }),
                     Message::Mem { total_kib, free_kib, .. } => l.mem = Some(MemSample { at, total_kib, free_kib }),
+                    Message::Failed(text) => l.failures.push(text),
+                    Message::Integrity { id, tally } => {
+                        l.integrity.insert(id, tally);
+                    }
                     Message::Log(text) | Message::Other(text) => l.other.push(text),
                 },
                 // A line that is not UTF-8 (a garbled write) is skipped, not fatal.

@@ -90,6 +90,10 @@ pub struct GuestSpec {
     /// A start-up fault to inject (the record's scenario says which; not recorded here).
     #[serde(skip)]
     pub inject: StartFault,
+    /// The guest obeys test-only orders (a test's own memory corruption). Only tests
+    /// set it; nothing a user runs can.
+    #[serde(skip)]
+    pub test_orders: bool,
 }
 
 /// Faults that strike when a QEMU starts (`migration::Fault` has them all).
@@ -125,7 +129,7 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false })
     }
 
     pub fn with_workload(self, workload: Workload) -> GuestSpec {
@@ -209,7 +213,7 @@ pub const MACHINE_TYPE: &str = "pc";
 
 /// The guest kernel's command line, with the guest's orders.
 pub fn kernel_cmdline(spec: &GuestSpec) -> String {
-    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)) };
+    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)), test_orders: spec.test_orders };
     // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
     // chatty boot log, which would slow a TCG boot down over the emulated UART.
     let mut line = format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline());

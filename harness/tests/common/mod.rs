@@ -126,3 +126,26 @@ pub fn interrupt_mid_migration(child: &mut std::process::Child, marker: &str, se
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     (status, err)
 }
+
+/// Asserts that a run record's guest ended healthy and intact: the health check
+/// passed, and where its workload stamps memory (the memory dirtier) the check of
+/// every page ran and found none wrong. No QEMU version or console symptom excuses
+/// a broken guest; a test that wants the unhealthy path injects its own fault.
+pub fn assert_healthy_and_intact(r: &serde_json::Value) {
+    let h = &r["health"];
+    let workload = r["guest"]["workload"].as_str().unwrap_or_else(|| panic!("a record without its guest's workload: {r}"));
+    assert_eq!(h["healthy"], true, "{workload}: the guest is not healthy: {h}");
+    assert_intact(workload, h);
+}
+
+/// Asserts that a health record (as JSON) shows stamped memory verified clean,
+/// where `workload` stamps memory; that nothing was claimed where it does not.
+pub fn assert_intact(workload: &str, health: &serde_json::Value) {
+    let i = &health["integrity"];
+    if workload.starts_with("memdirty") {
+        assert!(i["pages_checked"].as_u64().unwrap_or(0) > 0, "{workload}: its memory was not verified: {health}");
+        assert_eq!(i["mismatches"], 0, "{workload}: its memory is not intact: {health}");
+    } else {
+        assert!(i.is_null(), "{workload} owns no stamped memory, yet integrity was recorded: {health}");
+    }
+}
