@@ -14,8 +14,7 @@ const BOOT: Duration = Duration::from_secs(180);
 
 /// A booted source running `workload` and a destination waiting for it.
 async fn pair(workload: &str, test_orders: bool) -> (RunDir, Machine, Machine) {
-    let env = environment().await;
-    let p = platform();
+    let (p, env) = chosen().await;
     let spec = GuestSpec { test_orders, ..GuestSpec::new(256, 1, env.accel).unwrap().with_workload(workload.parse().unwrap()) };
     let run = RunDir::new().unwrap();
     let (src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();
