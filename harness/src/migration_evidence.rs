@@ -129,7 +129,8 @@ fn postcopy_event_ms(events: &[RecordedEvent]) -> Option<f64> {
 }
 
 fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1048576.0)
+    // XBZRLE deltas of a few bytes a page add up to KiB, not MiB.
+    if bytes < 1 << 20 { format!("{:.1} KiB", bytes as f64 / 1024.0) } else { format!("{:.1} MiB", bytes as f64 / 1048576.0) }
 }
 
 /// Judges a finished migration: `m` holds its outcome, events, post-copy switch and
@@ -321,4 +322,141 @@ pub(crate) async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario)
         }
     }
     Ok(Ok(settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::{Health, MigrationRecord};
+
+    fn fixture(version: &str, name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/qmp-{version}/{name}"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    }
+
+    /// A completed run whose source last replied `replies`' last, as the driver records it.
+    fn run(strategy: Strategy, replies: &[Value]) -> StrategyEvidence {
+        let mut seen = Observed::default();
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        for (i, r) in replies.iter().enumerate() {
+            let info = MigrationInfo::from_value(r);
+            seen.sample(50.0 * (i + 1) as f64, &info);
+            if let Some(ram) = info.ram {
+                m.postcopy_bytes = ram.postcopy_bytes;
+                m.postcopy_requests = ram.postcopy_requests;
+            }
+        }
+        m.postcopy_started_ms = matches!(strategy, Strategy::Postcopy | Strategy::Hybrid).then_some(1.0);
+        judge(strategy, Settings::default(), &seen, &m)
+    }
+
+    #[test]
+    fn evidence_is_read_from_7_2_and_10_0_replies() {
+        for v in ["7.2", "10.0"] {
+            let e = run(Strategy::Xbzrle, &[fixture(v, "query-migrate-xbzrle.json")]);
+            let x = e.xbzrle.as_ref().unwrap();
+            assert!(e.took_effect && x.pages.unwrap() > 1000 && x.cache_miss.unwrap() > 1000 && x.cache_size == Some(64 << 20), "{v}: {e:?}");
+            assert!(e.note.starts_with("XBZRLE sent") && e.note.contains("cache misses"), "{v}: {}", e.note);
+
+            // The throttle ends with the migration: its highest sample counts, not the last.
+            let throttled = fixture(v, "query-migrate-throttle.json");
+            let pct = throttled["cpu-throttle-percentage"].as_u64().unwrap();
+            let e = run(Strategy::AutoConverge, &[throttled, fixture(v, "query-migrate-completed.json")]);
+            let t = e.throttle.as_ref().unwrap();
+            assert_eq!((t.max_percent, t.throttled_samples), (Some(pct), 1), "{v}");
+            assert!(pct >= 90 && e.took_effect && e.note.contains(&format!("{pct} %")), "{v}: {}", e.note);
+
+            let e = run(Strategy::Postcopy, &[fixture(v, "query-migrate-postcopy.json")]);
+            let p = e.postcopy.as_ref().unwrap();
+            assert!(e.took_effect && p.entered && p.entered_ms == Some(50.0) && p.bytes.unwrap() > 0, "{v}: {e:?}");
+        }
+        let mut settings = Settings::default();
+        settings.source.parameters = [("multifd-channels".to_string(), Value::from(2)), ("multifd-compression".to_string(), Value::from("zstd"))].into();
+        let mut seen = Observed::default();
+        seen.sample(1.0, &MigrationInfo::from_value(&fixture("10.0", "query-migrate-multifd.json")));
+        let e = judge(Strategy::Multifd, settings, &seen, &Measurement::not_started(Outcome::Completed, Health::default()));
+        let d = e.multifd.as_ref().unwrap();
+        assert_eq!((d.channels, d.compression.as_deref()), (Some(2), Some("zstd")));
+        assert!(e.took_effect && d.bytes.unwrap() > 1 << 20, "{e:?}");
+    }
+
+    #[test]
+    fn a_strategy_that_never_engaged_says_why_and_is_not_counted() {
+        let precopy_only = fixture("10.0", "query-migrate-multifd.json");
+        let plain = fixture("7.2", "query-migrate-completed.json");
+        // Post-copy asked for, but QEMU finished in pre-copy.
+        let e = run(Strategy::Postcopy, std::slice::from_ref(&plain));
+        assert!(!e.took_effect && e.note == "postcopy requested; pre-copy finished before switchover", "{}", e.note);
+        // Hybrid that never reached its switch, and one QEMU refused.
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        let none = Observed::default();
+        let e = judge(Strategy::Hybrid, Settings::default(), &none, &m);
+        assert!(!e.took_effect && e.note.contains("before the switch to post-copy was due"), "{}", e.note);
+        m.postcopy_switch_error = Some("Postcopy must be started after migration has been started".into());
+        assert!(judge(Strategy::Hybrid, Settings::default(), &none, &m).note.contains("refused migrate-start-postcopy"));
+        // A MIGRATION event is proof enough, even between samples.
+        m.postcopy_switch_error = None;
+        m.events.push(RecordedEvent { side: "destination".into(), t_ms: 30.0, name: "MIGRATION".into(), data: serde_json::json!({"status": "postcopy-active"}) });
+        assert!(judge(Strategy::Hybrid, Settings::default(), &none, &m).took_effect);
+
+        let e = run(Strategy::AutoConverge, std::slice::from_ref(&plain));
+        assert!(!e.took_effect && e.note.contains("before QEMU throttled the guest"), "{}", e.note);
+        let mut misses = fixture("10.0", "query-migrate-xbzrle.json");
+        misses["xbzrle-cache"]["pages"] = 0.into();
+        let e = run(Strategy::Xbzrle, &[misses]);
+        assert!(!e.took_effect && e.note.contains("4257 cache misses") && e.note.contains("as in pre-copy"), "{}", e.note);
+        assert!(!run(Strategy::Xbzrle, std::slice::from_ref(&plain)).took_effect, "no statistics, no proof");
+        let e = run(Strategy::Multifd, std::slice::from_ref(&plain));
+        assert!(!e.took_effect && e.note.contains("no byte sent through the channels"), "{}", e.note);
+        assert!(run(Strategy::Precopy, &[precopy_only]).took_effect);
+
+        // The measurement says so; a record from before evidence was kept is not judged.
+        let mut m = Measurement::not_started(Outcome::Completed, Health { healthy: true, ..Default::default() });
+        assert!(m.strategy_took_effect());
+        m.evidence = Some(run(Strategy::Postcopy, std::slice::from_ref(&plain)));
+        assert!(!m.strategy_took_effect());
+        let old: Value = serde_json::to_value(Measurement::not_started(Outcome::Completed, Health::default())).unwrap();
+        assert!(old.get("evidence").is_none(), "no evidence, no key");
+        assert!(serde_json::from_value::<Measurement>(old).unwrap().strategy_took_effect());
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["evidence"]["took_effect"], false);
+        assert_eq!(serde_json::from_value::<Measurement>(json).unwrap(), m);
+    }
+
+    #[test]
+    fn the_table_and_notes_say_when_a_strategy_never_took_effect() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report/results.jsonl");
+        let line = std::fs::read_to_string(path).unwrap().lines().next().unwrap().to_string();
+        let mut rec: MigrationRecord = serde_json::from_str::<crate::experiment::sweep::RunRecord>(&line).unwrap().migration;
+        rec.scenario.strategy = Strategy::Postcopy;
+        rec.measurement.evidence = Some(run(Strategy::Postcopy, &[fixture("7.2", "query-migrate-completed.json")]));
+        let notes = crate::report::migration_notes(std::slice::from_ref(&rec));
+        assert!(notes.iter().any(|n| n.contains("pre-copy finished before switchover — not counted as postcopy")), "{notes:?}");
+        assert!(crate::report::migration_table(std::slice::from_ref(&rec)).contains("postcopy (never took effect)"));
+        let facts = crate::report::evidence_notes(std::slice::from_ref(&rec));
+        assert_eq!(facts.len(), 3, "{facts:?}");
+        assert!(facts[1].starts_with("postcopy: QEMU reads back on the source"), "{facts:?}");
+    }
+
+    #[test]
+    fn read_back_must_match_what_was_set() {
+        let caps = fixture("10.0", "query-migrate-capabilities-multifd.json");
+        let params = fixture("10.0", "query-migrate-parameters-multifd.json");
+        let plan = [("multifd", true), ("xbzrle", false), ("events", true)];
+        let set = serde_json::json!({"multifd-channels": 2, "multifd-compression": "zstd", "max-bandwidth": 125_000_000});
+        let r = read_back("source", &plan, &set, &caps, &params).unwrap();
+        assert_eq!(r.capabilities.len(), 3);
+        assert_eq!(r.parameters.len(), 3, "only what was set is recorded: {r:?}");
+        assert_eq!(r.parameters["multifd-compression"], "zstd");
+
+        let more = serde_json::json!({"multifd-channels": 4});
+        let e = read_back("destination", &plan, &more, &caps, &params).unwrap_err();
+        assert!(e.contains("destination") && e.contains("multifd-channels = 2") && e.contains("set it to 4"), "{e}");
+        let e = read_back("source", &[("multifd", false)], &set, &caps, &params).unwrap_err();
+        assert!(e.contains("capability multifd on after migbench set it off"), "{e}");
+        let e = read_back("source", &[("x-nothing", true)], &set, &caps, &params).unwrap_err();
+        assert!(e.contains("does not report capability x-nothing"), "{e}");
+        let e = read_back("source", &plan, &serde_json::json!({"no-such": 1}), &caps, &params).unwrap_err();
+        assert!(e.contains("does not report parameter no-such"), "{e}");
+    }
 }
