@@ -137,8 +137,10 @@ fn mib(bytes: u64) -> String {
 /// RAM counters; `seen` what the samples showed; `settings` the read-back.
 pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measurement) -> StrategyEvidence {
     let ended = match &m.outcome {
-        Outcome::Completed => "pre-copy finished".to_string(),
-        other => format!("the migration {} ", other.label()).trim_end().to_string(),
+        Outcome::Completed => "pre-copy finished",
+        Outcome::Cancelled { .. } => "the migration was cancelled",
+        Outcome::Failed { .. } => "the migration failed",
+        Outcome::Unsupported { .. } => "nothing was migrated",
     };
     let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None };
     match strategy {
@@ -394,6 +396,9 @@ mod tests {
         assert!(!e.took_effect && e.note.contains("before the switch to post-copy was due"), "{}", e.note);
         m.postcopy_switch_error = Some("Postcopy must be started after migration has been started".into());
         assert!(judge(Strategy::Hybrid, Settings::default(), &none, &m).note.contains("refused migrate-start-postcopy"));
+        let mut failed = Measurement::not_started(Outcome::Failed { reason: "the destination QEMU exited".into() }, Health::default());
+        failed.postcopy_started_ms = Some(2.0);
+        assert_eq!(judge(Strategy::Postcopy, Settings::default(), &none, &failed).note, "postcopy requested; the migration failed before post-copy began");
         // A MIGRATION event is proof enough, even between samples.
         m.postcopy_switch_error = None;
         m.events.push(RecordedEvent { side: "destination".into(), t_ms: 30.0, name: "MIGRATION".into(), data: serde_json::json!({"status": "postcopy-active"}) });
