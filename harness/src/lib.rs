@@ -9,6 +9,7 @@ pub mod host;
 pub mod load;
 pub mod machine;
 pub mod migration;
+pub mod migration_evidence;
 pub mod network;
 pub mod plan;
 pub mod predict;

@@ -528,7 +528,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("{}", report::migration_table(std::slice::from_ref(&rec)));
             }
-            for n in report::migration_notes(std::slice::from_ref(&rec)) {
+            for n in report::evidence_notes(std::slice::from_ref(&rec)).into_iter().chain(report::migration_notes(std::slice::from_ref(&rec))) {
                 eprintln!("migbench: {n}");
             }
             eprintln!("migbench: record written to {}", path.display());

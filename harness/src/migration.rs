@@ -5,7 +5,7 @@
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
 use crate::machine::usage::{self, CpuUsage, PhaseCpu};
 use crate::machine::{Balloon, GuestSpec, Machine, Role, RunDir};
-use crate::qmp::{Event, Features, MigrationInfo, Qmp};
+use crate::qmp::{Event, Features, MigrationInfo};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -687,6 +687,9 @@ pub struct Measurement {
     /// as QEMU's semantics say it should.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultRecord>,
+    /// The settings QEMU read back and what shows the strategy at work (or that it never did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::migration_evidence::StrategyEvidence>,
     /// When `migrate` was sent and when the driver finished, on the harness's
     /// clock: to place the migration on other clocks (the load's). Not recorded.
     #[serde(skip)]
@@ -736,6 +739,7 @@ impl Measurement {
             dirty_rate_error: None,
             guest_memory_before: None,
             fault: None,
+            evidence: None,
             started_at: None,
             ended_at: None,
         }
@@ -808,38 +812,6 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
     })
 }
 
-/// Sets the capabilities a strategy needs on one QEMU (all managed ones explicitly).
-async fn set_capabilities(q: &Qmp, plan: &[(&str, bool)]) -> Result<(), crate::qmp::QmpError> {
-    let caps: Vec<Value> = plan.iter().map(|(c, on)| serde_json::json!({"capability": c, "state": on})).collect();
-    q.execute_json("migrate-set-capabilities", serde_json::json!({ "capabilities": caps })).await?;
-    Ok(())
-}
-
-/// Configures both QEMUs for the scenario. `Ok(Err(reason))`: this QEMU cannot do it.
-async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<Result<(), String>> {
-    // Both sides run the same QEMU binary, so one schema decides for both.
-    let features = src.features().await?;
-    let (caps, (src_params, dst_params)) = match (capability_plan(scenario.strategy, features), parameter_plan(scenario, features)) {
-        (Ok(c), Ok(p)) => (c, p),
-        (Err(reason), _) | (_, Err(reason)) => return Ok(Err(reason)),
-    };
-    for (m, params) in [(src, src_params), (dst, dst_params)] {
-        // QEMU refusing a value is this run's result (the guest is unharmed); a dead
-        // connection is an error.
-        let refused = |e: crate::qmp::QmpError| match e {
-            crate::qmp::QmpError::Command { .. } => Ok(format!("QEMU on {} refused the {} settings: {e}", m.name, scenario.strategy)),
-            other => Err(anyhow::Error::new(other)),
-        };
-        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
-            return refused(e).map(Err);
-        }
-        if let Err(e) = m.qmp.execute(&qapi::qmp::migrate_set_parameters(params)).await {
-            return refused(e).map(Err);
-        }
-    }
-    Ok(Ok(()))
-}
-
 /// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
 pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) -> Result<Measurement> {
     drive_observed(src, dst, scenario, &mut |_| {}).await
@@ -867,10 +839,10 @@ pub async fn drive_with(
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
-    if let Err(reason) = configure(src, dst, scenario).await? {
-        let health = check_guest(src, Some(dst), "source").await;
-        return Ok(Measurement::not_started(Outcome::Unsupported { reason }, health));
-    }
+    let settings = match crate::migration_evidence::configure(src, dst, scenario).await? {
+        Ok(s) => s,
+        Err(outcome) => return Ok(Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await)),
+    };
 
     let uri = match scenario.transport {
         // In the destination's own directory: a reused guest migrates many times.
@@ -904,7 +876,7 @@ pub async fn drive_with(
         Ok(o) => o,
         Err(e) => Outcome::Failed { reason: format!("{e:#}{}", exit_notes(src, dst)) },
     };
-    let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error } = w;
+    let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error, observed } = w;
     // Post-copy really ran (QEMU switched), not only asked for.
     let postcopy_active = progress.iter().any(|s| s.status.starts_with("postcopy"));
 
@@ -975,6 +947,7 @@ pub async fn drive_with(
     let window_end = Instant::now();
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
+    m.evidence = Some(crate::migration_evidence::judge(scenario.strategy, settings, &observed, &m));
     if let Some(mut f) = injected {
         f.expected = scenario.fault.expected(if postcopy_active { Strategy::Postcopy } else { Strategy::Precopy }).into();
         f.as_expected = as_expected(&f, &m, postcopy_active);
@@ -1132,6 +1105,7 @@ struct Watch {
     last_ram_seen: Option<crate::qmp::RamStats>,
     postcopy_started: Option<Instant>,
     switch_error: Option<String>,
+    observed: crate::migration_evidence::Observed,
 }
 
 /// Sends `migrate`, then samples `query-migrate` every [`SAMPLE_EVERY`] until the
@@ -1158,6 +1132,7 @@ async fn watch(
         let info = src.qmp.query_migrate().await?;
         let sample = Sample::from_info(since_ms(Instant::now(), t0), &info);
         observe(&sample);
+        w.observed.sample(sample.t_ms, &info);
         w.progress.push(sample);
         if info.ram.is_some() {
             w.last_ram_seen = info.ram.clone();

@@ -12,7 +12,7 @@
 //! types are used only to serialise the *arguments* of commands whose arguments
 //! mean the same on every QEMU we support (optional fields are omitted when unset).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -426,6 +426,23 @@ pub struct MigrationInfo {
     pub error_desc: Option<String>,
     pub postcopy_blocktime: Option<u64>,
     pub cpu_throttle_percentage: Option<u64>,
+    pub xbzrle_cache: Option<XbzrleCacheStats>,
+}
+
+/// `xbzrle-cache` of `query-migrate` (present while the `xbzrle` capability is on).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct XbzrleCacheStats {
+    pub cache_size: Option<u64>,
+    /// Bytes sent as XBZRLE deltas (and overflowed pages sent whole).
+    pub bytes: Option<u64>,
+    /// Pages sent as deltas: re-sent pages the cache held.
+    pub pages: Option<u64>,
+    pub cache_miss: Option<u64>,
+    pub cache_miss_rate: Option<f64>,
+    pub encoding_rate: Option<f64>,
+    /// Pages whose delta was larger than the page: sent whole.
+    pub overflow: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -445,6 +462,7 @@ pub struct RamStats {
     pub precopy_bytes: Option<u64>,
     pub downtime_bytes: Option<u64>,
     pub postcopy_bytes: Option<u64>,
+    pub multifd_bytes: Option<u64>,
 }
 
 impl MigrationInfo {
@@ -466,6 +484,7 @@ impl MigrationInfo {
             error_desc: v.get("error-desc").and_then(Value::as_str).map(String::from),
             postcopy_blocktime: get("postcopy-blocktime"),
             cpu_throttle_percentage: get("cpu-throttle-percentage"),
+            xbzrle_cache: v.get("xbzrle-cache").and_then(|x| serde_json::from_value(x.clone()).ok()),
         }
     }
 

@@ -8,9 +8,11 @@ use super::stats::Stats;
 use super::sweep::RunRecord;
 use crate::migration::{Measurement, Outcome};
 
-/// Whether a run's figures count: it completed and its guest was healthy after.
+/// Whether a run's figures count: it completed, its guest was healthy after, and
+/// QEMU showed its strategy at work (a post-copy run that finished in pre-copy is
+/// not a post-copy figure).
 pub fn counts(m: &Measurement) -> bool {
-    m.outcome == Outcome::Completed && m.health.healthy
+    m.outcome == Outcome::Completed && m.health.healthy && m.strategy_took_effect()
 }
 
 /// Why a run does not count, in a line for a table: the outcome or the health
@@ -25,12 +27,9 @@ pub fn why_not_counted(m: &Measurement) -> Option<String> {
             Some(format!("{}: {}", m.outcome.label(), first_clause(&first_clause(reason, " ("), "; ")))
         }
     };
-    match (outcome, unhealthy) {
-        (None, None) => None,
-        (Some(o), None) => Some(o),
-        (None, Some(u)) => Some(u),
-        (Some(o), Some(u)) => Some(format!("{o}; {u}")),
-    }
+    let untaken = (!m.strategy_took_effect()).then(|| m.evidence.as_ref().map(|e| first_clause(&e.note, "\n")).unwrap_or_default());
+    let why: Vec<String> = [outcome, unhealthy, untaken].into_iter().flatten().collect();
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// A reason up to the first `sep`, at most 60 characters.
@@ -207,6 +206,26 @@ mod tests {
         assert_eq!(cell.tally(), "2 of 3 healthy");
         assert_eq!(cell.tally_with_reasons(), "2 of 3 healthy: guest not healthy on the destination (Kernel panic on the console)");
         assert_eq!(cell.why_no_figure(), None);
+    }
+
+    #[test]
+    fn a_run_whose_strategy_never_took_effect_is_not_that_strategys_figure() {
+        use crate::migration::Strategy;
+        use crate::migration_evidence::StrategyEvidence;
+        let mut runs = [run("p", 0, 1000.0, true, true), run("p", 1, 50.0, true, true)];
+        runs[1].migration.measurement.evidence = Some(StrategyEvidence {
+            strategy: Strategy::Postcopy,
+            took_effect: false,
+            note: "postcopy requested; pre-copy finished before switchover".into(),
+            settings: Default::default(),
+            postcopy: None,
+            xbzrle: None,
+            throttle: None,
+            multifd: None,
+        });
+        let cell = CellRuns::new(&runs);
+        assert_eq!(cell.stats(|m| m.total_time_ms).unwrap().mean, 1000.0);
+        assert_eq!(cell.tally_with_reasons(), "1 of 2 healthy: postcopy requested; pre-copy finished before switchover");
     }
 
     #[test]

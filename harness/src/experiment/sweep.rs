@@ -246,7 +246,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
         results.append(&rec)?;
         let m = &rec.migration.measurement;
         let line = format!(
-            "[{}/{}] {label} rep {}: {}{} total {} ms, downtime {} ms",
+            "[{}/{}] {label} rep {}: {}{} total {} ms, downtime {} ms{}",
             i + 1,
             runs.len(),
             r.repetition + 1,
@@ -254,6 +254,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             if m.health.healthy { "" } else { " (guest NOT healthy)" },
             m.total_time_ms.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
             m.downtime_ms.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+            m.evidence.as_ref().map(|e| format!("; {}", e.note)).unwrap_or_default(),
         );
         if bar.is_hidden() {
             if !opts.quiet {

@@ -311,7 +311,7 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
         }
     }
     if !notes.is_empty() {
-        blocks.push(Block::Markdown(format!("Runs that did not complete or left an unhealthy guest:\n\n{}", notes.join("\n"))));
+        blocks.push(Block::Markdown(format!("Runs that did not complete, left an unhealthy guest, or whose strategy never took effect:\n\n{}", notes.join("\n"))));
     }
     let cells: Vec<(&Cell, Vec<&RunRecord>)> = p
         .cells

@@ -59,7 +59,11 @@ impl From<&MigrationRecord> for MigrationRow {
             vcpus: r.guest.vcpus,
             accel: r.environment.accel.to_string(),
             link: format!("{} {}", r.scenario.link, r.scenario.transport),
-            strategy: r.scenario.strategy.to_string(),
+            strategy: if m.strategy_took_effect() {
+                r.scenario.strategy.to_string()
+            } else {
+                format!("{} (never took effect)", r.scenario.strategy)
+            },
             workload: r.guest.workload.to_string(),
             outcome: m.outcome.label().into(),
             healthy: if m.health.healthy { "yes".into() } else { "NO".into() },
@@ -99,6 +103,20 @@ pub fn migration_notes(records: &[MigrationRecord]) -> Vec<String> {
         }
         if !m.health.healthy {
             notes.push(format!("{who}: guest on the {} is NOT healthy: {}", m.health.runs_on, m.health.detail));
+        }
+        if let Some(e) = m.evidence.as_ref().filter(|_| !m.strategy_took_effect()) {
+            notes.push(format!("{who}: {} — not counted as {}", e.note, r.scenario.strategy));
+        }
+    }
+    notes
+}
+
+/// What QEMU showed of each run's strategy, one fact a line (`migbench migrate`).
+pub fn evidence_notes(records: &[MigrationRecord]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for r in records {
+        if let Some(e) = &r.measurement.evidence {
+            notes.extend(e.facts().into_iter().map(|f| format!("{}: {f}", r.scenario.strategy)));
         }
     }
     notes

@@ -1,0 +1,467 @@
+//! What QEMU itself says a run's strategy did. Setting a capability is a request:
+//! QEMU may keep another value, and a strategy may never engage (pre-copy can
+//! finish before the switch to post-copy; auto-converge throttles only a guest
+//! that outruns the link). So the settings are read back from both QEMUs after
+//! they are set, and the counters that show each strategy at work are kept. A run
+//! whose strategy never took effect says so and is not reported as that strategy.
+
+use crate::machine::Machine;
+use crate::migration::{Measurement, Outcome, RecordedEvent, Scenario, Strategy, capability_plan, parameter_plan};
+use crate::qmp::{MigrationInfo, Qmp, QmpError, XbzrleCacheStats};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The managed settings of one QEMU as it reports them after they were set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReadBack {
+    pub capabilities: BTreeMap<String, bool>,
+    /// Only the parameters migbench set, by QEMU's names (`multifd-channels`).
+    pub parameters: BTreeMap<String, Value>,
+}
+
+/// Both sides' read-back.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Settings {
+    pub source: ReadBack,
+    pub destination: ReadBack,
+}
+
+/// Post-copy as QEMU reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostcopyEvidence {
+    /// QEMU reported `postcopy-active` (in a `query-migrate` sample or a MIGRATION event).
+    pub entered: bool,
+    /// When it was first reported, ms since `migrate`.
+    pub entered_ms: Option<f64>,
+    /// `ram.postcopy-bytes` of the source's last reply.
+    pub bytes: Option<u64>,
+    /// `ram.postcopy-requests`: pages the destination asked for.
+    pub page_requests: Option<u64>,
+}
+
+/// Auto-converge as QEMU reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleEvidence {
+    /// The highest `cpu-throttle-percentage` over the samples (none: never reported).
+    pub max_percent: Option<u64>,
+    /// Samples in which the guest was throttled.
+    pub throttled_samples: usize,
+}
+
+/// Multifd as QEMU reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultifdEvidence {
+    /// `multifd-channels` read back (the same on both sides, or the run failed).
+    pub channels: Option<u64>,
+    /// `multifd-compression` read back (none: this QEMU has no such parameter).
+    pub compression: Option<String>,
+    /// `ram.multifd-bytes`: bytes sent through the channels (none: not reported).
+    pub bytes: Option<u64>,
+}
+
+/// The proof (or not) that a run's strategy took effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyEvidence {
+    pub strategy: Strategy,
+    pub took_effect: bool,
+    /// One sentence: what the strategy did, or why it never took effect.
+    pub note: String,
+    pub settings: Settings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcopy: Option<PostcopyEvidence>,
+    /// The `xbzrle-cache` statistics of the source's last reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xbzrle: Option<XbzrleCacheStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multifd: Option<MultifdEvidence>,
+}
+
+impl Measurement {
+    /// Whether this run may be reported as its strategy: QEMU showed the strategy
+    /// at work. Records written before evidence was kept are not judged (true).
+    pub fn strategy_took_effect(&self) -> bool {
+        self.evidence.as_ref().is_none_or(|e| e.took_effect)
+    }
+}
+
+/// What the watch loop saw of the strategy in the source's `query-migrate` replies
+/// (counters that end with the migration, like the throttle, are only seen there).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    postcopy_seen_ms: Option<f64>,
+    max_throttle: Option<u64>,
+    throttled_samples: usize,
+    xbzrle: Option<XbzrleCacheStats>,
+    multifd_bytes: Option<u64>,
+}
+
+impl Observed {
+    pub fn sample(&mut self, t_ms: f64, info: &MigrationInfo) {
+        if info.status().starts_with("postcopy") && self.postcopy_seen_ms.is_none() {
+            self.postcopy_seen_ms = Some(t_ms);
+        }
+        if let Some(p) = info.cpu_throttle_percentage {
+            self.max_throttle = Some(self.max_throttle.unwrap_or(0).max(p));
+            self.throttled_samples += usize::from(p > 0);
+        }
+        // Cumulative counters: the last reply that has them holds the totals (after a
+        // cancel QEMU drops them).
+        if let Some(x) = &info.xbzrle_cache {
+            self.xbzrle = Some(x.clone());
+        }
+        if let Some(b) = info.ram.as_ref().and_then(|r| r.multifd_bytes) {
+            self.multifd_bytes = Some(b);
+        }
+    }
+}
+
+/// When a MIGRATION event first said `postcopy-active` (either side), ms since `migrate`.
+fn postcopy_event_ms(events: &[RecordedEvent]) -> Option<f64> {
+    events
+        .iter()
+        .filter(|e| e.name == "MIGRATION" && e.data.get("status").and_then(Value::as_str) == Some("postcopy-active"))
+        .map(|e| e.t_ms)
+        .reduce(f64::min)
+}
+
+fn mib(bytes: u64) -> String {
+    // XBZRLE deltas of a few bytes a page add up to KiB, not MiB.
+    if bytes < 1 << 20 { format!("{:.1} KiB", bytes as f64 / 1024.0) } else { format!("{:.1} MiB", bytes as f64 / 1048576.0) }
+}
+
+/// Judges a finished migration: `m` holds its outcome, events, post-copy switch and
+/// RAM counters; `seen` what the samples showed; `settings` the read-back.
+pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measurement) -> StrategyEvidence {
+    let ended = match &m.outcome {
+        Outcome::Completed => "pre-copy finished",
+        Outcome::Cancelled { .. } => "the migration was cancelled",
+        Outcome::Failed { .. } => "the migration failed",
+        Outcome::Unsupported { .. } => "nothing was migrated",
+    };
+    let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None };
+    match strategy {
+        Strategy::Precopy => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
+        Strategy::Postcopy | Strategy::Hybrid => {
+            let entered_ms = [seen.postcopy_seen_ms, postcopy_event_ms(&m.events)].into_iter().flatten().reduce(f64::min);
+            let p = PostcopyEvidence { entered: entered_ms.is_some(), entered_ms, bytes: m.postcopy_bytes, page_requests: m.postcopy_requests };
+            e.took_effect = p.entered;
+            e.note = if let Some(at) = entered_ms {
+                let bytes = p.bytes.map(|b| format!("; {} sent in post-copy", mib(b))).unwrap_or_default();
+                let req = p.page_requests.map(|r| format!(", {r} pages requested by the destination")).unwrap_or_default();
+                format!("post-copy entered {at:.0} ms after migrate{bytes}{req}")
+            } else if let Some(err) = &m.postcopy_switch_error {
+                format!("{strategy} requested; QEMU refused migrate-start-postcopy ({err})")
+            } else if m.postcopy_started_ms.is_none() {
+                format!("{strategy} requested; {ended} before the switch to post-copy was due")
+            } else if m.outcome == Outcome::Completed {
+                format!("{strategy} requested; pre-copy finished before switchover")
+            } else {
+                format!("{strategy} requested; {ended} before post-copy began")
+            };
+            e.postcopy = Some(p);
+        }
+        Strategy::Xbzrle => {
+            let x = seen.xbzrle.clone();
+            let (pages, overflow) = x.as_ref().map_or((0, 0), |x| (x.pages.unwrap_or(0), x.overflow.unwrap_or(0)));
+            // A delta is only tried for a page the cache holds: one sent (or
+            // overflowed) shows XBZRLE at work; misses alone are pre-copy.
+            e.took_effect = pages + overflow > 0;
+            e.note = match &x {
+                None => "xbzrle requested; QEMU reported no XBZRLE cache statistics".into(),
+                Some(x) if !e.took_effect => format!(
+                    "xbzrle requested; {ended} before a re-sent page was found in the cache ({} cache misses): every page went whole, as in pre-copy",
+                    x.cache_miss.unwrap_or(0)
+                ),
+                Some(x) => format!(
+                    "XBZRLE sent {pages} pages as deltas ({}), {} cache misses (miss rate {:.2}), {overflow} overflows",
+                    mib(x.bytes.unwrap_or(0)),
+                    x.cache_miss.unwrap_or(0),
+                    x.cache_miss_rate.unwrap_or(0.0)
+                ),
+            };
+            e.xbzrle = x;
+        }
+        Strategy::AutoConverge => {
+            let t = ThrottleEvidence { max_percent: seen.max_throttle, throttled_samples: seen.throttled_samples };
+            e.took_effect = t.max_percent.unwrap_or(0) > 0;
+            e.note = if e.took_effect {
+                format!("auto-converge throttled the guest's vCPUs up to {} %", t.max_percent.unwrap_or(0))
+            } else {
+                format!("auto-converge requested; {ended} before QEMU throttled the guest")
+            };
+            e.throttle = Some(t);
+        }
+        Strategy::Multifd => {
+            let params = &e.settings.source.parameters;
+            let d = MultifdEvidence {
+                channels: params.get("multifd-channels").and_then(Value::as_u64),
+                compression: params.get("multifd-compression").and_then(Value::as_str).map(String::from),
+                bytes: seen.multifd_bytes,
+            };
+            let how = format!(
+                "{} channels, compression {}",
+                d.channels.map_or("?".into(), |c| c.to_string()),
+                d.compression.as_deref().unwrap_or("not offered by this QEMU")
+            );
+            // The channels are confirmed by the read-back; QEMUs that count their
+            // bytes also show they carried the RAM.
+            e.took_effect = d.bytes.is_none_or(|b| b > 0);
+            e.note = match d.bytes {
+                Some(0) => format!("multifd requested ({how}); QEMU reports no byte sent through the channels"),
+                Some(b) => format!("multifd: {how} (read back on both sides); {} sent through the channels", mib(b)),
+                None => format!("multifd: {how} (read back on both sides); this QEMU does not count multifd bytes"),
+            };
+            e.multifd = Some(d);
+        }
+    }
+    e
+}
+
+impl StrategyEvidence {
+    /// One line per strategy-specific fact, for the notes under a table.
+    pub fn facts(&self) -> Vec<String> {
+        let mut out = vec![self.note.clone()];
+        let shown = |r: &ReadBack| {
+            let caps: Vec<&str> = r.capabilities.iter().filter(|(c, on)| **on && c.as_str() != "events").map(|(c, _)| c.as_str()).collect();
+            let params: Vec<String> = r.parameters.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))).collect();
+            let caps = if caps.is_empty() { "none".to_string() } else { caps.join(", ") };
+            if params.is_empty() { format!("capabilities on: {caps}") } else { format!("capabilities on: {caps}; {}", params.join(", ")) }
+        };
+        out.push(format!("QEMU reads back on the source: {}", shown(&self.settings.source)));
+        out.push(format!("QEMU reads back on the destination: {}", shown(&self.settings.destination)));
+        out
+    }
+}
+
+/// Sets the capabilities a strategy needs on one QEMU (all managed ones explicitly).
+async fn set_capabilities(q: &Qmp, plan: &[(&str, bool)]) -> Result<(), QmpError> {
+    let caps: Vec<Value> = plan.iter().map(|(c, on)| serde_json::json!({"capability": c, "state": on})).collect();
+    q.execute_json("migrate-set-capabilities", serde_json::json!({ "capabilities": caps })).await?;
+    Ok(())
+}
+
+/// Compares what one QEMU reports (`query-migrate-capabilities` and
+/// `query-migrate-parameters` replies) with what was set: the read-back, or the
+/// first difference in words.
+pub fn read_back(side: &str, caps: &[(&str, bool)], params: &Value, caps_reply: &Value, params_reply: &Value) -> Result<ReadBack, String> {
+    let mut out = ReadBack::default();
+    let reported: BTreeMap<&str, bool> = caps_reply
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c.get("capability")?.as_str()?, c.get("state")?.as_bool()?)))
+        .collect();
+    for (cap, want) in caps {
+        match reported.get(cap) {
+            Some(got) if got == want => {
+                out.capabilities.insert(cap.to_string(), *got);
+            }
+            Some(got) => {
+                return Err(format!(
+                    "QEMU on the {side} reports capability {cap} {} after migbench set it {}: the strategy would not run as asked",
+                    on_off(*got),
+                    on_off(*want)
+                ));
+            }
+            None => return Err(format!("QEMU on the {side} does not report capability {cap} after migbench set it {}", on_off(*want))),
+        }
+    }
+    for (name, want) in params.as_object().into_iter().flatten() {
+        match params_reply.get(name) {
+            Some(got) if got == want => {
+                out.parameters.insert(name.clone(), got.clone());
+            }
+            Some(got) => {
+                return Err(format!("QEMU on the {side} reports {name} = {got} after migbench set it to {want}: the strategy would not run as asked"));
+            }
+            None => return Err(format!("QEMU on the {side} does not report parameter {name} after migbench set it to {want}")),
+        }
+    }
+    Ok(out)
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// Configures both QEMUs for the scenario and reads the settings back.
+/// `Ok(Err(outcome))`: nothing was migrated — `Unsupported` when this QEMU cannot
+/// do it or refused a value, `Failed` when it reports another value than was set.
+pub(crate) async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<Result<Settings, Outcome>> {
+    // Both sides run the same QEMU binary, so one schema decides for both.
+    let features = src.features().await?;
+    let (caps, (src_params, dst_params)) = match (capability_plan(scenario.strategy, features), parameter_plan(scenario, features)) {
+        (Ok(c), Ok(p)) => (c, p),
+        (Err(reason), _) | (_, Err(reason)) => return Ok(Err(Outcome::Unsupported { reason })),
+    };
+    let mut settings = Settings::default();
+    for (side, m, params) in [("source", src, src_params), ("destination", dst, dst_params)] {
+        // QEMU refusing a value is this run's result (the guest is unharmed); a dead
+        // connection is an error.
+        let refused = |e: QmpError| match e {
+            QmpError::Command { .. } => {
+                Ok(Err(Outcome::Unsupported { reason: format!("QEMU on {} refused the {} settings: {e}", m.name, scenario.strategy) }))
+            }
+            other => Err(anyhow::Error::new(other)),
+        };
+        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
+            return refused(e);
+        }
+        let wanted = serde_json::to_value(&params)?;
+        if let Err(e) = m.qmp.execute(&qapi::qmp::migrate_set_parameters(params)).await {
+            return refused(e);
+        }
+        let caps_reply = m.qmp.execute_json("query-migrate-capabilities", Value::Null).await?;
+        let params_reply = m.qmp.execute_json("query-migrate-parameters", Value::Null).await?;
+        match read_back(side, &caps, &wanted, &caps_reply, &params_reply) {
+            Ok(r) if side == "source" => settings.source = r,
+            Ok(r) => settings.destination = r,
+            Err(reason) => return Ok(Err(Outcome::Failed { reason })),
+        }
+    }
+    Ok(Ok(settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::{Health, MigrationRecord};
+
+    fn fixture(version: &str, name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/qmp-{version}/{name}"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    }
+
+    /// A completed run whose source last replied `replies`' last, as the driver records it.
+    fn run(strategy: Strategy, replies: &[Value]) -> StrategyEvidence {
+        let mut seen = Observed::default();
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        for (i, r) in replies.iter().enumerate() {
+            let info = MigrationInfo::from_value(r);
+            seen.sample(50.0 * (i + 1) as f64, &info);
+            if let Some(ram) = info.ram {
+                m.postcopy_bytes = ram.postcopy_bytes;
+                m.postcopy_requests = ram.postcopy_requests;
+            }
+        }
+        m.postcopy_started_ms = matches!(strategy, Strategy::Postcopy | Strategy::Hybrid).then_some(1.0);
+        judge(strategy, Settings::default(), &seen, &m)
+    }
+
+    #[test]
+    fn evidence_is_read_from_7_2_and_10_0_replies() {
+        for v in ["7.2", "10.0"] {
+            let e = run(Strategy::Xbzrle, &[fixture(v, "query-migrate-xbzrle.json")]);
+            let x = e.xbzrle.as_ref().unwrap();
+            assert!(e.took_effect && x.pages.unwrap() > 1000 && x.cache_miss.unwrap() > 1000 && x.cache_size == Some(64 << 20), "{v}: {e:?}");
+            assert!(e.note.starts_with("XBZRLE sent") && e.note.contains("cache misses"), "{v}: {}", e.note);
+
+            // The throttle ends with the migration: its highest sample counts, not the last.
+            let throttled = fixture(v, "query-migrate-throttle.json");
+            let pct = throttled["cpu-throttle-percentage"].as_u64().unwrap();
+            let e = run(Strategy::AutoConverge, &[throttled, fixture(v, "query-migrate-completed.json")]);
+            let t = e.throttle.as_ref().unwrap();
+            assert_eq!((t.max_percent, t.throttled_samples), (Some(pct), 1), "{v}");
+            assert!(pct >= 90 && e.took_effect && e.note.contains(&format!("{pct} %")), "{v}: {}", e.note);
+
+            let e = run(Strategy::Postcopy, &[fixture(v, "query-migrate-postcopy.json")]);
+            let p = e.postcopy.as_ref().unwrap();
+            assert!(e.took_effect && p.entered && p.entered_ms == Some(50.0) && p.bytes.unwrap() > 0, "{v}: {e:?}");
+        }
+        let mut settings = Settings::default();
+        settings.source.parameters = [("multifd-channels".to_string(), Value::from(2)), ("multifd-compression".to_string(), Value::from("zstd"))].into();
+        let mut seen = Observed::default();
+        seen.sample(1.0, &MigrationInfo::from_value(&fixture("10.0", "query-migrate-multifd.json")));
+        let e = judge(Strategy::Multifd, settings, &seen, &Measurement::not_started(Outcome::Completed, Health::default()));
+        let d = e.multifd.as_ref().unwrap();
+        assert_eq!((d.channels, d.compression.as_deref()), (Some(2), Some("zstd")));
+        assert!(e.took_effect && d.bytes.unwrap() > 1 << 20, "{e:?}");
+    }
+
+    #[test]
+    fn a_strategy_that_never_engaged_says_why_and_is_not_counted() {
+        let precopy_only = fixture("10.0", "query-migrate-multifd.json");
+        let plain = fixture("7.2", "query-migrate-completed.json");
+        // Post-copy asked for, but QEMU finished in pre-copy.
+        let e = run(Strategy::Postcopy, std::slice::from_ref(&plain));
+        assert!(!e.took_effect && e.note == "postcopy requested; pre-copy finished before switchover", "{}", e.note);
+        // Hybrid that never reached its switch, and one QEMU refused.
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        let none = Observed::default();
+        let e = judge(Strategy::Hybrid, Settings::default(), &none, &m);
+        assert!(!e.took_effect && e.note.contains("before the switch to post-copy was due"), "{}", e.note);
+        m.postcopy_switch_error = Some("Postcopy must be started after migration has been started".into());
+        assert!(judge(Strategy::Hybrid, Settings::default(), &none, &m).note.contains("refused migrate-start-postcopy"));
+        let mut failed = Measurement::not_started(Outcome::Failed { reason: "the destination QEMU exited".into() }, Health::default());
+        failed.postcopy_started_ms = Some(2.0);
+        assert_eq!(judge(Strategy::Postcopy, Settings::default(), &none, &failed).note, "postcopy requested; the migration failed before post-copy began");
+        // A MIGRATION event is proof enough, even between samples.
+        m.postcopy_switch_error = None;
+        m.events.push(RecordedEvent { side: "destination".into(), t_ms: 30.0, name: "MIGRATION".into(), data: serde_json::json!({"status": "postcopy-active"}) });
+        assert!(judge(Strategy::Hybrid, Settings::default(), &none, &m).took_effect);
+
+        let e = run(Strategy::AutoConverge, std::slice::from_ref(&plain));
+        assert!(!e.took_effect && e.note.contains("before QEMU throttled the guest"), "{}", e.note);
+        let mut misses = fixture("10.0", "query-migrate-xbzrle.json");
+        misses["xbzrle-cache"]["pages"] = 0.into();
+        let e = run(Strategy::Xbzrle, &[misses]);
+        assert!(!e.took_effect && e.note.contains("4257 cache misses") && e.note.contains("as in pre-copy"), "{}", e.note);
+        assert!(!run(Strategy::Xbzrle, std::slice::from_ref(&plain)).took_effect, "no statistics, no proof");
+        let e = run(Strategy::Multifd, std::slice::from_ref(&plain));
+        assert!(!e.took_effect && e.note.contains("no byte sent through the channels"), "{}", e.note);
+        assert!(run(Strategy::Precopy, &[precopy_only]).took_effect);
+
+        // The measurement says so; a record from before evidence was kept is not judged.
+        let mut m = Measurement::not_started(Outcome::Completed, Health { healthy: true, ..Default::default() });
+        assert!(m.strategy_took_effect());
+        m.evidence = Some(run(Strategy::Postcopy, std::slice::from_ref(&plain)));
+        assert!(!m.strategy_took_effect());
+        let old: Value = serde_json::to_value(Measurement::not_started(Outcome::Completed, Health::default())).unwrap();
+        assert!(old.get("evidence").is_none(), "no evidence, no key");
+        assert!(serde_json::from_value::<Measurement>(old).unwrap().strategy_took_effect());
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["evidence"]["took_effect"], false);
+        assert_eq!(serde_json::from_value::<Measurement>(json).unwrap(), m);
+    }
+
+    #[test]
+    fn the_table_and_notes_say_when_a_strategy_never_took_effect() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report/results.jsonl");
+        let line = std::fs::read_to_string(path).unwrap().lines().next().unwrap().to_string();
+        let mut rec: MigrationRecord = serde_json::from_str::<crate::experiment::sweep::RunRecord>(&line).unwrap().migration;
+        rec.scenario.strategy = Strategy::Postcopy;
+        rec.measurement.evidence = Some(run(Strategy::Postcopy, &[fixture("7.2", "query-migrate-completed.json")]));
+        let notes = crate::report::migration_notes(std::slice::from_ref(&rec));
+        assert!(notes.iter().any(|n| n.contains("pre-copy finished before switchover — not counted as postcopy")), "{notes:?}");
+        assert!(crate::report::migration_table(std::slice::from_ref(&rec)).contains("postcopy (never took effect)"));
+        let facts = crate::report::evidence_notes(std::slice::from_ref(&rec));
+        assert_eq!(facts.len(), 3, "{facts:?}");
+        assert!(facts[1].starts_with("postcopy: QEMU reads back on the source"), "{facts:?}");
+    }
+
+    #[test]
+    fn read_back_must_match_what_was_set() {
+        let caps = fixture("10.0", "query-migrate-capabilities-multifd.json");
+        let params = fixture("10.0", "query-migrate-parameters-multifd.json");
+        let plan = [("multifd", true), ("xbzrle", false), ("events", true)];
+        let set = serde_json::json!({"multifd-channels": 2, "multifd-compression": "zstd", "max-bandwidth": 125_000_000});
+        let r = read_back("source", &plan, &set, &caps, &params).unwrap();
+        assert_eq!(r.capabilities.len(), 3);
+        assert_eq!(r.parameters.len(), 3, "only what was set is recorded: {r:?}");
+        assert_eq!(r.parameters["multifd-compression"], "zstd");
+
+        let more = serde_json::json!({"multifd-channels": 4});
+        let e = read_back("destination", &plan, &more, &caps, &params).unwrap_err();
+        assert!(e.contains("destination") && e.contains("multifd-channels = 2") && e.contains("set it to 4"), "{e}");
+        let e = read_back("source", &[("multifd", false)], &set, &caps, &params).unwrap_err();
+        assert!(e.contains("capability multifd on after migbench set it off"), "{e}");
+        let e = read_back("source", &[("x-nothing", true)], &set, &caps, &params).unwrap_err();
+        assert!(e.contains("does not report capability x-nothing"), "{e}");
+        let e = read_back("source", &plan, &serde_json::json!({"no-such": 1}), &caps, &params).unwrap_err();
+        assert!(e.contains("does not report parameter no-such"), "{e}");
+    }
+}
