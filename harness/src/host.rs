@@ -311,7 +311,13 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
     }
     run(Command::new("apt-get").args(["update", "-o", "Dpkg::Use-Pty=0"]).env("DEBIAN_FRONTEND", "noninteractive"))
         .context("apt-get update failed (is the network to the Debian/Ubuntu mirror reachable?)")?;
-    install().with_context(|| format!("apt-get install {} failed", packages.join(" ")))?;
+    install().with_context(|| {
+        format!(
+            "apt-get install {} failed. migbench lets apt install nothing that would remove a package (--no-remove); \
+             if apt's message above says it would, install the packages yourself and decide what to remove",
+            packages.join(" ")
+        )
+    })?;
     Ok(())
 }
 

@@ -196,11 +196,16 @@ fn apt(tool: &str, state: &Path) -> Command {
         ("Dir::State::Lists", state.join("lists")),
         ("Dir::Cache", state.join("cache")),
         ("Dir::Cache::archives", state.join("archives")),
+        // An empty package status and no pins: the candidate is what the suite
+        // offers, whatever the system has installed or pinned.
+        ("Dir::State::status", state.join("status")),
+        ("Dir::Etc::Preferences", state.join("preferences")),
+        ("Dir::Etc::PreferencesParts", state.join("preferences.d")),
     ] {
         c.arg("-o").arg(format!("{key}={}", value.display()));
     }
     // The private lists need no lock shared with the system's apt.
-    c.args(["-o", "Debug::NoLocking=1", "-o", "APT::Get::List-Cleanup=0", "-o", "Dpkg::Use-Pty=0"]);
+    c.args(["-o", "Debug::NoLocking=1", "-o", "APT::Get::List-Cleanup=0", "-o", "Dpkg::Use-Pty=0", "-o", "APT::Default-Release="]);
     c.env("DEBIAN_FRONTEND", "noninteractive");
     c
 }
@@ -214,8 +219,13 @@ fn fetch() -> Result<Qemu> {
     if !Path::new(KEYRING).exists() {
         bail!("{KEYRING} is missing: install debian-archive-keyring, which verifies the packages");
     }
+    // What an interrupted fetch left (we hold the set-up lock: nobody fetches now).
+    if let Ok(entries) = std::fs::read_dir(dir()) {
+        for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("fetching-")) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     let staging = dir().join(format!("fetching-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
     let result = fetch_into(&staging);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -225,9 +235,10 @@ fn fetch() -> Result<Qemu> {
 
 fn fetch_into(staging: &Path) -> Result<Qemu> {
     let state = staging.join("apt");
-    for d in ["lists/partial", "cache", "archives/partial", "sources.list.d"] {
+    for d in ["lists/partial", "cache", "archives/partial", "sources.list.d", "preferences.d"] {
         std::fs::create_dir_all(state.join(d)).with_context(|| format!("creating {}", state.join(d).display()))?;
     }
+    std::fs::write(state.join("status"), "")?;
     let mirror = mirror();
     std::fs::write(state.join("sources.list"), format!("deb [signed-by={KEYRING}] {mirror} {SUITE} main\n"))?;
     host::run(apt("apt-get", &state).arg("update")).with_context(|| format!("apt-get update of {SUITE} from {mirror}"))?;
@@ -268,11 +279,15 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
     std::fs::write(staging.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
     std::fs::remove_dir_all(&debs)?;
     std::fs::remove_dir_all(&state)?;
-    let name = qemu.version.clone();
+    // A directory of its own: a QEMU another migbench runs from an earlier fetch
+    // keeps its files. `current` changes in one rename.
+    let name = format!("{}-{}", qemu.version, manifest.fetched_at);
     let final_dir = dir().join(&name);
-    let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(staging, &final_dir).with_context(|| format!("moving {} to {}", staging.display(), final_dir.display()))?;
-    std::fs::write(dir().join("current"), format!("{name}\n"))?;
+    let current = dir().join("current");
+    let tmp = dir().join(format!("current.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{name}\n"))?;
+    std::fs::rename(&tmp, &current).with_context(|| format!("writing {}", current.display()))?;
     Ok(qemu_in(&final_dir.join("root")).identified()?)
 }
 
@@ -319,7 +334,15 @@ mod tests {
     fn apt_never_touches_the_systems_state() {
         let c = apt("apt-get", Path::new("/x"));
         let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        for key in ["Dir::Etc::SourceList=/x/sources.list", "Dir::State::Lists=/x/lists", "Dir::Cache=/x/cache", "Dir::Cache::archives=/x/archives"] {
+        for key in [
+            "Dir::Etc::SourceList=/x/sources.list",
+            "Dir::State::Lists=/x/lists",
+            "Dir::Cache=/x/cache",
+            "Dir::Cache::archives=/x/archives",
+            "Dir::State::status=/x/status",
+            "Dir::Etc::Preferences=/x/preferences",
+            "Dir::Etc::PreferencesParts=/x/preferences.d",
+        ] {
             assert!(args.iter().any(|a| a == key), "{key} missing in {args:?}");
         }
     }

@@ -60,7 +60,12 @@ impl Channel {
         loop {
             match (&self.orders).read(&mut buf) {
                 Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
-                _ => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    // The host went away (a migration's switch): half an order from
+                    // it must not run into the next host's first one.
+                    pending.clear();
+                    std::thread::sleep(Duration::from_millis(50))
+                }
             }
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();

@@ -37,6 +37,11 @@ impl Workload {
     /// The http workload's store when the command line does not size it.
     pub const HTTP_DEFAULT_STORE_MIB: u32 = 16;
 
+    /// Whether it owns stamped memory the guest verifies after a migration.
+    pub fn stamps_memory(&self) -> bool {
+        matches!(self, Workload::MemDirty { .. })
+    }
+
     /// The unit its progress is counted in (what `RATE` lines carry).
     pub fn unit(&self) -> Option<&'static str> {
         match self {

@@ -161,20 +161,43 @@ fn stamped(wait: std::time::Duration) -> Option<Arc<Mutex<StampedSet>>> {
 /// Verifies every page of the memory dirtier's set, its writer paused; `Ok(None)`
 /// for a workload that owns no stamped memory.
 pub fn verify_memory(w: Workload) -> Result<Option<Tally>, String> {
-    if !matches!(w, Workload::MemDirty { .. }) {
+    if !w.stamps_memory() {
         return Ok(None);
     }
     let set = stamped(std::time::Duration::from_secs(10)).ok_or(format!("{w}: its working set was not made within 10 s, so nothing could be verified"))?;
+    let _turn = Turn::take();
     let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Some(set.verify()))
 }
 
+/// How many threads wait for the set's lock besides the writer. std's mutex is not
+/// fair: a writer that unlocks and relocks at once can starve a waiter on another
+/// vCPU for ever, so while this is non-zero the writer steps aside between chunks.
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A waiter's place in line for the set's lock, given up when dropped.
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        WAITING.fetch_add(1, Ordering::SeqCst);
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Flips a bit of page `page` of the memory dirtier's set (a test's fault).
 pub fn corrupt_memory(w: Workload, page: u64) -> Result<(), String> {
-    if !matches!(w, Workload::MemDirty { .. }) {
+    if !w.stamps_memory() {
         return Err(format!("the {w} workload owns no stamped memory"));
     }
     let set = stamped(std::time::Duration::from_secs(10)).ok_or("the memory dirtier's set was not made within 10 s")?;
+    let _turn = Turn::take();
     let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
     set.corrupt(usize::try_from(page).map_err(|_| format!("page {page} is out of range"))?)
 }
@@ -211,6 +234,9 @@ fn memdirty(bytes: usize, mode: DirtyMode, rate_mib_s: Option<u32>) -> ! {
             }
             drop(s);
             left -= n;
+            while WAITING.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
         DONE.fetch_add((bytes / (1024 * 1024)) as u64, Ordering::Relaxed);
     }

@@ -73,11 +73,16 @@ pub async fn in_guest(platform: &Platform, accel: Accel, w: Workload, secs: f64,
         .rev()
         .find_map(|l| l.strip_prefix("livermore "))
         .and_then(all_means);
-    // A workload that finds its own result wrong says so on the console and stops.
-    let console = m.console_tail(200);
+    // A workload that finds its own result wrong says so (a FAILED line) and stops;
+    // a guest whose kernel complained gives no figure either.
+    let failures = m.channel.workload_failures();
+    let kernel = m.console_problems();
     m.quit().await;
-    if let Some(p) = console.lines().find(|l| l.contains("workload stopped")) {
-        bail!("the guest's {w} stopped: {p}");
+    if let Some(f) = failures.first() {
+        bail!("the guest's {w} failed its own check: {f}");
+    }
+    if let Some(p) = kernel.first() {
+        bail!("the guest running {w} is not healthy: kernel trouble on its console: {p}");
     }
     Ok(match w {
         Workload::Livermore { .. } => Figure { rate: None, livermore },

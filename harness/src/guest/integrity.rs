@@ -59,6 +59,10 @@ pub async fn check(asked: anyhow::Result<u64>, here: &GuestChannel, all: &[&Gues
                     ));
                 }
             }
+            // A workload that stamps its memory must have a stamped set to show.
+            Ok(None) if workload.stamps_memory() => {
+                v.problems.push(format!("memory not verified: the {workload} guest answered that it owns no stamped memory"))
+            }
             Ok(None) => {}
             Err(e) => v.problems.push(format!("memory not verified: {e:#}")),
         }
@@ -134,6 +138,11 @@ mod tests {
         let v = check(ask(&ch).await, &ch, &[&ch], DIRTY, true).await;
         assert_eq!(v.integrity, Some(Integrity { pages_checked: 1024, mismatches: 0, first_bad_page: None }));
         assert!(v.problems.is_empty(), "{:?}", v.problems);
+        // A memory dirtier that says it owns no stamped set has shown nothing intact.
+        let tmp = tempfile::tempdir().unwrap();
+        let none = guest(tmp.path(), "", "INTEGRITY {id} none\n").await;
+        let v = check(ask(&none).await, &none, &[&none], DIRTY, true).await;
+        assert!(v.problems.len() == 1 && v.problems[0].contains("owns no stamped memory"), "{:?}", v.problems);
         let v = check(ask(&ch).await, &ch, &[&ch], Workload::Idle, false).await;
         assert!(v.integrity.is_none() && v.problems.is_empty(), "a guest without heartbeats is not asked");
         // A guest that never answers is not intact as far as anyone knows.

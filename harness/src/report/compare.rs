@@ -201,7 +201,10 @@ pub fn compare(baseline: &[RunRecord], current: &[RunRecord], max_regression_per
                 verdict: verdict(p, change, max_regression_percent),
             });
         }
-        if short.is_empty() {
+        if short.is_empty() && found_changes.is_empty() {
+            // A pass must mean something was compared.
+            cells.push(check(c.tally(), Status::Untested, "the baseline's runs carry none of the figures compared".into()));
+        } else if short.is_empty() {
             cells.push(check(c.tally(), Status::Compared, String::new()));
         } else {
             let why = format!("healthy completed runs with the figure: {}; the minimum is {MIN_RUNS} on each side", short.join("; "));
