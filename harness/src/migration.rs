@@ -705,6 +705,11 @@ impl Measurement {
         self.workload_rate.as_ref().filter(|_| self.health.healthy).and_then(|w| w.slowdown_percent)
     }
 
+    /// The bytes QEMU sent, in MiB (the unit every table shows).
+    pub fn transferred_mib(&self) -> Option<f64> {
+        self.transferred_bytes.map(|b| b as f64 / 1048576.0)
+    }
+
     /// A measurement with only an outcome and a health check (nothing migrated yet).
     pub fn not_started(outcome: Outcome, health: Health) -> Measurement {
         Measurement {

@@ -614,7 +614,7 @@ pub fn summarise_runs(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummar
             why_no_figure: runs.why_no_figure(),
             total_time_ms: runs.stats(|m| m.total_time_ms),
             downtime_ms: runs.stats(|m| m.downtime_ms),
-            transferred_mib: runs.stats(|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
+            transferred_mib: runs.stats(|m| m.transferred_mib()),
             iterations: runs.stats(|m| m.iterations.map(|v| v as f64)),
             guest_gap_ms: runs.stats(|m| m.guest_gap_ms),
             cpu_before_percent: runs.stats(|m| m.cpu_percent.before.map(|u| u.qemu_percent)),

@@ -177,7 +177,7 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
         tally: cell.tally_with_reasons(),
         total_time_ms: cell.stats(|m| m.total_time_ms),
         downtime_ms: cell.stats(|m| m.downtime_ms),
-        transferred_mib: cell.stats(|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)),
+        transferred_mib: cell.stats(|m| m.transferred_mib()),
         service_downtime_ms: cell.stats(|m| m.service_downtime_ms),
         slowdown_percent: cell.stats(|m| m.slowdown_percent()),
         dirty_rate_mib_s: dirty.map(|d| d / 1048576.0),

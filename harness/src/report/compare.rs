@@ -30,7 +30,7 @@ fn metric(m: &Measurement, name: &str) -> Option<f64> {
     match name {
         "total_time_ms" => m.total_time_ms,
         "downtime_ms" => m.downtime_ms,
-        "transferred_mib" => m.transferred_bytes.map(|b| b as f64 / 1048576.0),
+        "transferred_mib" => m.transferred_mib(),
         _ => None,
     }
 }

@@ -260,7 +260,7 @@ pub fn table_5(records: &[RunRecord]) -> String {
             paper.map(|p| format!("{:.0}", p.2)).unwrap_or_else(|| "-".into()),
             show(total, 0),
             show(down, 1),
-            show(runs.stats(|m| m.transferred_bytes.map(|b| b as f64 / 1048576.0)), 1),
+            show(runs.stats(|m| m.transferred_mib()), 1),
             runs.tally_with_reasons(),
         ]);
         if let (Some(total_time_ms), Some(downtime_ms)) = (total, down) {
