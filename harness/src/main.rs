@@ -1164,7 +1164,13 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
         }
     }
     match migbench::qemu_cache::cached() {
-        Some((q, m)) => println!("QEMU cache  {} — {} ({}, fetched {}); used under TCG", q.path.display(), q.version_line, m.suite, m.fetched_at),
+        Some((q, m)) => println!(
+            "QEMU cache  {} — {} ({}, fetched {}); used under TCG where the system's QEMU is older than 9.0",
+            q.path.display(),
+            q.version_line,
+            m.suite,
+            m.fetched_at
+        ),
         None => println!("QEMU cache  none yet ({} is fetched into it under TCG on Debian 12 when the system's QEMU is older than 9.0)", migbench::qemu_cache::SUITE),
     }
     let version = match host.cgroup {
