@@ -1257,7 +1257,10 @@ async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_o
     let asked = crate::guest::integrity::ask(&here.channel).await;
     let mut problems = Vec::new();
     let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
-    if run_state != "running" {
+    if let Some(status) = here.exit_status() {
+        let said = crate::machine::tail(&here.paths.stderr, 5).replace('\n', " | ");
+        problems.push(format!("QEMU on the {runs_on} exited ({status}); it said: {said}"));
+    } else if run_state != "running" {
         problems.push(format!("QEMU on the {runs_on} reports {run_state:?}, not \"running\""));
     }
     let other_state = match other.as_deref_mut() {
