@@ -1154,9 +1154,16 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
                 println!("            older than 9.0: under TCG it corrupts guests it migrates while they write memory");
             }
         }
+        // On Debian 12 the cache's QEMU serves where the system has none.
+        Ok(None) if host::OsRelease::read().is_bookworm() && migbench::qemu_cache::cached().is_some() => {
+            println!("QEMU        none on PATH: migbench's cache serves (below)");
+        }
         Ok(None) => {
             ok = false;
-            println!("QEMU        not installed (`migbench setup` installs qemu-system-x86 on Debian/Ubuntu as root)");
+            println!(
+                "QEMU        not installed (`migbench setup` fetches bookworm-backports' QEMU into the cache on Debian 12, \
+                 and installs qemu-system-x86 elsewhere on Debian/Ubuntu as root)"
+            );
         }
         Err(e) => {
             ok = false;
@@ -1165,7 +1172,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     }
     match migbench::qemu_cache::cached() {
         Some((q, m)) => println!(
-            "QEMU cache  {} — {} ({}, fetched {}); used under TCG where the system's QEMU is older than 9.0",
+            "QEMU cache  {} — {} ({}, fetched {}); used where the system has no QEMU, and under TCG where its QEMU is older than 9.0",
             q.path.display(),
             q.version_line,
             m.suite,
