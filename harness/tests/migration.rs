@@ -181,7 +181,15 @@ async fn xbzrle_auto_converge_and_multifd_show_qemu_at_work() {
         let rec = migrate_with(bursty_guest(), sc.clone()).await;
         let (m, s) = (&rec.measurement, sc.strategy);
         let note = m.evidence.as_ref().map(|e| e.note.as_str());
-        assert_eq!(m.outcome, Outcome::Completed, "{s}: {note:?}, {:?} passes", m.iterations);
+        if s == Strategy::AutoConverge && matches!(m.outcome, Outcome::Cancelled { .. }) {
+            // Throttling raises the odds of converging, it does not promise it: on a
+            // busy 2-core host a run throttled to 99 % was still cancelled after 137
+            // passes. That is a result (DESIGN.md §3), as long as the guest runs on at
+            // the source, healthy and intact; the throttle is still checked below.
+            assert_eq!(m.health.runs_on, "source", "{s}: {note:?}");
+        } else {
+            assert_eq!(m.outcome, Outcome::Completed, "{s}: {note:?}, {:?} passes", m.iterations);
+        }
         assert_healthy_and_intact_rec(&rec);
         assert_eq!(rec.scenario, sc, "the record carries the whole scenario");
         let e = m.evidence.as_ref().expect("every migrated run records its evidence");
