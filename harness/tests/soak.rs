@@ -41,8 +41,14 @@ fn ten_migrations_under_load_lose_nothing_and_the_harness_stays_flat() {
     assert!(out.contains("Endurance: 10 migrations, 10 completed, 0 not, 0 with a guest not healthy; 0 of"), "{out}");
     let rss: Vec<f64> = rs.iter().map(|r| r["run"]["harness_rss_mib"].as_f64().expect("RSS recorded")).collect();
     // The first runs grow it to its working size; after that it stays (about
-    // +0.01 MiB a run over 100 runs here).
-    let growth = rss[rss.len() - 1] - rss[2];
-    assert!(growth < 3.0, "migbench grew {growth:.1} MiB over the last 7 runs: {rss:?}");
+    // +0.005 MiB a run over 100 runs here). A leak adds a little every run; the
+    // allocator may still take one step once (a new thread's arena: +8.1 MiB between
+    // two runs, then flat, seen once in a fresh clone's CI). So the growth from run
+    // 3 on, less its largest single step, must stay small.
+    let mut steps: Vec<f64> = rss[2..].windows(2).map(|w| w[1] - w[0]).collect();
+    steps.sort_by(f64::total_cmp);
+    steps.pop();
+    let growth: f64 = steps.iter().sum();
+    assert!(growth < 3.0, "migbench grew {growth:.1} MiB over the last 7 runs, besides its largest step: {rss:?}");
     assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
 }
