@@ -1,5 +1,5 @@
 //! Everything a command needs before it can start a guest, done by the tool
-//! itself: QEMU (apt-installed when missing), the guest image (built and cached),
+//! itself: QEMU (found, fetched into the cache, or apt-installed), the guest image (built and cached),
 //! and the accelerator (KVM only where a guest really runs under it).
 //! Concurrent callers (test binaries, parallel commands) serialise on one file lock.
 
