@@ -126,36 +126,29 @@ pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f6
 /// The candidates in `records`, one per (profile, cell), in the order first seen,
 /// labelled by the cell variables that differ between them.
 pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for r in records {
-        let k = (r.run.profile.clone(), r.run.cell_key.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    let cells: Vec<serde_json::Value> =
-        keys.iter().filter_map(|k| records.iter().find(|r| (&r.run.profile, &r.run.cell_key) == (&k.0, &k.1))).map(|r| serde_json::to_value(&r.run.cell).unwrap_or_default()).collect();
+    let by_cell = CellRuns::by_cell(records);
+    let cells: Vec<serde_json::Value> = by_cell.iter().map(|c| serde_json::to_value(&c.all()[0].run.cell).unwrap_or_default()).collect();
     // The variables whose values differ across the candidates name them.
     let varied = varied(&cells);
-    let profiles = keys.iter().map(|k| &k.0).collect::<std::collections::BTreeSet<_>>().len();
-    keys.iter()
+    let profiles = by_cell.iter().map(|c| &c.all()[0].run.profile).collect::<std::collections::BTreeSet<_>>().len();
+    by_cell
+        .into_iter()
         .zip(&cells)
-        .map(|(k, cell)| {
-            let runs: Vec<&RunRecord> = records.iter().filter(|r| (&r.run.profile, &r.run.cell_key) == (&k.0, &k.1)).collect();
+        .map(|(runs, cell)| {
+            let first = &runs.all()[0].run;
             let mut label: Vec<String> = varied.iter().map(|v| format!("{v}={}", show(&cell[v.as_str()]))).collect();
             if profiles > 1 {
-                label.insert(0, k.0.clone());
+                label.insert(0, first.profile.clone());
             }
             if label.is_empty() {
-                label.push(k.1.clone());
+                label.push(first.cell_key.clone());
             }
             row(label.join(" "), &runs)
         })
         .collect()
 }
 
-fn row(label: String, runs: &[&RunRecord]) -> VmRow {
-    let cell = CellRuns::new(runs.iter().copied());
+fn row(label: String, cell: &CellRuns) -> VmRow {
     let rates: Vec<f64> = cell.healthy_guest().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
     let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
     let no_dirty_rate = dirty.is_none().then(|| match cell.healthy_guest().count() {
@@ -167,7 +160,7 @@ fn row(label: String, runs: &[&RunRecord]) -> VmRow {
         .filter_map(|r| r.migration.measurement.guest_memory_before.map(|g| g.first_round_bytes(r.migration.guest.ram_mib)))
         .collect();
     let first = (!firsts.is_empty()).then(|| firsts.iter().sum::<u64>() / firsts.len() as u64);
-    let (guest, scenario) = (runs[0].migration.guest, runs[0].migration.scenario.clone());
+    let (guest, scenario) = (cell.all()[0].migration.guest, cell.all()[0].migration.scenario.clone());
     let predicted = dirty.map(|d| predict_for(&guest, &scenario, d, first));
     VmRow {
         label,
