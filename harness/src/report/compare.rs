@@ -72,6 +72,9 @@ pub enum Status {
     Failed,
     /// Every current run completed, but not every one left a healthy guest.
     Unhealthy,
+    /// Every current run completed with a healthy guest, but in one the strategy
+    /// never took effect (it is not that strategy's figure).
+    NotEngaged,
     /// Fewer than [`MIN_RUNS`] healthy completed runs on a side.
     Untested,
     /// Only in the current results: nothing to compare it with, and no fault.
@@ -90,6 +93,7 @@ impl Status {
             Status::Missing => "MISSING",
             Status::Failed => "FAILED",
             Status::Unhealthy => "UNHEALTHY",
+            Status::NotEngaged => "STRATEGY NOT ENGAGED",
             Status::Untested => "UNTESTED",
             Status::New => "new (not in the baseline)",
         }
@@ -167,8 +171,15 @@ pub fn compare(baseline: &[RunRecord], current: &[RunRecord], max_regression_per
             continue;
         };
         if c.k() < c.n() {
-            let failed = c.all().iter().any(|r| r.migration.measurement.outcome != Outcome::Completed);
-            cells.push(check(c.tally(), if failed { Status::Failed } else { Status::Unhealthy }, c.tally_with_reasons()));
+            let ms = || c.all().iter().map(|r| &r.migration.measurement);
+            let status = if ms().any(|m| m.outcome != Outcome::Completed) {
+                Status::Failed
+            } else if ms().any(|m| !m.health.healthy) {
+                Status::Unhealthy
+            } else {
+                Status::NotEngaged
+            };
+            cells.push(check(c.tally(), status, c.tally_with_reasons()));
             continue;
         }
         let mut found_changes = Vec::new();
@@ -449,6 +460,27 @@ mod tests {
         // A regression wins over an incomplete comparison: it is the stronger finding.
         let slow = [run("ok", 0, 2000.0, true, true), run("ok", 1, 2010.0, true, true)];
         assert_eq!(compare(&base, &slow, 10.0).exit_code(), EXIT_REGRESSION);
+    }
+
+    #[test]
+    fn a_run_whose_strategy_never_engaged_is_named_so_not_called_unhealthy() {
+        use crate::migration_evidence::StrategyEvidence;
+        let base = [run("p", 0, 1000.0, true, true), run("p", 1, 1001.0, true, true)];
+        let mut cur = base.clone();
+        cur[1].migration.measurement.evidence = Some(StrategyEvidence {
+            strategy: crate::migration::Strategy::Postcopy,
+            took_effect: false,
+            note: "postcopy requested; pre-copy finished before switchover".into(),
+            settings: Default::default(),
+            postcopy: None,
+            xbzrle: None,
+            throttle: None,
+            multifd: None,
+        });
+        let cmp = compare(&base, &cur, 10.0);
+        assert_eq!(status_of(&cmp, "p"), Status::NotEngaged);
+        assert!(cmp.cells[0].why.contains("pre-copy finished before switchover"), "{:?}", cmp.cells[0]);
+        assert_eq!(cmp.exit_code(), EXIT_INCOMPLETE);
     }
 
     #[test]
