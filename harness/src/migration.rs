@@ -1221,9 +1221,8 @@ async fn start_postcopy(src: &Machine, w: &mut Watch) {
 fn exit_notes(src: &mut Machine, dst: &mut Machine) -> String {
     let mut notes = String::new();
     for (side, m) in [("source", src), ("destination", dst)] {
-        if let Some(status) = m.exit_status() {
-            let said = crate::machine::tail(&m.paths.stderr, 5).replace('\n', " | ");
-            notes.push_str(&format!("; the {side} QEMU exited ({status}); it said: {said}"));
+        if let Some(report) = m.exit_report() {
+            notes.push_str(&format!("; the {side} QEMU {report}"));
         }
     }
     notes
@@ -1257,9 +1256,8 @@ async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_o
     let asked = crate::guest::integrity::ask(&here.channel).await;
     let mut problems = Vec::new();
     let run_state = here.qmp.run_state().await.unwrap_or_else(|e| format!("unknown ({e})"));
-    if let Some(status) = here.exit_status() {
-        let said = crate::machine::tail(&here.paths.stderr, 5).replace('\n', " | ");
-        problems.push(format!("QEMU on the {runs_on} exited ({status}); it said: {said}"));
+    if let Some(report) = here.exit_report() {
+        problems.push(format!("QEMU on the {runs_on} {report}"));
     } else if run_state != "running" {
         problems.push(format!("QEMU on the {runs_on} reports {run_state:?}, not \"running\""));
     }

@@ -613,9 +613,11 @@ impl Machine {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// How this QEMU ended ("exit status: 1", "signal: 9 (SIGKILL)"), or `None` while it runs.
-    pub fn exit_status(&mut self) -> Option<String> {
-        self.child.try_wait().ok().flatten().map(|s| s.to_string())
+    /// How this QEMU ended and its last words, "exited (signal: 9 (SIGKILL)); it
+    /// said: …" (the last lines of its stderr), or `None` while it runs.
+    pub fn exit_report(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        Some(format!("exited ({status}); it said: {}", tail(&self.paths.stderr, 5).replace('\n', " | ")))
     }
 
     /// Waits for the guest's READY; the error quotes the guest console's last lines.
