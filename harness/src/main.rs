@@ -1147,6 +1147,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     println!("host        {} — {} ({} cores), kernel {}", host.os, host.cpu_model, host.cores, host.kernel);
     println!("cache       {}", host::cache_dir().display());
     let mut ok = true;
+    let cached = migbench::qemu_cache::cached();
     match Qemu::find(image.qemu.as_deref()) {
         Ok(Some(q)) => {
             println!("QEMU        {} — {} ({})", q.path.display(), q.version_line, q.origin);
@@ -1155,7 +1156,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             }
         }
         // On Debian 12 the cache's QEMU serves where the system has none.
-        Ok(None) if host::OsRelease::read().is_bookworm() && migbench::qemu_cache::cached().is_some() => {
+        Ok(None) if host::OsRelease::read().is_bookworm() && cached.is_some() => {
             println!("QEMU        none on PATH: migbench's cache serves (below)");
         }
         Ok(None) => {
@@ -1170,7 +1171,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             println!("QEMU        {e:#}");
         }
     }
-    match migbench::qemu_cache::cached() {
+    match cached {
         Some((q, m)) => println!(
             "QEMU cache  {} — {} ({}, fetched {}); used where the system has no QEMU, and under TCG where its QEMU is older than 9.0",
             q.path.display(),
