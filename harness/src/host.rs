@@ -82,6 +82,11 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether `MIGBENCH_NO_INSTALL` forbids installing or fetching anything.
+pub fn no_install() -> bool {
+    std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -239,12 +244,10 @@ impl Qemu {
         self.major_minor().is_some_and(|v| v >= FIRST_INTACT_TCG_SENDER)
     }
 
-    /// Finds QEMU, installing `qemu-system-x86` with apt when it is missing and we
-    /// are root on Debian or Ubuntu; otherwise stops and says what to install.
-    pub fn find_or_install(explicit: Option<&Path>) -> Result<Qemu> {
-        if let Some(q) = Qemu::find(explicit)? {
-            return Ok(q);
-        }
+    /// For a machine where [`Qemu::find`] found none: installs `qemu-system-x86`
+    /// with apt when we are root on Debian or Ubuntu; otherwise stops and says what
+    /// to install.
+    pub fn install() -> Result<Qemu> {
         let os = OsRelease::read();
         if !os.is_debian_like() {
             bail!(
@@ -254,7 +257,7 @@ impl Qemu {
                 if os.pretty.is_empty() { "this system" } else { &os.pretty }
             );
         }
-        if std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0") {
+        if no_install() {
             bail!(
                 "QEMU is not installed: no qemu-system-x86_64 on PATH, and MIGBENCH_NO_INSTALL forbids installing it. \
                  Install it with `sudo apt-get install qemu-system-x86`, or set MIGBENCH_QEMU=/path/to/qemu-system-x86_64."

@@ -68,16 +68,12 @@ pub fn ensure() -> Result<Qemu> {
     ensure_locked()
 }
 
-fn no_install() -> bool {
-    std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
 /// [`ensure`] for a caller that holds the set-up lock already.
 pub fn ensure_locked() -> Result<Qemu> {
     if let Some((q, _)) = cached() {
         return Ok(q);
     }
-    if no_install() {
+    if host::no_install() {
         bail!(
             "no QEMU ≥ 9.0 here (Debian 12's 7.2 corrupts TCG guests it migrates), and MIGBENCH_NO_INSTALL forbids \
              fetching {SUITE}'s QEMU into {}. Unset MIGBENCH_NO_INSTALL, or give a QEMU ≥ 9.0 with --qemu PATH.",
@@ -125,7 +121,7 @@ fn install_libraries(root: &Path, debs: &Path) -> Result<()> {
     // Only the missing ones: an installed library is left at its version.
     let libs: Vec<String> = library_packages(&depends).into_iter().filter(|p| !installed(p)).collect();
     let names: Vec<&str> = libs.iter().map(String::as_str).collect();
-    if !host::is_root() || no_install() {
+    if !host::is_root() || host::no_install() {
         bail!(
             "the QEMU unpacked into {} needs shared libraries this system lacks ({}). Install them with \
              `sudo apt-get install --no-install-recommends {}` (Debian 12's own packages), then run migbench again",

@@ -35,7 +35,7 @@ pub fn prepare(inputs: &ImageInputs, qemu: Option<&std::path::Path>) -> Result<P
         // Debian 12's own QEMU (7.2) corrupts TCG guests it migrates, and installing
         // it would remove a backports qemu-utils: the cache's QEMU serves instead.
         None if OsRelease::read().is_bookworm() => crate::qemu_cache::ensure_locked()?,
-        None => Qemu::find_or_install(None)?,
+        None => Qemu::install()?,
     };
     let image = image::ensure_image(inputs)?;
     Ok(Platform { qemu, image, host: HostInfo::read() })

@@ -47,7 +47,7 @@ pub fn find_or_install() -> Result<PathBuf> {
     if !os.is_debian_like() || os.is_ubuntu() {
         bail!("no Chromium or Chrome on PATH to render the report (migbench installs it itself only on Debian): {fix}");
     }
-    if std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0") {
+    if host::no_install() {
         bail!("no Chromium on PATH, and MIGBENCH_NO_INSTALL forbids installing it: {fix}");
     }
     if !host::is_root() {
