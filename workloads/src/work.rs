@@ -158,16 +158,24 @@ fn stamped(wait: std::time::Duration) -> Option<Arc<Mutex<StampedSet>>> {
     }
 }
 
+/// Runs `f` on the memory dirtier's set with its writer paused (waiting its turn,
+/// see [`Turn`]); `None` when `w` owns no stamped memory.
+fn with_set<T>(w: Workload, f: impl FnOnce(&mut StampedSet) -> T) -> Option<Result<T, String>> {
+    if !w.stamps_memory() {
+        return None;
+    }
+    let Some(set) = stamped(std::time::Duration::from_secs(10)) else {
+        return Some(Err(format!("{w}: its working set was not made within 10 s")));
+    };
+    let _turn = Turn::take();
+    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+    Some(Ok(f(&mut set)))
+}
+
 /// Verifies every page of the memory dirtier's set, its writer paused; `Ok(None)`
 /// for a workload that owns no stamped memory.
 pub fn verify_memory(w: Workload) -> Result<Option<Tally>, String> {
-    if !w.stamps_memory() {
-        return Ok(None);
-    }
-    let set = stamped(std::time::Duration::from_secs(10)).ok_or(format!("{w}: its working set was not made within 10 s, so nothing could be verified"))?;
-    let _turn = Turn::take();
-    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Some(set.verify()))
+    with_set(w, StampedSet::verify).transpose().map_err(|e| format!("{e}, so nothing could be verified"))
 }
 
 /// How many threads wait for the set's lock besides the writer. std's mutex is not
@@ -193,13 +201,8 @@ impl Drop for Turn {
 
 /// Flips a bit of page `page` of the memory dirtier's set (a test's fault).
 pub fn corrupt_memory(w: Workload, page: u64) -> Result<(), String> {
-    if !w.stamps_memory() {
-        return Err(format!("the {w} workload owns no stamped memory"));
-    }
-    let set = stamped(std::time::Duration::from_secs(10)).ok_or("the memory dirtier's set was not made within 10 s")?;
-    let _turn = Turn::take();
-    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
-    set.corrupt(usize::try_from(page).map_err(|_| format!("page {page} is out of range"))?)
+    let page = usize::try_from(page).map_err(|_| format!("page {page} is out of range"))?;
+    with_set(w, |set| set.corrupt(page)).unwrap_or_else(|| Err(format!("the {w} workload owns no stamped memory")))?
 }
 
 /// Pages the writer handles per hold of the lock (1 MiB): a verifier waits at
