@@ -27,13 +27,17 @@ pub const READ_STRIDE: usize = 64;
 /// The generation every page gets when the set is made.
 const FIRST: u64 = 1;
 
-/// What one verification found (pages of the set, indices from 0).
+/// What one verification found (pages of the set, indices from 0); the harness
+/// records it as a run's `health.integrity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Tally {
+    /// Pages of the working set checked, every word of each.
     pub pages_checked: u64,
-    /// Pages found wrong, each counted once.
+    /// Pages whose index, generation or checksum was wrong (each counted once),
+    /// found by this check or by the workload itself since the previous check.
     pub mismatches: u64,
-    /// The lowest-numbered page found wrong.
+    /// The lowest-numbered bad page (0 = the working set's first page).
     pub first_bad_page: Option<u64>,
 }
 

@@ -4,20 +4,11 @@
 
 use super::channel::GuestChannel;
 use migbench_guest::orders::Workload;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The guest's verification of its stamped memory, as recorded in a run's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Integrity {
-    /// Pages of the working set checked, every word of each.
-    pub pages_checked: u64,
-    /// Pages whose index, generation or checksum was wrong (each counted once),
-    /// found by this check or by the workload itself since the previous check.
-    pub mismatches: u64,
-    /// The lowest-numbered bad page (0 = the working set's first page).
-    pub first_bad_page: Option<u64>,
-}
+/// The guest's verification of its stamped memory, as recorded in a run's health:
+/// the guest's own tally, as it sent it.
+pub use migbench_guest::stamp::Tally as Integrity;
 
 /// What the integrity part of a health check found.
 #[derive(Debug, Default)]
@@ -50,7 +41,7 @@ pub async fn check(asked: anyhow::Result<u64>, here: &GuestChannel, all: &[&Gues
         };
         match answer {
             Ok(Some(t)) => {
-                v.integrity = Some(Integrity { pages_checked: t.pages_checked, mismatches: t.mismatches, first_bad_page: t.first_bad_page });
+                v.integrity = Some(t);
                 if t.mismatches > 0 {
                     let first = t.first_bad_page.map(|p| format!(", first bad page {p}")).unwrap_or_default();
                     v.problems.push(format!(
