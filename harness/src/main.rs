@@ -4,11 +4,14 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use migbench::experiment::profile::{Profile, Shard};
 use migbench::experiment::sweep::{self, SweepOptions};
-use migbench::experiment::{self, ResultsFile};
+use migbench::experiment;
+use migbench::record::file::ResultsFile;
 use migbench::guest::image::{GuestImage, ImageInputs};
 use migbench::host::{self, HostInfo, Qemu};
 use migbench::machine::{self, AccelRequest, GuestSpec};
-use migbench::migration::{self, Compression, LinkSpeed, Scenario, Strategy, Transport, Tuning};
+
+use migbench::migration::scenario::{Compression, LinkSpeed, Scenario, Transport, Tuning};
+use migbench::migration::strategy::Strategy;
 use migbench_guest::orders::Workload;
 use migbench::report;
 use migbench::setup::{self, Environment, Platform};
@@ -149,13 +152,13 @@ struct PlanArgs {
     /// and its dirty rate measured, and nothing migrates (so there is nothing to fit).
     source: String,
     /// Link speeds to plan for, comma-separated.
-    #[arg(long, default_value = migbench::plan::DEFAULT_LINKS, value_name = "LIST", allow_hyphen_values = true)]
+    #[arg(long, default_value = migbench::rank::plan::DEFAULT_LINKS, value_name = "LIST", allow_hyphen_values = true)]
     links: String,
     /// Downtime limits for the convergence frontier, comma-separated (ms or s).
-    #[arg(long, default_value = migbench::plan::DEFAULT_DOWNTIME_LIMITS, value_name = "LIST", allow_hyphen_values = true)]
+    #[arg(long, default_value = migbench::rank::plan::DEFAULT_DOWNTIME_LIMITS, value_name = "LIST", allow_hyphen_values = true)]
     downtime_limits: String,
     /// Numbers of migrations at once for the evacuation, comma-separated.
-    #[arg(long, default_value = migbench::plan::DEFAULT_PARALLEL, value_name = "LIST", allow_hyphen_values = true)]
+    #[arg(long, default_value = migbench::rank::plan::DEFAULT_PARALLEL, value_name = "LIST", allow_hyphen_values = true)]
     parallel: String,
     /// Also write the plan (the Markdown printed) to this file.
     #[arg(long, value_name = "FILE.md")]
@@ -435,7 +438,7 @@ async fn main() -> ExitCode {
     // What a SIGKILLed migbench left behind goes first; `doctor` reports it instead
     // (and removes it with --clean).
     if !matches!(cli.command, Cmd::Doctor(_)) {
-        let c = migbench::stale::clean();
+        let c = migbench::machine::stale::clean();
         for line in &c.removed {
             eprintln!("migbench: {line}");
         }
@@ -456,7 +459,7 @@ async fn main() -> ExitCode {
             // cgroups; this catches any QEMU still registered.
             machine::kill_all();
             // Its cgroups and run directory too: `exit` below runs no destructor.
-            for line in migbench::stale::remove_own().failed {
+            for line in migbench::machine::stale::remove_own().failed {
                 eprintln!("migbench: warning: {line}");
             }
             eprintln!("migbench: stopped by {sig}; its QEMU processes were killed");
@@ -519,7 +522,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut p = prepare(&cli.image).await?;
             let env = environment(&mut p, a.run.accel).await?;
             let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
-            let rec = migration::run_one(&p, &env, spec, &scenario, boot).await?;
+            let rec = migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?;
             let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
             std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
             std::fs::write(&path, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", path.display()))?;
@@ -555,7 +558,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
                 f.append(&serde_json::json!({"record": "boot", "environment": env, "ram_mib": 256, "vcpus": 1, "boot_to_ready_ms": times}))?;
-                boot = migbench::experiment::stats::Stats::of(&times);
+                boot = migbench::summary::stats::Stats::of(&times);
             }
             let mut rates = Vec::new();
             if a.workload_seconds > 0.0 {
@@ -606,7 +609,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let profile = Profile::resolve(&a.profile)?;
             let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
             if a.dry_run {
-                let done = sweep::done_keys(&experiment::results::read_results(&out.join("results.jsonl"))?, &profile.name);
+                let done = migbench::record::file::done_keys(&migbench::record::file::read_runs(&out.join("results.jsonl"))?, &profile.name);
                 let runs = sweep::plan(&profile, a.shard, &done);
                 println!("profile {} ({}): {}", profile.name, profile.source, profile.description);
                 println!("{} cells × {} repetitions; shard {}/{}; {} runs to do, {} already done in {}", profile.cells.len(), profile.repetitions, a.shard.index, a.shard.count, runs.len(), done.len(), out.display());
@@ -635,12 +638,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Reproduce(a) => reproduce(&cli.image, &a).await,
         Cmd::Plan(a) => plan(&cli.image, &a).await,
         Cmd::Merge(a) => {
-            let (kept, dropped) = sweep::merge(&a.inputs, &a.out)?;
+            let (kept, dropped) = migbench::record::file::merge(&a.inputs, &a.out)?;
             println!("merged {kept} results into {} ({dropped} duplicates dropped)", a.out.join("results.jsonl").display());
             if let Some(name) = &a.profile {
                 let profile = Profile::resolve(name)?;
-                let records = experiment::results::read_results(&a.out.join("results.jsonl"))?;
-                println!("\n{}", report::summary_table(&sweep::summarise(&records, &profile)));
+                let records = migbench::record::file::of_profile(migbench::record::file::read_runs(&a.out.join("results.jsonl"))?, &profile.name);
+                println!("\n{}", report::summary_table(&migbench::summary::cells::summarise(&records, &profile)));
                 print_sections(&profile, &records);
             }
             Ok(ExitCode::SUCCESS)
@@ -687,7 +690,7 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         if a.validate {
             anyhow::bail!("--validate takes a profile (it migrates every cell); {} is a results file: rank it without --validate", a.source);
         }
-        print_ranking(&load_records(&results)?, a.objective);
+        print_ranking(&migbench::record::file::load(&results)?, a.objective);
         return Ok(ExitCode::SUCCESS);
     }
     let profile = profile_to_measure(&a.source, a.dirty_rate_seconds)?;
@@ -697,7 +700,7 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-validate", profile.name)));
         let opts = sweep_options(&a.sweep, out, false, Shard::default())?;
         let outcome = sweep::run(&p, &env, &profile, &opts).await?;
-        print_ranking(&sweep::run_records(&experiment::results::read_results(&outcome.results)?, &profile), a.objective);
+        print_ranking(&migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name), a.objective);
         eprintln!("migbench: results in {}", outcome.results.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -709,7 +712,7 @@ async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
 /// `migbench plan SOURCE`: the convergence frontier, the evacuation time and the fits
 /// of total time against RAM, from results or from a profile's measured guests.
 async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
-    use migbench::plan::{self, PlanVm};
+    use migbench::rank::plan::{self, PlanVm};
     use migbench::rank::vms;
     // The cheap inputs first: a typo should not wait for guests to boot.
     let opts = plan::Options::parse(&a.links, &a.downtime_limits, &a.parallel).map_err(anyhow::Error::msg)?;
@@ -725,7 +728,7 @@ async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
     }
     let (planned, records) = match source_kind(&a.source) {
         Source::Results(results) => {
-            let records = load_records(&results)?;
+            let records = migbench::record::file::load(&results)?;
             (vms::rows(&records).iter().map(PlanVm::from_row).collect::<Vec<_>>(), Some(records))
         }
         Source::Profile => {
@@ -749,24 +752,6 @@ async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run records from a results directory or file; an unreadable line is counted in a warning.
-fn load_records(path: &std::path::Path) -> Result<Vec<sweep::RunRecord>> {
-    let file = if path.is_dir() { path.join("results.jsonl") } else { path.to_path_buf() };
-    if !file.exists() {
-        anyhow::bail!("{} does not exist: give a results directory or its results.jsonl", file.display());
-    }
-    let lines = experiment::results::read_results(&file)?;
-    let total = lines.len();
-    let records: Vec<sweep::RunRecord> = lines.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-    if records.is_empty() {
-        anyhow::bail!("{} holds no run records of a profile (the results of `migbench run`)", file.display());
-    }
-    if records.len() < total {
-        eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are left out", total - records.len(), file.display());
-    }
-    Ok(records)
-}
-
 /// `migbench report DIR`: writes the report in each format asked for.
 fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     use migbench::report::document::{self, Format};
@@ -775,7 +760,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         document::check_out(out)?;
     }
     let profile = a.profile.as_deref().map(Profile::resolve).transpose()?;
-    let records = load_records(&a.results)?;
+    let records = migbench::record::file::load(&a.results)?;
     let base = if a.results.is_dir() { a.results.clone() } else { a.results.parent().map(|p| p.to_path_buf()).unwrap_or_default() };
     let source = a.results.display().to_string();
     let groups = document::group_by_profile(records, profile.as_ref(), &base, &source);
@@ -860,7 +845,7 @@ async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
         println!("\n== {name} ==");
         let outcome = sweep::run(p, env, &profile, &opts).await?;
         bad |= print_sweep(&profile, &outcome, opts.reuse)? != ExitCode::SUCCESS;
-        let records = load_records(&dir)?;
+        let records = migbench::record::file::load(&dir)?;
         groups.extend(document::group_by_profile(records, Some(&profile), &dir, &dir.display().to_string()));
     }
     if a.paper == Paper::Chandak && !a.no_live {
@@ -955,7 +940,7 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
         Ok(v) if v.is_finite() && v >= 0.0 => v,
         _ => anyhow::bail!("--max-regression {}: give a percentage, 0 or more (e.g. 10%)", a.max_regression),
     };
-    let (baseline, current) = (load_records(&a.baseline)?, load_records(&a.current)?);
+    let (baseline, current) = (migbench::record::file::load(&a.baseline)?, migbench::record::file::load(&a.current)?);
     let cmp = compare::compare(&baseline, &current, max);
     let table = compare::markdown(&cmp, max);
     println!("{table}");
@@ -971,7 +956,7 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
 }
 
 /// The measured ranking of `records`, with the model's errors when it has predictions.
-fn print_ranking(records: &[sweep::RunRecord], objective: migbench::rank::vms::Objective) {
+fn print_ranking(records: &[migbench::record::RunRecord], objective: migbench::rank::vms::Objective) {
     use migbench::rank::vms;
     let rows = vms::rows(records);
     println!("{}", report::rank_table(&rows, &vms::rank(&rows, objective)));
@@ -1060,16 +1045,15 @@ fn load_capacity(secs: f64) -> Result<Vec<migbench::load::capacity::Figure>> {
 
 /// `--boot-timeout`, checked: 1 s up to a week.
 fn boot_timeout(secs: u64) -> Result<Duration> {
-    if secs == 0 || secs as f64 > migration::MAX_SECONDS {
-        anyhow::bail!("--boot-timeout {secs}: give seconds, 1 to {} (e.g. 120)", migration::MAX_SECONDS);
+    if secs == 0 || secs as f64 > migbench::migration::scenario::MAX_SECONDS {
+        anyhow::bail!("--boot-timeout {secs}: give seconds, 1 to {} (e.g. 120)", migbench::migration::scenario::MAX_SECONDS);
     }
     Ok(Duration::from_secs(secs))
 }
 
 /// The sections under a summary: the service tables (runs with an HTTP load) and the
 /// paper section the profile reproduces.
-fn print_sections(profile: &Profile, records: &[serde_json::Value]) {
-    let runs = sweep::run_records(records, profile);
+fn print_sections(profile: &Profile, runs: &[migbench::record::RunRecord]) {
     if let Some(section) = report::service::section(profile, &runs) {
         println!("\n{section}");
     }
@@ -1081,14 +1065,14 @@ fn print_sections(profile: &Profile, records: &[serde_json::Value]) {
     }
     // A long sweep (a soak) also says whether the harness and the service held up.
     if runs.len() >= 10 {
-        println!("\n{}", sweep::endurance(&runs));
+        println!("\n{}", migbench::summary::endurance::endurance(&runs));
     }
 }
 
 /// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
 fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
-    let records = experiment::results::read_results(&outcome.results)?;
-    let cells = sweep::summarise(&records, profile);
+    let records = migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name);
+    let cells = migbench::summary::cells::summarise(&records, profile);
     println!("\n{}", report::summary_table(&cells));
     print_sections(profile, &records);
     let minutes = outcome.wall.as_secs_f64() / 60.0;
@@ -1107,8 +1091,8 @@ fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) ->
 
 /// 0 when every migration completed and left a healthy guest, 3 otherwise (the
 /// records are written either way), 1 for errors.
-fn exit_for(records: &[migration::MigrationRecord]) -> ExitCode {
-    let ok = records.iter().all(|r| experiment::cell_runs::counts(&r.measurement));
+fn exit_for(records: &[migbench::record::MigrationRecord]) -> ExitCode {
+    let ok = records.iter().all(|r| migbench::summary::cell_runs::counts(&r.measurement));
     if ok { ExitCode::SUCCESS } else { ExitCode::from(3) }
 }
 
@@ -1129,7 +1113,7 @@ fn print_image(img: &GuestImage) {
 /// `migbench doctor --clean`: removes what migbench processes that no longer run left
 /// behind; exit 1 if something could not be removed.
 fn doctor_clean() -> ExitCode {
-    let c = migbench::stale::clean();
+    let c = migbench::machine::stale::clean();
     for line in &c.removed {
         println!("{line}");
     }
@@ -1147,7 +1131,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     println!("host        {} — {} ({} cores), kernel {}", host.os, host.cpu_model, host.cores, host.kernel);
     println!("cache       {}", host::cache_dir().display());
     let mut ok = true;
-    let cached = migbench::qemu_cache::cached();
+    let cached = migbench::host::qemu_cache::cached();
     match Qemu::find(image.qemu.as_deref()) {
         Ok(Some(q)) => {
             println!("QEMU        {} — {} ({})", q.path.display(), q.version_line, q.origin);
@@ -1179,7 +1163,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             m.suite,
             m.fetched_at
         ),
-        None => println!("QEMU cache  none yet ({} is fetched into it under TCG on Debian 12 when the system's QEMU is older than 9.0)", migbench::qemu_cache::SUITE),
+        None => println!("QEMU cache  none yet ({} is fetched into it under TCG on Debian 12 when the system's QEMU is older than 9.0)", migbench::host::qemu_cache::SUITE),
     }
     let version = match host.cgroup {
         host::CgroupVersion::V2 => "v2 (unified)",
@@ -1194,7 +1178,7 @@ async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
         }
         Err(e) => println!("cgroups     {version}; CPU caps and core limits will fail: {e:#}"),
     }
-    let left = migbench::stale::find();
+    let left = migbench::machine::stale::find();
     if left.is_empty() {
         println!("leftovers   none (no cgroup or run directory of a migbench that no longer runs)");
     } else {

@@ -34,7 +34,7 @@ pub fn prepare(inputs: &ImageInputs, qemu: Option<&std::path::Path>) -> Result<P
         Some(q) => q,
         // Debian 12's own QEMU (7.2) corrupts TCG guests it migrates, and installing
         // it would remove a backports qemu-utils: the cache's QEMU serves instead.
-        None if OsRelease::read().is_bookworm() => crate::qemu_cache::ensure_locked()?,
+        None if OsRelease::read().is_bookworm() => crate::host::qemu_cache::ensure_locked()?,
         None => Qemu::install()?,
     };
     let image = image::ensure_image(inputs)?;
@@ -119,7 +119,7 @@ pub async fn choose_qemu(p: &mut Platform, accel: Accel) -> Result<()> {
     if accel != Accel::Tcg || p.qemu.tcg_sender_intact() || p.qemu.origin == QemuOrigin::Chosen || !OsRelease::read().is_bookworm() {
         return Ok(());
     }
-    p.qemu = tokio::task::spawn_blocking(crate::qemu_cache::ensure).await.context("QEMU fetch task")??;
+    p.qemu = tokio::task::spawn_blocking(crate::host::qemu_cache::ensure).await.context("QEMU fetch task")??;
     Ok(())
 }
 

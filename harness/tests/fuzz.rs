@@ -14,7 +14,8 @@
 use migbench::experiment::profile::{Profile, Shard, VARIABLES};
 use migbench::load::generator::Mode;
 use migbench::machine::{Accel, kernel_cmdline};
-use migbench::migration::{self, LinkSpeed, Scenario, capability_plan, parameter_plan};
+use migbench::migration::scenario::{LinkSpeed, Scenario};
+use migbench::migration::strategy::{capability_plan, parameter_plan};
 use migbench::qmp::{Features, MigrationInfo, Qmp, QmpError};
 use migbench::rank::balance::{self, ClusterState, Options, Rule};
 use migbench::rank::cluster::ClusterProfile;
@@ -563,7 +564,7 @@ fn check_migration_info(v: &Value) -> Result<(), TestCaseError> {
 
 fn check_features(schema: &Value) -> Result<(), TestCaseError> {
     let f = Features::from_schema(schema);
-    use migration::Strategy::*;
+    use migbench::migration::strategy::Strategy::*;
     for strategy in [Precopy, Postcopy, Hybrid, AutoConverge, Xbzrle, Multifd] {
         if let Ok(plan) = capability_plan(strategy, &f) {
             for (cap, _) in &plan {

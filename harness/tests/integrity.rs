@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
-use migbench::migration::{self, Outcome, Scenario};
+use migbench::migration::measurement::Outcome;
+use migbench::migration::scenario::Scenario;
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -35,7 +36,7 @@ async fn a_page_the_test_corrupts_in_the_guest_is_found_on_the_destination() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let said = src.channel.test_only_corrupt_page(1234, Duration::from_secs(30)).await.unwrap();
     assert!(said.contains("flipped a bit of page 1234"), "{said}");
-    let m = migration::drive(&mut src, &mut dst, &scenario()).await.unwrap();
+    let m = migbench::migration::driver::drive(&mut src, &mut dst, &scenario()).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
     let h = &m.health;
     assert_eq!(h.runs_on, "destination");
@@ -47,7 +48,7 @@ async fn a_page_the_test_corrupts_in_the_guest_is_found_on_the_destination() {
     assert_eq!(h.detail.matches("; ").count(), 0, "{}", h.detail);
     // A report covers what was found since the last one, and the flipped bit is
     // still there: the next check finds it again.
-    let again = migration::staying_guest(&mut dst).await;
+    let again = migbench::migration::health::staying_guest(&mut dst).await;
     assert_eq!(again.integrity.map(|i| (i.mismatches, i.first_bad_page)), Some((1, Some(1234))), "{again:?}");
     assert!(!again.healthy);
     drop((src, dst));
@@ -62,7 +63,7 @@ async fn an_ordinary_guest_refuses_the_test_order_and_arrives_intact() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let said = src.channel.test_only_corrupt_page(7, Duration::from_secs(30)).await.unwrap();
     assert!(said.contains("refusing") && said.contains("migbench.test_orders=1"), "{said}");
-    let m = migration::drive(&mut src, &mut dst, &scenario()).await.unwrap();
+    let m = migbench::migration::driver::drive(&mut src, &mut dst, &scenario()).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
     assert!(m.health.healthy, "{}", m.health.detail);
     let integrity = m.health.integrity.unwrap_or_else(|| panic!("no integrity recorded: {:?}", m.health));

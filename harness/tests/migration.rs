@@ -4,7 +4,10 @@ mod common;
 
 use common::*;
 use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
-use migbench::migration::{self, Compression, MigrationRecord, Outcome, Scenario, Strategy, Transport};
+use migbench::migration::measurement::Outcome;
+use migbench::migration::scenario::{Compression, Scenario, Transport};
+use migbench::migration::strategy::Strategy;
+use migbench::record::MigrationRecord;
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -26,7 +29,7 @@ fn assert_healthy_and_intact_rec(rec: &MigrationRecord) {
 async fn migrate_with(spec: GuestSpec, scenario: Scenario) -> MigrationRecord {
     let (p, env) = chosen().await;
     let spec = GuestSpec { accel: env.accel, ..spec };
-    let rec = migration::run_one(p, env, spec, &scenario, BOOT).await.unwrap();
+    let rec = migbench::experiment::once::run_one(p, env, spec, &scenario, BOOT).await.unwrap();
     assert_eq!(rec.environment.accel, env.accel);
     // The record names the QEMU that ran and, under TCG, it is one that does not corrupt.
     assert_eq!(rec.environment.qemu_path, p.qemu.path.display().to_string());
@@ -93,7 +96,7 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     let _slot = qemu_slot();
     let (run, mut src, mut dst) = pair(128).await;
     let pids = [src.pid(), dst.pid()];
-    let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0)).await.unwrap();
+    let m = migbench::migration::driver::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0)).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed);
     assert!(m.health.healthy, "{}", m.health.detail);
     assert_intact("idle", &serde_json::to_value(&m.health).unwrap());
@@ -225,7 +228,7 @@ async fn a_destination_killed_mid_migration_is_a_recorded_failure_and_the_source
         unsafe { libc::kill(victim, libc::SIGKILL) };
     });
     // 256 MiB at 20 Mbit/s takes far longer than the 2 s before the kill.
-    let m = migration::drive(&mut src, &mut dst, &scenario(Transport::Unix, "20Mbit", 120.0)).await.unwrap();
+    let m = migbench::migration::driver::drive(&mut src, &mut dst, &scenario(Transport::Unix, "20Mbit", 120.0)).await.unwrap();
     killer.await.unwrap();
     match &m.outcome {
         Outcome::Failed { reason } => assert!(!reason.is_empty()),

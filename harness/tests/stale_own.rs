@@ -20,7 +20,7 @@ fn remove_own_takes_this_process_cgroups_and_run_directories() {
     let other = base.join(format!("migbench-run-{}-owntest", me + 1));
     std::fs::create_dir_all(&other).unwrap();
 
-    let c = migbench::stale::remove_own();
+    let c = migbench::machine::stale::remove_own();
     assert!(c.failed.is_empty(), "{:?}", c.failed);
     assert!(!dir.exists(), "the cgroup is still there: {c:?}");
     assert!(!run_dir.exists(), "the run directory is still there: {c:?}");

@@ -1,14 +1,10 @@
 //! Experiments: a profile → a matrix of cells → runs, with repetitions, shards,
 //! resume, and results streamed to disk as they come.
 
-pub mod cell_runs;
+pub mod once;
 pub mod profile;
-pub mod results;
-pub mod stats;
 pub mod sweep;
 pub mod workload_rates;
-
-pub use results::ResultsFile;
 
 use crate::machine::{GuestSpec, Machine, RunDir};
 use crate::setup::Platform;

@@ -22,7 +22,8 @@
 use crate::load::generator::{Connection, LoadSpec, Mode};
 use crate::machine::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
 use crate::network::GuestNet;
-use crate::migration::{Compression, Fault, LinkSpeed, Scenario, Strategy, Transport, Tuning};
+use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
+use crate::migration::strategy::Strategy;
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
 use serde::{Deserialize, Serialize};
@@ -403,8 +404,8 @@ impl Profile {
             return Err(bad(format!("dirty_rate_s = {}: give 0.1 to 60 seconds, or 0 to skip the measurement", file.dirty_rate_s)));
         }
         for (key, v) in [("warmup_s", file.warmup_s), ("before_s", file.before_s), ("after_s", file.after_s)] {
-            if !(v.is_finite() && (0.0..=crate::migration::MAX_SECONDS).contains(&v)) {
-                return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::MAX_SECONDS)));
+            if !(v.is_finite() && (0.0..=crate::migration::scenario::MAX_SECONDS).contains(&v)) {
+                return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::scenario::MAX_SECONDS)));
             }
         }
         let listed = !file.cell.is_empty();
@@ -704,7 +705,7 @@ link = ["100Mbit", "1Gbit", "unlimited"]
 #[cfg(test)]
 mod fuzz {
     use super::*;
-    use crate::migration::Strategy as Mig;
+    use crate::migration::strategy::Strategy as Mig;
     use proptest::prelude::*;
     use proptest::sample::select;
     use proptest::strategy::Strategy;

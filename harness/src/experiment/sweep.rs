@@ -2,14 +2,16 @@
 //! `--resume` finds already done, with booted guests reused across cells that
 //! differ only in runtime-settable variables (each run migrates it on to a fresh QEMU).
 
-use super::cell_runs::CellRuns;
 use super::profile::{Cell, Profile, Shard};
-use super::results::{ResultsFile, read_results};
-use super::stats::Stats;
+use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role, RunDir};
-use crate::guest::channel::{guest_cpu_between, rate_between};
-use crate::migration::{self, Fault, FaultRecord, Measurement, MigrationRecord, Outcome, WorkloadRate};
+use crate::migration::measurement::{FaultRecord, Measurement, Outcome, WorkloadRate};
+use crate::migration::scenario::Fault;
+use crate::migration::strategy::Strategy;
+use crate::migration::{driver, health};
+use crate::record::file::{ResultsFile, done_keys, read_results, read_runs};
+use crate::record::{MigrationRecord, RunInfo, RunRecord, SCHEMA};
 use crate::load::generator::LoadSpec;
 use crate::load::service;
 use crate::load::timeline;
@@ -17,33 +19,14 @@ use crate::network::Network;
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::{Deserialize, Serialize};
+
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Where a run sits in its profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunInfo {
-    pub profile: String,
-    pub cell_index: usize,
-    pub cell_key: String,
-    pub cell: Cell,
-    pub repetition: u32,
-    /// Whether the guest had already been migrated by an earlier run of this sweep.
-    pub reused_guest: bool,
-    /// The harness's own resident memory when the run ended, MiB (a soak's check
-    /// that migbench does not grow).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub harness_rss_mib: Option<f64>,
-    /// The migbench process that made the run (RSS figures compare one process's runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub harness_pid: Option<u32>,
-}
-
 /// The record of a fault that never struck (it does not count as expected).
-fn unstruck(fault: Fault, strategy: crate::migration::Strategy, why: &str) -> FaultRecord {
+fn unstruck(fault: Fault, strategy: Strategy, why: &str) -> FaultRecord {
     FaultRecord::before_migrating(fault, strategy, why.to_string(), false, false)
 }
 
@@ -52,52 +35,6 @@ pub fn own_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// A long sweep's endurance figures: migrations, failures, requests lost outside
-/// the switchover windows, and the harness's memory from the first run to the last.
-pub fn endurance(records: &[RunRecord]) -> String {
-    fn m(r: &RunRecord) -> &Measurement {
-        &r.migration.measurement
-    }
-    let completed = records.iter().filter(|r| m(r).outcome == Outcome::Completed).count();
-    let healthy = records.iter().filter(|r| m(r).health.healthy).count();
-    let all = CellRuns::new(records);
-    // A broken guest's lost requests say nothing of the path: count the healthy runs'.
-    let services = || all.counted().filter_map(|r| m(r).service.as_ref());
-    let outside: u64 = services().map(|s| s.client.failed_outside_window).sum();
-    let requests: u64 = services().map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
-    // Memory is one process's: the last one's runs (a resumed or merged sweep has several).
-    let last_pid = records.last().and_then(|r| r.run.harness_pid);
-    let rss: Vec<f64> = records.iter().filter(|r| r.run.harness_pid == last_pid).filter_map(|r| r.run.harness_rss_mib).collect();
-    // The first runs grow the harness to its working size (buffers, thread pools);
-    // what counts is the growth after that, from a tenth of the runs (at least the third) on.
-    let warm = (rss.len() / 10).max(2);
-    let rss_text = match (rss.first(), rss.get(warm), rss.last()) {
-        (Some(a), Some(w), Some(b)) => format!(
-            "harness RSS {a:.1} MiB after the first run, {w:.1} after run {}, {b:.1} after the last: {:+.1} MiB over the last {} runs",
-            warm + 1,
-            b - w,
-            rss.len() - warm - 1
-        ),
-        (Some(a), _, Some(b)) => format!("harness RSS {a:.1} MiB after the first run, {b:.1} after the last"),
-        _ => "harness RSS not recorded".into(),
-    };
-    format!(
-        "Endurance: {} migrations, {completed} completed, {} not, {} with a guest not healthy; {outside} of {requests} requests failed outside the switchover windows (in the runs that count: {}); {rss_text}",
-        records.len(),
-        records.len() - completed,
-        records.len() - healthy,
-        all.tally(),
-    )
-}
-
-/// One line of `results.jsonl` for a profile run: the migration record plus `run`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub run: RunInfo,
-    #[serde(flatten)]
-    pub migration: MigrationRecord,
 }
 
 #[derive(Debug, Clone)]
@@ -135,15 +72,6 @@ pub fn plan(profile: &Profile, shard: Shard, done: &HashSet<String>) -> Vec<Plan
     }
     runs.sort_by_key(|r| first_seen.iter().position(|k| *k == r.cell.boot_key()));
     runs
-}
-
-/// Keys of the runs of `profile` already in a results file.
-pub fn done_keys(records: &[serde_json::Value], profile: &str) -> HashSet<String> {
-    records
-        .iter()
-        .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile))
-        .filter_map(run_key)
-        .collect()
 }
 
 /// A rough time estimate for `--dry-run` (TCG figures from this project's machine).
@@ -184,7 +112,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             existing.len()
         );
     }
-    let done = done_keys(&existing, &profile.name);
+    let done = done_keys(&read_runs(&results_path)?, &profile.name);
     let runs = plan(profile, opts.shard, &done);
     let skipped = plan(profile, opts.shard, &HashSet::new()).len() - runs.len();
     let bars = Bars::new(runs.len() as u64, opts.quiet);
@@ -204,7 +132,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     for (i, r) in runs.iter().enumerate() {
         let label = if profile.varied.is_empty() { format!("cell {}", r.cell_index) } else { r.cell.describe(&profile.varied) };
         bar.set_message(format!("{label} (rep {})", r.repetition + 1));
-        let started_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let started_at = crate::record::now_rfc3339();
         let mut next_name = || {
             names += 1;
             format!("g{names}")
@@ -235,6 +163,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             },
             migration: MigrationRecord {
                 record: "migration".into(),
+                schema: SCHEMA,
                 started_at,
                 environment: env.clone(),
                 guest: r.cell.guest(env.accel),
@@ -326,7 +255,7 @@ async fn one_run(
                 (Outcome::Failed { reason }, ok, "the guest never said READY".to_string())
             }
         };
-        let health = crate::migration::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
+        let health = crate::migration::measurement::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
         let mut m = Measurement::not_started(outcome, health);
         let action = format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY");
         m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
@@ -359,7 +288,7 @@ async fn one_run(
         (Ok(d), _) => d,
         (Err(e), Fault::BadQemuOption) => {
             // The fault worked: no migration, and the guest runs on where it was.
-            let health = migration::staying_guest(&mut l.machine).await;
+            let health = health::staying_guest(&mut l.machine).await;
             let ok = health.healthy && format!("{e:#}").contains(crate::machine::BAD_QEMU_OPTION);
             let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
             let action = format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION);
@@ -382,16 +311,16 @@ async fn one_run(
     } else {
         None
     };
-    let memory = l.machine.channel.memory().map(|s| crate::migration::GuestMemory::of(&s));
+    let memory = l.machine.channel.memory().map(|s| crate::migration::measurement::GuestMemory::of(&s));
     let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
     run_bar.set_length(ram_bytes);
-    let mut show = |s: &migration::Sample| {
+    let mut show = |s: &crate::migration::measurement::Sample| {
         run_bar.set_position(ram_bytes.saturating_sub(s.remaining.unwrap_or(ram_bytes)));
         run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
     };
-    let mut m = migration::drive_with(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show, network).await?;
+    let mut m = driver::drive_with(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show, network).await?;
     if m.fault.is_none() && !fault.is_none() {
         // A start-up fault that did not strike (the bad option was accepted).
         m.fault = Some(unstruck(fault, r.cell.strategy, "the fault did not strike: the run went on as if it were not there"));
@@ -412,7 +341,8 @@ async fn one_run(
             Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
             None => None,
         };
-        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(&m));
+        let window = m.window_since(svc.t0);
+        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
         rec.stopped_early = stopped_early;
         // The time series and its plot are extras: failing to write them must not
         // cost the run its measurement.
@@ -544,134 +474,8 @@ impl Bars {
     }
 }
 
-/// Per-cell statistics of a result set, over the cell's counted runs (completed,
-/// guest healthy: see [`CellRuns`]).
-#[derive(Debug, Clone, Serialize)]
-pub struct CellSummary {
-    pub cell_index: usize,
-    pub label: String,
-    pub runs: usize,
-    pub completed: usize,
-    /// k: the runs that count (completed with a healthy guest).
-    pub counted: usize,
-    /// "k of n healthy", with why the others do not count.
-    pub tally: String,
-    /// Why the cell has no figure ("0 of 3 healthy: …"); None when a run counts.
-    pub why_no_figure: Option<String>,
-    pub total_time_ms: Option<Stats>,
-    pub downtime_ms: Option<Stats>,
-    pub transferred_mib: Option<Stats>,
-    pub iterations: Option<Stats>,
-    pub guest_gap_ms: Option<Stats>,
-    /// QEMU CPU, % of one host CPU, in the `before` window.
-    pub cpu_before_percent: Option<Stats>,
-    /// The guest's own view of its CPU use in the `before` window, % of one vCPU.
-    pub guest_cpu_before_percent: Option<Stats>,
-    /// Both QEMUs' CPU during the migration, % of one host CPU.
-    pub cpu_during_percent: Option<Stats>,
-    /// The guest workload's slowdown during the migration, %.
-    pub slowdown_percent: Option<Stats>,
-    pub outcomes: Vec<String>,
-}
-
-/// The run records of `profile` among `records` (a results file may hold several
-/// profiles); a line that does not read as one is skipped with a warning.
-pub fn run_records(records: &[serde_json::Value], profile: &Profile) -> Vec<RunRecord> {
-    records
-        .iter()
-        .filter(|v| v.pointer("/run/profile").and_then(|p| p.as_str()) == Some(profile.name.as_str()))
-        .filter_map(|v| match serde_json::from_value(v.clone()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("migbench: warning: a result of {} is not summarised: it does not read as a run record ({e})", profile.name);
-                None
-            }
-        })
-        .collect()
-}
-
-/// Summarises the runs of `profile` found in `records`, one row per cell, in cell order.
-pub fn summarise(records: &[serde_json::Value], profile: &Profile) -> Vec<CellSummary> {
-    summarise_runs(&run_records(records, profile), profile)
-}
-
-/// `summarise` for records already read as run records.
-pub fn summarise_runs(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
-    let mut out = Vec::new();
-    for (i, cell) in profile.cells.iter().enumerate() {
-        let key = cell.key();
-        let runs = CellRuns::new(parsed.iter().filter(|r| r.run.cell_key == key));
-        if runs.n() == 0 {
-            continue;
-        }
-        out.push(CellSummary {
-            cell_index: i,
-            label: if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) },
-            runs: runs.n(),
-            completed: runs.completed(),
-            counted: runs.k(),
-            tally: runs.tally_with_reasons(),
-            why_no_figure: runs.why_no_figure(),
-            total_time_ms: runs.stats(|m| m.total_time_ms),
-            downtime_ms: runs.stats(|m| m.downtime_ms),
-            transferred_mib: runs.stats(|m| m.transferred_mib()),
-            iterations: runs.stats(|m| m.iterations.map(|v| v as f64)),
-            guest_gap_ms: runs.stats(|m| m.guest_gap_ms),
-            cpu_before_percent: runs.stats(|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
-            guest_cpu_before_percent: runs.stats(|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
-            cpu_during_percent: runs.stats(|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
-            slowdown_percent: runs.stats(|m| m.slowdown_percent()),
-            outcomes: runs.outcomes(),
-        });
-    }
-    out
-}
-
-/// Joins the `results.jsonl` of several directories (shards) into `out`, keeping
-/// one copy of each (profile, cell, repetition).
-pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<(usize, usize)> {
-    let target = out.join("results.jsonl");
-    if target.exists() {
-        bail!("{} exists: merge into a new directory", target.display());
-    }
-    // Read and check every input before writing anything.
-    let mut seen = HashSet::new();
-    let mut keep = Vec::new();
-    let mut dropped = 0;
-    for dir in inputs {
-        let path = if dir.is_dir() { dir.join("results.jsonl") } else { dir.clone() };
-        if !path.exists() {
-            bail!("{} does not exist: give result directories (or results.jsonl files) to merge", path.display());
-        }
-        for v in read_results(&path)? {
-            let key = match (v.pointer("/run/profile"), run_key(&v)) {
-                (Some(p), Some(k)) => format!("{p}/{k}"),
-                _ => v.to_string(),
-            };
-            if seen.insert(key) {
-                keep.push(v);
-            } else {
-                dropped += 1;
-            }
-        }
-    }
-    let tmp = out.join(".results.jsonl.merging");
-    let mut file = ResultsFile::create(&tmp)?;
-    for v in &keep {
-        file.append(v)?;
-    }
-    drop(file);
-    std::fs::rename(&tmp, &target).with_context(|| format!("moving the merged results to {}", target.display()))?;
-    Ok((keep.len(), dropped))
-}
-
-/// `cell_key/repetition` of a result line, the identity `--resume` and `merge` use.
-pub fn run_key(v: &serde_json::Value) -> Option<String> {
-    Some(format!("{}/{}", v.pointer("/run/cell_key")?.as_str()?, v.pointer("/run/repetition")?.as_u64()?))
-}
-
 fn planned_key(r: &PlannedRun) -> String {
-    format!("{}/{}", r.cell.key(), r.repetition)
+    crate::record::run_key(&r.cell.key(), r.repetition)
 }
 
 #[cfg(test)]
@@ -699,21 +503,6 @@ mod tests {
         assert!(!rest.iter().any(|r| r.cell_index == 0 && r.repetition == 0));
         let half = plan(&p, Shard { index: 1, count: 2 }, &HashSet::new());
         assert!(half.iter().all(|r| r.cell_index % 2 == 1) && half.len() == 4);
-    }
-
-    #[test]
-    fn done_keys_read_back_from_records() {
-        let v = serde_json::json!({"run": {"profile": "p", "cell_key": "abc", "repetition": 1}});
-        let other = serde_json::json!({"run": {"profile": "q", "cell_key": "abc", "repetition": 0}});
-        assert_eq!(done_keys(&[v, other, serde_json::json!({"x": 1})], "p"), HashSet::from(["abc/1".to_string()]));
-    }
-
-    #[test]
-    fn endurance_says_which_runs_count() {
-        use crate::experiment::cell_runs::testing::run;
-        let text = endurance(&[run("a", 0, 1.0, true, true), run("a", 1, 1.0, false, true), run("a", 2, 1.0, true, false)]);
-        assert!(text.starts_with("Endurance: 3 migrations, 2 completed, 1 not, 1 with a guest not healthy; 0 of 0 requests"), "{text}");
-        assert!(text.contains("(in the runs that count: 1 of 3 healthy)"), "{text}");
     }
 
     #[test]

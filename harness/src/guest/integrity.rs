@@ -114,10 +114,10 @@ mod tests {
     fn old_records_read_and_a_guest_without_stamped_memory_records_none() {
         let old = r#"{"runs_on":"destination","run_state":"running","other_state":"postmigrate","last_source_seq":5,"next_seq":7,
             "lost_beats":1,"console_problems":[],"healthy":true,"detail":"ok"}"#;
-        let h: crate::migration::Health = serde_json::from_str(old).unwrap();
+        let h: crate::migration::measurement::Health = serde_json::from_str(old).unwrap();
         assert_eq!(h.integrity, None);
         assert!(!serde_json::to_string(&h).unwrap().contains("integrity"));
-        let checked = crate::migration::Health { integrity: Some(Integrity { pages_checked: 8, mismatches: 0, first_bad_page: None }), ..h };
+        let checked = crate::migration::measurement::Health { integrity: Some(Integrity { pages_checked: 8, mismatches: 0, first_bad_page: None }), ..h };
         let json = serde_json::to_value(&checked).unwrap();
         assert_eq!(json["integrity"], serde_json::json!({"pages_checked": 8, "mismatches": 0, "first_bad_page": null}));
     }

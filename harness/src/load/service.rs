@@ -5,7 +5,6 @@
 use super::generator::{self, LoadSpec, RunningLoad};
 use super::probe::{self, ProbeSummary, RunningProbe};
 use super::timeline::{self, ClientView, Request, Window};
-use crate::migration::Measurement;
 use crate::network::Network;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -107,9 +106,11 @@ impl Running {
         self.load.finished()
     }
 
-    /// Stops both and summarises them against the migration in `m`. A failure of
-    /// either is noted in the record; what they measured until then is kept.
-    pub fn finish(self, m: &Measurement) -> (ServiceRecord, Vec<Request>) {
+    /// Stops both and summarises them against the migration's window and switchover
+    /// (on this load's clock: see [`Running::t0`]; none when the migration never
+    /// started). A failure of either is noted in the record; what they measured until
+    /// then is kept.
+    pub fn finish(self, migration: Option<(Window, Option<(f64, f64)>)>) -> (ServiceRecord, Vec<Request>) {
         let Running { t0, spec, target, load, probe } = self;
         let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
         let mut errors = Vec::new();
@@ -125,7 +126,7 @@ impl Running {
         errors.extend(finished.error);
         let end_ms = ms(finished.ended);
         let requests = finished.requests;
-        let (window, switchover) = migration_window(m, t0).unwrap_or((Window { from_ms: end_ms, to_ms: end_ms }, None));
+        let (window, switchover) = migration.unwrap_or((Window { from_ms: end_ms, to_ms: end_ms }, None));
         let client = timeline::summarise(&requests, window, switchover, end_ms);
         let probe = probe.map(|p| p.summarise((window.from_ms, window.to_ms), switchover, probe_end_ms));
         let error = (!errors.is_empty()).then(|| errors.join("; "));
@@ -145,17 +146,4 @@ impl Running {
         };
         (rec, requests)
     }
-}
-
-/// The migration's window and switchover on a clock that started at `t0`.
-pub fn migration_window(m: &Measurement, t0: Instant) -> Option<(Window, Option<(f64, f64)>)> {
-    let started = m.started_at?;
-    let base = started.saturating_duration_since(t0).as_secs_f64() * 1000.0;
-    let end = m.wall_time_ms.map(|w| base + w).or_else(|| m.ended_at.map(|e| e.saturating_duration_since(t0).as_secs_f64() * 1000.0))?;
-    let event = |side: &str, name: &str| m.events.iter().find(|e| e.side == side && e.name == name).map(|e| base + e.t_ms);
-    let switchover = match (event("source", "STOP"), event("destination", "RESUME")) {
-        (Some(a), Some(b)) if b >= a => Some((a, b)),
-        _ => None,
-    };
-    Some((Window { from_ms: base, to_ms: end }, switchover))
 }

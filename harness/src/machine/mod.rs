@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod dirty_rate;
+pub mod stale;
 pub mod usage;
 
 use crate::guest::channel::Ready;
@@ -96,7 +97,7 @@ pub struct GuestSpec {
     pub test_orders: bool,
 }
 
-/// Faults that strike when a QEMU starts (`migration::Fault` has them all).
+/// Faults that strike when a QEMU starts (`crate::migration::scenario::Fault` has them all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFault {
     #[default]
@@ -323,7 +324,7 @@ pub fn run_dir_bases() -> Vec<PathBuf> {
 
 /// A private run directory (mode 0700) holding sockets and logs; removed on drop.
 /// Its name, `migbench-run-<pid>-XXXXXX`, says whose it is: when that process was
-/// SIGKILLed, the next migbench removes it (see [`crate::stale`]).
+/// SIGKILLed, the next migbench removes it (see [`crate::machine::stale`]).
 pub struct RunDir {
     dir: tempfile::TempDir,
     /// Held for the directory's whole life: a later migbench that can take it knows
@@ -341,7 +342,7 @@ impl RunDir {
         // Private: sockets inside give control of the guests. Unix socket paths must
         // stay under 108 bytes, so the name is short.
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{}{}-", crate::stale::RUN_DIR_PREFIX, std::process::id()))
+            .prefix(&format!("{}{}-", crate::machine::stale::RUN_DIR_PREFIX, std::process::id()))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&base)
             .with_context(|| format!("creating a run directory in {}", base.display()))?;
@@ -828,7 +829,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&m).unwrap().permissions().mode() & 0o777, 0o700);
         // Its name says whose it is, for the clean-up after a SIGKILL.
         let name = r.path().file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(crate::stale::run_dir_owner(&name), Some(std::process::id()), "{name}");
+        assert_eq!(crate::machine::stale::run_dir_owner(&name), Some(std::process::id()), "{name}");
         assert_eq!(r.path().parent(), Some(run_dir_bases()[0].as_path()));
         let p = r.path().to_path_buf();
         drop(r);

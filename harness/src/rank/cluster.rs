@@ -9,7 +9,8 @@ use super::balance::{self, ClusterState, Decision, HostState, Options, Rule, VmS
 use crate::machine::cgroup::CpuCgroup;
 use crate::machine::usage;
 use crate::machine::{GuestSpec, Machine, Role, RunDir};
-use crate::migration::{self, LinkSpeed, Outcome, Scenario};
+use crate::migration::measurement::Outcome;
+use crate::migration::scenario::{LinkSpeed, Scenario};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
@@ -276,7 +277,7 @@ async fn migrate(
     let name = format!("c{qemus}");
     let mut dst = Machine::start(&platform.qemu, &platform.image, placed[i].machine.spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name).await?;
     groups[to].add(dst.pid())?;
-    let m = migration::drive(&mut placed[i].machine, &mut dst, scenario).await?;
+    let m = crate::migration::driver::drive(&mut placed[i].machine, &mut dst, scenario).await?;
     r.outcome = Some(m.outcome.label().to_string());
     r.total_time_ms = m.total_time_ms;
     r.downtime_ms = m.downtime_ms;
@@ -318,7 +319,7 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
             Some(pend) => dirty_rate::finish(&g.machine, pend).await.ok(),
             None => None,
         };
-        let first = g.machine.channel.memory().map(|s| crate::migration::GuestMemory::of(&s).first_round_bytes(g.machine.spec.ram_mib));
+        let first = g.machine.channel.memory().map(|s| crate::migration::measurement::GuestMemory::of(&s).first_round_bytes(g.machine.spec.ram_mib));
         predictions.push(rate.map(|r| super::vms::predict_for(&g.machine.spec, scenario, r.bytes_per_s(), first)));
     }
     predictions.resize(placed.len(), None);

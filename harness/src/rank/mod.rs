@@ -4,10 +4,12 @@
 //! confidence intervals of their means overlap, not when the means are equal.
 
 pub mod balance;
+pub mod plan;
+pub mod predict;
 pub mod cluster;
 pub mod vms;
 
-use crate::experiment::stats::Stats;
+use crate::summary::stats::Stats;
 use serde::Serialize;
 
 /// A VM measured over repeated migrations.

@@ -1,14 +1,15 @@
 //! `migbench rank`: which VM to migrate, from measured migrations (a results file)
-//! and from the cost model (`crate::predict`) fed with each VM's dirty rate as QEMU
+//! and from the cost model (`crate::rank::predict`) fed with each VM's dirty rate as QEMU
 //! measured it before migrating. Each cell of a profile is one candidate VM.
 
 use super::{Metric, Ranked, by_metric_then_tiebreak};
-use crate::experiment::cell_runs::CellRuns;
-use crate::experiment::stats::Stats;
-use crate::experiment::sweep::RunRecord;
+use crate::summary::cell_runs::CellRuns;
+use crate::summary::stats::Stats;
+use crate::record::RunRecord;
 use crate::machine::GuestSpec;
-use crate::migration::{Scenario, Strategy};
-use crate::predict::{self, LinkProfile, Prediction, VmProfile};
+use crate::migration::scenario::Scenario;
+use crate::migration::strategy::Strategy;
+use crate::rank::predict::{self, LinkProfile, Prediction, VmProfile};
 use serde::Serialize;
 use std::fmt;
 
@@ -241,7 +242,7 @@ pub async fn predict_cells(
             Ok(d) => (Some(d), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
-        let first = m.channel.memory().map(|s| crate::migration::GuestMemory::of(&s).first_round_bytes(m.spec.ram_mib));
+        let first = m.channel.memory().map(|s| crate::migration::measurement::GuestMemory::of(&s).first_round_bytes(m.spec.ram_mib));
         let scenario = cell.scenario();
         let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &scenario, d.bytes_per_s(), first));
         out.push(PredictedVm { label, dirty_rate, error, prediction, guest: m.spec, scenario, first_round_bytes: first });
@@ -415,7 +416,7 @@ mod tests {
 
     #[test]
     fn unhealthy_runs_never_place_a_vm() {
-        use crate::experiment::cell_runs::testing::run;
+        use crate::summary::cell_runs::testing::run;
         // "quick" would be last on its mean with its broken run counted (≈ 334 s); "dead" has
         // a tiny figure but no healthy run at all.
         let records = [

@@ -9,9 +9,9 @@
 //! side, makes the comparison incomplete, and the cell is named. Only healthy
 //! completed runs enter a mean or a test (see [`CellRuns`]).
 
-use crate::experiment::cell_runs::CellRuns;
-use crate::experiment::sweep::RunRecord;
-use crate::migration::{Measurement, Outcome};
+use crate::summary::cell_runs::CellRuns;
+use crate::record::RunRecord;
+use crate::migration::measurement::{Measurement, Outcome};
 use serde::Serialize;
 
 /// The figures compared (all: less is better).
@@ -416,7 +416,7 @@ mod tests {
         assert_eq!(welch_p(&[1.0, 1.0], &[1.0, 1.0]), None);
     }
 
-    use crate::experiment::cell_runs::testing::run;
+    use crate::summary::cell_runs::testing::run;
 
     fn status_of(cmp: &Comparison, key: &str) -> Status {
         cmp.cells.iter().find(|c| c.cell.contains(&format!("/{key} "))).unwrap_or_else(|| panic!("no cell {key}: {cmp:?}")).status
@@ -464,11 +464,11 @@ mod tests {
 
     #[test]
     fn a_run_whose_strategy_never_engaged_is_named_so_not_called_unhealthy() {
-        use crate::migration_evidence::StrategyEvidence;
+        use crate::migration::measurement::StrategyEvidence;
         let base = [run("p", 0, 1000.0, true, true), run("p", 1, 1001.0, true, true)];
         let mut cur = base.clone();
         cur[1].migration.measurement.evidence = Some(StrategyEvidence {
-            strategy: crate::migration::Strategy::Postcopy,
+            strategy: crate::migration::strategy::Strategy::Postcopy,
             took_effect: false,
             note: "postcopy requested; pre-copy finished before switchover".into(),
             settings: Default::default(),

@@ -5,11 +5,12 @@
 //! The document is built once as a list of blocks; each format renders the list.
 
 use super::charts::{self, Bar, BarChart, BarGroup, ProgressChart, ProgressPoint};
-use crate::experiment::cell_runs::{CellRuns, counts};
+use crate::summary::cell_runs::{CellRuns, counts};
 use crate::experiment::profile::{self, Cell, Profile};
-use crate::experiment::stats::Stats;
-use crate::experiment::sweep::{self, CellSummary, RunRecord};
-use crate::migration::Measurement;
+use crate::summary::stats::Stats;
+use crate::record::RunRecord;
+use crate::summary::cells::CellSummary;
+use crate::migration::measurement::Measurement;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -301,7 +302,7 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
         if p.varied.is_empty() { "nothing".to_string() } else { p.varied.join(", ") }
     ));
     blocks.push(Block::Markdown(intro));
-    let summary = sweep::summarise_runs(&g.runs, p);
+    let summary = crate::summary::cells::summarise(&g.runs, p);
     blocks.push(Block::Heading(3, "Summary per cell".into()));
     blocks.push(Block::Terminal(super::summary_table(&summary)));
     let mut notes = Vec::new();
@@ -550,7 +551,7 @@ fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -
         Block::Markdown("The guest workload's own rate per phase, as it reported it, over the runs that completed with a healthy guest (a broken guest's counts are not work); the summary table has the slowdown during the migration.".into()),
     ];
     for unit in units {
-        let phases: [(&str, fn(&crate::migration::WorkloadRate) -> Option<f64>); 3] =
+        let phases: [(&str, fn(&crate::migration::measurement::WorkloadRate) -> Option<f64>); 3] =
             [("before", |w| w.before), ("during", |w| w.during), ("after", |w| w.after)];
         let groups = cells
             .iter()

@@ -6,8 +6,8 @@
 //! Xen, IIS on Windows XP) is not ours, so what can match is the shape: slower
 //! during, back to normal after, every request answered at the same address.
 
-use crate::experiment::cell_runs::CellRuns;
-use crate::experiment::sweep::RunRecord;
+use crate::summary::cell_runs::CellRuns;
+use crate::record::RunRecord;
 use crate::load::generator::Connection;
 use crate::load::service::ServiceRecord;
 use crate::load::timeline::{MergedPhase, PhaseLatency};
@@ -81,7 +81,7 @@ fn verdicts(runs: &[(&RunRecord, &ServiceRecord)]) -> Vec<String> {
     // Only a guest that really moved can show it kept its address.
     let did_move = |r: &RunRecord| {
         let m = &r.migration.measurement;
-        m.outcome == crate::migration::Outcome::Completed && m.health.runs_on == "destination"
+        m.outcome == crate::migration::measurement::Outcome::Completed && m.health.runs_on == "destination"
     };
     let moved = runs.iter().filter(|(r, _)| did_move(r)).count();
     let answered_after = runs.iter().filter(|(r, s)| did_move(r) && s.client.after.ok > 0).count();

@@ -10,7 +10,7 @@ pub mod plot;
 pub mod service;
 pub mod shreya;
 
-use crate::migration::MigrationRecord;
+use crate::record::MigrationRecord;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -94,10 +94,10 @@ pub fn migration_notes(records: &[MigrationRecord]) -> Vec<String> {
         let m = &r.measurement;
         let who = format!("{} MiB/{} vCPU", r.guest.ram_mib, r.guest.vcpus);
         match &m.outcome {
-            crate::migration::Outcome::Completed => {}
-            crate::migration::Outcome::Cancelled { reason }
-            | crate::migration::Outcome::Failed { reason }
-            | crate::migration::Outcome::Unsupported { reason } => {
+            crate::migration::measurement::Outcome::Completed => {}
+            crate::migration::measurement::Outcome::Cancelled { reason }
+            | crate::migration::measurement::Outcome::Failed { reason }
+            | crate::migration::measurement::Outcome::Unsupported { reason } => {
                 notes.push(format!("{who}: {} — {reason}", m.outcome.label()))
             }
         }
@@ -125,7 +125,7 @@ pub fn evidence_notes(records: &[MigrationRecord]) -> Vec<String> {
 /// The per-cell summary of a sweep: mean ± 95 % CI over the runs that count
 /// (completed, guest healthy), "k of n healthy" per cell, and under the table why a
 /// cell's other runs do not count (a cell with none has no figure, and says why).
-pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String {
+pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
     #[derive(Tabled)]
     struct Row {
         cell: String,
@@ -140,7 +140,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
         cpu_during_pct: String,
         slowdown_pct: String,
     }
-    let s = |v: &Option<crate::experiment::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let s = |v: &Option<crate::summary::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = cells
         .iter()
         .map(|c| Row {
@@ -167,7 +167,7 @@ pub fn summary_table(cells: &[crate::experiment::sweep::CellSummary]) -> String 
 }
 
 /// The section of the paper a profile reproduces (`reproduces = ...`), from its runs.
-pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[crate::experiment::sweep::RunRecord]) -> Option<String> {
+pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[crate::record::RunRecord]) -> Option<String> {
     use crate::experiment::profile::Reproduction;
     Some(match profile.reproduces? {
         Reproduction::ShreyaTables1To3 => shreya::tables_1_to_3(records),
@@ -183,7 +183,7 @@ pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::
     b.push_record([
         "place", "vm", "runs", "total_time_ms", "downtime_ms", "transferred_mib", "service_downtime_ms", "slowdown_pct", "dirty_mib_s", "predicted_total_s", "why",
     ]);
-    let s = |v: &Option<crate::experiment::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let s = |v: &Option<crate::summary::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
     let mut push = |place: String, r: &crate::rank::vms::VmRow, why: &str| {
         let predicted = match &r.predicted {
             Some(p) if p.converges => p.total_s.map(|t| format!("{t:.1}")).unwrap_or_else(|| "-".into()),
@@ -382,7 +382,7 @@ pub fn workload_rates_table(
 
 /// The faults injected into a sweep: what was done, how each run ended, where the
 /// guest is, and whether that is what QEMU's semantics say. None without faults.
-pub fn faults_table(records: &[crate::experiment::sweep::RunRecord]) -> Option<String> {
+pub fn faults_table(records: &[crate::record::RunRecord]) -> Option<String> {
     let with: Vec<_> = records.iter().filter(|r| r.migration.measurement.fault.is_some()).collect();
     if with.is_empty() {
         return None;

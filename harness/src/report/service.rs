@@ -4,13 +4,13 @@
 //! QEMU's downtime, the STOP→RESUME events, the guest's own heartbeat gap, the fine
 //! probe and the HTTP clients.
 
-use crate::experiment::cell_runs::CellRuns;
+use crate::summary::cell_runs::CellRuns;
 use crate::experiment::profile::Profile;
-use crate::experiment::stats::Stats;
-use crate::experiment::sweep::RunRecord;
+use crate::summary::stats::Stats;
+use crate::record::RunRecord;
 use crate::load::service::ServiceRecord;
 use crate::load::timeline::{MergedPhase, PhaseLatency};
-use crate::migration::Measurement;
+use crate::migration::measurement::Measurement;
 use super::opt_ms;
 use tabled::builder::Builder;
 use tabled::settings::Style;

@@ -4,9 +4,9 @@
 //! trend against the cap, the saturation, the decision. Each section says in one
 //! line whether it does.
 
-use crate::experiment::cell_runs::CellRuns;
-use crate::experiment::stats::Stats;
-use crate::experiment::sweep::RunRecord;
+use crate::summary::cell_runs::CellRuns;
+use crate::summary::stats::Stats;
+use crate::record::RunRecord;
 use crate::rank::{self, Candidate};
 use tabled::builder::Builder;
 use tabled::settings::Style;
@@ -131,7 +131,7 @@ pub fn tables_1_to_3(records: &[RunRecord]) -> String {
                 let expected = cap.min(100 * vcpus) as f64;
                 let mut row = vec![cap.to_string(), theirs, format!("{expected:.0}")];
                 let mut means = Vec::new();
-                let qemu = |m: &crate::migration::Measurement| m.cpu_percent.before.map(|u| u.qemu_percent);
+                let qemu = |m: &crate::migration::measurement::Measurement| m.cpu_percent.before.map(|u| u.qemu_percent);
                 for &ram in &rams {
                     let runs = CellRuns::new(at_cap.iter().copied().filter(|r| r.run.cell.ram_mib == ram));
                     if let Some(s) = runs.stats(qemu) {
@@ -210,7 +210,7 @@ pub fn table_4(records: &[RunRecord]) -> String {
                 .map(|trials| format!("{:.1}", trials.iter().sum::<f64>() / trials.len() as f64))
                 .unwrap_or_else(|| "-".into());
             let runs = CellRuns::new(rs.iter().copied());
-            let of_cores = |m: &crate::migration::Measurement| m.cpu_percent.before.map(|u| u.qemu_percent / cores as f64);
+            let of_cores = |m: &crate::migration::measurement::Measurement| m.cpu_percent.before.map(|u| u.qemu_percent / cores as f64);
             let share = runs.stats(of_cores);
             let vcpus = sorted_unique(rs.iter().map(|r| r.run.cell.vcpus));
             if let Some(s) = share {
@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn table_5_ranks_on_healthy_runs_only() {
-        use crate::experiment::cell_runs::testing::run;
+        use crate::summary::cell_runs::testing::run;
         let of = |w: &str, mut r: RunRecord| {
             r.run.cell.workload = w.parse().unwrap();
             r

@@ -6,87 +6,13 @@
 //! whose strategy never took effect says so and is not reported as that strategy.
 
 use crate::machine::Machine;
-use crate::migration::{Measurement, Outcome, RecordedEvent, Scenario, Strategy, capability_plan, parameter_plan};
+use super::measurement::{Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
+use super::scenario::Scenario;
+use super::strategy::{Strategy, capability_plan, parameter_plan};
 use crate::qmp::{MigrationInfo, Qmp, QmpError, XbzrleCacheStats};
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// The managed settings of one QEMU as it reports them after they were set.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ReadBack {
-    pub capabilities: BTreeMap<String, bool>,
-    /// Only the parameters migbench set, by QEMU's names (`multifd-channels`).
-    pub parameters: BTreeMap<String, Value>,
-}
-
-/// Both sides' read-back.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Settings {
-    pub source: ReadBack,
-    pub destination: ReadBack,
-}
-
-/// Post-copy as QEMU reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PostcopyEvidence {
-    /// QEMU reported `postcopy-active` (in a `query-migrate` sample or a MIGRATION event).
-    pub entered: bool,
-    /// When it was first reported, ms since `migrate`.
-    pub entered_ms: Option<f64>,
-    /// `ram.postcopy-bytes` of the source's last reply.
-    pub bytes: Option<u64>,
-    /// `ram.postcopy-requests`: pages the destination asked for.
-    pub page_requests: Option<u64>,
-}
-
-/// Auto-converge as QEMU reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThrottleEvidence {
-    /// The highest `cpu-throttle-percentage` over the samples (none: never reported).
-    pub max_percent: Option<u64>,
-    /// Samples in which the guest was throttled.
-    pub throttled_samples: usize,
-}
-
-/// Multifd as QEMU reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MultifdEvidence {
-    /// `multifd-channels` read back (the same on both sides, or the run failed).
-    pub channels: Option<u64>,
-    /// `multifd-compression` read back (none: this QEMU has no such parameter).
-    pub compression: Option<String>,
-    /// `ram.multifd-bytes`: bytes sent through the channels (none: not reported).
-    pub bytes: Option<u64>,
-}
-
-/// The proof (or not) that a run's strategy took effect.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StrategyEvidence {
-    pub strategy: Strategy,
-    pub took_effect: bool,
-    /// One sentence: what the strategy did, or why it never took effect.
-    pub note: String,
-    pub settings: Settings,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postcopy: Option<PostcopyEvidence>,
-    /// The `xbzrle-cache` statistics of the source's last reply.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xbzrle: Option<XbzrleCacheStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throttle: Option<ThrottleEvidence>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multifd: Option<MultifdEvidence>,
-}
-
-impl Measurement {
-    /// Whether this run may be reported as its strategy: QEMU showed the strategy
-    /// at work. Records written before evidence was kept are not judged (true).
-    pub fn strategy_took_effect(&self) -> bool {
-        self.evidence.as_ref().is_none_or(|e| e.took_effect)
-    }
-}
 
 /// What the watch loop saw of the strategy in the source's `query-migrate` replies
 /// (counters that end with the migration, like the throttle, are only seen there).
@@ -329,7 +255,8 @@ pub(crate) async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::{Health, MigrationRecord};
+    use crate::migration::measurement::Health;
+    use crate::record::MigrationRecord;
 
     fn fixture(version: &str, name: &str) -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/qmp-{version}/{name}"));
@@ -432,7 +359,7 @@ mod tests {
     fn the_table_and_notes_say_when_a_strategy_never_took_effect() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report/results.jsonl");
         let line = std::fs::read_to_string(path).unwrap().lines().next().unwrap().to_string();
-        let mut rec: MigrationRecord = serde_json::from_str::<crate::experiment::sweep::RunRecord>(&line).unwrap().migration;
+        let mut rec: MigrationRecord = serde_json::from_str::<crate::record::RunRecord>(&line).unwrap().migration;
         rec.scenario.strategy = Strategy::Postcopy;
         rec.measurement.evidence = Some(run(Strategy::Postcopy, &[fixture("7.2", "query-migrate-completed.json")]));
         let notes = crate::report::migration_notes(std::slice::from_ref(&rec));

@@ -5,8 +5,8 @@
 //! (with why) wherever a cell has fewer counted runs than runs.
 
 use super::stats::Stats;
-use super::sweep::RunRecord;
-use crate::migration::{Measurement, Outcome};
+use crate::record::RunRecord;
+use crate::migration::measurement::{Measurement, Outcome};
 
 /// Whether a run's figures count: it completed, its guest was healthy after, and
 /// QEMU showed its strategy at work (a post-copy run that finished in pre-copy is
@@ -210,8 +210,8 @@ mod tests {
 
     #[test]
     fn a_run_whose_strategy_never_took_effect_is_not_that_strategys_figure() {
-        use crate::migration::Strategy;
-        use crate::migration_evidence::StrategyEvidence;
+        use crate::migration::strategy::Strategy;
+        use crate::migration::measurement::StrategyEvidence;
         let mut runs = [run("p", 0, 1000.0, true, true), run("p", 1, 50.0, true, true)];
         runs[1].migration.measurement.evidence = Some(StrategyEvidence {
             strategy: Strategy::Postcopy,

@@ -2,6 +2,8 @@
 //! through apt when missing), and the facts every result carries (CPU, cores,
 //! kernel, cgroup version) so a number never travels without its context.
 
+pub mod qemu_cache;
+
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::fs::File;

@@ -1,8 +1,11 @@
 //! `results.jsonl`: one JSON line per finished run, appended and flushed the moment
-//! the run ends, so an interrupted sweep loses nothing and can be resumed.
+//! the run ends, so an interrupted sweep loses nothing and can be resumed; read
+//! back typed, merged from shards, and asked which runs are done.
 
-use anyhow::{Context, Result};
+use super::{NotARecord, RunRecord, run_record};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +81,96 @@ pub fn read_results(path: &Path) -> Result<Vec<Value>> {
         }
     }
     Ok(out)
+}
+
+/// `results.jsonl` in a results directory, or the file itself.
+pub fn results_path(path: &Path) -> PathBuf {
+    if path.is_dir() { path.join("results.jsonl") } else { path.to_path_buf() }
+}
+
+/// Every run record in a results file (none when it does not exist yet). Lines of
+/// other kinds are left out with a warning that counts them; a record of a newer
+/// schema is an error, since its fields may mean something else.
+pub fn read_runs(path: &Path) -> Result<Vec<RunRecord>> {
+    let lines = read_results(path)?;
+    let total = lines.len();
+    let mut runs = Vec::new();
+    for (i, v) in lines.iter().enumerate() {
+        match run_record(v) {
+            Ok(r) => runs.push(r),
+            Err(e @ NotARecord::NewerSchema(_)) => bail!("{} record {}: {e}", path.display(), i + 1),
+            Err(NotARecord::Other(_)) => {}
+        }
+    }
+    if runs.len() < total {
+        eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are left out", total - runs.len(), path.display());
+    }
+    Ok(runs)
+}
+
+/// [`read_runs`] of a results directory or file the user named: it must exist and
+/// hold at least one run record.
+pub fn load(path: &Path) -> Result<Vec<RunRecord>> {
+    let file = results_path(path);
+    if !file.exists() {
+        bail!("{} does not exist: give a results directory or its results.jsonl", file.display());
+    }
+    let records = read_runs(&file)?;
+    if records.is_empty() {
+        bail!("{} holds no run records of a profile (the results of `migbench run`)", file.display());
+    }
+    Ok(records)
+}
+
+/// The records of one profile (a results file may hold several).
+pub fn of_profile(records: Vec<RunRecord>, profile: &str) -> Vec<RunRecord> {
+    records.into_iter().filter(|r| r.run.profile == profile).collect()
+}
+
+/// Keys (`cell_key/repetition`) of the runs of `profile` already in `records`.
+pub fn done_keys(records: &[RunRecord], profile: &str) -> HashSet<String> {
+    records.iter().filter(|r| r.run.profile == profile).map(|r| r.run.key()).collect()
+}
+
+/// Joins the `results.jsonl` of several directories (shards) into `out`, keeping
+/// one copy of each (profile, cell, repetition). Returns (kept, dropped).
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<(usize, usize)> {
+    let target = out.join("results.jsonl");
+    if target.exists() {
+        bail!("{} exists: merge into a new directory", target.display());
+    }
+    // Read and check every input before writing anything.
+    let mut seen = HashSet::new();
+    let mut keep = Vec::new();
+    let mut dropped = 0;
+    for dir in inputs {
+        let path = results_path(dir);
+        if !path.exists() {
+            bail!("{} does not exist: give result directories (or results.jsonl files) to merge", path.display());
+        }
+        for (i, v) in read_results(&path)?.into_iter().enumerate() {
+            // Lines are copied as they are: a line this migbench cannot read as a run is
+            // kept whole, but one of a newer schema would be merged without being understood.
+            let key = match run_record(&v) {
+                Ok(r) => format!("{}/{}", r.run.profile, r.run.key()),
+                Err(e @ NotARecord::NewerSchema(_)) => bail!("{} record {}: {e}", path.display(), i + 1),
+                Err(NotARecord::Other(_)) => v.to_string(),
+            };
+            if seen.insert(key) {
+                keep.push(v);
+            } else {
+                dropped += 1;
+            }
+        }
+    }
+    let tmp = out.join(".results.jsonl.merging");
+    let mut file = ResultsFile::create(&tmp)?;
+    for v in &keep {
+        file.append(v)?;
+    }
+    drop(file);
+    std::fs::rename(&tmp, &target).with_context(|| format!("moving the merged results to {}", target.display()))?;
+    Ok((keep.len(), dropped))
 }
 
 #[cfg(test)]

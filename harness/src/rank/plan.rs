@@ -1,6 +1,6 @@
 //! `migbench plan`: capacity planning for a set of VMs (the cells of a results file,
 //! or of a profile whose guests have had their dirty rates measured), from the cost
-//! model (`crate::predict`) and, where there are any, the measured migrations:
+//! model (`crate::rank::predict`) and, where there are any, the measured migrations:
 //!
 //! 1. the convergence frontier: the highest dirty rate at which pre-copy converges
 //!    for each link, downtime limit and RAM size, and for each VM whether it
@@ -25,12 +25,12 @@
 //!
 //! Everything here is a pure function of its arguments: no I/O, no clock.
 
-use crate::experiment::cell_runs::CellRuns;
-use crate::experiment::stats::Stats;
-use crate::experiment::sweep::RunRecord;
+use crate::summary::cell_runs::CellRuns;
+use crate::summary::stats::Stats;
+use crate::record::RunRecord;
 use crate::machine::GuestSpec;
-use crate::migration::{LinkSpeed, Scenario};
-use crate::predict::{self, LinkProfile, Prediction, VmProfile};
+use crate::migration::scenario::{LinkSpeed, Scenario};
+use crate::rank::predict::{self, LinkProfile, Prediction, VmProfile};
 use crate::rank::vms::{self, PredictedVm, VmRow};
 use serde::Serialize;
 use tabled::settings::Style;
@@ -888,7 +888,7 @@ mod tests {
 
     #[test]
     fn fits_count_only_healthy_completed_runs() {
-        use crate::experiment::cell_runs::testing::run;
+        use crate::summary::cell_runs::testing::run;
         let at = |ram: u32, link: &str, mut r: RunRecord| {
             r.run.cell.ram_mib = ram;
             r.run.cell.link = link.parse().unwrap();

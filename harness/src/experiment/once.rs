@@ -1,0 +1,36 @@
+//! One migration outside a profile (`migbench migrate`): boot a guest, migrate it
+//! once to a fresh QEMU, and make the record.
+
+use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::migration::driver::drive;
+use crate::migration::measurement::Outcome;
+use crate::migration::scenario::Scenario;
+use crate::record::{MigrationRecord, SCHEMA};
+use crate::setup::{Environment, Platform};
+use anyhow::Result;
+use std::time::Duration;
+
+/// Boots a source guest, starts a destination, migrates once and measures it.
+/// An error means the experiment could not be run (QEMU would not start, the
+/// guest never booted); a migration that failed or was cancelled is a result.
+pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
+    let started_at = crate::record::now_rfc3339();
+    let run = RunDir::new()?;
+    let (mut src, guest_boot_ms) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("src")?, "src", boot_timeout).await?;
+    let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run.machine_dir("dst")?, "dst").await?;
+    let measurement = drive(&mut src, &mut dst, scenario).await?;
+    match measurement.outcome {
+        Outcome::Completed => src.quit().await,
+        _ => dst.quit().await,
+    }
+    Ok(MigrationRecord {
+        record: "migration".into(),
+        schema: SCHEMA,
+        started_at,
+        environment: env.clone(),
+        guest: spec,
+        scenario: scenario.clone(),
+        guest_boot_ms,
+        measurement,
+    })
+}

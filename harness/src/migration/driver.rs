@@ -1,0 +1,333 @@
+//! The *driver*: runs one live migration between two QEMUs over QMP, samples its
+//! progress, and measures it.
+
+use super::fault::{as_expected, inject};
+use super::health::{check_guest, guest_lost};
+use super::measurement::{Health, Measurement, Outcome, RecordedEvent, Sample, WorkloadRate};
+use super::scenario::{Fault, Scenario, Transport};
+use super::strategy::Strategy;
+use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
+use crate::machine::usage::{self, CpuUsage};
+use crate::machine::{Machine, Role};
+use crate::qmp::{Event, MigrationInfo};
+use anyhow::{Context, Result, bail};
+use std::time::{Duration, Instant};
+
+/// How often `query-migrate` is sampled (DESIGN.md: at most every 100 ms).
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+pub(super) fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+pub(super) fn since_ms(t: Instant, t0: Instant) -> f64 {
+    if t >= t0 { ms(t - t0) } else { -ms(t0 - t) }
+}
+/// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
+pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) -> Result<Measurement> {
+    drive_observed(src, dst, scenario, &mut |_| {}).await
+}
+
+/// [`drive`], calling `observe` with every progress sample as it is taken (for a progress bar).
+pub async fn drive_observed(
+    src: &mut Machine,
+    dst: &mut Machine,
+    scenario: &Scenario,
+    observe: &mut (dyn FnMut(&Sample) + Send),
+) -> Result<Measurement> {
+    drive_with(src, dst, scenario, observe, None).await
+}
+
+/// [`drive_observed`] with the test network both QEMUs run in (a `cut-link`
+/// fault takes its loopback down: the migration's TCP stream runs there).
+pub async fn drive_with(
+    src: &mut Machine,
+    dst: &mut Machine,
+    scenario: &Scenario,
+    observe: &mut (dyn FnMut(&Sample) + Send),
+    network: Option<&crate::network::Network>,
+) -> Result<Measurement> {
+    if dst.role != Role::Incoming {
+        bail!("destination {} was not started with -incoming defer", dst.name);
+    }
+    let settings = match crate::migration::evidence::configure(src, dst, scenario).await? {
+        Ok(s) => s,
+        Err(outcome) => return Ok(Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await)),
+    };
+
+    let uri = match scenario.transport {
+        // In the destination's own directory: a reused guest migrates many times.
+        Transport::Unix => format!("unix:{}", dst.paths.dir.join("migrate.sock").display()),
+        // Port 0: QEMU picks a free port and reports it in the destination's query-migrate.
+        Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
+    };
+    dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
+    let uri = match scenario.transport {
+        Transport::Unix => uri,
+        Transport::Tcp => {
+            let port = dst.qmp.query_migrate().await?.inet_port().context("the destination did not report the TCP port it listens on")?;
+            format!("tcp:127.0.0.1:{port}")
+        }
+    };
+
+    let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
+    let t0 = Instant::now();
+    let mut w = Watch::default();
+    // The fault (if any) strikes while the watch runs; a link it cut is always restored.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let injected = inject(scenario.fault, t0, &*src, dst.pid(), network, done_rx);
+    let watched = async {
+        let r = watch(src, scenario, &uri, t0, observe, &mut w).await;
+        let _ = done_tx.send(true);
+        r
+    };
+    let (watched, injected) = tokio::join!(watched, injected);
+    // From `migrate` on, a failure is a result: QEMU may refuse, or die mid-migration.
+    let outcome = match watched {
+        Ok(o) => o,
+        Err(e) => Outcome::Failed { reason: format!("{e:#}{}", exit_notes(src, dst)) },
+    };
+    let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error, observed } = w;
+    // Post-copy really ran (QEMU switched), not only asked for.
+    let postcopy_active = progress.iter().any(|s| s.status.starts_with("postcopy"));
+
+    let t_end = Instant::now();
+    let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
+    let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
+    let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
+    let mut m = Measurement::not_started(outcome.clone(), Health::default());
+    m.started_at = Some(t0);
+    m.ended_at = Some(t_end);
+    m.cpu_percent.during = cpu_during;
+    m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
+    m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
+    m.progress = progress;
+    m.postcopy_started_ms = postcopy_started.map(|t| since_ms(t, t0));
+    m.postcopy_switch_error = switch_error;
+
+    if outcome == Outcome::Completed {
+        // QEMU 7.2 can say "completed" before total-time and downtime are filled in.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while (last.total_time.unwrap_or(0) == 0 || last.downtime.unwrap_or(0) == 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match src.qmp.query_migrate().await {
+                Ok(info) => last = info,
+                Err(_) => break,
+            }
+        }
+        let resume = dst.qmp.wait_event("RESUME", t0, Duration::from_secs(30)).await;
+        let stop = src.qmp.wait_event("STOP", t0, Duration::from_secs(1)).await;
+        m.wall_time_ms = resume.as_ref().map(|r| since_ms(r.at, t0));
+        m.event_downtime_ms = match (&stop, &resume) {
+            (Some(s), Some(r)) => Some(since_ms(r.at, s.at)),
+            _ => None,
+        };
+        m.health = check_guest(dst, Some(src), "destination").await;
+        if postcopy_started.is_some() {
+            // Remote page-fault stall time, measured by the destination (postcopy-blocktime).
+            if let Ok(info) = dst.qmp.query_migrate().await {
+                m.postcopy_blocktime_ms = info.postcopy_blocktime.map(|v| v as f64);
+            }
+        }
+    } else if matches!(scenario.fault, Fault::KillSource { .. }) && injected.as_ref().is_some_and(|i| i.struck) && !postcopy_active {
+        m.health = guest_lost(src, dst, "the source QEMU was killed mid-migration").await;
+    } else if postcopy_active && !dst.is_running() {
+        m.health = guest_lost(src, dst, "the destination QEMU died after post-copy had started").await;
+    } else if postcopy_active {
+        // After the switch the guest runs on the destination, whatever became of the source.
+        m.health = check_guest(dst, Some(src), "destination").await;
+    } else {
+        m.health = check_guest(src, Some(dst), "source").await;
+    }
+
+    // A completed migration cannot take 0 ms: 0 means QEMU never filled it in.
+    m.total_time_ms = last.total_time.filter(|t| *t > 0).map(|v| v as f64);
+    m.downtime_ms = last.downtime.map(|v| v as f64);
+    m.setup_time_ms = last.setup_time.map(|v| v as f64);
+    // After a cancel QEMU drops the RAM statistics: report the last ones it gave.
+    let ram = last.ram.clone().or_else(|| last_ram_seen.clone());
+    if let Some(ram) = &ram {
+        m.transferred_bytes = ram.transferred;
+        m.precopy_bytes = ram.precopy_bytes;
+        m.postcopy_bytes = ram.postcopy_bytes;
+        m.normal_pages = ram.normal;
+        m.duplicate_pages = ram.duplicate;
+        m.iterations = ram.dirty_sync_count;
+        m.postcopy_requests = ram.postcopy_requests;
+    }
+    let window_end = Instant::now();
+    m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
+    m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
+    m.evidence = Some(crate::migration::evidence::judge(scenario.strategy, settings, &observed, &m));
+    if let Some(mut f) = injected {
+        f.expected = scenario.fault.expected(if postcopy_active { Strategy::Postcopy } else { Strategy::Precopy }).into();
+        f.as_expected = as_expected(&f, &m, postcopy_active);
+        m.fault = Some(f);
+    }
+    Ok(m)
+}
+
+/// What the watch loop collects.
+#[derive(Default)]
+struct Watch {
+    progress: Vec<Sample>,
+    last: MigrationInfo,
+    last_ram_seen: Option<crate::qmp::RamStats>,
+    postcopy_started: Option<Instant>,
+    switch_error: Option<String>,
+    observed: crate::migration::evidence::Observed,
+}
+
+/// Sends `migrate`, then samples `query-migrate` every [`SAMPLE_EVERY`] until the
+/// migration ends: switches to post-copy when the strategy says so, cancels a
+/// pre-copy that runs past its time limit, and gives up on a post-copy that runs
+/// past twice that (it cannot be cancelled without losing the guest).
+async fn watch(
+    src: &Machine,
+    scenario: &Scenario,
+    uri: &str,
+    t0: Instant,
+    observe: &mut (dyn FnMut(&Sample) + Send),
+    w: &mut Watch,
+) -> Result<Outcome> {
+    src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri.into()), channels: None, detach: None, resume: None }).await?;
+    if scenario.strategy == Strategy::Postcopy {
+        start_postcopy(src, w).await;
+    }
+    let timeout = scenario.timeout();
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let info = src.qmp.query_migrate().await?;
+        let sample = Sample::from_info(since_ms(Instant::now(), t0), &info);
+        observe(&sample);
+        w.observed.sample(sample.t_ms, &info);
+        w.progress.push(sample);
+        if info.ram.is_some() {
+            w.last_ram_seen = info.ram.clone();
+        }
+        let status = info.status().to_string();
+        w.last = info;
+        match status.as_str() {
+            "completed" => return Ok(Outcome::Completed),
+            "failed" | "cancelled" => {
+                return Ok(Outcome::Failed { reason: w.last.error_desc.clone().unwrap_or_else(|| format!("QEMU reported {status}")) });
+            }
+            _ => {}
+        }
+        if scenario.strategy == Strategy::Hybrid && w.postcopy_started.is_none() && w.switch_error.is_none() && status == "active" {
+            let passes_done = w.last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0).saturating_sub(1);
+            let due = passes_done >= scenario.tuning.hybrid_passes
+                || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
+            if due {
+                start_postcopy(src, w).await;
+            }
+        }
+        if status == "postcopy-paused" {
+            // The stream broke during post-copy: the destination holds the running guest's
+            // state and the source cannot resume it; only post-copy recovery to a live
+            // destination could.
+            return Ok(Outcome::Failed {
+                reason: "post-copy paused: the migration stream broke after the switch to post-copy; the source cannot resume the guest and recovery needs a destination".into(),
+            });
+        }
+        if status.starts_with("postcopy") {
+            if t0.elapsed() >= timeout * 2 {
+                return Ok(Outcome::Failed {
+                    reason: format!(
+                        "post-copy ({status}) not finished after {:.0} s, twice the time limit; post-copy cannot be cancelled \
+                         without losing the guest, so the migration was abandoned",
+                        t0.elapsed().as_secs_f64()
+                    ),
+                });
+            }
+            continue;
+        }
+        if t0.elapsed() >= timeout {
+            let reason = format!(
+                "not finished after {:.0} s (link {}, {} iterations, {} bytes remaining); cancelled",
+                scenario.timeout_s,
+                scenario.link,
+                w.last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0),
+                w.last.ram.as_ref().and_then(|r| r.remaining).unwrap_or(0)
+            );
+            let _ = src.qmp.execute(&qapi::qmp::migrate_cancel {}).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                tick.tick().await;
+                let info = src.qmp.query_migrate().await?;
+                w.progress.push(Sample::from_info(since_ms(Instant::now(), t0), &info));
+                let done = matches!(info.status(), "cancelled" | "failed" | "completed");
+                w.last = info;
+                if done || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            if w.last.status() == "completed" {
+                // It finished while we were cancelling: that is a completed migration.
+                return Ok(Outcome::Completed);
+            }
+            return Ok(Outcome::Cancelled { reason });
+        }
+    }
+}
+
+/// Sends `migrate-start-postcopy`, noting when, or why QEMU refused.
+async fn start_postcopy(src: &Machine, w: &mut Watch) {
+    match src.qmp.execute(&qapi::qmp::migrate_start_postcopy {}).await {
+        Ok(_) => w.postcopy_started = Some(Instant::now()),
+        Err(e) => w.switch_error = Some(e.to_string()),
+    }
+}
+
+/// "; the source QEMU exited (signal: 9 (SIGKILL)); it said: …" for each QEMU that
+/// is gone, with how it ended and the last lines of its stderr.
+fn exit_notes(src: &mut Machine, dst: &mut Machine) -> String {
+    let mut notes = String::new();
+    for (side, m) in [("source", src), ("destination", dst)] {
+        if let Some(report) = m.exit_report() {
+            notes.push_str(&format!("; the {side} QEMU {report}"));
+        }
+    }
+    notes
+}
+
+fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEvent> {
+    let mut out: Vec<RecordedEvent> = sides
+        .iter()
+        .flat_map(|(side, evs)| {
+            evs.iter().filter(|e| e.at >= t0).map(move |e| RecordedEvent {
+                side: side.to_string(),
+                t_ms: since_ms(e.at, t0),
+                name: e.name.clone(),
+                data: e.data.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+    out
+}
+
+/// Checks that the guest runs on `here`: QEMU says "running", heartbeats arrive
+/// there and keep coming, no Oops/BUG/panic shows on either console, the guest's
+/// stamped memory verifies page by page and no workload failed its self-check. On the
+/// destination the first heartbeat must continue the source's sequence (a lower
+/// number would mean the guest rebooted); on the source (after a cancel) the beats
+/// must carry on past the last one seen. Also notes `other`'s run state (`None`: no
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn recorded_events_are_merged_in_time_order() {
+        let t0 = Instant::now();
+        let ev = |name: &str, ms: u64| Event { name: name.into(), data: Value::Null, at: t0 + Duration::from_millis(ms), qemu_time: None };
+        let out = recorded_events(&[("source", vec![ev("STOP", 20)]), ("destination", vec![ev("RESUME", 35), ev("MIGRATION", 5)])], t0);
+        let names: Vec<_> = out.iter().map(|e| (e.side.as_str(), e.name.as_str())).collect();
+        assert_eq!(names, [("destination", "MIGRATION"), ("source", "STOP"), ("destination", "RESUME")]);
+        assert_eq!(out[2].t_ms, 35.0);
+    }
+}

@@ -1,0 +1,388 @@
+//! What one migration measured (DESIGN.md §3): the outcome, QEMU's figures, the
+//! progress samples, the guest's health, and what the fault (if any) did.
+
+use super::scenario::Fault;
+use super::strategy::Strategy;
+use crate::machine::Balloon;
+use crate::load::timeline::Window;
+use crate::machine::usage::PhaseCpu;
+use crate::qmp::{MigrationInfo, XbzrleCacheStats};
+use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Instant;
+
+/// What a fault did in a run, and whether the guest ended as QEMU's semantics say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub fault: Fault,
+    /// When it struck, ms since `migrate` (none for faults at start-up).
+    pub at_ms: Option<f64>,
+    /// What was done ("SIGKILL to the destination QEMU (pid 123)"), or why it was not.
+    pub action: String,
+    /// Whether the fault really struck (the signal was delivered, the link went down
+    /// and came back, the bad start happened).
+    #[serde(default)]
+    pub struck: bool,
+    pub expected: String,
+    /// Whether the run's outcome and health match `expected`.
+    pub as_expected: bool,
+}
+
+impl FaultRecord {
+    /// The record of a fault that struck (or not) before any migration: at start-up,
+    /// or a run that failed before its fault's time.
+    pub fn before_migrating(fault: Fault, strategy: Strategy, action: String, struck: bool, as_expected: bool) -> FaultRecord {
+        FaultRecord { fault, at_ms: None, action, struck, expected: fault.expected(strategy).into(), as_expected }
+    }
+}
+
+/// One `query-migrate` sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Since `migrate` was sent.
+    pub t_ms: f64,
+    pub status: String,
+    pub transferred: Option<u64>,
+    pub remaining: Option<u64>,
+    pub dirty_rate_pps: Option<u64>,
+    pub mbps: Option<f64>,
+    pub iteration: Option<u64>,
+}
+
+impl Sample {
+    pub(super) fn from_info(t_ms: f64, i: &MigrationInfo) -> Sample {
+        let ram = i.ram.clone().unwrap_or_default();
+        Sample {
+            t_ms,
+            status: i.status().into(),
+            transferred: ram.transferred,
+            remaining: ram.remaining,
+            dirty_rate_pps: ram.dirty_pages_rate,
+            mbps: ram.mbps,
+            iteration: ram.dirty_sync_count,
+        }
+    }
+}
+
+/// How a migration ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Outcome {
+    Completed,
+    /// We cancelled it (time limit); `reason` says why.
+    Cancelled { reason: String },
+    /// QEMU reported failure.
+    Failed { reason: String },
+    /// This QEMU lacks a capability or parameter the scenario needs; nothing was migrated.
+    Unsupported { reason: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Cancelled { .. } => "cancelled",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
+/// The workload's rate per phase, in its unit per second, and what migrating cost it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct WorkloadRate {
+    /// "flop", "MiB", "iterations" (per second).
+    pub unit: String,
+    pub before: Option<f64>,
+    pub during: Option<f64>,
+    pub after: Option<f64>,
+    /// How much slower the workload ran during the migration than before, %.
+    pub slowdown_percent: Option<f64>,
+}
+
+impl WorkloadRate {
+    /// Fills `slowdown_percent` from `before` and `during`.
+    pub fn with_slowdown(mut self) -> WorkloadRate {
+        self.slowdown_percent = match (self.before, self.during) {
+            (Some(b), Some(d)) if b > 0.0 => Some((1.0 - d / b) * 100.0),
+            _ => None,
+        };
+        self
+    }
+}
+
+/// Where the guest runs after the migration, and whether it is well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Health {
+    /// Which side the guest should now run on: "destination" or "source".
+    pub runs_on: String,
+    /// QEMU's run state there ("running").
+    pub run_state: String,
+    /// QEMU's run state on the other side ("postmigrate" after a completed migration).
+    pub other_state: String,
+    /// Last heartbeat seen from the source before the switch.
+    pub last_source_seq: Option<u64>,
+    /// First heartbeat with a higher number where the guest runs now.
+    pub next_seq: Option<u64>,
+    /// Heartbeats lost across the switch (`next_seq - last_source_seq - 1`).
+    pub lost_beats: Option<u64>,
+    /// Kernel trouble found on either console (Oops, BUG, panic).
+    pub console_problems: Vec<String>,
+    /// The last console lines where the guest runs, kept only when it is not healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_tail: Option<String>,
+    /// The guest's check of its stamped memory where it runs now; none when its
+    /// workload owns no stamped memory (only the memory dirtier does) or it could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::guest::integrity::Integrity>,
+    pub healthy: bool,
+    /// Why not healthy, or "ok".
+    pub detail: String,
+}
+
+/// An event as recorded: which QEMU, when (ms since `migrate`), what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub side: String,
+    pub t_ms: f64,
+    pub name: String,
+    pub data: Value,
+}
+
+/// What one migration measured (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub outcome: Outcome,
+    pub total_time_ms: Option<f64>,
+    pub downtime_ms: Option<f64>,
+    pub event_downtime_ms: Option<f64>,
+    pub setup_time_ms: Option<f64>,
+    pub wall_time_ms: Option<f64>,
+    pub transferred_bytes: Option<u64>,
+    pub precopy_bytes: Option<u64>,
+    pub postcopy_bytes: Option<u64>,
+    pub normal_pages: Option<u64>,
+    pub duplicate_pages: Option<u64>,
+    pub iterations: Option<u64>,
+    /// The last `dirty-pages-rate` QEMU reported while migrating.
+    pub dirty_rate_pps: Option<u64>,
+    pub guest_gap_ms: Option<f64>,
+    /// When `migrate-start-postcopy` was sent (ms since `migrate`), for post-copy and hybrid.
+    pub postcopy_started_ms: Option<f64>,
+    /// Why `migrate-start-postcopy` was refused, if it was.
+    pub postcopy_switch_error: Option<String>,
+    /// Pages the destination requested from the source during post-copy (`postcopy-requests`).
+    pub postcopy_requests: Option<u64>,
+    /// Total time vCPUs on the destination stalled on remote page faults (`postcopy-blocktime`).
+    pub postcopy_blocktime_ms: Option<f64>,
+    /// CPU used per phase (`during` by the driver; `before`/`after` by a sweep's windows).
+    #[serde(default)]
+    pub cpu_percent: PhaseCpu,
+    /// The balloon inflated before migrating (`balloon_mib`), if any.
+    pub balloon: Option<Balloon>,
+    /// The guest workload's own rate per phase (none for an idle guest).
+    #[serde(default)]
+    pub workload_rate: Option<WorkloadRate>,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub progress: Vec<Sample>,
+    #[serde(default)]
+    pub events: Vec<RecordedEvent>,
+    /// Longest interval without a successful HTTP response across the switchover,
+    /// as the load's clients saw it (runs with a `load`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_downtime_ms: Option<f64>,
+    /// Time during which request latency stayed above 10× the `before` p99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brownout_ms: Option<f64>,
+    /// The clients' view in full: latency per phase, failures, the fine probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::load::service::ServiceRecord>,
+    /// The guest's dirty rate measured by QEMU before migrating (`calc-dirty-rate`;
+    /// profiles with `dirty_rate_s`), or why it could not be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_rate_before: Option<crate::machine::dirty_rate::DirtyRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_rate_error: Option<String>,
+    /// The guest kernel's memory just before migrating (its own report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_memory_before: Option<GuestMemory>,
+    /// The fault injected into this run, what it did, and whether the guest ended
+    /// as QEMU's semantics say it should.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultRecord>,
+    /// The settings QEMU read back and what shows the strategy at work (or that it never did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<StrategyEvidence>,
+    /// When `migrate` was sent and when the driver finished, on the harness's
+    /// clock: to place the migration on other clocks (the load's). Not recorded.
+    #[serde(skip)]
+    pub started_at: Option<Instant>,
+    #[serde(skip)]
+    pub ended_at: Option<Instant>,
+}
+
+impl Measurement {
+    /// The workload's slowdown during the migration, from a guest that arrived
+    /// healthy (a broken guest's counts after the break are not work).
+    pub fn slowdown_percent(&self) -> Option<f64> {
+        self.workload_rate.as_ref().filter(|_| self.health.healthy).and_then(|w| w.slowdown_percent)
+    }
+
+    /// The migration's window and switchover on a clock that started at `t0` (the
+    /// load's), in ms; none when it never started.
+    pub fn window_since(&self, t0: Instant) -> Option<(Window, Option<(f64, f64)>)> {
+        let started = self.started_at?;
+        let base = started.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+        let end = self.wall_time_ms.map(|w| base + w).or_else(|| self.ended_at.map(|e| e.saturating_duration_since(t0).as_secs_f64() * 1000.0))?;
+        let event = |side: &str, name: &str| self.events.iter().find(|e| e.side == side && e.name == name).map(|e| base + e.t_ms);
+        let switchover = match (event("source", "STOP"), event("destination", "RESUME")) {
+            (Some(a), Some(b)) if b >= a => Some((a, b)),
+            _ => None,
+        };
+        Some((Window { from_ms: base, to_ms: end }, switchover))
+    }
+
+    /// The bytes QEMU sent, in MiB (the unit every table shows).
+    pub fn transferred_mib(&self) -> Option<f64> {
+        self.transferred_bytes.map(|b| b as f64 / 1048576.0)
+    }
+
+    /// A measurement with only an outcome and a health check (nothing migrated yet).
+    pub fn not_started(outcome: Outcome, health: Health) -> Measurement {
+        Measurement {
+            outcome,
+            total_time_ms: None,
+            downtime_ms: None,
+            event_downtime_ms: None,
+            setup_time_ms: None,
+            wall_time_ms: None,
+            transferred_bytes: None,
+            precopy_bytes: None,
+            postcopy_bytes: None,
+            normal_pages: None,
+            duplicate_pages: None,
+            iterations: None,
+            dirty_rate_pps: None,
+            guest_gap_ms: None,
+            postcopy_started_ms: None,
+            postcopy_switch_error: None,
+            postcopy_requests: None,
+            postcopy_blocktime_ms: None,
+            cpu_percent: PhaseCpu::default(),
+            balloon: None,
+            workload_rate: None,
+            health,
+            progress: Vec::new(),
+            events: Vec::new(),
+            service_downtime_ms: None,
+            brownout_ms: None,
+            service: None,
+            dirty_rate_before: None,
+            dirty_rate_error: None,
+            guest_memory_before: None,
+            fault: None,
+            evidence: None,
+            started_at: None,
+            ended_at: None,
+        }
+    }
+}
+
+/// The guest kernel's memory as it reports it (`/proc/meminfo`), MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GuestMemory {
+    pub total_mib: f64,
+    pub free_mib: f64,
+}
+
+impl GuestMemory {
+    pub fn of(m: &crate::guest::channel::MemSample) -> GuestMemory {
+        GuestMemory { total_mib: m.total_kib as f64 / 1024.0, free_mib: m.free_kib as f64 / 1024.0 }
+    }
+
+    /// What a first pre-copy round must copy of a guest with `ram_mib` of RAM: all
+    /// but the pages its kernel has never handed out, which are still zero. (Pages
+    /// freed after use are not zero, so this is a lower bound of the non-zero memory.)
+    pub fn first_round_bytes(&self, ram_mib: u32) -> u64 {
+        ((ram_mib as f64 - self.free_mib).max(0.0) * 1048576.0) as u64
+    }
+}
+
+/// The managed settings of one QEMU as it reports them after they were set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReadBack {
+    pub capabilities: BTreeMap<String, bool>,
+    /// Only the parameters migbench set, by QEMU's names (`multifd-channels`).
+    pub parameters: BTreeMap<String, Value>,
+}
+
+/// Both sides' read-back.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Settings {
+    pub source: ReadBack,
+    pub destination: ReadBack,
+}
+
+/// Post-copy as QEMU reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostcopyEvidence {
+    /// QEMU reported `postcopy-active` (in a `query-migrate` sample or a MIGRATION event).
+    pub entered: bool,
+    /// When it was first reported, ms since `migrate`.
+    pub entered_ms: Option<f64>,
+    /// `ram.postcopy-bytes` of the source's last reply.
+    pub bytes: Option<u64>,
+    /// `ram.postcopy-requests`: pages the destination asked for.
+    pub page_requests: Option<u64>,
+}
+
+/// Auto-converge as QEMU reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleEvidence {
+    /// The highest `cpu-throttle-percentage` over the samples (none: never reported).
+    pub max_percent: Option<u64>,
+    /// Samples in which the guest was throttled.
+    pub throttled_samples: usize,
+}
+
+/// Multifd as QEMU reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultifdEvidence {
+    /// `multifd-channels` read back (the same on both sides, or the run failed).
+    pub channels: Option<u64>,
+    /// `multifd-compression` read back (none: this QEMU has no such parameter).
+    pub compression: Option<String>,
+    /// `ram.multifd-bytes`: bytes sent through the channels (none: not reported).
+    pub bytes: Option<u64>,
+}
+
+/// The proof (or not) that a run's strategy took effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyEvidence {
+    pub strategy: Strategy,
+    pub took_effect: bool,
+    /// One sentence: what the strategy did, or why it never took effect.
+    pub note: String,
+    pub settings: Settings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcopy: Option<PostcopyEvidence>,
+    /// The `xbzrle-cache` statistics of the source's last reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xbzrle: Option<XbzrleCacheStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multifd: Option<MultifdEvidence>,
+}
+
+impl Measurement {
+    /// Whether this run may be reported as its strategy: QEMU showed the strategy
+    /// at work. Records written before evidence was kept are not judged (true).
+    pub fn strategy_took_effect(&self) -> bool {
+        self.evidence.as_ref().is_none_or(|e| e.took_effect)
+    }
+}
+

@@ -1,0 +1,18 @@
+//! One live migration, split by concern (as guestperf keeps scenario, engine and
+//! progress apart):
+//!
+//! - [`scenario`]: what to run (transport, link, limits, knobs, an injected fault);
+//! - [`strategy`]: the strategies, with the capabilities and parameters each needs;
+//! - [`driver`]: the QMP conversation that runs it and samples its progress;
+//! - [`evidence`]: the settings read back and the proof that the strategy worked;
+//! - [`fault`]: striking an injected fault and judging its outcome;
+//! - [`health`]: whether the guest arrived alive, healthy and intact;
+//! - [`measurement`]: what the run measured (DESIGN.md §3).
+
+pub mod driver;
+pub mod evidence;
+pub mod fault;
+pub mod health;
+pub mod measurement;
+pub mod scenario;
+pub mod strategy;

@@ -1,0 +1,426 @@
+//! What to run: a migration *scenario* (strategy, transport, link speed, downtime
+//! and time limits, the strategies' knobs, an injected fault). Profiles, the CLI
+//! and records speak this vocabulary; nothing here talks to QEMU.
+
+use super::strategy::Strategy;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// QEMU's default max-bandwidth is 128 MiB/s: we always set it. "Unlimited" is a
+/// rate no link here reaches (1 TiB/s), below the SIZE_MAX bound QEMU checks.
+pub const UNLIMITED_BYTES_PER_SEC: u64 = 1 << 40;
+
+/// A link speed: what the user wrote and the bytes per second it means. It is
+/// written (in records and profiles) as its text, e.g. "100Mbit".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct LinkSpeed {
+    pub text: String,
+    /// `None` for unlimited.
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl LinkSpeed {
+    /// The value for QEMU's `max-bandwidth` (bytes/s).
+    pub fn max_bandwidth(&self) -> u64 {
+        self.bytes_per_sec.unwrap_or(UNLIMITED_BYTES_PER_SEC)
+    }
+}
+
+impl From<LinkSpeed> for String {
+    fn from(l: LinkSpeed) -> String {
+        l.text
+    }
+}
+
+impl TryFrom<String> for LinkSpeed {
+    type Error = String;
+    fn try_from(s: String) -> Result<LinkSpeed, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for LinkSpeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for LinkSpeed {
+    type Err = String;
+
+    /// `100Mbit`, `1Gbit`, `2.5Gbit`, `500kbit` (bits per second, decimal prefixes),
+    /// `100MiB/s`, `1GB/s` (bytes per second), or `unlimited`.
+    fn from_str(s: &str) -> Result<LinkSpeed, String> {
+        let bad = || {
+            format!("link speed {s:?} is not understood: write a rate such as 100Mbit, 1Gbit, 10Gbit, 50MiB/s, or unlimited")
+        };
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unlimited") {
+            return Ok(LinkSpeed { text: "unlimited".into(), bytes_per_sec: None });
+        }
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit = unit.trim();
+        // "B" is bytes and "b" is bits (so "100Mb/s" is a 100 Mbit/s link, not 100 MB/s);
+        // the prefix letter may be either case.
+        let (prefix, base, binary) = if let Some(p) = unit.strip_suffix("iB/s") {
+            (p, 1.0, true)
+        } else if let Some(p) = unit.strip_suffix("B/s") {
+            (p, 1.0, false)
+        } else if let Some(p) = ["bit/s", "bit", "bps", "b/s"].iter().find_map(|sfx| unit.strip_suffix(sfx)) {
+            (p, 1.0 / 8.0, false)
+        } else {
+            return Err(bad());
+        };
+        let scale = |k: f64| match prefix.to_ascii_lowercase().as_str() {
+            "" if !binary => Some(1.0),
+            "k" => Some(k),
+            "m" => Some(k * k),
+            "g" => Some(k * k * k),
+            "t" => Some(k * k * k * k),
+            _ => None,
+        };
+        let bytes_per_unit = base * scale(if binary { 1024.0 } else { 1000.0 }).ok_or_else(bad)?;
+        let bytes = (value * bytes_per_unit).round();
+        if !(1.0..=UNLIMITED_BYTES_PER_SEC as f64).contains(&bytes) {
+            return Err(format!("link speed {s:?} is out of range: it must be at least 8bit and at most 8Tbit (or unlimited)"));
+        }
+        Ok(LinkSpeed { text: format!("{num}{unit}"), bytes_per_sec: Some(bytes as u64) })
+    }
+}
+
+/// A fault injected into a run, to measure what failure costs and check that the
+/// guest ends where QEMU's semantics say it should. Written as text in profiles and
+/// records: `kill-destination[:S]`, `kill-source[:S]` (S seconds after `migrate`,
+/// default 1), `cut-link[:S]` (the migration's link down for S seconds, default 2,
+/// from 1 s after `migrate`), `bad-qemu-option` (the destination QEMU is started
+/// with an option it does not know), `never-ready[:S]` (the guest is booted with an
+/// init that does not exist; give up after S seconds, default 10), or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Fault {
+    #[default]
+    None,
+    KillDestination { at_s: f64 },
+    KillSource { at_s: f64 },
+    CutLink { at_s: f64, for_s: f64 },
+    BadQemuOption,
+    NeverReady { give_up_s: f64 },
+}
+
+/// When a mid-migration fault strikes unless the profile says: after `migrate`.
+pub const FAULT_AT_S: f64 = 1.0;
+
+impl Fault {
+    pub fn is_none(&self) -> bool {
+        *self == Fault::None
+    }
+
+    /// What QEMU's semantics say should become of the guest (for the record).
+    pub fn expected(&self, strategy: Strategy) -> &'static str {
+        match self {
+            Fault::None => "",
+            Fault::KillDestination { .. } if strategy == Strategy::Postcopy => {
+                "the guest is lost: once post-copy runs, the destination holds the only up-to-date state and the source cannot resume"
+            }
+            Fault::KillDestination { .. } => {
+                "the migration fails and the source resumes: its heartbeats continue (for hybrid, only if post-copy had not started)"
+            }
+            Fault::KillSource { .. } if strategy == Strategy::Postcopy => {
+                "the guest is stuck: the destination runs it but cannot fetch the pages still on the source (post-copy paused)"
+            }
+            Fault::KillSource { .. } => "the guest is lost: the destination never received a complete state, so it does not run",
+            Fault::CutLink { .. } => "the migration stalls while the link is down and goes on when it returns (TCP retransmits); the guest keeps running",
+            Fault::BadQemuOption => "the destination QEMU refuses to start: the run fails before migrating and the source guest runs on",
+            Fault::NeverReady { .. } => "the guest never says READY: the run fails after the wait, with the console's last words",
+        }
+    }
+}
+
+impl From<Fault> for String {
+    fn from(f: Fault) -> String {
+        f.to_string()
+    }
+}
+
+impl TryFrom<String> for Fault {
+    type Error = String;
+    fn try_from(s: String) -> Result<Fault, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::None => f.write_str("none"),
+            Fault::KillDestination { at_s } => write!(f, "kill-destination:{at_s}"),
+            Fault::KillSource { at_s } => write!(f, "kill-source:{at_s}"),
+            Fault::CutLink { for_s, .. } => write!(f, "cut-link:{for_s}"),
+            Fault::BadQemuOption => f.write_str("bad-qemu-option"),
+            Fault::NeverReady { give_up_s } => write!(f, "never-ready:{give_up_s}"),
+        }
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let t = s.trim();
+        let (name, arg) = match t.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (t, None),
+        };
+        let secs = |default: f64, max: f64| -> Result<f64, String> {
+            match arg {
+                None => Ok(default),
+                Some(a) => match a.trim().parse::<f64>() {
+                    Ok(v) if v.is_finite() && v > 0.0 && v <= max => Ok(v),
+                    _ => Err(format!("fault {s:?}: {a:?} is not a number of seconds from just above 0 to {max}")),
+                },
+            }
+        };
+        let no_arg = |f: Fault| if arg.is_some() { Err(format!("fault {s:?}: {name} takes no value")) } else { Ok(f) };
+        match name {
+            "none" => no_arg(Fault::None),
+            "kill-destination" => Ok(Fault::KillDestination { at_s: secs(FAULT_AT_S, MAX_SECONDS)? }),
+            "kill-source" => Ok(Fault::KillSource { at_s: secs(FAULT_AT_S, MAX_SECONDS)? }),
+            "cut-link" => Ok(Fault::CutLink { at_s: FAULT_AT_S, for_s: secs(2.0, 600.0)? }),
+            "bad-qemu-option" => no_arg(Fault::BadQemuOption),
+            "never-ready" => Ok(Fault::NeverReady { give_up_s: secs(10.0, 3600.0)? }),
+            _ => Err(format!(
+                "fault {s:?} is not known: write none, kill-destination[:S], kill-source[:S], cut-link[:S], bad-qemu-option or never-ready[:S]"
+            )),
+        }
+    }
+}
+
+/// How the migration stream travels between the two QEMUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Unix,
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Unix => "unix",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Zlib,
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) fn qapi(self) -> qapi::qmp::MultiFDCompression {
+        match self {
+            Compression::None => qapi::qmp::MultiFDCompression::none,
+            Compression::Zlib => qapi::qmp::MultiFDCompression::zlib,
+            Compression::Zstd => qapi::qmp::MultiFDCompression::zstd,
+        }
+    }
+}
+
+/// The knobs of the strategies (each used only by its strategy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tuning {
+    /// hybrid: complete pre-copy passes before switching to post-copy.
+    pub hybrid_passes: u64,
+    /// hybrid: switch after this many seconds even if the passes are not done.
+    pub hybrid_after_s: Option<f64>,
+    /// auto-converge: `cpu-throttle-initial` (%).
+    pub throttle_initial: u8,
+    /// auto-converge: `cpu-throttle-increment` (%).
+    pub throttle_increment: u8,
+    /// xbzrle: `xbzrle-cache-size` in MiB.
+    pub xbzrle_cache_mib: u64,
+    /// multifd: `multifd-channels`.
+    pub multifd_channels: u8,
+    /// multifd: `multifd-compression`.
+    pub multifd_compression: Compression,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            hybrid_passes: 1,
+            hybrid_after_s: None,
+            throttle_initial: 20,
+            throttle_increment: 10,
+            xbzrle_cache_mib: 64,
+            multifd_channels: 2,
+            multifd_compression: Compression::None,
+        }
+    }
+}
+
+/// Everything about how one migration is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub transport: Transport,
+    pub link: LinkSpeed,
+    pub downtime_limit_ms: u64,
+    /// Past this, a pre-copy migration is cancelled (`migrate_cancel`) and recorded as
+    /// such. Post-copy cannot be cancelled without losing the guest, so once in
+    /// post-copy the driver waits for it to finish.
+    pub timeout_s: f64,
+    #[serde(default)]
+    pub tuning: Tuning,
+    /// A fault injected into this migration (none normally).
+    #[serde(default, skip_serializing_if = "Fault::is_none")]
+    pub fault: Fault,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            strategy: Strategy::Precopy,
+            transport: Transport::Unix,
+            link: "1Gbit".parse().unwrap(),
+            downtime_limit_ms: 300,
+            timeout_s: 300.0,
+            tuning: Tuning::default(),
+            fault: Fault::None,
+        }
+    }
+}
+
+/// The longest time limit or window accepted: a week.
+pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// QEMU's own upper bound for `downtime-limit`.
+pub const MAX_DOWNTIME_LIMIT_MS: u64 = 2_000_000;
+/// The largest XBZRLE cache accepted, MiB.
+pub const MAX_XBZRLE_CACHE_MIB: u64 = 1 << 20;
+
+impl Scenario {
+    /// The time limit as a duration (validated values are within range).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_s.clamp(0.1, MAX_SECONDS))
+    }
+
+    /// Checks the values a user gave; the message names the profile key and the option.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = &self.tuning;
+        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_SECONDS) {
+            return Err(format!(
+                "timeout_s / --timeout {}: give the migration time limit in seconds, above 0 and at most {MAX_SECONDS} (e.g. 300)",
+                self.timeout_s
+            ));
+        }
+        if let Some(s) = t.hybrid_after_s {
+            if !(s.is_finite() && (0.0..=MAX_SECONDS).contains(&s)) {
+                return Err(format!("hybrid_after_s / --hybrid-after {s}: give seconds, 0 to {MAX_SECONDS} (e.g. 2)"));
+            }
+        }
+        if !(1..=99).contains(&t.throttle_initial) || !(1..=100).contains(&t.throttle_increment) {
+            return Err(format!(
+                "throttle_initial {} / throttle_increment {} (--throttle-initial / --throttle-increment): QEMU takes 1..99 and 1..100 % (defaults 20 and 10)",
+                t.throttle_initial, t.throttle_increment
+            ));
+        }
+        if t.multifd_channels == 0 {
+            return Err("multifd_channels / --multifd-channels 0: multifd needs at least one channel (e.g. 2)".into());
+        }
+        if !t.xbzrle_cache_mib.is_power_of_two() || t.xbzrle_cache_mib > MAX_XBZRLE_CACHE_MIB {
+            return Err(format!(
+                "xbzrle_cache_mib / --xbzrle-cache {}: QEMU takes a power of two, here 1 to {MAX_XBZRLE_CACHE_MIB} MiB (e.g. 64)",
+                t.xbzrle_cache_mib
+            ));
+        }
+        if self.downtime_limit_ms > MAX_DOWNTIME_LIMIT_MS {
+            return Err(format!(
+                "downtime_limit_ms / --downtime-limit {}: QEMU accepts at most {MAX_DOWNTIME_LIMIT_MS} ms (e.g. 300)",
+                self.downtime_limit_ms
+            ));
+        }
+        if matches!(self.fault, Fault::CutLink { .. }) && self.transport != Transport::Tcp {
+            return Err(format!(
+                "fault = \"{}\" cuts the migration's network link, but transport = \"{}\" does not use one: set transport = \"tcp\"",
+                self.fault, self.transport
+            ));
+        }
+        Ok(())
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_print_and_round_trip() {
+        for (text, f) in [
+            ("none", Fault::None),
+            ("kill-destination", Fault::KillDestination { at_s: 1.0 }),
+            ("kill-source:2.5", Fault::KillSource { at_s: 2.5 }),
+            ("cut-link", Fault::CutLink { at_s: 1.0, for_s: 2.0 }),
+            ("cut-link:5", Fault::CutLink { at_s: 1.0, for_s: 5.0 }),
+            ("bad-qemu-option", Fault::BadQemuOption),
+            ("never-ready:3", Fault::NeverReady { give_up_s: 3.0 }),
+        ] {
+            assert_eq!(text.parse::<Fault>().unwrap(), f, "{text}");
+            assert_eq!(f.to_string().parse::<Fault>().unwrap(), f, "{f}");
+            let json = serde_json::to_string(&f).unwrap();
+            assert_eq!(serde_json::from_str::<Fault>(&json).unwrap(), f);
+        }
+        for bad in ["kill", "kill-source:0", "kill-source:x", "cut-link:1e9", "none:1", "bad-qemu-option:2", ""] {
+            let e = bad.parse::<Fault>().unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        // A scenario without a fault records none.
+        assert!(!serde_json::to_string(&Scenario::default()).unwrap().contains("fault"));
+        let cut = Scenario { fault: Fault::CutLink { at_s: 1.0, for_s: 2.0 }, ..Default::default() };
+        assert!(cut.validate().unwrap_err().contains("transport = \"tcp\""));
+        assert!(Scenario { transport: Transport::Tcp, ..cut }.validate().is_ok());
+    }
+
+    #[test]
+    fn link_speeds() {
+        let l = |s: &str| s.parse::<LinkSpeed>().unwrap().bytes_per_sec;
+        assert_eq!(l("1Gbit"), Some(125_000_000));
+        assert_eq!(l("100Mbit"), Some(12_500_000));
+        assert_eq!(l("10Gbit"), Some(1_250_000_000));
+        assert_eq!(l("2.5Gbit"), Some(312_500_000));
+        assert_eq!(l("1Mbit"), Some(125_000));
+        assert_eq!(l("500kbit"), Some(62_500));
+        assert_eq!(l("50MiB/s"), Some(50 * 1024 * 1024));
+        assert_eq!(l("1 GB/s"), Some(1_000_000_000));
+        assert_eq!(l("100Mb/s"), Some(12_500_000), "lower-case b is bits");
+        assert_eq!(l("100MB/s"), Some(100_000_000));
+        assert_eq!(l("1gbit"), Some(125_000_000));
+        assert_eq!(l("800bps"), Some(100));
+        assert_eq!(l("unlimited"), None);
+        assert_eq!("UNLIMITED".parse::<LinkSpeed>().unwrap().max_bandwidth(), UNLIMITED_BYTES_PER_SEC);
+        assert_eq!("1Gbit".parse::<LinkSpeed>().unwrap().max_bandwidth(), 125_000_000);
+    }
+
+    #[test]
+    fn bad_link_speeds_say_what_to_write() {
+        for bad in ["fast", "", "Gbit", "1.2.3Gbit", "10 furlongs", "-5Mbit", "5XB/s", "5iB/s"] {
+            let e = bad.parse::<LinkSpeed>().unwrap_err();
+            assert!(e.contains("100Mbit") && e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        assert!("0Mbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
+        assert!("99Tbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
+    }
+}

@@ -1,0 +1,59 @@
+//! The records `migbench bench` writes beside its migration runs: boot times and
+//! the workloads' own rates on the host and in a guest.
+
+use super::SCHEMA;
+use crate::setup::Environment;
+use serde::{Deserialize, Serialize};
+
+/// Boots of one guest size, QEMU start to READY (`boots.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootRecord {
+    /// "boot".
+    pub record: String,
+    pub schema: u32,
+    pub environment: Environment,
+    pub ram_mib: u32,
+    pub vcpus: u32,
+    pub boot_to_ready_ms: Vec<f64>,
+}
+
+impl BootRecord {
+    pub fn new(environment: Environment, ram_mib: u32, vcpus: u32, boot_to_ready_ms: Vec<f64>) -> BootRecord {
+        BootRecord { record: "boot".into(), schema: SCHEMA, environment, ram_mib, vcpus, boot_to_ready_ms }
+    }
+}
+
+/// The Livermore means over all 72 kernel rates, MFLOPS.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LivermoreMeans {
+    pub arithmetic: f64,
+    pub geometric: f64,
+    pub harmonic: f64,
+}
+
+/// One workload's figure in one place (host or guest).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateFigure {
+    /// DMIPS for Dhrystone, MFLOPS for Linpack.
+    pub rate: Option<f64>,
+    pub livermore_means: Option<LivermoreMeans>,
+}
+
+/// A workload's rate on the host and in a guest (`workloads.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadRateRecord {
+    /// "workload-rate".
+    pub record: String,
+    pub schema: u32,
+    pub environment: Environment,
+    pub workload: String,
+    pub seconds: f64,
+    pub host: RateFigure,
+    pub guest: RateFigure,
+}
+
+impl WorkloadRateRecord {
+    pub fn new(environment: Environment, workload: String, seconds: f64, host: RateFigure, guest: RateFigure) -> WorkloadRateRecord {
+        WorkloadRateRecord { record: "workload-rate".into(), schema: SCHEMA, environment, workload, seconds, host, guest }
+    }
+}

@@ -1,0 +1,70 @@
+//! Per-cell figures of a result set: one row per cell of a profile, over the
+//! cell's counted runs (see [`CellRuns`]).
+
+use super::cell_runs::CellRuns;
+use super::stats::Stats;
+use crate::experiment::profile::Profile;
+use crate::record::RunRecord;
+use serde::Serialize;
+
+/// Per-cell statistics of a result set, over the cell's counted runs (completed,
+/// guest healthy: see [`CellRuns`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct CellSummary {
+    pub cell_index: usize,
+    pub label: String,
+    pub runs: usize,
+    pub completed: usize,
+    /// k: the runs that count (completed with a healthy guest).
+    pub counted: usize,
+    /// "k of n healthy", with why the others do not count.
+    pub tally: String,
+    /// Why the cell has no figure ("0 of 3 healthy: …"); None when a run counts.
+    pub why_no_figure: Option<String>,
+    pub total_time_ms: Option<Stats>,
+    pub downtime_ms: Option<Stats>,
+    pub transferred_mib: Option<Stats>,
+    pub iterations: Option<Stats>,
+    pub guest_gap_ms: Option<Stats>,
+    /// QEMU CPU, % of one host CPU, in the `before` window.
+    pub cpu_before_percent: Option<Stats>,
+    /// The guest's own view of its CPU use in the `before` window, % of one vCPU.
+    pub guest_cpu_before_percent: Option<Stats>,
+    /// Both QEMUs' CPU during the migration, % of one host CPU.
+    pub cpu_during_percent: Option<Stats>,
+    /// The guest workload's slowdown during the migration, %.
+    pub slowdown_percent: Option<Stats>,
+    pub outcomes: Vec<String>,
+}
+
+/// Summarises the runs of `profile` among `parsed`, one row per cell, in cell order.
+pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
+    let mut out = Vec::new();
+    for (i, cell) in profile.cells.iter().enumerate() {
+        let key = cell.key();
+        let runs = CellRuns::new(parsed.iter().filter(|r| r.run.profile == profile.name && r.run.cell_key == key));
+        if runs.n() == 0 {
+            continue;
+        }
+        out.push(CellSummary {
+            cell_index: i,
+            label: if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) },
+            runs: runs.n(),
+            completed: runs.completed(),
+            counted: runs.k(),
+            tally: runs.tally_with_reasons(),
+            why_no_figure: runs.why_no_figure(),
+            total_time_ms: runs.stats(|m| m.total_time_ms),
+            downtime_ms: runs.stats(|m| m.downtime_ms),
+            transferred_mib: runs.stats(|m| m.transferred_mib()),
+            iterations: runs.stats(|m| m.iterations.map(|v| v as f64)),
+            guest_gap_ms: runs.stats(|m| m.guest_gap_ms),
+            cpu_before_percent: runs.stats(|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
+            guest_cpu_before_percent: runs.stats(|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
+            cpu_during_percent: runs.stats(|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
+            slowdown_percent: runs.stats(|m| m.slowdown_percent()),
+            outcomes: runs.outcomes(),
+        });
+    }
+    out
+}
