@@ -1,7 +1,7 @@
 //! The guest end of the guest channel: the virtio-serial port named `migbench.0`.
 //! The guest writes its messages to it and reads the harness's orders from it.
 
-use crate::init::console;
+use crate::console::console;
 use migbench_guest::protocol::{Message, PORT_NAME};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

@@ -1,10 +1,10 @@
 //! The guest's PID 1: bring the tiny system up, then beat.
 
 use crate::channel::Channel;
+use crate::console::console;
 use migbench_guest::orders::Orders;
 use migbench_guest::protocol::Message;
 use std::ffi::CString;
-use std::io::Write;
 use std::time::Duration;
 
 /// Written by the image builder: one module path per line, dependencies first.
@@ -158,12 +158,6 @@ fn load_modules() {
             }
         }
     }
-}
-
-pub fn console(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 fn cstr(s: &str) -> CString {

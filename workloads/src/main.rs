@@ -11,6 +11,7 @@
 //! workloads add `run NAME` here so they can be tested on the host.
 
 mod channel;
+mod console;
 mod init;
 mod obey;
 mod work;

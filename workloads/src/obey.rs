@@ -2,7 +2,7 @@
 //! memory dirtier's pages, and the one fault a test may inject.
 
 use crate::channel::Channel;
-use crate::init::console;
+use crate::console::console;
 use migbench_guest::orders::Orders;
 use migbench_guest::protocol::{Message, Order};
 
