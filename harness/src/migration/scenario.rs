@@ -237,23 +237,31 @@ impl Compression {
     }
 }
 
-/// The knobs of the strategies (each used only by its strategy).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The knobs of the strategies (each used only by its strategy). The same type is
+/// a profile's keys, a record's fields and the command line's options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct Tuning {
     /// hybrid: complete pre-copy passes before switching to post-copy.
+    #[arg(long, default_value_t = Tuning::default().hybrid_passes, value_name = "N", help = "hybrid: pre-copy passes before switching to post-copy")]
     pub hybrid_passes: u64,
     /// hybrid: switch after this many seconds even if the passes are not done.
+    #[arg(long = "hybrid-after", value_name = "SECS", help = "hybrid: switch to post-copy after this many seconds at the latest")]
     pub hybrid_after_s: Option<f64>,
     /// auto-converge: `cpu-throttle-initial` (%).
+    #[arg(long, default_value_t = Tuning::default().throttle_initial, value_name = "PCT", help = "auto-converge: initial CPU throttle, %")]
     pub throttle_initial: u8,
     /// auto-converge: `cpu-throttle-increment` (%).
+    #[arg(long, default_value_t = Tuning::default().throttle_increment, value_name = "PCT", help = "auto-converge: throttle increment, %")]
     pub throttle_increment: u8,
     /// xbzrle: `xbzrle-cache-size` in MiB.
+    #[arg(long = "xbzrle-cache", default_value_t = Tuning::default().xbzrle_cache_mib, value_name = "MIB", help = "xbzrle: cache size in MiB")]
     pub xbzrle_cache_mib: u64,
     /// multifd: `multifd-channels`.
+    #[arg(long, default_value_t = Tuning::default().multifd_channels, value_name = "N", help = "multifd: channels")]
     pub multifd_channels: u8,
     /// multifd: `multifd-compression`.
+    #[arg(long, value_enum, default_value_t = Compression::None, help = "multifd: compression")]
     pub multifd_compression: Compression,
 }
 
@@ -271,22 +279,30 @@ impl Default for Tuning {
     }
 }
 
-/// Everything about how one migration is done.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything about how one migration is done: a profile's cell, a record's
+/// `scenario`, and `migbench migrate`'s options are this one type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct Scenario {
     #[serde(default)]
+    #[arg(long, value_enum, default_value_t = Scenario::default().strategy, help = "Migration strategy")]
     pub strategy: Strategy,
+    #[arg(long, value_enum, default_value_t = Scenario::default().transport, help = "Migration transport")]
     pub transport: Transport,
+    #[arg(long, default_value_t = Scenario::default().link, help = "Link speed: 100Mbit, 1Gbit, 10Gbit, 50MiB/s, unlimited (sets QEMU's max-bandwidth)")]
     pub link: LinkSpeed,
+    #[arg(long = "downtime-limit", default_value_t = Scenario::default().downtime_limit_ms, value_name = "MS", help = "QEMU's downtime-limit in ms")]
     pub downtime_limit_ms: u64,
     /// Past this, a pre-copy migration is cancelled (`migrate_cancel`) and recorded as
     /// such. Post-copy cannot be cancelled without losing the guest, so once in
     /// post-copy the driver waits for it to finish.
+    #[arg(long = "timeout", default_value_t = Scenario::default().timeout_s, value_name = "SECS", help = "Cancel a migration not finished after this many seconds (recorded as cancelled)")]
     pub timeout_s: f64,
     #[serde(default)]
+    #[command(flatten)]
     pub tuning: Tuning,
-    /// A fault injected into this migration (none normally).
+    /// A fault injected into this migration (none normally; profiles set it).
     #[serde(default, skip_serializing_if = "Fault::is_none")]
+    #[arg(skip)]
     pub fault: Fault,
 }
 

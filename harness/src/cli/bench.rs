@@ -1,0 +1,129 @@
+//! `migbench bench`: boot time, the workloads beside native code, the load generator
+//! beside wrk and oha, then a profile with its summary.
+
+use super::*;
+use migbench::record::bench::{BootRecord, LivermoreMeans, RateFigure, WorkloadRateRecord};
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// The profile to run.
+    #[arg(long, default_value = "smoke")]
+    pub(crate) profile: String,
+    /// Boots to time before the profile (the median is reported); 0 to skip.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) boots: usize,
+    /// Seconds each workload (Dhrystone, Linpack, Livermore) runs on the host and in a
+    /// guest for the side-by-side figures; 0 to skip.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub(crate) workload_seconds: f64,
+    /// Seconds of each load-generator capacity run against the guest's HTTP server on
+    /// the host's loopback (beside wrk and oha when installed); 0 to skip.
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    pub(crate) load_seconds: f64,
+    /// Where results are written (a new bench-<time> directory inside).
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) sweep: SweepArgs,
+}
+
+impl BenchArgs {
+    /// The options that need no guest, checked before anything is set up.
+    fn check(&self) -> Result<()> {
+        if self.boots > 1000 {
+            anyhow::bail!("--boots {}: give 0 (skip) to 1000", self.boots);
+        }
+        if !(self.workload_seconds.is_finite() && (0.0..=3600.0).contains(&self.workload_seconds)) {
+            anyhow::bail!("--workload-seconds {}: give seconds, 0 (skip) to 3600", self.workload_seconds);
+        }
+        if !(self.load_seconds.is_finite() && (0.0..=600.0).contains(&self.load_seconds)) {
+            anyhow::bail!("--load-seconds {}: give seconds, 0 (skip) to 600", self.load_seconds);
+        }
+        if self.out.exists() && !self.out.is_dir() {
+            anyhow::bail!("--out {}: that is a file; give a directory (bench makes bench-<time> inside it)", self.out.display());
+        }
+        Ok(())
+    }
+}
+
+/// `migbench bench`.
+pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> {
+    // Every option is checked before anything boots: a typo must not cost minutes.
+    let profile = Profile::resolve(&a.profile)?;
+    a.check()?;
+    let dir = a.out.join(format!("bench-{}", experiment::stamp()));
+    let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default())?;
+    let mut p = prepare(image).await?;
+    let env = environment(&mut p, a.sweep.accel).await?;
+    let mut boot = None;
+    if a.boots > 0 {
+        let spec = GuestSpec::new(256, 1, env.accel)?;
+        let mut times = Vec::new();
+        for i in 0..a.boots {
+            let t = experiment::boot_once(&p, spec, opts.boot_timeout).await?;
+            if !a.sweep.quiet {
+                eprintln!("migbench: boot {}/{}: {t:.0} ms to READY", i + 1, a.boots);
+            }
+            times.push(t);
+        }
+        let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
+        f.append(&BootRecord::new(env.clone(), 256, 1, times.clone()))?;
+        boot = migbench::summary::stats::Stats::of(&times);
+    }
+    let mut rates = Vec::new();
+    if a.workload_seconds > 0.0 {
+        use migbench::experiment::workload_rates;
+        for w in workload_rates::workloads() {
+            if !a.sweep.quiet {
+                eprintln!("migbench: {w} for {} s on the host, then in a guest", a.workload_seconds);
+            }
+            let secs = a.workload_seconds;
+            let host = tokio::task::spawn_blocking(move || workload_rates::on_host(w, secs)).await??;
+            let guest = workload_rates::in_guest(&p, env.accel, w, secs, opts.boot_timeout).await?;
+            rates.push((w, host, guest));
+        }
+        let mut f = ResultsFile::create(&dir.join("workloads.jsonl"))?;
+        for (w, h, g) in &rates {
+            let figure = |f: &workload_rates::Figure| RateFigure {
+                rate: f.rate,
+                livermore_means: f.livermore.map(|m| LivermoreMeans { arithmetic: m.arithmetic, geometric: m.geometric, harmonic: m.harmonic }),
+            };
+            f.append(&WorkloadRateRecord::new(env.clone(), w.to_string(), a.workload_seconds, figure(h), figure(g)))?;
+        }
+    }
+    let capacity = if a.load_seconds > 0.0 {
+        if !a.sweep.quiet {
+            eprintln!("migbench: load generator capacity, {} s per run", a.load_seconds);
+        }
+        let secs = a.load_seconds;
+        Some(tokio::task::spawn_blocking(move || load_capacity(secs)).await??)
+    } else {
+        None
+    };
+    let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+    println!(
+        "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
+        profile.name, profile.source, env.qemu_version, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel
+    );
+    if let Some(b) = &boot {
+        println!("\nGuest boot to READY (256 MiB, 1 vCPU): median {:.0} ms of {} (min {:.0}, max {:.0})", b.median, b.n, b.min, b.max);
+    }
+    if !rates.is_empty() {
+        println!("\n{}", migbench::report::workload_rates_table(&rates, env.accel));
+    }
+    if let Some(figs) = &capacity {
+        println!("\nLoad generator capacity against the guest's HTTP server on the host's loopback (same server for every tool)\n");
+        println!("{}", migbench::report::capacity_table(figs));
+    }
+    print_sweep(&profile, &outcome, opts.reuse)
+}
+
+/// The load generator's capacity beside wrk and oha, 32 connections each.
+pub(crate) fn load_capacity(secs: f64) -> Result<Vec<migbench::load::capacity::Figure>> {
+    use migbench::load::capacity;
+    let addr = capacity::loopback_server()?;
+    let mut figs = capacity::ours(addr, secs, 32, 2000.0)?;
+    figs.push(capacity::wrk(addr, secs, 32));
+    figs.push(capacity::oha(addr, secs, 32));
+    Ok(figs)
+}

@@ -1,0 +1,76 @@
+//! `migbench migrate`: one guest, one migration, its record.
+
+use super::*;
+
+#[derive(Args)]
+pub(crate) struct CommonRun {
+    /// Accelerator: auto (KVM if a guest really runs under it, else TCG), kvm, tcg.
+    #[arg(long, default_value = "auto")]
+    pub(crate) accel: AccelRequest,
+    #[command(flatten)]
+    pub(crate) scenario: Scenario,
+    /// What the guest runs: idle, burn, memdirty-write:MIB, memdirty-read:MIB.
+    #[arg(long, default_value = "idle")]
+    pub(crate) workload: Workload,
+    /// How long a guest may take to boot to READY.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub(crate) boot_timeout: u64,
+    /// vCPUs per guest.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) vcpus: u32,
+    /// Where results are written.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub(crate) out: PathBuf,
+}
+
+impl CommonRun {
+    /// The scenario the options give, checked.
+    pub(crate) fn scenario(&self) -> Result<Scenario> {
+        self.scenario.validate().map_err(anyhow::Error::msg)?;
+        Ok(self.scenario.clone())
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct MigrateArgs {
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) ram: u32,
+    /// Print the full JSON record instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) run: CommonRun,
+}
+
+/// `migbench migrate`: boots a guest, migrates it once and prints the measurements.
+pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCode> {
+    let scenario = a.run.scenario()?;
+    // Check the cheap inputs before any set-up work.
+    GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?.with_workload(a.run.workload).check().map_err(anyhow::Error::msg)?;
+    let boot = boot_timeout(a.run.boot_timeout)?;
+    let mut p = prepare(image).await?;
+    let env = environment(&mut p, a.run.accel).await?;
+    let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
+    let rec = migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?;
+    let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
+    std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", path.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rec)?);
+    } else {
+        println!("{}", migbench::report::migration_table(std::slice::from_ref(&rec)));
+    }
+    for n in migbench::report::evidence_notes(std::slice::from_ref(&rec)).into_iter().chain(migbench::report::migration_notes(std::slice::from_ref(&rec))) {
+        eprintln!("migbench: {n}");
+    }
+    eprintln!("migbench: record written to {}", path.display());
+    Ok(exit_for(std::slice::from_ref(&rec)))
+}
+
+/// 0 when every migration completed and left a healthy guest, 3 otherwise (the
+/// records are written either way), 1 for errors.
+pub(crate) fn exit_for(records: &[migbench::record::MigrationRecord]) -> ExitCode {
+    let ok = records.iter().all(|r| migbench::summary::cell_runs::counts(&r.measurement));
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(3) }
+}

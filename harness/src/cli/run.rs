@@ -1,0 +1,109 @@
+//! `migbench run PROFILE`: every cell of a profile, streamed to DIR/results.jsonl,
+//! then its summary.
+
+use super::*;
+
+#[derive(Args)]
+pub(crate) struct SweepArgs {
+    /// Accelerator: auto (KVM if a guest really runs under it, else TCG), kvm, tcg.
+    #[arg(long, default_value = "auto")]
+    pub(crate) accel: AccelRequest,
+    /// Boot a fresh guest pair for every run instead of reusing booted guests.
+    #[arg(long)]
+    pub(crate) no_reuse: bool,
+    /// How long a guest may take to boot to READY.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub(crate) boot_timeout: u64,
+    /// No progress output (results and the summary are still printed).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// A profile file, or the name of one in profiles/ (e.g. smoke).
+    pub(crate) profile: String,
+    /// Results directory (default reports/<profile name>).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Continue a sweep in --out: runs already in results.jsonl are skipped.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Run only shard I of N (cell i belongs to shard i mod N), e.g. --shard 0/4.
+    #[arg(long, value_name = "I/N", default_value = "0/1")]
+    pub(crate) shard: Shard,
+    /// List the cells and estimate the time, without running anything.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) sweep: SweepArgs,
+}
+
+/// `migbench run`: the profile (or with --dry-run, its plan).
+pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
+    let profile = Profile::resolve(&a.profile)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
+    if a.dry_run {
+        let done = migbench::record::file::done_keys(&migbench::record::file::read_runs(&out.join("results.jsonl"))?, &profile.name);
+        let runs = sweep::plan(&profile, a.shard, &done);
+        println!("profile {} ({}): {}", profile.name, profile.source, profile.description);
+        println!("{} cells × {} repetitions; shard {}/{}; {} runs to do, {} already done in {}", profile.cells.len(), profile.repetitions, a.shard.index, a.shard.count, runs.len(), done.len(), out.display());
+        let fixed: Vec<&str> = migbench::experiment::profile::VARIABLES.iter().copied().filter(|v| !profile.varied.contains(v)).collect();
+        if let Some(first) = profile.cells.first() {
+            println!("every cell: {}", first.describe(&fixed));
+        }
+        for r in &runs {
+            println!("  cell {:>3} rep {}  {}", r.cell_index, r.repetition + 1, r.cell.describe(&profile.varied));
+        }
+        let est = sweep::estimate(&runs, !a.sweep.no_reuse);
+        println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut p = prepare(image).await?;
+    let env = environment(&mut p, a.sweep.accel).await?;
+    let opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
+    let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+    print_sweep(&profile, &outcome, opts.reuse)
+}
+
+pub(crate) fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
+    Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
+}
+
+/// The sections under a summary: the service tables (runs with an HTTP load) and the
+/// paper section the profile reproduces.
+pub(crate) fn print_sections(profile: &Profile, runs: &[migbench::record::RunRecord]) {
+    if let Some(section) = migbench::report::service::section(profile, &runs) {
+        println!("\n{section}");
+    }
+    if let Some(section) = migbench::report::reproduction(profile, &runs) {
+        println!("\n{section}");
+    }
+    if let Some(section) = migbench::report::faults_table(&runs) {
+        println!("\n{section}");
+    }
+    // A long sweep (a soak) also says whether the harness and the service held up.
+    if runs.len() >= 10 {
+        println!("\n{}", migbench::summary::endurance::endurance(&runs));
+    }
+}
+
+/// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
+pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
+    let records = migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name);
+    let cells = migbench::summary::cells::summarise(&records, profile);
+    println!("\n{}", migbench::report::summary_table(&cells));
+    print_sections(profile, &records);
+    let minutes = outcome.wall.as_secs_f64() / 60.0;
+    println!(
+        "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",
+        outcome.ran,
+        outcome.wall.as_secs_f64(),
+        if minutes > 0.0 { outcome.ran as f64 / minutes } else { 0.0 },
+        if reuse { "on" } else { "off" },
+        if outcome.skipped > 0 { format!("; {} already done, skipped", outcome.skipped) } else { String::new() }
+    );
+    eprintln!("migbench: results in {}", outcome.results.display());
+    let bad = cells.iter().any(|c| c.counted < c.runs);
+    Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
