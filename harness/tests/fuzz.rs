@@ -12,7 +12,7 @@
 //! cases (a longer local run); the seed is random on every run.
 
 use migbench::experiment::profile::{Profile, Shard, VARIABLES};
-use migbench::load::generator::Mode;
+use migbench::load::spec::Mode;
 use migbench::machine::{Accel, kernel_cmdline};
 use migbench::migration::scenario::{LinkSpeed, Scenario};
 use migbench::migration::strategy::{capability_plan, parameter_plan};

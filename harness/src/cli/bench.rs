@@ -51,7 +51,7 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     // Every option is checked before anything boots: a typo must not cost minutes.
     let profile = Profile::resolve(&a.profile)?;
     a.check()?;
-    let dir = a.out.join(format!("bench-{}", experiment::stamp()));
+    let dir = a.out.join(format!("bench-{}", host::stamp()));
     let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default())?;
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.sweep.accel).await?;

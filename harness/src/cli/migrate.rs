@@ -53,7 +53,7 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
     let env = environment(&mut p, a.run.accel).await?;
     let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
     let rec = migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?;
-    let path = a.run.out.join(format!("migrate-{}-{}.json", experiment::stamp(), std::process::id()));
+    let path = a.run.out.join(format!("migrate-{}-{}.json", host::stamp(), std::process::id()));
     std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
     std::fs::write(&path, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", path.display()))?;
     if a.json {

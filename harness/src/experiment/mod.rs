@@ -11,11 +11,6 @@ use crate::setup::Platform;
 use anyhow::Result;
 use std::time::Duration;
 
-/// A timestamp for file names: 20261123T093000Z.
-pub fn stamp() -> String {
-    let s = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    s.replace(['-', ':'], "")
-}
 
 /// Boots a guest and returns its time from QEMU start to READY, in ms.
 pub async fn boot_once(platform: &Platform, spec: GuestSpec, timeout: Duration) -> Result<f64> {

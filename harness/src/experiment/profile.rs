@@ -19,9 +19,9 @@
 //! Unknown keys and values of the wrong type are errors with the file, line and
 //! column (from the TOML parser); values out of range name the file, key and value.
 
-use crate::load::generator::{Connection, LoadSpec, Mode};
+use crate::load::spec::{Connection, LoadSpec, MAX_PROBE_HZ, Mode};
 use crate::machine::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
-use crate::network::GuestNet;
+use crate::network::address::GuestNet;
 use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
 use crate::migration::strategy::Strategy;
 use anyhow::{Context, Result, bail};
@@ -256,7 +256,7 @@ impl Cell {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let json = serde_json::Value::Object(differing).to_string();
-        crate::guest::image::hex(&Sha256::digest(json.as_bytes()))[..12].to_string()
+        crate::host::hex(&Sha256::digest(json.as_bytes()))[..12].to_string()
     }
 
     fn check(&self) -> Result<(), String> {
@@ -283,8 +283,8 @@ impl Cell {
         if let Some(spec) = self.load_spec() {
             spec.check()?;
         }
-        if self.probe_hz > crate::load::probe::MAX_HZ {
-            return Err(format!("probe_hz = {}: give 0 (off) to {} probes per second", self.probe_hz, crate::load::probe::MAX_HZ));
+        if self.probe_hz > MAX_PROBE_HZ {
+            return Err(format!("probe_hz = {}: give 0 (off) to {} probes per second", self.probe_hz, MAX_PROBE_HZ));
         }
         if let Some(b) = self.balloon_mib {
             if b >= self.ram_mib {
@@ -759,7 +759,7 @@ mod fuzz {
             prop::option::of(int()),
             mostly(0u32..=100, any::<u32>()),
             mostly(1u64..=600_000, int()),
-            mostly(0u32..=crate::load::probe::MAX_HZ, any::<u32>()),
+            mostly(0u32..=MAX_PROBE_HZ, any::<u32>()),
         );
         let fault = parsed::<Fault>(&["none", "kill-destination", "kill-source:2", "cut-link", "cut-link:3", "bad-qemu-option", "never-ready:5"]);
         (guest, migration, tuning, host, load, fault).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault)| Cell {

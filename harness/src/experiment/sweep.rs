@@ -12,7 +12,7 @@ use crate::migration::strategy::Strategy;
 use crate::migration::{driver, health};
 use crate::record::file::{ResultsFile, done_keys, read_results, read_runs};
 use crate::record::{MigrationRecord, RunInfo, RunRecord, SCHEMA};
-use crate::load::generator::LoadSpec;
+use crate::load::spec::LoadSpec;
 use crate::load::service;
 use crate::load::timeline;
 use crate::network::Network;

@@ -124,7 +124,7 @@ pub fn ensure_image(inputs: &ImageInputs) -> Result<GuestImage> {
         h.update(&m.name);
         h.update(Sha256::digest(&m.bytes));
     }
-    let key = hex(&h.finalize())[..16].to_string();
+    let key = crate::host::hex(&h.finalize())[..16].to_string();
     let dir = images_root().join(&key);
     if let Ok(img) = GuestImage::load(&dir) {
         return Ok(img);
@@ -175,7 +175,7 @@ fn write_image(
         built_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         kernel_origin: kernel.origin.clone(),
         kernel_release: kernel.release.clone(),
-        guest_init_sha256: hex(&Sha256::digest(init_bytes)),
+        guest_init_sha256: crate::host::hex(&Sha256::digest(init_bytes)),
         modules: modules.iter().map(|m| m.name.clone()).collect(),
         initramfs_bytes: cpio.len() as u64,
     };
@@ -198,9 +198,6 @@ fn prune_images(keep: &Path) {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn check_static_elf(bytes: &[u8], path: &Path) -> Result<()> {
     let rd = |off: usize, n: usize| {

@@ -375,6 +375,17 @@ impl CgroupVersion {
     }
 }
 
+/// A timestamp for file names: 20261123T093000Z.
+pub fn stamp() -> String {
+    let s = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    s.replace(['-', ':'], "")
+}
+
+/// Lower-case hex of some bytes (digests in cache keys and records).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

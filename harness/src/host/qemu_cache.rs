@@ -270,7 +270,7 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
         mirror,
         packages: versions,
         version_line: qemu.version_line.clone(),
-        fetched_at: crate::experiment::stamp(),
+        fetched_at: super::stamp(),
     };
     std::fs::write(staging.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
     std::fs::remove_dir_all(&debs)?;

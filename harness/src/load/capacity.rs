@@ -3,7 +3,8 @@
 //! they are installed. A generator slower than the service it measures would
 //! report its own limit as the service's.
 
-use super::generator::{self, Connection, LoadSpec, Mode};
+use super::generator;
+use super::spec::{Connection, LoadSpec, Mode};
 use super::timeline::{Request, merge_hdr, percentile_ms, phase_latency};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;

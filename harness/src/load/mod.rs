@@ -4,4 +4,5 @@ pub mod capacity;
 pub mod generator;
 pub mod probe;
 pub mod service;
+pub mod spec;
 pub mod timeline;

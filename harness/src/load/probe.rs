@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use migbench_guest::protocol::ECHO_PORT;
-pub const MAX_HZ: u32 = 20_000;
+use super::spec::MAX_PROBE_HZ as MAX_HZ;
 
 /// How long after the migration (its window or its outage, whichever ends later)
 /// losses count as the destination settling rather than as ordinary loss: a guest

@@ -2,7 +2,8 @@
 //! load and the fine probe started together on one clock, stopped together, and
 //! summarised against the migration window.
 
-use super::generator::{self, LoadSpec, RunningLoad};
+use super::generator::{self, RunningLoad};
+use super::spec::{self, LoadSpec};
 use super::probe::{self, ProbeSummary, RunningProbe};
 use super::timeline::{self, ClientView, Request, Window};
 use crate::network::Network;
@@ -48,8 +49,8 @@ pub struct ServiceRecord {
 /// knows where it is). Runs inside the namespace.
 pub fn wait_until_serving(network: Option<&Network>, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<Duration> {
     let spec = LoadSpec {
-        mode: generator::Mode::Closed { clients: 1, think_ms: 50 },
-        connection: generator::Connection::PerRequest,
+        mode: spec::Mode::Closed { clients: 1, think_ms: 50 },
+        connection: spec::Connection::PerRequest,
         dynamic_percent: 0,
         timeout_ms: 1000,
         requests: Some(1),

@@ -3,7 +3,7 @@
 
 use super::fault::{as_expected, inject};
 use super::health::{check_guest, guest_lost};
-use super::measurement::{Health, Measurement, Outcome, RecordedEvent, Sample, WorkloadRate};
+use super::measurement::{Health, Measurement, Outcome, RecordedEvent, Sample, WorkloadRate, ms, since_ms};
 use super::scenario::{Fault, Scenario, Transport};
 use super::strategy::Strategy;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
@@ -16,13 +16,6 @@ use std::time::{Duration, Instant};
 /// How often `query-migrate` is sampled (DESIGN.md: at most every 100 ms).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-pub(super) fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e4).round() / 10.0
-}
-
-pub(super) fn since_ms(t: Instant, t0: Instant) -> f64 {
-    if t >= t0 { ms(t - t0) } else { -ms(t0 - t) }
-}
 /// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
 pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) -> Result<Measurement> {
     drive_observed(src, dst, scenario, &mut |_| {}).await

@@ -1,8 +1,7 @@
 //! Faults injected into a migration: striking them at their time, and judging
 //! whether the guest ended where QEMU's semantics say it should.
 
-use super::driver::since_ms;
-use super::measurement::{FaultRecord, Measurement, Outcome};
+use super::measurement::{FaultRecord, Measurement, Outcome, since_ms};
 use super::scenario::Fault;
 use crate::machine::Machine;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@ use crate::qmp::{MigrationInfo, XbzrleCacheStats};
 use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a fault did in a run, and whether the guest ended as QEMU's semantics say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,16 @@ impl FaultRecord {
     pub fn before_migrating(fault: Fault, strategy: Strategy, action: String, struck: bool, as_expected: bool) -> FaultRecord {
         FaultRecord { fault, at_ms: None, action, struck, expected: fault.expected(strategy).into(), as_expected }
     }
+}
+
+/// A duration as records keep it: ms, to 0.1 ms.
+pub(super) fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+/// `t` on a clock that starts at `t0`, in ms (negative before it).
+pub(super) fn since_ms(t: Instant, t0: Instant) -> f64 {
+    if t >= t0 { ms(t - t0) } else { -ms(t0 - t) }
 }
 
 /// One `query-migrate` sample.

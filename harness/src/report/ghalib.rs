@@ -8,7 +8,7 @@
 
 use crate::summary::cell_runs::CellRuns;
 use crate::record::RunRecord;
-use crate::load::generator::Connection;
+use crate::load::spec::Connection;
 use crate::load::service::ServiceRecord;
 use crate::load::timeline::{MergedPhase, PhaseLatency};
 use tabled::builder::Builder;

@@ -14,45 +14,17 @@
 //! QEMU dies with the harness) the kernel destroys the namespace and with it the
 //! bridge and every tap. There is nothing to leak and nothing to clean up later.
 
+pub mod address;
+
+pub use address::{CLIENT_IP, GUEST_IP, GuestNet, PREFIX};
 use anyhow::{Context, Result, bail};
 use migbench_guest::netif;
-use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 /// The bridge inside the namespace.
 pub const BRIDGE: &str = "mbbr0";
-/// The client's address: the bridge's own.
-pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-/// The guest's address.
-pub const GUEST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-/// 198.18.0.0/15 (RFC 2544).
-pub const PREFIX: u8 = 15;
-
-/// A guest's place on the test network: its address, given on the kernel command
-/// line, and a MAC derived from it. Both survive the migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuestNet {
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Default for GuestNet {
-    fn default() -> Self {
-        GuestNet { ip: GUEST_IP, prefix: PREFIX }
-    }
-}
-
-impl GuestNet {
-    /// 52:54:00 (QEMU's prefix) followed by the address's last three octets.
-    pub fn mac(&self) -> String {
-        let o = self.ip.octets();
-        format!("52:54:00:{:02x}:{:02x}:{:02x}", o[1], o[2], o[3])
-    }
-}
-
 /// A network namespace with the test bridge. Dropping the last clone lets the
 /// namespace go once the QEMUs in it are gone.
 #[derive(Clone)]
