@@ -61,7 +61,7 @@ pub(crate) async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
         }
     };
     let result = plan::plan(&a.source, &planned, records.as_deref(), &opts);
-    let text = plan::markdown(&result);
+    let text = migbench::report::plan::markdown(&result);
     println!("{text}");
     if let Some(path) = &a.out {
         std::fs::write(path, &text).with_context(|| format!("--out {}: writing the plan", path.display()))?;

@@ -6,6 +6,7 @@ pub mod charts;
 pub mod compare;
 pub mod document;
 pub mod ghalib;
+pub mod plan;
 pub mod plot;
 pub mod service;
 pub mod shreya;
