@@ -1,6 +1,6 @@
 //! The capacity plan as Markdown: what `migbench plan` prints.
 
-use crate::rank::plan::{LeftOut, MIB, Plan, VmTime, ms_text};
+use crate::rank::plan::{Evacuation, Fits, Frontier, LeftOut, MIB, Plan, VmTime, ms_text};
 use tabled::settings::Style;
 
 fn table(rows: Vec<Vec<String>>) -> String {
@@ -23,8 +23,14 @@ pub fn markdown(p: &Plan) -> String {
     for a in &p.assumptions {
         out.push_str(&format!("- {a}\n"));
     }
+    frontier(&mut out, &p.frontier);
+    evacuation(&mut out, &p.evacuation);
+    fits(&mut out, &p.fits);
+    out
+}
 
-    let f = &p.frontier;
+/// Section 1: the highest convergent dirty rates, and each VM at each link.
+fn frontier(out: &mut String, f: &Frontier) {
     out.push_str("\n## 1. Convergence frontier\n\n");
     out.push_str(&format!(
         "Highest dirty rate (MiB/s) at which pre-copy converges, for a VM of each RAM size whose first round sends all of it \
@@ -59,9 +65,11 @@ pub fn markdown(p: &Plan) -> String {
     }
     out.push_str(&table(rows));
     out.push('\n');
-    left_out_lines(&mut out, &f.left_out);
+    left_out_lines(out, &f.left_out);
+}
 
-    let e = &p.evacuation;
+/// Section 2: evacuating the host, one by one and k at once.
+fn evacuation(out: &mut String, e: &Evacuation) {
     out.push_str("\n## 2. Evacuation: every VM off one host\n\n");
     out.push_str(&format!(
         "Each VM at its own downtime limit, pre-copy unless it would not converge (then post-copy). The model's simplification: {}.\n\n",
@@ -109,10 +117,13 @@ pub fn markdown(p: &Plan) -> String {
         out.push_str(&table(fallbacks));
         out.push('\n');
     }
-    left_out_lines(&mut out, &e.left_out);
+    left_out_lines(out, &e.left_out);
+}
 
+/// Section 3: total time against RAM, a fitted line per group.
+fn fits(out: &mut String, fits: &Fits) {
     out.push_str("\n## 3. Total time against RAM\n\n");
-    match &p.fits.note {
+    match &fits.note {
         Some(note) => out.push_str(&format!("{note}.\n")),
         None => {
             out.push_str(
@@ -120,7 +131,7 @@ pub fn markdown(p: &Plan) -> String {
             );
             let mut rows = vec![["group", "runs", "RAM MiB", "a ms", "b ms/MiB", "R²", "median error", "worst error"].into_iter().map(String::from).collect::<Vec<_>>()];
             let pct = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1} %"));
-            for g in &p.fits.groups {
+            for g in &fits.groups {
                 let ram = g.ram_mib.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
                 let mut row = vec![g.group.clone(), g.runs.to_string(), if ram.is_empty() { "-".into() } else { ram }];
                 match (&g.fit, &g.why_not) {
@@ -142,5 +153,4 @@ pub fn markdown(p: &Plan) -> String {
             out.push('\n');
         }
     }
-    out
 }
