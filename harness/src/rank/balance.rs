@@ -220,6 +220,55 @@ fn stddev(cpus: &[f64]) -> f64 {
     (cpus.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
+/// The index of the most (`hottest`) or least loaded host among `names` (the first
+/// in order on a tie); `names` is not empty.
+fn extreme_host(state: &ClusterState, names: &[String], hottest: bool) -> usize {
+    let mut best: Option<usize> = None;
+    for (i, h) in state.hosts.iter().enumerate() {
+        if !names.contains(&h.name) {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some(b) => if hottest { h.cpu > state.hosts[b].cpu } else { h.cpu < state.hosts[b].cpu },
+        };
+        if better {
+            best = Some(i);
+        }
+    }
+    best.expect("the list is not empty")
+}
+
+/// The moves a rule weighs, as (from host, VM, to host): the heavy host's VMs to
+/// the light host, or (min-stddev) every VM to every other host.
+fn candidate_moves(state: &ClusterState, rule: Rule, heavy: usize, light: usize) -> Vec<(usize, usize, usize)> {
+    match rule {
+        Rule::MinStddev => {
+            let mut all = Vec::new();
+            for (f, h) in state.hosts.iter().enumerate() {
+                for v in 0..h.vms.len() {
+                    for t in 0..state.hosts.len() {
+                        if t != f {
+                            all.push((f, v, t));
+                        }
+                    }
+                }
+            }
+            all
+        }
+        Rule::Paper | Rule::Guarded | Rule::CostAware | Rule::Lightest => (0..state.hosts[heavy].vms.len()).map(|v| (heavy, v, light)).collect(),
+    }
+}
+
+/// Phase 4's order of the candidates, and the other rules' orders.
+fn order(cands: &mut [Candidate], rule: Rule) {
+    match rule {
+        Rule::Paper | Rule::Guarded | Rule::CostAware => cands.sort_by(|a, b| a.distance.unwrap_or(f64::MAX).total_cmp(&b.distance.unwrap_or(f64::MAX))),
+        Rule::Lightest => cands.sort_by(|a, b| a.cpu.total_cmp(&b.cpu)),
+        Rule::MinStddev => cands.sort_by(|a, b| a.stddev_after.total_cmp(&b.stddev_after)),
+    }
+}
+
 /// Decides one round for `state`.
 pub fn decide(state: &ClusterState, opts: &Options) -> Result<Decision, String> {
     check(state)?;
@@ -256,24 +305,8 @@ pub fn decide(state: &ClusterState, opts: &Options) -> Result<Decision, String> 
         };
         return Ok(d);
     }
-    // The most loaded heavy host and the least loaded light one (first in order on a tie).
-    let pick = |names: &[String], hottest: bool| -> usize {
-        let mut best: Option<usize> = None;
-        for (i, h) in state.hosts.iter().enumerate() {
-            if !names.contains(&h.name) {
-                continue;
-            }
-            let better = match best {
-                None => true,
-                Some(b) => if hottest { h.cpu > state.hosts[b].cpu } else { h.cpu < state.hosts[b].cpu },
-            };
-            if better {
-                best = Some(i);
-            }
-        }
-        best.expect("the list is not empty")
-    };
-    let (hi, li) = (pick(&d.heavy, true), pick(&d.light, false));
+    // The most loaded heavy host and the least loaded light one.
+    let (hi, li) = (extreme_host(state, &d.heavy, true), extreme_host(state, &d.light, false));
     let (heavy, light) = (&state.hosts[hi], &state.hosts[li]);
     // Phase 3: the work transfer vector.
     let vector = threshold - light.cpu;
@@ -282,29 +315,9 @@ pub fn decide(state: &ClusterState, opts: &Options) -> Result<Decision, String> 
         "{} is the most loaded heavy host ({:.2} > {:.2}) and {} the least loaded light one ({:.2} < {:.2}); vector = {:.2} − {:.2} = {:.2}",
         heavy.name, heavy.cpu, band[1], light.name, light.cpu, band[0], threshold, light.cpu, vector
     );
-    // The candidates: the heavy host's VMs to the light host, or (min-stddev) every move.
-    let moves: Vec<(usize, usize, usize)> = if opts.rule == Rule::MinStddev {
-        let mut all = Vec::new();
-        for (f, h) in state.hosts.iter().enumerate() {
-            for v in 0..h.vms.len() {
-                for t in 0..state.hosts.len() {
-                    if t != f {
-                        all.push((f, v, t));
-                    }
-                }
-            }
-        }
-        all
-    } else {
-        (0..heavy.vms.len()).map(|v| (hi, v, li)).collect()
-    };
+    let moves = candidate_moves(state, opts.rule, hi, li);
     let mut cands: Vec<Candidate> = moves.iter().map(|&(f, v, t)| candidate(state, f, v, t, (f == hi && t == li).then_some(vector), band)).collect();
-    // Phase 4 order (and the other rules' orders).
-    match opts.rule {
-        Rule::Paper | Rule::Guarded | Rule::CostAware => cands.sort_by(|a, b| a.distance.unwrap_or(f64::MAX).total_cmp(&b.distance.unwrap_or(f64::MAX))),
-        Rule::Lightest => cands.sort_by(|a, b| a.cpu.total_cmp(&b.cpu)),
-        Rule::MinStddev => cands.sort_by(|a, b| a.stddev_after.total_cmp(&b.stddev_after)),
-    }
+    order(&mut cands, opts.rule);
     if cands.is_empty() {
         d.reason = format!("{pair}; but {} has no VM to move", heavy.name);
         return Ok(d);
