@@ -88,6 +88,13 @@ pub enum Outcome {
     Unsupported { reason: String },
 }
 
+/// A measurement nobody gave an outcome is a failure: it never counts.
+impl Default for Outcome {
+    fn default() -> Outcome {
+        Outcome::Failed { reason: "no outcome was recorded".into() }
+    }
+}
+
 impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
@@ -160,8 +167,10 @@ pub struct RecordedEvent {
     pub data: Value,
 }
 
-/// What one migration measured (DESIGN.md §3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What one migration measured (DESIGN.md §3). A new figure is one field here
+/// (optional, so records written before it still read); everything that reads
+/// records gets it through serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Measurement {
     pub outcome: Outcome,
     pub total_time_ms: Option<f64>,
@@ -262,42 +271,7 @@ impl Measurement {
 
     /// A measurement with only an outcome and a health check (nothing migrated yet).
     pub fn not_started(outcome: Outcome, health: Health) -> Measurement {
-        Measurement {
-            outcome,
-            total_time_ms: None,
-            downtime_ms: None,
-            event_downtime_ms: None,
-            setup_time_ms: None,
-            wall_time_ms: None,
-            transferred_bytes: None,
-            precopy_bytes: None,
-            postcopy_bytes: None,
-            normal_pages: None,
-            duplicate_pages: None,
-            iterations: None,
-            dirty_rate_pps: None,
-            guest_gap_ms: None,
-            postcopy_started_ms: None,
-            postcopy_switch_error: None,
-            postcopy_requests: None,
-            postcopy_blocktime_ms: None,
-            cpu_percent: PhaseCpu::default(),
-            balloon: None,
-            workload_rate: None,
-            health,
-            progress: Vec::new(),
-            events: Vec::new(),
-            service_downtime_ms: None,
-            brownout_ms: None,
-            service: None,
-            dirty_rate_before: None,
-            dirty_rate_error: None,
-            guest_memory_before: None,
-            fault: None,
-            evidence: None,
-            started_at: None,
-            ended_at: None,
-        }
+        Measurement { outcome, health, ..Default::default() }
     }
 }
 
