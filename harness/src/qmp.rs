@@ -603,7 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_qemu_silent_after_its_greeting_fails_by_the_deadline() {
-        // Found by tests/fuzz.rs: qmp_capabilities waited COMMAND_TIMEOUT (60 s), not
+        // Found by tests/fuzz_qmp_socket.rs: qmp_capabilities waited COMMAND_TIMEOUT (60 s), not
         // the time given to connect.
         let (a, b) = UnixStream::pair().unwrap();
         tokio::spawn(async move {

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod fuzz;
+
 /// The `migbench` binary with a private TMPDIR: its run directories land there,
 /// so anything left behind is easy to find.
 pub fn migbench(tmp: &Path) -> Command {
