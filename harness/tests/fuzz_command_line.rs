@@ -5,7 +5,7 @@ mod common;
 
 use common::fuzz::config;
 use migbench::experiment::profile::Shard;
-use migbench::load::generator::Mode;
+use migbench::load::spec::Mode;
 use migbench::migration::scenario::LinkSpeed;
 use migbench_guest::orders::{DirtyMode, Orders, Workload};
 use proptest::prelude::*;

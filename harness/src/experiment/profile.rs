@@ -625,7 +625,7 @@ link = ["100Mbit", "1Gbit", "unlimited"]
 
     #[test]
     fn a_huge_matrix_is_refused_before_it_is_built() {
-        // Found by tests/fuzz.rs: eight lists of 20 values are 2.56e10 cells, and
+        // Found by tests/fuzz_profile.rs: eight lists of 20 values are 2.56e10 cells, and
         // building them ran out of memory before any was checked.
         let list = |from: u32| format!("[{}]", (from..from + 20).map(|n| n.to_string()).collect::<Vec<_>>().join(", "));
         let keys = ["ram_mib", "vcpus", "downtime_limit_ms", "hybrid_passes", "cap_percent", "requests", "probe_hz", "request_timeout_ms"];
@@ -701,7 +701,7 @@ link = ["100Mbit", "1Gbit", "unlimited"]
 }
 
 /// Property-based: any cell, written as a profile's `[defaults]`, parses back to itself
-/// exactly when it passes its checks (the rest of the fuzzing is in tests/fuzz.rs).
+/// exactly when it passes its checks (the rest of the fuzzing is in tests/fuzz_profile.rs).
 #[cfg(test)]
 mod fuzz {
     use super::*;
