@@ -564,8 +564,7 @@ fn check_migration_info(v: &Value) -> Result<(), TestCaseError> {
 
 fn check_features(schema: &Value) -> Result<(), TestCaseError> {
     let f = Features::from_schema(schema);
-    use migbench::migration::strategy::Strategy::*;
-    for strategy in [Precopy, Postcopy, Hybrid, AutoConverge, Xbzrle, Multifd] {
+    for strategy in migbench::migration::strategy::Strategy::ALL {
         if let Ok(plan) = capability_plan(strategy, &f) {
             for (cap, _) in &plan {
                 prop_assert!(f.has_capability(cap), "{cap} is not offered: {:?}", f.capabilities);
