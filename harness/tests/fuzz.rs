@@ -15,7 +15,7 @@ use migbench::experiment::profile::{Profile, Shard, VARIABLES};
 use migbench::load::generator::Mode;
 use migbench::machine::{Accel, kernel_cmdline};
 use migbench::migration::scenario::{LinkSpeed, Scenario};
-use migbench::migration::strategy::{capability_plan, parameter_plan};
+use migbench::migration::settings::{capability_plan, parameter_plan};
 use migbench::qmp::{Features, MigrationInfo, Qmp, QmpError};
 use migbench::rank::balance::{self, ClusterState, Options, Rule};
 use migbench::rank::cluster::ClusterProfile;

@@ -8,7 +8,8 @@
 use crate::machine::Machine;
 use super::measurement::{Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
 use super::scenario::Scenario;
-use super::strategy::{Proof, Strategy, capability_plan, parameter_plan};
+use super::settings::{capability_plan, parameter_plan};
+use super::strategy::{Proof, Strategy};
 use crate::qmp::{MigrationInfo, Qmp, QmpError, XbzrleCacheStats};
 use anyhow::Result;
 use serde_json::Value;
