@@ -5,7 +5,7 @@ mod common;
 
 use common::fuzz::{QMP_KEYS, QMP_WORDS, config, json_value};
 use migbench::migration::scenario::Scenario;
-use migbench::migration::strategy::{capability_plan, parameter_plan};
+use migbench::migration::settings::{capability_plan, parameter_plan};
 use migbench::qmp::{Features, MigrationInfo};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -60,8 +60,7 @@ fn check_migration_info(v: &Value) -> Result<(), TestCaseError> {
 
 fn check_features(schema: &Value) -> Result<(), TestCaseError> {
     let f = Features::from_schema(schema);
-    use migbench::migration::strategy::Strategy::*;
-    for strategy in [Precopy, Postcopy, Hybrid, AutoConverge, Xbzrle, Multifd] {
+    for strategy in migbench::migration::strategy::Strategy::ALL {
         if let Ok(plan) = capability_plan(strategy, &f) {
             for (cap, _) in &plan {
                 prop_assert!(f.has_capability(cap), "{cap} is not offered: {:?}", f.capabilities);

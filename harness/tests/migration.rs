@@ -6,7 +6,7 @@ use common::*;
 use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
 use migbench::migration::measurement::Outcome;
 use migbench::migration::scenario::{Compression, Scenario, Transport};
-use migbench::migration::strategy::Strategy;
+use migbench::migration::strategy::{Proof, Strategy};
 use migbench::record::MigrationRecord;
 use std::time::Duration;
 
@@ -198,13 +198,14 @@ async fn xbzrle_auto_converge_and_multifd_show_qemu_at_work() {
         let e = m.evidence.as_ref().expect("every migrated run records its evidence");
         assert!(e.took_effect, "{s}: {}", e.note);
         assert_eq!(e.settings.source.capabilities.get(&s.to_string()), Some(&true), "{s}: {:?}", e.settings.source);
-        match s {
-            Strategy::Xbzrle => {
+        match s.spec().proof {
+            Proof::XbzrleDeltas => {
                 let x = e.xbzrle.as_ref().unwrap();
                 assert!(x.pages.unwrap() > 0 && x.cache_miss.unwrap() > 0 && x.cache_size == Some(64 << 20), "{x:?}");
             }
-            Strategy::AutoConverge => assert!(e.throttle.as_ref().unwrap().max_percent.unwrap() >= 90, "{:?}", e.throttle),
-            _ => {
+            Proof::Throttled => assert!(e.throttle.as_ref().unwrap().max_percent.unwrap() >= 90, "{:?}", e.throttle),
+            Proof::Nothing | Proof::PostcopyEntered => unreachable!("{s} is not one of this test's strategies"),
+            Proof::MultifdChannels => {
                 let d = e.multifd.as_ref().unwrap();
                 assert_eq!((d.channels, d.compression.as_deref()), (Some(3), Some("zstd")));
                 assert!(d.bytes.unwrap() > 0, "{d:?}");

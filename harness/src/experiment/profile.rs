@@ -737,7 +737,7 @@ mod fuzz {
         let loads = &["open:0.1", "open:100", "open:100000", "closed:1", "closed:4:10", "closed:1024:60000"];
         let guest = (mostly(64u32..5000, any::<u32>()), mostly(1u32..=255, any::<u32>()), parsed::<Workload>(workloads));
         let migration = (
-            select(&[Mig::Precopy, Mig::Postcopy, Mig::Hybrid, Mig::AutoConverge, Mig::Xbzrle, Mig::Multifd][..]),
+            select(&Mig::ALL[..]),
             parsed::<LinkSpeed>(links),
             select(&[Transport::Unix, Transport::Tcp][..]),
             mostly(0u64..=2_000_000, int()),

@@ -5,7 +5,7 @@ use super::fault::{as_expected, inject};
 use super::health::{check_guest, guest_lost};
 use super::measurement::{Health, Measurement, Outcome, RecordedEvent, Sample, WorkloadRate, ms, since_ms};
 use super::scenario::{Fault, Scenario, Transport};
-use super::strategy::Strategy;
+use super::strategy::PostcopySwitch;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::{Machine, Role};
@@ -153,7 +153,7 @@ pub async fn drive_with(
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
     m.evidence = Some(crate::migration::evidence::judge(scenario.strategy, settings, &observed, &m));
     if let Some(mut f) = injected {
-        f.expected = scenario.fault.expected(if postcopy_active { Strategy::Postcopy } else { Strategy::Precopy }).into();
+        f.expected = scenario.fault.expected_when(postcopy_active).into();
         f.as_expected = as_expected(&f, &m, postcopy_active);
         m.fault = Some(f);
     }
@@ -184,8 +184,9 @@ async fn watch(
     w: &mut Watch,
 ) -> Result<Outcome> {
     src.qmp.execute(&qapi::qmp::migrate { uri: Some(uri.into()), channels: None, detach: None, resume: None }).await?;
-    if scenario.strategy == Strategy::Postcopy {
-        start_postcopy(src, w).await;
+    match scenario.strategy.postcopy_switch() {
+        PostcopySwitch::AtOnce => start_postcopy(src, w).await,
+        PostcopySwitch::Never | PostcopySwitch::AfterPasses => {}
     }
     let timeout = scenario.timeout();
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
@@ -209,13 +210,19 @@ async fn watch(
             }
             _ => {}
         }
-        if scenario.strategy == Strategy::Hybrid && w.postcopy_started.is_none() && w.switch_error.is_none() && status == "active" {
-            let passes_done = w.last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0).saturating_sub(1);
-            let due = passes_done >= scenario.tuning.hybrid_passes
-                || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
-            if due {
-                start_postcopy(src, w).await;
+        let due = match scenario.strategy.postcopy_switch() {
+            PostcopySwitch::Never | PostcopySwitch::AtOnce => false,
+            PostcopySwitch::AfterPasses => {
+                let passes_done = w.last.ram.as_ref().and_then(|r| r.dirty_sync_count).unwrap_or(0).saturating_sub(1);
+                w.postcopy_started.is_none()
+                    && w.switch_error.is_none()
+                    && status == "active"
+                    && (passes_done >= scenario.tuning.hybrid_passes
+                        || scenario.tuning.hybrid_after_s.is_some_and(|s| t0.elapsed().as_secs_f64() >= s))
             }
+        };
+        if due {
+            start_postcopy(src, w).await;
         }
         if status == "postcopy-paused" {
             // The stream broke during post-copy: the destination holds the running guest's

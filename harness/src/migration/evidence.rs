@@ -8,7 +8,8 @@
 use crate::machine::Machine;
 use super::measurement::{Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
 use super::scenario::Scenario;
-use super::strategy::{Strategy, capability_plan, parameter_plan};
+use super::settings::{capability_plan, parameter_plan};
+use super::strategy::{Proof, Strategy};
 use crate::qmp::{MigrationInfo, Qmp, QmpError, XbzrleCacheStats};
 use anyhow::Result;
 use serde_json::Value;
@@ -69,9 +70,9 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
         Outcome::Unsupported { .. } => "nothing was migrated",
     };
     let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None };
-    match strategy {
-        Strategy::Precopy => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
-        Strategy::Postcopy | Strategy::Hybrid => {
+    match strategy.spec().proof {
+        Proof::Nothing => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
+        Proof::PostcopyEntered => {
             let entered_ms = [seen.postcopy_seen_ms, postcopy_event_ms(&m.events)].into_iter().flatten().reduce(f64::min);
             let p = PostcopyEvidence { entered: entered_ms.is_some(), entered_ms, bytes: m.postcopy_bytes, page_requests: m.postcopy_requests };
             e.took_effect = p.entered;
@@ -90,16 +91,16 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
             };
             e.postcopy = Some(p);
         }
-        Strategy::Xbzrle => {
+        Proof::XbzrleDeltas => {
             let x = seen.xbzrle.clone();
             let (pages, overflow) = x.as_ref().map_or((0, 0), |x| (x.pages.unwrap_or(0), x.overflow.unwrap_or(0)));
             // A delta is only tried for a page the cache holds: one sent (or
             // overflowed) shows XBZRLE at work; misses alone are pre-copy.
             e.took_effect = pages + overflow > 0;
             e.note = match &x {
-                None => "xbzrle requested; QEMU reported no XBZRLE cache statistics".into(),
+                None => format!("{strategy} requested; QEMU reported no XBZRLE cache statistics"),
                 Some(x) if !e.took_effect => format!(
-                    "xbzrle requested; {ended} before a re-sent page was found in the cache ({} cache misses): every page went whole, as in pre-copy",
+                    "{strategy} requested; {ended} before a re-sent page was found in the cache ({} cache misses): every page went whole, as in pre-copy",
                     x.cache_miss.unwrap_or(0)
                 ),
                 Some(x) => format!(
@@ -111,17 +112,17 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
             };
             e.xbzrle = x;
         }
-        Strategy::AutoConverge => {
+        Proof::Throttled => {
             let t = ThrottleEvidence { max_percent: seen.max_throttle, throttled_samples: seen.throttled_samples };
             e.took_effect = t.max_percent.unwrap_or(0) > 0;
             e.note = if e.took_effect {
-                format!("auto-converge throttled the guest's vCPUs up to {} %", t.max_percent.unwrap_or(0))
+                format!("{strategy} throttled the guest's vCPUs up to {} %", t.max_percent.unwrap_or(0))
             } else {
-                format!("auto-converge requested; {ended} before QEMU throttled the guest")
+                format!("{strategy} requested; {ended} before QEMU throttled the guest")
             };
             e.throttle = Some(t);
         }
-        Strategy::Multifd => {
+        Proof::MultifdChannels => {
             let params = &e.settings.source.parameters;
             let d = MultifdEvidence {
                 channels: params.get("multifd-channels").and_then(Value::as_u64),
@@ -137,9 +138,9 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
             // bytes also show they carried the RAM.
             e.took_effect = d.bytes.is_none_or(|b| b > 0);
             e.note = match d.bytes {
-                Some(0) => format!("multifd requested ({how}); QEMU reports no byte sent through the channels"),
-                Some(b) => format!("multifd: {how} (read back on both sides); {} sent through the channels", mib(b)),
-                None => format!("multifd: {how} (read back on both sides); this QEMU does not count multifd bytes"),
+                Some(0) => format!("{strategy} requested ({how}); QEMU reports no byte sent through the channels"),
+                Some(b) => format!("{strategy}: {how} (read back on both sides); {} sent through the channels", mib(b)),
+                None => format!("{strategy}: {how} (read back on both sides); this QEMU does not count multifd bytes"),
             };
             e.multifd = Some(d);
         }
@@ -275,7 +276,7 @@ mod tests {
                 m.postcopy_requests = ram.postcopy_requests;
             }
         }
-        m.postcopy_started_ms = matches!(strategy, Strategy::Postcopy | Strategy::Hybrid).then_some(1.0);
+        m.postcopy_started_ms = strategy.switches_to_postcopy().then_some(1.0);
         judge(strategy, Settings::default(), &seen, &m)
     }
 

@@ -2,7 +2,9 @@
 //! progress apart):
 //!
 //! - [`scenario`]: what to run (transport, link, limits, knobs, an injected fault);
-//! - [`strategy`]: the strategies, with the capabilities and parameters each needs;
+//! - [`strategy`]: the strategies, one row each: capabilities, knobs, post-copy
+//!   switch, cost model, proof;
+//! - [`settings`]: a scenario's capabilities and parameters for one QEMU;
 //! - [`driver`]: the QMP conversation that runs it and samples its progress;
 //! - [`evidence`]: the settings read back and the proof that the strategy worked;
 //! - [`fault`]: striking an injected fault and judging its outcome;
@@ -15,4 +17,5 @@ pub mod fault;
 pub mod health;
 pub mod measurement;
 pub mod scenario;
+pub mod settings;
 pub mod strategy;

@@ -120,17 +120,23 @@ impl Fault {
         *self == Fault::None
     }
 
-    /// What QEMU's semantics say should become of the guest (for the record).
+    /// What QEMU's semantics say should become of the guest (for the record), for
+    /// a run of `strategy` that the fault met before the migration showed its phase.
     pub fn expected(&self, strategy: Strategy) -> &'static str {
+        self.expected_when(strategy.postcopy_from_start())
+    }
+
+    /// [`Fault::expected`] for a fault that struck with post-copy running or not.
+    pub fn expected_when(&self, postcopy: bool) -> &'static str {
         match self {
             Fault::None => "",
-            Fault::KillDestination { .. } if strategy == Strategy::Postcopy => {
+            Fault::KillDestination { .. } if postcopy => {
                 "the guest is lost: once post-copy runs, the destination holds the only up-to-date state and the source cannot resume"
             }
             Fault::KillDestination { .. } => {
                 "the migration fails and the source resumes: its heartbeats continue (for hybrid, only if post-copy had not started)"
             }
-            Fault::KillSource { .. } if strategy == Strategy::Postcopy => {
+            Fault::KillSource { .. } if postcopy => {
                 "the guest is stuck: the destination runs it but cannot fetch the pages still on the source (post-copy paused)"
             }
             Fault::KillSource { .. } => "the guest is lost: the destination never received a complete state, so it does not run",

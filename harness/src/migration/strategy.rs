@@ -1,174 +1,312 @@
-//! The migration strategies: which of QEMU's mechanisms moves the memory, the
-//! capabilities and parameters each needs.
+//! The migration strategies, one row each in [`Strategy::spec`]: what a strategy
+//! is called, the capabilities and parameters it needs, when it switches to
+//! post-copy, which cost model predicts it and what proves it took effect. The
+//! rest of the harness asks the row, so adding a strategy is its variant and its
+//! row; a mechanism no row has yet (a new [`Knob`], [`PostcopySwitch`], [`Proof`]
+//! or [`CostModel`]) is a new variant there, and the compiler points at the
+//! exhaustive `match` that must learn it.
 
-use super::scenario::{Compression, Scenario};
-use crate::qmp::Features;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// The migration strategy: which of QEMU's mechanisms moves the memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+/// The migration strategy: which of QEMU's mechanisms moves the memory. Each is
+/// described by its row in [`Strategy::spec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Iterative pre-copy (QEMU's default).
     #[default]
     Precopy,
-    /// `postcopy-ram`, switched to post-copy at once.
     Postcopy,
-    /// Pre-copy for `hybrid_passes` passes (or `hybrid_after_s`), then `migrate-start-postcopy`.
     Hybrid,
-    /// Pre-copy with `auto-converge` CPU throttling.
     AutoConverge,
-    /// Pre-copy with XBZRLE delta compression of re-sent pages.
     Xbzrle,
-    /// Pre-copy over several channels (`multifd`), optionally compressed.
     Multifd,
 }
 
+/// Everything the harness does differently for one strategy.
+#[derive(Debug)]
+pub struct StrategySpec {
+    /// As written in profiles, records and on the command line.
+    pub name: &'static str,
+    /// One line, for `--help`.
+    pub summary: &'static str,
+    /// Capabilities turned on; a QEMU without one of them cannot run the strategy.
+    pub required: &'static [&'static str],
+    /// Capabilities turned on where this QEMU offers them.
+    pub optional: &'static [&'static str],
+    /// The migration parameters set from the scenario's `Tuning`, beyond
+    /// `max-bandwidth` and `downtime-limit`, which every strategy sets.
+    pub knobs: &'static [Knob],
+    pub postcopy: PostcopySwitch,
+    /// The models know no throttling, compression or channels and no mix of
+    /// pre- and post-copy (see `rank::predict`), so such a strategy names the
+    /// nearest of them.
+    pub cost_model: CostModel,
+    /// What QEMU must show for a run to count as this strategy (judged in
+    /// `migration::evidence`).
+    pub proof: Proof,
+}
+
+/// A group of migration parameters set from the scenario's `Tuning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knob {
+    /// `max-postcopy-bandwidth` = the link, where QEMU has it.
+    PostcopyBandwidth,
+    /// `cpu-throttle-initial` and `cpu-throttle-increment`.
+    CpuThrottle,
+    /// `xbzrle-cache-size`.
+    XbzrleCache,
+    /// `multifd-channels` and `multifd-compression`, on both sides.
+    Multifd,
+}
+
+/// When the driver sends `migrate-start-postcopy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostcopySwitch {
+    Never,
+    /// Right after `migrate`.
+    AtOnce,
+    /// After `hybrid_passes` complete pre-copy passes, or `hybrid_after_s` if sooner.
+    AfterPasses,
+}
+
+/// Which of `rank::predict`'s models predicts a strategy's cost. Its name is the
+/// `strategy` of a prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostModel {
+    Precopy,
+    Postcopy,
+}
+
+impl CostModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            CostModel::Precopy => "precopy",
+            CostModel::Postcopy => "postcopy",
+        }
+    }
+}
+
+/// What QEMU shows when a strategy took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// Nothing to engage: QEMU's default.
+    Nothing,
+    /// `postcopy-active`, in a `query-migrate` sample or a `MIGRATION` event.
+    PostcopyEntered,
+    /// A page sent as an XBZRLE delta (or tried: an overflow).
+    XbzrleDeltas,
+    /// `cpu-throttle-percentage` above 0.
+    Throttled,
+    /// The channels read back, and bytes through them where QEMU counts them.
+    MultifdChannels,
+}
+
+impl Strategy {
+    /// Every strategy, in declaration order (a new variant goes last, here too).
+    pub const ALL: [Strategy; 6] =
+        [Strategy::Precopy, Strategy::Postcopy, Strategy::Hybrid, Strategy::AutoConverge, Strategy::Xbzrle, Strategy::Multifd];
+
+    /// This strategy's row.
+    pub const fn spec(self) -> &'static StrategySpec {
+        match self {
+            Strategy::Precopy => &StrategySpec {
+                name: "precopy",
+                summary: "Iterative pre-copy (QEMU's default)",
+                required: &[],
+                optional: &[],
+                knobs: &[],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::Nothing,
+            },
+            Strategy::Postcopy => &StrategySpec {
+                name: "postcopy",
+                summary: "`postcopy-ram`, switched to post-copy at once",
+                required: &["postcopy-ram"],
+                optional: &["postcopy-blocktime"],
+                knobs: &[Knob::PostcopyBandwidth],
+                postcopy: PostcopySwitch::AtOnce,
+                cost_model: CostModel::Postcopy,
+                proof: Proof::PostcopyEntered,
+            },
+            Strategy::Hybrid => &StrategySpec {
+                name: "hybrid",
+                summary: "Pre-copy for `hybrid_passes` passes (or `hybrid_after_s`), then `migrate-start-postcopy`",
+                required: &["postcopy-ram"],
+                optional: &["postcopy-blocktime"],
+                knobs: &[Knob::PostcopyBandwidth],
+                postcopy: PostcopySwitch::AfterPasses,
+                cost_model: CostModel::Postcopy,
+                proof: Proof::PostcopyEntered,
+            },
+            Strategy::AutoConverge => &StrategySpec {
+                name: "auto-converge",
+                summary: "Pre-copy with `auto-converge` CPU throttling",
+                required: &["auto-converge"],
+                optional: &[],
+                knobs: &[Knob::CpuThrottle],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::Throttled,
+            },
+            Strategy::Xbzrle => &StrategySpec {
+                name: "xbzrle",
+                summary: "Pre-copy with XBZRLE delta compression of re-sent pages",
+                required: &["xbzrle"],
+                optional: &[],
+                knobs: &[Knob::XbzrleCache],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::XbzrleDeltas,
+            },
+            Strategy::Multifd => &StrategySpec {
+                name: "multifd",
+                summary: "Pre-copy over several channels (`multifd`), optionally compressed",
+                required: &["multifd"],
+                optional: &[],
+                knobs: &[Knob::Multifd],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::MultifdChannels,
+            },
+        }
+    }
+
+    pub fn postcopy_switch(self) -> PostcopySwitch {
+        self.spec().postcopy
+    }
+
+    /// Whether the driver switches this strategy to post-copy at some point.
+    pub fn switches_to_postcopy(self) -> bool {
+        match self.postcopy_switch() {
+            PostcopySwitch::Never => false,
+            PostcopySwitch::AtOnce | PostcopySwitch::AfterPasses => true,
+        }
+    }
+
+    /// Whether post-copy runs from the start, so a fault at any time meets it.
+    pub fn postcopy_from_start(self) -> bool {
+        match self.postcopy_switch() {
+            PostcopySwitch::AtOnce => true,
+            PostcopySwitch::Never | PostcopySwitch::AfterPasses => false,
+        }
+    }
+
+    pub fn cost_model(self) -> CostModel {
+        self.spec().cost_model
+    }
+
+    fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.spec().name == name)
+    }
+}
+
+/// The names, in `ALL`'s order, for "expected one of" messages.
+const NAMES: [&str; Strategy::ALL.len()] = {
+    let mut names = [""; Strategy::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Strategy::ALL[i].spec().name;
+        i += 1;
+    }
+    names
+};
+
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Strategy::Precopy => "precopy",
-            Strategy::Postcopy => "postcopy",
-            Strategy::Hybrid => "hybrid",
-            Strategy::AutoConverge => "auto-converge",
-            Strategy::Xbzrle => "xbzrle",
-            Strategy::Multifd => "multifd",
-        })
+        f.write_str(self.spec().name)
     }
 }
 
-/// Capabilities migbench manages: each is set on or off explicitly before every
-/// migration (a reused guest keeps what an earlier run set).
-const MANAGED_CAPABILITIES: &[&str] = &["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"];
-
-/// The capability states a strategy needs on this QEMU, or why it cannot run here.
-pub fn capability_plan(strategy: Strategy, features: &Features) -> Result<Vec<(&'static str, bool)>, String> {
-    let (required, optional): (&[&str], &[&str]) = match strategy {
-        Strategy::Precopy => (&[], &[]),
-        Strategy::Postcopy | Strategy::Hybrid => (&["postcopy-ram"], &["postcopy-blocktime"]),
-        Strategy::AutoConverge => (&["auto-converge"], &[]),
-        Strategy::Xbzrle => (&["xbzrle"], &[]),
-        Strategy::Multifd => (&["multifd"], &[]),
-    };
-    if let Some(missing) = required.iter().find(|c| !features.has_capability(c)) {
-        return Err(format!("strategy {strategy} needs the migration capability {missing}, which this QEMU does not offer"));
+// Written by hand, not derived, so that a strategy's name and help come from its
+// row alone.
+impl Serialize for Strategy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.spec().name)
     }
-    let mut plan: Vec<(&'static str, bool)> = MANAGED_CAPABILITIES
-        .iter()
-        .filter(|c| features.has_capability(c))
-        .map(|c| (*c, required.contains(c) || optional.contains(c)))
-        .collect();
-    if features.has_capability("events") {
-        plan.push(("events", true));
-    }
-    Ok(plan)
 }
 
-/// The `migrate-set-parameters` for each side, or why this QEMU cannot take them.
-pub fn parameter_plan(
-    scenario: &Scenario,
-    features: &Features,
-) -> Result<(qapi::qmp::MigrateSetParameters, qapi::qmp::MigrateSetParameters), String> {
-    let need = |p: &str| {
-        if features.has_parameter(p) { Ok(()) } else { Err(format!("this QEMU has no migration parameter {p} (needed by {})", scenario.strategy)) }
-    };
-    let t = &scenario.tuning;
-    let mut src = qapi::qmp::MigrateSetParameters {
-        max_bandwidth: Some(scenario.link.max_bandwidth()),
-        downtime_limit: Some(scenario.downtime_limit_ms),
-        ..Default::default()
-    };
-    let mut dst = qapi::qmp::MigrateSetParameters::default();
-    match scenario.strategy {
-        Strategy::Precopy => {}
-        Strategy::Postcopy | Strategy::Hybrid => {
-            // 0 would mean "unlimited" in post-copy: keep the link's speed there too.
-            if features.has_parameter("max-postcopy-bandwidth") {
-                src.max_postcopy_bandwidth = Some(scenario.link.max_bandwidth());
+impl<'de> Deserialize<'de> for Strategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strategy, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Strategy;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a migration strategy")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Strategy, E> {
+                // The same words as serde's derived enums, which profiles' messages used.
+                Strategy::from_name(v).ok_or_else(|| E::unknown_variant(v, &NAMES))
             }
         }
-        Strategy::AutoConverge => {
-            need("cpu-throttle-initial")?;
-            need("cpu-throttle-increment")?;
-            src.cpu_throttle_initial = Some(t.throttle_initial);
-            src.cpu_throttle_increment = Some(t.throttle_increment);
-        }
-        Strategy::Xbzrle => {
-            need("xbzrle-cache-size")?;
-            src.xbzrle_cache_size = Some(t.xbzrle_cache_mib.saturating_mul(1024 * 1024));
-        }
-        Strategy::Multifd => {
-            need("multifd-channels")?;
-            src.multifd_channels = Some(t.multifd_channels);
-            dst.multifd_channels = Some(t.multifd_channels);
-            if t.multifd_compression != Compression::None {
-                need("multifd-compression")?;
-                let name = serde_json::to_value(t.multifd_compression).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                if !features.multifd_compressions.is_empty() && !features.multifd_compressions.contains(&name) {
-                    return Err(format!(
-                        "this QEMU was built without multifd compression {name} (it offers {})",
-                        features.multifd_compressions.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-            if features.has_parameter("multifd-compression") {
-                src.multifd_compression = Some(t.multifd_compression.qapi());
-                dst.multifd_compression = Some(t.multifd_compression.qapi());
+        d.deserialize_str(Name)
+    }
+}
+
+impl clap::ValueEnum for Strategy {
+    fn value_variants<'a>() -> &'a [Strategy] {
+        &Strategy::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.spec().name).help(self.spec().summary))
+    }
+}
+
+/// The capabilities some strategy turns on, in `ALL`'s order: each is set on or off
+/// explicitly before every migration (a reused guest keeps what an earlier run set).
+pub(super) fn managed_capabilities() -> Vec<&'static str> {
+    let mut caps: Vec<&'static str> = Vec::new();
+    for s in Strategy::ALL {
+        for c in s.spec().required.iter().chain(s.spec().optional) {
+            if !caps.contains(c) {
+                caps.push(c);
             }
         }
     }
-    Ok((src, dst))
+    caps
 }
-
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
 
-    fn features_7_2() -> Features {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qmp-7.2/query-qmp-schema.json");
-        Features::from_schema(&serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+    #[test]
+    fn all_holds_every_strategy_once_in_declaration_order() {
+        for (i, s) in Strategy::ALL.into_iter().enumerate() {
+            assert_eq!(s as usize, i, "{s}");
+        }
+        // Records and profiles hold these names: a strategy is never renamed.
+        assert_eq!(NAMES[..6], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]);
     }
 
     #[test]
-    fn capability_plans_set_every_managed_capability_explicitly() {
-        let f = features_7_2();
-        let pre = capability_plan(Strategy::Precopy, &f).unwrap();
-        assert!(pre.iter().all(|(c, on)| *c == "events" || !on), "{pre:?}");
-        assert_eq!(pre.len(), MANAGED_CAPABILITIES.len() + 1);
-        let post = capability_plan(Strategy::Postcopy, &f).unwrap();
-        assert!(post.contains(&("postcopy-ram", true)) && post.contains(&("postcopy-blocktime", true)) && post.contains(&("multifd", false)));
-        assert!(capability_plan(Strategy::Multifd, &f).unwrap().contains(&("multifd", true)));
-        let mut old = f.clone();
-        old.capabilities.remove("multifd");
-        let e = capability_plan(Strategy::Multifd, &old).unwrap_err();
-        assert!(e.contains("multifd") && e.contains("does not offer"), "{e}");
-        // A capability this QEMU lacks is not sent at all.
-        assert!(!capability_plan(Strategy::Precopy, &old).unwrap().iter().any(|(c, _)| *c == "multifd"));
+    fn every_strategy_round_trips_through_its_name() {
+        use clap::ValueEnum;
+        for s in Strategy::ALL {
+            let name = s.to_string();
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::String(name.clone()));
+            assert_eq!(serde_json::from_value::<Strategy>(name.clone().into()).unwrap(), s);
+            assert_eq!(Strategy::from_str(&name, false), Ok(s));
+            assert_eq!(s.to_possible_value().unwrap().get_name(), name);
+        }
+        let e = serde_json::from_str::<Strategy>("\"teleport\"").unwrap_err().to_string();
+        assert!(e.starts_with("unknown variant `teleport`, expected one of `precopy`, `postcopy`, `hybrid`, `auto-converge`, `xbzrle`, `multifd`"), "{e}");
     }
 
     #[test]
-    fn parameter_plans_per_strategy() {
-        let f = features_7_2();
-        let mut sc = Scenario { strategy: Strategy::Multifd, ..Scenario::default() };
-        sc.tuning.multifd_compression = Compression::Zstd;
-        sc.tuning.multifd_channels = 4;
-        let (src, dst) = parameter_plan(&sc, &f).unwrap();
-        let (src, dst) = (serde_json::to_value(&src).unwrap(), serde_json::to_value(&dst).unwrap());
-        assert_eq!(src["multifd-channels"], 4);
-        assert_eq!(dst["multifd-compression"], "zstd");
-        assert_eq!(src["max-bandwidth"], 125_000_000);
-        assert!(dst.get("max-bandwidth").is_none());
-        let (src, _) = parameter_plan(&Scenario { strategy: Strategy::Postcopy, ..Scenario::default() }, &f).unwrap();
-        assert_eq!(src.max_postcopy_bandwidth, Some(125_000_000));
-        let (src, _) = parameter_plan(&Scenario { strategy: Strategy::Xbzrle, ..Scenario::default() }, &f).unwrap();
-        assert_eq!(src.xbzrle_cache_size, Some(64 << 20));
-        let mut bare = f.clone();
-        bare.parameters.remove("xbzrle-cache-size");
-        let e = parameter_plan(&Scenario { strategy: Strategy::Xbzrle, ..Scenario::default() }, &bare).unwrap_err();
-        assert!(e.contains("xbzrle-cache-size"), "{e}");
+    fn the_managed_capabilities_are_those_of_the_rows() {
+        assert_eq!(managed_capabilities()[..5], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"]);
     }
 
+    #[test]
+    fn the_postcopy_switch_decides_the_postcopy_properties() {
+        let with = |s: Strategy| (s.switches_to_postcopy(), s.postcopy_from_start());
+        assert_eq!(with(Strategy::Precopy), (false, false));
+        assert_eq!(with(Strategy::Postcopy), (true, true));
+        assert_eq!(with(Strategy::Hybrid), (true, false));
+        let models: Vec<&str> = Strategy::ALL.iter().map(|s| s.cost_model().name()).collect();
+        assert_eq!(models[..6], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy"]);
+    }
 }

@@ -24,6 +24,7 @@
 //!
 //! Everything here is a pure function of its arguments: no I/O, no clock.
 
+use crate::migration::strategy::CostModel;
 use serde::{Deserialize, Serialize};
 
 const MIB: f64 = 1_048_576.0;
@@ -76,7 +77,7 @@ pub struct LinkProfile {
 /// A predicted migration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
-    /// "precopy" or "postcopy".
+    /// The model's name ([`CostModel::name`]): "precopy" or "postcopy".
     pub strategy: String,
     pub converges: bool,
     /// Seconds from the start (set-up included) to the destination running with
@@ -234,6 +235,14 @@ fn not_converging(strategy: &str, rounds: u32, reason: String, per_round: Vec<(u
     }
 }
 
+/// The prediction of the model a strategy names (`Strategy::cost_model`).
+pub fn with_model(model: CostModel, vm: &VmProfile, link: &LinkProfile) -> Prediction {
+    match model {
+        CostModel::Precopy => precopy(vm, link),
+        CostModel::Postcopy => postcopy(vm, link),
+    }
+}
+
 /// Predicts a pre-copy migration (see the module doc for the model). Never panics:
 /// input the model cannot run on (bandwidth ≤ 0, NaN or infinite; a negative or
 /// NaN dirty rate, downtime limit or set-up time) gives a non-converging
@@ -273,7 +282,7 @@ pub fn precopy(vm: &VmProfile, link: &LinkProfile) -> Prediction {
                 )
             };
             return Prediction {
-                strategy: "precopy".to_string(),
+                strategy: CostModel::Precopy.name().to_string(),
                 converges: true,
                 total_s: Some(link.setup_s + run.live_s + downtime_s),
                 downtime_s: Some(downtime_s),
@@ -304,7 +313,7 @@ pub fn precopy(vm: &VmProfile, link: &LinkProfile) -> Prediction {
             left / b
         ),
     };
-    not_converging("precopy", run.live, reason, per_round)
+    not_converging(CostModel::Precopy.name(), run.live, reason, per_round)
 }
 
 /// Predicts a post-copy migration (thesis Table 1.1: total = RAM / link +
@@ -316,7 +325,7 @@ pub fn precopy(vm: &VmProfile, link: &LinkProfile) -> Prediction {
 /// NaN or infinite) or a bad set-up time make it non-converging.
 pub fn postcopy(vm: &VmProfile, link: &LinkProfile) -> Prediction {
     if let Some(why) = bad_link(link) {
-        return not_converging("postcopy", 0, why, Vec::new());
+        return not_converging(CostModel::Postcopy.name(), 0, why, Vec::new());
     }
     let b = link.bytes_per_s;
     let memory = vm.first_round_bytes.unwrap_or(vm.ram_bytes);
@@ -325,7 +334,7 @@ pub fn postcopy(vm: &VmProfile, link: &LinkProfile) -> Prediction {
     let memory_s = memory as f64 / b;
     let bytes = memory.saturating_add(device);
     Prediction {
-        strategy: "postcopy".to_string(),
+        strategy: CostModel::Postcopy.name().to_string(),
         converges: true,
         total_s: Some(link.setup_s + downtime_s + memory_s),
         downtime_s: Some(downtime_s),

@@ -8,7 +8,6 @@ use crate::summary::stats::Stats;
 use crate::record::RunRecord;
 use crate::machine::GuestSpec;
 use crate::migration::scenario::Scenario;
-use crate::migration::strategy::Strategy;
 use crate::rank::predict::{self, LinkProfile, Prediction, VmProfile};
 use serde::Serialize;
 use std::fmt;
@@ -117,10 +116,7 @@ pub fn within_time_limit(mut p: Prediction, timeout_s: f64) -> Prediction {
 /// scenario's time limit applied.
 pub fn predict_for(guest: &GuestSpec, scenario: &Scenario, dirty_bytes_per_s: f64, first_round_bytes: Option<u64>) -> Prediction {
     let (vm, link) = model_inputs(guest, scenario, dirty_bytes_per_s, first_round_bytes);
-    let p = match scenario.strategy {
-        Strategy::Postcopy | Strategy::Hybrid => predict::postcopy(&vm, &link),
-        _ => predict::precopy(&vm, &link),
-    };
+    let p = predict::with_model(scenario.strategy.cost_model(), &vm, &link);
     within_time_limit(p, scenario.timeout_s)
 }
 
