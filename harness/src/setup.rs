@@ -5,7 +5,8 @@
 
 use crate::guest::image::{self, GuestImage, ImageInputs};
 use crate::host::{self, FileLock, HostInfo, OsRelease, Qemu, QemuOrigin};
-use crate::machine::{self, Accel, AccelRequest};
+use crate::machine::hardware::{Accel, AccelRequest};
+use crate::machine;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -144,10 +145,10 @@ pub async fn environment(p: &mut Platform, requested: AccelRequest) -> Result<En
     let machine_type = {
         let q = p.qemu.clone();
         // A QEMU that cannot list its machines fails at its start, with its own words.
-        tokio::task::spawn_blocking(move || q.machine_type(machine::MACHINE_TYPE))
+        tokio::task::spawn_blocking(move || q.machine_type(machine::command::MACHINE_TYPE))
             .await
             .context("machine type task")?
-            .unwrap_or_else(|e| format!("{} (not resolved: {})", machine::MACHINE_TYPE, format!("{e:#}").lines().next().unwrap_or("")))
+            .unwrap_or_else(|e| format!("{} (not resolved: {})", machine::command::MACHINE_TYPE, format!("{e:#}").lines().next().unwrap_or("")))
     };
     Ok(Environment::new(p, &choice, machine_type))
 }

@@ -13,7 +13,8 @@
 
 use migbench::experiment::profile::{Profile, Shard, VARIABLES};
 use migbench::load::generator::Mode;
-use migbench::machine::{Accel, kernel_cmdline};
+use migbench::machine::command::kernel_cmdline;
+use migbench::machine::hardware::Accel;
 use migbench::migration::scenario::{LinkSpeed, Scenario};
 use migbench::migration::strategy::{capability_plan, parameter_plan};
 use migbench::qmp::{Features, MigrationInfo, Qmp, QmpError};

@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
+use migbench::machine::run_dir::RunDir;
+use migbench::machine::{self, GuestSpec, Machine, Role};
 use migbench::migration::measurement::Outcome;
 use migbench::migration::scenario::Scenario;
 use std::time::Duration;

@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
+use migbench::machine::run_dir::RunDir;
+use migbench::machine::{self, GuestSpec, Machine, Role};
 use migbench::migration::measurement::Outcome;
 use migbench::migration::scenario::{Compression, Scenario, Transport};
 use migbench::migration::strategy::Strategy;

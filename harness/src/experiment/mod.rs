@@ -6,7 +6,9 @@ pub mod profile;
 pub mod sweep;
 pub mod workload_rates;
 
-use crate::machine::{GuestSpec, Machine, RunDir};
+use crate::machine::hardware::GuestSpec;
+use crate::machine::run_dir::RunDir;
+use crate::machine::Machine;
 use crate::setup::Platform;
 use anyhow::Result;
 use std::time::Duration;

@@ -1,7 +1,10 @@
 //! One migration outside a profile (`migbench migrate`): boot a guest, migrate it
 //! once to a fresh QEMU, and make the record.
 
-use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::machine::command::Role;
+use crate::machine::hardware::GuestSpec;
+use crate::machine::run_dir::RunDir;
+use crate::machine::Machine;
 use crate::migration::driver::drive;
 use crate::migration::measurement::Outcome;
 use crate::migration::scenario::Scenario;

@@ -5,7 +5,9 @@
 use super::profile::{Cell, Profile, Shard};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
-use crate::machine::{Machine, Role, RunDir};
+use crate::machine::hardware::{BAD_QEMU_OPTION, GuestSpec, StartFault};
+use crate::machine::run_dir::RunDir;
+use crate::machine::{Machine, Role};
 use crate::migration::measurement::{FaultRecord, Measurement, Outcome, WorkloadRate};
 use crate::migration::scenario::Fault;
 use crate::migration::strategy::Strategy;
@@ -237,7 +239,7 @@ async fn one_run(
             l.machine.quit().await;
         }
         let name = next_name();
-        let spec = crate::machine::GuestSpec { inject: crate::machine::StartFault::NeverReady, ..spec };
+        let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
         let booted =
             Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, Duration::from_secs_f64(give_up_s), network)
                 .await;
@@ -280,7 +282,7 @@ async fn one_run(
     l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
     let name = next_name();
     let dst_spec = match fault {
-        Fault::BadQemuOption => crate::machine::GuestSpec { inject: crate::machine::StartFault::BadQemuOption, ..spec },
+        Fault::BadQemuOption => GuestSpec { inject: StartFault::BadQemuOption, ..spec },
         _ => spec,
     };
     let started = Machine::start_in(&platform.qemu, &platform.image, dst_spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name, network).await;
@@ -289,9 +291,9 @@ async fn one_run(
         (Err(e), Fault::BadQemuOption) => {
             // The fault worked: no migration, and the guest runs on where it was.
             let health = health::staying_guest(&mut l.machine).await;
-            let ok = health.healthy && format!("{e:#}").contains(crate::machine::BAD_QEMU_OPTION);
+            let ok = health.healthy && format!("{e:#}").contains(BAD_QEMU_OPTION);
             let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
-            let action = format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION);
+            let action = format!("started the destination QEMU with {}", BAD_QEMU_OPTION);
             m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
             return Ok((m, l.migrated, l.boot_ms));
         }

@@ -4,7 +4,9 @@
 //! guest side boots a 1-vCPU guest with the workload and reads its reports.
 
 use crate::guest::channel::rate_between;
-use crate::machine::{Accel, GuestSpec, Machine, RunDir};
+use crate::machine::hardware::{Accel, GuestSpec};
+use crate::machine::run_dir::RunDir;
+use crate::machine::Machine;
 use crate::setup::Platform;
 use anyhow::{Result, bail};
 use migbench_guest::benchmark::Benchmark;

@@ -8,7 +8,10 @@
 use super::balance::{self, ClusterState, Decision, HostState, Options, Rule, VmState};
 use crate::machine::cgroup::CpuCgroup;
 use crate::machine::usage;
-use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::machine::command::Role;
+use crate::machine::hardware::{Accel, GuestSpec};
+use crate::machine::run_dir::RunDir;
+use crate::machine::Machine;
 use crate::migration::measurement::Outcome;
 use crate::migration::scenario::{LinkSpeed, Scenario};
 use crate::setup::{Environment, Platform};
@@ -124,7 +127,7 @@ impl ClusterProfile {
                 if !names.insert(v.name.clone()) {
                     return Err(format!("VM {:?} appears twice", v.name));
                 }
-                GuestSpec::new(self.ram_mib, 1, crate::machine::Accel::Tcg).map_err(|e| e.to_string())?.with_workload(v.workload).check()?;
+                GuestSpec::new(self.ram_mib, 1, Accel::Tcg).map_err(|e| e.to_string())?.with_workload(v.workload).check()?;
             }
         }
         if !(self.window_s.is_finite() && (0.5..=3600.0).contains(&self.window_s)) {

@@ -6,7 +6,7 @@ use super::{Metric, Ranked, by_metric_then_tiebreak};
 use crate::summary::cell_runs::CellRuns;
 use crate::summary::stats::Stats;
 use crate::record::RunRecord;
-use crate::machine::GuestSpec;
+use crate::machine::hardware::GuestSpec;
 use crate::migration::scenario::Scenario;
 use crate::migration::strategy::Strategy;
 use crate::rank::predict::{self, LinkProfile, Prediction, VmProfile};
@@ -209,7 +209,8 @@ pub async fn predict_cells(
     boot_timeout: std::time::Duration,
     quiet: bool,
 ) -> anyhow::Result<Vec<PredictedVm>> {
-    use crate::machine::{Machine, RunDir};
+    use crate::machine::Machine;
+    use crate::machine::run_dir::RunDir;
     let run = RunDir::new()?;
     let network = if profile.cells.iter().any(|c| c.guest(env.accel).net.is_some()) { Some(crate::network::Network::create()?) } else { None };
     let mut out = Vec::new();
