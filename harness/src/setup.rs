@@ -76,7 +76,7 @@ pub async fn kvm_works(p: &Platform) -> Result<(bool, String)> {
             return Ok((c.works, c.detail));
         }
     }
-    let (works, detail) = match machine::probe_kvm(&p.qemu, &p.image, KVM_PROBE_TIMEOUT).await {
+    let (works, detail) = match machine::site::probe_kvm(&p.qemu, &p.image, KVM_PROBE_TIMEOUT).await {
         Ok(t) => (true, format!("a KVM guest said READY after {:.1} s", t.as_secs_f64())),
         Err(e) => (false, e),
     };

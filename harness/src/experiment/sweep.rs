@@ -6,7 +6,7 @@ use super::profile::{Cell, Profile, Shard};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::hardware::{BAD_QEMU_OPTION, GuestSpec, StartFault};
-use crate::machine::run_dir::RunDir;
+use crate::machine::site::Site;
 use crate::machine::{Machine, Role};
 use crate::migration::measurement::{FaultRecord, Measurement, Outcome, WorkloadRate};
 use crate::migration::scenario::Fault;
@@ -120,12 +120,11 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let bars = Bars::new(runs.len() as u64, opts.quiet);
     let bar = &bars.sweep;
     let started = Instant::now();
-    let run_dir = RunDir::new()?;
-    // One test network for the sweep, if any guest serves HTTP; it goes with this
-    // function's end (and with the harness, whatever way it ends).
+    // One test network for the sweep, if any guest serves HTTP; it goes with the
+    // site at this function's end (and with the harness, whatever way it ends).
     // A cut-link fault needs it too: the QEMUs then migrate over its loopback.
     let needs_network = |r: &PlannedRun| r.cell.guest(env.accel).net.is_some() || matches!(r.cell.fault, Fault::CutLink { .. });
-    let network = if runs.iter().any(needs_network) { Some(Network::create()?) } else { None };
+    let site = Site::local(&platform.qemu, &platform.image, runs.iter().any(needs_network))?;
     let mut live: Option<Live> = None;
     let mut names = 0u32;
     // Only counted: a record is on disk the moment its run ends, and holding them all
@@ -139,7 +138,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             names += 1;
             format!("g{names}")
         };
-        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, network.as_ref(), &mut live, r, &mut next_name, &bars.run).await {
+        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut live, r, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
@@ -215,12 +214,10 @@ pub struct SweepOutcome {
 
 #[allow(clippy::too_many_arguments)]
 async fn one_run(
-    platform: &Platform,
     env: &Environment,
     profile: &Profile,
     opts: &SweepOptions,
-    run_dir: &RunDir,
-    network: Option<&Network>,
+    site: &Site,
     live: &mut Option<Live>,
     r: &PlannedRun,
     next_name: &mut impl FnMut() -> String,
@@ -229,6 +226,7 @@ async fn one_run(
     let key = r.cell.boot_key();
     let spec = r.cell.guest(env.accel);
     let fault = r.cell.fault;
+    let network = site.network();
     if let Some(net) = network {
         // An earlier cut-link run may have failed to bring the link back.
         net.set_loopback(true).context("bringing the test network's loopback up before the run")?;
@@ -240,9 +238,7 @@ async fn one_run(
         }
         let name = next_name();
         let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
-        let booted =
-            Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, Duration::from_secs_f64(give_up_s), network)
-                .await;
+        let booted = site.boot(spec, &name, Duration::from_secs_f64(give_up_s)).await;
         let (outcome, ok, detail) = match booted {
             Ok((m, _)) => {
                 m.quit().await;
@@ -270,8 +266,7 @@ async fn one_run(
     }
     if live.is_none() {
         let name = next_name();
-        let (m, boot_ms) =
-            Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, opts.boot_timeout, network).await?;
+        let (m, boot_ms) = site.boot(spec, &name, opts.boot_timeout).await?;
         if profile.warmup_s > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(profile.warmup_s)).await;
         }
@@ -285,7 +280,7 @@ async fn one_run(
         Fault::BadQemuOption => GuestSpec { inject: StartFault::BadQemuOption, ..spec },
         _ => spec,
     };
-    let started = Machine::start_in(&platform.qemu, &platform.image, dst_spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name, network).await;
+    let started = site.start(dst_spec, Role::Incoming, &name).await;
     let mut dst = match (started, fault) {
         (Ok(d), _) => d,
         (Err(e), Fault::BadQemuOption) => {

@@ -12,6 +12,7 @@ pub mod command;
 pub mod dirty_rate;
 pub mod hardware;
 pub mod run_dir;
+pub mod site;
 pub mod stale;
 pub mod usage;
 
@@ -21,7 +22,6 @@ pub use command::Role;
 pub use hardware::{Accel, AccelRequest, Balloon, GuestSpec};
 
 use command::{MachinePaths, check_socket_path, qemu_args};
-use run_dir::RunDir;
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::host::Qemu;
@@ -94,14 +94,10 @@ pub struct Machine {
 
 impl Machine {
     /// Starts QEMU and connects to its QMP and guest channel; does not wait for
-    /// the guest (see [`Machine::wait_ready`]).
-    pub async fn start(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, role: Role, dir: &Path, name: &str) -> Result<Machine> {
-        Machine::start_in(qemu, image, spec, role, dir, name, None).await
-    }
-
-    /// [`Machine::start`], with the guest's NIC (if `spec.net` is set) on a tap of
-    /// `network`; QEMU runs inside the network's namespace.
-    pub async fn start_in(
+    /// the guest (see [`Machine::wait_ready`]). With a `network`, QEMU runs inside
+    /// its namespace and the guest's NIC (if `spec.net` is set) is on a tap of it.
+    /// Only a [`site::Site`] starts machines: it knows where they run.
+    pub(super) async fn start(
         qemu: &Qemu,
         image: &GuestImage,
         spec: GuestSpec,
@@ -197,28 +193,6 @@ impl Machine {
         };
         std::mem::forget(guard);
         Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None, features: Default::default(), _tap: tap })
-    }
-
-    /// Starts a guest and waits for READY; returns it with its boot time (QEMU
-    /// start to READY, ms).
-    pub async fn boot(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, dir: &Path, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
-        Machine::boot_in(qemu, image, spec, dir, name, timeout, None).await
-    }
-
-    /// [`Machine::boot`] on the test network (see [`Machine::start_in`]).
-    pub async fn boot_in(
-        qemu: &Qemu,
-        image: &GuestImage,
-        spec: GuestSpec,
-        dir: &Path,
-        name: &str,
-        timeout: Duration,
-        network: Option<&Network>,
-    ) -> Result<(Machine, f64)> {
-        let mut m = Machine::start_in(qemu, image, spec, Role::Boot, dir, name, network).await?;
-        let ready = m.wait_ready(timeout).await?;
-        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
-        Ok((m, boot_ms))
     }
 
     /// What this QEMU offers, read from its schema once and kept.
@@ -383,27 +357,22 @@ pub fn tail(path: &Path, n: usize) -> String {
     if out.trim().is_empty() { "  (nothing)".to_string() } else { out }
 }
 
-/// Whether KVM really runs a guest here: boots one under `-accel kvm` and waits
-/// for READY. `/dev/kvm` existing proves nothing (here it exists and a guest
-/// never gets to run).
-pub async fn probe_kvm(qemu: &Qemu, image: &GuestImage, timeout: Duration) -> Result<Duration, String> {
-    if !Path::new("/dev/kvm").exists() {
-        return Err("/dev/kvm does not exist".into());
+/// Kills the QEMU of process group `pgid` if it still runs (its [`Machine`] reaps
+/// it when dropped). While `pgid` is in [`LIVE`] its process is not yet reaped, so
+/// the group is still ours.
+fn kill_if_live(pgid: i32) {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if live.contains(&pgid) {
+        // SAFETY: signalling a process group we created and have not reaped.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
-    let run = RunDir::new().map_err(|e| format!("{e:#}"))?;
-    let dir = run.machine_dir("kvm-probe").map_err(|e| format!("{e:#}"))?;
-    let spec = GuestSpec::new(128, 1, Accel::Kvm).expect("a valid probe spec");
-    let mut m = Machine::start(qemu, image, spec, Role::Boot, &dir, "kvm-probe").await.map_err(|e| one_line(&format!("{e:#}")))?;
-    let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| one_line(&format!("{e:#}")));
-    drop(m);
-    r
 }
 
-/// A multi-line error (with QEMU's and the console's lines) folded into one line for a note.
-fn one_line(text: &str) -> String {
-    let folded = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
-    if folded.chars().count() > 300 { folded.chars().take(300).collect::<String>() + " …" } else { folded }
+/// Whether the QEMU of process group `pgid` is still running here.
+fn is_live(pgid: i32) -> bool {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).contains(&pgid)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,9 +210,9 @@ pub async fn predict_cells(
     quiet: bool,
 ) -> anyhow::Result<Vec<PredictedVm>> {
     use crate::machine::Machine;
-    use crate::machine::run_dir::RunDir;
-    let run = RunDir::new()?;
-    let network = if profile.cells.iter().any(|c| c.guest(env.accel).net.is_some()) { Some(crate::network::Network::create()?) } else { None };
+    use crate::machine::site::Site;
+    let test_network = profile.cells.iter().any(|c| c.guest(env.accel).net.is_some());
+    let site = Site::local(&platform.qemu, &platform.image, test_network)?;
     let mut out = Vec::new();
     let mut live: Option<((u32, u32, String), Machine)> = None;
     for (i, cell) in profile.cells.iter().enumerate() {
@@ -227,7 +227,7 @@ pub async fn predict_cells(
         }
         if live.is_none() {
             let name = format!("p{i}");
-            let (m, _) = Machine::boot_in(&platform.qemu, &platform.image, cell.guest(env.accel), &run.machine_dir(&name)?, &name, boot_timeout, network.as_ref()).await?;
+            let (m, _) = site.boot(cell.guest(env.accel), &name, boot_timeout).await?;
             if profile.warmup_s > 0.0 {
                 tokio::time::sleep(std::time::Duration::from_secs_f64(profile.warmup_s)).await;
             }
