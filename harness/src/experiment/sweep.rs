@@ -6,6 +6,7 @@ use super::profile::{Cell, Profile, Shard};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::hardware::{BAD_QEMU_OPTION, GuestSpec, StartFault};
+use crate::machine::pool::{Afterwards, GuestPool};
 use crate::machine::site::Site;
 use crate::machine::{Machine, Role};
 use crate::migration::measurement::{FaultRecord, Measurement, Outcome, WorkloadRate};
@@ -93,13 +94,8 @@ pub fn estimate(runs: &[PlannedRun], reuse: bool) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// The guest currently running, ready to be migrated again.
-struct Live {
-    machine: Machine,
-    key: (u32, u32, String),
-    boot_ms: f64,
-    migrated: bool,
-}
+/// What a booted guest can be reused for: RAM, vCPUs and workload (see [`Cell::boot_key`]).
+type BootKey = (u32, u32, String);
 
 /// Runs the profile. Every finished run is appended to `DIR/results.jsonl` at once.
 pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<SweepOutcome> {
@@ -125,7 +121,8 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     // A cut-link fault needs it too: the QEMUs then migrate over its loopback.
     let needs_network = |r: &PlannedRun| r.cell.guest(env.accel).net.is_some() || matches!(r.cell.fault, Fault::CutLink { .. });
     let site = Site::local(&platform.qemu, &platform.image, runs.iter().any(needs_network))?;
-    let mut live: Option<Live> = None;
+    let warmup = Duration::try_from_secs_f64(profile.warmup_s).unwrap_or_default();
+    let mut pool = GuestPool::new(&site, opts.reuse, opts.boot_timeout, warmup);
     let mut names = 0u32;
     // Only counted: a record is on disk the moment its run ends, and holding them all
     // would grow the harness with every run of a long sweep.
@@ -138,11 +135,11 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             names += 1;
             format!("g{names}")
         };
-        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut live, r, &mut next_name, &bars.run).await {
+        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut pool, r, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
-                live = None;
+                pool.discard();
                 let reason = format!("{e:#}");
                 let mut m = Measurement::not_started(Outcome::Failed { reason: reason.clone() }, Default::default());
                 if !r.cell.fault.is_none() {
@@ -198,9 +195,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     }
     bars.run.finish_and_clear();
     bar.finish_and_clear();
-    if let Some(l) = live.take() {
-        l.machine.quit().await;
-    }
+    pool.clear().await;
     Ok(SweepOutcome { ran, skipped, wall: started.elapsed(), results: results_path })
 }
 
@@ -218,12 +213,11 @@ async fn one_run(
     profile: &Profile,
     opts: &SweepOptions,
     site: &Site,
-    live: &mut Option<Live>,
+    pool: &mut GuestPool<'_, BootKey>,
     r: &PlannedRun,
     next_name: &mut impl FnMut() -> String,
     run_bar: &ProgressBar,
 ) -> Result<(Measurement, bool, f64)> {
-    let key = r.cell.boot_key();
     let spec = r.cell.guest(env.accel);
     let fault = r.cell.fault;
     let network = site.network();
@@ -233,9 +227,7 @@ async fn one_run(
     }
     if let Fault::NeverReady { give_up_s } = fault {
         // A fresh guest whose kernel is told to run an init that does not exist.
-        if let Some(l) = live.take() {
-            l.machine.quit().await;
-        }
+        pool.clear().await;
         let name = next_name();
         let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
         let booted = site.boot(spec, &name, Duration::from_secs_f64(give_up_s)).await;
@@ -259,20 +251,7 @@ async fn one_run(
         m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
         return Ok((m, false, 0.0));
     }
-    if live.as_ref().is_some_and(|l| !opts.reuse || l.key != key) {
-        if let Some(l) = live.take() {
-            l.machine.quit().await;
-        }
-    }
-    if live.is_none() {
-        let name = next_name();
-        let (m, boot_ms) = site.boot(spec, &name, opts.boot_timeout).await?;
-        if profile.warmup_s > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(profile.warmup_s)).await;
-        }
-        *live = Some(Live { machine: m, key, boot_ms, migrated: false });
-    }
-    let l = live.as_mut().expect("a live guest was just ensured");
+    let mut l = pool.take(spec, r.cell.boot_key(), &mut *next_name).await?;
     let (cap, cores) = (r.cell.cap_percent, r.cell.host_cores);
     l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
     let name = next_name();
@@ -290,7 +269,9 @@ async fn one_run(
             let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
             let action = format!("started the destination QEMU with {}", BAD_QEMU_OPTION);
             m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
-            return Ok((m, l.migrated, l.boot_ms));
+            let ran = (m, l.reused, l.boot_ms);
+            pool.put_back(l);
+            return Ok(ran);
         }
         (Err(e), _) => return Err(e).context("starting the destination QEMU"),
     };
@@ -360,22 +341,9 @@ async fn one_run(
         let (before, after) = (rate_before.map(|r| r.1), rate_after.map(|r| r.1));
         m.workload_rate = Some(WorkloadRate { unit, before, during, after, slowdown_percent: None }.with_slowdown());
     }
-    let reused = l.migrated;
-    let boot_ms = l.boot_ms;
-    let moved = m.outcome == Outcome::Completed && m.health.healthy;
-    let stayed = m.outcome != Outcome::Completed && m.health.healthy && m.health.runs_on == "source";
-    if moved {
-        let old = std::mem::replace(&mut l.machine, dst);
-        l.migrated = true;
-        old.quit().await;
-    } else if stayed {
-        l.migrated = true;
-        dst.quit().await;
-    } else {
-        // A sick or lost guest is not reused: the next run boots a fresh one.
-        *live = None;
-        drop(dst);
-    }
+    let (reused, boot_ms) = (l.reused, l.boot_ms);
+    let afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
+    pool.after_migration(l, dst, afterwards).await;
     Ok((m, reused, boot_ms))
 }
 

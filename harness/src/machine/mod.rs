@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod command;
 pub mod dirty_rate;
 pub mod hardware;
+pub mod pool;
 pub mod run_dir;
 pub mod site;
 pub mod stale;
