@@ -5,11 +5,13 @@
 use super::profile::{Cell, Profile, Shard};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
-use crate::machine::hardware::{BAD_QEMU_OPTION, GuestSpec, StartFault};
+use crate::machine::command::Role;
+use crate::machine::dirty_rate::DirtyRate;
+use crate::machine::hardware::{BAD_QEMU_OPTION, Balloon, GuestSpec, StartFault};
 use crate::machine::pool::{Afterwards, GuestPool};
 use crate::machine::site::Site;
-use crate::machine::{Machine, Role};
-use crate::migration::measurement::{FaultRecord, Measurement, Outcome, WorkloadRate};
+use crate::machine::Machine;
+use crate::migration::measurement::{FaultRecord, GuestMemory, Measurement, Outcome, WorkloadRate};
 use crate::migration::scenario::Fault;
 use crate::migration::strategy::Strategy;
 use crate::migration::{driver, health};
@@ -207,6 +209,10 @@ pub struct SweepOutcome {
     pub results: PathBuf,
 }
 
+/// One run on the sweep's site: its guest (kept from the last run, or booted), a
+/// destination, the `before` measurements, the migration, the `after` window and
+/// the load's record. Returns the measurement, whether the guest was reused, and
+/// its boot time.
 #[allow(clippy::too_many_arguments)]
 async fn one_run(
     env: &Environment,
@@ -219,78 +225,124 @@ async fn one_run(
     run_bar: &ProgressBar,
 ) -> Result<(Measurement, bool, f64)> {
     let spec = r.cell.guest(env.accel);
-    let fault = r.cell.fault;
-    let network = site.network();
-    if let Some(net) = network {
+    if let Some(net) = site.network() {
         // An earlier cut-link run may have failed to bring the link back.
         net.set_loopback(true).context("bringing the test network's loopback up before the run")?;
     }
-    if let Fault::NeverReady { give_up_s } = fault {
-        // A fresh guest whose kernel is told to run an init that does not exist.
+    if let Fault::NeverReady { give_up_s } = r.cell.fault {
         pool.clear().await;
-        let name = next_name();
-        let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
-        let booted = site.boot(spec, &name, Duration::from_secs_f64(give_up_s)).await;
-        let (outcome, ok, detail) = match booted {
-            Ok((m, _)) => {
-                m.quit().await;
-                let why = "the guest said READY although its init does not exist";
-                (Outcome::Failed { reason: why.into() }, false, why.to_string())
-            }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                // As expected only if the guest itself never got there: QEMU gone before
-                // READY with the kernel's complaint on the console, or no READY in time.
-                let ok = reason.contains("READY") && (reason.contains("console") || reason.contains("did not say READY"));
-                (Outcome::Failed { reason }, ok, "the guest never said READY".to_string())
-            }
-        };
-        let health = crate::migration::measurement::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
-        let mut m = Measurement::not_started(outcome, health);
-        let action = format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY");
-        m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
-        return Ok((m, false, 0.0));
+        return Ok((never_ready(site, spec, r, give_up_s, &next_name()).await, false, 0.0));
     }
-    let mut l = pool.take(spec, r.cell.boot_key(), &mut *next_name).await?;
-    let (cap, cores) = (r.cell.cap_percent, r.cell.host_cores);
-    l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
-    let name = next_name();
+    let mut src = pool.take(spec, r.cell.boot_key(), &mut *next_name).await?;
+    src.machine.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the source QEMU")?;
+    let mut dst = match start_destination(site, spec, r, &mut src.machine, &next_name()).await? {
+        Destination::Started(dst) => dst,
+        Destination::Refused(m) => {
+            let ran = (m, src.reused, src.boot_ms);
+            pool.put_back(src);
+            return Ok(ran);
+        }
+    };
+    let (before, service) = measure_before(profile, site, r, spec, &src.machine).await?;
+    let mut m = migrate(site, r, &mut src.machine, &mut dst, run_bar).await?;
+    after_window(profile, r, &mut m, before, &src.machine, &dst).await;
+    if let Some(svc) = service {
+        finish_service(opts, r, &mut m, svc).await;
+    }
+    let (reused, boot_ms) = (src.reused, src.boot_ms);
+    let afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
+    pool.after_migration(src, dst, afterwards).await;
+    Ok((m, reused, boot_ms))
+}
+
+/// A `never-ready` run: a fresh guest whose kernel is told to run an init that does
+/// not exist, given `give_up_s` to say READY. As expected when it never does.
+async fn never_ready(site: &Site, spec: GuestSpec, r: &PlannedRun, give_up_s: f64, name: &str) -> Measurement {
+    let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
+    let (outcome, ok, detail) = match site.boot(spec, name, Duration::from_secs_f64(give_up_s)).await {
+        Ok((m, _)) => {
+            m.quit().await;
+            let why = "the guest said READY although its init does not exist";
+            (Outcome::Failed { reason: why.into() }, false, why.to_string())
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            // As expected only if the guest itself never got there: QEMU gone before
+            // READY with the kernel's complaint on the console, or no READY in time.
+            let ok = reason.contains("READY") && (reason.contains("console") || reason.contains("did not say READY"));
+            (Outcome::Failed { reason }, ok, "the guest never said READY".to_string())
+        }
+    };
+    let health = crate::migration::measurement::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
+    let mut m = Measurement::not_started(outcome, health);
+    let action = format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY");
+    m.fault = Some(FaultRecord::before_migrating(r.cell.fault, r.cell.strategy, action, true, ok));
+    m
+}
+
+/// The destination QEMU, or the run's record when a `bad-qemu-option` fault kept
+/// it from starting (no migration; the guest runs on where it was).
+enum Destination {
+    Started(Machine),
+    Refused(Measurement),
+}
+
+/// Starts the destination QEMU, with the cell's CPU limits.
+async fn start_destination(site: &Site, spec: GuestSpec, r: &PlannedRun, src: &mut Machine, name: &str) -> Result<Destination> {
+    let fault = r.cell.fault;
     let dst_spec = match fault {
         Fault::BadQemuOption => GuestSpec { inject: StartFault::BadQemuOption, ..spec },
         _ => spec,
     };
-    let started = site.start(dst_spec, Role::Incoming, &name).await;
-    let mut dst = match (started, fault) {
+    let mut dst = match (site.start(dst_spec, Role::Incoming, name).await, fault) {
         (Ok(d), _) => d,
         (Err(e), Fault::BadQemuOption) => {
-            // The fault worked: no migration, and the guest runs on where it was.
-            let health = health::staying_guest(&mut l.machine).await;
+            let health = health::staying_guest(src).await;
             let ok = health.healthy && format!("{e:#}").contains(BAD_QEMU_OPTION);
             let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
-            let action = format!("started the destination QEMU with {}", BAD_QEMU_OPTION);
+            let action = format!("started the destination QEMU with {BAD_QEMU_OPTION}");
             m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
-            let ran = (m, l.reused, l.boot_ms);
-            pool.put_back(l);
-            return Ok(ran);
+            return Ok(Destination::Refused(m));
         }
         (Err(e), _) => return Err(e).context("starting the destination QEMU"),
     };
-    dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
+    dst.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the destination QEMU")?;
+    Ok(Destination::Started(dst))
+}
+
+/// What a run measures on its guest before migrating it.
+struct Before {
+    balloon: Balloon,
+    dirty: Option<Result<DirtyRate, String>>,
+    memory: Option<GuestMemory>,
+    cpu: Option<CpuUsage>,
+    rate: Option<(String, f64)>,
+}
+
+/// Sets the balloon, starts the load (if the cell has one), then measures the dirty
+/// rate, the guest's memory and the `before` window, under the conditions the
+/// migration meets. The load runs on until [`finish_service`].
+async fn measure_before(profile: &Profile, site: &Site, r: &PlannedRun, spec: GuestSpec, src: &Machine) -> Result<(Before, Option<service::Running>)> {
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
-    let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
-    let service = match (r.cell.load_spec(), spec.net, network) {
+    let balloon = src.set_balloon(r.cell.balloon_mib).await?;
+    let service = match (r.cell.load_spec(), spec.net, site.network()) {
         (Some(load), Some(net), Some(network)) => Some(start_service(&load, net.ip, r.cell.probe_hz, network).await?),
         (Some(_), _, _) => bail!("this cell has a load but its guest has no network (a bug: the sweep makes one for guests serving HTTP)"),
         _ => None,
     };
-    // The dirty rate under the same conditions the migration meets (the load, if any, runs).
     let dirty = if profile.dirty_rate_s > 0.0 {
-        Some(crate::machine::dirty_rate::measure(&l.machine, profile.dirty_rate_s).await.map_err(|e| format!("{e:#}")))
+        Some(crate::machine::dirty_rate::measure(src, profile.dirty_rate_s).await.map_err(|e| format!("{e:#}")))
     } else {
         None
     };
-    let memory = l.machine.channel.memory().map(|s| crate::migration::measurement::GuestMemory::of(&s));
-    let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
+    let memory = src.channel.memory().map(|s| GuestMemory::of(&s));
+    let (cpu, rate) = measure_window(src, profile.before_s).await;
+    Ok((Before { balloon, dirty, memory, cpu, rate }, service))
+}
+
+/// The migration, its progress on the run's bar; a start-up fault that did not
+/// strike is recorded as such.
+async fn migrate(site: &Site, r: &PlannedRun, src: &mut Machine, dst: &mut Machine, run_bar: &ProgressBar) -> Result<Measurement> {
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
     run_bar.set_length(ram_bytes);
@@ -298,53 +350,58 @@ async fn one_run(
         run_bar.set_position(ram_bytes.saturating_sub(s.remaining.unwrap_or(ram_bytes)));
         run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
     };
-    let mut m = driver::drive_with(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show, network).await?;
-    if m.fault.is_none() && !fault.is_none() {
+    let mut m = driver::drive_with(src, dst, &r.cell.scenario(), &mut show, site.network()).await?;
+    if m.fault.is_none() && !r.cell.fault.is_none() {
         // A start-up fault that did not strike (the bad option was accepted).
-        m.fault = Some(unstruck(fault, r.cell.strategy, "the fault did not strike: the run went on as if it were not there"));
+        m.fault = Some(unstruck(r.cell.fault, r.cell.strategy, "the fault did not strike: the run went on as if it were not there"));
     }
-    m.cpu_percent.before = cpu_before;
-    m.guest_memory_before = memory;
-    match dirty {
+    Ok(m)
+}
+
+/// Files the `before` figures into `m`, measures the `after` window where the guest
+/// now runs (if it is healthy), and the workload's rate over the phases.
+async fn after_window(profile: &Profile, r: &PlannedRun, m: &mut Measurement, before: Before, src: &Machine, dst: &Machine) {
+    m.cpu_percent.before = before.cpu;
+    m.guest_memory_before = before.memory;
+    match before.dirty {
         Some(Ok(d)) => m.dirty_rate_before = Some(d),
         Some(Err(e)) => m.dirty_rate_error = Some(e),
         None => {}
     }
-    m.balloon = r.cell.balloon_mib.map(|_| balloon);
-    let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
+    m.balloon = r.cell.balloon_mib.map(|_| before.balloon);
+    let here = if m.health.runs_on == "destination" { dst } else { src };
     let (cpu_after, rate_after) = if m.health.healthy { measure_window(here, profile.after_s).await } else { (None, None) };
     m.cpu_percent.after = cpu_after;
-    if let Some(svc) = service {
-        let stopped_early = match r.cell.requests {
-            Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
-            None => None,
-        };
-        let window = m.window_since(svc.t0);
-        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
-        rec.stopped_early = stopped_early;
-        // The time series and its plot are extras: failing to write them must not
-        // cost the run its measurement.
-        let stem = format!("{}-r{}", r.cell.key(), r.repetition);
-        rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
-        rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
-        let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
-        rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
-            crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
-        });
-        m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
-        m.brownout_ms = rec.client.brownout_ms;
-        m.service = Some(rec);
-    }
-    let unit = [&rate_before, &rate_after].into_iter().flatten().map(|(u, _)| u.clone()).next();
+    let unit = [&before.rate, &rate_after].into_iter().flatten().map(|(u, _)| u.clone()).next();
     if let Some(unit) = unit.or_else(|| m.workload_rate.as_ref().map(|w| w.unit.clone())) {
         let during = m.workload_rate.as_ref().and_then(|w| w.during);
-        let (before, after) = (rate_before.map(|r| r.1), rate_after.map(|r| r.1));
+        let (before, after) = (before.rate.map(|r| r.1), rate_after.map(|r| r.1));
         m.workload_rate = Some(WorkloadRate { unit, before, during, after, slowdown_percent: None }.with_slowdown());
     }
-    let (reused, boot_ms) = (l.reused, l.boot_ms);
-    let afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
-    pool.after_migration(l, dst, afterwards).await;
-    Ok((m, reused, boot_ms))
+}
+
+/// Stops the load (a bounded one first sends all its requests) and files its
+/// record, with the time series and plot beside the results.
+async fn finish_service(opts: &SweepOptions, r: &PlannedRun, m: &mut Measurement, svc: service::Running) {
+    let stopped_early = match r.cell.requests {
+        Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
+        None => None,
+    };
+    let window = m.window_since(svc.t0);
+    let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
+    rec.stopped_early = stopped_early;
+    // The time series and its plot are extras: failing to write them must not
+    // cost the run its measurement.
+    let stem = format!("{}-r{}", r.cell.key(), r.repetition);
+    rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
+    rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
+    let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
+    rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
+        crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
+    });
+    m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
+    m.brownout_ms = rec.client.brownout_ms;
+    m.service = Some(rec);
 }
 
 /// Lets a bounded load (`requests`, like ab -n) send and finish all `n` requests, as
