@@ -282,6 +282,7 @@ async fn never_ready(site: &Site, spec: GuestSpec, r: &PlannedRun, give_up_s: f6
 
 /// The destination QEMU, or the run's record when a `bad-qemu-option` fault kept
 /// it from starting (no migration; the guest runs on where it was).
+#[allow(clippy::large_enum_variant)] // Both are big, and it lives for one match.
 enum Destination {
     Started(Machine),
     Refused(Measurement),
