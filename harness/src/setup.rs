@@ -5,7 +5,8 @@
 
 use crate::guest::image::{self, GuestImage, ImageInputs};
 use crate::host::{self, FileLock, HostInfo, OsRelease, Qemu, QemuOrigin};
-use crate::machine::{self, Accel, AccelRequest};
+use crate::machine::hardware::{Accel, AccelRequest};
+use crate::machine;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -75,7 +76,7 @@ pub async fn kvm_works(p: &Platform) -> Result<(bool, String)> {
             return Ok((c.works, c.detail));
         }
     }
-    let (works, detail) = match machine::probe_kvm(&p.qemu, &p.image, KVM_PROBE_TIMEOUT).await {
+    let (works, detail) = match machine::site::probe_kvm(&p.qemu, &p.image, KVM_PROBE_TIMEOUT).await {
         Ok(t) => (true, format!("a KVM guest said READY after {:.1} s", t.as_secs_f64())),
         Err(e) => (false, e),
     };
@@ -144,10 +145,10 @@ pub async fn environment(p: &mut Platform, requested: AccelRequest) -> Result<En
     let machine_type = {
         let q = p.qemu.clone();
         // A QEMU that cannot list its machines fails at its start, with its own words.
-        tokio::task::spawn_blocking(move || q.machine_type(machine::MACHINE_TYPE))
+        tokio::task::spawn_blocking(move || q.machine_type(machine::command::MACHINE_TYPE))
             .await
             .context("machine type task")?
-            .unwrap_or_else(|e| format!("{} (not resolved: {})", machine::MACHINE_TYPE, format!("{e:#}").lines().next().unwrap_or("")))
+            .unwrap_or_else(|e| format!("{} (not resolved: {})", machine::command::MACHINE_TYPE, format!("{e:#}").lines().next().unwrap_or("")))
     };
     Ok(Environment::new(p, &choice, machine_type))
 }

@@ -5,7 +5,8 @@ mod common;
 
 use common::fuzz::config;
 use migbench::experiment::profile::{Profile, Shard, VARIABLES};
-use migbench::machine::{Accel, kernel_cmdline};
+use migbench::machine::command::kernel_cmdline;
+use migbench::machine::hardware::Accel;
 use migbench::rank::cluster::ClusterProfile;
 use migbench_guest::orders::Orders;
 use proptest::prelude::*;

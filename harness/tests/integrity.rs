@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
+use migbench::machine::site::Site;
+use migbench::machine::{self, GuestSpec, Machine, Role};
 use migbench::migration::measurement::Outcome;
 use migbench::migration::scenario::Scenario;
 use std::time::Duration;
@@ -14,13 +15,13 @@ use std::time::Duration;
 const BOOT: Duration = Duration::from_secs(180);
 
 /// A booted source running `workload` and a destination waiting for it.
-async fn pair(workload: &str, test_orders: bool) -> (RunDir, Machine, Machine) {
+async fn pair(workload: &str, test_orders: bool) -> (Site, Machine, Machine) {
     let (p, env) = chosen().await;
     let spec = GuestSpec { test_orders, ..GuestSpec::new(256, 1, env.accel).unwrap().with_workload(workload.parse().unwrap()) };
-    let run = RunDir::new().unwrap();
-    let (src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();
-    let dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
-    (run, src, dst)
+    let site = Site::local(&p.qemu, &p.image, false).unwrap();
+    let (src, _) = site.boot(spec, "src", BOOT).await.unwrap();
+    let dst = site.start(spec, Role::Incoming, "dst").await.unwrap();
+    (site, src, dst)
 }
 
 fn scenario() -> Scenario {
@@ -30,7 +31,7 @@ fn scenario() -> Scenario {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_the_test_corrupts_in_the_guest_is_found_on_the_destination() {
     let _slot = qemu_slot();
-    let (_run, src, mut dst) = pair("memdirty-write:32:20", true).await;
+    let (_site, src, mut dst) = pair("memdirty-write:32:20", true).await;
     let mut src = src;
     // Let the writer go round its 8192 pages a few times first.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -59,7 +60,7 @@ async fn a_page_the_test_corrupts_in_the_guest_is_found_on_the_destination() {
 async fn an_ordinary_guest_refuses_the_test_order_and_arrives_intact() {
     let _slot = qemu_slot();
     // Read mode: its pages are stamped once and checked as it reads them.
-    let (_run, mut src, mut dst) = pair("memdirty-read:16:20", false).await;
+    let (_site, mut src, mut dst) = pair("memdirty-read:16:20", false).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let said = src.channel.test_only_corrupt_page(7, Duration::from_secs(30)).await.unwrap();
     assert!(said.contains("refusing") && said.contains("migbench.test_orders=1"), "{said}");

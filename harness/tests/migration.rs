@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use migbench::machine::{self, GuestSpec, Machine, Role, RunDir};
+use migbench::machine::site::Site;
+use migbench::machine::{self, GuestSpec, Machine, Role};
 use migbench::migration::measurement::Outcome;
 use migbench::migration::scenario::{Compression, Scenario, Transport};
 use migbench::migration::strategy::{Proof, Strategy};
@@ -94,7 +95,7 @@ async fn a_migration_that_cannot_finish_is_cancelled_and_the_guest_stays_on_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
     let _slot = qemu_slot();
-    let (run, mut src, mut dst) = pair(128).await;
+    let (site, mut src, mut dst) = pair(128).await;
     let pids = [src.pid(), dst.pid()];
     let m = migbench::migration::driver::drive(&mut src, &mut dst, &scenario(Transport::Unix, "unlimited", 120.0)).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed);
@@ -118,19 +119,41 @@ async fn driver_leaves_a_live_destination_and_drop_reaps_both_qemus() {
         assert!(!pid_alive(pid), "QEMU {pid} outlived its Machine");
     }
     assert_eq!(machine::live_count(), 0);
-    let dir = run.path().to_path_buf();
-    drop(run);
+    let dir = site.dir().to_path_buf();
+    drop(site);
     assert!(!dir.exists(), "run directory {} left behind", dir.display());
 }
 
-/// A booted source and a destination waiting with `-incoming defer`, in one run directory.
-async fn pair(ram_mib: u32) -> (RunDir, Machine, Machine) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_dropped_before_its_machine_takes_its_qemu_and_run_directory_along() {
+    let _slot = qemu_slot();
+    let (p, env) = chosen().await;
+    let site = Site::local(&p.qemu, &p.image, false).unwrap();
+    let dst = site.start(GuestSpec::new(128, 1, env.accel).unwrap(), Role::Incoming, "dst").await.unwrap();
+    let (pid, dir) = (dst.pid(), site.dir().to_path_buf());
+    assert!(pid_alive(pid) && dir.join("dst").is_dir());
+    drop(site);
+    // SIGKILL takes effect at once, but not synchronously.
+    for _ in 0..250 {
+        if !pid_alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pid_alive(pid), "QEMU {pid} outlived its site");
+    assert!(!dir.exists(), "run directory {} left behind", dir.display());
+    drop(dst);
+    assert_eq!(machine::live_count(), 0);
+}
+
+/// A booted source and a destination waiting with `-incoming defer`, on one site (one run directory).
+async fn pair(ram_mib: u32) -> (Site, Machine, Machine) {
     let (p, env) = chosen().await;
     let spec = GuestSpec::new(ram_mib, 1, env.accel).unwrap();
-    let run = RunDir::new().unwrap();
-    let (src, _) = Machine::boot(&p.qemu, &p.image, spec, &run.machine_dir("src").unwrap(), "src", BOOT).await.unwrap();
-    let dst = Machine::start(&p.qemu, &p.image, spec, Role::Incoming, &run.machine_dir("dst").unwrap(), "dst").await.unwrap();
-    (run, src, dst)
+    let site = Site::local(&p.qemu, &p.image, false).unwrap();
+    let (src, _) = site.boot(spec, "src", BOOT).await.unwrap();
+    let dst = site.start(spec, Role::Incoming, "dst").await.unwrap();
+    (site, src, dst)
 }
 
 fn busy_guest(mib: u32) -> GuestSpec {
@@ -221,7 +244,7 @@ async fn xbzrle_auto_converge_and_multifd_show_qemu_at_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_killed_mid_migration_is_a_recorded_failure_and_the_source_runs_on() {
     let _slot = qemu_slot();
-    let (_run, mut src, mut dst) = pair(256).await;
+    let (_site, mut src, mut dst) = pair(256).await;
     let victim = dst.pid() as i32;
     let killer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;

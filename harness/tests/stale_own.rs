@@ -12,7 +12,7 @@ fn remove_own_takes_this_process_cgroups_and_run_directories() {
     let dir = group.dir().to_path_buf();
     std::mem::forget(group);
     assert!(dir.exists());
-    let base = migbench::machine::run_dir_bases().into_iter().next().expect("a place for run directories");
+    let base = migbench::machine::run_dir::run_dir_bases().into_iter().next().expect("a place for run directories");
     let run_dir = base.join(format!("migbench-run-{me}-owntest"));
     std::fs::create_dir_all(run_dir.join("g1")).unwrap();
     std::fs::write(run_dir.join("g1/console.log"), "x").unwrap();

@@ -6,7 +6,8 @@ pub mod profile;
 pub mod sweep;
 pub mod workload_rates;
 
-use crate::machine::{GuestSpec, Machine, RunDir};
+use crate::machine::hardware::GuestSpec;
+use crate::machine::site::Site;
 use crate::setup::Platform;
 use anyhow::Result;
 use std::time::Duration;
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 /// Boots a guest and returns its time from QEMU start to READY, in ms.
 pub async fn boot_once(platform: &Platform, spec: GuestSpec, timeout: Duration) -> Result<f64> {
-    let run = RunDir::new()?;
-    let (m, t) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("boot")?, "boot", timeout).await?;
+    let site = Site::local(&platform.qemu, &platform.image, false)?;
+    let (m, t) = site.boot(spec, "boot", timeout).await?;
     m.quit().await;
     Ok(t)
 }

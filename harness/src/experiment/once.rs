@@ -1,7 +1,9 @@
 //! One migration outside a profile (`migbench migrate`): boot a guest, migrate it
 //! once to a fresh QEMU, and make the record.
 
-use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::machine::command::Role;
+use crate::machine::hardware::GuestSpec;
+use crate::machine::site::Site;
 use crate::migration::driver::drive;
 use crate::migration::measurement::Outcome;
 use crate::migration::scenario::Scenario;
@@ -15,9 +17,9 @@ use std::time::Duration;
 /// guest never booted); a migration that failed or was cancelled is a result.
 pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
     let started_at = crate::record::now_rfc3339();
-    let run = RunDir::new()?;
-    let (mut src, guest_boot_ms) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("src")?, "src", boot_timeout).await?;
-    let mut dst = Machine::start(&platform.qemu, &platform.image, spec, Role::Incoming, &run.machine_dir("dst")?, "dst").await?;
+    let site = Site::local(&platform.qemu, &platform.image, false)?;
+    let (mut src, guest_boot_ms) = site.boot(spec, "src", boot_timeout).await?;
+    let mut dst = site.start(spec, Role::Incoming, "dst").await?;
     let measurement = drive(&mut src, &mut dst, scenario).await?;
     match measurement.outcome {
         Outcome::Completed => src.quit().await,

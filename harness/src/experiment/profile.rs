@@ -20,7 +20,7 @@
 //! column (from the TOML parser); values out of range name the file, key and value.
 
 use crate::load::spec::{Connection, LoadSpec, MAX_PROBE_HZ, Mode};
-use crate::machine::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
+use crate::machine::hardware::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
 use crate::network::address::GuestNet;
 use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
 use crate::migration::strategy::Strategy;

@@ -5,8 +5,13 @@
 use super::profile::{Cell, Profile, Shard};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
-use crate::machine::{Machine, Role, RunDir};
-use crate::migration::measurement::{FaultRecord, Measurement, Outcome, WorkloadRate};
+use crate::machine::command::Role;
+use crate::machine::dirty_rate::DirtyRate;
+use crate::machine::hardware::{BAD_QEMU_OPTION, Balloon, GuestSpec, StartFault};
+use crate::machine::pool::{Afterwards, GuestPool};
+use crate::machine::site::Site;
+use crate::machine::Machine;
+use crate::migration::measurement::{FaultRecord, GuestMemory, Measurement, Outcome, WorkloadRate};
 use crate::migration::scenario::Fault;
 use crate::migration::strategy::Strategy;
 use crate::migration::{driver, health};
@@ -91,13 +96,8 @@ pub fn estimate(runs: &[PlannedRun], reuse: bool) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// The guest currently running, ready to be migrated again.
-struct Live {
-    machine: Machine,
-    key: (u32, u32, String),
-    boot_ms: f64,
-    migrated: bool,
-}
+/// What a booted guest can be reused for: RAM, vCPUs and workload (see [`Cell::boot_key`]).
+type BootKey = (u32, u32, String);
 
 /// Runs the profile. Every finished run is appended to `DIR/results.jsonl` at once.
 pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<SweepOutcome> {
@@ -118,13 +118,13 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let bars = Bars::new(runs.len() as u64, opts.quiet);
     let bar = &bars.sweep;
     let started = Instant::now();
-    let run_dir = RunDir::new()?;
-    // One test network for the sweep, if any guest serves HTTP; it goes with this
-    // function's end (and with the harness, whatever way it ends).
+    // One test network for the sweep, if any guest serves HTTP; it goes with the
+    // site at this function's end (and with the harness, whatever way it ends).
     // A cut-link fault needs it too: the QEMUs then migrate over its loopback.
     let needs_network = |r: &PlannedRun| r.cell.guest(env.accel).net.is_some() || matches!(r.cell.fault, Fault::CutLink { .. });
-    let network = if runs.iter().any(needs_network) { Some(Network::create()?) } else { None };
-    let mut live: Option<Live> = None;
+    let site = Site::local(&platform.qemu, &platform.image, runs.iter().any(needs_network))?;
+    let warmup = Duration::try_from_secs_f64(profile.warmup_s).unwrap_or_default();
+    let mut pool = GuestPool::new(&site, opts.reuse, opts.boot_timeout, warmup);
     let mut names = 0u32;
     // Only counted: a record is on disk the moment its run ends, and holding them all
     // would grow the harness with every run of a long sweep.
@@ -137,11 +137,11 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             names += 1;
             format!("g{names}")
         };
-        let (measurement, reused, boot_ms) = match one_run(platform, env, profile, opts, &run_dir, network.as_ref(), &mut live, r, &mut next_name, &bars.run).await {
+        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut pool, r, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
-                live = None;
+                pool.discard();
                 let reason = format!("{e:#}");
                 let mut m = Measurement::not_started(Outcome::Failed { reason: reason.clone() }, Default::default());
                 if !r.cell.fault.is_none() {
@@ -197,9 +197,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     }
     bars.run.finish_and_clear();
     bar.finish_and_clear();
-    if let Some(l) = live.take() {
-        l.machine.quit().await;
-    }
+    pool.clear().await;
     Ok(SweepOutcome { ran, skipped, wall: started.elapsed(), results: results_path })
 }
 
@@ -211,108 +209,141 @@ pub struct SweepOutcome {
     pub results: PathBuf,
 }
 
+/// One run on the sweep's site: its guest (kept from the last run, or booted), a
+/// destination, the `before` measurements, the migration, the `after` window and
+/// the load's record. Returns the measurement, whether the guest was reused, and
+/// its boot time.
 #[allow(clippy::too_many_arguments)]
 async fn one_run(
-    platform: &Platform,
     env: &Environment,
     profile: &Profile,
     opts: &SweepOptions,
-    run_dir: &RunDir,
-    network: Option<&Network>,
-    live: &mut Option<Live>,
+    site: &Site,
+    pool: &mut GuestPool<'_, BootKey>,
     r: &PlannedRun,
     next_name: &mut impl FnMut() -> String,
     run_bar: &ProgressBar,
 ) -> Result<(Measurement, bool, f64)> {
-    let key = r.cell.boot_key();
     let spec = r.cell.guest(env.accel);
-    let fault = r.cell.fault;
-    if let Some(net) = network {
+    if let Some(net) = site.network() {
         // An earlier cut-link run may have failed to bring the link back.
         net.set_loopback(true).context("bringing the test network's loopback up before the run")?;
     }
-    if let Fault::NeverReady { give_up_s } = fault {
-        // A fresh guest whose kernel is told to run an init that does not exist.
-        if let Some(l) = live.take() {
-            l.machine.quit().await;
-        }
-        let name = next_name();
-        let spec = crate::machine::GuestSpec { inject: crate::machine::StartFault::NeverReady, ..spec };
-        let booted =
-            Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, Duration::from_secs_f64(give_up_s), network)
-                .await;
-        let (outcome, ok, detail) = match booted {
-            Ok((m, _)) => {
-                m.quit().await;
-                let why = "the guest said READY although its init does not exist";
-                (Outcome::Failed { reason: why.into() }, false, why.to_string())
-            }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                // As expected only if the guest itself never got there: QEMU gone before
-                // READY with the kernel's complaint on the console, or no READY in time.
-                let ok = reason.contains("READY") && (reason.contains("console") || reason.contains("did not say READY"));
-                (Outcome::Failed { reason }, ok, "the guest never said READY".to_string())
-            }
-        };
-        let health = crate::migration::measurement::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
-        let mut m = Measurement::not_started(outcome, health);
-        let action = format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY");
-        m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
-        return Ok((m, false, 0.0));
+    if let Fault::NeverReady { give_up_s } = r.cell.fault {
+        pool.clear().await;
+        return Ok((never_ready(site, spec, r, give_up_s, &next_name()).await, false, 0.0));
     }
-    if live.as_ref().is_some_and(|l| !opts.reuse || l.key != key) {
-        if let Some(l) = live.take() {
-            l.machine.quit().await;
+    let mut src = pool.take(spec, r.cell.boot_key(), &mut *next_name).await?;
+    src.machine.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the source QEMU")?;
+    let mut dst = match start_destination(site, spec, r, &mut src.machine, &next_name()).await? {
+        Destination::Started(dst) => dst,
+        Destination::Refused(m) => {
+            let ran = (m, src.reused, src.boot_ms);
+            pool.put_back(src);
+            return Ok(ran);
         }
+    };
+    let (before, service) = measure_before(profile, site, r, spec, &src.machine).await?;
+    let mut m = migrate(site, r, &mut src.machine, &mut dst, run_bar).await?;
+    after_window(profile, r, &mut m, before, &src.machine, &dst).await;
+    if let Some(svc) = service {
+        finish_service(opts, r, &mut m, svc).await;
     }
-    if live.is_none() {
-        let name = next_name();
-        let (m, boot_ms) =
-            Machine::boot_in(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, opts.boot_timeout, network).await?;
-        if profile.warmup_s > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(profile.warmup_s)).await;
+    let (reused, boot_ms) = (src.reused, src.boot_ms);
+    let afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
+    pool.after_migration(src, dst, afterwards).await;
+    Ok((m, reused, boot_ms))
+}
+
+/// A `never-ready` run: a fresh guest whose kernel is told to run an init that does
+/// not exist, given `give_up_s` to say READY. As expected when it never does.
+async fn never_ready(site: &Site, spec: GuestSpec, r: &PlannedRun, give_up_s: f64, name: &str) -> Measurement {
+    let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
+    let (outcome, ok, detail) = match site.boot(spec, name, Duration::from_secs_f64(give_up_s)).await {
+        Ok((m, _)) => {
+            m.quit().await;
+            let why = "the guest said READY although its init does not exist";
+            (Outcome::Failed { reason: why.into() }, false, why.to_string())
         }
-        *live = Some(Live { machine: m, key, boot_ms, migrated: false });
-    }
-    let l = live.as_mut().expect("a live guest was just ensured");
-    let (cap, cores) = (r.cell.cap_percent, r.cell.host_cores);
-    l.machine.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the source QEMU")?;
-    let name = next_name();
+        Err(e) => {
+            let reason = format!("{e:#}");
+            // As expected only if the guest itself never got there: QEMU gone before
+            // READY with the kernel's complaint on the console, or no READY in time.
+            let ok = reason.contains("READY") && (reason.contains("console") || reason.contains("did not say READY"));
+            (Outcome::Failed { reason }, ok, "the guest never said READY".to_string())
+        }
+    };
+    let health = crate::migration::measurement::Health { runs_on: "nowhere".into(), detail, ..Default::default() };
+    let mut m = Measurement::not_started(outcome, health);
+    let action = format!("booted with rdinit=/migbench-no-such-init, waiting up to {give_up_s} s for READY");
+    m.fault = Some(FaultRecord::before_migrating(r.cell.fault, r.cell.strategy, action, true, ok));
+    m
+}
+
+/// The destination QEMU, or the run's record when a `bad-qemu-option` fault kept
+/// it from starting (no migration; the guest runs on where it was).
+#[allow(clippy::large_enum_variant)] // Both are big, and it lives for one match.
+enum Destination {
+    Started(Machine),
+    Refused(Measurement),
+}
+
+/// Starts the destination QEMU, with the cell's CPU limits.
+async fn start_destination(site: &Site, spec: GuestSpec, r: &PlannedRun, src: &mut Machine, name: &str) -> Result<Destination> {
+    let fault = r.cell.fault;
     let dst_spec = match fault {
-        Fault::BadQemuOption => crate::machine::GuestSpec { inject: crate::machine::StartFault::BadQemuOption, ..spec },
+        Fault::BadQemuOption => GuestSpec { inject: StartFault::BadQemuOption, ..spec },
         _ => spec,
     };
-    let started = Machine::start_in(&platform.qemu, &platform.image, dst_spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name, network).await;
-    let mut dst = match (started, fault) {
+    let mut dst = match (site.start(dst_spec, Role::Incoming, name).await, fault) {
         (Ok(d), _) => d,
         (Err(e), Fault::BadQemuOption) => {
-            // The fault worked: no migration, and the guest runs on where it was.
-            let health = health::staying_guest(&mut l.machine).await;
-            let ok = health.healthy && format!("{e:#}").contains(crate::machine::BAD_QEMU_OPTION);
+            let health = health::staying_guest(src).await;
+            let ok = health.healthy && format!("{e:#}").contains(BAD_QEMU_OPTION);
             let mut m = Measurement::not_started(Outcome::Failed { reason: format!("starting the destination QEMU: {e:#}") }, health);
-            let action = format!("started the destination QEMU with {}", crate::machine::BAD_QEMU_OPTION);
+            let action = format!("started the destination QEMU with {BAD_QEMU_OPTION}");
             m.fault = Some(FaultRecord::before_migrating(fault, r.cell.strategy, action, true, ok));
-            return Ok((m, l.migrated, l.boot_ms));
+            return Ok(Destination::Refused(m));
         }
         (Err(e), _) => return Err(e).context("starting the destination QEMU"),
     };
-    dst.set_cpu_limits(cap, cores).context("setting the CPU cap / cores of the destination QEMU")?;
+    dst.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the destination QEMU")?;
+    Ok(Destination::Started(dst))
+}
+
+/// What a run measures on its guest before migrating it.
+struct Before {
+    balloon: Balloon,
+    dirty: Option<Result<DirtyRate, String>>,
+    memory: Option<GuestMemory>,
+    cpu: Option<CpuUsage>,
+    rate: Option<(String, f64)>,
+}
+
+/// Sets the balloon, starts the load (if the cell has one), then measures the dirty
+/// rate, the guest's memory and the `before` window, under the conditions the
+/// migration meets. The load runs on until [`finish_service`].
+async fn measure_before(profile: &Profile, site: &Site, r: &PlannedRun, spec: GuestSpec, src: &Machine) -> Result<(Before, Option<service::Running>)> {
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
-    let balloon = l.machine.set_balloon(r.cell.balloon_mib).await?;
-    let service = match (r.cell.load_spec(), spec.net, network) {
+    let balloon = src.set_balloon(r.cell.balloon_mib).await?;
+    let service = match (r.cell.load_spec(), spec.net, site.network()) {
         (Some(load), Some(net), Some(network)) => Some(start_service(&load, net.ip, r.cell.probe_hz, network).await?),
         (Some(_), _, _) => bail!("this cell has a load but its guest has no network (a bug: the sweep makes one for guests serving HTTP)"),
         _ => None,
     };
-    // The dirty rate under the same conditions the migration meets (the load, if any, runs).
     let dirty = if profile.dirty_rate_s > 0.0 {
-        Some(crate::machine::dirty_rate::measure(&l.machine, profile.dirty_rate_s).await.map_err(|e| format!("{e:#}")))
+        Some(crate::machine::dirty_rate::measure(src, profile.dirty_rate_s).await.map_err(|e| format!("{e:#}")))
     } else {
         None
     };
-    let memory = l.machine.channel.memory().map(|s| crate::migration::measurement::GuestMemory::of(&s));
-    let (cpu_before, rate_before) = measure_window(&l.machine, profile.before_s).await;
+    let memory = src.channel.memory().map(|s| GuestMemory::of(&s));
+    let (cpu, rate) = measure_window(src, profile.before_s).await;
+    Ok((Before { balloon, dirty, memory, cpu, rate }, service))
+}
+
+/// The migration, its progress on the run's bar; a start-up fault that did not
+/// strike is recorded as such.
+async fn migrate(site: &Site, r: &PlannedRun, src: &mut Machine, dst: &mut Machine, run_bar: &ProgressBar) -> Result<Measurement> {
     let ram_bytes = r.cell.ram_mib as u64 * 1024 * 1024;
     run_bar.reset();
     run_bar.set_length(ram_bytes);
@@ -320,66 +351,58 @@ async fn one_run(
         run_bar.set_position(ram_bytes.saturating_sub(s.remaining.unwrap_or(ram_bytes)));
         run_bar.set_message(format!("{} pass {}", s.status, s.iteration.unwrap_or(0)));
     };
-    let mut m = driver::drive_with(&mut l.machine, &mut dst, &r.cell.scenario(), &mut show, network).await?;
-    if m.fault.is_none() && !fault.is_none() {
+    let mut m = driver::drive_with(src, dst, &r.cell.scenario(), &mut show, site.network()).await?;
+    if m.fault.is_none() && !r.cell.fault.is_none() {
         // A start-up fault that did not strike (the bad option was accepted).
-        m.fault = Some(unstruck(fault, r.cell.strategy, "the fault did not strike: the run went on as if it were not there"));
+        m.fault = Some(unstruck(r.cell.fault, r.cell.strategy, "the fault did not strike: the run went on as if it were not there"));
     }
-    m.cpu_percent.before = cpu_before;
-    m.guest_memory_before = memory;
-    match dirty {
+    Ok(m)
+}
+
+/// Files the `before` figures into `m`, measures the `after` window where the guest
+/// now runs (if it is healthy), and the workload's rate over the phases.
+async fn after_window(profile: &Profile, r: &PlannedRun, m: &mut Measurement, before: Before, src: &Machine, dst: &Machine) {
+    m.cpu_percent.before = before.cpu;
+    m.guest_memory_before = before.memory;
+    match before.dirty {
         Some(Ok(d)) => m.dirty_rate_before = Some(d),
         Some(Err(e)) => m.dirty_rate_error = Some(e),
         None => {}
     }
-    m.balloon = r.cell.balloon_mib.map(|_| balloon);
-    let here = if m.health.runs_on == "destination" { &dst } else { &l.machine };
+    m.balloon = r.cell.balloon_mib.map(|_| before.balloon);
+    let here = if m.health.runs_on == "destination" { dst } else { src };
     let (cpu_after, rate_after) = if m.health.healthy { measure_window(here, profile.after_s).await } else { (None, None) };
     m.cpu_percent.after = cpu_after;
-    if let Some(svc) = service {
-        let stopped_early = match r.cell.requests {
-            Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
-            None => None,
-        };
-        let window = m.window_since(svc.t0);
-        let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
-        rec.stopped_early = stopped_early;
-        // The time series and its plot are extras: failing to write them must not
-        // cost the run its measurement.
-        let stem = format!("{}-r{}", r.cell.key(), r.repetition);
-        rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
-        rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
-        let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
-        rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
-            crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
-        });
-        m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
-        m.brownout_ms = rec.client.brownout_ms;
-        m.service = Some(rec);
-    }
-    let unit = [&rate_before, &rate_after].into_iter().flatten().map(|(u, _)| u.clone()).next();
+    let unit = [&before.rate, &rate_after].into_iter().flatten().map(|(u, _)| u.clone()).next();
     if let Some(unit) = unit.or_else(|| m.workload_rate.as_ref().map(|w| w.unit.clone())) {
         let during = m.workload_rate.as_ref().and_then(|w| w.during);
-        let (before, after) = (rate_before.map(|r| r.1), rate_after.map(|r| r.1));
+        let (before, after) = (before.rate.map(|r| r.1), rate_after.map(|r| r.1));
         m.workload_rate = Some(WorkloadRate { unit, before, during, after, slowdown_percent: None }.with_slowdown());
     }
-    let reused = l.migrated;
-    let boot_ms = l.boot_ms;
-    let moved = m.outcome == Outcome::Completed && m.health.healthy;
-    let stayed = m.outcome != Outcome::Completed && m.health.healthy && m.health.runs_on == "source";
-    if moved {
-        let old = std::mem::replace(&mut l.machine, dst);
-        l.migrated = true;
-        old.quit().await;
-    } else if stayed {
-        l.migrated = true;
-        dst.quit().await;
-    } else {
-        // A sick or lost guest is not reused: the next run boots a fresh one.
-        *live = None;
-        drop(dst);
-    }
-    Ok((m, reused, boot_ms))
+}
+
+/// Stops the load (a bounded one first sends all its requests) and files its
+/// record, with the time series and plot beside the results.
+async fn finish_service(opts: &SweepOptions, r: &PlannedRun, m: &mut Measurement, svc: service::Running) {
+    let stopped_early = match r.cell.requests {
+        Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
+        None => None,
+    };
+    let window = m.window_since(svc.t0);
+    let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
+    rec.stopped_early = stopped_early;
+    // The time series and its plot are extras: failing to write them must not
+    // cost the run its measurement.
+    let stem = format!("{}-r{}", r.cell.key(), r.repetition);
+    rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
+    rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
+    let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
+    rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
+        crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
+    });
+    m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
+    m.brownout_ms = rec.client.brownout_ms;
+    m.service = Some(rec);
 }
 
 /// Lets a bounded load (`requests`, like ab -n) send and finish all `n` requests, as

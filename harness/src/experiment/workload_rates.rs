@@ -4,7 +4,8 @@
 //! guest side boots a 1-vCPU guest with the workload and reads its reports.
 
 use crate::guest::channel::rate_between;
-use crate::machine::{Accel, GuestSpec, Machine, RunDir};
+use crate::machine::hardware::{Accel, GuestSpec};
+use crate::machine::site::Site;
 use crate::setup::Platform;
 use anyhow::{Result, bail};
 use migbench_guest::benchmark::Benchmark;
@@ -59,9 +60,9 @@ fn all_means(report: &str) -> Option<Means> {
 
 /// Boots a 1-vCPU guest running `w`, lets it warm up, and reads its rate over `secs`.
 pub async fn in_guest(platform: &Platform, accel: Accel, w: Workload, secs: f64, boot_timeout: Duration) -> Result<Figure> {
-    let run = RunDir::new()?;
+    let site = Site::local(&platform.qemu, &platform.image, false)?;
     let spec = GuestSpec::new(256, 1, accel)?.with_workload(w);
-    let (m, _) = Machine::boot(&platform.qemu, &platform.image, spec, &run.machine_dir("rates")?, "rates", boot_timeout).await?;
+    let (m, _) = site.boot(spec, "rates", boot_timeout).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let from = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;

@@ -9,7 +9,8 @@
 //! QEMU 7.2 here (DESIGN.md §3), so TCG always samples; KVM uses the bitmap when the
 //! QEMU offers it.
 
-use super::{Accel, Machine};
+use super::Machine;
+use super::hardware::Accel;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -1,369 +1,40 @@
-//! A guest's hardware and the QEMU process that runs it: the command line, start,
-//! readiness, stop. A QEMU started here never outlives the harness: it runs in its
-//! own process group, is killed and reaped on drop (so on every error path), is
-//! killed by the signal handler on Ctrl-C/SIGTERM (see [`kill_all`]), and gets
-//! SIGKILL from the kernel if the harness itself is SIGKILLed (PR_SET_PDEATHSIG).
+//! A guest's machine: its hardware ([`hardware`]), its QEMU command line
+//! ([`command`]), the run directory its sockets and logs live in ([`run_dir`]), and
+//! here the QEMU process that runs it: start, readiness, stop.
+//!
+//! A QEMU started here never outlives the harness: it runs in its own process
+//! group, is killed and reaped on drop (so on every error path), is killed by the
+//! signal handler on Ctrl-C/SIGTERM (see [`kill_all`]), and gets SIGKILL from the
+//! kernel if the harness itself is SIGKILLed (PR_SET_PDEATHSIG).
 
 pub mod cgroup;
+pub mod command;
 pub mod dirty_rate;
+pub mod hardware;
+pub mod pool;
+pub mod run_dir;
+pub mod site;
 pub mod stale;
 pub mod usage;
 
+// The vocabulary most of the crate speaks, where code written before this module's
+// split (the CLI, the migration driver, reports) still looks for it.
+pub use command::Role;
+pub use hardware::{Accel, AccelRequest, Balloon, GuestSpec};
+
+use command::{MachinePaths, check_socket_path, qemu_args};
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::host::Qemu;
-use crate::network::{GuestNet, Network, Tap};
+use crate::network::{Network, Tap};
 use crate::qmp::{Features, Qmp};
-use migbench_guest::orders::{Orders, Workload};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::fmt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
-
-/// Heartbeat period the guest is told to use.
-pub const HEARTBEAT_MS: u64 = 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
-    }
-}
-
-/// What the user asked for; `Auto` means KVM if a guest really runs under it, else TCG.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AccelRequest {
-    #[default]
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-impl FromStr for AccelRequest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(AccelRequest::Auto),
-            "kvm" => Ok(AccelRequest::Kvm),
-            "tcg" => Ok(AccelRequest::Tcg),
-            _ => Err(format!("accelerator {s:?} is not one of auto, kvm, tcg")),
-        }
-    }
-}
-
-impl fmt::Display for AccelRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AccelRequest::Auto => "auto",
-            AccelRequest::Kvm => "kvm",
-            AccelRequest::Tcg => "tcg",
-        })
-    }
-}
-
-/// A guest's hardware, and the workload it boots into.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct GuestSpec {
-    pub ram_mib: u32,
-    pub vcpus: u32,
-    pub accel: Accel,
-    #[serde(default = "idle")]
-    pub workload: Workload,
-    /// The guest's NIC on the test network (none: no network device at all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<GuestNet>,
-    /// A start-up fault to inject (the record's scenario says which; not recorded here).
-    #[serde(skip)]
-    pub inject: StartFault,
-    /// The guest obeys test-only orders (a test's own memory corruption). Only tests
-    /// set it; nothing a user runs can.
-    #[serde(skip)]
-    pub test_orders: bool,
-}
-
-/// Faults that strike when a QEMU starts (`crate::migration::scenario::Fault` has them all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartFault {
-    #[default]
-    None,
-    /// QEMU gets an option it does not know, and refuses to start.
-    BadQemuOption,
-    /// The kernel is told to run an init that does not exist: it panics, never READY.
-    NeverReady,
-}
-
-/// The option `StartFault::BadQemuOption` adds.
-pub const BAD_QEMU_OPTION: &str = "-migbench-no-such-option";
-
-fn idle() -> Workload {
-    Workload::Idle
-}
-
-pub const MIN_RAM_MIB: u32 = 64;
-pub const MAX_RAM_MIB: u32 = 1 << 20;
-pub const MAX_VCPUS: u32 = 255;
-
-impl GuestSpec {
-    pub fn new(ram_mib: u32, vcpus: u32, accel: Accel) -> Result<GuestSpec> {
-        if !(MIN_RAM_MIB..=MAX_RAM_MIB).contains(&ram_mib) {
-            bail!(
-                "--ram {ram_mib}: guest RAM is given in MiB and must be between {MIN_RAM_MIB} and {MAX_RAM_MIB} \
-                 (the guest kernel needs at least {MIN_RAM_MIB} MiB); try --ram 256"
-            );
-        }
-        if !(1..=MAX_VCPUS).contains(&vcpus) {
-            bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
-        }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false })
-    }
-
-    pub fn with_workload(self, workload: Workload) -> GuestSpec {
-        GuestSpec { workload, ..self }
-    }
-
-    /// The same guest with a NIC on the test network.
-    pub fn with_net(self, net: GuestNet) -> GuestSpec {
-        GuestSpec { net: Some(net), ..self }
-    }
-
-    /// Checks that the workload fits: a memory dirtier's working set must leave the
-    /// guest kernel and init at least 64 MiB.
-    pub fn check(&self) -> Result<(), String> {
-        if let Workload::Http { store_mib } = self.workload {
-            let room = self.ram_mib.saturating_sub(64);
-            if store_mib > room {
-                return Err(format!(
-                    "workload {}: a {store_mib} MiB store does not fit a {} MiB guest; keep it at most RAM − 64 MiB (here {room})",
-                    self.workload, self.ram_mib
-                ));
-            }
-        }
-        if let Workload::MemDirty { mib, .. } = self.workload {
-            let room = self.ram_mib.saturating_sub(64);
-            if mib > room {
-                return Err(format!(
-                    "workload {}: a {mib} MiB working set does not fit a {} MiB guest; keep it at most RAM − 64 MiB (here {room})",
-                    self.workload, self.ram_mib
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The balloon's effect before a migration.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Balloon {
-    /// How much the balloon was asked to take, MiB.
-    pub requested_mib: u32,
-    /// The guest's memory as QEMU reports it afterwards (`query-balloon` actual), MiB.
-    pub guest_mib: f64,
-    /// RAM taken from the guest, MiB: pages that migration need not copy.
-    pub saved_mib: f64,
-}
-
-/// Whether QEMU boots the guest or waits for an incoming migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Boot,
-    /// `-incoming defer`: the URI is given later with `migrate-incoming`.
-    Incoming,
-}
-
-/// The files of one QEMU inside its run directory.
-#[derive(Debug, Clone)]
-pub struct MachinePaths {
-    pub dir: PathBuf,
-    pub qmp: PathBuf,
-    pub channel: PathBuf,
-    pub console: PathBuf,
-    pub stderr: PathBuf,
-}
-
-impl MachinePaths {
-    pub fn new(dir: &Path) -> MachinePaths {
-        MachinePaths {
-            dir: dir.into(),
-            qmp: dir.join("qmp.sock"),
-            channel: dir.join("channel.sock"),
-            console: dir.join("console.log"),
-            stderr: dir.join("qemu.stderr"),
-        }
-    }
-}
-
-/// The machine type every guest runs: the newest i440FX machine of the QEMU (the
-/// record names the versioned type it stood for).
-pub const MACHINE_TYPE: &str = "pc";
-
-/// The guest kernel's command line, with the guest's orders.
-pub fn kernel_cmdline(spec: &GuestSpec) -> String {
-    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)), test_orders: spec.test_orders };
-    // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
-    // chatty boot log, which would slow a TCG boot down over the emulated UART.
-    let mut line = format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline());
-    if spec.inject == StartFault::NeverReady {
-        // The last rdinit= wins.
-        line.push_str(" rdinit=/migbench-no-such-init");
-    }
-    line
-}
-
-/// A path as a QEMU option value: commas are doubled (QEMU's escape).
-fn opt_path(p: &Path) -> String {
-    p.display().to_string().replace(',', ",,")
-}
-
-/// Unix socket paths must fit `sun_path` (108 bytes with the NUL).
-pub fn check_socket_path(p: &Path) -> Result<()> {
-    let len = p.as_os_str().len();
-    if len >= 108 {
-        bail!(
-            "the socket path {} is {len} bytes, over the 107 a unix socket allows: \
-             point TMPDIR (or XDG_RUNTIME_DIR) at a shorter directory",
-            p.display()
-        );
-    }
-    Ok(())
-}
-
-/// The QEMU arguments for a guest. Source and destination get the same hardware;
-/// only `-incoming` differs, as migration requires.
-/// `tap` is the guest NIC's tap device on the test network (used when `spec.net` is set).
-pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str, tap: Option<&str>) -> Vec<String> {
-    let p = opt_path;
-    let mut a: Vec<String> = vec![
-        "-name".into(),
-        format!("migbench-{name},debug-threads=on"),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-display".into(),
-        "none".into(),
-        "-machine".into(),
-        MACHINE_TYPE.into(),
-        "-accel".into(),
-        spec.accel.to_string(),
-        "-cpu".into(),
-        "max".into(),
-        "-m".into(),
-        spec.ram_mib.to_string(),
-        "-smp".into(),
-        spec.vcpus.to_string(),
-        "-kernel".into(),
-        p(&image.kernel),
-        "-initrd".into(),
-        p(&image.initramfs),
-        "-append".into(),
-        kernel_cmdline(spec),
-        "-chardev".into(),
-        format!("socket,id=qmp,path={},server=on,wait=off", p(&paths.qmp)),
-        "-mon".into(),
-        "chardev=qmp,mode=control".into(),
-        "-chardev".into(),
-        format!("file,id=console,path={}", p(&paths.console)),
-        "-serial".into(),
-        "chardev:console".into(),
-        "-device".into(),
-        "virtio-serial-pci,id=vser0".into(),
-        "-chardev".into(),
-        format!("socket,id=channel,path={},server=on,wait=off", p(&paths.channel)),
-        "-device".into(),
-        format!("virtserialport,bus=vser0.0,chardev=channel,name={}", migbench_guest::protocol::PORT_NAME),
-        "-device".into(),
-        "virtio-balloon-pci,id=balloon0".into(),
-        // A guest that panics or reboots ends QEMU instead of looping.
-        "-no-reboot".into(),
-    ];
-    if spec.inject == StartFault::BadQemuOption {
-        a.push(BAD_QEMU_OPTION.into());
-    }
-    if let (Some(net), Some(tap)) = (spec.net, tap) {
-        // The tap exists already (the harness made it on the bridge): QEMU only opens it.
-        // `romfile=` leaves out the PXE option ROM: the kernel is booted directly, and
-        // the ROM's package is not always installed.
-        a.extend([
-            "-netdev".into(),
-            format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
-            "-device".into(),
-            format!("virtio-net-pci,netdev=net0,mac={},romfile=", net.mac()),
-        ]);
-    }
-    if role == Role::Incoming {
-        a.extend(["-incoming".into(), "defer".into()]);
-    }
-    a
-}
-
-/// Where run directories go: `$XDG_RUNTIME_DIR` when it is a directory, else the
-/// temporary directory (`$TMPDIR`, else /tmp). A new one goes in the first; all are
-/// searched for the run directories of migbench processes that no longer run.
-pub fn run_dir_bases() -> Vec<PathBuf> {
-    let mut bases: Vec<PathBuf> = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()).into_iter().collect();
-    let tmp = std::env::temp_dir();
-    if !bases.contains(&tmp) {
-        bases.push(tmp);
-    }
-    bases
-}
-
-/// A private run directory (mode 0700) holding sockets and logs; removed on drop.
-/// Its name, `migbench-run-<pid>-XXXXXX`, says whose it is: when that process was
-/// SIGKILLed, the next migbench removes it (see [`crate::machine::stale`]).
-pub struct RunDir {
-    dir: tempfile::TempDir,
-    /// Held for the directory's whole life: a later migbench that can take it knows
-    /// the owner is gone (exactly, whatever the pid or the clock say).
-    _owner: crate::host::FileLock,
-}
-
-/// The lock file in a run directory that its migbench holds while it runs.
-pub const RUN_DIR_LOCK: &str = "owner.lock";
-
-impl RunDir {
-    pub fn new() -> Result<RunDir> {
-        let base = run_dir_bases().remove(0);
-        use std::os::unix::fs::PermissionsExt;
-        // Private: sockets inside give control of the guests. Unix socket paths must
-        // stay under 108 bytes, so the name is short.
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{}{}-", crate::machine::stale::RUN_DIR_PREFIX, std::process::id()))
-            .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(&base)
-            .with_context(|| format!("creating a run directory in {}", base.display()))?;
-        let lock = dir.path().join(RUN_DIR_LOCK);
-        let owner = crate::host::FileLock::acquire(&lock)?;
-        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("making {} private", lock.display()))?;
-        Ok(RunDir { dir, _owner: owner })
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A 0700 subdirectory for one machine.
-    pub fn machine_dir(&self, name: &str) -> Result<PathBuf> {
-        use std::os::unix::fs::DirBuilderExt;
-        let d = self.dir.path().join(name);
-        std::fs::DirBuilder::new().mode(0o700).create(&d).with_context(|| format!("creating {}", d.display()))?;
-        Ok(d)
-    }
-}
 
 /// Process groups of the QEMUs alive now, for the signal handler.
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
@@ -424,14 +95,10 @@ pub struct Machine {
 
 impl Machine {
     /// Starts QEMU and connects to its QMP and guest channel; does not wait for
-    /// the guest (see [`Machine::wait_ready`]).
-    pub async fn start(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, role: Role, dir: &Path, name: &str) -> Result<Machine> {
-        Machine::start_in(qemu, image, spec, role, dir, name, None).await
-    }
-
-    /// [`Machine::start`], with the guest's NIC (if `spec.net` is set) on a tap of
-    /// `network`; QEMU runs inside the network's namespace.
-    pub async fn start_in(
+    /// the guest (see [`Machine::wait_ready`]). With a `network`, QEMU runs inside
+    /// its namespace and the guest's NIC (if `spec.net` is set) is on a tap of it.
+    /// Only a [`site::Site`] starts machines: it knows where they run.
+    pub(super) async fn start(
         qemu: &Qemu,
         image: &GuestImage,
         spec: GuestSpec,
@@ -527,28 +194,6 @@ impl Machine {
         };
         std::mem::forget(guard);
         Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None, features: Default::default(), _tap: tap })
-    }
-
-    /// Starts a guest and waits for READY; returns it with its boot time (QEMU
-    /// start to READY, ms).
-    pub async fn boot(qemu: &Qemu, image: &GuestImage, spec: GuestSpec, dir: &Path, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
-        Machine::boot_in(qemu, image, spec, dir, name, timeout, None).await
-    }
-
-    /// [`Machine::boot`] on the test network (see [`Machine::start_in`]).
-    pub async fn boot_in(
-        qemu: &Qemu,
-        image: &GuestImage,
-        spec: GuestSpec,
-        dir: &Path,
-        name: &str,
-        timeout: Duration,
-        network: Option<&Network>,
-    ) -> Result<(Machine, f64)> {
-        let mut m = Machine::start_in(qemu, image, spec, Role::Boot, dir, name, network).await?;
-        let ready = m.wait_ready(timeout).await?;
-        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
-        Ok((m, boot_ms))
     }
 
     /// What this QEMU offers, read from its schema once and kept.
@@ -713,126 +358,30 @@ pub fn tail(path: &Path, n: usize) -> String {
     if out.trim().is_empty() { "  (nothing)".to_string() } else { out }
 }
 
-/// Whether KVM really runs a guest here: boots one under `-accel kvm` and waits
-/// for READY. `/dev/kvm` existing proves nothing (here it exists and a guest
-/// never gets to run).
-pub async fn probe_kvm(qemu: &Qemu, image: &GuestImage, timeout: Duration) -> Result<Duration, String> {
-    if !Path::new("/dev/kvm").exists() {
-        return Err("/dev/kvm does not exist".into());
+/// Kills the QEMU of process group `pgid` if it still runs (its [`Machine`] reaps
+/// it when dropped). While `pgid` is in [`LIVE`] its process is not yet reaped, so
+/// the group is still ours.
+fn kill_if_live(pgid: i32) {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if live.contains(&pgid) {
+        // SAFETY: signalling a process group we created and have not reaped.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
-    let run = RunDir::new().map_err(|e| format!("{e:#}"))?;
-    let dir = run.machine_dir("kvm-probe").map_err(|e| format!("{e:#}"))?;
-    let spec = GuestSpec::new(128, 1, Accel::Kvm).expect("a valid probe spec");
-    let mut m = Machine::start(qemu, image, spec, Role::Boot, &dir, "kvm-probe").await.map_err(|e| one_line(&format!("{e:#}")))?;
-    let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| one_line(&format!("{e:#}")));
-    drop(m);
-    r
 }
 
-/// A multi-line error (with QEMU's and the console's lines) folded into one line for a note.
-fn one_line(text: &str) -> String {
-    let folded = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
-    if folded.chars().count() > 300 { folded.chars().take(300).collect::<String>() + " …" } else { folded }
+/// Whether the QEMU of process group `pgid` is still running here.
+fn is_live(pgid: i32) -> bool {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).contains(&pgid)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::image::ImageManifest;
-
-    fn image() -> GuestImage {
-        GuestImage {
-            dir: "/img".into(),
-            kernel: "/img/vmlinuz".into(),
-            initramfs: "/img/initramfs.cpio".into(),
-            manifest: ImageManifest {
-                key: "k".into(),
-                built_at: String::new(),
-                kernel_origin: String::new(),
-                kernel_release: String::new(),
-                guest_init_sha256: String::new(),
-                modules: vec![],
-                initramfs_bytes: 0,
-            },
-        }
-    }
-
-    #[test]
-    fn command_line_for_a_spec() {
-        let spec = GuestSpec::new(512, 2, Accel::Tcg).unwrap();
-        let paths = MachinePaths::new(Path::new("/run/m/src"));
-        let a = qemu_args(&spec, &image(), &paths, Role::Boot, "src", None);
-        let joined = a.join(" ");
-        for want in [
-            "-accel tcg",
-            "-m 512",
-            "-smp 2",
-            "-kernel /img/vmlinuz",
-            "-initrd /img/initramfs.cpio",
-            "socket,id=qmp,path=/run/m/src/qmp.sock,server=on,wait=off",
-            "name=migbench.0",
-            "file,id=console,path=/run/m/src/console.log",
-            "-no-reboot",
-        ] {
-            assert!(joined.contains(want), "missing {want:?} in {joined}");
-        }
-        assert!(!joined.contains("-incoming"));
-        assert!(joined.contains("migbench.workload=idle"));
-        let busy = qemu_args(&spec.with_workload("memdirty-write:32".parse().unwrap()), &image(), &paths, Role::Boot, "src", None);
-        assert!(busy.join(" ").contains("migbench.workload=memdirty-write:32"));
-        let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst", None);
-        assert_eq!(&b[b.len() - 2..], ["-incoming", "defer"]);
-        assert!(b.join(" ").contains("-accel kvm"));
-        // Same hardware on both sides: only -incoming and the accel differ here.
-        assert_eq!(a.len() + 2, b.len());
-    }
-
-    #[test]
-    fn paths_are_escaped_and_checked() {
-        let paths = MachinePaths::new(Path::new("/tmp/a,b"));
-        let a = qemu_args(&GuestSpec::new(128, 1, Accel::Tcg).unwrap(), &image(), &paths, Role::Boot, "src", None).join(" ");
-        assert!(a.contains("path=/tmp/a,,b/qmp.sock"), "{a}");
-        let long = Path::new("/").join("x".repeat(120));
-        assert!(check_socket_path(&long).unwrap_err().to_string().contains("TMPDIR"));
-        assert!(check_socket_path(Path::new("/tmp/q.sock")).is_ok());
-    }
-
-    #[test]
-    fn spec_validation_names_the_input() {
-        let e = GuestSpec::new(0, 1, Accel::Tcg).unwrap_err().to_string();
-        assert!(e.contains("--ram 0") && e.contains("--ram 256"), "{e}");
-        let e = GuestSpec::new(256, 0, Accel::Tcg).unwrap_err().to_string();
-        assert!(e.contains("--vcpus 0"), "{e}");
-        assert!(GuestSpec::new(128, 1, Accel::Tcg).is_ok());
-    }
-
-    #[test]
-    fn accel_parsing() {
-        assert_eq!("KVM".parse::<AccelRequest>().unwrap(), AccelRequest::Kvm);
-        assert_eq!("auto".parse::<AccelRequest>().unwrap(), AccelRequest::Auto);
-        assert!("hvf".parse::<AccelRequest>().unwrap_err().contains("auto, kvm, tcg"));
-    }
 
     #[test]
     fn finds_kernel_trouble() {
         let c = "boot ok\n[  3.1] BUG: unable to handle page fault\n[  3.2] Oops: 0000 [#1] SMP\nfine\n";
         assert_eq!(console_problems(c).len(), 2);
         assert!(console_problems("all good\nREADY\n").is_empty());
-    }
-
-    #[test]
-    fn run_dir_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let r = RunDir::new().unwrap();
-        let m = r.machine_dir("src").unwrap();
-        assert_eq!(std::fs::metadata(r.path()).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(&m).unwrap().permissions().mode() & 0o777, 0o700);
-        // Its name says whose it is, for the clean-up after a SIGKILL.
-        let name = r.path().file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(crate::machine::stale::run_dir_owner(&name), Some(std::process::id()), "{name}");
-        assert_eq!(r.path().parent(), Some(run_dir_bases()[0].as_path()));
-        let p = r.path().to_path_buf();
-        drop(r);
-        assert!(!p.exists());
     }
 }

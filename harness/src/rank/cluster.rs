@@ -8,7 +8,10 @@
 use super::balance::{self, ClusterState, Decision, HostState, Options, Rule, VmState};
 use crate::machine::cgroup::CpuCgroup;
 use crate::machine::usage;
-use crate::machine::{GuestSpec, Machine, Role, RunDir};
+use crate::machine::command::Role;
+use crate::machine::hardware::{Accel, GuestSpec};
+use crate::machine::Machine;
+use crate::machine::site::Site;
 use crate::migration::measurement::Outcome;
 use crate::migration::scenario::{LinkSpeed, Scenario};
 use crate::setup::{Environment, Platform};
@@ -124,7 +127,7 @@ impl ClusterProfile {
                 if !names.insert(v.name.clone()) {
                     return Err(format!("VM {:?} appears twice", v.name));
                 }
-                GuestSpec::new(self.ram_mib, 1, crate::machine::Accel::Tcg).map_err(|e| e.to_string())?.with_workload(v.workload).check()?;
+                GuestSpec::new(self.ram_mib, 1, Accel::Tcg).map_err(|e| e.to_string())?.with_workload(v.workload).check()?;
             }
         }
         if !(self.window_s.is_finite() && (0.5..=3600.0).contains(&self.window_s)) {
@@ -189,7 +192,7 @@ fn cgroup_name(host: &str) -> String {
 /// `report` is called with each round as it ends.
 pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boot_timeout: Duration, report: &mut dyn FnMut(&Round)) -> Result<ClusterRun> {
     let started = Instant::now();
-    let run_dir = RunDir::new()?;
+    let site = Site::local(&platform.qemu, &platform.image, false)?;
     let mut groups = Vec::new();
     for h in &p.hosts {
         let g = CpuCgroup::create(&format!("host-{}", cgroup_name(&h.name))).with_context(|| format!("making the cgroup of host {:?}", h.name))?;
@@ -203,9 +206,7 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
             qemus += 1;
             let name = format!("c{qemus}");
             let spec = GuestSpec::new(p.ram_mib, 1, env.accel)?.with_workload(v.workload);
-            let (m, _) = Machine::boot(&platform.qemu, &platform.image, spec, &run_dir.machine_dir(&name)?, &name, boot_timeout)
-                .await
-                .with_context(|| format!("booting VM {}", v.name))?;
+            let (m, _) = site.boot(spec, &name, boot_timeout).await.with_context(|| format!("booting VM {}", v.name))?;
             groups[hi].add(m.pid())?;
             placed.push(Placed { name: v.name.clone(), host: hi, machine: m, moved_in: None });
         }
@@ -238,7 +239,7 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
             }
         };
         // A failed move ends the run, but the rounds measured so far are kept.
-        let moved = migrate(platform, &run_dir, &mut groups, &mut placed, &mut qemus, &mv, p, &scenario, round, &mut r).await;
+        let moved = migrate(&site, &mut groups, &mut placed, &mut qemus, &mv, p, &scenario, round, &mut r).await;
         report(&r);
         rounds.push(r);
         match moved {
@@ -260,8 +261,7 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
 /// Moves `mv.vm` into a fresh QEMU in the destination host's cgroup; fills in `r`.
 #[allow(clippy::too_many_arguments)]
 async fn migrate(
-    platform: &Platform,
-    run_dir: &RunDir,
+    site: &Site,
     groups: &mut [CpuCgroup],
     placed: &mut [Placed],
     qemus: &mut u32,
@@ -275,7 +275,7 @@ async fn migrate(
     let to = p.hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
     *qemus += 1;
     let name = format!("c{qemus}");
-    let mut dst = Machine::start(&platform.qemu, &platform.image, placed[i].machine.spec, Role::Incoming, &run_dir.machine_dir(&name)?, &name).await?;
+    let mut dst = site.start(placed[i].machine.spec, Role::Incoming, &name).await?;
     groups[to].add(dst.pid())?;
     let m = crate::migration::driver::drive(&mut placed[i].machine, &mut dst, scenario).await?;
     r.outcome = Some(m.outcome.label().to_string());

@@ -6,7 +6,7 @@ use super::{Metric, Ranked, by_metric_then_tiebreak};
 use crate::summary::cell_runs::CellRuns;
 use crate::summary::stats::Stats;
 use crate::record::RunRecord;
-use crate::machine::GuestSpec;
+use crate::machine::hardware::GuestSpec;
 use crate::migration::scenario::Scenario;
 use crate::rank::predict::{self, LinkProfile, Prediction, VmProfile};
 use serde::Serialize;
@@ -205,30 +205,20 @@ pub async fn predict_cells(
     boot_timeout: std::time::Duration,
     quiet: bool,
 ) -> anyhow::Result<Vec<PredictedVm>> {
-    use crate::machine::{Machine, RunDir};
-    let run = RunDir::new()?;
-    let network = if profile.cells.iter().any(|c| c.guest(env.accel).net.is_some()) { Some(crate::network::Network::create()?) } else { None };
+    use crate::machine::pool::GuestPool;
+    use crate::machine::site::Site;
+    let test_network = profile.cells.iter().any(|c| c.guest(env.accel).net.is_some());
+    let site = Site::local(&platform.qemu, &platform.image, test_network)?;
+    let warmup = std::time::Duration::try_from_secs_f64(profile.warmup_s).unwrap_or_default();
+    let mut pool = GuestPool::new(&site, true, boot_timeout, warmup);
     let mut out = Vec::new();
-    let mut live: Option<((u32, u32, String), Machine)> = None;
     for (i, cell) in profile.cells.iter().enumerate() {
         let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
         if !quiet {
             eprintln!("migbench: measuring the dirty rate of {label}");
         }
-        if live.as_ref().is_some_and(|(k, _)| *k != cell.boot_key()) {
-            if let Some((_, m)) = live.take() {
-                m.quit().await;
-            }
-        }
-        if live.is_none() {
-            let name = format!("p{i}");
-            let (m, _) = Machine::boot_in(&platform.qemu, &platform.image, cell.guest(env.accel), &run.machine_dir(&name)?, &name, boot_timeout, network.as_ref()).await?;
-            if profile.warmup_s > 0.0 {
-                tokio::time::sleep(std::time::Duration::from_secs_f64(profile.warmup_s)).await;
-            }
-            live = Some((cell.boot_key(), m));
-        }
-        let (_, m) = live.as_mut().expect("booted above");
+        let mut guest = pool.take(cell.guest(env.accel), cell.boot_key(), || format!("p{i}")).await?;
+        let m = &mut guest.machine;
         // A failure here is this candidate's, recorded with it; the others go on.
         let measured = match m.set_cpu_limits(cell.cap_percent, cell.host_cores) {
             Ok(()) => crate::machine::dirty_rate::measure(m, profile.dirty_rate_s).await,
@@ -242,10 +232,9 @@ pub async fn predict_cells(
         let scenario = cell.scenario();
         let prediction = dirty_rate.as_ref().map(|d| predict_for(&m.spec, &scenario, d.bytes_per_s(), first));
         out.push(PredictedVm { label, dirty_rate, error, prediction, guest: m.spec, scenario, first_round_bytes: first });
+        pool.put_back(guest);
     }
-    if let Some((_, m)) = live.take() {
-        m.quit().await;
-    }
+    pool.clear().await;
     let key = |p: &PredictedVm| match &p.prediction {
         Some(Prediction { converges: true, total_s: Some(t), .. }) => (0, *t),
         Some(_) => (1, 0.0),

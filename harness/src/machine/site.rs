@@ -1,0 +1,129 @@
+//! Where QEMUs run. Today that is this host; a remote host (reached over SSH, with
+//! `migbench agent` on the far side) is meant to join as another kind of site
+//! without its callers changing.
+//!
+//! A [`Site`] owns what its QEMUs need there: the run directory their sockets and
+//! logs go in, and the test network namespace they run in when guests need one. It
+//! is the only code that starts a [`Machine`]. Dropping it kills the QEMUs it
+//! started that still run, removes its run directory and lets its namespace go.
+
+use super::command::Role;
+use super::hardware::{Accel, GuestSpec};
+use super::run_dir::RunDir;
+use super::{Machine, is_live, kill_if_live};
+use crate::guest::GuestImage;
+use crate::host::Qemu;
+use crate::network::Network;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A place QEMUs run, with their run directory and (if asked for) test network.
+/// A machine does not outlive its site.
+pub struct Site {
+    place: Place,
+    /// The process groups of the QEMUs started here that may still run.
+    started: Mutex<Vec<i32>>,
+}
+
+/// The kinds of site: one variant per way of reaching the host.
+enum Place {
+    Local(Local),
+}
+
+/// This host: its QEMU binary and guest image, a run directory of its own and,
+/// when the guests need one, a test network.
+struct Local {
+    qemu: Qemu,
+    image: GuestImage,
+    network: Option<Network>,
+    dir: RunDir,
+}
+
+impl Site {
+    /// This host, with a fresh run directory, and a test network of its own when
+    /// `test_network` (every QEMU then runs in its namespace, NIC or not: their
+    /// migration over TCP runs on its loopback, which a fault can cut).
+    pub fn local(qemu: &Qemu, image: &GuestImage, test_network: bool) -> Result<Site> {
+        let dir = RunDir::new()?;
+        let network = if test_network { Some(Network::create()?) } else { None };
+        let local = Local { qemu: qemu.clone(), image: image.clone(), network, dir };
+        Ok(Site { place: Place::Local(local), started: Mutex::new(Vec::new()) })
+    }
+
+    /// The site's test network, if it has one.
+    pub fn network(&self) -> Option<&Network> {
+        match &self.place {
+            Place::Local(l) => l.network.as_ref(),
+        }
+    }
+
+    /// The run directory, on the site's host.
+    pub fn dir(&self) -> &Path {
+        match &self.place {
+            Place::Local(l) => l.dir.path(),
+        }
+    }
+
+    /// A new directory for machine `name`'s sockets and logs.
+    fn machine_dir(&self, name: &str) -> Result<PathBuf> {
+        match &self.place {
+            Place::Local(l) => l.dir.machine_dir(name),
+        }
+    }
+
+    /// Starts QEMU for guest `name` and connects to it; does not wait for the guest
+    /// (see [`Machine::wait_ready`]). `name` is unique within the site: it names the
+    /// QEMU (`-name migbench-NAME`), its directory, its tap and its cgroup.
+    pub async fn start(&self, spec: GuestSpec, role: Role, name: &str) -> Result<Machine> {
+        let dir = self.machine_dir(name)?;
+        let m = match &self.place {
+            Place::Local(l) => Machine::start(&l.qemu, &l.image, spec, role, &dir, name, l.network.as_ref()).await?,
+        };
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        // Only those that may still run: a long sweep starts thousands.
+        started.retain(|&pgid| is_live(pgid));
+        started.push(m.pid() as i32);
+        Ok(m)
+    }
+
+    /// Starts guest `name` and waits up to `timeout` for its READY; returns it with
+    /// its boot time (QEMU start to READY, ms).
+    pub async fn boot(&self, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
+        let mut m = self.start(spec, Role::Boot, name).await?;
+        let ready = m.wait_ready(timeout).await?;
+        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
+        Ok((m, boot_ms))
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        // Before the run directory and the namespace go (the fields drop after this).
+        for pgid in self.started.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            kill_if_live(pgid);
+        }
+    }
+}
+
+/// Whether KVM really runs a guest on this host: boots one under `-accel kvm` and
+/// waits for READY. `/dev/kvm` existing proves nothing (here it exists and a guest
+/// never gets to run).
+pub async fn probe_kvm(qemu: &Qemu, image: &GuestImage, timeout: Duration) -> Result<Duration, String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Err("/dev/kvm does not exist".into());
+    }
+    let site = Site::local(qemu, image, false).map_err(|e| format!("{e:#}"))?;
+    let spec = GuestSpec::new(128, 1, Accel::Kvm).expect("a valid probe spec");
+    let mut m = site.start(spec, Role::Boot, "kvm-probe").await.map_err(|e| one_line(&format!("{e:#}")))?;
+    let r = m.wait_ready(timeout).await.map(|_| m.started.elapsed()).map_err(|e| one_line(&format!("{e:#}")));
+    drop(m);
+    r
+}
+
+/// A multi-line error (with QEMU's and the console's lines) folded into one line for a note.
+fn one_line(text: &str) -> String {
+    let folded = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    if folded.chars().count() > 300 { folded.chars().take(300).collect::<String>() + " …" } else { folded }
+}
