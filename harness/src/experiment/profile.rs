@@ -270,7 +270,7 @@ impl Cell {
         self.scenario().validate()?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         if let Some(cap) = self.cap_percent {
-            crate::machine::cgroup::check_cap(cap, cores)?;
+            crate::machine::hardware::check_cap(cap, cores)?;
         }
         if self.host_cores == Some(0) {
             return Err("host_cores = 0: give at least 1 core".into());

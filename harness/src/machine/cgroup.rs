@@ -34,15 +34,6 @@ pub fn quota_us(percent: u32) -> u64 {
     (percent as u64 * PERIOD_US / 100).max(1000)
 }
 
-/// Checks a cap against the host: 1 % up to 100 % × cores.
-pub fn check_cap(percent: u32, cores: usize) -> Result<(), String> {
-    let max = 100 * cores as u32;
-    if percent == 0 || percent > max {
-        return Err(format!("cap_percent = {percent}: a CPU cap is 1 to {max} (% of one host CPU; this host has {cores} cores)"));
-    }
-    Ok(())
-}
-
 /// Turns a controller on for the children of the v2 root, saying plainly why it
 /// cannot be done when the write fails.
 fn enable_v2_controller(controller: &str) -> Result<()> {
@@ -239,6 +230,7 @@ mod tests {
         assert_eq!(quota_us(25), 25_000);
         assert_eq!(quota_us(200), 200_000);
         assert_eq!(quota_us(0), 1000);
+        use crate::machine::hardware::check_cap;
         assert!(check_cap(200, 2).is_ok());
         let e = check_cap(250, 2).unwrap_err();
         assert!(e.contains("1 to 200") && e.contains("cap_percent = 250"), "{e}");

@@ -2,7 +2,7 @@
 //! RAM, vCPUs, the workload it boots into, its NIC, and the start-up faults a run
 //! may inject. Plain values: nothing here starts a QEMU.
 
-use crate::network::GuestNet;
+use crate::network::address::GuestNet;
 use anyhow::{Result, bail};
 use migbench_guest::orders::Workload;
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,15 @@ pub struct Balloon {
     pub guest_mib: f64,
     /// RAM taken from the guest, MiB: pages that migration need not copy.
     pub saved_mib: f64,
+}
+
+/// Checks a cap against the host: 1 % up to 100 % × cores.
+pub fn check_cap(percent: u32, cores: usize) -> Result<(), String> {
+    let max = 100 * cores as u32;
+    if percent == 0 || percent > max {
+        return Err(format!("cap_percent = {percent}: a CPU cap is 1 to {max} (% of one host CPU; this host has {cores} cores)"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
