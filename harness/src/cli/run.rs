@@ -76,7 +76,7 @@ pub(crate) fn print_sections(profile: &Profile, runs: &[migbench::record::RunRec
     if let Some(section) = migbench::report::service::section(profile, &runs) {
         println!("\n{section}");
     }
-    if let Some(section) = migbench::report::reproduction(profile, &runs) {
+    if let Some(section) = migbench::report::papers::reproduction(profile, &runs) {
         println!("\n{section}");
     }
     if let Some(section) = migbench::report::faults_table(&runs) {

@@ -333,7 +333,7 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
         blocks.push(Block::Heading(3, "Faults".into()));
         blocks.push(Block::Terminal(text));
     }
-    if let Some(text) = super::reproduction(p, &g.runs) {
+    if let Some(text) = super::papers::reproduction(p, &g.runs) {
         blocks.push(Block::Heading(3, "Beside the paper".into()));
         blocks.push(Block::Terminal(text));
     }

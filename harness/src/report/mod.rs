@@ -5,11 +5,10 @@ pub mod browser;
 pub mod charts;
 pub mod compare;
 pub mod document;
-pub mod ghalib;
+pub mod papers;
 pub mod plan;
 pub mod plot;
 pub mod service;
-pub mod shreya;
 
 use crate::record::MigrationRecord;
 use tabled::settings::Style;
@@ -165,17 +164,6 @@ pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
         out.push_str(&partial.join("\n"));
     }
     out
-}
-
-/// The section of the paper a profile reproduces (`reproduces = ...`), from its runs.
-pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[crate::record::RunRecord]) -> Option<String> {
-    use crate::experiment::profile::Reproduction;
-    Some(match profile.reproduces? {
-        Reproduction::ShreyaTables1To3 => shreya::tables_1_to_3(records),
-        Reproduction::ShreyaTable4 => shreya::table_4(records),
-        Reproduction::ShreyaTable5 => shreya::table_5(records),
-        Reproduction::GhalibWeb => ghalib::section(records),
-    })
 }
 
 /// A measured ranking (`migbench rank`), with the model's prediction beside each VM.
