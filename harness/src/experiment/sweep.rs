@@ -130,7 +130,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     // would grow the harness with every run of a long sweep.
     let mut ran = 0usize;
     for (i, r) in runs.iter().enumerate() {
-        let label = if profile.varied.is_empty() { format!("cell {}", r.cell_index) } else { r.cell.describe(&profile.varied) };
+        let label = profile.cell_label(r.cell_index);
         bar.set_message(format!("{label} (rep {})", r.repetition + 1));
         let started_at = crate::record::now_rfc3339();
         let mut next_name = || {

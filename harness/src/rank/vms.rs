@@ -215,7 +215,7 @@ pub async fn predict_cells(
     let mut out = Vec::new();
     let mut live: Option<((u32, u32, String), Machine)> = None;
     for (i, cell) in profile.cells.iter().enumerate() {
-        let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
+        let label = profile.cell_label(i);
         if !quiet {
             eprintln!("migbench: measuring the dirty rate of {label}");
         }

@@ -308,20 +308,21 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
     let mut notes = Vec::new();
     for r in &g.runs {
         for n in super::migration_notes(std::slice::from_ref(&r.migration)) {
-            notes.push(format!("- cell {} run {}: {n}", r.run.cell.describe(&p.varied), r.run.repetition + 1));
+            notes.push(format!("- {} run {}: {n}", label_of(p, &r.run.cell_key), r.run.repetition + 1));
         }
     }
     if !notes.is_empty() {
         blocks.push(Block::Markdown(format!("Runs that did not complete, left an unhealthy guest, or whose strategy never took effect:\n\n{}", notes.join("\n"))));
     }
-    let cells: Vec<(&Cell, Vec<&RunRecord>)> = p
+    let cells: Vec<CellOf> = p
         .cells
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let key = c.key();
-            (c, g.runs.iter().filter(|r| r.run.cell_key == key).collect::<Vec<_>>())
+            CellOf { cell: c, label: p.cell_label(i), runs: g.runs.iter().filter(|r| r.run.cell_key == key).collect() }
         })
-        .filter(|(_, runs)| !runs.is_empty())
+        .filter(|c| !c.runs.is_empty())
         .collect();
     let name = slug(&p.name);
     blocks.extend(time_and_downtime(p, &cells, &name));
@@ -340,9 +341,17 @@ fn profile_section(g: &ProfileRuns) -> Result<(Vec<Block>, Vec<CellSummary>)> {
     Ok((blocks, summary))
 }
 
-/// A cell's label: its varied variables, "all" when the profile varies none.
-fn cell_label(p: &Profile, c: &Cell) -> String {
-    if p.varied.is_empty() { "all".into() } else { c.describe(&p.varied) }
+/// One cell of a profile that has runs, with its label.
+struct CellOf<'a> {
+    cell: &'a Cell,
+    label: String,
+    runs: Vec<&'a RunRecord>,
+}
+
+/// The label of the profile's cell with `key` (a run's cell is always one of them:
+/// see [`group_by_profile`]).
+fn label_of(p: &Profile, key: &str) -> String {
+    p.cells.iter().position(|c| c.key() == key).map(|i| p.cell_label(i)).unwrap_or_else(|| key.to_string())
 }
 
 /// Bars against one variable: a group per value of `axis`, a bar per combination of
@@ -350,13 +359,13 @@ fn cell_label(p: &Profile, c: &Cell) -> String {
 /// count (completed, guest healthy). Returns the series names and the groups.
 fn against(
     p: &Profile,
-    cells: &[(&Cell, Vec<&RunRecord>)],
+    cells: &[CellOf],
     axis: &str,
     value: &dyn Fn(&Measurement) -> Option<f64>,
 ) -> (Vec<String>, Vec<BarGroup>) {
     let mut xs: Vec<String> = Vec::new();
     let mut series: Vec<String> = Vec::new();
-    for (c, _) in cells {
+    for CellOf { cell: c, .. } in cells {
         let x = value_of(c, axis);
         if !xs.contains(&x) {
             xs.push(x);
@@ -374,7 +383,7 @@ fn against(
                 .iter()
                 .map(|s| {
                     let runs = CellRuns::new(
-                        cells.iter().filter(|(c, _)| value_of(c, axis) == *x && rest_of(c, &p.varied, axis) == *s).flat_map(|(_, runs)| runs.iter().copied()),
+                        cells.iter().filter(|c| value_of(c.cell, axis) == *x && rest_of(c.cell, &p.varied, axis) == *s).flat_map(|c| c.runs.iter().copied()),
                     );
                     bar_of(runs.stats(value))
                 })
@@ -385,12 +394,12 @@ fn against(
 }
 
 /// Bars per cell: a bar per series, each the mean (± CI) of its value over the runs that count.
-fn per_cell(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], series: &[&dyn Fn(&Measurement) -> Option<f64>]) -> Vec<BarGroup> {
+fn per_cell(cells: &[CellOf], series: &[&dyn Fn(&Measurement) -> Option<f64>]) -> Vec<BarGroup> {
     cells
         .iter()
-        .map(|(c, runs)| {
-            let runs = CellRuns::new(runs.iter().copied());
-            BarGroup { label: cell_label(p, c), bars: series.iter().map(|f| bar_of(runs.stats(f))).collect() }
+        .map(|c| {
+            let runs = CellRuns::new(c.runs.iter().copied());
+            BarGroup { label: c.label.clone(), bars: series.iter().map(|f| bar_of(runs.stats(f))).collect() }
         })
         .collect()
 }
@@ -402,7 +411,7 @@ fn gaps(chart: &BarChart, what: &str) -> String {
 
 /// Total time and downtime against RAM, link and strategy (whichever the profile
 /// varies; against the cells when it varies none of them).
-fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
+fn time_and_downtime(p: &Profile, cells: &[CellOf], name: &str) -> Vec<Block> {
     let mut blocks = vec![Block::Heading(3, "Migration time and downtime".into())];
     let axes: Vec<&str> = ["ram_mib", "link", "strategy"].into_iter().filter(|a| p.varied.contains(a)).collect();
     let metrics: [(&str, &str, fn(&Measurement) -> Option<f64>); 2] =
@@ -414,7 +423,7 @@ fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str
                 x_label: "cell".into(),
                 y_label: label.into(),
                 series: vec![label.into()],
-                groups: per_cell(p, cells, &[&f]),
+                groups: per_cell(cells, &[&f]),
             };
             let caption = format!("{label} per cell{}", gaps(&chart, "without a healthy completed run"));
             blocks.push(figure(format!("{name}-{key}.svg"), caption, charts::bars(&chart)));
@@ -431,12 +440,12 @@ fn time_and_downtime(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str
 
 /// The migration's progress (remaining bytes and dirty rate over time, rounds
 /// marked) for the first run of each cell that counts (completed, guest healthy).
-fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
+fn progress(p: &Profile, cells: &[CellOf], name: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut shown = 0;
     let mut skipped = 0;
-    for (i, (c, runs)) in cells.iter().enumerate() {
-        let Some(r) = runs.iter().find(|r| {
+    for (i, c) in cells.iter().enumerate() {
+        let Some(r) = c.runs.iter().find(|r| {
             counts(&r.migration.measurement) && r.migration.measurement.progress.iter().filter(|s| s.remaining.is_some()).count() >= 2
         }) else {
             continue;
@@ -459,7 +468,7 @@ fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<
             .collect();
         let at = |side: &str, event: &str| m.events.iter().find(|e| e.side == side && e.name == event).map(|e| e.t_ms / 1000.0);
         let switchover = at("source", "STOP").zip(at("destination", "RESUME"));
-        let label = if p.varied.is_empty() { "the cell".to_string() } else { c.describe(&p.varied) };
+        let label = &c.label;
         let chart = ProgressChart { title: format!("{}: {label}, run {}", p.name, r.run.repetition + 1), points, switchover };
         blocks.push(figure(
             format!("{name}-progress-{i}.svg"),
@@ -485,8 +494,8 @@ fn progress(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<
 
 /// CPU use: against the cap when the profile varies it (Shreya et al.'s figures),
 /// per phase otherwise.
-fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
-    let any = cells.iter().any(|(_, runs)| runs.iter().any(|r| r.migration.measurement.cpu_percent.before.is_some()));
+fn cpu(p: &Profile, cells: &[CellOf], name: &str) -> Vec<Block> {
+    let any = cells.iter().any(|c| c.runs.iter().any(|r| r.migration.measurement.cpu_percent.before.is_some()));
     if !any {
         return Vec::new();
     }
@@ -521,7 +530,7 @@ fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block
         x_label: "cell".into(),
         y_label: "CPU use (% of one CPU)".into(),
         series: phases.iter().map(|(n, _)| n.to_string()).collect(),
-        groups: per_cell(p, cells, &fs),
+        groups: per_cell(cells, &fs),
     };
     blocks.push(figure(
         format!("{name}-cpu-phases.svg"),
@@ -532,10 +541,10 @@ fn cpu(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block
 }
 
 /// The workload's own rate before, during and after, one chart per unit.
-fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -> Vec<Block> {
+fn workload_rates(p: &Profile, cells: &[CellOf], name: &str) -> Vec<Block> {
     let mut units: Vec<String> = Vec::new();
-    for (_, runs) in cells {
-        for r in runs {
+    for c in cells {
+        for r in &c.runs {
             if let Some(w) = &r.migration.measurement.workload_rate {
                 if !units.contains(&w.unit) {
                     units.push(w.unit.clone());
@@ -555,13 +564,13 @@ fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -
             [("before", |w| w.before), ("during", |w| w.during), ("after", |w| w.after)];
         let groups = cells
             .iter()
-            .filter(|(_, runs)| runs.iter().any(|r| r.migration.measurement.workload_rate.as_ref().is_some_and(|w| w.unit == unit)))
-            .map(|(c, runs)| BarGroup {
-                label: cell_label(p, c),
+            .filter(|c| c.runs.iter().any(|r| r.migration.measurement.workload_rate.as_ref().is_some_and(|w| w.unit == unit)))
+            .map(|c| BarGroup {
+                label: c.label.clone(),
                 bars: phases
                     .iter()
                     .map(|(_, f)| {
-                        let runs = CellRuns::new(runs.iter().copied());
+                        let runs = CellRuns::new(c.runs.iter().copied());
                         bar_of(runs.stats(|m| m.workload_rate.as_ref().filter(|w| w.unit == unit).and_then(f)))
                     })
                     .collect(),
@@ -580,20 +589,19 @@ fn workload_rates(p: &Profile, cells: &[(&Cell, Vec<&RunRecord>)], name: &str) -
 }
 
 /// Clients' view: the latency and outage tables, and each cell's first latency plot.
-fn service(p: &Profile, runs: &[RunRecord], cells: &[(&Cell, Vec<&RunRecord>)], base: &Path) -> Vec<Block> {
+fn service(p: &Profile, runs: &[RunRecord], cells: &[CellOf], base: &Path) -> Vec<Block> {
     let Some(text) = super::service::section(p, runs) else { return Vec::new() };
     let mut blocks = vec![Block::Heading(3, "Service under migration".into()), Block::Terminal(text)];
     let mut shown = 0;
-    for (c, runs) in cells {
-        let Some((r, file)) = runs.iter().find_map(|r| Some((r, r.migration.measurement.service.as_ref()?.latency_svg.clone()?))) else {
+    for c in cells {
+        let Some((r, file)) = c.runs.iter().find_map(|r| Some((r, r.migration.measurement.service.as_ref()?.latency_svg.clone()?))) else {
             continue;
         };
         if shown == MAX_LATENCY_PLOTS {
             break;
         }
         shown += 1;
-        let label = if p.varied.is_empty() { "the cell".to_string() } else { c.describe(&p.varied) };
-        let caption = format!("latency of every request over run {} of {label}, the migration shaded (Ghalib et al.'s figure)", r.run.repetition + 1);
+        let caption = format!("latency of every request over run {} of {}, the migration shaded (Ghalib et al.'s figure)", r.run.repetition + 1, c.label);
         let svg = std::fs::read_to_string(base.join(&file)).with_context(|| format!("reading {}", base.join(&file).display()));
         let own = Path::new(&file).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| file.clone());
         blocks.push(figure(format!("{}-latency-{own}", slug(&p.name)), caption, svg));
@@ -636,7 +644,7 @@ fn csv_row(g: &ProfileRuns, r: &RunRecord) -> Vec<String> {
     let u = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     vec![
         g.profile.name.clone(),
-        cell_label(&g.profile, &r.run.cell),
+        label_of(&g.profile, &r.run.cell_key),
         r.run.cell_key.clone(),
         (r.run.repetition + 1).to_string(),
         r.migration.started_at.clone(),

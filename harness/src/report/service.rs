@@ -22,7 +22,7 @@ fn cells_with_service<'a>(profile: &Profile, records: &'a [RunRecord]) -> Vec<(S
         let key = cell.key();
         let runs = CellRuns::new(records.iter().filter(|r| r.run.cell_key == key && r.migration.measurement.service.is_some()));
         if runs.n() > 0 {
-            let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
+            let label = profile.cell_label(i);
             let load = runs.all()[0].migration.measurement.service.as_ref().map(|s| format!("{} {}", s.load.mode, s.load.connection)).unwrap_or_default();
             out.push((format!("{label} [{load}]"), runs));
         }
