@@ -77,7 +77,7 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
         let opts = sweep_options(&a.sweep, dir.clone(), a.resume, Shard::default())?;
         let (Some(p), Some(env)) = (&platform, &env) else { unreachable!("guests were prepared") };
         println!("\n== {name} ==");
-        let outcome = sweep::run(p, env, &profile, &opts).await?;
+        let outcome = run_sweep(p, env, &profile, &opts).await?;
         bad |= print_sweep(&profile, &outcome, opts.reuse)? != ExitCode::SUCCESS;
         let records = migbench::record::file::load(&dir)?;
         groups.extend(document::group_by_profile(records, Some(&profile), &dir, &dir.display().to_string()));

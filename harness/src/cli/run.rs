@@ -62,8 +62,15 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.sweep.accel).await?;
     let opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
-    let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+    let outcome = run_sweep(&p, &env, &profile, &opts).await?;
     print_sweep(&profile, &outcome, opts.reuse)
+}
+
+/// Runs the sweep, then draws the plots of what it wrote (the runner writes data only).
+pub(crate) async fn run_sweep(p: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<sweep::SweepOutcome> {
+    let outcome = sweep::run(p, env, profile, opts).await?;
+    migbench::report::plot::write_latency_plots(&opts.out, &migbench::record::file::read_runs(&outcome.results)?);
+    Ok(outcome)
 }
 
 pub(crate) fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {

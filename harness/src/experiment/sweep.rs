@@ -344,15 +344,14 @@ async fn one_run(
         let window = m.window_since(svc.t0);
         let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
         rec.stopped_early = stopped_early;
-        // The time series and its plot are extras: failing to write them must not
-        // cost the run its measurement.
+        // The time series are extras: failing to write them must not cost the run its
+        // measurement.
         let stem = format!("{}-r{}", r.cell.key(), r.repetition);
         rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
         rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
-        let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
-        rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
-            crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
-        });
+        // Where its plot goes: the runner writes data only, the report side draws the
+        // plot from the CSV once the sweep is done (report::plot::write_latency_plots).
+        rec.latency_svg = rec.requests_csv.as_ref().map(|_| format!("plots/{stem}.svg"));
         m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
         m.brownout_ms = rec.client.brownout_ms;
         m.service = Some(rec);
