@@ -36,7 +36,8 @@ pub(crate) struct ReproduceArgs {
 
 /// `migbench reproduce PAPER`: the paper's profiles, then one report of them.
 pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
-    use migbench::report::document::{self, Block, Format};
+    use migbench::report::document::{self, Block, Document};
+    use migbench::report::export::{self, Format};
     let formats = Format::parse_list(&a.format)?;
     if let Some(r) = a.repetitions {
         if !(1..=10_000).contains(&r) {
@@ -111,19 +112,10 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
         )));
     }
     let source = out.display().to_string();
-    let mut report = if groups.is_empty() {
-        document::Report { title: String::new(), blocks: Vec::new(), json: serde_json::json!({ "source": source }), csv: String::new() }
-    } else {
-        document::build(&groups, &source)?
-    };
-    report.title = format!("migbench reproduces {citation}");
-    if report.blocks.is_empty() {
-        report.blocks.push(Block::Heading(1, report.title.clone()));
-    } else {
-        report.blocks[0] = Block::Heading(1, report.title.clone());
-    }
-    let at = 1.min(report.blocks.len());
-    report.blocks.splice(at..at, intro);
-    print_written(&document::write(&report, &formats, None, &out)?);
+    let title = format!("migbench reproduces {citation}");
+    let mut doc = if groups.is_empty() { Document::empty(title.clone(), &source) } else { document::build(&groups, &source)? };
+    doc.retitle(title);
+    doc.insert_after_title(intro);
+    print_written(&export::write(&doc, &formats, None, &out)?);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

@@ -1,18 +1,35 @@
-//! What people read: the result tables on the terminal, and the sections that put
-//! a paper's numbers beside ours.
+//! What people read: a result set as a document (`document`, its `sections`, their
+//! `figures`) rendered by `export` in each format, the terminal's included; papers'
+//! numbers beside ours (`papers`); and the tables the other commands print.
 
 pub mod browser;
 pub mod charts;
 pub mod compare;
 pub mod document;
+pub mod export;
+mod figures;
 pub mod papers;
 pub mod plan;
 pub mod plot;
+pub mod sections;
 pub mod service;
 
 use crate::record::MigrationRecord;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
+
+/// A name as an HTML id or a file name: lower-case letters and digits, the rest one dash.
+pub(crate) fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
