@@ -424,3 +424,33 @@ pub fn faults_table(records: &[crate::record::RunRecord]) -> Option<String> {
     Some(out)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::measurement::{Outcome, StrategyEvidence};
+    use crate::migration::strategy::Strategy;
+
+    #[test]
+    fn the_table_and_notes_say_when_a_strategy_never_took_effect() {
+        let mut rec = crate::summary::cell_runs::testing::run("a", 0, 1000.0, true, true).migration;
+        assert_eq!(rec.measurement.outcome, Outcome::Completed);
+        rec.scenario.strategy = Strategy::Postcopy;
+        rec.measurement.evidence = Some(StrategyEvidence {
+            strategy: Strategy::Postcopy,
+            took_effect: false,
+            note: "postcopy requested; pre-copy finished before switchover".into(),
+            settings: Default::default(),
+            postcopy: None,
+            xbzrle: None,
+            throttle: None,
+            multifd: None,
+        });
+        let notes = migration_notes(std::slice::from_ref(&rec));
+        assert!(notes.iter().any(|n| n.contains("pre-copy finished before switchover — not counted as postcopy")), "{notes:?}");
+        assert!(migration_table(std::slice::from_ref(&rec)).contains("postcopy (never took effect)"));
+        let facts = evidence_notes(std::slice::from_ref(&rec));
+        assert_eq!(facts.len(), 3, "{facts:?}");
+        assert!(facts[1].starts_with("postcopy: QEMU reads back on the source"), "{facts:?}");
+    }
+}
