@@ -150,8 +150,7 @@ pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
 }
 
 fn row(label: String, cell: &CellRuns) -> VmRow {
-    let rates: Vec<f64> = cell.healthy_guest().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
-    let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    let dirty = cell.healthy_guest_stats(|m| m.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).map(|s| s.mean);
     let no_dirty_rate = dirty.is_none().then(|| match cell.healthy_guest().count() {
         0 => format!("no run left a healthy guest, so no dirty rate counts ({})", cell.tally_with_reasons()),
         _ => "its runs with a healthy guest recorded no dirty rate (dirty_rate_before)".to_string(),
