@@ -26,10 +26,11 @@ pub(crate) struct ReportArgs {
 /// `migbench report DIR`: writes the report in each format asked for.
 pub(crate) fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     use migbench::report::document;
-    use migbench::report::export::{self, Exporter, Format};
+    use migbench::report::export::files::{self, Format};
+    use migbench::report::export::{Exporter, html::Html};
     let formats = Format::parse_list(&a.format)?;
     if let Some(out) = &a.out {
-        export::check_out(out)?;
+        files::check_out(out)?;
     }
     let profile = a.profile.as_deref().map(Profile::resolve).transpose()?;
     let records = migbench::record::file::load(&a.results)?;
@@ -43,13 +44,13 @@ pub(crate) fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         }
     }
     let doc = document::build(&groups, &source)?;
-    print_written(&export::write(&doc, &formats, a.out.as_deref(), &base)?);
+    print_written(&files::write(&doc, &formats, a.out.as_deref(), &base)?);
     if let Some(png) = &a.screenshot {
-        let html = match export::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
+        let html = match files::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
             Some((_, path)) => path,
             None => {
                 let path = png.with_extension("html");
-                std::fs::write(&path, export::html::Html.render(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, Html.render(&doc)?).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
                 path
             }

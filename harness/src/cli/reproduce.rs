@@ -36,8 +36,9 @@ pub(crate) struct ReproduceArgs {
 
 /// `migbench reproduce PAPER`: the paper's profiles, then one report of them.
 pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
-    use migbench::report::document::{self, Block, Document};
-    use migbench::report::export::{self, Format};
+    use migbench::report::block::Block;
+    use migbench::report::document::{self, Document};
+    use migbench::report::export::files::{self, Format};
     let formats = Format::parse_list(&a.format)?;
     if let Some(r) = a.repetitions {
         if !(1..=10_000).contains(&r) {
@@ -116,6 +117,6 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
     let mut doc = if groups.is_empty() { Document::empty(title.clone(), &source) } else { document::build(&groups, &source)? };
     doc.retitle(title);
     doc.insert_after_title(intro);
-    print_written(&export::write(&doc, &formats, None, &out)?);
+    print_written(&files::write(&doc, &formats, None, &out)?);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

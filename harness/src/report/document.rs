@@ -3,6 +3,7 @@
 //! terminal, and the data the JSON and CSV carry. What each profile's part holds is
 //! [`sections::of`]; how it looks in each format is `export`'s.
 
+use super::block::Block;
 use super::figures::CellOf;
 use super::sections::{self, Context};
 use crate::experiment::profile::{self, Cell, Profile};
@@ -10,18 +11,6 @@ use crate::record::RunRecord;
 use crate::summary::cells::CellSummary;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
-
-/// One piece of the document.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Block {
-    Heading(u8, String),
-    /// Prose written for the documents (Markdown); the terminal leaves it out.
-    Markdown(String),
-    /// Text made for the terminal (tables and lines): printed there as it is, and
-    /// shown line by line in the documents.
-    Terminal(String),
-    Figure { file: String, caption: String, svg: String },
-}
 
 /// A report's content, ready for any exporter.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! request), each a block with its caption, or a note saying why there is none.
 
 use super::charts::{self, Bar, BarChart, BarGroup, ProgressChart, ProgressPoint};
-use super::document::Block;
+use super::block::Block;
 use super::slug;
 use crate::experiment::profile::{Cell, Profile};
 use crate::migration::measurement::Measurement;

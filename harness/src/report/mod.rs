@@ -2,6 +2,7 @@
 //! `figures`) rendered by `export` in each format, the terminal's included; papers'
 //! numbers beside ours (`papers`); and the tables the other commands print.
 
+pub mod block;
 pub mod browser;
 pub mod charts;
 pub mod compare;

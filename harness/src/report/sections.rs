@@ -3,7 +3,7 @@
 //! document render. The terminal shows a section's text; the documents add its
 //! heading, prose and plots.
 
-use super::document::Block;
+use super::block::Block;
 use super::figures::{self, CellOf};
 use crate::experiment::profile::{Cell, Profile};
 use crate::record::RunRecord;

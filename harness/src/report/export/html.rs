@@ -3,7 +3,8 @@
 
 use super::Exporter;
 use super::markdown::terminal_to_md;
-use crate::report::document::{Block, Document};
+use crate::report::block::Block;
+use crate::report::document::Document;
 use crate::report::slug;
 use anyhow::Result;
 

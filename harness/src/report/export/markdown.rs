@@ -2,7 +2,8 @@
 //! breaks kept, each figure a link to its SVG file in a directory beside the document.
 
 use super::Exporter;
-use crate::report::document::{Block, Document};
+use crate::report::block::Block;
+use crate::report::document::Document;
 use anyhow::Result;
 
 /// Markdown whose figures are `plots_dir/<file>`, a path relative to the document.

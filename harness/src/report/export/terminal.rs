@@ -2,7 +2,8 @@
 //! prints again).
 
 use super::Exporter;
-use crate::report::document::{Block, Document};
+use crate::report::block::Block;
+use crate::report::document::Document;
 use anyhow::Result;
 
 /// The text made for the terminal, each block after a blank line. Headings, prose
