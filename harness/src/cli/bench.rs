@@ -100,7 +100,7 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     } else {
         None
     };
-    let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+    let outcome = run_sweep(&p, &env, &profile, &opts).await?;
     println!(
         "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
         profile.name, profile.source, env.qemu_version, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel

@@ -22,8 +22,7 @@ pub(crate) fn merge(a: &MergeArgs) -> Result<ExitCode> {
     if let Some(name) = &a.profile {
         let profile = Profile::resolve(name)?;
         let records = migbench::record::file::of_profile(migbench::record::file::read_runs(&a.out.join("results.jsonl"))?, &profile.name);
-        println!("\n{}", migbench::report::summary_table(&migbench::summary::cells::summarise(&records, &profile)));
-        print_sections(&profile, &records);
+        print_summary(&profile, records, &a.out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

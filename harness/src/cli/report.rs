@@ -25,10 +25,12 @@ pub(crate) struct ReportArgs {
 
 /// `migbench report DIR`: writes the report in each format asked for.
 pub(crate) fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
-    use migbench::report::document::{self, Format};
+    use migbench::report::document;
+    use migbench::report::export::files::{self, Format};
+    use migbench::report::export::{Exporter, html::Html};
     let formats = Format::parse_list(&a.format)?;
     if let Some(out) = &a.out {
-        document::check_out(out)?;
+        files::check_out(out)?;
     }
     let profile = a.profile.as_deref().map(Profile::resolve).transpose()?;
     let records = migbench::record::file::load(&a.results)?;
@@ -41,14 +43,14 @@ pub(crate) fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
                 groups.iter().map(|g| g.profile.name.as_str()).collect::<Vec<_>>().join(", "));
         }
     }
-    let report = document::build(&groups, &source)?;
-    print_written(&document::write(&report, &formats, a.out.as_deref(), &base)?);
+    let doc = document::build(&groups, &source)?;
+    print_written(&files::write(&doc, &formats, a.out.as_deref(), &base)?);
     if let Some(png) = &a.screenshot {
-        let html = match document::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
+        let html = match files::output_paths(&formats, a.out.as_deref(), &base).into_iter().find(|(f, _)| *f == Format::Html) {
             Some((_, path)) => path,
             None => {
                 let path = png.with_extension("html");
-                std::fs::write(&path, report.html()).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, Html.render(&doc)?).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
                 path
             }

@@ -36,7 +36,9 @@ pub(crate) struct ReproduceArgs {
 
 /// `migbench reproduce PAPER`: the paper's profiles, then one report of them.
 pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<ExitCode> {
-    use migbench::report::document::{self, Block, Format};
+    use migbench::report::block::Block;
+    use migbench::report::document::{self, Document};
+    use migbench::report::export::files::{self, Format};
     let formats = Format::parse_list(&a.format)?;
     if let Some(r) = a.repetitions {
         if !(1..=10_000).contains(&r) {
@@ -59,7 +61,7 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
     let mut bad = false;
     if a.paper == Paper::Chandak {
         intro.push(Block::Heading(2, "The policy engine on the paper's Tables 1–4".into()));
-        intro.push(Block::Markdown(chandak_tables()?));
+        intro.push(Block::Markdown(migbench::report::papers::chandak::tables()?));
     }
     let needs_guests = !profiles.is_empty() || (a.paper == Paper::Chandak && !a.no_live);
     let mut platform = if needs_guests { Some(prepare(image).await?) } else { None };
@@ -77,7 +79,7 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
         let opts = sweep_options(&a.sweep, dir.clone(), a.resume, Shard::default())?;
         let (Some(p), Some(env)) = (&platform, &env) else { unreachable!("guests were prepared") };
         println!("\n== {name} ==");
-        let outcome = sweep::run(p, env, &profile, &opts).await?;
+        let outcome = run_sweep(p, env, &profile, &opts).await?;
         bad |= print_sweep(&profile, &outcome, opts.reuse)? != ExitCode::SUCCESS;
         let records = migbench::record::file::load(&dir)?;
         groups.extend(document::group_by_profile(records, Some(&profile), &dir, &dir.display().to_string()));
@@ -111,56 +113,10 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
         )));
     }
     let source = out.display().to_string();
-    let mut report = if groups.is_empty() {
-        document::Report { title: String::new(), blocks: Vec::new(), json: serde_json::json!({ "source": source }), csv: String::new() }
-    } else {
-        document::build(&groups, &source)?
-    };
-    report.title = format!("migbench reproduces {citation}");
-    if report.blocks.is_empty() {
-        report.blocks.push(Block::Heading(1, report.title.clone()));
-    } else {
-        report.blocks[0] = Block::Heading(1, report.title.clone());
-    }
-    let at = 1.min(report.blocks.len());
-    report.blocks.splice(at..at, intro);
-    print_written(&document::write(&report, &formats, None, &out)?);
+    let title = format!("migbench reproduces {citation}");
+    let mut doc = if groups.is_empty() { Document::empty(title.clone(), &source) } else { document::build(&groups, &source)? };
+    doc.retitle(title);
+    doc.insert_after_title(intro);
+    print_written(&files::write(&doc, &formats, None, &out)?);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
-}
-
-/// Chandak et al.'s Tables 1–4 through the engine: the paper's decision beside ours.
-pub(crate) fn chandak_tables() -> Result<String> {
-    use migbench::rank::balance::{self, ClusterState, Options, Rule};
-    let paper = ["A2: Host 3 → Host 2", "K2: Host 2 → Host 3", "K3: Host 2 → Host 3", "none (balanced)"];
-    // Where `locate` looks for profiles: ./profiles first, then the source tree's.
-    let dir = [PathBuf::from("profiles/chandak"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiles/chandak")]
-        .into_iter()
-        .find(|d| d.join("table1.json").exists())
-        .context("the paper's tables (profiles/chandak/table1.json …) are not here: run from the migbench source tree")?;
-    let mut b = tabled::builder::Builder::default();
-    b.push_record(["table", "threshold", "band", "light", "heavy", "paper's decision", "ours (rule paper)", "matches"]);
-    let mut matched = 0;
-    for (i, want) in paper.iter().enumerate() {
-        let path = dir.join(format!("table{}.json", i + 1));
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let state: ClusterState = serde_json::from_str(&text).with_context(|| format!("cluster state {}", path.display()))?;
-        let d = balance::decide(&state, &Options { rule: Rule::Paper, margin: 0.0 }).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let ours = d.migration.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "none (balanced)".into());
-        let ok = ours == *want;
-        matched += ok as usize;
-        b.push_record([
-            format!("Table {}", i + 1),
-            format!("{:.1}", d.threshold),
-            format!("{:.1}–{:.1}", d.band[0], d.band[1]),
-            d.light.join(", "),
-            d.heavy.join(", "),
-            want.to_string(),
-            ours,
-            if ok { "yes".into() } else { "NO".into() },
-        ]);
-    }
-    Ok(format!(
-        "{}\n\nThe engine's decision matches the paper's in {matched} of 4 rounds.",
-        b.build().with(tabled::settings::Style::markdown())
-    ))
 }

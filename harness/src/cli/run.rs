@@ -62,38 +62,39 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.sweep.accel).await?;
     let opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
-    let outcome = sweep::run(&p, &env, &profile, &opts).await?;
+    let outcome = run_sweep(&p, &env, &profile, &opts).await?;
     print_sweep(&profile, &outcome, opts.reuse)
+}
+
+/// Runs the sweep, then draws the plots of what it wrote (the runner writes data only).
+pub(crate) async fn run_sweep(p: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<sweep::SweepOutcome> {
+    let outcome = sweep::run(p, env, profile, opts).await?;
+    migbench::report::plot::write_latency_plots(&opts.out, &migbench::record::file::read_runs(&outcome.results)?);
+    Ok(outcome)
 }
 
 pub(crate) fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
     Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
 }
 
-/// The sections under a summary: the service tables (runs with an HTTP load) and the
-/// paper section the profile reproduces.
-pub(crate) fn print_sections(profile: &Profile, runs: &[migbench::record::RunRecord]) {
-    if let Some(section) = migbench::report::service::section(profile, &runs) {
-        println!("\n{section}");
-    }
-    if let Some(section) = migbench::report::reproduction(profile, &runs) {
-        println!("\n{section}");
-    }
-    if let Some(section) = migbench::report::faults_table(&runs) {
-        println!("\n{section}");
-    }
-    // A long sweep (a soak) also says whether the harness and the service held up.
-    if runs.len() >= 10 {
-        println!("\n{}", migbench::summary::endurance::endurance(&runs));
-    }
+/// The summary of `runs` on the terminal: the report's sections as text (the table
+/// per cell, then whichever of the runs not counted, service, faults, endurance and
+/// paper sections they get). `dir` is the results directory.
+pub(crate) fn print_summary(profile: &Profile, runs: Vec<migbench::record::RunRecord>, dir: &std::path::Path) -> Result<()> {
+    use migbench::report::document::{self, ProfileRuns};
+    use migbench::report::export::{Exporter, terminal::Terminal};
+    let source = dir.display().to_string();
+    let group = ProfileRuns { profile: profile.clone(), profile_origin: format!("profile {}", profile.source), runs, base: dir.to_path_buf() };
+    print!("{}", Terminal.render(&document::build(&[group], &source)?)?);
+    Ok(())
 }
 
 /// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
 pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
     let records = migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name);
     let cells = migbench::summary::cells::summarise(&records, profile);
-    println!("\n{}", migbench::report::summary_table(&cells));
-    print_sections(profile, &records);
+    let dir = outcome.results.parent().unwrap_or(std::path::Path::new("."));
+    print_summary(profile, records, dir)?;
     let minutes = outcome.wall.as_secs_f64() / 60.0;
     println!(
         "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",

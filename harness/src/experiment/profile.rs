@@ -491,6 +491,16 @@ impl Profile {
     pub fn shard(&self, shard: Shard) -> Vec<(usize, &Cell)> {
         self.cells.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).collect()
     }
+
+    /// Cell `index`'s name in every table, plot and progress line: the values of the
+    /// variables the profile varies, or "cell {index}" when it varies none (the values
+    /// would then be empty, or the same for every cell).
+    pub fn cell_label(&self, index: usize) -> String {
+        match self.cells.get(index) {
+            Some(c) if !self.varied.is_empty() => c.describe(&self.varied),
+            _ => format!("cell {index}"),
+        }
+    }
 }
 
 /// Where a profile is: `name_or_path` itself if it exists, else `profiles/NAME.toml`
@@ -579,6 +589,9 @@ link = ["100Mbit", "1Gbit", "unlimited"]
         assert_eq!(order, ["precopy/100Mbit", "precopy/1Gbit", "precopy/unlimited", "postcopy/100Mbit", "postcopy/1Gbit", "postcopy/unlimited"]);
         assert_eq!(p.varied, ["strategy", "link"]);
         assert_eq!(p.cells[4].describe(&p.varied), "strategy=postcopy link=1Gbit");
+        assert_eq!(p.cell_label(4), "strategy=postcopy link=1Gbit");
+        let one = Profile::parse("name = \"o\"\n[defaults]\nram_mib = 128\n", "o.toml").unwrap();
+        assert_eq!(one.cell_label(0), "cell 0", "a profile that varies nothing names its cell by index");
         assert_eq!(p.cells[0].scenario().link.bytes_per_sec, Some(12_500_000));
         assert_eq!(p.cells[0].guest(Accel::Tcg).workload.to_string(), "memdirty-write:16");
     }

@@ -130,7 +130,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     // would grow the harness with every run of a long sweep.
     let mut ran = 0usize;
     for (i, r) in runs.iter().enumerate() {
-        let label = if profile.varied.is_empty() { format!("cell {}", r.cell_index) } else { r.cell.describe(&profile.varied) };
+        let label = profile.cell_label(r.cell_index);
         bar.set_message(format!("{label} (rep {})", r.repetition + 1));
         let started_at = crate::record::now_rfc3339();
         let mut next_name = || {
@@ -382,7 +382,7 @@ async fn after_window(profile: &Profile, r: &PlannedRun, m: &mut Measurement, be
 }
 
 /// Stops the load (a bounded one first sends all its requests) and files its
-/// record, with the time series and plot beside the results.
+/// record, with the time series beside the results (and where their plot goes).
 async fn finish_service(opts: &SweepOptions, r: &PlannedRun, m: &mut Measurement, svc: service::Running) {
     let stopped_early = match r.cell.requests {
         Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
@@ -391,15 +391,14 @@ async fn finish_service(opts: &SweepOptions, r: &PlannedRun, m: &mut Measurement
     let window = m.window_since(svc.t0);
     let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
     rec.stopped_early = stopped_early;
-    // The time series and its plot are extras: failing to write them must not
-    // cost the run its measurement.
+    // The time series are extras: failing to write them must not cost the run its
+    // measurement.
     let stem = format!("{}-r{}", r.cell.key(), r.repetition);
     rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
     rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
-    let title = format!("{} {}, {}: latency per request", rec.load.mode, rec.load.connection, r.cell.link);
-    rec.latency_svg = write_artifact(&opts.out, &format!("plots/{stem}.svg"), || {
-        crate::report::plot::latency_svg(&requests, rec.window, rec.switchover, &title)
-    });
+    // Where its plot goes: the runner writes data only, the report side draws the
+    // plot from the CSV once the sweep is done (report::plot::write_latency_plots).
+    rec.latency_svg = rec.requests_csv.as_ref().map(|_| format!("plots/{stem}.svg"));
     m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
     m.brownout_ms = rec.client.brownout_ms;
     m.service = Some(rec);

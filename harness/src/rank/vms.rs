@@ -146,8 +146,7 @@ pub fn rows(records: &[RunRecord]) -> Vec<VmRow> {
 }
 
 fn row(label: String, cell: &CellRuns) -> VmRow {
-    let rates: Vec<f64> = cell.healthy_guest().filter_map(|r| r.migration.measurement.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).collect();
-    let dirty = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    let dirty = cell.healthy_guest_stats(|m| m.dirty_rate_before.as_ref().map(|d| d.bytes_per_s())).map(|s| s.mean);
     let no_dirty_rate = dirty.is_none().then(|| match cell.healthy_guest().count() {
         0 => format!("no run left a healthy guest, so no dirty rate counts ({})", cell.tally_with_reasons()),
         _ => "its runs with a healthy guest recorded no dirty rate (dirty_rate_before)".to_string(),
@@ -213,7 +212,7 @@ pub async fn predict_cells(
     let mut pool = GuestPool::new(&site, true, boot_timeout, warmup);
     let mut out = Vec::new();
     for (i, cell) in profile.cells.iter().enumerate() {
-        let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
+        let label = profile.cell_label(i);
         if !quiet {
             eprintln!("migbench: measuring the dirty rate of {label}");
         }

@@ -1,19 +1,36 @@
-//! What people read: the result tables on the terminal, and the sections that put
-//! a paper's numbers beside ours.
+//! What people read: a result set as a document (`document`, its `sections`, their
+//! `figures`) rendered by `export` in each format, the terminal's included; papers'
+//! numbers beside ours (`papers`); and the tables the other commands print.
 
+pub mod block;
 pub mod browser;
 pub mod charts;
 pub mod compare;
 pub mod document;
-pub mod ghalib;
+pub mod export;
+mod figures;
+pub mod papers;
 pub mod plan;
 pub mod plot;
+pub mod sections;
 pub mod service;
-pub mod shreya;
 
 use crate::record::MigrationRecord;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
+
+/// A name as an HTML id or a file name: lower-case letters and digits, the rest one dash.
+pub(crate) fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
@@ -165,17 +182,6 @@ pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
         out.push_str(&partial.join("\n"));
     }
     out
-}
-
-/// The section of the paper a profile reproduces (`reproduces = ...`), from its runs.
-pub fn reproduction(profile: &crate::experiment::profile::Profile, records: &[crate::record::RunRecord]) -> Option<String> {
-    use crate::experiment::profile::Reproduction;
-    Some(match profile.reproduces? {
-        Reproduction::ShreyaTables1To3 => shreya::tables_1_to_3(records),
-        Reproduction::ShreyaTable4 => shreya::table_4(records),
-        Reproduction::ShreyaTable5 => shreya::table_5(records),
-        Reproduction::GhalibWeb => ghalib::section(records),
-    })
 }
 
 /// A measured ranking (`migbench rank`), with the model's prediction beside each VM.
@@ -419,3 +425,33 @@ pub fn faults_table(records: &[crate::record::RunRecord]) -> Option<String> {
     Some(out)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::measurement::{Outcome, StrategyEvidence};
+    use crate::migration::strategy::Strategy;
+
+    #[test]
+    fn the_table_and_notes_say_when_a_strategy_never_took_effect() {
+        let mut rec = crate::summary::cell_runs::testing::run("a", 0, 1000.0, true, true).migration;
+        assert_eq!(rec.measurement.outcome, Outcome::Completed);
+        rec.scenario.strategy = Strategy::Postcopy;
+        rec.measurement.evidence = Some(StrategyEvidence {
+            strategy: Strategy::Postcopy,
+            took_effect: false,
+            note: "postcopy requested; pre-copy finished before switchover".into(),
+            settings: Default::default(),
+            postcopy: None,
+            xbzrle: None,
+            throttle: None,
+            multifd: None,
+        });
+        let notes = migration_notes(std::slice::from_ref(&rec));
+        assert!(notes.iter().any(|n| n.contains("pre-copy finished before switchover — not counted as postcopy")), "{notes:?}");
+        assert!(migration_table(std::slice::from_ref(&rec)).contains("postcopy (never took effect)"));
+        let facts = evidence_notes(std::slice::from_ref(&rec));
+        assert_eq!(facts.len(), 3, "{facts:?}");
+        assert!(facts[1].starts_with("postcopy: QEMU reads back on the source"), "{facts:?}");
+    }
+}

@@ -1,9 +1,12 @@
 //! SVG plots (plotters, SVG backend only: no fonts are loaded or fetched; the
-//! viewer renders the text).
+//! viewer renders the text), and each HTTP run's latency plot in its results
+//! directory, drawn from the requests the run wrote.
 
-use crate::load::timeline::{Request, Window};
-use anyhow::{Result, anyhow};
+use crate::load::timeline::{self, Request, Window};
+use crate::record::RunRecord;
+use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
+use std::path::{Path, PathBuf};
 
 /// A chart on `root` laid out the one way every titled plot here is: the title on
 /// top, room for the axes' labels.
@@ -76,6 +79,54 @@ pub fn latency_svg(requests: &[Request], window: Window, switchover: Option<(f64
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
     }
     Ok(svg)
+}
+
+/// A run's latency plot as its record names it: the file in the results directory
+/// `dir`, else drawn from the run's requests CSV (a sweep stopped before
+/// [`write_latency_plots`] ran).
+pub fn run_latency_svg(dir: &Path, r: &RunRecord) -> Result<String> {
+    let s = r.migration.measurement.service.as_ref().context("the run carried no HTTP load")?;
+    let file = dir.join(s.latency_svg.as_deref().context("the run's record names no latency plot")?);
+    match std::fs::read_to_string(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && s.requests_csv.is_some() => draw_latency(dir, r),
+        read => read.with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// Draws a run's latency plot from the requests CSV it wrote.
+fn draw_latency(dir: &Path, r: &RunRecord) -> Result<String> {
+    let s = r.migration.measurement.service.as_ref().context("the run carried no HTTP load")?;
+    let csv = dir.join(s.requests_csv.as_deref().context("the run's record names no requests CSV")?);
+    let text = std::fs::read_to_string(&csv).with_context(|| format!("reading {}", csv.display()))?;
+    let requests = timeline::from_csv(&text).with_context(|| format!("reading {}", csv.display()))?;
+    let title = format!("{} {}, {}: latency per request", s.load.mode, s.load.connection, r.run.cell.link);
+    latency_svg(&requests, s.window, s.switchover, &title)
+}
+
+/// Draws, into the results directory `dir`, the latency plot each run's record names
+/// and `dir` does not hold yet. The runner writes the requests; the plot is drawn
+/// here, from them. One that cannot be drawn is a warning: the record and the
+/// requests stay. Returns the files written.
+pub fn write_latency_plots(dir: &Path, records: &[RunRecord]) -> Vec<PathBuf> {
+    let mut written = Vec::new();
+    for r in records {
+        let Some(file) = r.migration.measurement.service.as_ref().and_then(|s| s.latency_svg.as_deref()) else { continue };
+        let path = dir.join(file);
+        if path.exists() {
+            continue;
+        }
+        let done = draw_latency(dir, r).and_then(|svg| {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&path, svg).with_context(|| format!("writing {} (disk full?)", path.display()))
+        });
+        match done {
+            Ok(()) => written.push(path),
+            Err(e) => eprintln!("migbench: warning: no latency plot {}: {e:#}; the run's record and requests are kept", path.display()),
+        }
+    }
+    written
 }
 
 #[cfg(test)]

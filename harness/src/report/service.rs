@@ -6,7 +6,6 @@
 
 use crate::summary::cell_runs::CellRuns;
 use crate::experiment::profile::Profile;
-use crate::summary::stats::Stats;
 use crate::record::RunRecord;
 use crate::load::service::ServiceRecord;
 use crate::load::timeline::{MergedPhase, PhaseLatency};
@@ -22,7 +21,7 @@ fn cells_with_service<'a>(profile: &Profile, records: &'a [RunRecord]) -> Vec<(S
         let key = cell.key();
         let runs = CellRuns::new(records.iter().filter(|r| r.run.cell_key == key && r.migration.measurement.service.is_some()));
         if runs.n() > 0 {
-            let label = if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) };
+            let label = profile.cell_label(i);
             let load = runs.all()[0].migration.measurement.service.as_ref().map(|s| format!("{} {}", s.load.mode, s.load.connection)).unwrap_or_default();
             out.push((format!("{label} [{load}]"), runs));
         }
@@ -58,7 +57,7 @@ pub fn latency_table(profile: &Profile, records: &[RunRecord]) -> Option<String>
         for (phase, pick) in [("before", 0), ("during", 1), ("after", 2)] {
             let phases: Vec<&PhaseLatency> = runs.counted().map(|r| service(r).client.phases()[pick]).collect();
             let m = MergedPhase::of(&phases);
-            let rate = Stats::of(&phases.iter().filter_map(|p| p.ok_per_s).collect::<Vec<_>>());
+            let rate = runs.stats(|m| m.service.as_ref()?.client.phases()[pick].ok_per_s);
             b.push_record([
                 label.clone(),
                 runs.tally(),

@@ -103,6 +103,12 @@ impl<'a> CellRuns<'a> {
         Stats::of(&self.values(f))
     }
 
+    /// Mean, median and 95 % CI of a figure from *before* migrating (see
+    /// [`CellRuns::healthy_guest`]) over the runs whose guest was healthy.
+    pub fn healthy_guest_stats(&self, f: impl Fn(&Measurement) -> Option<f64>) -> Option<Stats> {
+        Stats::of(&self.healthy_guest().filter_map(|r| f(&r.migration.measurement)).collect::<Vec<_>>())
+    }
+
     /// The values of `f` over the counted runs (for tests that need the samples).
     pub fn values(&self, f: impl Fn(&Measurement) -> Option<f64>) -> Vec<f64> {
         self.counted().filter_map(|r| f(&r.migration.measurement)).collect()
@@ -239,6 +245,7 @@ mod tests {
         );
         // A cancelled run whose guest stayed healthy still describes a sound guest.
         assert_eq!(cell.healthy_guest().count(), 1);
+        assert_eq!(cell.healthy_guest_stats(|m| m.total_time_ms).map(|s| (s.n, s.mean)), Some((1, 0.0)));
         assert_eq!(cell.outcomes(), ["cancelled", "completed"]);
     }
 

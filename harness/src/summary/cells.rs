@@ -48,7 +48,7 @@ pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
         }
         out.push(CellSummary {
             cell_index: i,
-            label: if profile.varied.is_empty() { format!("cell {i}") } else { cell.describe(&profile.varied) },
+            label: profile.cell_label(i),
             runs: runs.n(),
             completed: runs.completed(),
             counted: runs.k(),

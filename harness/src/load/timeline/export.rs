@@ -4,7 +4,7 @@ use super::client_view::ClientView;
 use super::latency::merge_hdr;
 use super::request::Request;
 use super::window::Window;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -29,6 +29,26 @@ pub fn to_csv(requests: &[Request], window: Window) -> String {
         );
     }
     out
+}
+
+/// The requests back from [`to_csv`]'s text, to the µs it kept (for plots drawn
+/// after the run, from what the run wrote).
+pub fn from_csv(text: &str) -> Result<Vec<Request>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = row.with_context(|| format!("requests CSV line {line}"))?;
+        let field = |c: usize| row.get(c).unwrap_or("");
+        let ms = |c: usize| field(c).parse::<f64>().with_context(|| format!("requests CSV line {line}: {:?} is not a time in ms", field(c)));
+        let status = match field(5) {
+            "" => None,
+            s => Some(s.parse::<u16>().with_context(|| format!("requests CSV line {line}: {s:?} is not an HTTP status"))?),
+        };
+        let error = Some(field(6)).filter(|e| !e.is_empty()).map(String::from);
+        out.push(Request { intended_ms: ms(0)?, sent_ms: ms(1)?, done_ms: ms(2)?, status, error });
+    }
+    Ok(out)
 }
 
 /// Quotes a field when it holds a separator, a quote or a line break (RFC 4180);
@@ -97,6 +117,8 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(csv.ends_with('\n'));
         assert_eq!(to_csv(&[], w), "intended_ms,sent_ms,done_ms,latency_ms,phase,status,error\n");
+        assert_eq!(from_csv(&csv).unwrap(), rs, "the CSV reads back as the requests");
+        assert!(from_csv("intended_ms,sent_ms,done_ms,latency_ms,phase,status,error\nx,1,2,1,before,,\n").unwrap_err().to_string().contains("line 2"));
     }
 
     #[test]

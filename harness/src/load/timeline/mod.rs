@@ -21,7 +21,7 @@ mod export;
 
 pub use brownout::brownout;
 pub use client_view::{ClientView, summarise};
-pub use export::{interval_log, to_csv};
+pub use export::{from_csv, interval_log, to_csv};
 pub use gap::{Gap, longest_gap};
 pub use latency::{MergedPhase, PhaseLatency, merge_hdr, percentile_ms, phase_latency};
 pub use request::Request;
