@@ -464,19 +464,9 @@ mod tests {
 
     #[test]
     fn a_run_whose_strategy_never_engaged_is_named_so_not_called_unhealthy() {
-        use crate::migration::measurement::StrategyEvidence;
         let base = [run("p", 0, 1000.0, true, true), run("p", 1, 1001.0, true, true)];
         let mut cur = base.clone();
-        cur[1].migration.measurement.evidence = Some(StrategyEvidence {
-            strategy: crate::migration::strategy::Strategy::Postcopy,
-            took_effect: false,
-            note: "postcopy requested; pre-copy finished before switchover".into(),
-            settings: Default::default(),
-            postcopy: None,
-            xbzrle: None,
-            throttle: None,
-            multifd: None,
-        });
+        cur[1].migration.measurement.evidence = Some(crate::summary::cell_runs::testing::postcopy_not_engaged());
         let cmp = compare(&base, &cur, 10.0);
         assert_eq!(status_of(&cmp, "p"), Status::NotEngaged);
         assert!(cmp.cells[0].why.contains("pre-copy finished before switchover"), "{:?}", cmp.cells[0]);

@@ -429,7 +429,7 @@ pub fn faults_table(records: &[crate::record::RunRecord]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::measurement::{Outcome, StrategyEvidence};
+    use crate::migration::measurement::Outcome;
     use crate::migration::strategy::Strategy;
 
     #[test]
@@ -437,16 +437,7 @@ mod tests {
         let mut rec = crate::summary::cell_runs::testing::run("a", 0, 1000.0, true, true).migration;
         assert_eq!(rec.measurement.outcome, Outcome::Completed);
         rec.scenario.strategy = Strategy::Postcopy;
-        rec.measurement.evidence = Some(StrategyEvidence {
-            strategy: Strategy::Postcopy,
-            took_effect: false,
-            note: "postcopy requested; pre-copy finished before switchover".into(),
-            settings: Default::default(),
-            postcopy: None,
-            xbzrle: None,
-            throttle: None,
-            multifd: None,
-        });
+        rec.measurement.evidence = Some(crate::summary::cell_runs::testing::postcopy_not_engaged());
         let notes = migration_notes(std::slice::from_ref(&rec));
         assert!(notes.iter().any(|n| n.contains("pre-copy finished before switchover — not counted as postcopy")), "{notes:?}");
         assert!(migration_table(std::slice::from_ref(&rec)).contains("postcopy (never took effect)"));

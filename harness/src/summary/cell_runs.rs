@@ -195,6 +195,21 @@ pub(crate) mod testing {
         }
         r
     }
+
+    /// Post-copy asked for, but pre-copy finished first: the evidence of a strategy
+    /// that never took effect.
+    pub fn postcopy_not_engaged() -> crate::migration::measurement::StrategyEvidence {
+        crate::migration::measurement::StrategyEvidence {
+            strategy: crate::migration::strategy::Strategy::Postcopy,
+            took_effect: false,
+            note: "postcopy requested; pre-copy finished before switchover".into(),
+            settings: Default::default(),
+            postcopy: None,
+            xbzrle: None,
+            throttle: None,
+            multifd: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -216,19 +231,8 @@ mod tests {
 
     #[test]
     fn a_run_whose_strategy_never_took_effect_is_not_that_strategys_figure() {
-        use crate::migration::strategy::Strategy;
-        use crate::migration::measurement::StrategyEvidence;
         let mut runs = [run("p", 0, 1000.0, true, true), run("p", 1, 50.0, true, true)];
-        runs[1].migration.measurement.evidence = Some(StrategyEvidence {
-            strategy: Strategy::Postcopy,
-            took_effect: false,
-            note: "postcopy requested; pre-copy finished before switchover".into(),
-            settings: Default::default(),
-            postcopy: None,
-            xbzrle: None,
-            throttle: None,
-            multifd: None,
-        });
+        runs[1].migration.measurement.evidence = Some(testing::postcopy_not_engaged());
         let cell = CellRuns::new(&runs);
         assert_eq!(cell.stats(|m| m.total_time_ms).unwrap().mean, 1000.0);
         assert_eq!(cell.tally_with_reasons(), "1 of 2 healthy: postcopy requested; pre-copy finished before switchover");
