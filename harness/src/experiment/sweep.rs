@@ -15,7 +15,7 @@ use crate::migration::measurement::{FaultRecord, GuestMemory, Measurement, Outco
 use crate::migration::scenario::Fault;
 use crate::migration::strategy::Strategy;
 use crate::migration::{driver, health};
-use crate::record::file::{ResultsFile, done_keys, read_results, read_runs};
+use crate::record::file::{ResultsFile, done_keys, read_results};
 use crate::record::{MigrationRecord, RunInfo, RunRecord, SCHEMA};
 use crate::load::spec::LoadSpec;
 use crate::load::service;
@@ -112,7 +112,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             existing.len()
         );
     }
-    let done = done_keys(&read_runs(&results_path)?, &profile.name);
+    let done = done_keys(&existing, &profile.name).with_context(|| format!("resuming from {}", results_path.display()))?;
     let runs = plan(profile, opts.shard, &done);
     let skipped = plan(profile, opts.shard, &HashSet::new()).len() - runs.len();
     let bars = Bars::new(runs.len() as u64, opts.quiet);

@@ -31,6 +31,8 @@ pub struct ServiceRecord {
     /// The per-request time series (CSV), relative to the results directory.
     pub requests_csv: Option<String>,
     /// Its plot, with the migration shaded (SVG), relative to the results directory.
+    /// The runner names it; the report side draws it from the CSV after the sweep
+    /// (or `migbench report` does, if the sweep was interrupted first).
     #[serde(default)]
     pub latency_svg: Option<String>,
     /// The phases' histograms as an HdrHistogram interval log, relative to the results directory.

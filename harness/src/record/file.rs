@@ -127,9 +127,28 @@ pub fn of_profile(records: Vec<RunRecord>, profile: &str) -> Vec<RunRecord> {
     records.into_iter().filter(|r| r.run.profile == profile).collect()
 }
 
-/// Keys (`cell_key/repetition`) of the runs of `profile` already in `records`.
-pub fn done_keys(records: &[RunRecord], profile: &str) -> HashSet<String> {
-    records.iter().filter(|r| r.run.profile == profile).map(|r| r.run.key()).collect()
+/// The profile and key (`cell_key/repetition`) of a result line, read from its
+/// `run` block alone: a line that no longer reads whole as a run record is still
+/// the same run to `--resume` and `merge`.
+pub fn run_identity(v: &Value) -> Option<(String, String)> {
+    let run = v.get("run")?;
+    let repetition = u32::try_from(run.get("repetition")?.as_u64()?).ok()?;
+    Some((run.get("profile")?.as_str()?.to_string(), super::run_key(run.get("cell_key")?.as_str()?, repetition)))
+}
+
+/// Keys (`cell_key/repetition`) of the runs of `profile` already among `lines`
+/// (as `read_results` gives them). A newer schema's line is an error, as in [`read_runs`].
+pub fn done_keys(lines: &[Value], profile: &str) -> Result<HashSet<String>> {
+    let mut keys = HashSet::new();
+    for (i, v) in lines.iter().enumerate() {
+        if let Err(e @ NotARecord::NewerSchema(_)) = super::check_schema(v) {
+            bail!("results record {}: {e}", i + 1);
+        }
+        if let Some((_, key)) = run_identity(v).filter(|(p, _)| p == profile) {
+            keys.insert(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Joins the `results.jsonl` of several directories (shards) into `out`, keeping
@@ -151,10 +170,12 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<(usize, usize)> {
         for (i, v) in read_results(&path)?.into_iter().enumerate() {
             // Lines are copied as they are: a line this migbench cannot read as a run is
             // kept whole, but one of a newer schema would be merged without being understood.
-            let key = match run_record(&v) {
-                Ok(r) => format!("{}/{}", r.run.profile, r.run.key()),
-                Err(e @ NotARecord::NewerSchema(_)) => bail!("{} record {}: {e}", path.display(), i + 1),
-                Err(NotARecord::Other(_)) => v.to_string(),
+            if let Err(e @ NotARecord::NewerSchema(_)) = super::check_schema(&v) {
+                bail!("{} record {}: {e}", path.display(), i + 1);
+            }
+            let key = match run_identity(&v) {
+                Some((profile, key)) => format!("{profile}/{key}"),
+                None => v.to_string(),
             };
             if seen.insert(key) {
                 keep.push(v);
@@ -224,6 +245,16 @@ mod tests {
         assert!(bytes.len() <= torn.len());
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), written);
         assert_eq!(read_results(&p).unwrap().len(), written);
+    }
+
+    #[test]
+    fn done_keys_come_from_the_run_block_even_of_a_line_that_no_longer_reads_whole() {
+        let damaged = serde_json::json!({"run": {"profile": "p", "cell_key": "abc", "repetition": 1}});
+        let other = serde_json::json!({"run": {"profile": "q", "cell_key": "abc", "repetition": 0}});
+        let keys = done_keys(&[damaged, other, serde_json::json!({"x": 1})], "p").unwrap();
+        assert_eq!(keys, HashSet::from(["abc/1".to_string()]));
+        let newer = serde_json::json!({"schema": super::super::SCHEMA + 1, "run": {"profile": "p", "cell_key": "x", "repetition": 0}});
+        assert!(done_keys(&[newer], "p").unwrap_err().to_string().contains("newer migbench"));
     }
 
     #[test]
