@@ -44,7 +44,7 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
     let profile = Profile::resolve(&a.profile)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
     if a.dry_run {
-        let done = migbench::record::file::done_keys(&migbench::record::file::read_results(&out.join("results.jsonl"))?, &profile.name)?;
+        let done = migbench::record::file::done_keys(&migbench::record::file::read_understood(&out.join("results.jsonl"))?, &profile.name);
         let runs = sweep::plan(&profile, a.shard, &done);
         println!("profile {} ({}): {}", profile.name, profile.source, profile.description);
         println!("{} cells × {} repetitions; shard {}/{}; {} runs to do, {} already done in {}", profile.cells.len(), profile.repetitions, a.shard.index, a.shard.count, runs.len(), done.len(), out.display());

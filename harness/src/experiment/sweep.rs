@@ -15,7 +15,7 @@ use crate::migration::measurement::{FaultRecord, GuestMemory, Measurement, Outco
 use crate::migration::scenario::Fault;
 use crate::migration::strategy::Strategy;
 use crate::migration::{driver, health};
-use crate::record::file::{ResultsFile, done_keys, read_results};
+use crate::record::file::{ResultsFile, done_keys, read_understood};
 use crate::record::{MigrationRecord, RunInfo, RunRecord, SCHEMA};
 use crate::load::spec::LoadSpec;
 use crate::load::service;
@@ -104,7 +104,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     let results_path = opts.out.join("results.jsonl");
     // Opening repairs a torn last line first, so what is read next is what stays.
     let mut results = ResultsFile::create(&results_path)?;
-    let existing = read_results(&results_path)?;
+    let existing = read_understood(&results_path)?;
     if !existing.is_empty() && !opts.resume {
         bail!(
             "{} already holds {} results: pass --resume to continue that sweep, or choose another --out",
@@ -112,7 +112,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             existing.len()
         );
     }
-    let done = done_keys(&existing, &profile.name).with_context(|| format!("resuming from {}", results_path.display()))?;
+    let done = done_keys(&existing, &profile.name);
     let runs = plan(profile, opts.shard, &done);
     let skipped = plan(profile, opts.shard, &HashSet::new()).len() - runs.len();
     let bars = Bars::new(runs.len() as u64, opts.quiet);

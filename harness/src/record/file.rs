@@ -2,7 +2,7 @@
 //! the run ends, so an interrupted sweep loses nothing and can be resumed; read
 //! back typed, merged from shards, and asked which runs are done.
 
-use super::{NotARecord, RunRecord, run_record};
+use super::{RunRecord, run_record};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -88,20 +88,25 @@ pub fn results_path(path: &Path) -> PathBuf {
     if path.is_dir() { path.join("results.jsonl") } else { path.to_path_buf() }
 }
 
+/// [`read_results`], refusing a file that holds a record of a newer schema (its
+/// fields may mean something else), naming the file and the record.
+pub fn read_understood(path: &Path) -> Result<Vec<Value>> {
+    let lines = read_results(path)?;
+    for (i, v) in lines.iter().enumerate() {
+        if let Err(e) = super::check_schema(v) {
+            bail!("{} record {}: {e}", path.display(), i + 1);
+        }
+    }
+    Ok(lines)
+}
+
 /// Every run record in a results file (none when it does not exist yet). Lines of
 /// other kinds are left out with a warning that counts them; a record of a newer
 /// schema is an error, since its fields may mean something else.
 pub fn read_runs(path: &Path) -> Result<Vec<RunRecord>> {
-    let lines = read_results(path)?;
+    let lines = read_understood(path)?;
     let total = lines.len();
-    let mut runs = Vec::new();
-    for (i, v) in lines.iter().enumerate() {
-        match run_record(v) {
-            Ok(r) => runs.push(r),
-            Err(e @ NotARecord::NewerSchema(_)) => bail!("{} record {}: {e}", path.display(), i + 1),
-            Err(NotARecord::Other(_)) => {}
-        }
-    }
+    let runs: Vec<RunRecord> = lines.iter().filter_map(|v| run_record(v).ok()).collect();
     if runs.len() < total {
         eprintln!("migbench: warning: {} of {total} lines of {} are not run records and are left out", total - runs.len(), path.display());
     }
@@ -137,18 +142,9 @@ pub fn run_identity(v: &Value) -> Option<(String, String)> {
 }
 
 /// Keys (`cell_key/repetition`) of the runs of `profile` already among `lines`
-/// (as `read_results` gives them). A newer schema's line is an error, as in [`read_runs`].
-pub fn done_keys(lines: &[Value], profile: &str) -> Result<HashSet<String>> {
-    let mut keys = HashSet::new();
-    for (i, v) in lines.iter().enumerate() {
-        if let Err(e @ NotARecord::NewerSchema(_)) = super::check_schema(v) {
-            bail!("results record {}: {e}", i + 1);
-        }
-        if let Some((_, key)) = run_identity(v).filter(|(p, _)| p == profile) {
-            keys.insert(key);
-        }
-    }
-    Ok(keys)
+/// (as [`read_understood`] gives them).
+pub fn done_keys(lines: &[Value], profile: &str) -> HashSet<String> {
+    lines.iter().filter_map(run_identity).filter(|(p, _)| p == profile).map(|(_, key)| key).collect()
 }
 
 /// Joins the `results.jsonl` of several directories (shards) into `out`, keeping
@@ -167,12 +163,9 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<(usize, usize)> {
         if !path.exists() {
             bail!("{} does not exist: give result directories (or results.jsonl files) to merge", path.display());
         }
-        for (i, v) in read_results(&path)?.into_iter().enumerate() {
-            // Lines are copied as they are: a line this migbench cannot read as a run is
-            // kept whole, but one of a newer schema would be merged without being understood.
-            if let Err(e @ NotARecord::NewerSchema(_)) = super::check_schema(&v) {
-                bail!("{} record {}: {e}", path.display(), i + 1);
-            }
+        // Lines are copied as they are: a line this migbench cannot read as a run is
+        // kept whole, but one of a newer schema would be merged without being understood.
+        for v in read_understood(&path)? {
             let key = match run_identity(&v) {
                 Some((profile, key)) => format!("{profile}/{key}"),
                 None => v.to_string(),
@@ -251,10 +244,14 @@ mod tests {
     fn done_keys_come_from_the_run_block_even_of_a_line_that_no_longer_reads_whole() {
         let damaged = serde_json::json!({"run": {"profile": "p", "cell_key": "abc", "repetition": 1}});
         let other = serde_json::json!({"run": {"profile": "q", "cell_key": "abc", "repetition": 0}});
-        let keys = done_keys(&[damaged, other, serde_json::json!({"x": 1})], "p").unwrap();
+        let keys = done_keys(&[damaged, other, serde_json::json!({"x": 1})], "p");
         assert_eq!(keys, HashSet::from(["abc/1".to_string()]));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.jsonl");
         let newer = serde_json::json!({"schema": super::super::SCHEMA + 1, "run": {"profile": "p", "cell_key": "x", "repetition": 0}});
-        assert!(done_keys(&[newer], "p").unwrap_err().to_string().contains("newer migbench"));
+        std::fs::write(&p, format!("{{\"x\":1}}\n{newer}\n")).unwrap();
+        let e = read_understood(&p).unwrap_err().to_string();
+        assert!(e.contains("record 2") && e.contains("newer migbench"), "{e}");
     }
 
     #[test]

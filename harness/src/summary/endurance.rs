@@ -1,20 +1,17 @@
 //! A long sweep's endurance: does the harness hold up over many migrations?
 
 use super::cell_runs::CellRuns;
-use crate::migration::measurement::{Measurement, Outcome};
+use crate::migration::measurement::Outcome;
 use crate::record::RunRecord;
 
 /// A long sweep's endurance figures: migrations, failures, requests lost outside
 /// the switchover windows, and the harness's memory from the first run to the last.
 pub fn endurance(records: &[RunRecord]) -> String {
-    fn m(r: &RunRecord) -> &Measurement {
-        &r.migration.measurement
-    }
-    let completed = records.iter().filter(|r| m(r).outcome == Outcome::Completed).count();
-    let healthy = records.iter().filter(|r| m(r).health.healthy).count();
+    let completed = records.iter().filter(|r| r.measurement().outcome == Outcome::Completed).count();
+    let healthy = records.iter().filter(|r| r.measurement().health.healthy).count();
     let all = CellRuns::new(records);
     // A broken guest's lost requests say nothing of the path: count the healthy runs'.
-    let services = || all.counted().filter_map(|r| m(r).service.as_ref());
+    let services = || all.counted().filter_map(|r| r.measurement().service.as_ref());
     let outside: u64 = services().map(|s| s.client.failed_outside_window).sum();
     let requests: u64 = services().map(|s| s.client.before.requests + s.client.during.requests + s.client.after.requests).sum();
     // Memory is one process's: the last one's runs (a resumed or merged sweep has several).
