@@ -4,7 +4,8 @@
 //! Concurrent callers (test binaries, parallel commands) serialise on one file lock.
 
 use crate::guest::image::{self, GuestImage, ImageInputs};
-use crate::host::{self, FileLock, HostInfo, OsRelease, Qemu, QemuOrigin};
+use crate::host::qemu_versions::{self, QemuWanted};
+use crate::host::{self, FileLock, HostInfo, OsRelease, Qemu, QemuOrigin, qemu_cache};
 use crate::machine::hardware::{Accel, AccelRequest};
 use crate::machine;
 use anyhow::{Context, Result, bail};
@@ -19,6 +20,9 @@ pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct Platform {
     pub qemu: Qemu,
+    /// The user named this QEMU (`--qemu`, `$MIGBENCH_QEMU`): it is used as it is,
+    /// never swapped for another under TCG.
+    pub qemu_asked: bool,
     pub image: GuestImage,
     pub host: HostInfo,
 }
@@ -28,18 +32,24 @@ fn lock() -> Result<FileLock> {
 }
 
 /// Installs QEMU if needed and builds the guest image if any input changed.
-/// `qemu` is `--qemu PATH`, which wins over `$MIGBENCH_QEMU` and the system's.
-pub fn prepare(inputs: &ImageInputs, qemu: Option<&std::path::Path>) -> Result<Platform> {
+/// `qemu` is `--qemu` (a version, `system` or a path), which wins over
+/// `$MIGBENCH_QEMU` and the system's.
+pub fn prepare(inputs: &ImageInputs, qemu: Option<&QemuWanted>) -> Result<Platform> {
     let _lock = lock()?;
-    let qemu = match Qemu::find(qemu)? {
-        Some(q) => q,
-        // Debian 12's own QEMU (7.2) corrupts TCG guests it migrates, and installing
-        // it would remove a backports qemu-utils: the cache's QEMU serves instead.
-        None if OsRelease::read().is_bookworm() => crate::host::qemu_cache::ensure_locked()?,
-        None => Qemu::install()?,
+    let qemu_asked = qemu.is_some() || std::env::var_os("MIGBENCH_QEMU").is_some_and(|v| !v.is_empty());
+    let qemu = match qemu {
+        Some(QemuWanted::Series(series)) => qemu_versions::resolve_series_locked(series)?,
+        Some(w) => qemu_versions::resolve(w)?,
+        None => match Qemu::find(None)? {
+            Some(q) => q,
+            // Debian 12's own QEMU (7.2) corrupts TCG guests it migrates, and installing
+            // it would remove a backports qemu-utils: the cache's QEMU serves instead.
+            None if OsRelease::read().is_bookworm() => qemu_cache::ensure_locked(qemu_cache::DEFAULT)?,
+            None => Qemu::install()?,
+        },
     };
     let image = image::ensure_image(inputs)?;
-    Ok(Platform { qemu, image, host: HostInfo::read() })
+    Ok(Platform { qemu, qemu_asked, image, host: HostInfo::read() })
 }
 
 /// The accelerator chosen, and why.
@@ -113,14 +123,14 @@ pub async fn resolve_accel(p: &Platform, requested: AccelRequest) -> Result<Acce
 /// The QEMU a guest under `accel` should be migrated with. Under KVM, and under TCG
 /// where it is ≥ 9.0, the one set-up found. Under TCG with an older system QEMU on
 /// Debian 12, bookworm-backports' QEMU from migbench's cache (fetched once), since
-/// the older one corrupts the guests it sends. A QEMU the user chose is always used
+/// the older one corrupts the guests it sends. A QEMU the user named is always used
 /// as it is; so is an older one where no newer can be fetched: those carry
 /// [`tcg_sender_warning`].
 pub async fn choose_qemu(p: &mut Platform, accel: Accel) -> Result<()> {
-    if accel != Accel::Tcg || p.qemu.tcg_sender_intact() || p.qemu.origin == QemuOrigin::Chosen || !OsRelease::read().is_bookworm() {
+    if accel != Accel::Tcg || p.qemu.tcg_sender_intact() || p.qemu_asked || p.qemu.origin == QemuOrigin::Chosen || !OsRelease::read().is_bookworm() {
         return Ok(());
     }
-    p.qemu = tokio::task::spawn_blocking(crate::host::qemu_cache::ensure).await.context("QEMU fetch task")??;
+    p.qemu = tokio::task::spawn_blocking(|| qemu_cache::ensure(qemu_cache::DEFAULT)).await.context("QEMU fetch task")??;
     Ok(())
 }
 
@@ -182,6 +192,33 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// This environment for a run whose source runs `source` and destination
+    /// `destination`, on `machine_type`: the versions, paths and the TCG sender's
+    /// mark are those of this pair.
+    pub fn with_qemus(&self, source: &Qemu, destination: &Qemu, machine_type: &str) -> Environment {
+        Environment {
+            qemu_version: source.version.clone(),
+            qemu_version_line: source.version_line.clone(),
+            qemu_path: source.path.display().to_string(),
+            qemu_origin: source.origin,
+            qemu_destination_version: destination.version.clone(),
+            qemu_destination_path: destination.path.display().to_string(),
+            machine_type: machine_type.to_string(),
+            qemu_warning: tcg_sender_warning(source, self.accel),
+            ..self.clone()
+        }
+    }
+
+    /// The QEMU version of a run as tables show it: "10.0.2", or "10.0.2 → 7.2.22"
+    /// when the destination ran another version.
+    pub fn qemu_label(&self) -> String {
+        if self.qemu_destination_version.is_empty() || self.qemu_destination_version == self.qemu_version {
+            self.qemu_version.clone()
+        } else {
+            format!("{} → {}", self.qemu_version, self.qemu_destination_version)
+        }
+    }
+
     pub fn new(p: &Platform, accel: &AccelChoice, machine_type: String) -> Environment {
         Environment {
             migbench_version: env!("CARGO_PKG_VERSION").into(),

@@ -31,13 +31,24 @@ pub(crate) async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     println!("host        {} — {} ({} cores), kernel {}", host.os, host.cpu_model, host.cores, host.kernel);
     println!("cache       {}", host::cache_dir().display());
     let mut ok = true;
-    let cached = migbench::host::qemu_cache::cached();
-    match Qemu::find(image.qemu.as_deref()) {
+    let cached = migbench::host::qemu_cache::cached(migbench::host::qemu_cache::DEFAULT);
+    let named = match &image.qemu {
+        // A version is looked up among the installed ones only: doctor fetches nothing.
+        Some(QemuWanted::Series(series)) => Ok(migbench::host::qemu_versions::installed()
+            .into_iter()
+            .find(|q| migbench::host::qemu_versions::in_series(&q.version, series))),
+        Some(w) => migbench::host::qemu_versions::resolve(w).map(Some),
+        None => Qemu::find(None),
+    };
+    match named {
         Ok(Some(q)) => {
             println!("QEMU        {} — {} ({})", q.path.display(), q.version_line, q.origin);
             if !q.tcg_sender_intact() {
                 println!("            older than 9.0: under TCG it corrupts guests it migrates while they write memory");
             }
+        }
+        Ok(None) if image.qemu.is_some() => {
+            println!("QEMU        {} is not installed yet: any command that needs it fetches it into the cache", image.qemu.as_ref().map(|w| w.to_string()).unwrap_or_default());
         }
         // On Debian 12 the cache's QEMU serves where the system has none.
         Ok(None) if host::OsRelease::read().is_bookworm() && cached.is_some() => {
@@ -55,16 +66,7 @@ pub(crate) async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
             println!("QEMU        {e:#}");
         }
     }
-    match cached {
-        Some((q, m)) => println!(
-            "QEMU cache  {} — {} ({}, fetched {}); used where the system has no QEMU, and under TCG where its QEMU is older than 9.0",
-            q.path.display(),
-            q.version_line,
-            m.suite,
-            m.fetched_at
-        ),
-        None => println!("QEMU cache  none yet ({} is fetched into it under TCG on Debian 12 when the system's QEMU is older than 9.0)", migbench::host::qemu_cache::SUITE),
-    }
+    print_versions();
     let version = match host.cgroup {
         host::CgroupVersion::V2 => "v2 (unified)",
         host::CgroupVersion::V1 => "v1",
@@ -94,7 +96,7 @@ pub(crate) async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     println!("/dev/kvm    {}", if std::path::Path::new("/dev/kvm").exists() { "present (a probe boot decides whether it works)" } else { "absent" });
     let inputs = image.inputs();
     let qemu = image.qemu.clone();
-    let prepared = tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_deref())).await?;
+    let prepared = tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_ref())).await?;
     match prepared {
         Ok(p) => {
             print_image(&p.image);
@@ -110,4 +112,27 @@ pub(crate) async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The QEMU versions migbench has side by side (for a profile's `qemu` axis), and
+/// those it would fetch when asked.
+fn print_versions() {
+    use migbench::host::qemu_cache::{self, SUITES};
+    let installed = migbench::host::qemu_versions::installed();
+    for (i, q) in installed.iter().enumerate() {
+        let suite = SUITES.iter().find(|s| q.path.starts_with(qemu_cache::dir(**s))).map(|s| format!(", {}", s.name)).unwrap_or_default();
+        let mark = if q.tcg_sender_intact() { "" } else { "; as a TCG sender it corrupts guests that write memory" };
+        println!("{}{:<9} {} ({}{suite}{mark})", if i == 0 { "versions    " } else { "            " }, q.version, q.path.display(), q.origin);
+    }
+    if installed.is_empty() {
+        println!("versions    none installed yet");
+    }
+    let missing: Vec<String> = SUITES
+        .iter()
+        .filter(|s| qemu_cache::cached(**s).is_none())
+        .map(|s| format!("{} (from {})", s.series, s.name))
+        .collect();
+    if !missing.is_empty() {
+        println!("            fetched into the cache when a profile or --qemu names them: {}", missing.join(", "));
+    }
 }

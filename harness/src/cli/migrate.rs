@@ -39,6 +39,11 @@ pub(crate) struct MigrateArgs {
     /// Print the full JSON record instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// The destination's QEMU, when it is not the source's (`--qemu`): a version
+    /// (7.2, 10.0), `system` or a path. Both sides then run the older one's versioned
+    /// machine type, and the record names both versions and that type.
+    #[arg(long, value_name = "VERSION|PATH")]
+    pub(crate) qemu_dest: Option<QemuWanted>,
     #[command(flatten)]
     pub(crate) run: CommonRun,
 }
@@ -52,7 +57,24 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.run.accel).await?;
     let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
-    let rec = migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?;
+    let rec = match &a.qemu_dest {
+        None => migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?,
+        Some(wanted) => {
+            let (source, wanted) = (p.qemu.clone(), wanted.clone());
+            let pair = tokio::task::spawn_blocking(move || -> Result<migbench::experiment::qemus::Pair> {
+                let destination = migbench::host::qemu_versions::resolve(&wanted).with_context(|| format!("--qemu-dest {wanted}"))?;
+                let (source, destination, machine_type) = migbench::machine::site::Emulator::pair(&source, &destination)?;
+                Ok(migbench::experiment::qemus::Pair { source, destination, machine_type })
+            })
+            .await
+            .context("QEMU resolution task")??;
+            eprintln!(
+                "migbench: migrating from QEMU {} to QEMU {} on machine type {}",
+                pair.source.qemu.version, pair.destination.qemu.version, pair.machine_type
+            );
+            migbench::experiment::once::run_between(&p, &env, &pair, spec, &scenario, boot).await?
+        }
+    };
     let path = a.run.out.join(format!("migrate-{}-{}.json", host::stamp(), std::process::id()));
     std::fs::create_dir_all(&a.run.out).with_context(|| format!("creating {}", a.run.out.display()))?;
     std::fs::write(&path, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", path.display()))?;

@@ -20,6 +20,7 @@ use migbench::experiment::sweep::{self, SweepOptions};
 use migbench::experiment;
 use migbench::record::file::ResultsFile;
 use migbench::guest::image::{GuestImage, ImageInputs};
+use migbench::host::qemu_versions::QemuWanted;
 use migbench::host::{self, HostInfo, Qemu};
 use migbench::machine::{self, AccelRequest, GuestSpec};
 
@@ -66,10 +67,12 @@ pub(crate) struct ImageArgs {
     /// A prebuilt static migbench-guest instead of building it from source.
     #[arg(long, global = true, env = "MIGBENCH_GUEST_BIN", value_name = "PATH")]
     pub(crate) guest_bin: Option<PathBuf>,
-    /// The qemu-system-x86_64 to use, as it is (also $MIGBENCH_QEMU). Without it: the
-    /// system's, or under TCG on Debian 12 bookworm-backports' QEMU from the cache.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub(crate) qemu: Option<PathBuf>,
+    /// The QEMU to use: a version (7.2, 10.0: an installed one of that series, else
+    /// fetched into the cache), `system`, or a path to a qemu-system-x86_64 used as it is
+    /// (also $MIGBENCH_QEMU). Without it: the system's, or under TCG on Debian 12
+    /// bookworm-backports' 10.0 from the cache. A profile's `qemu` axis overrides it per cell.
+    #[arg(long, global = true, value_name = "VERSION|PATH")]
+    pub(crate) qemu: Option<QemuWanted>,
 }
 
 impl ImageArgs {
@@ -112,7 +115,7 @@ pub(crate) enum Cmd {
 pub(crate) async fn prepare(image: &ImageArgs) -> Result<Platform> {
     let inputs = image.inputs();
     let qemu = image.qemu.clone();
-    tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_deref())).await.context("set-up task")?
+    tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_ref())).await.context("set-up task")?
 }
 
 /// The accelerator and the QEMU for it (which may replace the platform's), said on stderr.

@@ -3,6 +3,7 @@
 
 pub mod once;
 pub mod profile;
+pub mod qemus;
 pub mod sweep;
 pub mod workload_rates;
 

@@ -3,7 +3,8 @@
 
 use crate::machine::command::Role;
 use crate::machine::hardware::GuestSpec;
-use crate::machine::site::Site;
+use crate::machine::site::{Emulator, Site};
+use super::qemus::Pair;
 use crate::migration::driver::drive;
 use crate::migration::measurement::Outcome;
 use crate::migration::scenario::Scenario;
@@ -16,10 +17,17 @@ use std::time::Duration;
 /// An error means the experiment could not be run (QEMU would not start, the
 /// guest never booted); a migration that failed or was cancelled is a result.
 pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
+    let pair = Pair { source: Emulator::newest(&platform.qemu), destination: Emulator::newest(&platform.qemu), machine_type: env.machine_type.clone() };
+    run_between(platform, env, &pair, spec, scenario, boot_timeout).await
+}
+
+/// [`run_one`] from `pair`'s source QEMU to its destination QEMU (two versions,
+/// say); the record names both and the machine type they ran.
+pub async fn run_between(platform: &Platform, env: &Environment, pair: &Pair, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
     let started_at = crate::record::now_rfc3339();
     let site = Site::local(&platform.qemu, &platform.image, false)?;
-    let (mut src, guest_boot_ms) = site.boot(spec, "src", boot_timeout).await?;
-    let mut dst = site.start(spec, Role::Incoming, "dst").await?;
+    let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
+    let mut dst = site.start_on(&pair.destination, spec, Role::Incoming, "dst").await?;
     let measurement = drive(&mut src, &mut dst, scenario).await?;
     match measurement.outcome {
         Outcome::Completed => src.quit().await,
@@ -29,7 +37,7 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
         record: "migration".into(),
         schema: SCHEMA,
         started_at,
-        environment: env.clone(),
+        environment: env.with_qemus(&pair.source.qemu, &pair.destination.qemu, &pair.machine_type),
         guest: spec,
         scenario: scenario.clone(),
         guest_boot_ms,

@@ -24,6 +24,7 @@ use crate::machine::hardware::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM
 use crate::network::address::GuestNet;
 use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
 use crate::migration::strategy::Strategy;
+use crate::host::qemu_versions::QemuWanted;
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
 use serde::{Deserialize, Serialize};
@@ -194,6 +195,12 @@ cell_variables! {
     /// A fault to inject: none, kill-destination[:S], kill-source[:S], cut-link[:S]
     /// (needs transport = "tcp"), bad-qemu-option, never-ready[:S].
     fault: Fault = Fault::None,
+    /// The source's QEMU: a version ("7.2", "10.0"), "system" or a path; none = the
+    /// command's (`--qemu`, else the default).
+    qemu: Option<QemuWanted> = None,
+    /// The destination's QEMU, as `qemu`; none = the source's. Two versions run the
+    /// older one's versioned machine type on both sides.
+    qemu_dest: Option<QemuWanted> = None,
 }
 
 impl Cell {
@@ -216,9 +223,15 @@ impl Cell {
     }
 
     /// Cells with the same boot key can share one booted guest: only runtime-settable
-    /// variables (link, strategy, capabilities, parameters) differ between them.
+    /// variables (link, strategy, capabilities, parameters) differ between them. The
+    /// QEMUs count: a guest boots on the source's, with the pair's machine type.
     pub fn boot_key(&self) -> (u32, u32, String) {
-        (self.ram_mib, self.vcpus, self.workload.to_string())
+        let mut what = self.workload.to_string();
+        if self.qemu.is_some() || self.qemu_dest.is_some() {
+            let show = |q: &Option<QemuWanted>| q.as_ref().map(|w| w.to_string()).unwrap_or_else(|| "default".into());
+            what.push_str(&format!(" on QEMU {} → {}", show(&self.qemu), show(&self.qemu_dest)));
+        }
+        (self.ram_mib, self.vcpus, what)
     }
 
     pub fn scenario(&self) -> Scenario {
@@ -775,7 +788,9 @@ mod fuzz {
             mostly(0u32..=MAX_PROBE_HZ, any::<u32>()),
         );
         let fault = parsed::<Fault>(&["none", "kill-destination", "kill-source:2", "cut-link", "cut-link:3", "bad-qemu-option", "never-ready:5"]);
-        (guest, migration, tuning, host, load, fault).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault)| Cell {
+        const QEMUS: &[&str] = &["7.2", "10", "10.0.2", "system", "/opt/qemu/bin/qemu-system-x86_64"];
+        let qemu = (prop::option::of(parsed::<QemuWanted>(QEMUS)), prop::option::of(parsed::<QemuWanted>(QEMUS)));
+        (guest, migration, tuning, host, load, fault, qemu).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault, q)| Cell {
             ram_mib,
             vcpus,
             workload,
@@ -801,6 +816,8 @@ mod fuzz {
             request_timeout_ms: l.4,
             probe_hz: l.5,
             fault,
+            qemu: q.0,
+            qemu_dest: q.1,
         })
     }
 

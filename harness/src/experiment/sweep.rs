@@ -3,6 +3,7 @@
 //! differ only in runtime-settable variables (each run migrates it on to a fresh QEMU).
 
 use super::profile::{Cell, Profile, Shard};
+use super::qemus::{Pair, QemuPairs};
 use crate::guest::channel::{guest_cpu_between, rate_between};
 use crate::machine::usage::{self, CpuUsage};
 use crate::machine::command::Role;
@@ -96,8 +97,15 @@ pub fn estimate(runs: &[PlannedRun], reuse: bool) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// What a booted guest can be reused for: RAM, vCPUs and workload (see [`Cell::boot_key`]).
-type BootKey = (u32, u32, String);
+/// What a booted guest can be reused for: RAM, vCPUs and workload (see
+/// [`Cell::boot_key`]), and the QEMU binary and machine type it runs on.
+type BootKey = (u32, u32, String, String);
+
+/// The boot key of a guest of `cell` running on `emulator`.
+fn boot_key(cell: &Cell, emulator: &crate::machine::site::Emulator) -> BootKey {
+    let (ram, vcpus, workload) = cell.boot_key();
+    (ram, vcpus, workload, format!("{} -machine {}", emulator.qemu.path.display(), emulator.machine))
+}
 
 /// Runs the profile. Every finished run is appended to `DIR/results.jsonl` at once.
 pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<SweepOutcome> {
@@ -114,6 +122,12 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     }
     let done = done_keys(&existing, &profile.name);
     let runs = plan(profile, opts.shard, &done);
+    // Every QEMU the runs name, fetched before the first run: one that cannot be had
+    // stops the sweep here, with the reason.
+    let pairs = {
+        let (default, cells): (_, Vec<Cell>) = (platform.qemu.clone(), runs.iter().map(|r| r.cell.clone()).collect());
+        tokio::task::spawn_blocking(move || QemuPairs::resolve(&default, &cells)).await.context("QEMU resolution task")??
+    };
     let skipped = plan(profile, opts.shard, &HashSet::new()).len() - runs.len();
     let bars = Bars::new(runs.len() as u64, opts.quiet);
     let bar = &bars.sweep;
@@ -137,7 +151,8 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             names += 1;
             format!("g{names}")
         };
-        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut pool, r, &mut next_name, &bars.run).await {
+        let pair = pairs.of(&r.cell)?;
+        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut pool, r, pair, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
@@ -165,7 +180,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 record: "migration".into(),
                 schema: SCHEMA,
                 started_at,
-                environment: env.clone(),
+                environment: env.with_qemus(&pair.source.qemu, &pair.destination.qemu, &pair.machine_type),
                 guest: r.cell.guest(env.accel),
                 scenario: r.cell.scenario(),
                 guest_boot_ms: boot_ms,
@@ -221,6 +236,7 @@ async fn one_run(
     site: &Site,
     pool: &mut GuestPool<'_, BootKey>,
     r: &PlannedRun,
+    pair: &Pair,
     next_name: &mut impl FnMut() -> String,
     run_bar: &ProgressBar,
 ) -> Result<(Measurement, bool, f64)> {
@@ -231,11 +247,11 @@ async fn one_run(
     }
     if let Fault::NeverReady { give_up_s } = r.cell.fault {
         pool.clear().await;
-        return Ok((never_ready(site, spec, r, give_up_s, &next_name()).await, false, 0.0));
+        return Ok((never_ready(site, pair, spec, r, give_up_s, &next_name()).await, false, 0.0));
     }
-    let mut src = pool.take(spec, r.cell.boot_key(), &mut *next_name).await?;
+    let mut src = pool.take(&pair.source, spec, boot_key(&r.cell, &pair.source), &mut *next_name).await?;
     src.machine.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the source QEMU")?;
-    let mut dst = match start_destination(site, spec, r, &mut src.machine, &next_name()).await? {
+    let mut dst = match start_destination(site, pair, spec, r, &mut src.machine, &next_name()).await? {
         Destination::Started(dst) => dst,
         Destination::Refused(m) => {
             let ran = (m, src.reused, src.boot_ms);
@@ -251,15 +267,19 @@ async fn one_run(
     }
     let (reused, boot_ms) = (src.reused, src.boot_ms);
     let afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
+    if afterwards == Afterwards::Moved {
+        // From now on the guest runs on the destination's QEMU.
+        src.rekey(boot_key(&r.cell, &pair.destination));
+    }
     pool.after_migration(src, dst, afterwards).await;
     Ok((m, reused, boot_ms))
 }
 
 /// A `never-ready` run: a fresh guest whose kernel is told to run an init that does
 /// not exist, given `give_up_s` to say READY. As expected when it never does.
-async fn never_ready(site: &Site, spec: GuestSpec, r: &PlannedRun, give_up_s: f64, name: &str) -> Measurement {
+async fn never_ready(site: &Site, pair: &Pair, spec: GuestSpec, r: &PlannedRun, give_up_s: f64, name: &str) -> Measurement {
     let spec = GuestSpec { inject: StartFault::NeverReady, ..spec };
-    let (outcome, ok, detail) = match site.boot(spec, name, Duration::from_secs_f64(give_up_s)).await {
+    let (outcome, ok, detail) = match site.boot_on(&pair.source, spec, name, Duration::from_secs_f64(give_up_s)).await {
         Ok((m, _)) => {
             m.quit().await;
             let why = "the guest said READY although its init does not exist";
@@ -289,13 +309,13 @@ enum Destination {
 }
 
 /// Starts the destination QEMU, with the cell's CPU limits.
-async fn start_destination(site: &Site, spec: GuestSpec, r: &PlannedRun, src: &mut Machine, name: &str) -> Result<Destination> {
+async fn start_destination(site: &Site, pair: &Pair, spec: GuestSpec, r: &PlannedRun, src: &mut Machine, name: &str) -> Result<Destination> {
     let fault = r.cell.fault;
     let dst_spec = match fault {
         Fault::BadQemuOption => GuestSpec { inject: StartFault::BadQemuOption, ..spec },
         _ => spec,
     };
-    let mut dst = match (site.start(dst_spec, Role::Incoming, name).await, fault) {
+    let mut dst = match (site.start_on(&pair.destination, dst_spec, Role::Incoming, name).await, fault) {
         (Ok(d), _) => d,
         (Err(e), Fault::BadQemuOption) => {
             let health = health::staying_guest(src).await;

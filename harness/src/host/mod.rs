@@ -3,6 +3,7 @@
 //! kernel, cgroup version) so a number never travels without its context.
 
 pub mod qemu_cache;
+pub mod qemu_versions;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -234,6 +235,12 @@ impl Qemu {
         Ok(machine_alias_target(&out, alias).unwrap_or_else(|| alias.to_string()))
     }
 
+    /// The machine types this QEMU offers (the first word of each `-machine help` line).
+    pub fn machine_types(&self) -> Result<Vec<String>> {
+        let out = run(Command::new(&self.path).args(self.data_dir_args()).args(["-machine", "help"]))?;
+        Ok(out.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+    }
+
     /// (major, minor), or `None` for a version that does not parse.
     pub fn major_minor(&self) -> Option<(u32, u32)> {
         let mut parts = self.version.split('.').map(|p| p.parse::<u32>().ok());
@@ -289,6 +296,25 @@ pub fn machine_alias_target(help: &str, alias: &str) -> Option<String> {
         let target = rest.split("(alias of ").nth(1)?.split(')').next()?.trim();
         (!target.is_empty()).then(|| target.to_string())
     })
+}
+
+/// The machine type a guest migrating between `source` and `destination` runs on
+/// both: the versioned type the `alias` ("pc") stands for on the older of the two,
+/// which the newer must offer too (QEMU keeps old versioned types so that guests can
+/// migrate from older QEMUs). For one QEMU, its own.
+pub fn common_machine_type(source: &Qemu, destination: &Qemu, alias: &str) -> Result<String> {
+    let older = if destination.major_minor() < source.major_minor() { destination } else { source };
+    let newer = if std::ptr::eq(older, source) { destination } else { source };
+    let pinned = older.machine_type(alias)?;
+    if source.path != destination.path && !newer.machine_types()?.contains(&pinned) {
+        bail!(
+            "QEMU {} (the older side) runs machine type {pinned}, which QEMU {} does not offer: these two cannot migrate \
+             a guest between them. Choose versions closer together",
+            older.version,
+            newer.version
+        );
+    }
+    Ok(pinned)
 }
 
 /// "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)" → "7.2.22"

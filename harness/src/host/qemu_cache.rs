@@ -1,11 +1,13 @@
-//! A QEMU that migrates TCG guests intact, for Debian 12, whose own QEMU (7.2) does
-//! not: bookworm-backports' `qemu-system-x86`, fetched with apt into migbench's cache
-//! and unpacked there, beside the system's QEMU. Nothing is installed and no apt
-//! source of the system is changed: apt runs with a private source list, private
-//! package lists and a private download directory, all under the cache. The
-//! packages are verified by apt against Debian's archive key as any install is.
+//! QEMUs from Debian's archive, fetched with apt into migbench's cache and unpacked
+//! there side by side, beside the system's QEMU: bookworm-backports' 10.0 (the
+//! default under TCG on Debian 12, whose own 7.2 corrupts the TCG guests it sends)
+//! and bookworm's 7.2 (for comparing versions and migrating across them). Nothing
+//! is installed and no apt source of the system is changed: apt runs with a private
+//! source list, private package lists and a private download directory, all under
+//! the cache. The packages are verified by apt against Debian's archive key as any
+//! install is.
 //!
-//! The unpacked QEMU uses the system's shared libraries, Debian 12's own packages
+//! An unpacked QEMU uses the system's shared libraries, Debian 12's own packages
 //! of those its `Depends:` names (installed with apt as root when one is missing,
 //! never removing a package), and its own firmware, given to it with `-L`.
 
@@ -15,8 +17,22 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The suite the packages come from.
-pub const SUITE: &str = "bookworm-backports";
+/// A QEMU Debian's archive offers for Debian 12: the suite and the version series it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suite {
+    /// e.g. "bookworm-backports".
+    pub name: &'static str,
+    /// The QEMU version series the suite carries, e.g. "10.0".
+    pub series: &'static str,
+}
+
+/// The QEMUs migbench fetches, oldest first. Both are built for Debian 12's libraries.
+pub const SUITES: [Suite; 2] = [Suite { name: "bookworm", series: "7.2" }, Suite { name: "bookworm-backports", series: "10.0" }];
+
+/// The QEMU fetched where none ≥ 9.0 is installed: bookworm-backports'.
+pub const DEFAULT: Suite = SUITES[1];
+/// Its suite's name (for messages).
+pub const SUITE: &str = DEFAULT.name;
 /// The packages unpacked: the emulator, its common files, its firmware data and the
 /// BIOS it boots with (the system's older SeaBIOS does not match 10.0's machines).
 pub const PACKAGES: [&str; 4] = ["qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"];
@@ -36,9 +52,9 @@ pub struct Manifest {
     pub fetched_at: String,
 }
 
-/// `<cache>/qemu/bookworm-backports`: one directory per fetched version, and `current`.
-pub fn dir() -> PathBuf {
-    host::cache_dir().join("qemu").join(SUITE)
+/// `<cache>/qemu/SUITE`: one directory per fetched version, and `current`.
+pub fn dir(suite: Suite) -> PathBuf {
+    host::cache_dir().join("qemu").join(suite.name)
 }
 
 /// The QEMU of an unpacked tree, with its firmware directories.
@@ -52,39 +68,51 @@ fn qemu_in(root: &Path) -> Qemu {
     }
 }
 
-/// The cached QEMU, if one was fetched and still runs.
-pub fn cached() -> Option<(Qemu, Manifest)> {
-    let current = std::fs::read_to_string(dir().join("current")).ok()?;
-    let version_dir = dir().join(current.trim());
+/// The cached QEMU of `suite`, if one was fetched and still runs.
+pub fn cached(suite: Suite) -> Option<(Qemu, Manifest)> {
+    let current = std::fs::read_to_string(dir(suite).join("current")).ok()?;
+    let version_dir = dir(suite).join(current.trim());
     let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(version_dir.join("manifest.json")).ok()?).ok()?;
     let qemu = qemu_in(&version_dir.join("root")).identified().ok()?;
     Some((qemu, manifest))
 }
 
-/// The cached QEMU, fetched first if there is none; takes the set-up lock, so
-/// parallel commands fetch once.
-pub fn ensure() -> Result<Qemu> {
+/// The cached QEMU of `suite`, fetched first if there is none; takes the set-up
+/// lock, so parallel commands fetch once.
+pub fn ensure(suite: Suite) -> Result<Qemu> {
     let _lock = FileLock::acquire(&host::cache_dir().join("setup.lock"))?;
-    ensure_locked()
+    ensure_locked(suite)
+}
+
+/// Why a suite's QEMU is wanted, for the messages of a fetch that cannot happen.
+fn why(suite: Suite) -> String {
+    if suite == DEFAULT {
+        "no QEMU ≥ 9.0 is installed here, and Debian 12's 7.2 corrupts TCG guests it migrates".into()
+    } else {
+        format!("QEMU {} was asked for (--qemu / the profile's qemu)", suite.series)
+    }
 }
 
 /// [`ensure`] for a caller that holds the set-up lock already.
-pub fn ensure_locked() -> Result<Qemu> {
-    if let Some((q, _)) = cached() {
+pub fn ensure_locked(suite: Suite) -> Result<Qemu> {
+    if let Some((q, _)) = cached(suite) {
         return Ok(q);
     }
+    let name = suite.name;
     if host::no_install() {
         bail!(
-            "no QEMU ≥ 9.0 here (Debian 12's 7.2 corrupts TCG guests it migrates), and MIGBENCH_NO_INSTALL forbids \
-             fetching {SUITE}'s QEMU into {}. Unset MIGBENCH_NO_INSTALL, or give a QEMU ≥ 9.0 with --qemu PATH.",
-            dir().display()
+            "{}, and MIGBENCH_NO_INSTALL forbids fetching {name}'s QEMU into {}. Unset MIGBENCH_NO_INSTALL, \
+             or give a qemu-system-x86_64 with --qemu PATH.",
+            why(suite),
+            dir(suite).display()
         );
     }
-    eprintln!("migbench: fetching {SUITE}'s QEMU into {} (once; no QEMU package is installed on the system) …", dir().display());
-    let q = fetch().with_context(|| {
+    eprintln!("migbench: fetching {name}'s QEMU into {} (once; no QEMU package is installed on the system) …", dir(suite).display());
+    let q = fetch(suite).with_context(|| {
         format!(
-            "fetching {SUITE}'s QEMU failed. It is needed because Debian 12's own QEMU (7.2) corrupts TCG guests it \
-             migrates. Check that the Debian mirror is reachable, or give a QEMU ≥ 9.0 with --qemu PATH (or MIGBENCH_QEMU)"
+            "fetching {name}'s QEMU failed ({}). Check that the Debian mirror is reachable, or give a \
+             qemu-system-x86_64 with --qemu PATH (or MIGBENCH_QEMU)",
+            why(suite)
         )
     })?;
     eprintln!("migbench: {} ready at {}", q.version_line, q.path.display());
@@ -206,38 +234,39 @@ fn apt(tool: &str, state: &Path) -> Command {
     c
 }
 
-fn fetch() -> Result<Qemu> {
+fn fetch(suite: Suite) -> Result<Qemu> {
     for tool in ["apt-get", "apt-cache", "dpkg-deb"] {
         if host::which(tool).is_none() {
-            bail!("{tool} is not on PATH; fetching {SUITE}'s QEMU needs Debian's apt and dpkg");
+            bail!("{tool} is not on PATH; fetching {}'s QEMU needs Debian's apt and dpkg", suite.name);
         }
     }
     if !Path::new(KEYRING).exists() {
         bail!("{KEYRING} is missing: install debian-archive-keyring, which verifies the packages");
     }
     // What an interrupted fetch left (we hold the set-up lock: nobody fetches now).
-    if let Ok(entries) = std::fs::read_dir(dir()) {
+    if let Ok(entries) = std::fs::read_dir(dir(suite)) {
         for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("fetching-")) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let staging = dir().join(format!("fetching-{}", std::process::id()));
-    let result = fetch_into(&staging);
+    let staging = dir(suite).join(format!("fetching-{}", std::process::id()));
+    let result = fetch_into(suite, &staging);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
     result
 }
 
-fn fetch_into(staging: &Path) -> Result<Qemu> {
+fn fetch_into(suite: Suite, staging: &Path) -> Result<Qemu> {
+    let name = suite.name;
     let state = staging.join("apt");
     for d in ["lists/partial", "cache", "archives/partial", "sources.list.d", "preferences.d"] {
         std::fs::create_dir_all(state.join(d)).with_context(|| format!("creating {}", state.join(d).display()))?;
     }
     std::fs::write(state.join("status"), "")?;
     let mirror = mirror();
-    std::fs::write(state.join("sources.list"), format!("deb [signed-by={KEYRING}] {mirror} {SUITE} main\n"))?;
-    host::run(apt("apt-get", &state).arg("update")).with_context(|| format!("apt-get update of {SUITE} from {mirror}"))?;
+    std::fs::write(state.join("sources.list"), format!("deb [signed-by={KEYRING}] {mirror} {name} main\n"))?;
+    host::run(apt("apt-get", &state).arg("update")).with_context(|| format!("apt-get update of {name} from {mirror}"))?;
     let mut versions = Vec::new();
     for p in PACKAGES {
         let policy = host::run(apt("apt-cache", &state).args(["policy", p]))?;
@@ -245,7 +274,7 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
             .lines()
             .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
             .filter(|v| v != "(none)")
-            .with_context(|| format!("{SUITE} at {mirror} has no package {p}"))?;
+            .with_context(|| format!("{name} at {mirror} has no package {p}"))?;
         versions.push(format!("{p}={candidate}"));
     }
     let debs = staging.join("debs");
@@ -266,7 +295,7 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
     install_libraries(&root, &debs)?;
     let qemu = qemu_in(&root).identified().context("the unpacked QEMU does not run")?;
     let manifest = Manifest {
-        suite: SUITE.into(),
+        suite: name.into(),
         mirror,
         packages: versions,
         version_line: qemu.version_line.clone(),
@@ -277,12 +306,12 @@ fn fetch_into(staging: &Path) -> Result<Qemu> {
     std::fs::remove_dir_all(&state)?;
     // A directory of its own: a QEMU another migbench runs from an earlier fetch
     // keeps its files. `current` changes in one rename.
-    let name = format!("{}-{}", qemu.version, manifest.fetched_at);
-    let final_dir = dir().join(&name);
+    let version_dir = format!("{}-{}", qemu.version, manifest.fetched_at);
+    let final_dir = dir(suite).join(&version_dir);
     std::fs::rename(staging, &final_dir).with_context(|| format!("moving {} to {}", staging.display(), final_dir.display()))?;
-    let current = dir().join("current");
-    let tmp = dir().join(format!("current.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{name}\n"))?;
+    let current = dir(suite).join("current");
+    let tmp = dir(suite).join(format!("current.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{version_dir}\n"))?;
     std::fs::rename(&tmp, &current).with_context(|| format!("writing {}", current.display()))?;
     Ok(qemu_in(&final_dir.join("root")).identified()?)
 }

@@ -41,8 +41,10 @@ impl MachinePaths {
     }
 }
 
-/// The machine type every guest runs: the newest i440FX machine of the QEMU (the
-/// record names the versioned type it stood for).
+/// The machine type a guest runs unless it migrates between two QEMU versions: the
+/// newest i440FX machine of its QEMU (the record names the versioned type it stood
+/// for). Across versions both sides run the older one's versioned type (see
+/// `host::common_machine_type`).
 pub const MACHINE_TYPE: &str = "pc";
 
 /// The guest kernel's command line, with the guest's orders.
@@ -76,10 +78,10 @@ pub fn check_socket_path(p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The QEMU arguments for a guest. Source and destination get the same hardware;
-/// only `-incoming` differs, as migration requires.
+/// The QEMU arguments for a guest. Source and destination get the same hardware
+/// (the same `machine` type among it); only `-incoming` differs, as migration requires.
 /// `tap` is the guest NIC's tap device on the test network (used when `spec.net` is set).
-pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str, tap: Option<&str>) -> Vec<String> {
+pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str, tap: Option<&str>, machine: &str) -> Vec<String> {
     let p = opt_path;
     let mut a: Vec<String> = vec![
         "-name".into(),
@@ -89,7 +91,7 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
         "-display".into(),
         "none".into(),
         "-machine".into(),
-        MACHINE_TYPE.into(),
+        machine.into(),
         "-accel".into(),
         spec.accel.to_string(),
         "-cpu".into(),
@@ -170,7 +172,7 @@ mod tests {
     fn command_line_for_a_spec() {
         let spec = GuestSpec::new(512, 2, Accel::Tcg).unwrap();
         let paths = MachinePaths::new(Path::new("/run/m/src"));
-        let a = qemu_args(&spec, &image(), &paths, Role::Boot, "src", None);
+        let a = qemu_args(&spec, &image(), &paths, Role::Boot, "src", None, MACHINE_TYPE);
         let joined = a.join(" ");
         for want in [
             "-accel tcg",
@@ -187,9 +189,9 @@ mod tests {
         }
         assert!(!joined.contains("-incoming"));
         assert!(joined.contains("migbench.workload=idle"));
-        let busy = qemu_args(&spec.with_workload("memdirty-write:32".parse().unwrap()), &image(), &paths, Role::Boot, "src", None);
+        let busy = qemu_args(&spec.with_workload("memdirty-write:32".parse().unwrap()), &image(), &paths, Role::Boot, "src", None, MACHINE_TYPE);
         assert!(busy.join(" ").contains("migbench.workload=memdirty-write:32"));
-        let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst", None);
+        let b = qemu_args(&GuestSpec { accel: Accel::Kvm, ..spec }, &image(), &paths, Role::Incoming, "dst", None, MACHINE_TYPE);
         assert_eq!(&b[b.len() - 2..], ["-incoming", "defer"]);
         assert!(b.join(" ").contains("-accel kvm"));
         // Same hardware on both sides: only -incoming and the accel differ here.
@@ -199,7 +201,7 @@ mod tests {
     #[test]
     fn paths_are_escaped_and_checked() {
         let paths = MachinePaths::new(Path::new("/tmp/a,b"));
-        let a = qemu_args(&GuestSpec::new(128, 1, Accel::Tcg).unwrap(), &image(), &paths, Role::Boot, "src", None).join(" ");
+        let a = qemu_args(&GuestSpec::new(128, 1, Accel::Tcg).unwrap(), &image(), &paths, Role::Boot, "src", None, MACHINE_TYPE).join(" ");
         assert!(a.contains("path=/tmp/a,,b/qmp.sock"), "{a}");
         let long = Path::new("/").join("x".repeat(120));
         assert!(check_socket_path(&long).unwrap_err().to_string().contains("TMPDIR"));

@@ -25,7 +25,6 @@ pub use hardware::{Accel, AccelRequest, Balloon, GuestSpec};
 use command::{MachinePaths, check_socket_path, qemu_args};
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
-use crate::host::Qemu;
 use crate::network::{Network, Tap};
 use crate::qmp::{Features, Qmp};
 use anyhow::{Context, Result, bail};
@@ -81,6 +80,8 @@ pub struct Machine {
     pub name: String,
     pub spec: GuestSpec,
     pub role: Role,
+    /// The QEMU it runs on and the machine type it was given.
+    pub emulator: site::Emulator,
     pub paths: MachinePaths,
     pub qmp: Qmp,
     pub channel: GuestChannel,
@@ -99,7 +100,7 @@ impl Machine {
     /// its namespace and the guest's NIC (if `spec.net` is set) is on a tap of it.
     /// Only a [`site::Site`] starts machines: it knows where they run.
     pub(super) async fn start(
-        qemu: &Qemu,
+        emulator: &site::Emulator,
         image: &GuestImage,
         spec: GuestSpec,
         role: Role,
@@ -125,9 +126,10 @@ impl Machine {
             std::fs::File::options().write(true).create(true).truncate(true).mode(0o600).open(&paths.stderr)
         }
         .with_context(|| format!("creating {}", paths.stderr.display()))?;
+        let qemu = &emulator.qemu;
         let mut cmd = Command::new(&qemu.path);
         cmd.args(qemu.data_dir_args());
-        cmd.args(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str())))
+        cmd.args(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str()), &emulator.machine))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -193,7 +195,29 @@ impl Machine {
             }
         };
         std::mem::forget(guard);
-        Ok(Machine { name: name.into(), spec, role, paths, qmp, channel, started, child, cgroup: None, features: Default::default(), _tap: tap })
+        Ok(Machine {
+            name: name.into(),
+            spec,
+            role,
+            emulator: emulator.clone(),
+            paths,
+            qmp,
+            channel,
+            started,
+            child,
+            cgroup: None,
+            features: Default::default(),
+            _tap: tap,
+        })
+    }
+
+    /// What this QEMU says it is: its version from the QMP greeting ("7.2.22") and
+    /// the machine type it runs ("pc-i440fx-7.2", from `qom-get /machine type`).
+    pub async fn identity(&self) -> Result<(String, String)> {
+        let version = self.qmp.version().map(|(a, b, c)| format!("{a}.{b}.{c}")).unwrap_or_default();
+        let ty = self.qmp.execute_json("qom-get", serde_json::json!({"path": "/machine", "property": "type"})).await?;
+        let machine = ty.as_str().unwrap_or_default().trim_end_matches("-machine").to_string();
+        Ok((version, machine))
     }
 
     /// What this QEMU offers, read from its schema once and kept.

@@ -9,7 +9,7 @@
 
 use super::Machine;
 use super::hardware::GuestSpec;
-use super::site::Site;
+use super::site::{Emulator, Site};
 use anyhow::Result;
 use std::time::Duration;
 
@@ -69,6 +69,13 @@ pub struct Pooled<K> {
     pub reused: bool,
 }
 
+impl<K> Pooled<K> {
+    /// Says what the guest is now (after it moved to another QEMU, say).
+    pub fn rekey(&mut self, key: K) {
+        self.key = key;
+    }
+}
+
 /// At most one booted guest, kept between runs, on one site.
 pub struct GuestPool<'s, K> {
     site: &'s Site,
@@ -86,15 +93,15 @@ impl<'s, K: PartialEq> GuestPool<'s, K> {
     }
 
     /// The guest for a run that needs boot key `key`: the kept one if it serves
-    /// (see [`decide`]), else a new one booted as `spec` under the name `name()`
-    /// and given the warm-up.
-    pub async fn take(&mut self, spec: GuestSpec, key: K, name: impl FnOnce() -> String) -> Result<Pooled<K>> {
+    /// (see [`decide`]), else a new one booted as `spec` on `emulator` under the
+    /// name `name()` and given the warm-up. The key must tell emulators apart.
+    pub async fn take(&mut self, emulator: &Emulator, spec: GuestSpec, key: K, name: impl FnOnce() -> String) -> Result<Pooled<K>> {
         match decide(self.kept.as_ref().map(|k| &k.key), &key, self.reuse) {
             Reuse::Keep => return Ok(self.kept.take().expect("decide keeps only a kept guest")),
             Reuse::Replace => self.clear().await,
             Reuse::Boot => {}
         }
-        let (machine, boot_ms) = self.site.boot(spec, &name(), self.boot_timeout).await?;
+        let (machine, boot_ms) = self.site.boot_on(emulator, spec, &name(), self.boot_timeout).await?;
         if !self.warmup.is_zero() {
             tokio::time::sleep(self.warmup).await;
         }

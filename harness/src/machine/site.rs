@@ -7,7 +7,7 @@
 //! is the only code that starts a [`Machine`]. Dropping it kills the QEMUs it
 //! started that still run, removes its run directory and lets its namespace go.
 
-use super::command::Role;
+use super::command::{MACHINE_TYPE, Role};
 use super::hardware::{Accel, GuestSpec};
 use super::run_dir::RunDir;
 use super::{Machine, is_live, kill_if_live};
@@ -18,6 +18,33 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// The QEMU a machine runs on and the machine type it is given: the same on both
+/// sides of a migration between one QEMU, the older side's versioned type across
+/// two versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emulator {
+    pub qemu: Qemu,
+    /// "pc", or a versioned type such as "pc-i440fx-7.2".
+    pub machine: String,
+}
+
+impl Emulator {
+    /// `qemu` with its newest i440FX machine ("pc").
+    pub fn newest(qemu: &Qemu) -> Emulator {
+        Emulator { qemu: qemu.clone(), machine: MACHINE_TYPE.into() }
+    }
+
+    /// The source's and the destination's emulators for a migration from `source`
+    /// to `destination`: one QEMU keeps "pc"; two versions run the older one's
+    /// versioned machine type on both sides. Returns them with the versioned type
+    /// that ran (for the record).
+    pub fn pair(source: &Qemu, destination: &Qemu) -> Result<(Emulator, Emulator, String)> {
+        let versioned = crate::host::common_machine_type(source, destination, MACHINE_TYPE)?;
+        let machine = if source.path == destination.path { MACHINE_TYPE.to_string() } else { versioned.clone() };
+        Ok((Emulator { qemu: source.clone(), machine: machine.clone() }, Emulator { qemu: destination.clone(), machine }, versioned))
+    }
+}
 
 /// A place QEMUs run, with their run directory and (if asked for) test network.
 /// A machine does not outlive its site.
@@ -73,13 +100,27 @@ impl Site {
         }
     }
 
-    /// Starts QEMU for guest `name` and connects to it; does not wait for the guest
-    /// (see [`Machine::wait_ready`]). `name` is unique within the site: it names the
-    /// QEMU (`-name migbench-NAME`), its directory, its tap and its cgroup.
+    /// The site's own QEMU with its newest machine type.
+    pub fn emulator(&self) -> Emulator {
+        match &self.place {
+            Place::Local(l) => Emulator::newest(&l.qemu),
+        }
+    }
+
+    /// Starts QEMU for guest `name` on the site's own QEMU and connects to it; does
+    /// not wait for the guest (see [`Machine::wait_ready`]). `name` is unique within
+    /// the site: it names the QEMU (`-name migbench-NAME`), its directory, its tap
+    /// and its cgroup.
     pub async fn start(&self, spec: GuestSpec, role: Role, name: &str) -> Result<Machine> {
+        self.start_on(&self.emulator(), spec, role, name).await
+    }
+
+    /// [`Site::start`] on another QEMU or machine type (a QEMU version axis,
+    /// a migration across versions).
+    pub async fn start_on(&self, emulator: &Emulator, spec: GuestSpec, role: Role, name: &str) -> Result<Machine> {
         let dir = self.machine_dir(name)?;
         let m = match &self.place {
-            Place::Local(l) => Machine::start(&l.qemu, &l.image, spec, role, &dir, name, l.network.as_ref()).await?,
+            Place::Local(l) => Machine::start(emulator, &l.image, spec, role, &dir, name, l.network.as_ref()).await?,
         };
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
         // Only those that may still run: a long sweep starts thousands.
@@ -91,7 +132,12 @@ impl Site {
     /// Starts guest `name` and waits up to `timeout` for its READY; returns it with
     /// its boot time (QEMU start to READY, ms).
     pub async fn boot(&self, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
-        let mut m = self.start(spec, Role::Boot, name).await?;
+        self.boot_on(&self.emulator(), spec, name, timeout).await
+    }
+
+    /// [`Site::boot`] on another QEMU or machine type.
+    pub async fn boot_on(&self, emulator: &Emulator, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
+        let mut m = self.start_on(emulator, spec, Role::Boot, name).await?;
         let ready = m.wait_ready(timeout).await?;
         let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
         Ok((m, boot_ms))

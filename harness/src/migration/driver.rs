@@ -3,7 +3,7 @@
 
 use super::fault::{as_expected, inject};
 use super::health::{check_guest, guest_lost};
-use super::measurement::{Health, Measurement, Outcome, RecordedEvent, Sample, WorkloadRate, ms, since_ms};
+use super::measurement::{Health, Measurement, Outcome, QemuSides, RecordedEvent, Sample, WorkloadRate, ms, since_ms};
 use super::scenario::{Fault, Scenario, Transport};
 use super::strategy::PostcopySwitch;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
@@ -43,9 +43,14 @@ pub async fn drive_with(
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
+    let qemus = qemu_sides(src, dst).await?;
     let settings = match crate::migration::evidence::configure(src, dst, scenario).await? {
         Ok(s) => s,
-        Err(outcome) => return Ok(Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await)),
+        Err(outcome) => {
+            let mut m = Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await);
+            m.qemus = Some(qemus);
+            return Ok(m);
+        }
     };
 
     let uri = match scenario.transport {
@@ -89,6 +94,7 @@ pub async fn drive_with(
     let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
+    m.qemus = Some(qemus);
     m.started_at = Some(t0);
     m.ended_at = Some(t_end);
     m.cpu_percent.during = cpu_during;
@@ -158,6 +164,13 @@ pub async fn drive_with(
         m.fault = Some(f);
     }
     Ok(m)
+}
+
+/// The versions and machine types the two QEMUs report.
+async fn qemu_sides(src: &Machine, dst: &Machine) -> Result<QemuSides> {
+    let (source_version, source_machine) = src.identity().await.context("asking the source QEMU what it is")?;
+    let (destination_version, destination_machine) = dst.identity().await.context("asking the destination QEMU what it is")?;
+    Ok(QemuSides { source_version, destination_version, source_machine, destination_machine })
 }
 
 /// What the watch loop collects.

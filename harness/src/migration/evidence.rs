@@ -215,18 +215,32 @@ fn on_off(b: bool) -> &'static str {
     if b { "on" } else { "off" }
 }
 
+/// The capabilities and parameters `m`, the `side` of a migration, needs for the
+/// scenario, from its own schema; or why its QEMU cannot ("unsupported on QEMU
+/// 7.2.22 (destination): …").
+async fn side_plan(m: &Machine, side: &str, scenario: &Scenario) -> Result<Result<SidePlan, String>> {
+    let features = m.features().await?;
+    let plan = capability_plan(scenario.strategy, features).and_then(|caps| {
+        let (src, dst) = parameter_plan(scenario, features)?;
+        Ok((caps, if side == "source" { src } else { dst }))
+    });
+    Ok(plan.map_err(|reason| format!("unsupported on QEMU {} ({side}): {reason}", m.emulator.qemu.version)))
+}
+
+/// One side's capability states and parameters.
+type SidePlan = (Vec<(&'static str, bool)>, qapi::qmp::MigrateSetParameters);
+
 /// Configures both QEMUs for the scenario and reads the settings back.
 /// `Ok(Err(outcome))`: nothing was migrated — `Unsupported` when this QEMU cannot
 /// do it or refused a value, `Failed` when it reports another value than was set.
 pub(crate) async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<Result<Settings, Outcome>> {
-    // Both sides run the same QEMU binary, so one schema decides for both.
-    let features = src.features().await?;
-    let (caps, (src_params, dst_params)) = match (capability_plan(scenario.strategy, features), parameter_plan(scenario, features)) {
-        (Ok(c), Ok(p)) => (c, p),
+    // Each side's own schema decides for it: across two QEMU versions they differ.
+    let (src_plan, dst_plan) = match (side_plan(src, "source", scenario).await?, side_plan(dst, "destination", scenario).await?) {
+        (Ok(s), Ok(d)) => (s, d),
         (Err(reason), _) | (_, Err(reason)) => return Ok(Err(Outcome::Unsupported { reason })),
     };
     let mut settings = Settings::default();
-    for (side, m, params) in [("source", src, src_params), ("destination", dst, dst_params)] {
+    for (side, m, (caps, params)) in [("source", src, src_plan), ("destination", dst, dst_plan)] {
         // QEMU refusing a value is this run's result (the guest is unharmed); a dead
         // connection is an error.
         let refused = |e: QmpError| match e {

@@ -235,6 +235,9 @@ pub struct Measurement {
     /// The settings QEMU read back and what shows the strategy at work (or that it never did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<StrategyEvidence>,
+    /// What the two QEMUs said they are before migrating (version, machine type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemus: Option<QemuSides>,
     /// When `migrate` was sent and when the driver finished, on the harness's
     /// clock: to place the migration on other clocks (the load's). Not recorded.
     #[serde(skip)]
@@ -273,6 +276,18 @@ impl Measurement {
     pub fn not_started(outcome: Outcome, health: Health) -> Measurement {
         Measurement { outcome, health, ..Default::default() }
     }
+}
+
+/// The two QEMUs of a migration as they describe themselves over QMP: the version
+/// in their greeting and the machine type `qom-get /machine type` reports. The
+/// evidence that a version axis and a pinned machine type took effect.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QemuSides {
+    pub source_version: String,
+    pub destination_version: String,
+    /// e.g. "pc-i440fx-7.2".
+    pub source_machine: String,
+    pub destination_machine: String,
 }
 
 /// The guest kernel's memory as it reports it (`/proc/meminfo`), MiB.

@@ -216,7 +216,7 @@ pub async fn predict_cells(
         if !quiet {
             eprintln!("migbench: measuring the dirty rate of {label}");
         }
-        let mut guest = pool.take(cell.guest(env.accel), cell.boot_key(), || format!("p{i}")).await?;
+        let mut guest = pool.take(&site.emulator(), cell.guest(env.accel), cell.boot_key(), || format!("p{i}")).await?;
         let m = &mut guest.machine;
         // A failure here is this candidate's, recorded with it; the others go on.
         let measured = match m.set_cpu_limits(cell.cap_percent, cell.host_cores) {

@@ -219,7 +219,14 @@ fn environments(runs: &[&RunRecord]) -> Vec<serde_json::Value> {
 
 fn environment_table(runs: &[&RunRecord]) -> String {
     let rows: [(&str, &dyn Fn(&RunRecord) -> String); 9] = [
-        ("QEMU", &|r| format!("{} ({})", r.migration.environment.qemu_version, r.migration.environment.qemu_path)),
+        ("QEMU", &|r| {
+            let e = &r.migration.environment;
+            if e.qemu_label() == e.qemu_version {
+                format!("{} ({})", e.qemu_version, e.qemu_path)
+            } else {
+                format!("{} ({} → {}), machine {}", e.qemu_label(), e.qemu_path, e.qemu_destination_path, e.machine_type)
+            }
+        }),
         ("accelerator", &|r| {
             let e = &r.migration.environment;
             // The note can quote QEMU at length: its first clause says enough here.
@@ -303,7 +310,7 @@ fn run_row(g: &ProfileRuns, label: String, r: &RunRecord) -> Vec<String> {
         m.outcome.label().into(),
         m.health.healthy.to_string(),
         r.migration.environment.accel.to_string(),
-        r.migration.environment.qemu_version.clone(),
+        r.migration.environment.qemu_label(),
         r.migration.guest.ram_mib.to_string(),
         r.migration.guest.vcpus.to_string(),
         r.migration.guest.workload.to_string(),

@@ -95,7 +95,7 @@ impl From<&MigrationRecord> for MigrationRow {
             postcopy_mib: mib(m.postcopy_bytes),
             iterations: opt(m.iterations),
             guest_gap_ms: opt_ms(m.guest_gap_ms),
-            qemu: r.environment.qemu_version.clone(),
+            qemu: r.environment.qemu_label(),
         }
     }
 }

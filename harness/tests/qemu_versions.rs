@@ -1,0 +1,102 @@
+//! QEMU versions side by side: a profile's `qemu` / `qemu_dest` axes, the
+//! versions fetched into the cache, migration across versions on the older one's
+//! machine type, and the records that say which QEMU ran on each side.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `profile` (TOML text) with `migbench run`; its records, exit code and output.
+fn run_profile(toml: &str) -> (Vec<Value>, Option<i32>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("p.toml");
+    std::fs::write(&profile, toml).unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty(), "a QEMU outlived the run: {text}");
+    (results(&out), o.status.code(), text)
+}
+
+/// A guest writing memory moves from 10.0 to 7.2 and from 10.0 to 10.0 in one
+/// sweep. Across versions both QEMUs run 7.2's versioned machine type, and say so
+/// themselves; the guest arrives healthy and intact on 7.2 (10.0 is a sender that
+/// does not corrupt); each record names the version of each side.
+#[test]
+fn a_sweep_migrates_across_qemu_versions_on_the_older_machine_type() {
+    platform();
+    let _slot = qemu_slot();
+    let (rs, code, text) = run_profile(
+        "name = \"versions\"\nbefore_s = 0.5\nafter_s = 0.5\n[defaults]\nram_mib = 256\nlink = \"1Gbit\"\n\
+         workload = \"memdirty-write:32:20\"\nqemu = \"10.0\"\n[matrix]\nqemu_dest = [\"7.2\", \"10.0\"]\n",
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(rs.len(), 2, "{text}");
+    let (cross, same) = (&rs[0], &rs[1]);
+    for r in [cross, same] {
+        assert_eq!(r["outcome"]["kind"], "completed", "{r}");
+        assert_healthy_and_intact(r);
+        let e = &r["environment"];
+        assert!(e["qemu_version"].as_str().unwrap().starts_with("10.0."), "{e}");
+        assert_eq!(r["qemus"]["source_version"], e["qemu_version"], "the source says the version the record names");
+        assert_eq!(r["qemus"]["destination_version"], e["qemu_destination_version"]);
+    }
+    let e = &cross["environment"];
+    assert!(e["qemu_destination_version"].as_str().unwrap().starts_with("7.2."), "{e}");
+    assert_ne!(e["qemu_path"], e["qemu_destination_path"]);
+    assert_eq!(e["machine_type"], "pc-i440fx-7.2");
+    assert_eq!(cross["qemus"]["source_machine"], "pc-i440fx-7.2", "{}", cross["qemus"]);
+    assert_eq!(cross["qemus"]["destination_machine"], "pc-i440fx-7.2", "{}", cross["qemus"]);
+    assert!(cross["run"]["cell"]["qemu_dest"] == "7.2" && same["run"]["cell"]["qemu_dest"] == "10.0");
+
+    let e = &same["environment"];
+    assert_eq!(e["qemu_path"], e["qemu_destination_path"]);
+    assert!(e["machine_type"].as_str().unwrap().starts_with("pc-i440fx-10."), "{e}");
+    assert_eq!(same["qemus"]["destination_machine"], e["machine_type"]);
+    // The first guest moved to 7.2: it cannot serve a run that starts on 10.0.
+    assert_eq!(same["run"]["reused_guest"], false, "{same}");
+    // The summary tells the cells apart by their QEMUs.
+    assert!(text.contains("10.0.2 → 7.2") || text.contains("qemu_dest=7.2"), "{text}");
+}
+
+/// A version migbench neither has nor can fetch stops the sweep before any run,
+/// naming the variable, the value and what to do; a value that is no version,
+/// `system` or path is refused when the profile is read.
+#[test]
+fn an_unknown_qemu_version_is_refused_before_any_run() {
+    let (rs, code, text) = run_profile("name = \"v\"\n[defaults]\nqemu = \"8.2\"\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(rs.is_empty(), "{text}");
+    assert!(text.contains("qemu = \"8.2\"") && text.contains("neither installed nor one migbench can fetch") && text.contains("path"), "{text}");
+
+    let (rs, code, text) = run_profile("name = \"v\"\n[matrix]\nqemu_dest = [\"10.0\", \"latest\"]\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(rs.is_empty(), "{text}");
+    assert!(text.contains("latest") && text.contains("give a version"), "{text}");
+}
+
+/// `migbench doctor` lists the QEMUs it has side by side, and `--qemu-dest`
+/// on `migrate` is refused with the reason when the version cannot be had.
+#[test]
+fn doctor_lists_the_versions_and_migrate_refuses_an_unknown_destination() {
+    platform();
+    // Both versions are in the cache once the sweep test or this one fetched them.
+    migbench::host::qemu_versions::resolve(&"7.2".parse().unwrap()).unwrap();
+    migbench::host::qemu_versions::resolve(&"10.0".parse().unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = migbench(tmp.path()).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let versions: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("versions")).take_while(|l| l.starts_with("versions") || l.starts_with("  ")).collect();
+    assert!(versions.iter().any(|l| l.contains("7.2.") && l.contains(", bookworm;") && l.contains("corrupts")), "{text}");
+    assert!(versions.iter().any(|l| l.contains("10.0.") && l.contains("bookworm-backports")), "{text}");
+
+    let o = migbench(tmp.path()).args(["migrate", "--ram", "128", "--qemu-dest", "8.2", "--out"]).arg(tmp.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--qemu-dest 8.2") && err.contains("neither installed"), "{err}");
+    let o = migbench(tmp.path()).args(["migrate", "--qemu-dest", "newest"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("newest") && err.contains("give a version"), "{err}");
+}
