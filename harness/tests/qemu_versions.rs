@@ -100,3 +100,75 @@ fn doctor_lists_the_versions_and_migrate_refuses_an_unknown_destination() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("newest") && err.contains("give a version"), "{err}");
 }
+
+/// Every QEMU installed side by side, asked for its live QMP schema (a bare
+/// `-machine none` QEMU: no guest needed); and every strategy's QMP set-up checked
+/// against it: a plan where the schema has what the strategy needs, else a refusal
+/// that names the missing capability or parameter, which the schema indeed lacks.
+/// For the versions with a recorded fixture, the live schema offers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategy_is_checked_against_each_installed_qemus_schema() {
+    use migbench::migration::scenario::Scenario;
+    use migbench::migration::settings::{capability_plan, parameter_plan};
+    use migbench::migration::strategy::Strategy;
+    platform();
+    migbench::host::qemu_versions::resolve(&"7.2".parse().unwrap()).unwrap();
+    let installed = migbench::host::qemu_versions::installed();
+    assert!(installed.len() >= 2, "7.2 and 10.0 at least: {installed:?}");
+    let mut checked = Vec::new();
+    for q in installed {
+        let tmp = tempfile::tempdir().unwrap();
+        let sock = tmp.path().join("qmp.sock");
+        let child = std::process::Command::new(&q.path)
+            .args(q.data_dir_args())
+            .args(["-machine", "none", "-nodefaults", "-display", "none", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", sock.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed however the test ends.
+        let child = KillOnDrop(child);
+        let qmp = migbench::qmp::Qmp::connect(&sock, "schema", std::time::Duration::from_secs(30)).await;
+        let features = match qmp {
+            Ok(qmp) => qmp.features().await,
+            Err(e) => Err(e),
+        };
+        drop(child);
+        let f = features.unwrap_or_else(|e| panic!("{}: {e}", q.version));
+        assert!(f.has_capability("postcopy-ram") && f.has_parameter("max-bandwidth"), "{}: {f:?}", q.version);
+        for s in Strategy::ALL {
+            let plan = capability_plan(s, &f).and_then(|_| parameter_plan(&Scenario { strategy: s, ..Scenario::default() }, &f).map(|_| ()));
+            match plan {
+                Ok(()) => {
+                    for c in s.spec().required {
+                        assert!(f.has_capability(c), "{} {s}: planned without {c}", q.version);
+                    }
+                }
+                Err(reason) => {
+                    let missing = s.spec().required.iter().find(|c| !f.has_capability(c));
+                    assert!(missing.is_some_and(|c| reason.contains(c)) || reason.contains("parameter"), "{} {s}: {reason}", q.version);
+                }
+            }
+        }
+        for v in ["7.2", "10.0"] {
+            if migbench::host::qemu_versions::in_series(&q.version, v) {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/qmp-{v}/query-qmp-schema.json"));
+                let fixture = migbench::qmp::Features::from_schema(&serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap());
+                assert_eq!(f.capabilities, fixture.capabilities, "{}", q.version);
+                assert_eq!(f.parameters, fixture.parameters, "{}", q.version);
+            }
+        }
+        checked.push(q.version.clone());
+    }
+    assert!(checked.iter().any(|v| v.starts_with("7.2")) && checked.iter().any(|v| v.starts_with("10.0")), "{checked:?}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
