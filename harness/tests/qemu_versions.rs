@@ -172,3 +172,18 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A predicted ranking measures every candidate on the command's one QEMU: a
+/// profile whose cells name QEMUs is refused there, with what to do instead.
+#[test]
+fn a_predicted_ranking_refuses_cells_that_name_a_qemu() {
+    platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("r.toml");
+    std::fs::write(&profile, "name = \"r\"\n[matrix]\nqemu = [\"7.2\", \"10.0\"]\n").unwrap();
+    let o = migbench(tmp.path()).arg("rank").arg(&profile).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("qemu=7.2") && err.contains("names qemu/qemu_dest") && err.contains("--qemu"), "{err}");
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+}

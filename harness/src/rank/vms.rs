@@ -206,6 +206,15 @@ pub async fn predict_cells(
 ) -> anyhow::Result<Vec<PredictedVm>> {
     use crate::machine::pool::GuestPool;
     use crate::machine::site::Site;
+    // A prediction boots each candidate on the command's QEMU: a cell naming another
+    // would be measured on the wrong one.
+    if let Some(i) = profile.cells.iter().position(|c| c.qemu.is_some() || c.qemu_dest.is_some()) {
+        anyhow::bail!(
+            "{}: a predicted ranking measures every candidate on one QEMU, but this cell names qemu/qemu_dest. \
+             Remove them and give the version with --qemu, or rank measured results (`migbench run`, then `rank DIR`)",
+            profile.cell_label(i)
+        );
+    }
     let test_network = profile.cells.iter().any(|c| c.guest(env.accel).net.is_some());
     let site = Site::local(&platform.qemu, &platform.image, test_network)?;
     let warmup = std::time::Duration::try_from_secs_f64(profile.warmup_s).unwrap_or_default();
