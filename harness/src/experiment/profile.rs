@@ -710,6 +710,24 @@ link = ["100Mbit", "1Gbit", "unlimited"]
     }
 
     #[test]
+    fn the_dirty_rate_mode_and_the_features_variables_parse() {
+        let p = Profile::parse("name = \"d\"\ndirty_rate_s = 1\ndirty_rate_mode = \"dirty-bitmap\"\n[matrix]\navail_switchover_bandwidth = [\"100Mbit\", \"1Gbit\"]\n", "d").unwrap();
+        assert_eq!(p.dirty_rate_mode, DirtyRateMode::DirtyBitmap);
+        assert_eq!(p.cells[1].scenario().tuning.avail_switchover_bandwidth.unwrap().bytes_per_sec, Some(125_000_000));
+        assert_eq!(p.cell_label(0), "avail_switchover_bandwidth=100Mbit");
+        let e = Profile::parse("name = \"d\"\ndirty_rate_mode = \"dirty-ring\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("dirty_rate_mode = dirty-ring without dirty_rate_s"), "{e}");
+        let e = Profile::parse("name = \"d\"\ndirty_rate_s = 1\ndirty_rate_mode = \"ring\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("page-sampling") && e.contains("dirty-ring"), "{e}");
+        let e = Profile::parse("name = \"d\"\n[defaults]\nstrategy = \"mapped-ram\"\ntransport = \"tcp\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("line 3: strategy = \"mapped-ram\" saves to a file"), "{e}");
+        let e = Profile::parse("name = \"d\"\n[defaults]\navail_switchover_bandwidth = \"fast\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("100Mbit"), "{e}");
+        // Records written before these variables read them as their defaults.
+        assert_eq!(Cell::default().scenario().tuning, Tuning::default());
+    }
+
+    #[test]
     fn shipped_profiles_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
         let mut n = 0;

@@ -401,6 +401,52 @@ mod tests {
     }
 
     #[test]
+    fn a_save_to_a_file_is_proven_by_the_read_back_and_the_file() {
+        use crate::migration::measurement::SavedFile;
+        let mut settings = Settings::default();
+        for side in [&mut settings.source, &mut settings.destination] {
+            side.capabilities.insert("mapped-ram".into(), true);
+        }
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        let none = Observed::default();
+        let e = judge(Strategy::MappedRam, settings.clone(), &none, &m);
+        assert!(!e.took_effect && e.note.contains("before the file was written"), "{}", e.note);
+        m.file = Some(SavedFile { path: "/run/saved.mapped-ram".into(), apparent_bytes: 262 << 20, allocated_bytes: 100 << 20, restore_ms: Some(398.0) });
+        let e = judge(Strategy::MappedRam, settings.clone(), &none, &m);
+        assert!(e.took_effect, "{}", e.note);
+        assert_eq!(e.note, "mapped-ram: mapped-ram read back on both sides; saved to /run/saved.mapped-ram (262.0 MiB long, 100.0 MiB on disk), restored in 398 ms");
+        // A restore that failed: saved, but the destination never ran from it.
+        m.outcome = Outcome::Failed { reason: "restoring".into() };
+        let e = judge(Strategy::MappedRamMultifd, settings.clone(), &none, &m);
+        assert!(!e.took_effect && e.note.contains("before the destination ran from it"), "{}", e.note);
+        // Without mapped-ram read back on both sides the file proves nothing.
+        m.outcome = Outcome::Completed;
+        settings.destination.capabilities.clear();
+        assert!(!judge(Strategy::MappedRam, settings, &none, &m).took_effect);
+    }
+
+    #[test]
+    fn dirty_limit_is_proven_by_throttle_time() {
+        let mut settings = Settings::default();
+        settings.source.parameters.insert("vcpu-dirty-limit".into(), Value::from(10));
+        let mut seen = Observed::default();
+        let reply = |t: u64| MigrationInfo::from_value(&serde_json::json!({"status": "active", "dirty-limit-throttle-time-per-round": t, "dirty-limit-ring-full-time": 7}));
+        let m = Measurement::not_started(Outcome::Completed, Health::default());
+        seen.sample(1.0, &reply(0));
+        let e = judge(Strategy::DirtyLimit, settings.clone(), &seen, &m);
+        assert!(!e.took_effect && e.note.contains("before QEMU throttled a vCPU"), "{}", e.note);
+        seen.sample(2.0, &reply(1500));
+        seen.sample(3.0, &reply(300));
+        let e = judge(Strategy::DirtyLimit, settings, &seen, &m);
+        let d = e.dirty_limit.as_ref().unwrap();
+        assert_eq!((d.limit_mb_s, d.max_throttle_us_per_round, d.max_ring_full_us), (Some(10), Some(1500), Some(7)));
+        assert!(e.took_effect && e.note.contains("10 MB/s") && e.note.contains("1500 µs"), "{}", e.note);
+        // A 10.0 reply without dirty-limit carries neither figure.
+        let plain = MigrationInfo::from_value(&fixture("10.0", "query-migrate-completed.json"));
+        assert_eq!(plain.dirty_limit_throttle_time_per_round, None);
+    }
+
+    #[test]
     fn a_strategy_that_never_took_effect_says_so_with_what_qemu_read_back() {
         let e = run(Strategy::Postcopy, &[fixture("7.2", "query-migrate-completed.json")]);
         assert!(!e.took_effect && e.note.contains("pre-copy finished before switchover"), "{}", e.note);
