@@ -121,8 +121,8 @@ impl Section {
                 text(format!("Runs that did not complete, left an unhealthy guest, or whose strategy never took effect:\n\n{}", notes.join("\n")))
             }
             Section::TimeAndDowntime => figures::time_and_downtime(p, cells, name),
-            Section::Downtime => super::downtime::table(p, runs).map(text).unwrap_or_default(),
-            Section::SavedToFile => super::saved_file::table(p, runs).map(text).unwrap_or_default(),
+            Section::Downtime => super::downtime::table(&|k| label_of(p, k), runs).map(text).unwrap_or_default(),
+            Section::SavedToFile => super::saved_file::table(&|k| label_of(p, k), runs).map(text).unwrap_or_default(),
             Section::Progress => figures::progress(p, cells, name),
             Section::Cpu => figures::cpu(p, cells, name),
             Section::WorkloadRate => figures::workload_rates(p, cells, name),
