@@ -427,6 +427,10 @@ pub struct MigrationInfo {
     pub postcopy_blocktime: Option<u64>,
     pub cpu_throttle_percentage: Option<u64>,
     pub xbzrle_cache: Option<XbzrleCacheStats>,
+    /// µs the dirty limit held the vCPUs in the last round (QEMU 8.1+, `dirty-limit` on).
+    pub dirty_limit_throttle_time_per_round: Option<u64>,
+    /// µs a vCPU's dirty ring sat full (QEMU 8.1+, `dirty-limit` on).
+    pub dirty_limit_ring_full_time: Option<u64>,
 }
 
 /// `xbzrle-cache` of `query-migrate` (present while the `xbzrle` capability is on).
@@ -485,6 +489,8 @@ impl MigrationInfo {
             postcopy_blocktime: get("postcopy-blocktime"),
             cpu_throttle_percentage: get("cpu-throttle-percentage"),
             xbzrle_cache: v.get("xbzrle-cache").and_then(|x| serde_json::from_value(x.clone()).ok()),
+            dirty_limit_throttle_time_per_round: get("dirty-limit-throttle-time-per-round"),
+            dirty_limit_ring_full_time: get("dirty-limit-ring-full-time"),
         }
     }
 

@@ -110,7 +110,7 @@ fn values_of(key: &str) -> BoxedStrategy<String> {
         "ram_mib" => ints(32, 2048),
         "vcpus" => ints(0, 8),
         "workload" => words(&["idle", "burn", "dhrystone", "livermore:long", "http", "http:64", "http:4096", "cpu-duty:50", "linpack:100", "memdirty-write:16", "memdirty-read:64:10", "memdirty-write:300"]),
-        "strategy" => words(&["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]),
+        "strategy" => words(&["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd", "mapped-ram", "mapped-ram-multifd", "dirty-limit"]),
         "link" => words(&["100Mbit", "1Gbit", "10Gbit", "2.5Gbit", "50MiB/s", "unlimited", "0Mbit", "9Tbit"]),
         "transport" => words(&["unix", "tcp"]),
         "downtime_limit_ms" => ints(0, 3_000_000),
@@ -129,6 +129,8 @@ fn values_of(key: &str) -> BoxedStrategy<String> {
         "dynamic_percent" => ints(0, 150),
         "request_timeout_ms" => ints(0, 700_000),
         "probe_hz" => ints(0, 200_000),
+        "avail_switchover_bandwidth" => words(&["100Mbit", "1Gbit", "unlimited", "0Mbit", "fast"]),
+        "vcpu_dirty_limit_mb_s" => ints(0, 1000),
         _ => toml_scalar().boxed(),
     }
 }

@@ -20,7 +20,7 @@
 //! column (from the TOML parser); values out of range name the file, key and value.
 
 use crate::load::spec::{Connection, LoadSpec, MAX_PROBE_HZ, Mode};
-use crate::machine::hardware::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
+use crate::machine::hardware::{Accel, DirtyRateMode, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
 use crate::network::address::GuestNet;
 use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
 use crate::migration::strategy::Strategy;
@@ -172,6 +172,10 @@ cell_variables! {
     xbzrle_cache_mib: u64 = Tuning::default().xbzrle_cache_mib,
     multifd_channels: u8 = Tuning::default().multifd_channels,
     multifd_compression: Compression = Tuning::default().multifd_compression,
+    /// QEMU's avail-switchover-bandwidth (QEMU 8.2+), a link speed; none = QEMU's estimate.
+    avail_switchover_bandwidth: Option<LinkSpeed> = Tuning::default().avail_switchover_bandwidth,
+    /// dirty-limit: MB/s each vCPU may dirty.
+    vcpu_dirty_limit_mb_s: u64 = Tuning::default().vcpu_dirty_limit_mb_s,
     /// CPU cap on each QEMU, % of one host CPU (25 … 100 × host cores); none = no cap.
     cap_percent: Option<u32> = None,
     /// Restrict each QEMU to host cores 0..N (a cpuset); none = all cores.
@@ -249,6 +253,8 @@ impl Cell {
                 xbzrle_cache_mib: self.xbzrle_cache_mib,
                 multifd_channels: self.multifd_channels,
                 multifd_compression: self.multifd_compression,
+                avail_switchover_bandwidth: self.avail_switchover_bandwidth.clone(),
+                vcpu_dirty_limit_mb_s: self.vcpu_dirty_limit_mb_s,
             },
             fault: self.fault,
         }
@@ -330,6 +336,9 @@ struct ProfileFile {
     /// the input of predicted rankings (`migbench rank`).
     #[serde(default)]
     dirty_rate_s: f64,
+    /// How `calc-dirty-rate` counts: auto, page-sampling, dirty-bitmap or dirty-ring.
+    #[serde(default)]
+    dirty_rate_mode: DirtyRateMode,
     /// The published result this profile reproduces: its report section puts the
     /// paper's numbers beside ours.
     #[serde(default)]
@@ -379,6 +388,7 @@ pub struct Profile {
     pub before_s: f64,
     pub after_s: f64,
     pub dirty_rate_s: f64,
+    pub dirty_rate_mode: DirtyRateMode,
     pub reproduces: Option<Reproduction>,
     pub cells: Vec<Cell>,
     /// The variables the matrix varies (used to label cells).
@@ -415,6 +425,9 @@ impl Profile {
         }
         if file.dirty_rate_s != 0.0 && !(file.dirty_rate_s.is_finite() && (0.1..=60.0).contains(&file.dirty_rate_s)) {
             return Err(bad(format!("dirty_rate_s = {}: give 0.1 to 60 seconds, or 0 to skip the measurement", file.dirty_rate_s)));
+        }
+        if file.dirty_rate_mode != DirtyRateMode::Auto && file.dirty_rate_s == 0.0 {
+            return Err(bad(format!("dirty_rate_mode = {} without dirty_rate_s: set dirty_rate_s (e.g. 1) to measure the dirty rate", file.dirty_rate_mode)));
         }
         for (key, v) in [("warmup_s", file.warmup_s), ("before_s", file.before_s), ("after_s", file.after_s)] {
             if !(v.is_finite() && (0.0..=crate::migration::scenario::MAX_SECONDS).contains(&v)) {
@@ -457,6 +470,7 @@ impl Profile {
             before_s: file.before_s,
             after_s: file.after_s,
             dirty_rate_s: file.dirty_rate_s,
+            dirty_rate_mode: file.dirty_rate_mode,
             reproduces: file.reproduces,
             varied: if listed {
                 let values: Vec<serde_json::Value> = cells.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect();
@@ -492,6 +506,7 @@ impl Profile {
             before_s: 0.0,
             after_s: 0.0,
             dirty_rate_s: 0.0,
+            dirty_rate_mode: DirtyRateMode::Auto,
             reproduces: None,
             cells: cells.into_iter().map(|(_, c)| c).collect(),
             varied,
@@ -708,6 +723,24 @@ link = ["100Mbit", "1Gbit", "unlimited"]
     }
 
     #[test]
+    fn the_dirty_rate_mode_and_the_features_variables_parse() {
+        let p = Profile::parse("name = \"d\"\ndirty_rate_s = 1\ndirty_rate_mode = \"dirty-bitmap\"\n[matrix]\navail_switchover_bandwidth = [\"100Mbit\", \"1Gbit\"]\n", "d").unwrap();
+        assert_eq!(p.dirty_rate_mode, DirtyRateMode::DirtyBitmap);
+        assert_eq!(p.cells[1].scenario().tuning.avail_switchover_bandwidth.unwrap().bytes_per_sec, Some(125_000_000));
+        assert_eq!(p.cell_label(0), "avail_switchover_bandwidth=100Mbit");
+        let e = Profile::parse("name = \"d\"\ndirty_rate_mode = \"dirty-ring\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("dirty_rate_mode = dirty-ring without dirty_rate_s"), "{e}");
+        let e = Profile::parse("name = \"d\"\ndirty_rate_s = 1\ndirty_rate_mode = \"ring\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("page-sampling") && e.contains("dirty-ring"), "{e}");
+        let e = Profile::parse("name = \"d\"\n[defaults]\nstrategy = \"mapped-ram\"\ntransport = \"tcp\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("line 3: strategy = \"mapped-ram\" saves to a file"), "{e}");
+        let e = Profile::parse("name = \"d\"\n[defaults]\navail_switchover_bandwidth = \"fast\"\n", "d").unwrap_err().to_string();
+        assert!(e.contains("100Mbit"), "{e}");
+        // Records written before these variables read them as their defaults.
+        assert_eq!(Cell::default().scenario().tuning, Tuning::default());
+    }
+
+    #[test]
     fn shipped_profiles_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
         let mut n = 0;
@@ -788,9 +821,10 @@ mod fuzz {
             mostly(0u32..=MAX_PROBE_HZ, any::<u32>()),
         );
         let fault = parsed::<Fault>(&["none", "kill-destination", "kill-source:2", "cut-link", "cut-link:3", "bad-qemu-option", "never-ready:5"]);
+        let later = (prop::option::of(parsed::<LinkSpeed>(links)), mostly(1u64..=1000, int()));
         const QEMUS: &[&str] = &["7.2", "10", "10.0.2", "system", "/opt/qemu/bin/qemu-system-x86_64"];
         let qemu = (prop::option::of(parsed::<QemuWanted>(QEMUS)), prop::option::of(parsed::<QemuWanted>(QEMUS)));
-        (guest, migration, tuning, host, load, fault, qemu).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault, q)| Cell {
+        (guest, migration, tuning, host, load, fault, (later, qemu)).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault, (later, q))| Cell {
             ram_mib,
             vcpus,
             workload,
@@ -806,6 +840,8 @@ mod fuzz {
             xbzrle_cache_mib: t.4,
             multifd_channels: t.5,
             multifd_compression: t.6,
+            avail_switchover_bandwidth: later.0,
+            vcpu_dirty_limit_mb_s: later.1,
             cap_percent: h.0,
             host_cores: h.1,
             balloon_mib: h.2,

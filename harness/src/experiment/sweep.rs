@@ -352,7 +352,7 @@ async fn measure_before(profile: &Profile, site: &Site, r: &PlannedRun, spec: Gu
         _ => None,
     };
     let dirty = if profile.dirty_rate_s > 0.0 {
-        Some(crate::machine::dirty_rate::measure(src, profile.dirty_rate_s).await.map_err(|e| format!("{e:#}")))
+        Some(crate::machine::dirty_rate::measure(src, profile.dirty_rate_s, profile.dirty_rate_mode).await.map_err(|e| format!("{e:#}")))
     } else {
         None
     };

@@ -5,12 +5,16 @@
 //! QEMU offers up to three modes. `page-sampling` hashes a sample of pages twice and
 //! counts the ones that changed: it works everywhere, but it sees a page rewritten
 //! with the same bytes as clean, and it samples. `dirty-bitmap` and `dirty-ring` use
-//! KVM's dirty logging and count every written page. Under TCG those two crashed
-//! QEMU 7.2 here (DESIGN.md §3), so TCG always samples; KVM uses the bitmap when the
-//! QEMU offers it.
+//! dirty logging and count every written page; the ring is KVM's alone. A profile
+//! picks one with `dirty_rate_mode` ([`DirtyRateMode`]); `auto` samples under TCG
+//! and uses the bitmap under KVM where offered. Under TCG the bitmap counts nothing
+//! on QEMU 10.0 and crashed QEMU 7.2 here (DESIGN.md §3), and there is no ring: a
+//! mode this QEMU or accelerator cannot measure is an error saying why, never a
+//! measurement made another way.
 
 use super::Machine;
-use super::hardware::Accel;
+use super::hardware::{Accel, DirtyRateMode};
+use crate::qmp::Features;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,15 +42,46 @@ impl DirtyRate {
     }
 }
 
-/// The mode to ask for: dirty-bitmap under KVM when offered, else page-sampling.
-pub fn mode_for(accel: Accel, offered: &std::collections::BTreeSet<String>) -> &'static str {
-    if accel == Accel::Kvm && offered.contains("dirty-bitmap") { "dirty-bitmap" } else { "page-sampling" }
+/// The mode to ask for (QEMU's name), or why this QEMU (`version`, its schema's
+/// `features`) under `accel` cannot measure the one requested.
+pub fn mode_for(requested: DirtyRateMode, accel: Accel, features: &Features, version: Option<(u64, u64, u64)>) -> Result<&'static str, String> {
+    let offered = &features.dirty_rate_modes;
+    let name = match requested {
+        DirtyRateMode::Auto => return Ok(if accel == Accel::Kvm && offered.contains("dirty-bitmap") { "dirty-bitmap" } else { "page-sampling" }),
+        DirtyRateMode::PageSampling => "page-sampling",
+        DirtyRateMode::DirtyBitmap => "dirty-bitmap",
+        DirtyRateMode::DirtyRing => "dirty-ring",
+    };
+    let qemu = version.map_or("this QEMU".to_string(), |(a, b, _)| format!("QEMU {a}.{b}"));
+    // Before modes existed (QEMU 6.2) calc-dirty-rate always sampled.
+    if offered.is_empty() && requested == DirtyRateMode::PageSampling {
+        return Ok(name);
+    }
+    if !offered.contains(name) {
+        return Err(format!("dirty_rate_mode = {name}: unsupported on {qemu}: its calc-dirty-rate has no such mode; use page-sampling"));
+    }
+    if requested == DirtyRateMode::DirtyRing && accel != Accel::Kvm {
+        return Err(format!(
+            "dirty_rate_mode = dirty-ring: the accelerator cannot: {} has no dirty ring (it needs KVM with -accel kvm,dirty-ring-size=N); not measured",
+            accel.to_string().to_uppercase()
+        ));
+    }
+    // Measured here: QEMU 10.0 under TCG counts 0 MiB/s in this mode for a guest that
+    // page-sampling sees dirtying 23 MiB/s (tests/features_file.rs checks it still
+    // does), and QEMU 7.2 crashed (DESIGN.md §3). A 0 is not a rate.
+    if requested == DirtyRateMode::DirtyBitmap && accel == Accel::Tcg {
+        return Err(format!(
+            "dirty_rate_mode = dirty-bitmap: the accelerator cannot: under TCG the dirty bitmap misses the guest's writes \
+             (QEMU 10.0 counted 0 MiB/s where page-sampling measured 23; QEMU 7.2 crashed); use page-sampling, or KVM"
+        ));
+    }
+    Ok(name)
 }
 
 /// Measures the guest's dirty rate over `secs` (whole seconds on QEMUs before 8.1,
-/// which only take seconds).
-pub async fn measure(m: &Machine, secs: f64) -> Result<DirtyRate> {
-    let pending = start(m, secs).await?;
+/// which only take seconds) in the `requested` mode.
+pub async fn measure(m: &Machine, secs: f64, requested: DirtyRateMode) -> Result<DirtyRate> {
+    let pending = start(m, secs, requested).await?;
     finish(m, pending).await
 }
 
@@ -60,7 +95,7 @@ pub struct Pending {
 
 /// Starts a measurement and returns at once, so several guests can be measured in
 /// the same window; [`finish`] collects it.
-pub async fn start(m: &Machine, secs: f64) -> Result<Pending> {
+pub async fn start(m: &Machine, secs: f64, requested: DirtyRateMode) -> Result<Pending> {
     if !(secs.is_finite() && (0.1..=60.0).contains(&secs)) {
         bail!("dirty_rate_s = {secs}: give 0.1 to 60 seconds (0 in a profile turns the measurement off)");
     }
@@ -68,7 +103,7 @@ pub async fn start(m: &Machine, secs: f64) -> Result<Pending> {
     if !f.commands.contains("calc-dirty-rate") {
         bail!("this QEMU has no calc-dirty-rate (it came in QEMU 5.2): the dirty rate cannot be measured");
     }
-    let mode = mode_for(m.spec.accel, &f.dirty_rate_modes);
+    let mode = mode_for(requested, m.spec.accel, f, m.qmp.version()).map_err(anyhow::Error::msg)?;
     let mut args = json!({});
     let calc_time_s = if f.calc_time_unit {
         let ms = (secs * 1000.0).round().max(100.0) as u64;
@@ -115,11 +150,41 @@ pub async fn finish(m: &Machine, pending: Pending) -> Result<DirtyRate> {
 mod tests {
     use super::*;
 
+    fn features(version: &str) -> Features {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/qmp-{version}/query-qmp-schema.json"));
+        Features::from_schema(&serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+    }
+
     #[test]
-    fn tcg_always_samples() {
-        let all: std::collections::BTreeSet<String> = ["page-sampling", "dirty-bitmap", "dirty-ring"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(mode_for(Accel::Tcg, &all), "page-sampling");
-        assert_eq!(mode_for(Accel::Kvm, &all), "dirty-bitmap");
-        assert_eq!(mode_for(Accel::Kvm, &Default::default()), "page-sampling");
+    fn auto_samples_under_tcg_and_takes_the_bitmap_under_kvm() {
+        for v in ["7.2", "10.0"] {
+            let f = features(v);
+            assert_eq!(mode_for(DirtyRateMode::Auto, Accel::Tcg, &f, None), Ok("page-sampling"), "{v}");
+            assert_eq!(mode_for(DirtyRateMode::Auto, Accel::Kvm, &f, None), Ok("dirty-bitmap"), "{v}");
+        }
+        assert_eq!(mode_for(DirtyRateMode::Auto, Accel::Kvm, &Features::default(), None), Ok("page-sampling"));
+    }
+
+    #[test]
+    fn each_mode_is_measured_as_asked_or_refused_with_the_reason() {
+        use DirtyRateMode::*;
+        let (old, new) = ((features("7.2"), Some((7, 2, 22))), (features("10.0"), Some((10, 0, 2))));
+        for (f, v) in [&old, &new] {
+            assert!(f.dirty_rate_modes.contains("dirty-ring"), "both schemas have the three modes");
+            assert_eq!(mode_for(PageSampling, Accel::Tcg, f, *v), Ok("page-sampling"));
+            assert_eq!(mode_for(DirtyBitmap, Accel::Kvm, f, *v), Ok("dirty-bitmap"));
+            assert_eq!(mode_for(DirtyRing, Accel::Kvm, f, *v), Ok("dirty-ring"));
+            let e = mode_for(DirtyRing, Accel::Tcg, f, *v).unwrap_err();
+            assert!(e.contains("the accelerator cannot: TCG has no dirty ring") && e.contains("dirty-ring-size"), "{e}");
+        }
+        for (f, v) in [&old, &new] {
+            let e = mode_for(DirtyBitmap, Accel::Tcg, f, *v).unwrap_err();
+            assert!(e.starts_with("dirty_rate_mode = dirty-bitmap: the accelerator cannot: under TCG"), "{e}");
+        }
+        // A QEMU whose calc-dirty-rate has no modes only samples.
+        let none = Features::default();
+        assert_eq!(mode_for(PageSampling, Accel::Tcg, &none, Some((6, 1, 0))), Ok("page-sampling"));
+        let e = mode_for(DirtyBitmap, Accel::Kvm, &none, Some((6, 1, 0))).unwrap_err();
+        assert!(e.contains("unsupported on QEMU 6.1") && e.contains("no such mode"), "{e}");
     }
 }

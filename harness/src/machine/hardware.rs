@@ -57,6 +57,34 @@ impl fmt::Display for AccelRequest {
     }
 }
 
+/// How QEMU's `calc-dirty-rate` counts a guest's dirty pages (a profile's
+/// `dirty_rate_mode`). `auto` takes the dirty bitmap under KVM where offered, else
+/// samples pages; the others are asked for as written, and where this QEMU or the
+/// accelerator cannot do one, the record says why instead of measuring another way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirtyRateMode {
+    #[default]
+    Auto,
+    /// Hashes a sample of pages twice and counts the changed ones.
+    PageSampling,
+    /// The dirty bitmap QEMU keeps for migration: every written page.
+    DirtyBitmap,
+    /// KVM's per-vCPU dirty ring (`-accel kvm,dirty-ring-size=N`): every written page, per vCPU.
+    DirtyRing,
+}
+
+impl fmt::Display for DirtyRateMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DirtyRateMode::Auto => "auto",
+            DirtyRateMode::PageSampling => "page-sampling",
+            DirtyRateMode::DirtyBitmap => "dirty-bitmap",
+            DirtyRateMode::DirtyRing => "dirty-ring",
+        })
+    }
+}
+
 /// A guest's hardware, and the workload it boots into.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GuestSpec {

@@ -3,7 +3,7 @@
 
 use super::fault::{as_expected, inject};
 use super::health::{check_guest, guest_lost};
-use super::measurement::{Health, Measurement, Outcome, QemuSides, RecordedEvent, Sample, WorkloadRate, ms, since_ms};
+use super::measurement::{Health, Measurement, Outcome, QemuSides, RecordedEvent, Sample, WorkloadRate, expected_downtime_ms, ms, since_ms};
 use super::scenario::{Fault, Scenario, Transport};
 use super::strategy::PostcopySwitch;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
@@ -44,6 +44,13 @@ pub async fn drive_with(
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
     let qemus = qemu_sides(src, dst).await?;
+    // What the accelerator cannot do is this run's result, as what the QEMU cannot.
+    let features = src.features().await?;
+    if let Err(reason) = super::settings::accelerator_plan(scenario.strategy, src.spec.accel, features) {
+        let mut m = Measurement::not_started(Outcome::Unsupported { reason }, check_guest(src, Some(dst), "source").await);
+        m.qemus = Some(qemus);
+        return Ok(m);
+    }
     let settings = match crate::migration::evidence::configure(src, dst, scenario).await? {
         Ok(s) => s,
         Err(outcome) => {
@@ -53,18 +60,26 @@ pub async fn drive_with(
         }
     };
 
-    let uri = match scenario.transport {
-        // In the destination's own directory: a reused guest migrates many times.
-        Transport::Unix => format!("unix:{}", dst.paths.dir.join("migrate.sock").display()),
-        // Port 0: QEMU picks a free port and reports it in the destination's query-migrate.
-        Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
-    };
-    dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
-    let uri = match scenario.transport {
-        Transport::Unix => uri,
-        Transport::Tcp => {
-            let port = dst.qmp.query_migrate().await?.inet_port().context("the destination did not report the TCP port it listens on")?;
-            format!("tcp:127.0.0.1:{port}")
+    // A saving strategy sends to a file, which the destination is given once the
+    // save is complete (`file::restore_after`); the others to a listening destination.
+    let saved_to = scenario.strategy.saves_to_file().then(|| super::file::path_in(&dst.paths.dir));
+    let uri = if let Some(path) = &saved_to {
+        let _ = std::fs::remove_file(path);
+        format!("file:{}", path.display())
+    } else {
+        let uri = match scenario.transport {
+            // In the destination's own directory: a reused guest migrates many times.
+            Transport::Unix => format!("unix:{}", dst.paths.dir.join("migrate.sock").display()),
+            // Port 0: QEMU picks a free port and reports it in the destination's query-migrate.
+            Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
+        };
+        dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
+        match scenario.transport {
+            Transport::Unix => uri,
+            Transport::Tcp => {
+                let port = dst.qmp.query_migrate().await?.inet_port().context("the destination did not report the TCP port it listens on")?;
+                format!("tcp:127.0.0.1:{port}")
+            }
         }
     };
 
@@ -85,6 +100,10 @@ pub async fn drive_with(
         Ok(o) => o,
         Err(e) => Outcome::Failed { reason: format!("{e:#}{}", exit_notes(src, dst)) },
     };
+    let (outcome, file) = match &saved_to {
+        Some(path) => super::file::restore_after(dst, path, outcome, scenario.timeout()).await,
+        None => (outcome, None),
+    };
     let Watch { progress, mut last, last_ram_seen, postcopy_started, switch_error, observed } = w;
     // Post-copy really ran (QEMU switched), not only asked for.
     let postcopy_active = progress.iter().any(|s| s.status.starts_with("postcopy"));
@@ -100,7 +119,9 @@ pub async fn drive_with(
     m.cpu_percent.during = cpu_during;
     m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
+    m.expected_downtime_ms = expected_downtime_ms(&progress);
     m.progress = progress;
+    m.file = file;
     m.postcopy_started_ms = postcopy_started.map(|t| since_ms(t, t0));
     m.postcopy_switch_error = switch_error;
 

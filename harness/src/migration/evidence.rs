@@ -6,7 +6,7 @@
 //! whose strategy never took effect says so and is not reported as that strategy.
 
 use crate::machine::Machine;
-use super::measurement::{Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
+use super::measurement::{DirtyLimitEvidence, Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
 use super::scenario::Scenario;
 use super::settings::{capability_plan, parameter_plan};
 use super::strategy::{Proof, Strategy};
@@ -24,6 +24,8 @@ pub struct Observed {
     throttled_samples: usize,
     xbzrle: Option<XbzrleCacheStats>,
     multifd_bytes: Option<u64>,
+    dirty_limit_throttle_us: Option<u64>,
+    dirty_limit_ring_full_us: Option<u64>,
 }
 
 impl Observed {
@@ -43,6 +45,10 @@ impl Observed {
         if let Some(b) = info.ram.as_ref().and_then(|r| r.multifd_bytes) {
             self.multifd_bytes = Some(b);
         }
+        // Per-round figures: the highest shows whether the limit ever held a vCPU.
+        let max = |seen: Option<u64>, now: Option<u64>| now.map(|n| seen.unwrap_or(0).max(n)).or(seen);
+        self.dirty_limit_throttle_us = max(self.dirty_limit_throttle_us, info.dirty_limit_throttle_time_per_round);
+        self.dirty_limit_ring_full_us = max(self.dirty_limit_ring_full_us, info.dirty_limit_ring_full_time);
     }
 }
 
@@ -69,7 +75,7 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
         Outcome::Failed { .. } => "the migration failed",
         Outcome::Unsupported { .. } => "nothing was migrated",
     };
-    let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None };
+    let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None, dirty_limit: None };
     match strategy.spec().proof {
         Proof::Nothing => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
         Proof::PostcopyEntered => {
@@ -143,6 +149,45 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
                 None => format!("{strategy}: {how} (read back on both sides); this QEMU does not count multifd bytes"),
             };
             e.multifd = Some(d);
+        }
+        Proof::SavedToFile => {
+            let on = |r: &ReadBack| r.capabilities.get("mapped-ram") == Some(&true);
+            let read_back = on(&e.settings.source) && on(&e.settings.destination);
+            let f = m.file.as_ref();
+            e.took_effect = read_back && f.is_some_and(|f| f.apparent_bytes > 0) && m.outcome == Outcome::Completed;
+            e.note = match f {
+                _ if !read_back => format!("{strategy} requested; QEMU did not read mapped-ram back on both sides"),
+                None => format!("{strategy} requested; {ended} before the file was written"),
+                Some(f) if f.apparent_bytes == 0 => format!("{strategy} requested; the file {} is empty", f.path),
+                Some(f) if m.outcome != Outcome::Completed => {
+                    format!("{strategy}: saved {} to {}, but {ended} before the destination ran from it", mib(f.apparent_bytes), f.path)
+                }
+                Some(f) => format!(
+                    "{strategy}: mapped-ram read back on both sides; saved to {} ({} long, {} on disk), restored in {}",
+                    f.path,
+                    mib(f.apparent_bytes),
+                    mib(f.allocated_bytes),
+                    f.restore_ms.map_or("?".into(), |r| format!("{r:.0} ms"))
+                ),
+            };
+        }
+        Proof::DirtyLimited => {
+            let d = DirtyLimitEvidence {
+                limit_mb_s: e.settings.source.parameters.get("vcpu-dirty-limit").and_then(Value::as_u64),
+                max_throttle_us_per_round: seen.dirty_limit_throttle_us,
+                max_ring_full_us: seen.dirty_limit_ring_full_us,
+            };
+            e.took_effect = d.max_throttle_us_per_round.unwrap_or(0) > 0;
+            e.note = if e.took_effect {
+                format!(
+                    "{strategy} held the vCPUs to {} MB/s: up to {} µs of throttling a round",
+                    d.limit_mb_s.map_or("?".into(), |l| l.to_string()),
+                    d.max_throttle_us_per_round.unwrap_or(0)
+                )
+            } else {
+                format!("{strategy} requested; {ended} before QEMU throttled a vCPU to the limit")
+            };
+            e.dirty_limit = Some(d);
         }
     }
     e
@@ -367,6 +412,52 @@ mod tests {
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["evidence"]["took_effect"], false);
         assert_eq!(serde_json::from_value::<Measurement>(json).unwrap(), m);
+    }
+
+    #[test]
+    fn a_save_to_a_file_is_proven_by_the_read_back_and_the_file() {
+        use crate::migration::measurement::SavedFile;
+        let mut settings = Settings::default();
+        for side in [&mut settings.source, &mut settings.destination] {
+            side.capabilities.insert("mapped-ram".into(), true);
+        }
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        let none = Observed::default();
+        let e = judge(Strategy::MappedRam, settings.clone(), &none, &m);
+        assert!(!e.took_effect && e.note.contains("before the file was written"), "{}", e.note);
+        m.file = Some(SavedFile { path: "/run/saved.mapped-ram".into(), apparent_bytes: 262 << 20, allocated_bytes: 100 << 20, restore_ms: Some(398.0) });
+        let e = judge(Strategy::MappedRam, settings.clone(), &none, &m);
+        assert!(e.took_effect, "{}", e.note);
+        assert_eq!(e.note, "mapped-ram: mapped-ram read back on both sides; saved to /run/saved.mapped-ram (262.0 MiB long, 100.0 MiB on disk), restored in 398 ms");
+        // A restore that failed: saved, but the destination never ran from it.
+        m.outcome = Outcome::Failed { reason: "restoring".into() };
+        let e = judge(Strategy::MappedRamMultifd, settings.clone(), &none, &m);
+        assert!(!e.took_effect && e.note.contains("before the destination ran from it"), "{}", e.note);
+        // Without mapped-ram read back on both sides the file proves nothing.
+        m.outcome = Outcome::Completed;
+        settings.destination.capabilities.clear();
+        assert!(!judge(Strategy::MappedRam, settings, &none, &m).took_effect);
+    }
+
+    #[test]
+    fn dirty_limit_is_proven_by_throttle_time() {
+        let mut settings = Settings::default();
+        settings.source.parameters.insert("vcpu-dirty-limit".into(), Value::from(10));
+        let mut seen = Observed::default();
+        let reply = |t: u64| MigrationInfo::from_value(&serde_json::json!({"status": "active", "dirty-limit-throttle-time-per-round": t, "dirty-limit-ring-full-time": 7}));
+        let m = Measurement::not_started(Outcome::Completed, Health::default());
+        seen.sample(1.0, &reply(0));
+        let e = judge(Strategy::DirtyLimit, settings.clone(), &seen, &m);
+        assert!(!e.took_effect && e.note.contains("before QEMU throttled a vCPU"), "{}", e.note);
+        seen.sample(2.0, &reply(1500));
+        seen.sample(3.0, &reply(300));
+        let e = judge(Strategy::DirtyLimit, settings, &seen, &m);
+        let d = e.dirty_limit.as_ref().unwrap();
+        assert_eq!((d.limit_mb_s, d.max_throttle_us_per_round, d.max_ring_full_us), (Some(10), Some(1500), Some(7)));
+        assert!(e.took_effect && e.note.contains("10 MB/s") && e.note.contains("1500 µs"), "{}", e.note);
+        // A 10.0 reply without dirty-limit carries neither figure.
+        let plain = MigrationInfo::from_value(&fixture("10.0", "query-migrate-completed.json"));
+        assert_eq!(plain.dirty_limit_throttle_time_per_round, None);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct Sample {
     pub dirty_rate_pps: Option<u64>,
     pub mbps: Option<f64>,
     pub iteration: Option<u64>,
+    /// QEMU's `expected-downtime` (ms): the stop-and-copy it predicts from the
+    /// dirty memory left and its bandwidth estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_downtime_ms: Option<u64>,
 }
 
 impl Sample {
@@ -71,8 +75,16 @@ impl Sample {
             dirty_rate_pps: ram.dirty_pages_rate,
             mbps: ram.mbps,
             iteration: ram.dirty_sync_count,
+            expected_downtime_ms: i.expected_downtime,
         }
     }
+}
+
+/// The downtime QEMU expected when it last reported one while pre-copy was
+/// active: its prediction just before the switchover, to set beside the downtime
+/// it measured (`downtime_ms`). None when no active sample carried one.
+pub fn expected_downtime_ms(progress: &[Sample]) -> Option<f64> {
+    progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.expected_downtime_ms).map(|v| v as f64)
 }
 
 /// How a migration ended.
@@ -175,6 +187,9 @@ pub struct Measurement {
     pub outcome: Outcome,
     pub total_time_ms: Option<f64>,
     pub downtime_ms: Option<f64>,
+    /// What QEMU expected the downtime to be ([`expected_downtime_ms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_downtime_ms: Option<f64>,
     pub event_downtime_ms: Option<f64>,
     pub setup_time_ms: Option<f64>,
     pub wall_time_ms: Option<f64>,
@@ -232,6 +247,9 @@ pub struct Measurement {
     /// as QEMU's semantics say it should.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultRecord>,
+    /// The file a saving strategy (mapped-ram) wrote and the destination restored from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<SavedFile>,
     /// The settings QEMU read back and what shows the strategy at work (or that it never did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<StrategyEvidence>,
@@ -358,6 +376,30 @@ pub struct MultifdEvidence {
     pub bytes: Option<u64>,
 }
 
+/// A migration to a file and back: the source saved the guest to `path` (its
+/// save time is QEMU's `total_time_ms`), and the destination restored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedFile {
+    pub path: String,
+    /// The file's length (`mapped-ram` puts each page at its offset, so about the RAM).
+    pub apparent_bytes: u64,
+    /// The disk blocks it uses: pages never written (zero) are holes.
+    pub allocated_bytes: u64,
+    /// `migrate-incoming` sent → the destination's migration completed (harness clock).
+    pub restore_ms: Option<f64>,
+}
+
+/// Dirty-limit as QEMU reported it (`query-migrate`, QEMU 8.1+).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirtyLimitEvidence {
+    /// `vcpu-dirty-limit` read back, MB/s.
+    pub limit_mb_s: Option<u64>,
+    /// The highest `dirty-limit-throttle-time-per-round` seen (µs).
+    pub max_throttle_us_per_round: Option<u64>,
+    /// The highest `dirty-limit-ring-full-time` seen (µs).
+    pub max_ring_full_us: Option<u64>,
+}
+
 /// The proof (or not) that a run's strategy took effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyEvidence {
@@ -375,6 +417,8 @@ pub struct StrategyEvidence {
     pub throttle: Option<ThrottleEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multifd: Option<MultifdEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_limit: Option<DirtyLimitEvidence>,
 }
 
 impl Measurement {

@@ -7,6 +7,7 @@
 //! - [`settings`]: a scenario's capabilities and parameters for one QEMU;
 //! - [`driver`]: the QMP conversation that runs it and samples its progress;
 //! - [`evidence`]: the settings read back and the proof that the strategy worked;
+//! - [`file`]: a migration to a file and back (mapped-ram save and restore);
 //! - [`fault`]: striking an injected fault and judging its outcome;
 //! - [`health`]: whether the guest arrived alive, healthy and intact;
 //! - [`measurement`]: what the run measured (DESIGN.md §3).
@@ -14,6 +15,7 @@
 pub mod driver;
 pub mod evidence;
 pub mod fault;
+pub mod file;
 pub mod health;
 pub mod measurement;
 pub mod scenario;

@@ -269,6 +269,15 @@ pub struct Tuning {
     /// multifd: `multifd-compression`.
     #[arg(long, value_enum, default_value_t = Compression::None, help = "multifd: compression")]
     pub multifd_compression: Compression,
+    /// Every strategy: `avail-switchover-bandwidth`, the bandwidth QEMU assumes for
+    /// the final stop-and-copy when it decides whether the downtime limit is met
+    /// (QEMU 8.2+); none leaves QEMU's estimate from the pre-copy passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long = "avail-switchover-bandwidth", value_name = "SPEED", help = "QEMU's avail-switchover-bandwidth (QEMU 8.2+): the link speed assumed for the switchover, e.g. 1Gbit")]
+    pub avail_switchover_bandwidth: Option<LinkSpeed>,
+    /// dirty-limit: `vcpu-dirty-limit`, MB/s each vCPU may dirty while migrating.
+    #[arg(long = "vcpu-dirty-limit", default_value_t = Tuning::default().vcpu_dirty_limit_mb_s, value_name = "MB/S", help = "dirty-limit: MB/s each vCPU may dirty")]
+    pub vcpu_dirty_limit_mb_s: u64,
 }
 
 impl Default for Tuning {
@@ -281,6 +290,9 @@ impl Default for Tuning {
             xbzrle_cache_mib: 64,
             multifd_channels: 2,
             multifd_compression: Compression::None,
+            avail_switchover_bandwidth: None,
+            // QEMU's own default.
+            vcpu_dirty_limit_mb_s: 1,
         }
     }
 }
@@ -366,6 +378,15 @@ impl Scenario {
             return Err(format!(
                 "xbzrle_cache_mib / --xbzrle-cache {}: QEMU takes a power of two, here 1 to {MAX_XBZRLE_CACHE_MIB} MiB (e.g. 64)",
                 t.xbzrle_cache_mib
+            ));
+        }
+        if t.vcpu_dirty_limit_mb_s == 0 {
+            return Err("vcpu_dirty_limit_mb_s / --vcpu-dirty-limit 0: QEMU takes at least 1 MB/s (its default)".into());
+        }
+        if self.strategy.saves_to_file() && self.transport != Transport::Unix {
+            return Err(format!(
+                "strategy = \"{}\" saves to a file and restores from it, so transport = \"{}\" would not be used: leave transport unset (unix)",
+                self.strategy, self.transport
             ));
         }
         if self.downtime_limit_ms > MAX_DOWNTIME_LIMIT_MS {

@@ -20,6 +20,9 @@ pub enum Strategy {
     AutoConverge,
     Xbzrle,
     Multifd,
+    MappedRam,
+    MappedRamMultifd,
+    DirtyLimit,
 }
 
 /// Everything the harness does differently for one strategy.
@@ -57,6 +60,8 @@ pub enum Knob {
     XbzrleCache,
     /// `multifd-channels` and `multifd-compression`, on both sides.
     Multifd,
+    /// `vcpu-dirty-limit` (MB/s per vCPU).
+    DirtyLimit,
 }
 
 /// When the driver sends `migrate-start-postcopy`.
@@ -99,12 +104,26 @@ pub enum Proof {
     Throttled,
     /// The channels read back, and bytes through them where QEMU counts them.
     MultifdChannels,
+    /// The state saved to a file (`mapped-ram` read back on both sides, the file
+    /// there with its size) and restored from it by the destination.
+    SavedToFile,
+    /// `dirty-limit-throttle-time-per-round` above 0: QEMU held the vCPUs to the limit.
+    DirtyLimited,
 }
 
 impl Strategy {
     /// Every strategy, in declaration order (a new variant goes last, here too).
-    pub const ALL: [Strategy; 6] =
-        [Strategy::Precopy, Strategy::Postcopy, Strategy::Hybrid, Strategy::AutoConverge, Strategy::Xbzrle, Strategy::Multifd];
+    pub const ALL: [Strategy; 9] = [
+        Strategy::Precopy,
+        Strategy::Postcopy,
+        Strategy::Hybrid,
+        Strategy::AutoConverge,
+        Strategy::Xbzrle,
+        Strategy::Multifd,
+        Strategy::MappedRam,
+        Strategy::MappedRamMultifd,
+        Strategy::DirtyLimit,
+    ];
 
     /// This strategy's row.
     pub const fn spec(self) -> &'static StrategySpec {
@@ -169,6 +188,40 @@ impl Strategy {
                 cost_model: CostModel::Precopy,
                 proof: Proof::MultifdChannels,
             },
+            // A `mapped-ram` stream can only go to a file (QEMU refuses it on a
+            // socket), so these two save to a file and restore from it: see
+            // `settings::saves_to_file`.
+            Strategy::MappedRam => &StrategySpec {
+                name: "mapped-ram",
+                summary: "Save to a file with `mapped-ram` (each page at a fixed offset), then restore the destination from it",
+                required: &["mapped-ram"],
+                optional: &[],
+                knobs: &[],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::SavedToFile,
+            },
+            Strategy::MappedRamMultifd => &StrategySpec {
+                name: "mapped-ram-multifd",
+                summary: "As mapped-ram, written and read by `multifd_channels` threads",
+                required: &["mapped-ram", "multifd"],
+                optional: &[],
+                knobs: &[Knob::Multifd],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::SavedToFile,
+            },
+            // Needs KVM's dirty ring (`settings::accelerator_plan`).
+            Strategy::DirtyLimit => &StrategySpec {
+                name: "dirty-limit",
+                summary: "Pre-copy with `dirty-limit`: each vCPU held to `vcpu_dirty_limit` MB/s of dirtying (KVM dirty ring)",
+                required: &["dirty-limit"],
+                optional: &[],
+                knobs: &[Knob::DirtyLimit],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::DirtyLimited,
+            },
         }
     }
 
@@ -190,6 +243,18 @@ impl Strategy {
             PostcopySwitch::AtOnce => true,
             PostcopySwitch::Never | PostcopySwitch::AfterPasses => false,
         }
+    }
+
+    /// Whether the stream goes to a file and the destination restores from it: a
+    /// strategy that turns on `mapped-ram`, which QEMU writes only to a `file:` URI.
+    pub fn saves_to_file(self) -> bool {
+        self.spec().required.contains(&"mapped-ram")
+    }
+
+    /// Whether the strategy needs KVM's dirty ring (`-accel kvm,dirty-ring-size=N`):
+    /// QEMU's `dirty-limit` capability works only there.
+    pub fn needs_dirty_ring(self) -> bool {
+        self.spec().required.contains(&"dirty-limit")
     }
 
     pub fn cost_model(self) -> CostModel {
@@ -279,6 +344,7 @@ mod tests {
         }
         // Records and profiles hold these names: a strategy is never renamed.
         assert_eq!(NAMES[..6], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]);
+        assert_eq!(NAMES[6..9], ["mapped-ram", "mapped-ram-multifd", "dirty-limit"]);
     }
 
     #[test]
@@ -298,6 +364,7 @@ mod tests {
     #[test]
     fn the_managed_capabilities_are_those_of_the_rows() {
         assert_eq!(managed_capabilities()[..5], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"]);
+        assert!(managed_capabilities().contains(&"mapped-ram") && managed_capabilities().contains(&"dirty-limit"));
     }
 
     #[test]

@@ -304,7 +304,7 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
     let mut pending = Vec::new();
     if p.dirty_rate_s > 0.0 {
         for g in placed {
-            pending.push(dirty_rate::start(&g.machine, p.dirty_rate_s).await.ok());
+            pending.push(dirty_rate::start(&g.machine, p.dirty_rate_s, Default::default()).await.ok());
         }
     }
     tokio::time::sleep(Duration::from_secs_f64(p.window_s)).await;

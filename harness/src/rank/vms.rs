@@ -229,7 +229,7 @@ pub async fn predict_cells(
         let m = &mut guest.machine;
         // A failure here is this candidate's, recorded with it; the others go on.
         let measured = match m.set_cpu_limits(cell.cap_percent, cell.host_cores) {
-            Ok(()) => crate::machine::dirty_rate::measure(m, profile.dirty_rate_s).await,
+            Ok(()) => crate::machine::dirty_rate::measure(m, profile.dirty_rate_s, profile.dirty_rate_mode).await,
             Err(e) => Err(e),
         };
         let (dirty_rate, error) = match measured {

@@ -7,11 +7,13 @@ pub mod browser;
 pub mod charts;
 pub mod compare;
 pub mod document;
+pub mod downtime;
 pub mod export;
 mod figures;
 pub mod papers;
 pub mod plan;
 pub mod plot;
+pub mod saved_file;
 pub mod sections;
 pub mod service;
 

@@ -21,6 +21,10 @@ pub enum Section {
     RunsNotCounted,
     /// Total time and downtime against RAM, link and strategy (plots).
     TimeAndDowntime,
+    /// QEMU's expected downtime beside the measured one, per cell.
+    Downtime,
+    /// Save to a file and restore (mapped-ram): times and the file's size, per cell.
+    SavedToFile,
     /// Remaining memory and dirty rate over each cell's first counted run (plots).
     Progress,
     /// CPU use against the cap, or per phase (plots).
@@ -49,6 +53,8 @@ impl Section {
             // It belongs to the summary above it.
             Section::RunsNotCounted => return None,
             Section::TimeAndDowntime => "Migration time and downtime",
+            Section::Downtime => "Expected and measured downtime",
+            Section::SavedToFile => "Save to a file and restore",
             Section::Progress => "Migration progress",
             Section::Cpu => "CPU use",
             Section::WorkloadRate => "Workload rate",
@@ -70,6 +76,8 @@ pub fn of(profile: &Profile, runs: &[RunRecord]) -> Vec<Section> {
         (Section::Summary, true),
         (Section::RunsNotCounted, runs.iter().any(|r| !super::migration_notes(std::slice::from_ref(&r.migration)).is_empty())),
         (Section::TimeAndDowntime, true),
+        (Section::Downtime, measured(&super::downtime::has_expected)),
+        (Section::SavedToFile, measured(&super::saved_file::saved)),
         (Section::Progress, measured(&figures::has_progress)),
         (Section::Cpu, measured(&|r| r.migration.measurement.cpu_percent.before.is_some())),
         (Section::WorkloadRate, measured(&|r| r.migration.measurement.workload_rate.is_some())),
@@ -113,6 +121,8 @@ impl Section {
                 text(format!("Runs that did not complete, left an unhealthy guest, or whose strategy never took effect:\n\n{}", notes.join("\n")))
             }
             Section::TimeAndDowntime => figures::time_and_downtime(p, cells, name),
+            Section::Downtime => super::downtime::table(&|k| label_of(p, k), runs).map(text).unwrap_or_default(),
+            Section::SavedToFile => super::saved_file::table(&|k| label_of(p, k), runs).map(text).unwrap_or_default(),
             Section::Progress => figures::progress(p, cells, name),
             Section::Cpu => figures::cpu(p, cells, name),
             Section::WorkloadRate => figures::workload_rates(p, cells, name),
