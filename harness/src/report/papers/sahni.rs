@@ -225,7 +225,7 @@ fn precopy_degrades(records: &[RunRecord]) -> Verdict {
     let dirty = CellRuns::new(w.all().iter().copied()).healthy_guest_stats(dirty_mib_s);
     let link = w.all().first().map(|r| r.migration.scenario.link.max_bandwidth() as f64 / 1048576.0);
     let rate = match (dirty, link) {
-        (Some(d), Some(l)) => format!(" (it dirtied {:.1} MiB/s against a {l:.1} MiB/s link)", d.mean),
+        (Some(d), Some(l)) => format!(" (it dirtied {:.1} MiB/s, the link sends {l:.1} MiB/s)", d.mean),
         _ => String::new(),
     };
     if w.n() == 0 || base.k() == 0 {
@@ -332,7 +332,9 @@ fn postcopy_determinable(records: &[RunRecord]) -> Verdict {
     Verdict {
         claim,
         ours: format!(
-            "the write-intensive guest (dirtying {}) took {:.0} ms and {:.1} MiB, the read-intensive one with the same memory              (dirtying {}) {:.0} ms and {:.1} MiB ({}).{contrast} One RAM size here: proportionality to RAM is the `link-speed` profile's.",
+            "the write-intensive guest (dirtying {}) took {:.0} ms and {:.1} MiB, the read-intensive one with the same memory \
+             (dirtying {}) {:.0} ms and {:.1} MiB ({}).{contrast} One RAM size here: proportionality to RAM is the \
+             `link-speed` profile's.",
             rate(&w),
             wt.mean,
             wm.mean,
