@@ -466,7 +466,8 @@ fn compression(records: &[RunRecord]) -> Verdict {
         }
     }
     if less_data.is_empty() {
-        return Verdict { claim, ours: format!("no counted multifd+zstd run beside a counted pre-copy one{}.", if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }), agrees: None };
+        let which = if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) };
+        return Verdict { claim, ours: format!("no counted multifd+zstd run beside a counted pre-copy one{which}."), agrees: None };
     }
     let agrees = less_data.iter().all(|l| *l);
     let link = records.first().map(|r| r.migration.scenario.link.max_bandwidth() as f64 / 1048576.0).unwrap_or(f64::INFINITY);

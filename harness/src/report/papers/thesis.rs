@@ -124,8 +124,8 @@ pub fn section(records: &[RunRecord]) -> String {
          RAM/link; post-copy total = RAM/link + overhead, worst downtime = VM state time. Ours: `rank::predict` fed per cell \
          with the dirty rate QEMU measured just before migrating (`calc-dirty-rate`), the link's `max-bandwidth`, the guest's \
          non-zero memory as the first round (QEMU sends zero pages as flags), a memdirty guest's set as the working set that \
-         caps a round, 1 MiB of device state and QEMU's measured `setup-time` as the overhead. `RAM/link + overhead` is Table 1.1's deterministic part as written, with all of RAM. \
-         Measured figures are the mean ± 95 % CI (seconds) over the runs that completed with a healthy guest; error = \
+         caps a round, 1 MiB of device state and QEMU's measured `setup-time` as the overhead. `RAM/link + overhead` is \
+         Table 1.1's deterministic part as written, with all of RAM. Measured figures are the mean ± 95 % CI (seconds) over the runs that completed with a healthy guest; error = \
          (predicted − measured) / measured.\n\n",
     );
     let cells = cells(records);
