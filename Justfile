@@ -43,6 +43,14 @@ reproduce-shreya *ARGS:
 reproduce-chandak *ARGS:
     {{migbench}} reproduce chandak {{ARGS}}
 
+# Sahni & Varma: pre-copy, post-copy, hybrid (and multifd zstd) × idle / read- / write-intensive guests.
+reproduce-sahni *ARGS:
+    {{migbench}} reproduce sahni {{ARGS}}
+
+# The thesis chapter's Table 1.1: the pre-/post-copy cost model predicted vs measured.
+reproduce-thesis *ARGS:
+    {{migbench}} reproduce thesis {{ARGS}}
+
 # A report (Markdown + HTML with plots) of a results directory.
 report DIR *ARGS:
     {{migbench}} report {{DIR}} {{ARGS}}

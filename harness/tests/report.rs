@@ -203,7 +203,92 @@ fn reproduce_chandak_puts_the_papers_decisions_beside_the_engines() {
     }
     assert!(md.contains("matches the paper's in 4 of 4 rounds"), "{md}");
     // Bad input: an unknown paper names the ones there are.
-    let o = migbench(tmp.path()).args(["reproduce", "sahni"]).output().unwrap();
+    let o = migbench(tmp.path()).args(["reproduce", "sahnii"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("ghalib") && err.contains("chandak"), "{err}");
+    assert!(!o.status.success() && ["ghalib", "shreya", "chandak", "sahni", "thesis"].iter().all(|p| err.contains(p)), "{err}");
+}
+
+/// The runs `reproduce sahni` and `reproduce thesis` measured on this machine
+/// (harness/tests/data/papers: their records without the progress samples and
+/// events), with one run of `cell` broken by the test: its guest unhealthy and its
+/// total time absurd. Returns the results directory and the broken run's healthy
+/// siblings' mean total time.
+fn papers_results(tmp: &Path, name: &str, workload: &str, strategy: &str) -> (PathBuf, f64) {
+    let text = std::fs::read_to_string(data().with_file_name("papers").join(format!("{name}.jsonl"))).unwrap();
+    let mut recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of_cell = |r: &serde_json::Value| r["run"]["cell"]["workload"] == workload && r["run"]["cell"]["strategy"] == strategy;
+    let broken = recs.iter().position(|r| of_cell(r)).expect("the cell has runs");
+    recs[broken]["health"]["healthy"] = false.into();
+    recs[broken]["health"]["detail"] = "Kernel panic (injected by the test)".into();
+    recs[broken]["total_time_ms"] = 987_654.0.into();
+    let others: Vec<f64> = recs.iter().enumerate().filter(|(i, r)| *i != broken && of_cell(r)).map(|(_, r)| r["total_time_ms"].as_f64().unwrap()).collect();
+    assert_eq!(others.len(), 2, "three runs per cell");
+    let dir = tmp.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines: Vec<String> = recs.iter().map(|r| r.to_string()).collect();
+    std::fs::write(dir.join("results.jsonl"), lines.join("\n") + "\n").unwrap();
+    (dir, others.iter().sum::<f64>() / 2.0)
+}
+
+/// The cells of a Markdown table row, trimmed.
+fn cols(row: &str) -> Vec<&str> {
+    row.split('|').map(str::trim).collect()
+}
+
+#[test]
+fn reproduce_sahni_sections_render_from_results_and_count_only_healthy_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mean) = papers_results(tmp.path(), "sahni", "idle", "hybrid");
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/sahni.toml");
+    let out = tmp.path().join("r.md");
+    let (ok, stdout, stderr) = run(tmp.path(), &[dir.to_str().unwrap(), "--format", "md", "--out", out.to_str().unwrap(), "--profile", profile.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let md = std::fs::read_to_string(&out).unwrap();
+    let section = &md[md.find("## Sahni & Varma").unwrap_or_else(|| panic!("no Sahni section: {md}"))..];
+    // One row per workload × strategy, each with its tally.
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| idle") || l.starts_with("| read-") || l.starts_with("| write-")).collect();
+    assert_eq!(rows.len(), 12, "{section}");
+    let hybrid = cols(rows.iter().find(|l| cols(l)[1..3] == ["idle (idle)", "hybrid"]).unwrap());
+    assert!(hybrid[3].starts_with(&format!("{mean:.0} ± ")), "the mean of the two healthy runs ({mean:.0}): {hybrid:?}");
+    assert_eq!(hybrid[9], "2 of 3 healthy: guest not healthy on the destination (Kernel panic (injected by the test))");
+    assert!(!md.contains("987654"), "the broken run's figure reached the report");
+    // Pre-copy of the write-intensive guest never converged here: no figure, and why.
+    let pre = cols(rows.iter().find(|l| cols(l)[1..3] == ["write-intensive (memdirty-write:64)", "precopy"]).unwrap());
+    assert_eq!(pre[3], "none");
+    assert!(pre[9].starts_with("0 of 3 healthy: 3 runs: cancelled: not finished after 40 s"), "{pre:?}");
+    // A verdict per claim, the paper's figures beside ours.
+    let verdicts: Vec<&str> = section.lines().filter(|l| l.starts_with("- **")).collect();
+    assert_eq!(verdicts.len(), 7, "{section}");
+    for claim in ["pre-copy degrades", "least downtime", "determinable", "read-intensive guests", "hybrid is no worse", "68 %", "their absolute figures"] {
+        assert!(verdicts.iter().any(|v| v.contains(claim)), "{claim}: {verdicts:#?}");
+    }
+    let degrades = verdicts.iter().find(|v| v.contains("pre-copy degrades")).unwrap();
+    assert!(degrades.starts_with("- **agrees**") && degrades.contains("3 of 3 runs cancelled"), "{degrades}");
+}
+
+#[test]
+fn reproduce_thesis_puts_the_model_beside_healthy_measurements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mean) = papers_results(tmp.path(), "thesis", "idle", "postcopy");
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/thesis.toml");
+    let out = tmp.path().join("r.md");
+    let (ok, stdout, stderr) = run(tmp.path(), &[dir.to_str().unwrap(), "--format", "md", "--out", out.to_str().unwrap(), "--profile", profile.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let md = std::fs::read_to_string(&out).unwrap();
+    let section = &md[md.find("## Thesis Table 1.1").unwrap_or_else(|| panic!("no thesis section: {md}"))..];
+    let rows: Vec<Vec<&str>> = section.lines().filter(|l| l.starts_with("| precopy") || l.starts_with("| postcopy")).map(cols).collect();
+    assert_eq!(rows.len(), 8, "{section}");
+    let post = rows.iter().find(|r| r[1..3] == ["postcopy", "idle"]).unwrap();
+    // The measured total (s) is the two healthy runs' mean, and the model's error is against it.
+    assert!(post[6].starts_with(&format!("{:.2} ± ", mean / 1000.0)), "{post:?}");
+    // The model's total is printed to 10 ms, so its error is checked to a point.
+    let model: f64 = post[5].parse().unwrap();
+    let error: f64 = post[7].trim_end_matches(" %").parse().unwrap();
+    assert!((error - 100.0 * (model * 1000.0 - mean) / mean).abs() <= 1.0, "{post:?}");
+    assert_eq!(post[13], "2 of 3 healthy: guest not healthy on the destination (Kernel panic (injected by the test))");
+    assert!(!md.contains("987654") && !md.contains("987.65"), "the broken run's figure reached the report");
+    let verdicts: Vec<&str> = section.lines().filter(|l| l.starts_with("- **")).collect();
+    for claim in ["pre-copy total", "post-copy total", "precopy worst downtime", "postcopy worst downtime", "not measured here"] {
+        assert!(verdicts.iter().any(|v| v.contains(claim)), "{claim}: {verdicts:#?}");
+    }
 }

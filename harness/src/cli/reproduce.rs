@@ -10,6 +10,10 @@ pub(crate) enum Paper {
     Shreya,
     /// Chandak et al.: the policy engine on the paper's Tables 1–4, then a live 3-host cluster.
     Chandak,
+    /// Sahni & Varma: pre-copy, post-copy, hybrid (and multifd zstd) on idle, read- and write-intensive guests (profile sahni).
+    Sahni,
+    /// Thesis chapter 1, Table 1.1: the pre-/post-copy cost model predicted vs measured, per strategy (profile thesis).
+    Thesis,
 }
 
 #[derive(Args)]
@@ -21,7 +25,7 @@ pub(crate) struct ReproduceArgs {
     /// Continue an interrupted reproduction: runs already in DIR are kept.
     #[arg(long)]
     pub(crate) resume: bool,
-    /// Repetitions per cell instead of each profile's own (Shreya's Tables 1–3 are 432 runs at 3).
+    /// Repetitions per cell instead of each profile's own (Shreya's Tables 1–3 are 432 runs at 3; sahni 36, thesis 18).
     #[arg(long, value_name = "N")]
     pub(crate) repetitions: Option<u32>,
     /// Chandak: decide the paper's tables only, without the live cluster.
@@ -49,6 +53,8 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
         Paper::Ghalib => ("ghalib", "Ghalib et al., \"Virtual Machine Migration with an Open Source Hypervisor\"", &["ghalib-web"]),
         Paper::Shreya => ("shreya", "Shreya et al., \"Performance Analysis during Live Migration\"", &["shreya-tables1-3", "shreya-table4", "shreya-table5"]),
         Paper::Chandak => ("chandak", "Chandak et al., \"Dynamic Load Balancing of Virtual Machines using QEMU-KVM\"", &[]),
+        Paper::Sahni => ("sahni", "Sahni & Varma, \"A Hybrid Approach To Live Migration Of Virtual Machines\"", &["sahni"]),
+        Paper::Thesis => ("thesis", "the thesis chapter \"Virtualization and Resource Management in Cloud\" (Table 1.1)", &["thesis"]),
     };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("reproduce-{slug}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -368,6 +368,12 @@ pub enum Reproduction {
     /// Ghalib et al.: per-request latency of a web server before, during and after migration.
     #[serde(rename = "ghalib-web")]
     GhalibWeb,
+    /// Sahni & Varma: pre-copy, post-copy and hybrid on idle, read- and write-intensive guests.
+    #[serde(rename = "sahni")]
+    Sahni,
+    /// The thesis chapter's Table 1.1: the pre-/post-copy cost model predicted vs measured.
+    #[serde(rename = "thesis-table1-1")]
+    ThesisTable1_1,
 }
 
 fn one() -> u32 {

@@ -317,6 +317,11 @@ pub struct Validation {
     pub convergence_agreements: usize,
 }
 
+/// The model's error against a measurement, % of the measurement (+ = predicted too high).
+pub fn error_percent(predicted: f64, measured: f64) -> f64 {
+    100.0 * (predicted - measured) / measured
+}
+
 pub fn validate(rows: &[VmRow]) -> Option<Validation> {
     let pairs: Vec<(&VmRow, f64, f64)> = rows
         .iter()
@@ -329,7 +334,7 @@ pub fn validate(rows: &[VmRow]) -> Option<Validation> {
     }
     let convergence_agreements = judged.iter().filter(|(_, p, m)| p == m).count();
     let convergence_disagreements: Vec<(String, bool, bool)> = judged.into_iter().filter(|(_, p, m)| p != m).collect();
-    let mut errors: Vec<(f64, &str)> = pairs.iter().map(|(r, p, m)| (100.0 * (p - m) / m, r.label.as_str())).collect();
+    let mut errors: Vec<(f64, &str)> = pairs.iter().map(|(r, p, m)| (error_percent(*p, *m), r.label.as_str())).collect();
     errors.sort_by(|a, b| a.0.abs().total_cmp(&b.0.abs()));
     let median = errors.get(errors.len() / 2).map(|e| e.0);
     let (worst, worst_label) = match errors.last() {

@@ -3,7 +3,9 @@
 
 pub mod chandak;
 pub mod ghalib;
+pub mod sahni;
 pub mod shreya;
+pub mod thesis;
 
 use crate::experiment::profile::{Profile, Reproduction};
 use crate::record::RunRecord;
@@ -15,5 +17,7 @@ pub fn reproduction(profile: &Profile, records: &[RunRecord]) -> Option<String> 
         Reproduction::ShreyaTable4 => shreya::table_4(records),
         Reproduction::ShreyaTable5 => shreya::table_5(records),
         Reproduction::GhalibWeb => ghalib::section(records),
+        Reproduction::Sahni => sahni::section(records),
+        Reproduction::ThesisTable1_1 => thesis::section(records),
     })
 }
