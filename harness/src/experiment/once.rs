@@ -17,6 +17,8 @@ use std::time::Duration;
 /// guest never booted); a migration that failed or was cancelled is a result.
 pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
     let started_at = crate::record::now_rfc3339();
+    // Zero-copy send needs the guest's memory locked on the sender, from its start.
+    let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, ..spec };
     let site = Site::local(&platform.qemu, &platform.image, false)?;
     let (mut src, guest_boot_ms) = site.boot(spec, "src", boot_timeout).await?;
     let mut dst = site.start(spec, Role::Incoming, "dst").await?;

@@ -22,7 +22,7 @@
 use crate::load::spec::{Connection, LoadSpec, MAX_PROBE_HZ, Mode};
 use crate::machine::hardware::{Accel, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
 use crate::network::address::GuestNet;
-use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
+use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning, ZeroPageDetection};
 use crate::migration::strategy::Strategy;
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
@@ -171,6 +171,10 @@ cell_variables! {
     xbzrle_cache_mib: u64 = Tuning::default().xbzrle_cache_mib,
     multifd_channels: u8 = Tuning::default().multifd_channels,
     multifd_compression: Compression = Tuning::default().multifd_compression,
+    /// none, legacy or multifd (QEMU 9.0+); none here = not set, QEMU's own default.
+    zero_page_detection: Option<ZeroPageDetection> = Tuning::default().zero_page_detection,
+    /// Migrate over TLS with x509 credentials made for the run.
+    tls: bool = false,
     /// CPU cap on each QEMU, % of one host CPU (25 … 100 × host cores); none = no cap.
     cap_percent: Option<u32> = None,
     /// Restrict each QEMU to host cores 0..N (a cpuset); none = all cores.
@@ -201,7 +205,8 @@ impl Cell {
     pub fn guest(&self, accel: Accel) -> GuestSpec {
         // A guest that serves HTTP gets a NIC on the test network.
         let net = matches!(self.workload, Workload::Http { .. }).then(GuestNet::default);
-        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false }
+        let lock_memory = self.strategy.spec().zero_copy;
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false, lock_memory }
     }
 
     /// The HTTP load this cell puts on its guest, if any.
@@ -217,8 +222,17 @@ impl Cell {
 
     /// Cells with the same boot key can share one booted guest: only runtime-settable
     /// variables (link, strategy, capabilities, parameters) differ between them.
+    /// A guest booted with its memory locked (zero-copy send) is another kind, and
+    /// one whose source was given a zero-page detection keeps it: neither is shared.
     pub fn boot_key(&self) -> (u32, u32, String) {
-        (self.ram_mib, self.vcpus, self.workload.to_string())
+        let mut kind = self.workload.to_string();
+        if self.strategy.spec().zero_copy {
+            kind.push_str(" mem-lock");
+        }
+        if let Some(z) = self.zero_page_detection {
+            kind.push_str(&format!(" zero-page-detection={z}"));
+        }
+        (self.ram_mib, self.vcpus, kind)
     }
 
     pub fn scenario(&self) -> Scenario {
@@ -236,7 +250,10 @@ impl Cell {
                 xbzrle_cache_mib: self.xbzrle_cache_mib,
                 multifd_channels: self.multifd_channels,
                 multifd_compression: self.multifd_compression,
+                zero_page_detection: self.zero_page_detection,
             },
+            tls: self.tls,
+            tls_wrong_ca: false,
             fault: self.fault,
         }
     }
@@ -764,6 +781,8 @@ mod fuzz {
             mostly((0u32..=20).prop_map(|b| 1u64 << b), int()),
             mostly(1u8..=255, any::<u8>()),
             select(&[Compression::None, Compression::Zlib, Compression::Zstd][..]),
+            prop::option::of(select(&[ZeroPageDetection::None, ZeroPageDetection::Legacy, ZeroPageDetection::Multifd][..])),
+            any::<bool>(),
         );
         let host = (prop::option::of(mostly(25u32..=100, 0u32..1000)), prop::option::of(0u32..8), prop::option::of(0u32..5000));
         let load = (
@@ -791,6 +810,8 @@ mod fuzz {
             xbzrle_cache_mib: t.4,
             multifd_channels: t.5,
             multifd_compression: t.6,
+            zero_page_detection: t.7,
+            tls: t.8,
             cap_percent: h.0,
             host_cores: h.1,
             balloon_mib: h.2,

@@ -43,6 +43,9 @@ pub async fn drive_with(
     if dst.role != Role::Incoming {
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
+    if let Err(outcome) = crate::migration::tls::prepare(src, dst, scenario).await? {
+        return Ok(Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await));
+    }
     let settings = match crate::migration::evidence::configure(src, dst, scenario).await? {
         Ok(s) => s,
         Err(outcome) => return Ok(Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await)),
@@ -64,6 +67,7 @@ pub async fn drive_with(
     };
 
     let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
+    let source_cpu_start = usage::sample(&[src.pid()]);
     let t0 = Instant::now();
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
@@ -87,11 +91,13 @@ pub async fn drive_with(
     let t_end = Instant::now();
     let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
     let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
+    let source_cpu_during = CpuUsage::between(&source_cpu_start, &usage::sample(&[src.pid()]));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
     m.started_at = Some(t0);
     m.ended_at = Some(t_end);
     m.cpu_percent.during = cpu_during;
+    m.cpu_percent.source_during = source_cpu_during;
     m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
     m.progress = progress;

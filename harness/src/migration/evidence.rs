@@ -6,7 +6,9 @@
 //! whose strategy never took effect says so and is not reported as that strategy.
 
 use crate::machine::Machine;
-use super::measurement::{Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
+use super::measurement::{
+    Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence, TlsEvidence,
+};
 use super::scenario::Scenario;
 use super::settings::{capability_plan, parameter_plan};
 use super::strategy::{Proof, Strategy};
@@ -24,6 +26,7 @@ pub struct Observed {
     throttled_samples: usize,
     xbzrle: Option<XbzrleCacheStats>,
     multifd_bytes: Option<u64>,
+    missed_zero_copy: Option<u64>,
 }
 
 impl Observed {
@@ -42,6 +45,9 @@ impl Observed {
         }
         if let Some(b) = info.ram.as_ref().and_then(|r| r.multifd_bytes) {
             self.multifd_bytes = Some(b);
+        }
+        if let Some(n) = info.ram.as_ref().and_then(|r| r.dirty_sync_missed_zero_copy) {
+            self.missed_zero_copy = Some(n);
         }
     }
 }
@@ -69,7 +75,8 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
         Outcome::Failed { .. } => "the migration failed",
         Outcome::Unsupported { .. } => "nothing was migrated",
     };
-    let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None };
+    let tls = tls_evidence(&settings);
+    let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None, tls };
     match strategy.spec().proof {
         Proof::Nothing => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
         Proof::PostcopyEntered => {
@@ -122,25 +129,38 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
             };
             e.throttle = Some(t);
         }
-        Proof::MultifdChannels => {
+        Proof::MultifdChannels | Proof::ZeroCopySent => {
             let params = &e.settings.source.parameters;
             let d = MultifdEvidence {
                 channels: params.get("multifd-channels").and_then(Value::as_u64),
                 compression: params.get("multifd-compression").and_then(Value::as_str).map(String::from),
                 bytes: seen.multifd_bytes,
+                zero_page_detection: params.get("zero-page-detection").and_then(Value::as_str).map(String::from),
+                zero_pages: m.duplicate_pages,
+                zero_copy: e.settings.source.capabilities.get("zero-copy-send").copied(),
+                missed_zero_copy: seen.missed_zero_copy,
             };
-            let how = format!(
-                "{} channels, compression {}",
+            let mut how = format!(
+                "{} channels, compression {}, zero-page detection {}",
                 d.channels.map_or("?".into(), |c| c.to_string()),
-                d.compression.as_deref().unwrap_or("not offered by this QEMU")
+                d.compression.as_deref().unwrap_or("not offered by this QEMU"),
+                d.zero_page_detection.as_deref().unwrap_or("QEMU's default")
             );
+            if d.zero_copy == Some(true) {
+                how.push_str(", zero-copy send");
+            }
             // The channels are confirmed by the read-back; QEMUs that count their
-            // bytes also show they carried the RAM.
-            e.took_effect = d.bytes.is_none_or(|b| b > 0);
+            // bytes also show they carried the RAM. Zero-copy must be read back on:
+            // QEMU fails the migration rather than copy when it cannot send in place.
+            let zero_copy_missing = strategy.spec().zero_copy && d.zero_copy != Some(true);
+            e.took_effect = d.bytes.is_none_or(|b| b > 0) && !zero_copy_missing;
+            let zeros = d.zero_pages.map(|z| format!(", {z} zero pages")).unwrap_or_default();
+            let missed = d.missed_zero_copy.filter(|_| d.zero_copy == Some(true)).map(|n| format!(", {n} syncs waited for zero-copy sends")).unwrap_or_default();
             e.note = match d.bytes {
+                _ if zero_copy_missing => format!("{strategy} requested ({how}); QEMU does not read zero-copy-send back on on the source"),
                 Some(0) => format!("{strategy} requested ({how}); QEMU reports no byte sent through the channels"),
-                Some(b) => format!("{strategy}: {how} (read back on both sides); {} sent through the channels", mib(b)),
-                None => format!("{strategy}: {how} (read back on both sides); this QEMU does not count multifd bytes"),
+                Some(b) => format!("{strategy}: {how} (read back on both sides); {} sent through the channels{zeros}{missed}", mib(b)),
+                None => format!("{strategy}: {how} (read back on both sides); this QEMU does not count multifd bytes{zeros}"),
             };
             e.multifd = Some(d);
         }
@@ -148,10 +168,26 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
     e
 }
 
+/// The TLS credentials read back on both sides, when the run set any.
+fn tls_evidence(settings: &Settings) -> Option<TlsEvidence> {
+    let creds = |r: &ReadBack| r.parameters.get("tls-creds").and_then(Value::as_str).filter(|c| !c.is_empty()).map(String::from);
+    let (source_creds, destination_creds) = (creds(&settings.source)?, creds(&settings.destination)?);
+    let hostname = settings.source.parameters.get("tls-hostname").and_then(Value::as_str).filter(|h| !h.is_empty()).map(String::from);
+    Some(TlsEvidence { source_creds, destination_creds, hostname })
+}
+
 impl StrategyEvidence {
     /// One line per strategy-specific fact, for the notes under a table.
     pub fn facts(&self) -> Vec<String> {
         let mut out = vec![self.note.clone()];
+        if let Some(t) = &self.tls {
+            out.push(format!(
+                "TLS: credentials {} (client) and {} (server) read back, verify-peer on, the destination's certificate checked against {}",
+                t.source_creds,
+                t.destination_creds,
+                t.hostname.as_deref().unwrap_or("the address")
+            ));
+        }
         let shown = |r: &ReadBack| {
             let caps: Vec<&str> = r.capabilities.iter().filter(|(c, on)| **on && c.as_str() != "events").map(|(c, _)| c.as_str()).collect();
             let params: Vec<String> = r.parameters.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))).collect();
@@ -235,11 +271,18 @@ pub(crate) async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario)
             }
             other => Err(anyhow::Error::new(other)),
         };
-        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
+        // Capabilities off, parameters, then capabilities on: QEMU checks each
+        // against the other's current values (zero-copy send refuses compression
+        // and TLS), and a reused guest's QEMU still holds an earlier run's.
+        let off: Vec<(&str, bool)> = caps.iter().map(|(c, _)| (*c, false)).collect();
+        if let Err(e) = set_capabilities(&m.qmp, &off).await {
             return refused(e);
         }
         let wanted = serde_json::to_value(&params)?;
         if let Err(e) = m.qmp.execute(&qapi::qmp::migrate_set_parameters(params)).await {
+            return refused(e);
+        }
+        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
             return refused(e);
         }
         let caps_reply = m.qmp.execute_json("query-migrate-capabilities", Value::Null).await?;

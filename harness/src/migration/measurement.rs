@@ -264,6 +264,13 @@ impl Measurement {
         Some((Window { from_ms: base, to_ms: end }, switchover))
     }
 
+    /// CPU the source QEMU spent outside its vCPUs while migrating, % of one host
+    /// CPU: the migration thread, multifd's channels, compression, TLS. (Under
+    /// TCG the vCPU threads run the guest's own work, which is not the sending.)
+    pub fn source_migration_cpu_percent(&self) -> Option<f64> {
+        self.cpu_percent.source_during.map(|u| (u.qemu_percent - u.vcpu_percent).max(0.0))
+    }
+
     /// The bytes QEMU sent, in MiB (the unit every table shows).
     pub fn transferred_mib(&self) -> Option<f64> {
         self.transferred_bytes.map(|b| b as f64 / 1048576.0)
@@ -341,6 +348,29 @@ pub struct MultifdEvidence {
     pub compression: Option<String>,
     /// `ram.multifd-bytes`: bytes sent through the channels (none: not reported).
     pub bytes: Option<u64>,
+    /// `zero-page-detection` read back on the source (none: not set, QEMU's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_page_detection: Option<String>,
+    /// `ram.duplicate` at the end: zero pages found and sent as a flag, not a page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_pages: Option<u64>,
+    /// `zero-copy-send` read back on the source (none: this QEMU has no such capability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_copy: Option<bool>,
+    /// `ram.dirty-sync-missed-zero-copy`: syncs that found pages still in flight from
+    /// guest memory and had to wait (QEMU counts them only with zero-copy send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_zero_copy: Option<u64>,
+}
+
+/// TLS as QEMU read it back: the credentials both sides use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsEvidence {
+    /// `tls-creds` on the source (the client end) and the destination (the server end).
+    pub source_creds: String,
+    pub destination_creds: String,
+    /// `tls-hostname`: the name the source checked the destination's certificate against.
+    pub hostname: Option<String>,
 }
 
 /// The proof (or not) that a run's strategy took effect.
@@ -360,6 +390,9 @@ pub struct StrategyEvidence {
     pub throttle: Option<ThrottleEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multifd: Option<MultifdEvidence>,
+    /// Present when the run migrated over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsEvidence>,
 }
 
 impl Measurement {

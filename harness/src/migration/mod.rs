@@ -9,7 +9,8 @@
 //! - [`evidence`]: the settings read back and the proof that the strategy worked;
 //! - [`fault`]: striking an injected fault and judging its outcome;
 //! - [`health`]: whether the guest arrived alive, healthy and intact;
-//! - [`measurement`]: what the run measured (DESIGN.md §3).
+//! - [`measurement`]: what the run measured (DESIGN.md §3);
+//! - [`tls`]: a run's x509 credentials and loading them into both QEMUs.
 
 pub mod driver;
 pub mod evidence;
@@ -19,3 +20,4 @@ pub mod measurement;
 pub mod scenario;
 pub mod settings;
 pub mod strategy;
+pub mod tls;

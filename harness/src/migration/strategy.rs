@@ -20,6 +20,7 @@ pub enum Strategy {
     AutoConverge,
     Xbzrle,
     Multifd,
+    MultifdZeroCopy,
 }
 
 /// Everything the harness does differently for one strategy.
@@ -44,6 +45,10 @@ pub struct StrategySpec {
     /// What QEMU must show for a run to count as this strategy (judged in
     /// `migration::evidence`).
     pub proof: Proof,
+    /// The pages are sent straight from guest memory (`zero-copy-send`): QEMU
+    /// needs the guest's memory locked (`-overcommit mem-lock=on`), TCP, and
+    /// neither compression nor TLS.
+    pub zero_copy: bool,
 }
 
 /// A group of migration parameters set from the scenario's `Tuning`.
@@ -99,12 +104,21 @@ pub enum Proof {
     Throttled,
     /// The channels read back, and bytes through them where QEMU counts them.
     MultifdChannels,
+    /// As `MultifdChannels`, and `zero-copy-send` read back on in the source.
+    ZeroCopySent,
 }
 
 impl Strategy {
     /// Every strategy, in declaration order (a new variant goes last, here too).
-    pub const ALL: [Strategy; 6] =
-        [Strategy::Precopy, Strategy::Postcopy, Strategy::Hybrid, Strategy::AutoConverge, Strategy::Xbzrle, Strategy::Multifd];
+    pub const ALL: [Strategy; 7] = [
+        Strategy::Precopy,
+        Strategy::Postcopy,
+        Strategy::Hybrid,
+        Strategy::AutoConverge,
+        Strategy::Xbzrle,
+        Strategy::Multifd,
+        Strategy::MultifdZeroCopy,
+    ];
 
     /// This strategy's row.
     pub const fn spec(self) -> &'static StrategySpec {
@@ -118,6 +132,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::Nothing,
+                zero_copy: false,
             },
             Strategy::Postcopy => &StrategySpec {
                 name: "postcopy",
@@ -128,6 +143,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::AtOnce,
                 cost_model: CostModel::Postcopy,
                 proof: Proof::PostcopyEntered,
+                zero_copy: false,
             },
             Strategy::Hybrid => &StrategySpec {
                 name: "hybrid",
@@ -138,6 +154,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::AfterPasses,
                 cost_model: CostModel::Postcopy,
                 proof: Proof::PostcopyEntered,
+                zero_copy: false,
             },
             Strategy::AutoConverge => &StrategySpec {
                 name: "auto-converge",
@@ -148,6 +165,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::Throttled,
+                zero_copy: false,
             },
             Strategy::Xbzrle => &StrategySpec {
                 name: "xbzrle",
@@ -158,6 +176,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::XbzrleDeltas,
+                zero_copy: false,
             },
             Strategy::Multifd => &StrategySpec {
                 name: "multifd",
@@ -168,6 +187,18 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::MultifdChannels,
+                zero_copy: false,
+            },
+            Strategy::MultifdZeroCopy => &StrategySpec {
+                name: "multifd-zero-copy",
+                summary: "multifd sending pages straight from guest memory (`zero-copy-send`; TCP, no compression, locked memory)",
+                required: &["multifd", "zero-copy-send"],
+                optional: &[],
+                knobs: &[Knob::Multifd],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::ZeroCopySent,
+                zero_copy: true,
             },
         }
     }
@@ -278,7 +309,7 @@ mod tests {
             assert_eq!(s as usize, i, "{s}");
         }
         // Records and profiles hold these names: a strategy is never renamed.
-        assert_eq!(NAMES[..6], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]);
+        assert_eq!(NAMES[..7], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd", "multifd-zero-copy"]);
     }
 
     #[test]
@@ -297,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_managed_capabilities_are_those_of_the_rows() {
-        assert_eq!(managed_capabilities()[..5], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"]);
+        assert_eq!(managed_capabilities()[..6], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd", "zero-copy-send"]);
     }
 
     #[test]
@@ -307,6 +338,8 @@ mod tests {
         assert_eq!(with(Strategy::Postcopy), (true, true));
         assert_eq!(with(Strategy::Hybrid), (true, false));
         let models: Vec<&str> = Strategy::ALL.iter().map(|s| s.cost_model().name()).collect();
-        assert_eq!(models[..6], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy"]);
+        assert_eq!(models[..7], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy", "precopy"]);
+        let zero_copy: Vec<Strategy> = Strategy::ALL.into_iter().filter(|s| s.spec().zero_copy).collect();
+        assert_eq!(zero_copy, [Strategy::MultifdZeroCopy]);
     }
 }

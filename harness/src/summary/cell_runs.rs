@@ -208,6 +208,7 @@ pub(crate) mod testing {
             xbzrle: None,
             throttle: None,
             multifd: None,
+            tls: None,
         }
     }
 }
