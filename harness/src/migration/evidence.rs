@@ -428,4 +428,44 @@ mod tests {
         let e = read_back("source", &plan, &serde_json::json!({"no-such": 1}), &caps, &params).unwrap_err();
         assert!(e.contains("does not report parameter no-such"), "{e}");
     }
+
+    #[test]
+    fn zero_copy_zero_pages_and_tls_are_read_from_10_0s_replies() {
+        let caps = fixture("10.0", "query-migrate-capabilities-multifd.json");
+        let mut params = fixture("10.0", "query-migrate-parameters-multifd.json");
+        // What QEMU 10.0 reads back after migbench set TLS and zero-page detection.
+        params["tls-creds"] = "migbench-tls".into();
+        params["tls-hostname"] = "127.0.0.1".into();
+        let set = serde_json::json!({"multifd-channels": 2, "multifd-compression": "zstd", "zero-page-detection": "multifd", "tls-creds": "migbench-tls", "tls-hostname": "127.0.0.1"});
+        let side = read_back("source", &[("multifd", true)], &set, &caps, &params).unwrap();
+        let settings = Settings { source: side.clone(), destination: side };
+        let reply = fixture("10.0", "query-migrate-multifd.json");
+        let mut seen = Observed::default();
+        seen.sample(1.0, &MigrationInfo::from_value(&reply));
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        m.duplicate_pages = MigrationInfo::from_value(&reply).ram.and_then(|r| r.duplicate);
+
+        let e = judge(Strategy::Multifd, settings.clone(), &seen, &m);
+        let d = e.multifd.as_ref().unwrap();
+        assert_eq!((d.zero_page_detection.as_deref(), d.zero_pages, d.zero_copy, d.missed_zero_copy), (Some("multifd"), Some(40907), None, Some(0)));
+        assert!(e.took_effect && e.note.contains("zero-page detection multifd") && e.note.contains("40907 zero pages"), "{}", e.note);
+        assert!(!e.note.contains("zero-copy"), "plain multifd says nothing of zero-copy: {}", e.note);
+        let tls = e.tls.as_ref().unwrap();
+        assert_eq!((tls.source_creds.as_str(), tls.destination_creds.as_str(), tls.hostname.as_deref()), ("migbench-tls", "migbench-tls", Some("127.0.0.1")));
+        assert!(e.facts().iter().any(|f| f.starts_with("TLS: credentials migbench-tls")), "{:?}", e.facts());
+
+        // Zero-copy counts only when QEMU reads the capability back on.
+        let e = judge(Strategy::MultifdZeroCopy, settings.clone(), &seen, &m);
+        assert!(!e.took_effect && e.note.contains("does not read zero-copy-send back on"), "{}", e.note);
+        let mut on = settings.clone();
+        on.source.capabilities.insert("zero-copy-send".into(), true);
+        let e = judge(Strategy::MultifdZeroCopy, on, &seen, &m);
+        let d = e.multifd.as_ref().unwrap();
+        assert!(e.took_effect && d.zero_copy == Some(true) && e.note.contains("zero-copy send") && e.note.contains("0 syncs waited"), "{}", e.note);
+
+        // TLS off (tls-creds read back empty): no TLS evidence.
+        let mut off = settings;
+        off.source.parameters.insert("tls-creds".into(), "".into());
+        assert!(judge(Strategy::Precopy, off, &seen, &m).tls.is_none());
+    }
 }

@@ -264,11 +264,12 @@ impl Measurement {
         Some((Window { from_ms: base, to_ms: end }, switchover))
     }
 
-    /// CPU the source QEMU spent outside its vCPUs while migrating, % of one host
-    /// CPU: the migration thread, multifd's channels, compression, TLS. (Under
-    /// TCG the vCPU threads run the guest's own work, which is not the sending.)
-    pub fn source_migration_cpu_percent(&self) -> Option<f64> {
-        self.cpu_percent.source_during.map(|u| (u.qemu_percent - u.vcpu_percent).max(0.0))
+    /// CPU time the source QEMU spent outside its vCPUs while migrating, ms: the
+    /// migration thread, multifd's channels, compression, TLS. (The vCPU threads
+    /// run the guest's own work, not the sending.) A time, not a rate, so that a
+    /// faster migration that does the same work shows the same cost.
+    pub fn source_send_cpu_ms(&self) -> Option<f64> {
+        self.cpu_percent.source_during.map(|u| ((u.qemu_percent - u.vcpu_percent) * u.seconds * 10.0).max(0.0))
     }
 
     /// The bytes QEMU sent, in MiB (the unit every table shows).
@@ -403,3 +404,25 @@ impl Measurement {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::usage::CpuUsage;
+
+    #[test]
+    fn the_source_sending_cpu_is_its_time_outside_the_vcpus() {
+        let mut m = Measurement::default();
+        assert_eq!(m.source_send_cpu_ms(), None, "not measured, no figure");
+        let u = |qemu_percent, vcpu_percent, seconds| CpuUsage { seconds, qemu_percent, vcpu_percent, host_percent: 0.0, guest_percent: None, guest_steal_percent: None };
+        // 0.5 s at 150 % with 100 % in vCPUs: 250 ms sending.
+        m.cpu_percent.source_during = Some(u(150.0, 100.0, 0.5));
+        assert!((m.source_send_cpu_ms().unwrap() - 250.0).abs() < 1e-9);
+        // The same work done twice as fast is the same cost.
+        m.cpu_percent.source_during = Some(u(200.0, 100.0, 0.25));
+        assert!((m.source_send_cpu_ms().unwrap() - 250.0).abs() < 1e-9);
+        // Tick-sized noise never makes it negative.
+        m.cpu_percent.source_during = Some(u(90.0, 100.0, 1.0));
+        assert_eq!(m.source_send_cpu_ms(), Some(0.0));
+    }
+}
