@@ -449,9 +449,9 @@ impl Scenario {
             let why = if t.multifd_compression != Compression::None {
                 Some(format!("multifd_compression / --multifd-compression {}: the pages must be sent as they lie in guest memory, so set none", t.multifd_compression.name()))
             } else if self.transport != Transport::Tcp {
-                Some(format!("transport = \"{}\": Linux sends from guest memory (MSG_ZEROCOPY) only over TCP, so set transport = \"tcp\"", self.transport))
+                Some(format!("transport = \"{}\": Linux sends from guest memory (MSG_ZEROCOPY) only over TCP, so set transport = \"tcp\" (--transport tcp)", self.transport))
             } else if self.tls {
-                Some("tls = true: TLS encrypts every page into a buffer of its own, so nothing can be sent from guest memory; set tls = false".to_string())
+                Some("tls = true (--tls): TLS encrypts every page into a buffer of its own, so nothing can be sent from guest memory; set tls = false".to_string())
             } else {
                 None
             };
