@@ -190,7 +190,9 @@ impl StrategyEvidence {
         }
         let shown = |r: &ReadBack| {
             let caps: Vec<&str> = r.capabilities.iter().filter(|(c, on)| **on && c.as_str() != "events").map(|(c, _)| c.as_str()).collect();
-            let params: Vec<String> = r.parameters.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))).collect();
+            // An empty string (TLS off) is shown as one, not as nothing.
+            let params: Vec<String> =
+                r.parameters.iter().map(|(k, v)| format!("{k}={}", v.as_str().filter(|s| !s.is_empty()).map(String::from).unwrap_or_else(|| v.to_string()))).collect();
             let caps = if caps.is_empty() { "none".to_string() } else { caps.join(", ") };
             if params.is_empty() { format!("capabilities on: {caps}") } else { format!("capabilities on: {caps}; {}", params.join(", ")) }
         };
