@@ -467,6 +467,8 @@ pub struct RamStats {
     pub downtime_bytes: Option<u64>,
     pub postcopy_bytes: Option<u64>,
     pub multifd_bytes: Option<u64>,
+    /// Syncs that waited for pages still being sent from guest memory (zero-copy send).
+    pub dirty_sync_missed_zero_copy: Option<u64>,
 }
 
 impl MigrationInfo {

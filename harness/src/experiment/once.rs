@@ -25,6 +25,8 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
 /// say); the record names both and the machine type they ran.
 pub async fn run_between(platform: &Platform, env: &Environment, pair: &Pair, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
     let started_at = crate::record::now_rfc3339();
+    // Zero-copy send needs the guest's memory locked on the sender, from its start.
+    let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, ..spec };
     let site = Site::local(&platform.qemu, &platform.image, false)?;
     let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
     let mut dst = site.start_on(&pair.destination, spec, Role::Incoming, "dst").await?;

@@ -22,7 +22,7 @@
 use crate::load::spec::{Connection, LoadSpec, MAX_PROBE_HZ, Mode};
 use crate::machine::hardware::{Accel, DirtyRateMode, GuestSpec, MAX_RAM_MIB, MAX_VCPUS, MIN_RAM_MIB};
 use crate::network::address::GuestNet;
-use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning};
+use crate::migration::scenario::{Compression, Fault, LinkSpeed, Scenario, Transport, Tuning, ZeroPageDetection};
 use crate::migration::strategy::Strategy;
 use crate::host::qemu_versions::QemuWanted;
 use anyhow::{Context, Result, bail};
@@ -176,6 +176,10 @@ cell_variables! {
     avail_switchover_bandwidth: Option<LinkSpeed> = Tuning::default().avail_switchover_bandwidth,
     /// dirty-limit: MB/s each vCPU may dirty.
     vcpu_dirty_limit_mb_s: u64 = Tuning::default().vcpu_dirty_limit_mb_s,
+    /// none, legacy or multifd (QEMU 9.0+); none here = not set, QEMU's own default.
+    zero_page_detection: Option<ZeroPageDetection> = Tuning::default().zero_page_detection,
+    /// Migrate over TLS with x509 credentials made for the run.
+    tls: bool = false,
     /// CPU cap on each QEMU, % of one host CPU (25 … 100 × host cores); none = no cap.
     cap_percent: Option<u32> = None,
     /// Restrict each QEMU to host cores 0..N (a cpuset); none = all cores.
@@ -212,7 +216,8 @@ impl Cell {
     pub fn guest(&self, accel: Accel) -> GuestSpec {
         // A guest that serves HTTP gets a NIC on the test network.
         let net = matches!(self.workload, Workload::Http { .. }).then(GuestNet::default);
-        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false }
+        let lock_memory = self.strategy.spec().zero_copy;
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false, lock_memory }
     }
 
     /// The HTTP load this cell puts on its guest, if any.
@@ -227,15 +232,23 @@ impl Cell {
     }
 
     /// Cells with the same boot key can share one booted guest: only runtime-settable
-    /// variables (link, strategy, capabilities, parameters) differ between them. The
-    /// QEMUs count: a guest boots on the source's, with the pair's machine type.
+    /// variables (link, strategy, capabilities, parameters) differ between them.
+    /// A guest booted with its memory locked (zero-copy send) is another kind, and
+    /// one whose source was given a zero-page detection keeps it: neither is shared.
+    /// The QEMUs count: a guest boots on the source's, with the pair's machine type.
     pub fn boot_key(&self) -> (u32, u32, String) {
-        let mut what = self.workload.to_string();
+        let mut kind = self.workload.to_string();
+        if self.strategy.spec().zero_copy {
+            kind.push_str(" mem-lock");
+        }
+        if let Some(z) = self.zero_page_detection {
+            kind.push_str(&format!(" zero-page-detection={z}"));
+        }
         if self.qemu.is_some() || self.qemu_dest.is_some() {
             let show = |q: &Option<QemuWanted>| q.as_ref().map(|w| w.to_string()).unwrap_or_else(|| "default".into());
-            what.push_str(&format!(" on QEMU {} → {}", show(&self.qemu), show(&self.qemu_dest)));
+            kind.push_str(&format!(" on QEMU {} → {}", show(&self.qemu), show(&self.qemu_dest)));
         }
-        (self.ram_mib, self.vcpus, what)
+        (self.ram_mib, self.vcpus, kind)
     }
 
     pub fn scenario(&self) -> Scenario {
@@ -255,7 +268,10 @@ impl Cell {
                 multifd_compression: self.multifd_compression,
                 avail_switchover_bandwidth: self.avail_switchover_bandwidth.clone(),
                 vcpu_dirty_limit_mb_s: self.vcpu_dirty_limit_mb_s,
+                zero_page_detection: self.zero_page_detection,
             },
+            tls: self.tls,
+            tls_wrong_ca: false,
             fault: self.fault,
         }
     }
@@ -816,6 +832,8 @@ mod fuzz {
             mostly((0u32..=20).prop_map(|b| 1u64 << b), int()),
             mostly(1u8..=255, any::<u8>()),
             select(&[Compression::None, Compression::Zlib, Compression::Zstd][..]),
+            prop::option::of(select(&[ZeroPageDetection::None, ZeroPageDetection::Legacy, ZeroPageDetection::Multifd][..])),
+            any::<bool>(),
         );
         let host = (prop::option::of(mostly(25u32..=100, 0u32..1000)), prop::option::of(0u32..8), prop::option::of(0u32..5000));
         let load = (
@@ -848,6 +866,8 @@ mod fuzz {
             multifd_compression: t.6,
             avail_switchover_bandwidth: later.0,
             vcpu_dirty_limit_mb_s: later.1,
+            zero_page_detection: t.7,
+            tls: t.8,
             cap_percent: h.0,
             host_cores: h.1,
             balloon_mib: h.2,

@@ -125,6 +125,9 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
         // A guest that panics or reboots ends QEMU instead of looping.
         "-no-reboot".into(),
     ];
+    if spec.lock_memory {
+        a.extend(["-overcommit".into(), "mem-lock=on".into()]);
+    }
     if spec.inject == StartFault::BadQemuOption {
         a.push(BAD_QEMU_OPTION.into());
     }

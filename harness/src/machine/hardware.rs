@@ -103,6 +103,10 @@ pub struct GuestSpec {
     /// set it; nothing a user runs can.
     #[serde(skip)]
     pub test_orders: bool,
+    /// QEMU locks the guest's memory (`-overcommit mem-lock=on`), as sending pages
+    /// straight from it (zero-copy send) needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lock_memory: bool,
 }
 
 /// Faults that strike when a QEMU starts (`crate::migration::scenario::Fault` has them all).
@@ -138,7 +142,7 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false, lock_memory: false })
     }
 
     pub fn with_workload(self, workload: Workload) -> GuestSpec {

@@ -131,6 +131,9 @@ pub struct PhaseCpu {
     pub during: Option<CpuUsage>,
     /// A window after the guest runs on its new host.
     pub after: Option<CpuUsage>,
+    /// From `migrate` to completion, the source QEMU alone: what sending costs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_during: Option<CpuUsage>,
 }
 
 #[cfg(test)]

@@ -44,14 +44,7 @@ pub async fn drive_with(
         bail!("destination {} was not started with -incoming defer", dst.name);
     }
     let qemus = qemu_sides(src, dst).await?;
-    // What the accelerator cannot do is this run's result, as what the QEMU cannot.
-    let features = src.features().await?;
-    if let Err(reason) = super::settings::accelerator_plan(scenario.strategy, src.spec.accel, features) {
-        let mut m = Measurement::not_started(Outcome::Unsupported { reason }, check_guest(src, Some(dst), "source").await);
-        m.qemus = Some(qemus);
-        return Ok(m);
-    }
-    let settings = match crate::migration::evidence::configure(src, dst, scenario).await? {
+    let settings = match before_migrate(src, dst, scenario).await? {
         Ok(s) => s,
         Err(outcome) => {
             let mut m = Measurement::not_started(outcome, check_guest(src, Some(dst), "source").await);
@@ -84,6 +77,7 @@ pub async fn drive_with(
     };
 
     let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
+    let source_cpu_start = usage::sample(&[src.pid()]);
     let t0 = Instant::now();
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
@@ -111,12 +105,14 @@ pub async fn drive_with(
     let t_end = Instant::now();
     let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
     let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
+    let source_cpu_during = CpuUsage::between(&source_cpu_start, &usage::sample(&[src.pid()]));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
     m.qemus = Some(qemus);
     m.started_at = Some(t0);
     m.ended_at = Some(t_end);
     m.cpu_percent.during = cpu_during;
+    m.cpu_percent.source_during = source_cpu_during;
     m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
     m.expected_downtime_ms = expected_downtime_ms(&progress);
@@ -185,6 +181,21 @@ pub async fn drive_with(
         m.fault = Some(f);
     }
     Ok(m)
+}
+
+/// Everything before `migrate`: what the accelerator can do, the TLS credentials,
+/// the settings on both sides, read back. `Ok(Err(outcome))`: nothing is migrated,
+/// and that is the run's result.
+async fn before_migrate(src: &Machine, dst: &Machine, scenario: &Scenario) -> Result<Result<crate::migration::measurement::Settings, Outcome>> {
+    // What the accelerator cannot do is this run's result, as what the QEMU cannot.
+    let features = src.features().await?;
+    if let Err(reason) = super::settings::accelerator_plan(scenario.strategy, src.spec.accel, features) {
+        return Ok(Err(Outcome::Unsupported { reason }));
+    }
+    if let Err(outcome) = crate::migration::tls::prepare(src, dst, scenario).await? {
+        return Ok(Err(outcome));
+    }
+    crate::migration::evidence::configure(src, dst, scenario).await
 }
 
 /// The versions and machine types the two QEMUs report.

@@ -6,7 +6,10 @@
 //! whose strategy never took effect says so and is not reported as that strategy.
 
 use crate::machine::Machine;
-use super::measurement::{DirtyLimitEvidence, Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence};
+use super::measurement::{
+    DirtyLimitEvidence, Measurement, MultifdEvidence, Outcome, PostcopyEvidence, ReadBack, RecordedEvent, Settings, StrategyEvidence, ThrottleEvidence,
+    TlsEvidence,
+};
 use super::scenario::Scenario;
 use super::settings::{capability_plan, parameter_plan};
 use super::strategy::{Proof, Strategy};
@@ -26,6 +29,7 @@ pub struct Observed {
     multifd_bytes: Option<u64>,
     dirty_limit_throttle_us: Option<u64>,
     dirty_limit_ring_full_us: Option<u64>,
+    missed_zero_copy: Option<u64>,
 }
 
 impl Observed {
@@ -49,6 +53,9 @@ impl Observed {
         let max = |seen: Option<u64>, now: Option<u64>| now.map(|n| seen.unwrap_or(0).max(n)).or(seen);
         self.dirty_limit_throttle_us = max(self.dirty_limit_throttle_us, info.dirty_limit_throttle_time_per_round);
         self.dirty_limit_ring_full_us = max(self.dirty_limit_ring_full_us, info.dirty_limit_ring_full_time);
+        if let Some(n) = info.ram.as_ref().and_then(|r| r.dirty_sync_missed_zero_copy) {
+            self.missed_zero_copy = Some(n);
+        }
     }
 }
 
@@ -75,7 +82,19 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
         Outcome::Failed { .. } => "the migration failed",
         Outcome::Unsupported { .. } => "nothing was migrated",
     };
-    let mut e = StrategyEvidence { strategy, took_effect: true, note: String::new(), settings, postcopy: None, xbzrle: None, throttle: None, multifd: None, dirty_limit: None };
+    let tls = tls_evidence(&settings);
+    let mut e = StrategyEvidence {
+        strategy,
+        took_effect: true,
+        note: String::new(),
+        settings,
+        postcopy: None,
+        xbzrle: None,
+        throttle: None,
+        multifd: None,
+        dirty_limit: None,
+        tls,
+    };
     match strategy.spec().proof {
         Proof::Nothing => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
         Proof::PostcopyEntered => {
@@ -128,25 +147,38 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
             };
             e.throttle = Some(t);
         }
-        Proof::MultifdChannels => {
+        Proof::MultifdChannels | Proof::ZeroCopySent => {
             let params = &e.settings.source.parameters;
             let d = MultifdEvidence {
                 channels: params.get("multifd-channels").and_then(Value::as_u64),
                 compression: params.get("multifd-compression").and_then(Value::as_str).map(String::from),
                 bytes: seen.multifd_bytes,
+                zero_page_detection: params.get("zero-page-detection").and_then(Value::as_str).map(String::from),
+                zero_pages: m.duplicate_pages,
+                zero_copy: e.settings.source.capabilities.get("zero-copy-send").copied(),
+                missed_zero_copy: seen.missed_zero_copy,
             };
-            let how = format!(
-                "{} channels, compression {}",
+            let mut how = format!(
+                "{} channels, compression {}, zero-page detection {}",
                 d.channels.map_or("?".into(), |c| c.to_string()),
-                d.compression.as_deref().unwrap_or("not offered by this QEMU")
+                d.compression.as_deref().unwrap_or("not offered by this QEMU"),
+                d.zero_page_detection.as_deref().unwrap_or("QEMU's default")
             );
+            if d.zero_copy == Some(true) {
+                how.push_str(", zero-copy send");
+            }
             // The channels are confirmed by the read-back; QEMUs that count their
-            // bytes also show they carried the RAM.
-            e.took_effect = d.bytes.is_none_or(|b| b > 0);
+            // bytes also show they carried the RAM. Zero-copy must be read back on:
+            // QEMU fails the migration rather than copy when it cannot send in place.
+            let zero_copy_missing = strategy.spec().zero_copy && d.zero_copy != Some(true);
+            e.took_effect = d.bytes.is_none_or(|b| b > 0) && !zero_copy_missing;
+            let zeros = d.zero_pages.map(|z| format!(", {z} zero pages")).unwrap_or_default();
+            let missed = d.missed_zero_copy.filter(|_| d.zero_copy == Some(true)).map(|n| format!(", {n} syncs waited for zero-copy sends")).unwrap_or_default();
             e.note = match d.bytes {
+                _ if zero_copy_missing => format!("{strategy} requested ({how}); QEMU does not read zero-copy-send back on on the source"),
                 Some(0) => format!("{strategy} requested ({how}); QEMU reports no byte sent through the channels"),
-                Some(b) => format!("{strategy}: {how} (read back on both sides); {} sent through the channels", mib(b)),
-                None => format!("{strategy}: {how} (read back on both sides); this QEMU does not count multifd bytes"),
+                Some(b) => format!("{strategy}: {how} (read back on both sides); {} sent through the channels{zeros}{missed}", mib(b)),
+                None => format!("{strategy}: {how} (read back on both sides); this QEMU does not count multifd bytes{zeros}"),
             };
             e.multifd = Some(d);
         }
@@ -193,13 +225,31 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
     e
 }
 
+/// The TLS credentials read back on both sides, when the run set any.
+fn tls_evidence(settings: &Settings) -> Option<TlsEvidence> {
+    let creds = |r: &ReadBack| r.parameters.get("tls-creds").and_then(Value::as_str).filter(|c| !c.is_empty()).map(String::from);
+    let (source_creds, destination_creds) = (creds(&settings.source)?, creds(&settings.destination)?);
+    let hostname = settings.source.parameters.get("tls-hostname").and_then(Value::as_str).filter(|h| !h.is_empty()).map(String::from);
+    Some(TlsEvidence { source_creds, destination_creds, hostname })
+}
+
 impl StrategyEvidence {
     /// One line per strategy-specific fact, for the notes under a table.
     pub fn facts(&self) -> Vec<String> {
         let mut out = vec![self.note.clone()];
+        if let Some(t) = &self.tls {
+            out.push(format!(
+                "TLS: credentials {} (client) and {} (server) read back, verify-peer on, the destination's certificate checked against {}",
+                t.source_creds,
+                t.destination_creds,
+                t.hostname.as_deref().unwrap_or("the address")
+            ));
+        }
         let shown = |r: &ReadBack| {
             let caps: Vec<&str> = r.capabilities.iter().filter(|(c, on)| **on && c.as_str() != "events").map(|(c, _)| c.as_str()).collect();
-            let params: Vec<String> = r.parameters.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))).collect();
+            // An empty string (TLS off) is shown as one, not as nothing.
+            let params: Vec<String> =
+                r.parameters.iter().map(|(k, v)| format!("{k}={}", v.as_str().filter(|s| !s.is_empty()).map(String::from).unwrap_or_else(|| v.to_string()))).collect();
             let caps = if caps.is_empty() { "none".to_string() } else { caps.join(", ") };
             if params.is_empty() { format!("capabilities on: {caps}") } else { format!("capabilities on: {caps}; {}", params.join(", ")) }
         };
@@ -294,11 +344,18 @@ pub(crate) async fn configure(src: &Machine, dst: &Machine, scenario: &Scenario)
             }
             other => Err(anyhow::Error::new(other)),
         };
-        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
+        // Capabilities off, parameters, then capabilities on: QEMU checks each
+        // against the other's current values (zero-copy send refuses compression
+        // and TLS), and a reused guest's QEMU still holds an earlier run's.
+        let off: Vec<(&str, bool)> = caps.iter().map(|(c, _)| (*c, false)).collect();
+        if let Err(e) = set_capabilities(&m.qmp, &off).await {
             return refused(e);
         }
         let wanted = serde_json::to_value(&params)?;
         if let Err(e) = m.qmp.execute(&qapi::qmp::migrate_set_parameters(params)).await {
+            return refused(e);
+        }
+        if let Err(e) = set_capabilities(&m.qmp, &caps).await {
             return refused(e);
         }
         let caps_reply = m.qmp.execute_json("query-migrate-capabilities", Value::Null).await?;
@@ -489,5 +546,45 @@ mod tests {
         assert!(e.contains("does not report capability x-nothing"), "{e}");
         let e = read_back("source", &plan, &serde_json::json!({"no-such": 1}), &caps, &params).unwrap_err();
         assert!(e.contains("does not report parameter no-such"), "{e}");
+    }
+
+    #[test]
+    fn zero_copy_zero_pages_and_tls_are_read_from_10_0s_replies() {
+        let caps = fixture("10.0", "query-migrate-capabilities-multifd.json");
+        let mut params = fixture("10.0", "query-migrate-parameters-multifd.json");
+        // What QEMU 10.0 reads back after migbench set TLS and zero-page detection.
+        params["tls-creds"] = "migbench-tls".into();
+        params["tls-hostname"] = "127.0.0.1".into();
+        let set = serde_json::json!({"multifd-channels": 2, "multifd-compression": "zstd", "zero-page-detection": "multifd", "tls-creds": "migbench-tls", "tls-hostname": "127.0.0.1"});
+        let side = read_back("source", &[("multifd", true)], &set, &caps, &params).unwrap();
+        let settings = Settings { source: side.clone(), destination: side };
+        let reply = fixture("10.0", "query-migrate-multifd.json");
+        let mut seen = Observed::default();
+        seen.sample(1.0, &MigrationInfo::from_value(&reply));
+        let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+        m.duplicate_pages = MigrationInfo::from_value(&reply).ram.and_then(|r| r.duplicate);
+
+        let e = judge(Strategy::Multifd, settings.clone(), &seen, &m);
+        let d = e.multifd.as_ref().unwrap();
+        assert_eq!((d.zero_page_detection.as_deref(), d.zero_pages, d.zero_copy, d.missed_zero_copy), (Some("multifd"), Some(40907), None, Some(0)));
+        assert!(e.took_effect && e.note.contains("zero-page detection multifd") && e.note.contains("40907 zero pages"), "{}", e.note);
+        assert!(!e.note.contains("zero-copy"), "plain multifd says nothing of zero-copy: {}", e.note);
+        let tls = e.tls.as_ref().unwrap();
+        assert_eq!((tls.source_creds.as_str(), tls.destination_creds.as_str(), tls.hostname.as_deref()), ("migbench-tls", "migbench-tls", Some("127.0.0.1")));
+        assert!(e.facts().iter().any(|f| f.starts_with("TLS: credentials migbench-tls")), "{:?}", e.facts());
+
+        // Zero-copy counts only when QEMU reads the capability back on.
+        let e = judge(Strategy::MultifdZeroCopy, settings.clone(), &seen, &m);
+        assert!(!e.took_effect && e.note.contains("does not read zero-copy-send back on"), "{}", e.note);
+        let mut on = settings.clone();
+        on.source.capabilities.insert("zero-copy-send".into(), true);
+        let e = judge(Strategy::MultifdZeroCopy, on, &seen, &m);
+        let d = e.multifd.as_ref().unwrap();
+        assert!(e.took_effect && d.zero_copy == Some(true) && e.note.contains("zero-copy send") && e.note.contains("0 syncs waited"), "{}", e.note);
+
+        // TLS off (tls-creds read back empty): no TLS evidence.
+        let mut off = settings;
+        off.source.parameters.insert("tls-creds".into(), "".into());
+        assert!(judge(Strategy::Precopy, off, &seen, &m).tls.is_none());
     }
 }

@@ -285,6 +285,14 @@ impl Measurement {
         Some((Window { from_ms: base, to_ms: end }, switchover))
     }
 
+    /// CPU time the source QEMU spent outside its vCPUs while migrating, ms: the
+    /// migration thread, multifd's channels, compression, TLS. (The vCPU threads
+    /// run the guest's own work, not the sending.) A time, not a rate, so that a
+    /// faster migration that does the same work shows the same cost.
+    pub fn source_send_cpu_ms(&self) -> Option<f64> {
+        self.cpu_percent.source_during.map(|u| ((u.qemu_percent - u.vcpu_percent) * u.seconds * 10.0).max(0.0))
+    }
+
     /// The bytes QEMU sent, in MiB (the unit every table shows).
     pub fn transferred_mib(&self) -> Option<f64> {
         self.transferred_bytes.map(|b| b as f64 / 1048576.0)
@@ -374,6 +382,29 @@ pub struct MultifdEvidence {
     pub compression: Option<String>,
     /// `ram.multifd-bytes`: bytes sent through the channels (none: not reported).
     pub bytes: Option<u64>,
+    /// `zero-page-detection` read back on the source (none: not set, QEMU's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_page_detection: Option<String>,
+    /// `ram.duplicate` at the end: zero pages found and sent as a flag, not a page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_pages: Option<u64>,
+    /// `zero-copy-send` read back on the source (none: this QEMU has no such capability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_copy: Option<bool>,
+    /// `ram.dirty-sync-missed-zero-copy`: syncs that found pages still in flight from
+    /// guest memory and had to wait (QEMU counts them only with zero-copy send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_zero_copy: Option<u64>,
+}
+
+/// TLS as QEMU read it back: the credentials both sides use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsEvidence {
+    /// `tls-creds` on the source (the client end) and the destination (the server end).
+    pub source_creds: String,
+    pub destination_creds: String,
+    /// `tls-hostname`: the name the source checked the destination's certificate against.
+    pub hostname: Option<String>,
 }
 
 /// A migration to a file and back: the source saved the guest to `path` (its
@@ -419,6 +450,9 @@ pub struct StrategyEvidence {
     pub multifd: Option<MultifdEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dirty_limit: Option<DirtyLimitEvidence>,
+    /// Present when the run migrated over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsEvidence>,
 }
 
 impl Measurement {
@@ -429,3 +463,25 @@ impl Measurement {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::usage::CpuUsage;
+
+    #[test]
+    fn the_source_sending_cpu_is_its_time_outside_the_vcpus() {
+        let mut m = Measurement::default();
+        assert_eq!(m.source_send_cpu_ms(), None, "not measured, no figure");
+        let u = |qemu_percent, vcpu_percent, seconds| CpuUsage { seconds, qemu_percent, vcpu_percent, host_percent: 0.0, guest_percent: None, guest_steal_percent: None };
+        // 0.5 s at 150 % with 100 % in vCPUs: 250 ms sending.
+        m.cpu_percent.source_during = Some(u(150.0, 100.0, 0.5));
+        assert!((m.source_send_cpu_ms().unwrap() - 250.0).abs() < 1e-9);
+        // The same work done twice as fast is the same cost.
+        m.cpu_percent.source_during = Some(u(200.0, 100.0, 0.25));
+        assert!((m.source_send_cpu_ms().unwrap() - 250.0).abs() < 1e-9);
+        // Tick-sized noise never makes it negative.
+        m.cpu_percent.source_during = Some(u(90.0, 100.0, 1.0));
+        assert_eq!(m.source_send_cpu_ms(), Some(0.0));
+    }
+}

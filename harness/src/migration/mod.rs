@@ -10,7 +10,8 @@
 //! - [`file`]: a migration to a file and back (mapped-ram save and restore);
 //! - [`fault`]: striking an injected fault and judging its outcome;
 //! - [`health`]: whether the guest arrived alive, healthy and intact;
-//! - [`measurement`]: what the run measured (DESIGN.md §3).
+//! - [`measurement`]: what the run measured (DESIGN.md §3);
+//! - [`tls`]: a run's x509 credentials and loading them into both QEMUs.
 
 pub mod driver;
 pub mod evidence;
@@ -21,3 +22,4 @@ pub mod measurement;
 pub mod scenario;
 pub mod settings;
 pub mod strategy;
+pub mod tls;

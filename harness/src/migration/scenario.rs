@@ -2,7 +2,7 @@
 //! and time limits, the strategies' knobs, an injected fault). Profiles, the CLI
 //! and records speak this vocabulary; nothing here talks to QEMU.
 
-use super::strategy::Strategy;
+use super::strategy::{Knob, Strategy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -234,12 +234,59 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// As QEMU writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::Zstd => "zstd",
+        }
+    }
+
     pub(crate) fn qapi(self) -> qapi::qmp::MultiFDCompression {
         match self {
             Compression::None => qapi::qmp::MultiFDCompression::none,
             Compression::Zlib => qapi::qmp::MultiFDCompression::zlib,
             Compression::Zstd => qapi::qmp::MultiFDCompression::zstd,
         }
+    }
+}
+
+/// QEMU's `zero-page-detection` (QEMU 9.0+): where zero pages are found. Not
+/// set, QEMU keeps its own default (`multifd` on 9.0+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroPageDetection {
+    /// Zero pages are sent as normal pages.
+    None,
+    /// Found by the migration thread, as QEMU before 9.0 did.
+    Legacy,
+    /// Found by the multifd send threads.
+    Multifd,
+}
+
+impl ZeroPageDetection {
+    /// As QEMU writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ZeroPageDetection::None => "none",
+            ZeroPageDetection::Legacy => "legacy",
+            ZeroPageDetection::Multifd => "multifd",
+        }
+    }
+
+    pub(crate) fn qapi(self) -> qapi::qmp::ZeroPageDetection {
+        match self {
+            ZeroPageDetection::None => qapi::qmp::ZeroPageDetection::none,
+            ZeroPageDetection::Legacy => qapi::qmp::ZeroPageDetection::legacy,
+            ZeroPageDetection::Multifd => qapi::qmp::ZeroPageDetection::multifd,
+        }
+    }
+}
+
+impl fmt::Display for ZeroPageDetection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -278,6 +325,11 @@ pub struct Tuning {
     /// dirty-limit: `vcpu-dirty-limit`, MB/s each vCPU may dirty while migrating.
     #[arg(long = "vcpu-dirty-limit", default_value_t = Tuning::default().vcpu_dirty_limit_mb_s, value_name = "MB/S", help = "dirty-limit: MB/s each vCPU may dirty")]
     pub vcpu_dirty_limit_mb_s: u64,
+    /// `zero-page-detection` (QEMU 9.0+), for any strategy; `multifd` needs a
+    /// multifd strategy. None: not set, QEMU's own default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_enum, help = "zero-page detection: none, legacy or multifd (QEMU 9.0+; default: QEMU's own)")]
+    pub zero_page_detection: Option<ZeroPageDetection>,
 }
 
 impl Default for Tuning {
@@ -293,6 +345,7 @@ impl Default for Tuning {
             avail_switchover_bandwidth: None,
             // QEMU's own default.
             vcpu_dirty_limit_mb_s: 1,
+            zero_page_detection: None,
         }
     }
 }
@@ -318,6 +371,15 @@ pub struct Scenario {
     #[serde(default)]
     #[command(flatten)]
     pub tuning: Tuning,
+    /// Migrate over TLS, with x509 credentials made for this run (`migration::tls`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[arg(long, help = "Migrate over TLS with x509 credentials made for the run (verify-peer on both sides)")]
+    pub tls: bool,
+    /// Test only: the source gets TLS credentials from another CA, so the handshake
+    /// must fail. Never recorded; nothing a user runs can set it.
+    #[serde(skip)]
+    #[arg(skip)]
+    pub tls_wrong_ca: bool,
     /// A fault injected into this migration (none normally; profiles set it).
     #[serde(default, skip_serializing_if = "Fault::is_none")]
     #[arg(skip)]
@@ -333,6 +395,8 @@ impl Default for Scenario {
             downtime_limit_ms: 300,
             timeout_s: 300.0,
             tuning: Tuning::default(),
+            tls: false,
+            tls_wrong_ca: false,
             fault: Fault::None,
         }
     }
@@ -394,6 +458,30 @@ impl Scenario {
                 "downtime_limit_ms / --downtime-limit {}: QEMU accepts at most {MAX_DOWNTIME_LIMIT_MS} ms (e.g. 300)",
                 self.downtime_limit_ms
             ));
+        }
+        if t.zero_page_detection == Some(ZeroPageDetection::Multifd) && !self.strategy.spec().knobs.contains(&Knob::Multifd) {
+            return Err(format!(
+                "zero_page_detection / --zero-page-detection multifd: the multifd threads find zero pages only when multifd runs, \
+                 but strategy = \"{}\" does not use it: choose strategy multifd (or multifd-zero-copy), or legacy detection",
+                self.strategy
+            ));
+        }
+        if self.strategy.spec().zero_copy {
+            let why = if t.multifd_compression != Compression::None {
+                Some(format!("multifd_compression / --multifd-compression {}: the pages must be sent as they lie in guest memory, so set none", t.multifd_compression.name()))
+            } else if self.transport != Transport::Tcp {
+                Some(format!("transport = \"{}\": Linux sends from guest memory (MSG_ZEROCOPY) only over TCP, so set transport = \"tcp\" (--transport tcp)", self.transport))
+            } else if self.tls {
+                Some("tls = true (--tls): TLS encrypts every page into a buffer of its own, so nothing can be sent from guest memory; set tls = false".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(format!("strategy = \"{}\" (zero-copy send) cannot run with {why}", self.strategy));
+            }
+        }
+        if self.tls_wrong_ca && !self.tls {
+            return Err("a wrong-CA TLS test needs tls = true".into());
         }
         if matches!(self.fault, Fault::CutLink { .. }) && self.transport != Transport::Tcp {
             return Err(format!(
@@ -465,5 +553,37 @@ mod tests {
         }
         assert!("0Mbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
         assert!("99Tbit".parse::<LinkSpeed>().unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn zero_copy_tls_and_zero_page_detection_are_validated() {
+        let zc = Scenario { strategy: Strategy::MultifdZeroCopy, transport: Transport::Tcp, ..Scenario::default() };
+        assert!(zc.validate().is_ok());
+        let mut zstd = zc.clone();
+        zstd.tuning.multifd_compression = Compression::Zstd;
+        let e = zstd.validate().unwrap_err();
+        assert!(e.contains("multifd-zero-copy") && e.contains("--multifd-compression zstd") && e.contains("set none"), "{e}");
+        let e = Scenario { transport: Transport::Unix, ..zc.clone() }.validate().unwrap_err();
+        assert!(e.contains("transport = \"unix\"") && e.contains("only over TCP") && e.contains("transport = \"tcp\""), "{e}");
+        let e = Scenario { tls: true, ..zc.clone() }.validate().unwrap_err();
+        assert!(e.contains("tls = true") && e.contains("tls = false"), "{e}");
+
+        let mut z = Scenario::default();
+        z.tuning.zero_page_detection = Some(ZeroPageDetection::Multifd);
+        let e = z.validate().unwrap_err();
+        assert!(e.contains("zero_page_detection") && e.contains("strategy = \"precopy\"") && e.contains("choose strategy multifd"), "{e}");
+        z.tuning.zero_page_detection = Some(ZeroPageDetection::Legacy);
+        assert!(z.validate().is_ok(), "legacy detection works without multifd");
+        let e = Scenario { tls_wrong_ca: true, ..Scenario::default() }.validate().unwrap_err();
+        assert!(e.contains("tls = true"), "{e}");
+
+        // Records: unset values are not written, so older records and keys do not change.
+        let json = serde_json::to_value(Scenario::default()).unwrap();
+        assert!(json.get("tls").is_none() && json["tuning"].get("zero_page_detection").is_none(), "{json}");
+        let tls = Scenario { tls: true, tls_wrong_ca: true, ..Scenario::default() };
+        let json = serde_json::to_value(&tls).unwrap();
+        assert_eq!(json["tls"], true);
+        assert!(json.get("tls_wrong_ca").is_none(), "a test's injection is never recorded");
+        assert_eq!(serde_json::from_value::<Scenario>(json).unwrap(), Scenario { tls_wrong_ca: false, ..tls });
     }
 }

@@ -5,6 +5,7 @@
 //! scenario itself names, so that neither imports the other.
 
 use super::scenario::{Compression, Scenario};
+use super::tls::{TLS_CREDS_ID, hostname};
 use super::strategy::{Knob, Strategy, StrategySpec, managed_capabilities};
 use crate::machine::hardware::Accel;
 use crate::qmp::Features;
@@ -107,7 +108,39 @@ pub fn parameter_plan(
             }
         }
     }
+    if let Some(z) = t.zero_page_detection {
+        // Only the sender looks for zero pages; the receiver takes whatever comes.
+        if !features.has_parameter("zero-page-detection") {
+            return Err(format!("zero_page_detection = {z} needs the migration parameter zero-page-detection (QEMU 9.0+), which this QEMU does not have"));
+        }
+        src.zero_page_detection = Some(z.qapi());
+    }
+    tls_parameters(scenario, features, &mut src, &mut dst)?;
     Ok((src, dst))
+}
+
+/// `tls-creds` and `tls-hostname` on both sides: the run's credentials when the
+/// scenario asks for TLS, and explicitly none otherwise (a reused guest's QEMU keeps
+/// what an earlier run set).
+fn tls_parameters(
+    scenario: &Scenario,
+    features: &Features,
+    src: &mut qapi::qmp::MigrateSetParameters,
+    dst: &mut qapi::qmp::MigrateSetParameters,
+) -> Result<(), String> {
+    let offered = features.has_parameter("tls-creds") && features.has_parameter("tls-hostname");
+    if !offered {
+        return if scenario.tls { Err("tls = true needs the migration parameters tls-creds and tls-hostname, which this QEMU does not have".into()) } else { Ok(()) };
+    }
+    if scenario.tls && !features.commands.contains("object-add") {
+        return Err("tls = true loads the run's credentials with object-add, which this QEMU does not have".into());
+    }
+    let (creds, host) = if scenario.tls { (TLS_CREDS_ID, hostname(scenario.transport)) } else { ("", "") };
+    for side in [src, dst] {
+        side.tls_creds = Some(qapi::qmp::StrOrNull::s(creds.into()));
+        side.tls_hostname = Some(qapi::qmp::StrOrNull::s(host.into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -244,5 +277,100 @@ mod tests {
         }
         sc.tuning.vcpu_dirty_limit_mb_s = 0;
         assert!(sc.validate().unwrap_err().contains("--vcpu-dirty-limit 0"));
+    }
+
+    #[test]
+        fn zero_page_detection_is_set_on_10_0_and_unsupported_on_7_2() {
+        use crate::migration::scenario::ZeroPageDetection;
+        for z in [ZeroPageDetection::None, ZeroPageDetection::Legacy, ZeroPageDetection::Multifd] {
+            for s in [Strategy::Multifd, Strategy::MultifdZeroCopy] {
+                let mut sc = Scenario { strategy: s, ..Scenario::default() };
+                sc.tuning.zero_page_detection = Some(z);
+                let (src, dst) = parameter_plan(&sc, &features("10.0")).unwrap();
+                let (src, dst) = (serde_json::to_value(&src).unwrap(), serde_json::to_value(&dst).unwrap());
+                assert_eq!(src["zero-page-detection"], z.name(), "{s}");
+                assert!(dst.get("zero-page-detection").is_none(), "only the sender looks for zero pages: {dst}");
+                let e = parameter_plan(&sc, &features_7_2()).unwrap_err();
+                assert!(e.contains(&format!("zero_page_detection = {z}")) && e.contains("zero-page-detection (QEMU 9.0+)") && e.contains("does not have"), "{e}");
+            }
+        }
+        // Not set: QEMU's own default, nothing sent, on either QEMU.
+        for v in ["7.2", "10.0"] {
+            let (src, _) = parameter_plan(&Scenario { strategy: Strategy::Multifd, ..Scenario::default() }, &features(v)).unwrap();
+            assert!(src.zero_page_detection.is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn multifd_channels_and_compressions_on_both_qemus_and_a_build_without_one() {
+        for v in ["7.2", "10.0"] {
+            let f = features(v);
+            for channels in [1, 2, 4, 8] {
+                for c in [Compression::None, Compression::Zlib, Compression::Zstd] {
+                    let mut sc = Scenario { strategy: Strategy::Multifd, ..Scenario::default() };
+                    sc.tuning.multifd_channels = channels;
+                    sc.tuning.multifd_compression = c;
+                    let (src, dst) = parameter_plan(&sc, &f).unwrap_or_else(|e| panic!("{v} {channels} {c:?}: {e}"));
+                    for side in [serde_json::to_value(&src).unwrap(), serde_json::to_value(&dst).unwrap()] {
+                        assert_eq!((side["multifd-channels"].as_u64(), side["multifd-compression"].as_str()), (Some(channels as u64), Some(c.name())), "{v}");
+                    }
+                }
+            }
+            // A build without zstd (or zlib) offers fewer values: the run is unsupported, naming what it offers.
+            for (missing, c) in [("zstd", Compression::Zstd), ("zlib", Compression::Zlib)] {
+                let mut without = f.clone();
+                without.multifd_compressions.remove(missing);
+                let mut sc = Scenario { strategy: Strategy::Multifd, ..Scenario::default() };
+                sc.tuning.multifd_compression = c;
+                let e = parameter_plan(&sc, &without).unwrap_err();
+                assert!(e.contains(&format!("built without multifd compression {missing}")) && e.contains("it offers") && e.contains("none"), "{v}: {e}");
+                sc.tuning.multifd_compression = Compression::None;
+                assert!(parameter_plan(&sc, &without).is_ok(), "{v}: no compression needs none of them");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_copy_send_is_planned_on_both_qemus_and_unsupported_without_the_capability() {
+        for v in ["7.2", "10.0"] {
+            let f = features(v);
+            let plan = capability_plan(Strategy::MultifdZeroCopy, &f).unwrap();
+            assert!(plan.contains(&("multifd", true)) && plan.contains(&("zero-copy-send", true)), "{v}: {plan:?}");
+            // Every other strategy turns it off explicitly.
+            assert!(capability_plan(Strategy::Multifd, &f).unwrap().contains(&("zero-copy-send", false)), "{v}");
+            let sc = Scenario { strategy: Strategy::MultifdZeroCopy, transport: crate::migration::scenario::Transport::Tcp, ..Scenario::default() };
+            let (src, _) = parameter_plan(&sc, &f).unwrap();
+            assert_eq!(serde_json::to_value(&src).unwrap()["multifd-compression"], "none", "{v}");
+            let mut other_os = f.clone();
+            other_os.capabilities.remove("zero-copy-send");
+            let e = capability_plan(Strategy::MultifdZeroCopy, &other_os).unwrap_err();
+            assert!(e.contains("zero-copy-send") && e.contains("does not offer"), "{e}");
+        }
+    }
+
+    #[test]
+    fn tls_points_both_sides_at_the_runs_credentials_and_is_off_otherwise() {
+        use crate::migration::scenario::Transport;
+        for v in ["7.2", "10.0"] {
+            let f = features(v);
+            for s in [Strategy::Precopy, Strategy::Multifd, Strategy::Postcopy] {
+                for (transport, host) in [(Transport::Tcp, "127.0.0.1"), (Transport::Unix, "localhost")] {
+                    let sc = Scenario { strategy: s, transport, tls: true, ..Scenario::default() };
+                    let (src, dst) = parameter_plan(&sc, &f).unwrap_or_else(|e| panic!("{v} {s}: {e}"));
+                    for side in [serde_json::to_value(&src).unwrap(), serde_json::to_value(&dst).unwrap()] {
+                        assert_eq!((side["tls-creds"].as_str(), side["tls-hostname"].as_str()), (Some("migbench-tls"), Some(host)), "{v} {s}");
+                    }
+                }
+                let (src, dst) = parameter_plan(&Scenario { strategy: s, ..Scenario::default() }, &f).unwrap();
+                for side in [serde_json::to_value(&src).unwrap(), serde_json::to_value(&dst).unwrap()] {
+                    assert_eq!((side["tls-creds"].as_str(), side["tls-hostname"].as_str()), (Some(""), Some("")), "{v} {s}: off, explicitly");
+                }
+            }
+            let mut bare = f.clone();
+            bare.parameters.remove("tls-creds");
+            let e = parameter_plan(&Scenario { tls: true, ..Scenario::default() }, &bare).unwrap_err();
+            assert!(e.contains("tls = true") && e.contains("tls-creds"), "{e}");
+            assert!(parameter_plan(&Scenario::default(), &bare).is_ok(), "no TLS asked, none needed");
+        }
     }
 }

@@ -23,6 +23,7 @@ pub enum Strategy {
     MappedRam,
     MappedRamMultifd,
     DirtyLimit,
+    MultifdZeroCopy,
 }
 
 /// Everything the harness does differently for one strategy.
@@ -47,6 +48,10 @@ pub struct StrategySpec {
     /// What QEMU must show for a run to count as this strategy (judged in
     /// `migration::evidence`).
     pub proof: Proof,
+    /// The pages are sent straight from guest memory (`zero-copy-send`): QEMU
+    /// needs the guest's memory locked (`-overcommit mem-lock=on`), TCP, and
+    /// neither compression nor TLS.
+    pub zero_copy: bool,
 }
 
 /// A group of migration parameters set from the scenario's `Tuning`.
@@ -109,11 +114,13 @@ pub enum Proof {
     SavedToFile,
     /// `dirty-limit-throttle-time-per-round` above 0: QEMU held the vCPUs to the limit.
     DirtyLimited,
+    /// As `MultifdChannels`, and `zero-copy-send` read back on in the source.
+    ZeroCopySent,
 }
 
 impl Strategy {
     /// Every strategy, in declaration order (a new variant goes last, here too).
-    pub const ALL: [Strategy; 9] = [
+    pub const ALL: [Strategy; 10] = [
         Strategy::Precopy,
         Strategy::Postcopy,
         Strategy::Hybrid,
@@ -123,6 +130,7 @@ impl Strategy {
         Strategy::MappedRam,
         Strategy::MappedRamMultifd,
         Strategy::DirtyLimit,
+        Strategy::MultifdZeroCopy,
     ];
 
     /// This strategy's row.
@@ -137,6 +145,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::Nothing,
+                zero_copy: false,
             },
             Strategy::Postcopy => &StrategySpec {
                 name: "postcopy",
@@ -147,6 +156,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::AtOnce,
                 cost_model: CostModel::Postcopy,
                 proof: Proof::PostcopyEntered,
+                zero_copy: false,
             },
             Strategy::Hybrid => &StrategySpec {
                 name: "hybrid",
@@ -157,6 +167,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::AfterPasses,
                 cost_model: CostModel::Postcopy,
                 proof: Proof::PostcopyEntered,
+                zero_copy: false,
             },
             Strategy::AutoConverge => &StrategySpec {
                 name: "auto-converge",
@@ -167,6 +178,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::Throttled,
+                zero_copy: false,
             },
             Strategy::Xbzrle => &StrategySpec {
                 name: "xbzrle",
@@ -177,6 +189,7 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::XbzrleDeltas,
+                zero_copy: false,
             },
             Strategy::Multifd => &StrategySpec {
                 name: "multifd",
@@ -187,6 +200,18 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::MultifdChannels,
+                zero_copy: false,
+            },
+            Strategy::MultifdZeroCopy => &StrategySpec {
+                name: "multifd-zero-copy",
+                summary: "multifd sending pages straight from guest memory (`zero-copy-send`; TCP, no compression, locked memory)",
+                required: &["multifd", "zero-copy-send"],
+                optional: &[],
+                knobs: &[Knob::Multifd],
+                postcopy: PostcopySwitch::Never,
+                cost_model: CostModel::Precopy,
+                proof: Proof::ZeroCopySent,
+                zero_copy: true,
             },
             // A `mapped-ram` stream can only go to a file (QEMU refuses it on a
             // socket), so these two save to a file and restore from it: see
@@ -199,6 +224,7 @@ impl Strategy {
                 knobs: &[],
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
+                zero_copy: false,
                 proof: Proof::SavedToFile,
             },
             Strategy::MappedRamMultifd => &StrategySpec {
@@ -209,6 +235,7 @@ impl Strategy {
                 knobs: &[Knob::Multifd],
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
+                zero_copy: false,
                 proof: Proof::SavedToFile,
             },
             // Needs KVM's dirty ring (`settings::accelerator_plan`).
@@ -220,6 +247,7 @@ impl Strategy {
                 knobs: &[Knob::DirtyLimit],
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
+                zero_copy: false,
                 proof: Proof::DirtyLimited,
             },
         }
@@ -344,7 +372,7 @@ mod tests {
         }
         // Records and profiles hold these names: a strategy is never renamed.
         assert_eq!(NAMES[..6], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]);
-        assert_eq!(NAMES[6..9], ["mapped-ram", "mapped-ram-multifd", "dirty-limit"]);
+        assert_eq!(NAMES[6..10], ["mapped-ram", "mapped-ram-multifd", "dirty-limit", "multifd-zero-copy"]);
     }
 
     #[test]
@@ -364,7 +392,9 @@ mod tests {
     #[test]
     fn the_managed_capabilities_are_those_of_the_rows() {
         assert_eq!(managed_capabilities()[..5], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"]);
-        assert!(managed_capabilities().contains(&"mapped-ram") && managed_capabilities().contains(&"dirty-limit"));
+        for c in ["mapped-ram", "dirty-limit", "zero-copy-send"] {
+            assert!(managed_capabilities().contains(&c), "{c}");
+        }
     }
 
     #[test]
@@ -374,6 +404,8 @@ mod tests {
         assert_eq!(with(Strategy::Postcopy), (true, true));
         assert_eq!(with(Strategy::Hybrid), (true, false));
         let models: Vec<&str> = Strategy::ALL.iter().map(|s| s.cost_model().name()).collect();
-        assert_eq!(models[..6], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy"]);
+        assert_eq!(models[..7], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy", "precopy"]);
+        let zero_copy: Vec<Strategy> = Strategy::ALL.into_iter().filter(|s| s.spec().zero_copy).collect();
+        assert_eq!(zero_copy, [Strategy::MultifdZeroCopy]);
     }
 }

@@ -158,6 +158,7 @@ pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
         cpu_before_pct: String,
         guest_cpu_before_pct: String,
         cpu_during_pct: String,
+        src_send_cpu_ms: String,
         slowdown_pct: String,
     }
     let s = |v: &Option<crate::summary::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
@@ -174,6 +175,7 @@ pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
             cpu_before_pct: s(&c.cpu_before_percent, 0),
             guest_cpu_before_pct: s(&c.guest_cpu_before_percent, 0),
             cpu_during_pct: s(&c.cpu_during_percent, 0),
+            src_send_cpu_ms: s(&c.source_send_cpu_ms, 0),
             slowdown_pct: s(&c.slowdown_percent, 0),
         })
         .collect();

@@ -209,6 +209,7 @@ pub(crate) mod testing {
             throttle: None,
             multifd: None,
             dirty_limit: None,
+            tls: None,
         }
     }
 }

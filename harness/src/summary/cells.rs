@@ -32,6 +32,9 @@ pub struct CellSummary {
     pub guest_cpu_before_percent: Option<Stats>,
     /// Both QEMUs' CPU during the migration, % of one host CPU.
     pub cpu_during_percent: Option<Stats>,
+    /// CPU time of the source QEMU outside its vCPUs during the migration (sending:
+    /// channels, compression, TLS), ms.
+    pub source_send_cpu_ms: Option<Stats>,
     /// The guest workload's slowdown during the migration, %.
     pub slowdown_percent: Option<Stats>,
     pub outcomes: Vec<String>,
@@ -62,6 +65,7 @@ pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
             cpu_before_percent: runs.stats(|m| m.cpu_percent.before.map(|u| u.qemu_percent)),
             guest_cpu_before_percent: runs.stats(|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
             cpu_during_percent: runs.stats(|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
+            source_send_cpu_ms: runs.stats(|m| m.source_send_cpu_ms()),
             slowdown_percent: runs.stats(|m| m.slowdown_percent()),
             outcomes: runs.outcomes(),
         });
