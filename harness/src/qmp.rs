@@ -425,6 +425,8 @@ pub struct MigrationInfo {
     pub socket_address: Option<Vec<Value>>,
     pub error_desc: Option<String>,
     pub postcopy_blocktime: Option<u64>,
+    /// Mean remote page-fault latency on the destination, ns (QEMU 10.1+).
+    pub postcopy_latency: Option<u64>,
     pub cpu_throttle_percentage: Option<u64>,
     pub xbzrle_cache: Option<XbzrleCacheStats>,
 }
@@ -483,6 +485,7 @@ impl MigrationInfo {
             socket_address: v.get("socket-address").and_then(Value::as_array).cloned(),
             error_desc: v.get("error-desc").and_then(Value::as_str).map(String::from),
             postcopy_blocktime: get("postcopy-blocktime"),
+            postcopy_latency: get("postcopy-latency"),
             cpu_throttle_percentage: get("cpu-throttle-percentage"),
             xbzrle_cache: v.get("xbzrle-cache").and_then(|x| serde_json::from_value(x.clone()).ok()),
         }

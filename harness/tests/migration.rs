@@ -227,7 +227,8 @@ async fn xbzrle_auto_converge_and_multifd_show_qemu_at_work() {
                 assert!(x.pages.unwrap() > 0 && x.cache_miss.unwrap() > 0 && x.cache_size == Some(64 << 20), "{x:?}");
             }
             Proof::Throttled => assert!(e.throttle.as_ref().unwrap().max_percent.unwrap() >= 90, "{:?}", e.throttle),
-            Proof::Nothing | Proof::PostcopyEntered => unreachable!("{s} is not one of this test's strategies"),
+            // Post-copy with preempt: tests/postcopy.rs.
+            Proof::Nothing | Proof::PostcopyEntered | Proof::PostcopyPreempt => unreachable!("{s} is not one of this test's strategies"),
             Proof::MultifdChannels => {
                 let d = e.multifd.as_ref().unwrap();
                 assert_eq!((d.channels, d.compression.as_deref()), (Some(3), Some("zstd")));

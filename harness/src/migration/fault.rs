@@ -1,10 +1,17 @@
 //! Faults injected into a migration: striking them at their time, and judging
 //! whether the guest ended where QEMU's semantics say it should.
 
-use super::measurement::{FaultRecord, Measurement, Outcome, since_ms};
+use super::measurement::{FaultRecord, Measurement, Outcome, PostcopyRecovery, Sample, since_ms};
 use super::scenario::Fault;
 use crate::machine::Machine;
+use crate::network::Network;
+use crate::qmp::MigrationInfo;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+
+/// How long each side gets to report `postcopy-paused` after `migrate-pause`, and
+/// post-copy to start before a `cut-link-postcopy` gives up striking.
+const WAIT_FOR_STATE: Duration = Duration::from_secs(20);
 
 /// Strikes `fault` at its time after `t0`, unless `done` says the migration ended
 /// first. Returns what it did (none for no fault or a fault struck at start-up).
@@ -12,16 +19,17 @@ pub(super) async fn inject(
     fault: Fault,
     t0: Instant,
     src: &Machine,
-    dst_pid: u32,
-    network: Option<&crate::network::Network>,
+    dst: &Machine,
+    network: Option<&Network>,
     mut done: tokio::sync::watch::Receiver<bool>,
 ) -> Option<FaultRecord> {
     let at_s = match fault {
         Fault::KillDestination { at_s } | Fault::KillSource { at_s } | Fault::CutLink { at_s, .. } => at_s,
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => return None,
     };
-    let src_pid = src.pid();
-    let mut record = FaultRecord { fault, at_ms: None, action: String::new(), struck: false, expected: String::new(), as_expected: false };
+    let (src_pid, dst_pid) = (src.pid(), dst.pid());
+    let mut record =
+        FaultRecord { fault, at_ms: None, action: String::new(), struck: false, expected: String::new(), as_expected: false, recovery: None };
     let strike = tokio::time::sleep_until((t0 + Duration::from_secs_f64(at_s)).into());
     tokio::select! {
         _ = strike => {}
@@ -32,7 +40,13 @@ pub(super) async fn inject(
     }
     // The watch sees the end of a migration up to a sample later: ask QEMU itself
     // whether it is still migrating, so a finished migration's guest is not killed.
-    match src.qmp.query_migrate().await.map(|i| i.status().to_string()) {
+    let in_postcopy = matches!(fault, Fault::CutLink { in_postcopy: true, .. });
+    let status = if in_postcopy { status_once_in_postcopy(src, &done).await } else { src.qmp.query_migrate().await.map(|i| i.status().to_string()) };
+    match status {
+        Ok(status) if in_postcopy && status != "postcopy-active" => {
+            record.action = format!("not struck: post-copy was not running ({status:?}) at {at_s} s or within {} s after", WAIT_FOR_STATE.as_secs());
+            return Some(record);
+        }
         Ok(status) if matches!(status.as_str(), "setup" | "active" | "postcopy-active" | "pre-switchover" | "device") => {}
         Ok(status) => {
             record.action = format!("not struck: the migration was {status:?} at {at_s} s");
@@ -56,29 +70,26 @@ pub(super) async fn inject(
     let (struck, action) = match fault {
         Fault::KillDestination { .. } => kill(dst_pid, "destination"),
         Fault::KillSource { .. } => kill(src_pid, "source"),
-        Fault::CutLink { for_s, .. } => match network {
-            None => (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into()),
-            Some(net) => match net.set_loopback(false) {
-                Err(e) => (false, format!("taking the link down failed: {e:#}")),
-                Ok(()) => {
-                    tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
-                    // Up again, retried: every later run needs the link. The sweep also
-                    // brings it up before each run.
-                    let mut up = net.set_loopback(true);
-                    for _ in 0..10 {
-                        if up.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        up = net.set_loopback(true);
-                    }
-                    match up {
-                        Ok(()) => (true, format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again")),
-                        Err(e) => (false, format!("the link went down for {for_s} s but could not be brought up again: {e:#}")),
-                    }
+        Fault::CutLink { .. } if network.is_none() => {
+            (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into())
+        }
+        Fault::CutLink { for_s, in_postcopy: false, .. } => match network.map(|n| n.set_loopback(false)) {
+            Some(Ok(())) => {
+                tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
+                match link_up(network.expect("checked")).await {
+                    Ok(()) => (true, format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again")),
+                    Err(e) => (false, format!("the link went down for {for_s} s but could not be brought up again: {e:#}")),
                 }
-            },
+            }
+            Some(Err(e)) => (false, format!("taking the link down failed: {e:#}")),
+            None => unreachable!("checked above"),
         },
+        Fault::CutLink { for_s, in_postcopy: true, .. } => {
+            let mut recovery = PostcopyRecovery::default();
+            let done = cut_and_recover(src, dst, network.expect("checked"), for_s, t0, &mut recovery).await;
+            record.recovery = Some(recovery);
+            done
+        }
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => unreachable!("returned above"),
     };
     record.struck = struck;
@@ -88,7 +99,7 @@ pub(super) async fn inject(
 
 
 /// Whether a run with a mid-migration fault ended as `Fault::expected` says.
-pub(super) fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: bool) -> bool {
+fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: bool) -> bool {
     if !f.struck {
         return false;
     }
@@ -100,7 +111,165 @@ pub(super) fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: boo
         // pages left on the source: it stalls when it needs one, so it is not healthy.
         Fault::KillSource { .. } if postcopy_active => failed && !m.health.healthy,
         Fault::KillSource { .. } => failed && m.health.runs_on == "nowhere",
+        Fault::CutLink { in_postcopy: true, .. } => {
+            let r = f.recovery.as_ref();
+            m.outcome == Outcome::Completed
+                && m.health.healthy
+                && m.health.runs_on == "destination"
+                && r.is_some_and(|r| r.source_paused_ms.is_some() && r.destination_paused_ms.is_some() && r.resumed_ms.is_some() && r.completed)
+        }
         Fault::CutLink { .. } => m.outcome == Outcome::Completed && m.health.healthy && m.health.runs_on == "destination",
         _ => false,
     }
+}
+
+/// Brings the link up again, retried: every later run needs it (the sweep also
+/// brings it up before each run).
+async fn link_up(net: &Network) -> anyhow::Result<()> {
+    let mut up = net.set_loopback(true);
+    for _ in 0..10 {
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        up = net.set_loopback(true);
+    }
+    up
+}
+
+/// The source's migration status once post-copy runs (a hybrid switches late), or
+/// the status it ended in, or the last one seen after [`WAIT_FOR_STATE`].
+async fn status_once_in_postcopy(src: &Machine, done: &tokio::sync::watch::Receiver<bool>) -> Result<String, crate::qmp::QmpError> {
+    let deadline = Instant::now() + WAIT_FOR_STATE;
+    loop {
+        let status = src.qmp.query_migrate().await?.status().to_string();
+        if status.starts_with("postcopy") || !matches!(status.as_str(), "setup" | "active") || *done.borrow() || Instant::now() >= deadline {
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cuts the link during post-copy, waits for the migration to pause on both sides,
+/// restores the link after `for_s` and recovers the migration. Notes in `r` when
+/// each side paused and when `migrate-recover` was sent; the driver's watch sees
+/// the migration on to its end.
+///
+/// Taking the loopback down alone does not pause QEMU: TCP retransmits into the
+/// dead link for many minutes (`tcp_retries2`) before either end gives up, so the
+/// stream only stalls and goes on when the link returns (the `cut-link` fault).
+/// What a long outage ends in, both ends declaring the stream broken, is what
+/// `migrate-pause` does on each side: `shutdown(2)` of its migration socket. The
+/// driver sends it to both QEMUs while the link is down, and recovery goes through
+/// a new connection over the restored link.
+async fn cut_and_recover(src: &Machine, dst: &Machine, net: &Network, for_s: f64, t0: Instant, r: &mut PostcopyRecovery) -> (bool, String) {
+    let down_at = Instant::now();
+    if let Err(e) = net.set_loopback(false) {
+        return (false, format!("taking the link down failed: {e:#}"));
+    }
+    let mut steps = vec!["the link (loopback of the QEMUs' network namespace) down".to_string()];
+    for (side, m) in [("source", src), ("destination", dst)] {
+        match m.qmp.execute_json("migrate-pause", Value::Null).await {
+            Ok(_) => {}
+            Err(e) => steps.push(format!("migrate-pause on the {side} refused ({e})")),
+        }
+    }
+    let (src_paused, dst_paused) = tokio::join!(wait_status(src, "postcopy-paused", t0), wait_status(dst, "postcopy-paused", t0));
+    r.source_paused_ms = src_paused;
+    r.destination_paused_ms = dst_paused;
+    steps.push(format!(
+        "migrate-pause on both sides: postcopy-paused on the source {}, on the destination {}",
+        seen_at(src_paused),
+        seen_at(dst_paused)
+    ));
+    tokio::time::sleep_until((down_at + Duration::from_secs_f64(for_s)).into()).await;
+    if let Err(e) = link_up(net).await {
+        steps.push(format!("the link could not be brought up again after {for_s} s: {e:#}"));
+        return (false, steps.join("; "));
+    }
+    steps.push(format!("the link up again after {for_s} s"));
+    match recover(src, dst, t0, r).await {
+        Ok(uri) => {
+            steps.push(format!("migrate-recover on the destination ({uri}), migrate with resume on the source"));
+            (true, steps.join("; "))
+        }
+        Err(e) => {
+            steps.push(format!("recovery failed: {e}"));
+            (true, steps.join("; "))
+        }
+    }
+}
+
+fn seen_at(t: Option<f64>) -> String {
+    t.map(|t| format!("at {t:.0} ms")).unwrap_or_else(|| format!("never within {} s", WAIT_FOR_STATE.as_secs()))
+}
+
+/// When `m` first reports `status` (ms since `t0`), polled; none within [`WAIT_FOR_STATE`].
+async fn wait_status(m: &Machine, status: &str, t0: Instant) -> Option<f64> {
+    let deadline = Instant::now() + WAIT_FOR_STATE;
+    while Instant::now() < deadline {
+        if m.qmp.query_migrate().await.is_ok_and(|i| i.status() == status) {
+            return Some(since_ms(Instant::now(), t0));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The inet ports a QEMU reports listening on (`socket-address` of `query-migrate`).
+fn inet_ports(info: &MigrationInfo) -> Vec<u16> {
+    info.socket_address
+        .iter()
+        .flatten()
+        .filter(|a| a.get("type").and_then(Value::as_str) == Some("inet"))
+        .filter_map(|a| a.get("port").and_then(|p| p.as_str().and_then(|s| s.parse().ok()).or_else(|| p.as_u64().and_then(|n| u16::try_from(n).ok()))))
+        .collect()
+}
+
+/// Resumes a paused post-copy: the destination listens anew (`migrate-recover`, port
+/// 0, so QEMU picks a free one) and the source connects to it (`migrate` with
+/// `resume`). Returns the URI.
+async fn recover(src: &Machine, dst: &Machine, t0: Instant, r: &mut PostcopyRecovery) -> Result<String, String> {
+    let before = dst.qmp.query_migrate().await.map(|i| inet_ports(&i)).unwrap_or_default();
+    r.recover_sent_ms = Some(since_ms(Instant::now(), t0));
+    dst.qmp.execute_json("migrate-recover", json!({"uri": "tcp:127.0.0.1:0"})).await.map_err(|e| format!("migrate-recover on the destination: {e}"))?;
+    // QEMU keeps the first listener's address in the list: the new port is the one not there before.
+    let after = dst.qmp.query_migrate().await.map(|i| inet_ports(&i)).map_err(|e| format!("query-migrate on the destination: {e}"))?;
+    let port = after.iter().find(|p| !before.contains(p)).or(after.first()).ok_or("the destination reported no port after migrate-recover")?;
+    let uri = format!("tcp:127.0.0.1:{port}");
+    src.qmp.execute_json("migrate", json!({"uri": uri, "resume": true})).await.map_err(|e| format!("migrate with resume on the source: {e}"))?;
+    Ok(uri)
+}
+
+/// Completes a fault's record once the run is over: what should have followed, the
+/// recovery as QEMU reported it (MIGRATION events of both sides, the source's
+/// samples), and whether the run ended as expected.
+pub(super) fn conclude(mut f: FaultRecord, m: &Measurement, postcopy_active: bool) -> FaultRecord {
+    f.expected = f.fault.expected_when(postcopy_active).into();
+    f.recovery = f.recovery.map(|r| recovery_seen(r, m));
+    f.as_expected = as_expected(&f, m, postcopy_active);
+    f
+}
+
+/// The pause and recovery: the polled times in `r` sharpened by the MIGRATION events
+/// and samples, and each duration computed here only.
+fn recovery_seen(mut r: PostcopyRecovery, m: &Measurement) -> PostcopyRecovery {
+    let event = |side: &str, status: &str, after: f64| {
+        m.events
+            .iter()
+            .filter(|e| e.side == side && e.name == "MIGRATION" && e.t_ms >= after)
+            .find(|e| e.data.get("status").and_then(Value::as_str) == Some(status))
+            .map(|e| e.t_ms)
+    };
+    let sample = |status: &str, after: f64| m.progress.iter().find(|s: &&Sample| s.status == status && s.t_ms >= after).map(|s| s.t_ms);
+    let earliest = |a: Option<f64>, b: Option<f64>| [a, b].into_iter().flatten().reduce(f64::min);
+    r.source_paused_ms = earliest(r.source_paused_ms, earliest(event("source", "postcopy-paused", 0.0), sample("postcopy-paused", 0.0)));
+    r.destination_paused_ms = earliest(r.destination_paused_ms, event("destination", "postcopy-paused", 0.0));
+    if let Some(sent) = r.recover_sent_ms {
+        r.resumed_ms = earliest(earliest(event("source", "postcopy-active", sent), event("destination", "postcopy-active", sent)), sample("postcopy-active", sent));
+        r.paused_for_ms = earliest(r.source_paused_ms, r.destination_paused_ms).map(|p| sent - p);
+        r.recovery_ms = r.resumed_ms.map(|t| t - sent);
+    }
+    r.completed = r.resumed_ms.is_some() && m.outcome == Outcome::Completed;
+    r
 }

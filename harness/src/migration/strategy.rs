@@ -20,6 +20,7 @@ pub enum Strategy {
     AutoConverge,
     Xbzrle,
     Multifd,
+    PostcopyPreempt,
 }
 
 /// Everything the harness does differently for one strategy.
@@ -99,12 +100,22 @@ pub enum Proof {
     Throttled,
     /// The channels read back, and bytes through them where QEMU counts them.
     MultifdChannels,
+    /// Post-copy entered, and `postcopy-preempt` read back on on both sides (the
+    /// page requests then have their own channel).
+    PostcopyPreempt,
 }
 
 impl Strategy {
     /// Every strategy, in declaration order (a new variant goes last, here too).
-    pub const ALL: [Strategy; 6] =
-        [Strategy::Precopy, Strategy::Postcopy, Strategy::Hybrid, Strategy::AutoConverge, Strategy::Xbzrle, Strategy::Multifd];
+    pub const ALL: [Strategy; 7] = [
+        Strategy::Precopy,
+        Strategy::Postcopy,
+        Strategy::Hybrid,
+        Strategy::AutoConverge,
+        Strategy::Xbzrle,
+        Strategy::Multifd,
+        Strategy::PostcopyPreempt,
+    ];
 
     /// This strategy's row.
     pub const fn spec(self) -> &'static StrategySpec {
@@ -168,6 +179,16 @@ impl Strategy {
                 postcopy: PostcopySwitch::Never,
                 cost_model: CostModel::Precopy,
                 proof: Proof::MultifdChannels,
+            },
+            Strategy::PostcopyPreempt => &StrategySpec {
+                name: "postcopy-preempt",
+                summary: "`postcopy-ram` + `postcopy-preempt` (page requests on a channel of their own), switched to post-copy at once",
+                required: &["postcopy-ram", "postcopy-preempt"],
+                optional: &["postcopy-blocktime"],
+                knobs: &[Knob::PostcopyBandwidth],
+                postcopy: PostcopySwitch::AtOnce,
+                cost_model: CostModel::Postcopy,
+                proof: Proof::PostcopyPreempt,
             },
         }
     }
@@ -279,6 +300,7 @@ mod tests {
         }
         // Records and profiles hold these names: a strategy is never renamed.
         assert_eq!(NAMES[..6], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]);
+        assert_eq!(Strategy::PostcopyPreempt.to_string(), "postcopy-preempt");
     }
 
     #[test]
@@ -298,6 +320,7 @@ mod tests {
     #[test]
     fn the_managed_capabilities_are_those_of_the_rows() {
         assert_eq!(managed_capabilities()[..5], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"]);
+        assert!(managed_capabilities().contains(&"postcopy-preempt"));
     }
 
     #[test]
@@ -306,7 +329,9 @@ mod tests {
         assert_eq!(with(Strategy::Precopy), (false, false));
         assert_eq!(with(Strategy::Postcopy), (true, true));
         assert_eq!(with(Strategy::Hybrid), (true, false));
+        assert_eq!(with(Strategy::PostcopyPreempt), (true, true));
         let models: Vec<&str> = Strategy::ALL.iter().map(|s| s.cost_model().name()).collect();
         assert_eq!(models[..6], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy"]);
+        assert_eq!(Strategy::PostcopyPreempt.cost_model().name(), "postcopy");
     }
 }
