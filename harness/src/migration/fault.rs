@@ -273,3 +273,79 @@ fn recovery_seen(mut r: PostcopyRecovery, m: &Measurement) -> PostcopyRecovery {
     r.completed = r.resumed_ms.is_some() && m.outcome == Outcome::Completed;
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::measurement::{Health, RecordedEvent};
+
+    fn migration_event(side: &str, t_ms: f64, status: &str) -> RecordedEvent {
+        RecordedEvent { side: side.into(), t_ms, name: "MIGRATION".into(), data: json!({ "status": status }) }
+    }
+
+    fn sample(t_ms: f64, status: &str) -> Sample {
+        Sample { t_ms, status: status.into(), transferred: None, remaining: None, dirty_rate_pps: None, mbps: None, iteration: None }
+    }
+
+    /// A completed, healthy run recovered from a cut during post-copy, as QEMU reports it.
+    fn recovered() -> (FaultRecord, Measurement) {
+        let fault: Fault = "cut-link-postcopy:2".parse().unwrap();
+        let polled = PostcopyRecovery { source_paused_ms: Some(1060.0), destination_paused_ms: Some(1080.0), recover_sent_ms: Some(3050.0), ..Default::default() };
+        let f = FaultRecord { fault, at_ms: Some(1000.0), action: "cut".into(), struck: true, expected: String::new(), as_expected: false, recovery: Some(polled) };
+        let mut m = Measurement::not_started(Outcome::Completed, Health { healthy: true, runs_on: "destination".into(), ..Default::default() });
+        m.events = vec![
+            migration_event("source", 40.0, "postcopy-active"),
+            migration_event("source", 1010.0, "postcopy-paused"),
+            migration_event("destination", 1030.0, "postcopy-paused"),
+            migration_event("source", 3060.0, "postcopy-recover"),
+            migration_event("destination", 3090.0, "postcopy-active"),
+            migration_event("source", 3100.0, "postcopy-active"),
+        ];
+        m.progress = vec![sample(50.0, "postcopy-active"), sample(1050.0, "postcopy-paused"), sample(3150.0, "postcopy-active"), sample(9000.0, "completed")];
+        (f, m)
+    }
+
+    #[test]
+    fn a_recovery_is_timed_from_qemus_own_events_and_judged() {
+        let (f, m) = recovered();
+        let f = conclude(f, &m, true);
+        let r = f.recovery.as_ref().unwrap();
+        // The events are earlier than the polls, and each duration is from them.
+        assert_eq!((r.source_paused_ms, r.destination_paused_ms), (Some(1010.0), Some(1030.0)));
+        assert_eq!(r.resumed_ms, Some(3090.0), "the first postcopy-active after migrate-recover, not the one before the cut");
+        assert_eq!((r.paused_for_ms, r.recovery_ms), (Some(2040.0), Some(40.0)));
+        assert!(r.completed && f.as_expected, "{f:?}");
+        assert!(f.expected.contains("postcopy-paused") && f.expected.contains("migrate-recover"), "{}", f.expected);
+    }
+
+    #[test]
+    fn a_recovery_that_did_not_happen_is_not_as_expected() {
+        // Never resumed: the migration failed while paused.
+        let (f, mut m) = recovered();
+        m.events.retain(|e| e.t_ms < 3000.0);
+        m.progress.truncate(2);
+        m.outcome = Outcome::Failed { reason: "post-copy paused by the cut link and not recovered".into() };
+        m.health.healthy = false;
+        let f = conclude(f, &m, true);
+        let r = f.recovery.as_ref().unwrap();
+        assert!(r.resumed_ms.is_none() && r.recovery_ms.is_none() && !r.completed && !f.as_expected, "{f:?}");
+        // Completed and healthy, but QEMU never showed a pause: not this fault's semantics.
+        let (mut f, mut m) = recovered();
+        f.recovery = Some(PostcopyRecovery { recover_sent_ms: Some(3050.0), ..Default::default() });
+        m.events.retain(|e| e.data["status"] != "postcopy-paused");
+        m.progress.retain(|s| s.status != "postcopy-paused");
+        let f = conclude(f, &m, true);
+        assert!(f.recovery.as_ref().unwrap().source_paused_ms.is_none() && !f.as_expected, "{f:?}");
+        // A fault that did not strike never counts.
+        let (mut f, m) = recovered();
+        f.struck = false;
+        assert!(!conclude(f, &m, true).as_expected);
+    }
+
+    #[test]
+    fn the_new_port_after_migrate_recover_is_the_one_not_listened_on_before() {
+        let info = MigrationInfo::from_value(&json!({"socket-address": [{"type": "inet", "host": "127.0.0.1", "port": "40001"}, {"type": "unix", "path": "/x"}, {"type": "inet", "host": "127.0.0.1", "port": 39999}]}));
+        assert_eq!(inet_ports(&info), [40001, 39999]);
+        assert!(inet_ports(&MigrationInfo::default()).is_empty());
+    }
+}

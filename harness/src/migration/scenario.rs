@@ -124,6 +124,18 @@ impl Fault {
         *self == Fault::None
     }
 
+    /// Whether the fault takes the migration's link down: its QEMUs must then run in
+    /// the test network and migrate over its loopback.
+    pub fn cuts_link(&self) -> bool {
+        matches!(self, Fault::CutLink { .. })
+    }
+
+    /// Whether the fault strikes at start-up, before any migration (a profile's
+    /// sweep injects those; the driver only strikes mid-migration faults).
+    pub fn strikes_at_start(&self) -> bool {
+        matches!(self, Fault::BadQemuOption | Fault::NeverReady { .. })
+    }
+
     /// What QEMU's semantics say should become of the guest (for the record), for
     /// a run of `strategy` that the fault met before the migration showed its phase.
     pub fn expected(&self, strategy: Strategy) -> &'static str {
@@ -317,7 +329,12 @@ pub struct Scenario {
     pub tuning: Tuning,
     /// A fault injected into this migration (none normally; profiles set it).
     #[serde(default, skip_serializing_if = "Fault::is_none")]
-    #[arg(skip)]
+    #[arg(
+        long,
+        default_value_t = Fault::None,
+        value_name = "FAULT",
+        help = "A fault mid-migration: kill-destination[:S], kill-source[:S], cut-link[:S], cut-link-postcopy[:S] (the cuts need --transport tcp)"
+    )]
     pub fault: Fault,
 }
 

@@ -34,6 +34,13 @@ pub struct CellSummary {
     pub cpu_during_percent: Option<Stats>,
     /// The guest workload's slowdown during the migration, %.
     pub slowdown_percent: Option<Stats>,
+    /// Post-copy: pages the destination requested, the time its vCPUs stalled on
+    /// them (`postcopy-blocktime`), that stall per request, and QEMU's own mean
+    /// fault latency where it reports one (10.1+).
+    pub postcopy_requests: Option<Stats>,
+    pub postcopy_blocktime_ms: Option<Stats>,
+    pub postcopy_stall_per_request_ms: Option<Stats>,
+    pub postcopy_latency_ms: Option<Stats>,
     pub outcomes: Vec<String>,
 }
 
@@ -63,6 +70,11 @@ pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
             guest_cpu_before_percent: runs.stats(|m| m.cpu_percent.before.and_then(|u| u.guest_percent)),
             cpu_during_percent: runs.stats(|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
             slowdown_percent: runs.stats(|m| m.slowdown_percent()),
+            // QEMU counts requests (0) in pre-copy too: only runs that switched show it.
+            postcopy_requests: runs.stats(|m| m.postcopy_started_ms.and(m.postcopy_requests).map(|v| v as f64)),
+            postcopy_blocktime_ms: runs.stats(|m| m.postcopy_blocktime_ms),
+            postcopy_stall_per_request_ms: runs.stats(|m| m.postcopy_stall_per_request_ms()),
+            postcopy_latency_ms: runs.stats(|m| m.postcopy_latency_ms),
             outcomes: runs.outcomes(),
         });
     }
