@@ -470,6 +470,34 @@ mod tests {
     use crate::migration::measurement::Outcome;
     use crate::migration::strategy::Strategy;
 
+    /// Post-copy's figures per cell, only for cells that switched to post-copy; the
+    /// stall per request is the blocktime over the requests of each run.
+    #[test]
+    fn the_postcopy_table_compares_page_faults_per_cell() {
+        use crate::experiment::profile::Profile;
+        let mut runs: Vec<crate::record::RunRecord> = (0..2).map(|i| crate::summary::cell_runs::testing::run("x", i, 9000.0, true, true)).collect();
+        for r in &mut runs {
+            r.run.cell_key = r.run.cell.key();
+        }
+        let profile = Profile::from_runs("p", &[(0, runs[0].run.cell.clone(), 0)], "t");
+        // QEMU reports 0 requests in pre-copy: no post-copy table for it.
+        for r in &mut runs {
+            r.migration.measurement.postcopy_requests = Some(0);
+        }
+        assert!(postcopy_table(&crate::summary::cells::summarise(&runs, &profile)).is_none());
+        for (r, (req, block)) in runs.iter_mut().zip([(100, 50.0), (300, 60.0)]) {
+            let m = &mut r.migration.measurement;
+            (m.postcopy_started_ms, m.postcopy_requests, m.postcopy_blocktime_ms) = (Some(1.0), Some(req), Some(block));
+        }
+        assert_eq!(runs[0].migration.measurement.postcopy_stall_per_request_ms(), Some(0.5));
+        let t = postcopy_table(&crate::summary::cells::summarise(&runs, &profile)).unwrap();
+        assert!(t.starts_with("Post-copy page faults per cell"), "{t}");
+        let row = t.lines().last().unwrap();
+        // Means of 100 and 300 requests, 50 and 60 ms, 0.5 and 0.2 ms a request; no QEMU latency.
+        assert!(row.contains("| 200 ") && row.contains("| 55.0 ") && row.contains("| 0.35 ") && row.contains("| - "), "{t}");
+        assert!(crate::report::sections::of(&profile, &runs).contains(&crate::report::sections::Section::Postcopy));
+    }
+
     #[test]
     fn the_table_and_notes_say_when_a_strategy_never_took_effect() {
         let mut rec = crate::summary::cell_runs::testing::run("a", 0, 1000.0, true, true).migration;
