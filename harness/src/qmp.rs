@@ -76,6 +76,8 @@ pub struct Qmp {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     shared: Arc<Shared>,
     next_id: AtomicU64,
+    /// The monitor offered out-of-band execution, and it was enabled.
+    oob: bool,
     greeting: Value,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -147,10 +149,13 @@ impl Qmp {
             writer: tokio::sync::Mutex::new(wr),
             shared,
             next_id: AtomicU64::new(1),
+            oob: greeting.pointer("/QMP/capabilities").and_then(Value::as_array).is_some_and(|c| c.iter().any(|c| c == "oob")),
             greeting,
             reader,
         };
-        qmp.execute_json_timeout("qmp_capabilities", json!({}), deadline.saturating_duration_since(Instant::now())).await?;
+        // Out-of-band execution where the monitor offers it (see `execute_oob`).
+        let enable = if qmp.oob { json!({"enable": ["oob"]}) } else { json!({}) };
+        qmp.execute_json_timeout("qmp_capabilities", enable, deadline.saturating_duration_since(Instant::now())).await?;
         Ok(qmp)
     }
 
@@ -176,8 +181,23 @@ impl Qmp {
     }
 
     pub async fn execute_json_timeout(&self, name: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
+        self.send("execute", name, args, timeout).await
+    }
+
+    /// Runs a command out of band (`exec-oob`): QEMU's monitor thread runs it at once,
+    /// even while the main thread is blocked, as a post-copy destination's is on a
+    /// page still on the source. Only commands the schema marks `allow-oob`
+    /// (`migrate-pause`, `migrate-recover`, `yank`).
+    pub async fn execute_oob(&self, name: &str, args: Value) -> Result<Value, QmpError> {
+        if !self.oob {
+            return Err(QmpError::Protocol { label: self.label.clone(), detail: format!("this QEMU's monitor offers no out-of-band execution for {name}") });
+        }
+        self.send("exec-oob", name, args, COMMAND_TIMEOUT).await
+    }
+
+    async fn send(&self, verb: &str, name: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut msg = json!({ "execute": name, "id": id });
+        let mut msg = json!({ verb: name, "id": id });
         if args.as_object().is_some_and(|o| !o.is_empty()) {
             msg["arguments"] = args;
         }
