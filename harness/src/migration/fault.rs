@@ -40,7 +40,7 @@ pub(super) async fn inject(
     // The watch sees the end of a migration up to a sample later: ask QEMU itself
     // whether it is still migrating, so a finished migration's guest is not killed.
     let in_postcopy = matches!(fault, Fault::CutLink { in_postcopy: true, .. });
-    let status = if in_postcopy { status_once_in_postcopy(src, &done).await } else { src.qmp.query_migrate().await.map(|i| i.status().to_string()) };
+    let status = if in_postcopy { status_once_in_postcopy(src, dst, t0, &done).await } else { src.qmp.query_migrate().await.map(|i| i.status().to_string()) };
     match status {
         Ok(status) if in_postcopy && status != "postcopy-active" => {
             record.action = format!("not struck: post-copy was not running ({status:?}) at {at_s} s or within {} s after", WAIT_FOR_STATE.as_secs());
@@ -136,16 +136,27 @@ async fn link_up(net: &Network) -> anyhow::Result<()> {
     up
 }
 
-/// The source's migration status once post-copy runs (a hybrid switches late), or
-/// the status it ended in, or the last one seen after [`WAIT_FOR_STATE`].
-async fn status_once_in_postcopy(src: &Machine, done: &tokio::sync::watch::Receiver<bool>) -> Result<String, crate::qmp::QmpError> {
+/// The source's migration status once post-copy runs on both sides (a hybrid
+/// switches late), or the status it ended in, or the last one seen after
+/// [`WAIT_FOR_STATE`]. Both sides: the source says `postcopy-active` as soon as it
+/// sends the switch, but until the destination has loaded the device state and runs
+/// the guest (its RESUME event) a broken stream fails its incoming migration
+/// outright, and that QEMU exits: there is nothing to pause yet.
+async fn status_once_in_postcopy(
+    src: &Machine,
+    dst: &Machine,
+    t0: Instant,
+    done: &tokio::sync::watch::Receiver<bool>,
+) -> Result<String, crate::qmp::QmpError> {
     let deadline = Instant::now() + WAIT_FOR_STATE;
     loop {
         let status = src.qmp.query_migrate().await?.status().to_string();
-        if status.starts_with("postcopy") || !matches!(status.as_str(), "setup" | "active") || *done.borrow() || Instant::now() >= deadline {
-            return Ok(status);
+        let dst_runs = dst.qmp.events().iter().any(|e| e.at >= t0 && e.name == "RESUME");
+        let running = status == "postcopy-active" && dst_runs;
+        if running || !matches!(status.as_str(), "setup" | "active" | "postcopy-active") || *done.borrow() || Instant::now() >= deadline {
+            return Ok(if status == "postcopy-active" && !running { "postcopy-active on the source only".into() } else { status });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -271,8 +282,10 @@ fn recovery_seen(mut r: PostcopyRecovery, m: &Measurement) -> PostcopyRecovery {
     r.destination_paused_ms = earliest(r.destination_paused_ms, event("destination", "postcopy-paused", 0.0));
     if let Some(sent) = r.recover_sent_ms {
         r.resumed_ms = earliest(earliest(event("source", "postcopy-active", sent), event("destination", "postcopy-active", sent)), sample("postcopy-active", sent));
-        r.paused_for_ms = earliest(r.source_paused_ms, r.destination_paused_ms).map(|p| sent - p);
-        r.recovery_ms = r.resumed_ms.map(|t| t - sent);
+        // To 0.1 ms, as every time in a record.
+        let tenth = |v: f64| (v * 10.0).round() / 10.0;
+        r.paused_for_ms = earliest(r.source_paused_ms, r.destination_paused_ms).map(|p| tenth(sent - p));
+        r.recovery_ms = r.resumed_ms.map(|t| tenth(t - sent));
     }
     r.completed = r.resumed_ms.is_some() && m.outcome == Outcome::Completed;
     r
