@@ -540,7 +540,15 @@ pub(crate) mod testing {
         for (expect, replies) in script {
             let Ok(Some(line)) = lines.next_line().await else { return };
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(v["execute"], expect, "client sent {line}");
+            // "exec-oob NAME": the command must come out of band.
+            match expect.strip_prefix("exec-oob ") {
+                Some(name) => assert_eq!(v["exec-oob"], name, "client sent {line}"),
+                None => assert_eq!(v["execute"], expect, "client sent {line}"),
+            }
+            if expect == "qmp_capabilities" {
+                // The greeting offers oob, so the client enables it.
+                assert_eq!(v["arguments"]["enable"], serde_json::json!(["oob"]), "client sent {line}");
+            }
             let id = v["id"].to_string();
             for r in replies {
                 let r = r.replace("$ID", &id);
@@ -589,6 +597,23 @@ mod tests {
         let names: Vec<_> = q.events().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["MEM_UNPLUG_ERROR", "STOP"]);
         assert_eq!(q.events()[0].qemu_time, Some(1.000005));
+    }
+
+    /// `migrate-pause` and `migrate-recover` must reach a destination whose main
+    /// thread is blocked on a missing page: they go out of band, matched by id.
+    #[tokio::test]
+    async fn out_of_band_commands_are_sent_as_exec_oob() {
+        let q = client(vec![
+            ("exec-oob migrate-pause", vec!["{\"return\": {}, \"id\": $ID}\r\n".into()]),
+            (
+                "exec-oob migrate-recover",
+                vec!["{\"id\": $ID, \"error\": {\"class\": \"GenericError\", \"desc\": \"Migrate recover can only be run when postcopy is paused.\"}}\r\n".into()],
+            ),
+        ])
+        .await;
+        assert_eq!(q.execute_oob("migrate-pause", Value::Null).await.unwrap(), json!({}));
+        let e = q.execute_oob("migrate-recover", json!({"uri": "tcp:127.0.0.1:4000"})).await.unwrap_err().to_string();
+        assert!(e.contains("migrate-recover") && e.contains("only be run when postcopy is paused"), "{e}");
     }
 
     #[tokio::test]
