@@ -14,56 +14,63 @@ fn by_cell<'a>(rs: &'a [Value], strategy: &str, transport: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no run of {strategy} over {transport}"))
 }
 
-/// The link cut once post-copy runs: QEMU pauses on both sides, the driver brings the
-/// link back and recovers the migration, which completes with the guest intact.
+/// The link cut once post-copy runs, with plain post-copy and with preempt (whose
+/// second channel must be re-opened too): QEMU pauses on both sides, the driver
+/// brings the link back and recovers the migration, which completes with the guest
+/// intact.
 #[test]
 fn a_link_cut_during_post_copy_pauses_it_and_recovery_completes_it() {
     platform();
     let _slot = qemu_slot();
     let before = migbench::network::namespaces_in_use();
     // 256 MiB with 64 MiB rewritten all the time, at 50 Mbit/s: post-copy lasts
-    // seconds, so the cut 1 s after `migrate` meets it running.
+    // seconds, so the cut meets it running.
     let (tmp, rs, out, code) = run_profile_code(
         "name = \"recovery\"\nrepetitions = 1\nbefore_s = 0.5\nafter_s = 0.5\n\
          [defaults]\nram_mib = 256\nworkload = \"memdirty-write:64\"\nlink = \"50Mbit\"\ntransport = \"tcp\"\n\
-         strategy = \"postcopy\"\nfault = \"cut-link-postcopy:2\"\ntimeout_s = 120.0\n",
+         fault = \"cut-link-postcopy:2\"\ntimeout_s = 120.0\n\
+         [[cell]]\nstrategy = \"postcopy\"\n[[cell]]\nstrategy = \"postcopy-preempt\"\n",
     );
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(rs.len(), 1, "{out}");
-    let r = &rs[0];
-    assert_eq!(r["outcome"]["kind"], "completed", "{r}");
-    assert_eq!(r["health"]["runs_on"], "destination");
-    assert_healthy_and_intact(r);
-    let f = &r["fault"];
-    assert_eq!(f["fault"], "cut-link-postcopy:2");
-    assert_eq!((f["struck"].as_bool(), f["as_expected"].as_bool()), (Some(true), Some(true)), "{f}");
-    let action = f["action"].as_str().unwrap();
-    assert!(action.contains("migrate-pause on both sides") && action.contains("migrate-recover on the destination (tcp:127.0.0.1:"), "{action}");
-    assert!(f["expected"].as_str().unwrap().contains("postcopy-paused"), "{f}");
+    assert_eq!(rs.len(), 2, "{out}");
+    for strategy in ["postcopy", "postcopy-preempt"] {
+        let r = by_cell(&rs, strategy, "tcp");
+        assert_eq!(r["outcome"]["kind"], "completed", "{strategy}: {r}");
+        assert_eq!(r["health"]["runs_on"], "destination");
+        assert_healthy_and_intact(r);
+        assert_eq!(r["evidence"]["took_effect"], true, "{strategy}: {}", r["evidence"]["note"]);
+        let f = &r["fault"];
+        assert_eq!(f["fault"], "cut-link-postcopy:2");
+        assert_eq!((f["struck"].as_bool(), f["as_expected"].as_bool()), (Some(true), Some(true)), "{strategy}: {f}");
+        let action = f["action"].as_str().unwrap();
+        assert!(action.contains("migrate-pause on both sides") && action.contains("migrate-recover on the destination (tcp:127.0.0.1:"), "{action}");
+        assert!(f["expected"].as_str().unwrap().contains("postcopy-paused"), "{f}");
 
-    // QEMU said so itself: paused on both sides, then running post-copy again.
-    let rec = &f["recovery"];
-    let t = |k: &str| rec[k].as_f64().unwrap_or_else(|| panic!("no {k}: {rec}"));
-    let struck = f["at_ms"].as_f64().unwrap();
-    assert!(t("source_paused_ms") >= struck && t("destination_paused_ms") >= struck, "{rec}");
-    assert!(t("recover_sent_ms") > t("source_paused_ms") && t("resumed_ms") >= t("recover_sent_ms"), "{rec}");
-    // The link stayed down 2 s, so the migration stood paused most of that.
-    assert!(t("paused_for_ms") >= 1000.0 && t("recovery_ms") >= 0.0, "{rec}");
-    assert_eq!(rec["completed"], true);
-    let event = |side: &str, status: &str| {
-        r["events"].as_array().unwrap().iter().any(|e| e["side"] == side && e["name"] == "MIGRATION" && e["data"]["status"] == status)
-    };
-    for side in ["source", "destination"] {
-        assert!(event(side, "postcopy-paused"), "{side} never reported postcopy-paused");
+        // QEMU said so itself: paused on both sides, then running post-copy again.
+        let rec = &f["recovery"];
+        let t = |k: &str| rec[k].as_f64().unwrap_or_else(|| panic!("{strategy}: no {k}: {rec}"));
+        let struck = f["at_ms"].as_f64().unwrap();
+        assert!(t("source_paused_ms") >= struck && t("destination_paused_ms") >= struck, "{strategy}: {rec}");
+        assert!(t("recover_sent_ms") > t("source_paused_ms") && t("resumed_ms") >= t("recover_sent_ms"), "{strategy}: {rec}");
+        // The link stayed down 2 s, so the migration stood paused most of that.
+        assert!(t("paused_for_ms") >= 1000.0 && t("recovery_ms") >= 0.0, "{strategy}: {rec}");
+        assert_eq!(rec["completed"], true);
+        let event = |side: &str, status: &str| {
+            r["events"].as_array().unwrap().iter().any(|e| e["side"] == side && e["name"] == "MIGRATION" && e["data"]["status"] == status)
+        };
+        for side in ["source", "destination"] {
+            assert!(event(side, "postcopy-paused"), "{strategy}: the {side} never reported postcopy-paused");
+        }
+        assert!(event("source", "postcopy-recover"), "{strategy}: the source never reported postcopy-recover");
+        let statuses: Vec<&str> = r["progress"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+        let paused = statuses.iter().position(|s| *s == "postcopy-paused").expect("a sample while paused");
+        assert!(statuses[paused..].contains(&"completed"), "{statuses:?}");
+        // Nothing moved while paused: the byte count stands still across the paused samples.
+        let sent: Vec<u64> =
+            r["progress"].as_array().unwrap().iter().filter(|s| s["status"] == "postcopy-paused").filter_map(|s| s["transferred"].as_u64()).collect();
+        assert!(sent.len() >= 5 && sent.iter().max() == sent.iter().min(), "{strategy}: bytes moved while paused: {sent:?}");
     }
-    assert!(event("source", "postcopy-recover"), "the source never reported postcopy-recover");
-    let statuses: Vec<&str> = r["progress"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
-    let paused = statuses.iter().position(|s| *s == "postcopy-paused").expect("a sample while paused");
-    assert!(statuses[paused..].contains(&"completed"), "{statuses:?}");
-    // Nothing moved while paused: the byte count stands still across the paused samples.
-    let sent: Vec<u64> = r["progress"].as_array().unwrap().iter().filter(|s| s["status"] == "postcopy-paused").filter_map(|s| s["transferred"].as_u64()).collect();
-    assert!(sent.len() >= 5 && sent.iter().max() == sent.iter().min(), "bytes moved while paused: {sent:?}");
-    assert!(out.contains("Faults injected: 1 runs, 1 as QEMU's semantics say"), "{out}");
+    assert!(out.contains("Faults injected: 2 runs, 2 as QEMU's semantics say"), "{out}");
 
     assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
     let now = migbench::network::namespaces_in_use();
