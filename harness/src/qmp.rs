@@ -76,6 +76,8 @@ pub struct Qmp {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     shared: Arc<Shared>,
     next_id: AtomicU64,
+    /// The monitor offered out-of-band execution, and it was enabled.
+    oob: bool,
     greeting: Value,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -147,10 +149,13 @@ impl Qmp {
             writer: tokio::sync::Mutex::new(wr),
             shared,
             next_id: AtomicU64::new(1),
+            oob: greeting.pointer("/QMP/capabilities").and_then(Value::as_array).is_some_and(|c| c.iter().any(|c| c == "oob")),
             greeting,
             reader,
         };
-        qmp.execute_json_timeout("qmp_capabilities", json!({}), deadline.saturating_duration_since(Instant::now())).await?;
+        // Out-of-band execution where the monitor offers it (see `execute_oob`).
+        let enable = if qmp.oob { json!({"enable": ["oob"]}) } else { json!({}) };
+        qmp.execute_json_timeout("qmp_capabilities", enable, deadline.saturating_duration_since(Instant::now())).await?;
         Ok(qmp)
     }
 
@@ -176,8 +181,23 @@ impl Qmp {
     }
 
     pub async fn execute_json_timeout(&self, name: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
+        self.send("execute", name, args, timeout).await
+    }
+
+    /// Runs a command out of band (`exec-oob`): QEMU's monitor thread runs it at once,
+    /// even while the main thread is blocked, as a post-copy destination's is on a
+    /// page still on the source. Only commands the schema marks `allow-oob`
+    /// (`migrate-pause`, `migrate-recover`, `yank`).
+    pub async fn execute_oob(&self, name: &str, args: Value) -> Result<Value, QmpError> {
+        if !self.oob {
+            return Err(QmpError::Protocol { label: self.label.clone(), detail: format!("this QEMU's monitor offers no out-of-band execution for {name}") });
+        }
+        self.send("exec-oob", name, args, COMMAND_TIMEOUT).await
+    }
+
+    async fn send(&self, verb: &str, name: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut msg = json!({ "execute": name, "id": id });
+        let mut msg = json!({ verb: name, "id": id });
         if args.as_object().is_some_and(|o| !o.is_empty()) {
             msg["arguments"] = args;
         }
@@ -425,6 +445,8 @@ pub struct MigrationInfo {
     pub socket_address: Option<Vec<Value>>,
     pub error_desc: Option<String>,
     pub postcopy_blocktime: Option<u64>,
+    /// Mean remote page-fault latency on the destination, ns (QEMU 10.1+).
+    pub postcopy_latency: Option<u64>,
     pub cpu_throttle_percentage: Option<u64>,
     pub xbzrle_cache: Option<XbzrleCacheStats>,
     /// µs the dirty limit held the vCPUs in the last round (QEMU 8.1+, `dirty-limit` on).
@@ -489,6 +511,7 @@ impl MigrationInfo {
             socket_address: v.get("socket-address").and_then(Value::as_array).cloned(),
             error_desc: v.get("error-desc").and_then(Value::as_str).map(String::from),
             postcopy_blocktime: get("postcopy-blocktime"),
+            postcopy_latency: get("postcopy-latency"),
             cpu_throttle_percentage: get("cpu-throttle-percentage"),
             xbzrle_cache: v.get("xbzrle-cache").and_then(|x| serde_json::from_value(x.clone()).ok()),
             dirty_limit_throttle_time_per_round: get("dirty-limit-throttle-time-per-round"),
@@ -525,7 +548,15 @@ pub(crate) mod testing {
         for (expect, replies) in script {
             let Ok(Some(line)) = lines.next_line().await else { return };
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(v["execute"], expect, "client sent {line}");
+            // "exec-oob NAME": the command must come out of band.
+            match expect.strip_prefix("exec-oob ") {
+                Some(name) => assert_eq!(v["exec-oob"], name, "client sent {line}"),
+                None => assert_eq!(v["execute"], expect, "client sent {line}"),
+            }
+            if expect == "qmp_capabilities" {
+                // The greeting offers oob, so the client enables it.
+                assert_eq!(v["arguments"]["enable"], serde_json::json!(["oob"]), "client sent {line}");
+            }
             let id = v["id"].to_string();
             for r in replies {
                 let r = r.replace("$ID", &id);
@@ -574,6 +605,23 @@ mod tests {
         let names: Vec<_> = q.events().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["MEM_UNPLUG_ERROR", "STOP"]);
         assert_eq!(q.events()[0].qemu_time, Some(1.000005));
+    }
+
+    /// `migrate-pause` and `migrate-recover` must reach a destination whose main
+    /// thread is blocked on a missing page: they go out of band, matched by id.
+    #[tokio::test]
+    async fn out_of_band_commands_are_sent_as_exec_oob() {
+        let q = client(vec![
+            ("exec-oob migrate-pause", vec!["{\"return\": {}, \"id\": $ID}\r\n".into()]),
+            (
+                "exec-oob migrate-recover",
+                vec!["{\"id\": $ID, \"error\": {\"class\": \"GenericError\", \"desc\": \"Migrate recover can only be run when postcopy is paused.\"}}\r\n".into()],
+            ),
+        ])
+        .await;
+        assert_eq!(q.execute_oob("migrate-pause", Value::Null).await.unwrap(), json!({}));
+        let e = q.execute_oob("migrate-recover", json!({"uri": "tcp:127.0.0.1:4000"})).await.unwrap_err().to_string();
+        assert!(e.contains("migrate-recover") && e.contains("only be run when postcopy is paused"), "{e}");
     }
 
     #[tokio::test]

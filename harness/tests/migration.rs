@@ -227,8 +227,9 @@ async fn xbzrle_auto_converge_and_multifd_show_qemu_at_work() {
                 assert!(x.pages.unwrap() > 0 && x.cache_miss.unwrap() > 0 && x.cache_size == Some(64 << 20), "{x:?}");
             }
             Proof::Throttled => assert!(e.throttle.as_ref().unwrap().max_percent.unwrap() >= 90, "{:?}", e.throttle),
-            // Zero-copy send is proved in tests/multifd.rs (it needs TCP and locked memory).
-            Proof::Nothing | Proof::PostcopyEntered | Proof::SavedToFile | Proof::DirtyLimited | Proof::ZeroCopySent => {
+            // Zero-copy send is proved in tests/multifd.rs (it needs TCP and locked
+            // memory), post-copy with preempt in tests/postcopy.rs.
+            Proof::Nothing | Proof::PostcopyEntered | Proof::SavedToFile | Proof::DirtyLimited | Proof::ZeroCopySent | Proof::PostcopyPreempt => {
                 unreachable!("{s} is not one of this test's strategies")
             }
             Proof::MultifdChannels => {

@@ -5,7 +5,7 @@ use crate::machine::command::Role;
 use crate::machine::hardware::GuestSpec;
 use crate::machine::site::{Emulator, Site};
 use super::qemus::Pair;
-use crate::migration::driver::drive;
+use crate::migration::driver::drive_with;
 use crate::migration::measurement::Outcome;
 use crate::migration::scenario::Scenario;
 use crate::record::{MigrationRecord, SCHEMA};
@@ -24,13 +24,21 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
 /// [`run_one`] from `pair`'s source QEMU to its destination QEMU (two versions,
 /// say); the record names both and the machine type they ran.
 pub async fn run_between(platform: &Platform, env: &Environment, pair: &Pair, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
+    if scenario.fault.strikes_at_start() {
+        anyhow::bail!(
+            "fault {} strikes at start-up, which one migration cannot show: put it in a profile (fault = \"{}\", see profiles/faults.toml) and use migbench run",
+            scenario.fault,
+            scenario.fault
+        );
+    }
     let started_at = crate::record::now_rfc3339();
     // Zero-copy send needs the guest's memory locked on the sender, from its start.
     let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, ..spec };
-    let site = Site::local(&platform.qemu, &platform.image, false)?;
+    // A link cut needs the test network: both QEMUs migrate over its loopback.
+    let site = Site::local(&platform.qemu, &platform.image, scenario.fault.cuts_link())?;
     let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
     let mut dst = site.start_on(&pair.destination, spec, Role::Incoming, "dst").await?;
-    let measurement = drive(&mut src, &mut dst, scenario).await?;
+    let measurement = drive_with(&mut src, &mut dst, scenario, &mut |_| {}, site.network()).await?;
     match measurement.outcome {
         Outcome::Completed => src.quit().await,
         _ => dst.quit().await,

@@ -1,7 +1,7 @@
 //! The *driver*: runs one live migration between two QEMUs over QMP, samples its
 //! progress, and measures it.
 
-use super::fault::{as_expected, inject};
+use super::fault::{conclude, inject};
 use super::health::{check_guest, guest_lost};
 use super::measurement::{Health, Measurement, Outcome, QemuSides, RecordedEvent, Sample, WorkloadRate, expected_downtime_ms, ms, since_ms};
 use super::scenario::{Fault, Scenario, Transport};
@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// How often `query-migrate` is sampled (DESIGN.md: at most every 100 ms).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+/// How long a post-copy paused by a `cut-link-postcopy` may stay paused after its
+/// link is back before the run is failed (the recovery takes well under a second).
+const RECOVERY_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs one migration from `src` (running) to `dst` (waiting with `-incoming defer`).
 pub async fn drive(src: &mut Machine, dst: &mut Machine, scenario: &Scenario) -> Result<Measurement> {
@@ -82,7 +85,7 @@ pub async fn drive_with(
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let injected = inject(scenario.fault, t0, &*src, dst.pid(), network, done_rx);
+    let injected = inject(scenario.fault, t0, &*src, &*dst, network, done_rx);
     let watched = async {
         let r = watch(src, scenario, &uri, t0, observe, &mut w).await;
         let _ = done_tx.send(true);
@@ -143,6 +146,7 @@ pub async fn drive_with(
             // Remote page-fault stall time, measured by the destination (postcopy-blocktime).
             if let Ok(info) = dst.qmp.query_migrate().await {
                 m.postcopy_blocktime_ms = info.postcopy_blocktime.map(|v| v as f64);
+                m.postcopy_latency_ms = info.postcopy_latency.map(|ns| ns as f64 / 1e6);
             }
         }
     } else if matches!(scenario.fault, Fault::KillSource { .. }) && injected.as_ref().is_some_and(|i| i.struck) && !postcopy_active {
@@ -175,11 +179,7 @@ pub async fn drive_with(
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
     m.evidence = Some(crate::migration::evidence::judge(scenario.strategy, settings, &observed, &m));
-    if let Some(mut f) = injected {
-        f.expected = scenario.fault.expected_when(postcopy_active).into();
-        f.as_expected = as_expected(&f, &m, postcopy_active);
-        m.fault = Some(f);
-    }
+    m.fault = injected.map(|f| conclude(f, &m, postcopy_active));
     Ok(m)
 }
 
@@ -234,6 +234,7 @@ async fn watch(
         PostcopySwitch::Never | PostcopySwitch::AfterPasses => {}
     }
     let timeout = scenario.timeout();
+    let mut paused_since: Option<Instant> = None;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -268,6 +269,19 @@ async fn watch(
         };
         if due {
             start_postcopy(src, w).await;
+        }
+        paused_since = if status == "postcopy-paused" { paused_since.or(Some(Instant::now())) } else { None };
+        if let (Fault::CutLink { in_postcopy: true, for_s, .. }, Some(since)) = (scenario.fault, paused_since) {
+            // The fault recovers it once the link is back: wait for that, not for ever.
+            if since.elapsed() < Duration::from_secs_f64(for_s) + RECOVERY_GRACE {
+                continue;
+            }
+            return Ok(Outcome::Failed {
+                reason: format!(
+                    "post-copy paused by the cut link and not recovered {:.0} s after the link came back",
+                    RECOVERY_GRACE.as_secs_f64()
+                ),
+            });
         }
         if status == "postcopy-paused" {
             // The stream broke during post-copy: the destination holds the running guest's

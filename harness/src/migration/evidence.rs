@@ -73,6 +73,27 @@ fn mib(bytes: u64) -> String {
     if bytes < 1 << 20 { format!("{:.1} KiB", bytes as f64 / 1024.0) } else { format!("{:.1} MiB", bytes as f64 / 1048576.0) }
 }
 
+/// Whether post-copy was entered, from the samples and events, and the note that says
+/// so or why not.
+fn postcopy_entered(strategy: Strategy, seen: &Observed, m: &Measurement, ended: &str) -> (PostcopyEvidence, String) {
+    let entered_ms = [seen.postcopy_seen_ms, postcopy_event_ms(&m.events)].into_iter().flatten().reduce(f64::min);
+    let p = PostcopyEvidence { entered: entered_ms.is_some(), entered_ms, bytes: m.postcopy_bytes, page_requests: m.postcopy_requests, preempt: None };
+    let note = if let Some(at) = entered_ms {
+        let bytes = p.bytes.map(|b| format!("; {} sent in post-copy", mib(b))).unwrap_or_default();
+        let req = p.page_requests.map(|r| format!(", {r} pages requested by the destination")).unwrap_or_default();
+        format!("post-copy entered {at:.0} ms after migrate{bytes}{req}")
+    } else if let Some(err) = &m.postcopy_switch_error {
+        format!("{strategy} requested; QEMU refused migrate-start-postcopy ({err})")
+    } else if m.postcopy_started_ms.is_none() {
+        format!("{strategy} requested; {ended} before the switch to post-copy was due")
+    } else if m.outcome == Outcome::Completed {
+        format!("{strategy} requested; pre-copy finished before switchover")
+    } else {
+        format!("{strategy} requested; {ended} before post-copy began")
+    };
+    (p, note)
+}
+
 /// Judges a finished migration: `m` holds its outcome, events, post-copy switch and
 /// RAM counters; `seen` what the samples showed; `settings` the read-back.
 pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measurement) -> StrategyEvidence {
@@ -98,21 +119,23 @@ pub fn judge(strategy: Strategy, settings: Settings, seen: &Observed, m: &Measur
     match strategy.spec().proof {
         Proof::Nothing => e.note = "pre-copy: QEMU's default, nothing to engage".into(),
         Proof::PostcopyEntered => {
-            let entered_ms = [seen.postcopy_seen_ms, postcopy_event_ms(&m.events)].into_iter().flatten().reduce(f64::min);
-            let p = PostcopyEvidence { entered: entered_ms.is_some(), entered_ms, bytes: m.postcopy_bytes, page_requests: m.postcopy_requests };
+            let (p, note) = postcopy_entered(strategy, seen, m, ended);
             e.took_effect = p.entered;
-            e.note = if let Some(at) = entered_ms {
-                let bytes = p.bytes.map(|b| format!("; {} sent in post-copy", mib(b))).unwrap_or_default();
-                let req = p.page_requests.map(|r| format!(", {r} pages requested by the destination")).unwrap_or_default();
-                format!("post-copy entered {at:.0} ms after migrate{bytes}{req}")
-            } else if let Some(err) = &m.postcopy_switch_error {
-                format!("{strategy} requested; QEMU refused migrate-start-postcopy ({err})")
-            } else if m.postcopy_started_ms.is_none() {
-                format!("{strategy} requested; {ended} before the switch to post-copy was due")
-            } else if m.outcome == Outcome::Completed {
-                format!("{strategy} requested; pre-copy finished before switchover")
+            e.note = note;
+            e.postcopy = Some(p);
+        }
+        Proof::PostcopyPreempt => {
+            let (mut p, note) = postcopy_entered(strategy, seen, m, ended);
+            // Both ends must run it: the destination opens no preempt channel to
+            // listen on, nor the source one to send on, without the capability.
+            let on = |r: &ReadBack| r.capabilities.get("postcopy-preempt") == Some(&true);
+            let both = on(&e.settings.source) && on(&e.settings.destination);
+            p.preempt = Some(both);
+            e.took_effect = p.entered && both;
+            e.note = if both {
+                format!("{note}; postcopy-preempt read back on on both sides")
             } else {
-                format!("{strategy} requested; {ended} before post-copy began")
+                format!("{note}; but postcopy-preempt was not read back on on both sides, so the page requests shared the main channel")
             };
             e.postcopy = Some(p);
         }
@@ -469,6 +492,40 @@ mod tests {
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["evidence"]["took_effect"], false);
         assert_eq!(serde_json::from_value::<Measurement>(json).unwrap(), m);
+    }
+
+    /// Preempt counts when post-copy was entered *and* both sides read the capability
+    /// back on; post-copy alone is plain post-copy.
+    #[test]
+    fn postcopy_preempt_needs_post_copy_and_the_capability_on_both_sides() {
+        let on = |both: bool| {
+            let mut s = Settings::default();
+            s.source.capabilities.insert("postcopy-preempt".into(), true);
+            s.destination.capabilities.insert("postcopy-preempt".into(), both);
+            s
+        };
+        for v in ["7.2", "10.0"] {
+            let info = MigrationInfo::from_value(&fixture(v, "query-migrate-postcopy.json"));
+            let mut seen = Observed::default();
+            seen.sample(50.0, &info);
+            let mut m = Measurement::not_started(Outcome::Completed, Health::default());
+            m.postcopy_started_ms = Some(1.0);
+            m.postcopy_requests = info.ram.as_ref().unwrap().postcopy_requests;
+            let e = judge(Strategy::PostcopyPreempt, on(true), &seen, &m);
+            let p = e.postcopy.as_ref().unwrap();
+            assert!(e.took_effect && p.entered && p.preempt == Some(true), "{v}: {e:?}");
+            assert!(e.note.contains("post-copy entered 50 ms") && e.note.ends_with("postcopy-preempt read back on on both sides"), "{v}: {}", e.note);
+
+            let e = judge(Strategy::PostcopyPreempt, on(false), &seen, &m);
+            assert!(!e.took_effect && e.postcopy.as_ref().unwrap().preempt == Some(false), "{v}: {e:?}");
+            assert!(e.note.contains("not read back on on both sides"), "{v}: {}", e.note);
+
+            // The capability on, but pre-copy finished first: not post-copy preempt.
+            let e = judge(Strategy::PostcopyPreempt, on(true), &Observed::default(), &m);
+            assert!(!e.took_effect && e.note.starts_with("postcopy-preempt requested; pre-copy finished before switchover"), "{v}: {}", e.note);
+            // Plain post-copy records no preempt at all.
+            assert_eq!(judge(Strategy::Postcopy, on(true), &seen, &m).postcopy.unwrap().preempt, None);
+        }
     }
 
     #[test]

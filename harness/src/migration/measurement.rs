@@ -27,13 +27,37 @@ pub struct FaultRecord {
     pub expected: String,
     /// Whether the run's outcome and health match `expected`.
     pub as_expected: bool,
+    /// A link cut during post-copy (`cut-link-postcopy`): the pause and the recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<PostcopyRecovery>,
+}
+
+/// A post-copy migration paused by a cut link and recovered, as QEMU reported it.
+/// Times are ms since `migrate`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PostcopyRecovery {
+    /// When the source first reported `postcopy-paused` (a `query-migrate` reply or a
+    /// MIGRATION event); none: never seen.
+    pub source_paused_ms: Option<f64>,
+    /// The same for the destination.
+    pub destination_paused_ms: Option<f64>,
+    /// When `migrate-recover` was sent to the destination, with the link back up.
+    pub recover_sent_ms: Option<f64>,
+    /// When post-copy ran again: the first `postcopy-active` after `migrate-recover`.
+    pub resumed_ms: Option<f64>,
+    /// Time paused: from the first side's `postcopy-paused` to `migrate-recover`.
+    pub paused_for_ms: Option<f64>,
+    /// The recovery itself: from `migrate-recover` to post-copy running again.
+    pub recovery_ms: Option<f64>,
+    /// The migration completed after the recovery.
+    pub completed: bool,
 }
 
 impl FaultRecord {
     /// The record of a fault that struck (or not) before any migration: at start-up,
     /// or a run that failed before its fault's time.
     pub fn before_migrating(fault: Fault, strategy: Strategy, action: String, struck: bool, as_expected: bool) -> FaultRecord {
-        FaultRecord { fault, at_ms: None, action, struck, expected: fault.expected(strategy).into(), as_expected }
+        FaultRecord { fault, at_ms: None, action, struck, expected: fault.expected(strategy).into(), as_expected, recovery: None }
     }
 }
 
@@ -210,6 +234,10 @@ pub struct Measurement {
     pub postcopy_requests: Option<u64>,
     /// Total time vCPUs on the destination stalled on remote page faults (`postcopy-blocktime`).
     pub postcopy_blocktime_ms: Option<f64>,
+    /// QEMU's own mean latency of a remote page fault on the destination
+    /// (`postcopy-latency`, which QEMU reports from 10.1 on; none where it does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcopy_latency_ms: Option<f64>,
     /// CPU used per phase (`during` by the driver; `before`/`after` by a sweep's windows).
     #[serde(default)]
     pub cpu_percent: PhaseCpu,
@@ -293,6 +321,17 @@ impl Measurement {
         self.cpu_percent.source_during.map(|u| ((u.qemu_percent - u.vcpu_percent) * u.seconds * 10.0).max(0.0))
     }
 
+    /// The mean vCPU stall per page the destination requested in post-copy: its
+    /// `postcopy-blocktime` over the source's `postcopy-requests` (what a remote page
+    /// fault cost the guest, on every QEMU that has the blocktime; QEMU's own
+    /// per-fault figure, where it has one, is `postcopy_latency_ms`).
+    pub fn postcopy_stall_per_request_ms(&self) -> Option<f64> {
+        match (self.postcopy_blocktime_ms, self.postcopy_requests) {
+            (Some(b), Some(r)) if r > 0 => Some(b / r as f64),
+            _ => None,
+        }
+    }
+
     /// The bytes QEMU sent, in MiB (the unit every table shows).
     pub fn transferred_mib(&self) -> Option<f64> {
         self.transferred_bytes.map(|b| b as f64 / 1048576.0)
@@ -362,6 +401,9 @@ pub struct PostcopyEvidence {
     pub bytes: Option<u64>,
     /// `ram.postcopy-requests`: pages the destination asked for.
     pub page_requests: Option<u64>,
+    /// `postcopy-preempt` read back on on both sides (strategy `postcopy-preempt` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<bool>,
 }
 
 /// Auto-converge as QEMU reported it.

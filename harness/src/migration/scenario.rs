@@ -97,7 +97,9 @@ impl FromStr for LinkSpeed {
 /// guest ends where QEMU's semantics say it should. Written as text in profiles and
 /// records: `kill-destination[:S]`, `kill-source[:S]` (S seconds after `migrate`,
 /// default 1), `cut-link[:S]` (the migration's link down for S seconds, default 2,
-/// from 1 s after `migrate`), `bad-qemu-option` (the destination QEMU is started
+/// from 1 s after `migrate`), `cut-link-postcopy[:S]` (the same cut once post-copy
+/// runs, from 1 s after `migrate` or the switch if later; the migration pauses and
+/// is recovered), `bad-qemu-option` (the destination QEMU is started
 /// with an option it does not know), `never-ready[:S]` (the guest is booted with an
 /// init that does not exist; give up after S seconds, default 10), or `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -107,7 +109,9 @@ pub enum Fault {
     None,
     KillDestination { at_s: f64 },
     KillSource { at_s: f64 },
-    CutLink { at_s: f64, for_s: f64 },
+    /// `in_postcopy`: struck only once post-copy runs, which pauses the migration;
+    /// the driver then recovers it (`migrate-recover`, `migrate` with `resume`).
+    CutLink { at_s: f64, for_s: f64, in_postcopy: bool },
     BadQemuOption,
     NeverReady { give_up_s: f64 },
 }
@@ -118,6 +122,18 @@ pub const FAULT_AT_S: f64 = 1.0;
 impl Fault {
     pub fn is_none(&self) -> bool {
         *self == Fault::None
+    }
+
+    /// Whether the fault takes the migration's link down: its QEMUs must then run in
+    /// the test network and migrate over its loopback.
+    pub fn cuts_link(&self) -> bool {
+        matches!(self, Fault::CutLink { .. })
+    }
+
+    /// Whether the fault strikes at start-up, before any migration (a profile's
+    /// sweep injects those; the driver only strikes mid-migration faults).
+    pub fn strikes_at_start(&self) -> bool {
+        matches!(self, Fault::BadQemuOption | Fault::NeverReady { .. })
     }
 
     /// What QEMU's semantics say should become of the guest (for the record), for
@@ -140,6 +156,9 @@ impl Fault {
                 "the guest is stuck: the destination runs it but cannot fetch the pages still on the source (post-copy paused)"
             }
             Fault::KillSource { .. } => "the guest is lost: the destination never received a complete state, so it does not run",
+            Fault::CutLink { in_postcopy: true, .. } => {
+                "post-copy pauses on both sides (postcopy-paused) while the link is down; once it is back, migrate-recover on the destination and migrate with resume on the source carry the migration on to completion, and the guest arrives healthy and intact"
+            }
             Fault::CutLink { .. } => "the migration stalls while the link is down and goes on when it returns (TCP retransmits); the guest keeps running",
             Fault::BadQemuOption => "the destination QEMU refuses to start: the run fails before migrating and the source guest runs on",
             Fault::NeverReady { .. } => "the guest never says READY: the run fails after the wait, with the console's last words",
@@ -166,7 +185,8 @@ impl fmt::Display for Fault {
             Fault::None => f.write_str("none"),
             Fault::KillDestination { at_s } => write!(f, "kill-destination:{at_s}"),
             Fault::KillSource { at_s } => write!(f, "kill-source:{at_s}"),
-            Fault::CutLink { for_s, .. } => write!(f, "cut-link:{for_s}"),
+            Fault::CutLink { for_s, in_postcopy: false, .. } => write!(f, "cut-link:{for_s}"),
+            Fault::CutLink { for_s, in_postcopy: true, .. } => write!(f, "cut-link-postcopy:{for_s}"),
             Fault::BadQemuOption => f.write_str("bad-qemu-option"),
             Fault::NeverReady { give_up_s } => write!(f, "never-ready:{give_up_s}"),
         }
@@ -196,11 +216,12 @@ impl FromStr for Fault {
             "none" => no_arg(Fault::None),
             "kill-destination" => Ok(Fault::KillDestination { at_s: secs(FAULT_AT_S, MAX_SECONDS)? }),
             "kill-source" => Ok(Fault::KillSource { at_s: secs(FAULT_AT_S, MAX_SECONDS)? }),
-            "cut-link" => Ok(Fault::CutLink { at_s: FAULT_AT_S, for_s: secs(2.0, 600.0)? }),
+            "cut-link" => Ok(Fault::CutLink { at_s: FAULT_AT_S, for_s: secs(2.0, 600.0)?, in_postcopy: false }),
+            "cut-link-postcopy" => Ok(Fault::CutLink { at_s: FAULT_AT_S, for_s: secs(2.0, 600.0)?, in_postcopy: true }),
             "bad-qemu-option" => no_arg(Fault::BadQemuOption),
             "never-ready" => Ok(Fault::NeverReady { give_up_s: secs(10.0, 3600.0)? }),
             _ => Err(format!(
-                "fault {s:?} is not known: write none, kill-destination[:S], kill-source[:S], cut-link[:S], bad-qemu-option or never-ready[:S]"
+                "fault {s:?} is not known: write none, kill-destination[:S], kill-source[:S], cut-link[:S], cut-link-postcopy[:S], bad-qemu-option or never-ready[:S]"
             )),
         }
     }
@@ -382,7 +403,12 @@ pub struct Scenario {
     pub tls_wrong_ca: bool,
     /// A fault injected into this migration (none normally; profiles set it).
     #[serde(default, skip_serializing_if = "Fault::is_none")]
-    #[arg(skip)]
+    #[arg(
+        long,
+        default_value_t = Fault::None,
+        value_name = "FAULT",
+        help = "A fault mid-migration: kill-destination[:S], kill-source[:S], cut-link[:S], cut-link-postcopy[:S] (the cuts need --transport tcp)"
+    )]
     pub fault: Fault,
 }
 
@@ -489,6 +515,15 @@ impl Scenario {
                 self.fault, self.transport
             ));
         }
+        if matches!(self.fault, Fault::CutLink { in_postcopy: true, .. }) && !self.strategy.switches_to_postcopy() {
+            let postcopy: Vec<String> = Strategy::ALL.iter().filter(|s| s.switches_to_postcopy()).map(|s| s.to_string()).collect();
+            return Err(format!(
+                "fault = \"{}\" cuts the link once post-copy runs, but strategy = \"{}\" never switches to post-copy: set strategy to one of {}",
+                self.fault,
+                self.strategy,
+                postcopy.join(", ")
+            ));
+        }
         Ok(())
     }
 }
@@ -504,8 +539,10 @@ mod tests {
             ("none", Fault::None),
             ("kill-destination", Fault::KillDestination { at_s: 1.0 }),
             ("kill-source:2.5", Fault::KillSource { at_s: 2.5 }),
-            ("cut-link", Fault::CutLink { at_s: 1.0, for_s: 2.0 }),
-            ("cut-link:5", Fault::CutLink { at_s: 1.0, for_s: 5.0 }),
+            ("cut-link", Fault::CutLink { at_s: 1.0, for_s: 2.0, in_postcopy: false }),
+            ("cut-link:5", Fault::CutLink { at_s: 1.0, for_s: 5.0, in_postcopy: false }),
+            ("cut-link-postcopy", Fault::CutLink { at_s: 1.0, for_s: 2.0, in_postcopy: true }),
+            ("cut-link-postcopy:4", Fault::CutLink { at_s: 1.0, for_s: 4.0, in_postcopy: true }),
             ("bad-qemu-option", Fault::BadQemuOption),
             ("never-ready:3", Fault::NeverReady { give_up_s: 3.0 }),
         ] {
@@ -514,15 +551,24 @@ mod tests {
             let json = serde_json::to_string(&f).unwrap();
             assert_eq!(serde_json::from_str::<Fault>(&json).unwrap(), f);
         }
-        for bad in ["kill", "kill-source:0", "kill-source:x", "cut-link:1e9", "none:1", "bad-qemu-option:2", ""] {
+        for bad in ["kill", "kill-source:0", "kill-source:x", "cut-link:1e9", "cut-link-postcopy:0", "none:1", "bad-qemu-option:2", ""] {
             let e = bad.parse::<Fault>().unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
         // A scenario without a fault records none.
         assert!(!serde_json::to_string(&Scenario::default()).unwrap().contains("fault"));
-        let cut = Scenario { fault: Fault::CutLink { at_s: 1.0, for_s: 2.0 }, ..Default::default() };
+        let cut = Scenario { fault: Fault::CutLink { at_s: 1.0, for_s: 2.0, in_postcopy: false }, ..Default::default() };
         assert!(cut.validate().unwrap_err().contains("transport = \"tcp\""));
-        assert!(Scenario { transport: Transport::Tcp, ..cut }.validate().is_ok());
+        assert!(Scenario { transport: Transport::Tcp, ..cut.clone() }.validate().is_ok());
+        // A cut during post-copy needs the link and a strategy that reaches post-copy.
+        let cut = Scenario { fault: "cut-link-postcopy".parse().unwrap(), transport: Transport::Tcp, ..Default::default() };
+        let e = cut.validate().unwrap_err();
+        assert!(e.contains("never switches to post-copy") && e.contains("postcopy, hybrid, postcopy-preempt"), "{e}");
+        for s in [Strategy::Postcopy, Strategy::Hybrid, Strategy::PostcopyPreempt] {
+            assert!(Scenario { strategy: s, ..cut.clone() }.validate().is_ok(), "{s}");
+        }
+        let e = Scenario { strategy: Strategy::Postcopy, transport: Transport::Unix, ..cut }.validate().unwrap_err();
+        assert!(e.contains("set transport = \"tcp\""), "{e}");
     }
 
     #[test]

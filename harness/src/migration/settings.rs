@@ -196,6 +196,62 @@ mod tests {
         // A capability this QEMU lacks is not sent at all.
         assert!(!capability_plan(Strategy::Precopy, &old).unwrap().iter().any(|(c, _)| *c == "multifd"));
     }
+    /// Post-copy preempt on both fixtures: both capabilities on, plain post-copy's
+    /// parameters; a QEMU without `postcopy-preempt` cannot run it, and says so.
+    #[test]
+    fn postcopy_preempt_sets_both_capabilities_on_7_2_and_10_0() {
+        for v in ["7.2", "10.0"] {
+            let f = features(v);
+            assert!(f.has_capability("postcopy-preempt"), "{v}");
+            let plan = capability_plan(Strategy::PostcopyPreempt, &f).unwrap();
+            for c in ["postcopy-ram", "postcopy-preempt", "postcopy-blocktime"] {
+                assert!(plan.contains(&(c, true)), "{v}: {plan:?}");
+            }
+            assert!(plan.contains(&("multifd", false)), "{v}: {plan:?}");
+            // Every other strategy turns preempt off explicitly (a reused guest keeps it).
+            // (Those this QEMU can run: mapped-ram and dirty-limit are not in 7.2.)
+            for s in Strategy::ALL.into_iter().filter(|s| *s != Strategy::PostcopyPreempt) {
+                if let Ok(plan) = capability_plan(s, &f) {
+                    assert!(plan.contains(&("postcopy-preempt", false)), "{v} {s}");
+                }
+            }
+            let sc = Scenario { strategy: Strategy::PostcopyPreempt, ..Scenario::default() };
+            let (src, dst) = parameter_plan(&sc, &f).unwrap();
+            assert_eq!(src.max_postcopy_bandwidth, Some(125_000_000), "{v}");
+            // The destination gets only what every run sets there (TLS off).
+            assert_eq!(serde_json::to_value(&dst).unwrap(), serde_json::json!({"tls-creds": "", "tls-hostname": ""}), "{v}");
+
+            let mut old = f.clone();
+            old.capabilities.remove("postcopy-preempt");
+            let e = capability_plan(Strategy::PostcopyPreempt, &old).unwrap_err();
+            assert!(e.contains("postcopy-preempt") && e.contains("does not offer"), "{v}: {e}");
+            // Plain post-copy does not need it, and does not send what this QEMU lacks.
+            assert!(!capability_plan(Strategy::Postcopy, &old).unwrap().iter().any(|(c, _)| *c == "postcopy-preempt"));
+        }
+    }
+
+    /// What recovering a paused post-copy sends exists in both schemas.
+    #[test]
+    fn postcopy_recovery_commands_are_in_the_schema_of_7_2_and_10_0() {
+        for v in ["7.2", "10.0"] {
+            let f = features(v);
+            for c in ["migrate-pause", "migrate-recover", "migrate"] {
+                assert!(f.commands.contains(c), "{v}: {c}");
+            }
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/qmp-{v}/query-qmp-schema.json"));
+            let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let args_of = |cmd: &str| -> Vec<String> {
+                let entries = schema.as_array().unwrap();
+                let ty = entries.iter().find(|e| e["name"] == cmd).unwrap()["arg-type"].as_str().unwrap().to_string();
+                let t = entries.iter().find(|e| e["name"] == ty.as_str()).unwrap();
+                t["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect()
+            };
+            assert!(args_of("migrate").contains(&"resume".to_string()), "{v}");
+            assert_eq!(args_of("migrate-recover"), ["uri"], "{v}");
+            assert!(f.events.contains("MIGRATION"), "{v}");
+        }
+    }
+
     #[test]
     fn parameter_plans_per_strategy() {
         let f = features_7_2();

@@ -24,6 +24,7 @@ pub enum Strategy {
     MappedRamMultifd,
     DirtyLimit,
     MultifdZeroCopy,
+    PostcopyPreempt,
 }
 
 /// Everything the harness does differently for one strategy.
@@ -116,11 +117,14 @@ pub enum Proof {
     DirtyLimited,
     /// As `MultifdChannels`, and `zero-copy-send` read back on in the source.
     ZeroCopySent,
+    /// Post-copy entered, and `postcopy-preempt` read back on on both sides (the
+    /// page requests then have their own channel).
+    PostcopyPreempt,
 }
 
 impl Strategy {
     /// Every strategy, in declaration order (a new variant goes last, here too).
-    pub const ALL: [Strategy; 10] = [
+    pub const ALL: [Strategy; 11] = [
         Strategy::Precopy,
         Strategy::Postcopy,
         Strategy::Hybrid,
@@ -131,6 +135,7 @@ impl Strategy {
         Strategy::MappedRamMultifd,
         Strategy::DirtyLimit,
         Strategy::MultifdZeroCopy,
+        Strategy::PostcopyPreempt,
     ];
 
     /// This strategy's row.
@@ -249,6 +254,17 @@ impl Strategy {
                 cost_model: CostModel::Precopy,
                 zero_copy: false,
                 proof: Proof::DirtyLimited,
+            },
+            Strategy::PostcopyPreempt => &StrategySpec {
+                name: "postcopy-preempt",
+                summary: "`postcopy-ram` + `postcopy-preempt` (page requests on a channel of their own), switched to post-copy at once",
+                required: &["postcopy-ram", "postcopy-preempt"],
+                optional: &["postcopy-blocktime"],
+                knobs: &[Knob::PostcopyBandwidth],
+                postcopy: PostcopySwitch::AtOnce,
+                cost_model: CostModel::Postcopy,
+                zero_copy: false,
+                proof: Proof::PostcopyPreempt,
             },
         }
     }
@@ -373,6 +389,7 @@ mod tests {
         // Records and profiles hold these names: a strategy is never renamed.
         assert_eq!(NAMES[..6], ["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd"]);
         assert_eq!(NAMES[6..10], ["mapped-ram", "mapped-ram-multifd", "dirty-limit", "multifd-zero-copy"]);
+        assert_eq!(NAMES[10], "postcopy-preempt");
     }
 
     #[test]
@@ -392,7 +409,7 @@ mod tests {
     #[test]
     fn the_managed_capabilities_are_those_of_the_rows() {
         assert_eq!(managed_capabilities()[..5], ["postcopy-ram", "postcopy-blocktime", "auto-converge", "xbzrle", "multifd"]);
-        for c in ["mapped-ram", "dirty-limit", "zero-copy-send"] {
+        for c in ["mapped-ram", "dirty-limit", "zero-copy-send", "postcopy-preempt"] {
             assert!(managed_capabilities().contains(&c), "{c}");
         }
     }
@@ -403,9 +420,11 @@ mod tests {
         assert_eq!(with(Strategy::Precopy), (false, false));
         assert_eq!(with(Strategy::Postcopy), (true, true));
         assert_eq!(with(Strategy::Hybrid), (true, false));
+        assert_eq!(with(Strategy::PostcopyPreempt), (true, true));
         let models: Vec<&str> = Strategy::ALL.iter().map(|s| s.cost_model().name()).collect();
         assert_eq!(models[..7], ["precopy", "postcopy", "postcopy", "precopy", "precopy", "precopy", "precopy"]);
         let zero_copy: Vec<Strategy> = Strategy::ALL.into_iter().filter(|s| s.spec().zero_copy).collect();
         assert_eq!(zero_copy, [Strategy::MultifdZeroCopy]);
+        assert_eq!(Strategy::PostcopyPreempt.cost_model().name(), "postcopy");
     }
 }

@@ -34,6 +34,8 @@ pub enum Section {
     /// Latency and outage as the clients of an HTTP guest saw them, with each cell's
     /// latency plot.
     Service,
+    /// Post-copy's page faults per cell (requests, stall, latency), strategies side by side.
+    Postcopy,
     /// The faults injected and whether each run ended as QEMU's semantics say.
     Faults,
     /// Whether the harness and the service held up over a long sweep (a soak).
@@ -59,6 +61,7 @@ impl Section {
             Section::Cpu => "CPU use",
             Section::WorkloadRate => "Workload rate",
             Section::Service => "Service under migration",
+            Section::Postcopy => "Post-copy page faults",
             Section::Faults => "Faults",
             Section::Endurance => "Endurance",
             Section::Paper => "Beside the paper",
@@ -82,6 +85,7 @@ pub fn of(profile: &Profile, runs: &[RunRecord]) -> Vec<Section> {
         (Section::Cpu, measured(&|r| r.migration.measurement.cpu_percent.before.is_some())),
         (Section::WorkloadRate, measured(&|r| r.migration.measurement.workload_rate.is_some())),
         (Section::Service, measured(&|r| r.migration.measurement.service.is_some())),
+        (Section::Postcopy, measured(&|r| r.migration.measurement.postcopy_started_ms.is_some())),
         (Section::Faults, runs.iter().any(|r| r.migration.measurement.fault.is_some())),
         (Section::Endurance, runs.len() >= ENDURANCE_RUNS),
         (Section::Paper, profile.reproduces.is_some()),
@@ -131,6 +135,7 @@ impl Section {
                 blocks.extend(figures::latency(cells, cx.base, name));
                 blocks
             }
+            Section::Postcopy => super::postcopy_table(cx.summary).map(text).unwrap_or_default(),
             Section::Faults => super::faults_table(runs).map(text).unwrap_or_default(),
             Section::Endurance => text(crate::summary::endurance::endurance(runs)),
             Section::Paper => super::papers::reproduction(p, runs).map(text).unwrap_or_default(),

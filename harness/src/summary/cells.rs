@@ -37,6 +37,13 @@ pub struct CellSummary {
     pub source_send_cpu_ms: Option<Stats>,
     /// The guest workload's slowdown during the migration, %.
     pub slowdown_percent: Option<Stats>,
+    /// Post-copy: pages the destination requested, the time its vCPUs stalled on
+    /// them (`postcopy-blocktime`), that stall per request, and QEMU's own mean
+    /// fault latency where it reports one (10.1+).
+    pub postcopy_requests: Option<Stats>,
+    pub postcopy_blocktime_ms: Option<Stats>,
+    pub postcopy_stall_per_request_ms: Option<Stats>,
+    pub postcopy_latency_ms: Option<Stats>,
     pub outcomes: Vec<String>,
 }
 
@@ -67,6 +74,11 @@ pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
             cpu_during_percent: runs.stats(|m| m.cpu_percent.during.map(|u| u.qemu_percent)),
             source_send_cpu_ms: runs.stats(|m| m.source_send_cpu_ms()),
             slowdown_percent: runs.stats(|m| m.slowdown_percent()),
+            // QEMU counts requests (0) in pre-copy too: only runs that switched show it.
+            postcopy_requests: runs.stats(|m| m.postcopy_started_ms.and(m.postcopy_requests).map(|v| v as f64)),
+            postcopy_blocktime_ms: runs.stats(|m| m.postcopy_blocktime_ms),
+            postcopy_stall_per_request_ms: runs.stats(|m| m.postcopy_stall_per_request_ms()),
+            postcopy_latency_ms: runs.stats(|m| m.postcopy_latency_ms),
             outcomes: runs.outcomes(),
         });
     }
