@@ -1,7 +1,8 @@
 //! The module map holds: data flows one way (README "Architecture", DESIGN.md §2),
 //! so every `crate::` path in the harness's code points to its own layer or an
 //! earlier one, and no two files import each other, however indirectly. Unit-test
-//! modules (`#[cfg(test)]`, at the end of a file) may reach further for fixtures.
+//! modules (`#[cfg(test)]`, at the end of a file, or a file of tests marked
+//! `#![cfg(test)]`) may reach further for fixtures.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -72,9 +73,10 @@ fn file_of(path: &[String], files: &BTreeSet<String>) -> Option<String> {
 }
 
 /// The code before the first `#[cfg(test)]`, without comments (doc links name
-/// modules they do not import).
+/// modules they do not import). A file of unit tests of its own (`#![cfg(test)]`,
+/// the tests of a long file moved beside it) has none.
 fn code(text: &str) -> String {
-    let body = text.split("#[cfg(test)]").next().unwrap_or("");
+    let body = if text.contains("#![cfg(test)]") { "" } else { text.split("#[cfg(test)]").next().unwrap_or("") };
     body.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
 }
 
