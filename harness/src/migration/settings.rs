@@ -64,6 +64,10 @@ pub fn parameter_plan(
             ));
         }
         src.avail_switchover_bandwidth = Some(speed.max_bandwidth());
+    } else if features.has_parameter("avail-switchover-bandwidth") {
+        // 0 is QEMU's own "estimate it from the passes": set explicitly, so that a
+        // reused guest never carries an earlier run's value.
+        src.avail_switchover_bandwidth = Some(0);
     }
     for knob in scenario.strategy.spec().knobs {
         match knob {
@@ -306,9 +310,12 @@ mod tests {
         assert_eq!(serde_json::to_value(&src).unwrap()["avail-switchover-bandwidth"], 12_500_000);
         let e = parameter_plan(&sc, &features("7.2")).unwrap_err();
         assert!(e.starts_with("avail_switchover_bandwidth = 100Mbit: this QEMU has no migration parameter avail-switchover-bandwidth"), "{e}");
-        // Unset, it is not sent at all: QEMU keeps its own estimate.
+        // Unset: QEMU's own estimate (0), set explicitly where the parameter exists,
+        // so a reused guest does not keep an earlier run's value; 7.2 is sent nothing.
         let (src, _) = parameter_plan(&Scenario::default(), &features("7.2")).unwrap();
         assert_eq!(src.avail_switchover_bandwidth, None);
+        let (src, _) = parameter_plan(&Scenario::default(), &features("10.0")).unwrap();
+        assert_eq!(src.avail_switchover_bandwidth, Some(0));
         let json = serde_json::to_value(&Scenario::default()).unwrap();
         assert!(json["tuning"].get("avail_switchover_bandwidth").is_none(), "older records' scenarios stay as they were");
     }

@@ -12,7 +12,13 @@ use crate::migration::measurement::{Measurement, Outcome};
 /// QEMU showed its strategy at work (a post-copy run that finished in pre-copy is
 /// not a post-copy figure).
 pub fn counts(m: &Measurement) -> bool {
-    m.outcome == Outcome::Completed && m.health.healthy && m.strategy_took_effect()
+    m.outcome == Outcome::Completed && m.health.healthy && m.strategy_took_effect() && fault_struck(m)
+}
+
+/// A run of a fault cell counts only if its fault struck: one the migration
+/// outran measured no fault, and would mix into the cell's figures unseen.
+fn fault_struck(m: &Measurement) -> bool {
+    m.fault.as_ref().is_none_or(|f| f.struck)
 }
 
 /// Why a run does not count, in a line for a table: the outcome or the health
@@ -28,7 +34,8 @@ pub fn why_not_counted(m: &Measurement) -> Option<String> {
         }
     };
     let untaken = (!m.strategy_took_effect()).then(|| m.evidence.as_ref().map(|e| first_clause(&e.note, "\n")).unwrap_or_default());
-    let why: Vec<String> = [outcome, unhealthy, untaken].into_iter().flatten().collect();
+    let unstruck = (!fault_struck(m)).then(|| "the fault never struck".to_string());
+    let why: Vec<String> = [outcome, unhealthy, untaken, unstruck].into_iter().flatten().collect();
     (!why.is_empty()).then(|| why.join("; "))
 }
 
@@ -238,6 +245,20 @@ mod tests {
         let cell = CellRuns::new(&runs);
         assert_eq!(cell.stats(|m| m.total_time_ms).unwrap().mean, 1000.0);
         assert_eq!(cell.tally_with_reasons(), "1 of 2 healthy: postcopy requested; pre-copy finished before switchover");
+    }
+
+    #[test]
+    fn a_fault_that_never_struck_leaves_its_run_out_of_the_cells_figures() {
+        use crate::migration::measurement::FaultRecord;
+        use crate::migration::scenario::Fault;
+        use crate::migration::strategy::Strategy;
+        let cut: Fault = "cut-link-postcopy".parse().unwrap();
+        let mut runs = [run("f", 0, 3000.0, true, true), run("f", 1, 700.0, true, true)];
+        runs[0].migration.measurement.fault = Some(FaultRecord::before_migrating(cut, Strategy::Postcopy, "cut".into(), true, true));
+        runs[1].migration.measurement.fault = Some(FaultRecord::before_migrating(cut, Strategy::Postcopy, "never cut".into(), false, false));
+        let cell = CellRuns::new(&runs);
+        assert_eq!(cell.stats(|m| m.total_time_ms).unwrap().mean, 3000.0);
+        assert_eq!(cell.tally_with_reasons(), "1 of 2 healthy: the fault never struck");
     }
 
     #[test]
