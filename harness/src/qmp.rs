@@ -184,6 +184,11 @@ impl Qmp {
         self.send("execute", name, args, timeout).await
     }
 
+    /// Whether this monitor runs commands out of band (see [`Qmp::execute_oob`]).
+    pub fn offers_oob(&self) -> bool {
+        self.oob
+    }
+
     /// Runs a command out of band (`exec-oob`): QEMU's monitor thread runs it at once,
     /// even while the main thread is blocked, as a post-copy destination's is on a
     /// page still on the source. Only commands the schema marks `allow-oob`

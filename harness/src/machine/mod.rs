@@ -214,7 +214,7 @@ impl Machine {
     /// What this QEMU says it is: its version from the QMP greeting ("7.2.22") and
     /// the machine type it runs ("pc-i440fx-7.2", from `qom-get /machine type`).
     pub async fn identity(&self) -> Result<(String, String)> {
-        let version = self.qmp.version().map(|(a, b, c)| format!("{a}.{b}.{c}")).unwrap_or_default();
+        let version = self.qmp.version().map(|(a, b, c)| format!("{a}.{b}.{c}")).context("the QMP greeting names no QEMU version")?;
         let ty = self.qmp.execute_json("qom-get", serde_json::json!({"path": "/machine", "property": "type"})).await?;
         let machine = ty.as_str().unwrap_or_default().trim_end_matches("-machine").to_string();
         Ok((version, machine))

@@ -192,16 +192,51 @@ async fn before_migrate(src: &Machine, dst: &Machine, scenario: &Scenario) -> Re
     if let Err(reason) = super::settings::accelerator_plan(scenario.strategy, src.spec.accel, features) {
         return Ok(Err(Outcome::Unsupported { reason }));
     }
+    if let Fault::CutLink { in_postcopy: true, .. } = scenario.fault {
+        for (side, m, commands) in [("source", src, &["migrate-pause"][..]), ("destination", dst, &["migrate-pause", "migrate-recover"][..])] {
+            if let Some(reason) = recovery_lacks(m, commands).await? {
+                let version = &m.emulator.qemu.version;
+                return Ok(Err(Outcome::Unsupported { reason: format!("unsupported on QEMU {version} ({side}): {reason}, which recovering post-copy needs") }));
+            }
+        }
+    }
     if let Err(outcome) = crate::migration::tls::prepare(src, dst, scenario).await? {
         return Ok(Err(outcome));
     }
     crate::migration::evidence::configure(src, dst, scenario).await
 }
 
+/// What `m`'s QEMU lacks to pause and recover a post-copy migration: one of
+/// `commands`, or out-of-band execution (the destination's main thread is blocked
+/// on a missing page while the link is down).
+async fn recovery_lacks(m: &Machine, commands: &[&str]) -> Result<Option<String>> {
+    let features = m.features().await?;
+    if let Some(c) = commands.iter().find(|c| !features.commands.contains(**c)) {
+        return Ok(Some(format!("it has no QMP command {c}")));
+    }
+    Ok((!m.qmp.offers_oob()).then(|| "its monitor offers no out-of-band execution".to_string()))
+}
+
 /// The versions and machine types the two QEMUs report.
+/// They must be the QEMUs the run was started on (`--version` and the QMP greeting
+/// agree) and run one machine type, the one asked for where it was pinned: a run
+/// on anything else is not this cell's, and ends here as an error.
 async fn qemu_sides(src: &Machine, dst: &Machine) -> Result<QemuSides> {
     let (source_version, source_machine) = src.identity().await.context("asking the source QEMU what it is")?;
     let (destination_version, destination_machine) = dst.identity().await.context("asking the destination QEMU what it is")?;
+    for (side, m, version, machine) in [("source", src, &source_version, &source_machine), ("destination", dst, &destination_version, &destination_machine)] {
+        let asked = &m.emulator;
+        if version != &asked.qemu.version {
+            bail!("the {side} QEMU says it is {version:?}, but {} --version said {}", asked.qemu.path.display(), asked.qemu.version);
+        }
+        let pinned = asked.machine != crate::machine::command::MACHINE_TYPE;
+        if machine.is_empty() || (pinned && machine != &asked.machine) {
+            bail!("the {side} QEMU runs machine type {machine:?}, not {}", asked.machine);
+        }
+    }
+    if source_machine != destination_machine {
+        bail!("the source runs machine type {source_machine} and the destination {destination_machine}: a migration needs the same on both");
+    }
     Ok(QemuSides { source_version, destination_version, source_machine, destination_machine })
 }
 

@@ -506,6 +506,12 @@ impl Scenario {
                 return Err(format!("strategy = \"{}\" (zero-copy send) cannot run with {why}", self.strategy));
             }
         }
+        if self.tls && self.strategy.saves_to_file() {
+            return Err(format!(
+                "tls = true (--tls) with strategy = \"{}\": the state goes to a file, not over a connection TLS could protect; set tls = false",
+                self.strategy
+            ));
+        }
         if self.tls_wrong_ca && !self.tls {
             return Err("a wrong-CA TLS test needs tls = true".into());
         }
@@ -620,6 +626,8 @@ mod tests {
         assert!(e.contains("zero_page_detection") && e.contains("strategy = \"precopy\"") && e.contains("choose strategy multifd"), "{e}");
         z.tuning.zero_page_detection = Some(ZeroPageDetection::Legacy);
         assert!(z.validate().is_ok(), "legacy detection works without multifd");
+        let e = Scenario { tls: true, strategy: Strategy::MappedRam, ..Scenario::default() }.validate().unwrap_err();
+        assert!(e.contains("tls = true") && e.contains("mapped-ram") && e.contains("file"), "{e}");
         let e = Scenario { tls_wrong_ca: true, ..Scenario::default() }.validate().unwrap_err();
         assert!(e.contains("tls = true"), "{e}");
 

@@ -136,9 +136,6 @@ fn tls_parameters(
     if !offered {
         return if scenario.tls { Err("tls = true needs the migration parameters tls-creds and tls-hostname, which this QEMU does not have".into()) } else { Ok(()) };
     }
-    if scenario.tls && !features.commands.contains("object-add") {
-        return Err("tls = true loads the run's credentials with object-add, which this QEMU does not have".into());
-    }
     let (creds, host) = if scenario.tls { (TLS_CREDS_ID, hostname(scenario.transport)) } else { ("", "") };
     for side in [src, dst] {
         side.tls_creds = Some(qapi::qmp::StrOrNull::s(creds.into()));

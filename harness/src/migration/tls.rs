@@ -126,16 +126,32 @@ pub(crate) async fn prepare(src: &Machine, dst: &Machine, scenario: &Scenario) -
     if !scenario.tls {
         return Ok(Ok(()));
     }
+    for (m, side) in [(src, "source"), (dst, "destination")] {
+        let f = m.features().await?;
+        let lacks = ["object-add", "object-del", "qom-get"].into_iter().find(|c| !f.commands.contains(*c)).map(|c| format!("the QMP command {c}"));
+        if let Some(what) = lacks.or_else(|| (!f.has_parameter("tls-creds")).then(|| "the migration parameter tls-creds".to_string())) {
+            let version = &m.emulator.qemu.version;
+            return Ok(Err(Outcome::Unsupported { reason: format!("unsupported on QEMU {version} ({side}): migration over TLS needs {what}") }));
+        }
+    }
     let creds = generate(&dst.paths.dir.join("tls"), scenario.tls_wrong_ca)?;
-    for (m, endpoint, dir) in [(dst, "server", &creds.server_dir), (src, "client", &creds.client_dir)] {
+    for (m, side, endpoint, dir) in [(dst, "destination", "server", &creds.server_dir), (src, "source", "client", &creds.client_dir)] {
+        let version = &m.emulator.qemu.version;
         // A reused guest's QEMU may hold an earlier run's credentials under this id.
         let _ = m.qmp.execute_json("object-del", json!({"id": TLS_CREDS_ID})).await;
         match m.qmp.execute_json("object-add", object_args(endpoint, dir)).await {
             Ok(_) => {}
+            // The schema has it: a refusal is of these credentials, a failure of the run.
             Err(e @ QmpError::Command { .. }) => {
-                return Ok(Err(Outcome::Unsupported { reason: format!("QEMU on {} refused the run's TLS credentials ({endpoint}, {}): {e}", m.name, dir.display()) }));
+                return Ok(Err(Outcome::Failed { reason: format!("QEMU {version} on the {side} refused the run's TLS credentials ({endpoint}, {}): {e}", dir.display()) }));
             }
             Err(other) => return Err(anyhow::Error::new(other)),
+        }
+        // verify-peer read back: each end checks the other's certificate.
+        let path = format!("/objects/{TLS_CREDS_ID}");
+        let verify = m.qmp.execute_json("qom-get", json!({"path": path, "property": "verify-peer"})).await?;
+        if verify != json!(true) {
+            return Ok(Err(Outcome::Failed { reason: format!("QEMU {version} on the {side} reads verify-peer back as {verify}, not true") }));
         }
     }
     Ok(Ok(()))
