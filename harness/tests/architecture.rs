@@ -73,10 +73,11 @@ fn file_of(path: &[String], files: &BTreeSet<String>) -> Option<String> {
 }
 
 /// The code before the first `#[cfg(test)]`, without comments (doc links name
-/// modules they do not import). A file of unit tests of its own (`#![cfg(test)]`,
-/// the tests of a long file moved beside it) has none.
+/// modules they do not import). A file of unit tests of its own (its first line of
+/// code `#![cfg(test)]`: the tests of a long file moved beside it) has none.
 fn code(text: &str) -> String {
-    let body = if text.contains("#![cfg(test)]") { "" } else { text.split("#[cfg(test)]").next().unwrap_or("") };
+    let first_code = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("//"));
+    let body = if first_code == Some("#![cfg(test)]") { "" } else { text.split("#[cfg(test)]").next().unwrap_or("") };
     body.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
 }
 

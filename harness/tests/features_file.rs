@@ -145,7 +145,9 @@ async fn dirty_rate_modes_measure_as_asked_or_say_why_not() {
         // The ground for that refusal, asked of QEMU directly: when it counts this
         // guest's writes, this assertion fails and the refusal should go.
         src.qmp.execute_json("calc-dirty-rate", serde_json::json!({"calc-time": 1, "mode": "dirty-bitmap"})).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let bitmap = loop {
+            assert!(std::time::Instant::now() < deadline, "QEMU never finished a 1 s dirty-bitmap measurement");
             tokio::time::sleep(Duration::from_millis(200)).await;
             let v = src.qmp.execute_json("query-dirty-rate", serde_json::json!({})).await.unwrap();
             if v["status"] == "measured" {

@@ -95,7 +95,9 @@ pub(crate) async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     }
     println!("/dev/kvm    {}", if std::path::Path::new("/dev/kvm").exists() { "present (a probe boot decides whether it works)" } else { "absent" });
     let inputs = image.inputs();
-    let qemu = image.qemu.clone();
+    // A version not installed yet is not fetched here (it is said above): set-up
+    // goes on with the default QEMU.
+    let qemu = image.qemu.clone().filter(|w| !matches!(w, QemuWanted::Series(_)));
     let prepared = tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_ref())).await?;
     match prepared {
         Ok(p) => {

@@ -25,7 +25,7 @@ pub(crate) struct ReproduceArgs {
     /// Continue an interrupted reproduction: runs already in DIR are kept.
     #[arg(long)]
     pub(crate) resume: bool,
-    /// Repetitions per cell instead of each profile's own (Shreya's Tables 1–3 are 432 runs at 3; sahni 36, thesis 18).
+    /// Repetitions per cell instead of each profile's own (Shreya's Tables 1–3 are 432 runs at 3; sahni 36, thesis 24).
     #[arg(long, value_name = "N")]
     pub(crate) repetitions: Option<u32>,
     /// Chandak: decide the paper's tables only, without the live cluster.

@@ -235,7 +235,8 @@ impl Cell {
     /// variables (link, strategy, capabilities, parameters) differ between them.
     /// A guest booted with its memory locked (zero-copy send) is another kind, and
     /// one whose source was given a zero-page detection keeps it: neither is shared.
-    /// The QEMUs count: a guest boots on the source's, with the pair's machine type.
+    /// The QEMU a guest runs on is not in it: the sweep adds the binary and machine
+    /// type the guest runs on now (it changes when a guest moves to another version).
     pub fn boot_key(&self) -> (u32, u32, String) {
         let mut kind = self.workload.to_string();
         if self.strategy.spec().zero_copy {
@@ -243,10 +244,6 @@ impl Cell {
         }
         if let Some(z) = self.zero_page_detection {
             kind.push_str(&format!(" zero-page-detection={z}"));
-        }
-        if self.qemu.is_some() || self.qemu_dest.is_some() {
-            let show = |q: &Option<QemuWanted>| q.as_ref().map(|w| w.to_string()).unwrap_or_else(|| "default".into());
-            kind.push_str(&format!(" on QEMU {} → {}", show(&self.qemu), show(&self.qemu_dest)));
         }
         (self.ram_mib, self.vcpus, kind)
     }

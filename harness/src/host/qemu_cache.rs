@@ -31,8 +31,6 @@ pub const SUITES: [Suite; 2] = [Suite { name: "bookworm", series: "7.2" }, Suite
 
 /// The QEMU fetched where none ≥ 9.0 is installed: bookworm-backports'.
 pub const DEFAULT: Suite = SUITES[1];
-/// Its suite's name (for messages).
-pub const SUITE: &str = DEFAULT.name;
 /// The packages unpacked: the emulator, its common files, its firmware data and the
 /// BIOS it boots with (the system's older SeaBIOS does not match 10.0's machines).
 pub const PACKAGES: [&str; 4] = ["qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"];

@@ -7,7 +7,7 @@
 
 use super::qemu_cache::{self, Suite};
 use super::{FileLock, Qemu, QemuOrigin};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -105,7 +105,7 @@ pub fn installed() -> Vec<Qemu> {
 /// installed QEMU has. Takes the set-up lock while it may fetch.
 pub fn resolve(wanted: &QemuWanted) -> Result<Qemu> {
     match wanted {
-        QemuWanted::Path(p) => Ok(Qemu::find(Some(p))?.expect("an explicit path is found or an error")),
+        QemuWanted::Path(p) => Qemu::find(Some(p))?.with_context(|| format!("--qemu {}: no QEMU found there", p.display())),
         QemuWanted::System => match super::which("qemu-system-x86_64") {
             Some(p) => Ok(Qemu { path: p, version: String::new(), version_line: String::new(), data_dirs: Vec::new(), origin: QemuOrigin::System }
                 .identified()?),

@@ -220,7 +220,7 @@ impl Strategy {
             },
             // A `mapped-ram` stream can only go to a file (QEMU refuses it on a
             // socket), so these two save to a file and restore from it: see
-            // `settings::saves_to_file`.
+            // `Strategy::saves_to_file`.
             Strategy::MappedRam => &StrategySpec {
                 name: "mapped-ram",
                 summary: "Save to a file with `mapped-ram` (each page at a fixed offset), then restore the destination from it",
