@@ -27,6 +27,11 @@ impl LinkSpeed {
     pub fn max_bandwidth(&self) -> u64 {
         self.bytes_per_sec.unwrap_or(UNLIMITED_BYTES_PER_SEC)
     }
+
+    /// `max-bandwidth` in MiB/s, as reports show a link.
+    pub fn mib_per_s(&self) -> f64 {
+        self.max_bandwidth() as f64 / 1048576.0
+    }
 }
 
 impl From<LinkSpeed> for String {

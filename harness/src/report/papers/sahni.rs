@@ -184,7 +184,7 @@ pub fn section(records: &[RunRecord]) -> String {
 
 /// The dirty rate QEMU measured before migrating, per workload, against the link.
 fn dirty_rates(records: &[RunRecord]) -> String {
-    let link = records.first().map(|r| r.migration.scenario.link.max_bandwidth() as f64 / 1048576.0);
+    let link = records.first().map(|r| r.migration.scenario.link.mib_per_s());
     let parts: Vec<String> = KINDS
         .iter()
         .filter_map(|&k| {
@@ -224,7 +224,7 @@ fn precopy_degrades(records: &[RunRecord]) -> Verdict {
     let base = if base.n() > 0 { (base, Kind::Idle) } else { (cell(records, Kind::Read, Strategy::Precopy), Kind::Read) };
     let (base, base_kind) = base;
     let dirty = CellRuns::new(w.all().iter().copied()).healthy_guest_stats(dirty_mib_s);
-    let link = w.all().first().map(|r| r.migration.scenario.link.max_bandwidth() as f64 / 1048576.0);
+    let link = w.all().first().map(|r| r.migration.scenario.link.mib_per_s());
     let rate = match (dirty, link) {
         (Some(d), Some(l)) => format!(" (it dirtied {:.1} MiB/s, the link sends {l:.1} MiB/s)", d.mean),
         _ => String::new(),
@@ -476,7 +476,7 @@ fn compression(records: &[RunRecord]) -> Verdict {
         return Verdict { claim, ours: format!("no counted multifd+zstd run beside a counted pre-copy one{which}."), agrees: None };
     }
     let agrees = less_data.iter().all(|l| *l);
-    let link = records.first().map(|r| r.migration.scenario.link.max_bandwidth() as f64 / 1048576.0).unwrap_or(f64::INFINITY);
+    let link = records.first().map(|r| r.migration.scenario.link.mib_per_s()).unwrap_or(f64::INFINITY);
     let fast: Vec<String> = KINDS
         .iter()
         .filter_map(|&k| {

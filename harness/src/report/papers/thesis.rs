@@ -175,7 +175,7 @@ pub fn section(records: &[RunRecord]) -> String {
         ]);
     }
     out += &b.build().with(Style::markdown()).to_string();
-    let link = cells.first().map(|c| c.row.scenario.link.max_bandwidth() as f64 / MIB).unwrap_or(0.0);
+    let link = cells.first().map(|c| c.row.scenario.link.mib_per_s()).unwrap_or(0.0);
     out += &format!("\n\nThe link's `max-bandwidth` is {link:.1} MiB/s.\n\nTable 1.1 beside ours:\n\n");
     for line in verdicts(&cells) {
         out += &format!("{line}\n");
@@ -233,7 +233,7 @@ fn why_off(cells: &[Cell], ix: &[usize]) -> String {
                 ));
             }
         }
-        let link = c.row.scenario.link.max_bandwidth() as f64 / MIB;
+        let link = c.row.scenario.link.mib_per_s();
         if let Some(r) = sent_at_mib_s(&c.runs).filter(|r| (r - link).abs() > 0.1 * link) {
             parts.push(format!("it sent at {r:.1} MiB/s, not the link's {link:.1}"));
         }
