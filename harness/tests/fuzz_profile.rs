@@ -88,7 +88,7 @@ fn toml_value() -> impl Strategy<Value = String> {
 /// Keys: a profile's own, a cluster profile's, and anything.
 fn toml_key() -> impl Strategy<Value = String> {
     const TOP: &[&str] = &[
-        "name", "description", "repetitions", "warmup_s", "before_s", "after_s", "dirty_rate_s", "reproduces", "defaults", "matrix",
+        "name", "description", "repetitions", "warmup_s", "before_s", "after_s", "dirty_rate_s", "dirty_rate_mode", "reproduces", "defaults", "matrix",
         "cell", "window_s", "max_rounds", "rule", "margin", "cooldown_rounds", "host", "vm", "capacity_percent", "workload",
     ];
     prop_oneof![
@@ -110,7 +110,7 @@ fn values_of(key: &str) -> BoxedStrategy<String> {
         "ram_mib" => ints(32, 2048),
         "vcpus" => ints(0, 8),
         "workload" => words(&["idle", "burn", "dhrystone", "livermore:long", "http", "http:64", "http:4096", "cpu-duty:50", "linpack:100", "memdirty-write:16", "memdirty-read:64:10", "memdirty-write:300"]),
-        "strategy" => words(&["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd", "mapped-ram", "mapped-ram-multifd", "dirty-limit", "multifd-zero-copy"]),
+        "strategy" => words(&["precopy", "postcopy", "hybrid", "auto-converge", "xbzrle", "multifd", "mapped-ram", "mapped-ram-multifd", "dirty-limit", "multifd-zero-copy", "postcopy-preempt"]),
         "link" => words(&["100Mbit", "1Gbit", "10Gbit", "2.5Gbit", "50MiB/s", "unlimited", "0Mbit", "9Tbit"]),
         "transport" => words(&["unix", "tcp"]),
         "downtime_limit_ms" => ints(0, 3_000_000),
@@ -133,6 +133,7 @@ fn values_of(key: &str) -> BoxedStrategy<String> {
         "probe_hz" => ints(0, 200_000),
         "avail_switchover_bandwidth" => words(&["100Mbit", "1Gbit", "unlimited", "0Mbit", "fast"]),
         "vcpu_dirty_limit_mb_s" => ints(0, 1000),
+        "qemu" | "qemu_dest" => words(&["7.2", "10.0", "10", "system", "/opt/qemu/bin/qemu-system-x86_64", "latest", "1.2.3.4", ""]),
         _ => toml_scalar().boxed(),
     }
 }
