@@ -69,26 +69,25 @@ pub(super) async fn inject(
     let (struck, action) = match fault {
         Fault::KillDestination { .. } => kill(dst_pid, "destination"),
         Fault::KillSource { .. } => kill(src_pid, "source"),
-        Fault::CutLink { .. } if network.is_none() => {
-            (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into())
-        }
-        Fault::CutLink { for_s, in_postcopy: false, .. } => match network.map(|n| n.set_loopback(false)) {
-            Some(Ok(())) => {
-                tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
-                match link_up(network.expect("checked")).await {
-                    Ok(()) => (true, format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again")),
-                    Err(e) => (false, format!("the link went down for {for_s} s but could not be brought up again: {e:#}")),
-                }
+        Fault::CutLink { for_s, in_postcopy, .. } => match network {
+            None => (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into()),
+            Some(net) if in_postcopy => {
+                let mut recovery = PostcopyRecovery::default();
+                let done = cut_and_recover(src, dst, net, for_s, t0, &mut recovery).await;
+                record.recovery = Some(recovery);
+                done
             }
-            Some(Err(e)) => (false, format!("taking the link down failed: {e:#}")),
-            None => unreachable!("checked above"),
+            Some(net) => match net.set_loopback(false) {
+                Ok(()) => {
+                    tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
+                    match link_up(net).await {
+                        Ok(()) => (true, format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again")),
+                        Err(e) => (false, format!("the link went down for {for_s} s but could not be brought up again: {e:#}")),
+                    }
+                }
+                Err(e) => (false, format!("taking the link down failed: {e:#}")),
+            },
         },
-        Fault::CutLink { for_s, in_postcopy: true, .. } => {
-            let mut recovery = PostcopyRecovery::default();
-            let done = cut_and_recover(src, dst, network.expect("checked"), for_s, t0, &mut recovery).await;
-            record.recovery = Some(recovery);
-            done
-        }
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => unreachable!("returned above"),
     };
     record.struck = struck;
