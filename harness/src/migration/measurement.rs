@@ -321,6 +321,12 @@ impl Measurement {
         self.cpu_percent.source_during.map(|u| ((u.qemu_percent - u.vcpu_percent) * u.seconds * 10.0).max(0.0))
     }
 
+    /// Pages the destination faulted in from the source (`postcopy-requests`), for a
+    /// run that switched to post-copy; none for one that never did.
+    pub fn remote_page_faults(&self) -> Option<f64> {
+        self.postcopy_started_ms.and(self.postcopy_requests).map(|v| v as f64)
+    }
+
     /// The mean vCPU stall per page the destination requested in post-copy: its
     /// `postcopy-blocktime` over the source's `postcopy-requests` (what a remote page
     /// fault cost the guest, on every QEMU that has the blocktime; QEMU's own

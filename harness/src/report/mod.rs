@@ -166,7 +166,7 @@ pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
         .iter()
         .map(|c| Row {
             cell: c.label.clone(),
-            runs: format!("{} of {} healthy", c.counted, c.runs),
+            runs: c.tally(),
             total_time_ms: s(&c.total_time_ms, 0),
             downtime_ms: s(&c.downtime_ms, 1),
             transferred_mib: s(&c.transferred_mib, 1),
@@ -210,7 +210,7 @@ pub fn postcopy_table(cells: &[crate::summary::cells::CellSummary]) -> Option<St
         .filter(|c| c.postcopy_requests.is_some() || c.postcopy_blocktime_ms.is_some())
         .map(|c| Row {
             cell: c.label.clone(),
-            runs: format!("{} of {} healthy", c.counted, c.runs),
+            runs: c.tally(),
             page_requests: s(&c.postcopy_requests, 0),
             blocktime_ms: s(&c.postcopy_blocktime_ms, 1),
             stall_per_request_ms: s(&c.postcopy_stall_per_request_ms, 2),
@@ -242,7 +242,7 @@ pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::
         b.push_record([
             place,
             r.label.clone(),
-            format!("{} of {} healthy", r.counted, r.runs),
+            crate::summary::cell_runs::tally(r.counted, r.runs),
             s(&r.total_time_ms, 0),
             s(&r.downtime_ms, 1),
             s(&r.transferred_mib, 1),

@@ -11,6 +11,11 @@ use crate::migration::measurement::{Measurement, Outcome};
 /// Whether a run's figures count: it completed, its guest was healthy after, and
 /// QEMU showed its strategy at work (a post-copy run that finished in pre-copy is
 /// not a post-copy figure).
+/// "k of n healthy": how every summary says how many of a cell's runs count.
+pub fn tally(counted: usize, runs: usize) -> String {
+    format!("{counted} of {runs} healthy")
+}
+
 pub fn counts(m: &Measurement) -> bool {
     m.outcome == Outcome::Completed && m.health.healthy && m.strategy_took_effect() && fault_struck(m)
 }
@@ -123,7 +128,7 @@ impl<'a> CellRuns<'a> {
 
     /// "k of n healthy".
     pub fn tally(&self) -> String {
-        format!("{} of {} healthy", self.k(), self.n())
+        tally(self.k(), self.n())
     }
 
     /// The distinct reasons runs do not count, each with how many runs it cost.

@@ -4,6 +4,7 @@
 use super::cell_runs::CellRuns;
 use super::stats::Stats;
 use crate::experiment::profile::Profile;
+use crate::migration::measurement::Measurement;
 use crate::record::RunRecord;
 use serde::Serialize;
 
@@ -47,6 +48,13 @@ pub struct CellSummary {
     pub outcomes: Vec<String>,
 }
 
+impl CellSummary {
+    /// "k of n healthy" for this cell.
+    pub fn tally(&self) -> String {
+        super::cell_runs::tally(self.counted, self.runs)
+    }
+}
+
 /// Summarises the runs of `profile` among `parsed`, one row per cell, in cell order.
 pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
     let mut out = Vec::new();
@@ -75,7 +83,7 @@ pub fn summarise(parsed: &[RunRecord], profile: &Profile) -> Vec<CellSummary> {
             source_send_cpu_ms: runs.stats(|m| m.source_send_cpu_ms()),
             slowdown_percent: runs.stats(|m| m.slowdown_percent()),
             // QEMU counts requests (0) in pre-copy too: only runs that switched show it.
-            postcopy_requests: runs.stats(|m| m.postcopy_started_ms.and(m.postcopy_requests).map(|v| v as f64)),
+            postcopy_requests: runs.stats(Measurement::remote_page_faults),
             postcopy_blocktime_ms: runs.stats(|m| m.postcopy_blocktime_ms),
             postcopy_stall_per_request_ms: runs.stats(|m| m.postcopy_stall_per_request_ms()),
             postcopy_latency_ms: runs.stats(|m| m.postcopy_latency_ms),

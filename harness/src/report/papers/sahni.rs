@@ -71,7 +71,7 @@ fn sent(m: &Measurement) -> Option<f64> {
     m.transferred_mib()
 }
 fn faults(m: &Measurement) -> Option<f64> {
-    m.postcopy_requests.map(|v| v as f64)
+    m.remote_page_faults()
 }
 fn slowdown(m: &Measurement) -> Option<f64> {
     m.slowdown_percent()
