@@ -7,16 +7,12 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// Runs `profile` (TOML text) with `migbench run`; its records, exit code and output.
+/// Runs `profile` (TOML text) with `migbench run`: its records, exit code and
+/// output, after checking that no QEMU outlived it.
 fn run_profile(toml: &str) -> (Vec<Value>, Option<i32>, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let profile = tmp.path().join("p.toml");
-    std::fs::write(&profile, toml).unwrap();
-    let out = tmp.path().join("out");
-    let o = migbench(tmp.path()).arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let (tmp, rs, text, code) = run_profile_code(toml);
     assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty(), "a QEMU outlived the run: {text}");
-    (results(&out), o.status.code(), text)
+    (rs, code, text)
 }
 
 /// A guest writing memory moves from 10.0 to 7.2 and from 10.0 to 10.0 in one

@@ -34,9 +34,7 @@ pub(crate) async fn doctor(image: &ImageArgs) -> Result<ExitCode> {
     let cached = migbench::host::qemu_cache::cached(migbench::host::qemu_cache::DEFAULT);
     let named = match &image.qemu {
         // A version is looked up among the installed ones only: doctor fetches nothing.
-        Some(QemuWanted::Series(series)) => Ok(migbench::host::qemu_versions::installed()
-            .into_iter()
-            .find(|q| migbench::host::qemu_versions::in_series(&q.version, series))),
+        Some(QemuWanted::Series(series)) => Ok(migbench::host::qemu_versions::installed_of(series)),
         Some(w) => migbench::host::qemu_versions::resolve(w).map(Some),
         None => Qemu::find(None),
     };

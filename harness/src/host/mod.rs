@@ -210,7 +210,12 @@ impl Qemu {
                 None => return Ok(None),
             },
         };
-        Qemu { path, version: String::new(), version_line: String::new(), data_dirs: Vec::new(), origin }.identified().map(Some)
+        Qemu::at(path, origin).map(Some)
+    }
+
+    /// The QEMU at `path` (firmware where it was built to look), identified.
+    pub fn at(path: PathBuf, origin: QemuOrigin) -> Result<Qemu> {
+        Qemu { path, version: String::new(), version_line: String::new(), data_dirs: Vec::new(), origin }.identified()
     }
 
     /// This QEMU with its version read from `--version`.

@@ -101,14 +101,18 @@ pub fn installed() -> Vec<Qemu> {
     found
 }
 
+/// The installed QEMU (see [`installed`]) of `series`, if any: nothing is fetched.
+pub fn installed_of(series: &str) -> Option<Qemu> {
+    installed().into_iter().find(|q| in_series(&q.version, series))
+}
+
 /// The QEMU `wanted` names, fetched into the cache first when it is a version no
 /// installed QEMU has. Takes the set-up lock while it may fetch.
 pub fn resolve(wanted: &QemuWanted) -> Result<Qemu> {
     match wanted {
         QemuWanted::Path(p) => Qemu::find(Some(p))?.with_context(|| format!("--qemu {}: no QEMU found there", p.display())),
         QemuWanted::System => match super::which("qemu-system-x86_64") {
-            Some(p) => Ok(Qemu { path: p, version: String::new(), version_line: String::new(), data_dirs: Vec::new(), origin: QemuOrigin::System }
-                .identified()?),
+            Some(p) => Qemu::at(p, QemuOrigin::System),
             None => bail!("QEMU `system`: there is no qemu-system-x86_64 on PATH. Install qemu-system-x86, or name a version (e.g. 10.0) or a path"),
         },
         QemuWanted::Series(series) => {
@@ -120,7 +124,7 @@ pub fn resolve(wanted: &QemuWanted) -> Result<Qemu> {
 
 /// [`resolve`] of a series for a caller that holds the set-up lock.
 pub fn resolve_series_locked(series: &str) -> Result<Qemu> {
-    if let Some(q) = installed().into_iter().find(|q| in_series(&q.version, series)) {
+    if let Some(q) = installed_of(series) {
         return Ok(q);
     }
     match suite_for(series) {
