@@ -112,6 +112,12 @@ fn bring_up_network(ip: std::net::Ipv4Addr, prefix: u8) {
     }
     match std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, migbench_guest::protocol::ECHO_PORT)) {
         Ok(socket) => {
+            // A vCPU stalled for tens of ms (TCG, a loaded host) must delay the
+            // probe's datagrams, not drop them: the default buffer holds only about
+            // a hundred at 1 kHz, so take room for a few seconds of them.
+            if let Err(e) = migbench_guest::netif::grow_receive_buffer(&socket, 4 << 20) {
+                console(&format!("migbench-guest: UDP echo receive buffer: {e}"));
+            }
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
                 loop {

@@ -184,9 +184,44 @@ pub fn first_ethernet() -> Option<String> {
     names.into_iter().next()
 }
 
+/// Gives `socket` a receive buffer of at least `bytes`, past `net.core.rmem_max`
+/// where the caller may (`SO_RCVBUFFORCE`, CAP_NET_ADMIN), else as large as the
+/// limit allows. Returns the size the kernel reports (about twice the request, as
+/// the kernel counts its own bookkeeping).
+pub fn grow_receive_buffer(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Result<usize> {
+    let fd = socket.as_raw_fd();
+    let want = bytes.min(i32::MAX as usize) as libc::c_int;
+    let set = |option| {
+        // SAFETY: `want` outlives the call and its size is passed with it.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, option, (&want as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t) }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 && set(libc::SO_RCVBUF) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `got` and `len` are valid for writes for the call's duration.
+    if unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&mut got as *mut libc::c_int).cast(), &mut len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(got.max(0) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receive_buffer_grows() {
+        let socket = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        let before = grow_receive_buffer(&socket, 0).unwrap();
+        let after = grow_receive_buffer(&socket, 1 << 20).unwrap();
+        // As root (SO_RCVBUFFORCE) the request is met; otherwise rmem_max caps it.
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(after >= if root { 1 << 20 } else { cap.min(1 << 20) }, "{before} -> {after} (rmem_max {cap})");
+        assert!(after > before);
+    }
 
     #[test]
     fn netmasks() {

@@ -56,6 +56,9 @@ pub fn start(target: SocketAddr, hz: u32, network: Option<&Network>, t0: Instant
         let s = UdpSocket::bind(("0.0.0.0", 0))?;
         s.connect(target)?;
         s.set_read_timeout(Some(Duration::from_millis(20)))?;
+        // Room for a few seconds of echoes, so a receiver descheduled on a busy
+        // host counts them late rather than lost (best effort: rmem_max may cap it).
+        let _ = migbench_guest::netif::grow_receive_buffer(&s, 4 << 20);
         Ok(s)
     };
     // The socket belongs to the namespace it was made in, whichever thread uses it.
