@@ -189,6 +189,10 @@ pub struct Environment {
     pub host: HostInfo,
     pub guest_image: String,
     pub guest_kernel: String,
+    /// The destination's host when it is not this one (`--dest ssh://…`): its
+    /// facts, QEMU, clock offset and what differs from this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_host: Option<crate::machine::remote::RemoteRecord>,
 }
 
 impl Environment {
@@ -235,6 +239,7 @@ impl Environment {
             host: p.host.clone(),
             guest_image: p.image.manifest.key.clone(),
             guest_kernel: format!("{} ({})", p.image.manifest.kernel_release, p.image.manifest.kernel_origin),
+            destination_host: None,
         }
     }
 }

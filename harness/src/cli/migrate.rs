@@ -45,21 +45,88 @@ pub(crate) struct MigrateArgs {
     #[arg(long, value_name = "VERSION|PATH")]
     pub(crate) qemu_dest: Option<QemuWanted>,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) run: CommonRun,
+}
+
+/// A destination on another host.
+#[derive(Args, Clone)]
+pub(crate) struct RemoteArgs {
+    /// Migrate to another host: ssh://user@host[:port]. migbench copies itself and the guest
+    /// image there (~/.cache/migbench) and runs the destination QEMU with `migbench agent`
+    /// over one SSH connection. --qemu-dest then names the QEMU there.
+    #[arg(long, value_name = "ssh://USER@HOST[:PORT]")]
+    pub(crate) dest: Option<migbench::host::ssh::SshTarget>,
+    /// The private key that logs in to --dest (otherwise your ssh config and agent).
+    #[arg(long, value_name = "FILE", requires = "dest")]
+    pub(crate) ssh_key: Option<PathBuf>,
+    /// More ssh options for --dest, as `-o` takes them (e.g. UserKnownHostsFile=FILE); repeatable.
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE", requires = "dest")]
+    pub(crate) ssh_options: Vec<String>,
+    /// The destination's address for the migration stream (default: --dest's host). The stream
+    /// never rides the SSH connection.
+    #[arg(long, value_name = "ADDRESS", requires = "dest")]
+    pub(crate) migrate_address: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The remote destination asked for, with the QEMU to run there.
+    pub(crate) fn spec(&self, qemu: Option<&QemuWanted>) -> Result<Option<migbench::machine::remote::RemoteSpec>> {
+        let Some(target) = &self.dest else { return Ok(None) };
+        if let Some(a) = &self.migrate_address {
+            if a.is_empty() || a.starts_with('-') || a.contains(|c: char| c.is_whitespace() || c == ',' || c == '/') {
+                anyhow::bail!("--migrate-address {a:?}: give the destination host's IP address or name on the link the migration should use");
+            }
+        }
+        Ok(Some(migbench::machine::remote::RemoteSpec {
+            target: target.clone(),
+            auth: migbench::host::ssh::SshAuth { key: self.ssh_key.clone(), options: self.ssh_options.clone() },
+            migrate_address: self.migrate_address.clone(),
+            qemu: qemu.cloned(),
+        }))
+    }
 }
 
 /// `migbench migrate`: boots a guest, migrates it once and prints the measurements.
 pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCode> {
-    let scenario = a.run.scenario()?;
+    let mut scenario = a.run.scenario()?;
+    let remote = a.remote.spec(a.qemu_dest.as_ref())?;
+    if remote.is_some() {
+        // Another host is reached over the network: TCP, to its migration address.
+        scenario.transport = migbench::migration::scenario::Transport::Tcp;
+        if let Some(why) = migbench::migration::driver::remote_refusal(&scenario) {
+            anyhow::bail!("--dest: {why}");
+        }
+    }
     // Check the cheap inputs before any set-up work.
     GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?.with_workload(a.run.workload).check().map_err(anyhow::Error::msg)?;
     let boot = boot_timeout(a.run.boot_timeout)?;
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.run.accel).await?;
     let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
-    let rec = match &a.qemu_dest {
-        None => migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?,
-        Some(wanted) => {
+    let rec = match (&remote, &a.qemu_dest) {
+        (Some(r), _) => {
+            let (r, image, accel) = (r.clone(), p.image.clone(), env.accel);
+            eprintln!("migbench: connecting to {} …", r.target);
+            let host = tokio::task::spawn_blocking(move || migbench::machine::remote::RemoteHost::connect(&r, &image, accel))
+                .await
+                .context("connection task")??;
+            host.check(env.accel, a.ram)?;
+            let (source, destination, machine_type) = migbench::machine::site::Emulator::pair_with(&p.qemu, &host)?;
+            eprintln!(
+                "migbench: destination {} ({}): QEMU {} ({}), machine {machine_type}, migration to {} over TCP",
+                host.ssh.target, host.facts.hostname, host.facts.qemu.version, host.facts.qemu.path.display(), host.migrate_address
+            );
+            for d in migbench::machine::remote::differences(&p.host, &p.qemu, &host.facts) {
+                eprintln!("migbench: the hosts differ (recorded): {d}");
+            }
+            let pair = migbench::experiment::qemus::Pair { source, destination, machine_type };
+            let host = std::sync::Arc::new(host);
+            migbench::experiment::once::run_to(&p, &env, &pair, Some(&host), spec, &scenario, boot).await?
+        }
+        (None, None) => migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?,
+        (None, Some(wanted)) => {
             let (source, wanted) = (p.qemu.clone(), wanted.clone());
             let pair = tokio::task::spawn_blocking(move || -> Result<migbench::experiment::qemus::Pair> {
                 let destination = migbench::host::qemu_versions::resolve(&wanted).with_context(|| format!("--qemu-dest {wanted}"))?;

@@ -1,5 +1,6 @@
 //! The `migbench` command line: the options, and one file per subcommand.
 
+mod agent;
 mod balance;
 mod bench;
 mod compare;
@@ -110,6 +111,9 @@ pub(crate) enum Cmd {
     Reproduce(ReproduceArgs),
     /// Capacity planning: the dirty rates each link carries, how long evacuating a host takes, total time against RAM.
     Plan(PlanArgs),
+    /// The far end of `--dest ssh://…`: started by migbench over SSH on the destination host, it runs
+    /// that host's QEMUs for the harness (JSON lines on stdin/stdout). Not for running by hand.
+    Agent,
 }
 
 pub(crate) async fn prepare(image: &ImageArgs) -> Result<Platform> {
@@ -147,6 +151,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Reproduce(a) => reproduce::reproduce(image, a).await,
         Cmd::Plan(a) => plan::plan(image, a).await,
         Cmd::Merge(a) => merge::merge(a),
+        Cmd::Agent => agent::agent().await,
     }
 }
 

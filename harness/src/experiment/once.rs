@@ -3,6 +3,7 @@
 
 use crate::machine::command::Role;
 use crate::machine::hardware::GuestSpec;
+use crate::machine::remote::RemoteHost;
 use crate::machine::site::{Emulator, Site};
 use super::qemus::Pair;
 use crate::migration::driver::drive_with;
@@ -11,6 +12,7 @@ use crate::migration::scenario::Scenario;
 use crate::record::{MigrationRecord, SCHEMA};
 use crate::setup::{Environment, Platform};
 use anyhow::Result;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Boots a source guest, starts a destination, migrates once and measures it.
@@ -24,6 +26,20 @@ pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, sc
 /// [`run_one`] from `pair`'s source QEMU to its destination QEMU (two versions,
 /// say); the record names both and the machine type they ran.
 pub async fn run_between(platform: &Platform, env: &Environment, pair: &Pair, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
+    run_to(platform, env, pair, None, spec, scenario, boot_timeout).await
+}
+
+/// [`run_between`], the destination on `remote` when given (its QEMU is `pair`'s
+/// destination); the record then carries that host too.
+pub async fn run_to(
+    platform: &Platform,
+    env: &Environment,
+    pair: &Pair,
+    remote: Option<&Arc<RemoteHost>>,
+    spec: GuestSpec,
+    scenario: &Scenario,
+    boot_timeout: Duration,
+) -> Result<MigrationRecord> {
     if scenario.fault.strikes_at_start() {
         anyhow::bail!(
             "fault {} strikes at start-up, which one migration cannot show: put it in a profile (fault = \"{}\", see profiles/faults.toml) and use migbench run",
@@ -36,18 +52,21 @@ pub async fn run_between(platform: &Platform, env: &Environment, pair: &Pair, sp
     let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, ..spec };
     // A link cut needs the test network: both QEMUs migrate over its loopback.
     let site = Site::local(&platform.qemu, &platform.image, scenario.fault.cuts_link())?;
+    let far = remote.map(|h| Site::remote(h.clone())).transpose()?;
     let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
-    let mut dst = site.start_on(&pair.destination, spec, Role::Incoming, "dst").await?;
+    let mut dst = far.as_ref().unwrap_or(&site).start_on(&pair.destination, spec, Role::Incoming, "dst").await?;
     let measurement = drive_with(&mut src, &mut dst, scenario, &mut |_| {}, site.network()).await?;
     match measurement.outcome {
         Outcome::Completed => src.quit().await,
         _ => dst.quit().await,
     }
+    let mut environment = env.with_qemus(&pair.source.qemu, &pair.destination.qemu, &pair.machine_type);
+    environment.destination_host = remote.map(|h| h.record(&platform.host, &pair.source.qemu));
     Ok(MigrationRecord {
         record: "migration".into(),
         schema: SCHEMA,
         started_at,
-        environment: env.with_qemus(&pair.source.qemu, &pair.destination.qemu, &pair.machine_type),
+        environment,
         guest: spec,
         scenario: scenario.clone(),
         guest_boot_ms,

@@ -81,7 +81,8 @@ impl GuestImage {
         images.pop()
     }
 
-    fn load(dir: &Path) -> Result<GuestImage> {
+    /// The image whose files are in `dir` (with its manifest).
+    pub fn load(dir: &Path) -> Result<GuestImage> {
         let text = std::fs::read_to_string(dir.join("manifest.json"))?;
         let manifest: ImageManifest = serde_json::from_str(&text)?;
         let img = GuestImage { dir: dir.into(), kernel: dir.join("vmlinuz"), initramfs: dir.join("initramfs.cpio"), manifest };

@@ -4,6 +4,7 @@
 
 pub mod qemu_cache;
 pub mod qemu_versions;
+pub mod ssh;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,31 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Spawns `cmd` (which sets PR_SET_PDEATHSIG in its `pre_exec`) from one
+/// long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
+/// that forked the child exits, so forking from a short-lived runtime thread would
+/// kill QEMU early.
+pub fn spawn_tied(cmd: Command) -> std::io::Result<std::process::Child> {
+    use std::sync::{Mutex, mpsc};
+    type Job = (Command, mpsc::Sender<std::io::Result<std::process::Child>>);
+    static SPAWNER: std::sync::OnceLock<Mutex<mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("migbench-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the process-spawner thread");
+        Mutex::new(tx)
+    });
+    let (rtx, rrx) = mpsc::channel();
+    tx.lock().unwrap().send((cmd, rtx)).map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
+
 /// Whether `MIGBENCH_NO_INSTALL` forbids installing or fetching anything.
 pub fn no_install() -> bool {
     std::env::var_os("MIGBENCH_NO_INSTALL").is_some_and(|v| !v.is_empty() && v != "0")
@@ -102,6 +128,21 @@ pub fn which(name: &str) -> Option<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
     })
+}
+
+/// The `flags` of the first CPU in /proc/cpuinfo.
+pub fn cpu_flags(cpuinfo: &str) -> Vec<String> {
+    cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags").and_then(|r| r.trim_start().strip_prefix(':')))
+        .map(|f| f.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// `MemAvailable` from /proc/meminfo, MiB.
+pub fn mem_available_mib(meminfo: &str) -> Option<u64> {
+    let kib: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 /// Which distribution family we are on, from `/etc/os-release`.
@@ -236,14 +277,18 @@ impl Qemu {
     /// e.g. "pc-i440fx-10.0", from `-machine help`; the alias itself where the
     /// list does not say.
     pub fn machine_type(&self, alias: &str) -> Result<String> {
-        let out = run(Command::new(&self.path).args(self.data_dir_args()).args(["-machine", "help"]))?;
+        let out = self.machine_help()?;
         Ok(machine_alias_target(&out, alias).unwrap_or_else(|| alias.to_string()))
     }
 
     /// The machine types this QEMU offers (the first word of each `-machine help` line).
     pub fn machine_types(&self) -> Result<Vec<String>> {
-        let out = run(Command::new(&self.path).args(self.data_dir_args()).args(["-machine", "help"]))?;
-        Ok(out.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+        Ok(machine_types_in(&self.machine_help()?))
+    }
+
+    /// What `-machine help` prints (read on a remote host by its agent).
+    pub fn machine_help(&self) -> Result<String> {
+        run(Command::new(&self.path).args(self.data_dir_args()).args(["-machine", "help"]))
     }
 
     /// (major, minor), or `None` for a version that does not parse.
@@ -308,18 +353,32 @@ pub fn machine_alias_target(help: &str, alias: &str) -> Option<String> {
 /// which the newer must offer too (QEMU keeps old versioned types so that guests can
 /// migrate from older QEMUs). For one QEMU, its own.
 pub fn common_machine_type(source: &Qemu, destination: &Qemu, alias: &str) -> Result<String> {
-    let older = if destination.major_minor() < source.major_minor() { destination } else { source };
-    let newer = if std::ptr::eq(older, source) { destination } else { source };
-    let pinned = older.machine_type(alias)?;
-    if source.path != destination.path && !newer.machine_types()?.contains(&pinned) {
+    let source_help = source.machine_help()?;
+    // One binary: its listing once.
+    let destination_help = if destination.path == source.path { source_help.clone() } else { destination.machine_help()? };
+    common_machine_type_of((source, &source_help), (destination, &destination_help), alias)
+}
+
+/// [`common_machine_type`] from each QEMU's `-machine help` (a remote QEMU's is
+/// read by its host's agent).
+pub fn common_machine_type_of(source: (&Qemu, &str), destination: (&Qemu, &str), alias: &str) -> Result<String> {
+    let older = if destination.0.major_minor() < source.0.major_minor() { destination } else { source };
+    let newer = if std::ptr::eq(older.0, source.0) { destination } else { source };
+    let pinned = machine_alias_target(older.1, alias).unwrap_or_else(|| alias.to_string());
+    if source.1 != destination.1 && !machine_types_in(newer.1).contains(&pinned) {
         bail!(
             "QEMU {} (the older side) runs machine type {pinned}, which QEMU {} does not offer: these two cannot migrate \
              a guest between them. Choose versions closer together",
-            older.version,
-            newer.version
+            older.0.version,
+            newer.0.version
         );
     }
     Ok(pinned)
+}
+
+/// The machine types in a `-machine help` listing.
+pub fn machine_types_in(help: &str) -> Vec<String> {
+    help.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
 }
 
 /// "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)" → "7.2.22"
@@ -420,6 +479,15 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_and_memory_are_read() {
+        let cpu = "processor\t: 0\nmodel name\t: X\nflags\t\t: fpu vme sse2 avx2\n\nprocessor\t: 1\nflags\t\t: fpu\n";
+        assert_eq!(cpu_flags(cpu), ["fpu", "vme", "sse2", "avx2"]);
+        assert!(cpu_flags("nothing").is_empty());
+        assert_eq!(mem_available_mib("MemTotal: 100 kB\nMemAvailable:   2097152 kB\n"), Some(2048));
+        assert_eq!(mem_available_mib("MemTotal: 1 kB\n"), None);
+    }
 
     #[test]
     fn qemu_version_lines() {

@@ -7,11 +7,15 @@
 //! signal handler on Ctrl-C/SIGTERM (see [`kill_all`]), and gets SIGKILL from the
 //! kernel if the harness itself is SIGKILLed (PR_SET_PDEATHSIG).
 
+pub mod agent;
+pub mod agent_server;
 pub mod cgroup;
 pub mod command;
 pub mod dirty_rate;
 pub mod hardware;
 pub mod pool;
+mod process;
+pub mod remote;
 pub mod run_dir;
 pub mod site;
 pub mod stale;
@@ -31,8 +35,9 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use process::Process;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Process groups of the QEMUs alive now, for the signal handler.
@@ -52,27 +57,37 @@ pub fn kill_all() {
     }
 }
 
-/// Spawns from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread*
-/// that forked the child exits, so forking from a short-lived runtime thread would
-/// kill QEMU early.
-fn spawn(cmd: Command) -> std::io::Result<Child> {
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: std::sync::OnceLock<Mutex<mpsc::Sender<Job>>> = std::sync::OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("migbench-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
+/// Starts QEMU `path` with `args` in its own process group, its stderr to
+/// `stderr`, dying with this process (PR_SET_PDEATHSIG), inside the network
+/// namespace `netns` if given. The harness's machines and a remote host's agent
+/// start their QEMUs here.
+pub(crate) fn spawn_qemu<A: AsRef<std::ffi::OsStr>>(path: &Path, args: &[A], stderr: &Path, netns: Option<std::os::fd::RawFd>) -> Result<Child> {
+    let log = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::File::options().write(true).create(true).truncate(true).mode(0o600).open(stderr)
+    }
+    .with_context(|| format!("creating {}", stderr.display()))?;
+    let mut cmd = Command::new(path);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).process_group(0);
+    // SAFETY: prctl, umask and setns are async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // QEMU's sockets and console log are for their owner only (0700/0600),
+            // whatever the caller's umask, inside a directory that is already 0700.
+            libc::umask(0o077);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Into the test network's namespace, where the tap is.
+            if let Some(fd) = netns {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-            })
-            .expect("spawning the process-spawner thread");
-        Mutex::new(tx)
-    });
-    let (rtx, rrx) = mpsc::channel();
-    tx.lock().unwrap().send((cmd, rtx)).map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+            }
+            Ok(())
+        });
+    }
+    crate::host::spawn_tied(cmd).with_context(|| format!("starting {}", path.display()))
 }
 
 /// A running QEMU and its two connections.
@@ -86,7 +101,7 @@ pub struct Machine {
     pub qmp: Qmp,
     pub channel: GuestChannel,
     pub started: Instant,
-    child: Child,
+    process: Process,
     /// Present once a CPU cap or core limit was set; removed after QEMU is reaped.
     cgroup: Option<cgroup::CpuCgroup>,
     features: std::sync::OnceLock<Features>,
@@ -121,46 +136,64 @@ impl Machine {
         for sock in [&paths.qmp, &paths.channel, &paths.dir.join("migrate.sock")] {
             check_socket_path(sock)?;
         }
-        let stderr = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::File::options().write(true).create(true).truncate(true).mode(0o600).open(&paths.stderr)
-        }
-        .with_context(|| format!("creating {}", paths.stderr.display()))?;
         let qemu = &emulator.qemu;
-        let mut cmd = Command::new(&qemu.path);
-        cmd.args(qemu.data_dir_args());
-        cmd.args(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str()), &emulator.machine))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .process_group(0);
+        let mut args = qemu.data_dir_args();
+        args.extend(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str()), &emulator.machine).into_iter().map(std::ffi::OsString::from));
         // Every QEMU of a sweep with a test network runs in it (a NIC or not): their
         // migration over TCP then runs on its loopback, which a fault can cut.
-        let netns = network.map(|n| n.namespace_fd());
-        // SAFETY: prctl, umask and setns are async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // QEMU's sockets and console log are for their owner only (0700/0600),
-                // whatever the caller's umask, inside a directory that is already 0700.
-                libc::umask(0o077);
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Into the test network's namespace, where the tap is.
-                if let Some(fd) = netns {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
         let started = Instant::now();
-        let mut child = spawn(cmd).with_context(|| format!("starting {}", qemu.path.display()))?;
-        let pid = child.id() as i32;
-        LIVE.lock().unwrap().insert(pid);
-        let guard = KillOnDrop(Some(pid));
+        let child = spawn_qemu(&qemu.path, &args, &paths.stderr, network.map(|n| n.namespace_fd()))?;
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
+        let process = Process::Local { child, stderr: paths.stderr.clone(), console: paths.console.clone() };
+        Machine::connect(process, emulator, spec, role, paths, name, started, tap).await
+    }
 
+    /// Starts QEMU for guest `name` on a remote host through its agent, and connects
+    /// to its QMP and guest channel through sockets SSH forwards into `local_dir`.
+    pub(super) async fn start_remote(
+        host: &std::sync::Arc<remote::RemoteHost>,
+        emulator: &site::Emulator,
+        spec: GuestSpec,
+        role: Role,
+        local_dir: &Path,
+        name: &str,
+    ) -> Result<Machine> {
+        if let Some(net) = spec.net {
+            bail!(
+                "guest {name} has a NIC ({}) for the HTTP workload, which cannot move to another host yet \
+                 (the two hosts' guest networks are not bridged): use another workload with --dest",
+                net.ip
+            );
+        }
+        let there = MachinePaths::new(&host.facts.run_dir.join(name));
+        let mut args: Vec<String> = emulator.qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        args.extend(qemu_args(&spec, &host.image, &there, role, name, None, &emulator.machine));
+        let started = Instant::now();
+        let pid = host.start(name, &emulator.qemu.path, args)?;
+        let process = Process::Remote { host: host.clone(), name: name.into(), pid };
+        // QMP and the channel come here through SSH; the logs stay there.
+        let here = MachinePaths::new(local_dir);
+        for (local, remote) in [(&here.qmp, &there.qmp), (&here.channel, &there.channel)] {
+            check_socket_path(local)?;
+            // The agent answered once QEMU had made them.
+            host.ssh.forward_unix(local, remote)?;
+        }
+        Machine::connect(process, emulator, spec, role, here, name, started, None).await
+    }
+
+    /// Connects to a just-started QEMU's QMP and guest channel, watching that it
+    /// does not die meanwhile; on failure it is killed, with its last words in the error.
+    #[allow(clippy::too_many_arguments)]
+    async fn connect(
+        mut process: Process,
+        emulator: &site::Emulator,
+        spec: GuestSpec,
+        role: Role,
+        paths: MachinePaths,
+        name: &str,
+        started: Instant,
+        tap: Option<Tap>,
+    ) -> Result<Machine> {
         let connect = async {
             let qmp = Qmp::connect(&paths.qmp, name, Duration::from_secs(30)).await?;
             let channel = GuestChannel::connect(&paths.channel, Duration::from_secs(10)).await?;
@@ -170,8 +203,8 @@ impl Machine {
         // connect timeouts: watch the process while connecting.
         let exited = async {
             loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Ok(Some(status)) = child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(if process.is_remote() { 250 } else { 50 })).await;
+                if let Some(status) = process.exit_status() {
                     return status;
                 }
             }
@@ -183,18 +216,16 @@ impl Machine {
         let (qmp, channel) = match connected {
             Ok(c) => c,
             Err(e) => {
-                let status = child.try_wait().ok().flatten();
-                let stderr = tail(&paths.stderr, 10);
-                drop(guard);
-                let _ = child.wait();
+                let status = process.exit_status();
+                let stderr = process.tail(agent::LogFile::Stderr, 10);
+                process.kill_and_reap();
                 let how = match status {
                     Some(s) => format!("QEMU exited ({s})"),
                     None => "QEMU did not answer".to_string(),
                 };
-                bail!("{how} while starting guest {name}.\nQEMU said:\n{stderr}\n(QMP: {e:#})");
+                bail!("{how} while starting guest {name}{}.\nQEMU said:\n{stderr}\n(QMP: {e:#})", process.place());
             }
         };
-        std::mem::forget(guard);
         Ok(Machine {
             name: name.into(),
             spec,
@@ -204,7 +235,7 @@ impl Machine {
             qmp,
             channel,
             started,
-            child,
+            process,
             cgroup: None,
             features: Default::default(),
             _tap: tap,
@@ -229,8 +260,23 @@ impl Machine {
         Ok(self.features.get_or_init(|| f))
     }
 
+    /// QEMU's process id on the host it runs on (see [`Machine::is_remote`]).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
+    }
+
+    /// Whether this QEMU runs on another host (through its agent).
+    pub fn is_remote(&self) -> bool {
+        self.process.is_remote()
+    }
+
+    /// The address another QEMU sends a migration to this one at: its host's
+    /// migration address, or loopback here.
+    pub fn migration_host(&self) -> String {
+        match &self.process {
+            Process::Remote { host, .. } => host.migrate_address.clone(),
+            Process::Local { .. } => "127.0.0.1".into(),
+        }
     }
 
     /// Caps this QEMU's CPU (`cap_percent`, % of one host CPU) and restricts it to
@@ -241,8 +287,11 @@ impl Machine {
             if cap_percent.is_none() && cores.is_none() {
                 return Ok(());
             }
-            let mut cg = cgroup::CpuCgroup::create(&format!("{}-{}", self.name, self.child.id()))?;
-            cg.add(self.child.id())?;
+            if self.is_remote() {
+                bail!("a CPU cap or core limit on guest {}{} is not supported yet: cap the guest on this host only", self.name, self.process.place());
+            }
+            let mut cg = cgroup::CpuCgroup::create(&format!("{}-{}", self.name, self.pid()))?;
+            cg.add(self.pid())?;
             self.cgroup = Some(cg);
         }
         let cg = self.cgroup.as_mut().expect("just created");
@@ -280,14 +329,14 @@ impl Machine {
 
     /// Whether the QEMU process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.exit_status().is_none()
     }
 
     /// How this QEMU ended and its last words, "exited (signal: 9 (SIGKILL)); it
     /// said: …" (the last lines of its stderr), or `None` while it runs.
     pub fn exit_report(&mut self) -> Option<String> {
-        let status = self.child.try_wait().ok().flatten()?;
-        Some(format!("exited ({status}); it said: {}", tail(&self.paths.stderr, 5).replace('\n', " | ")))
+        let status = self.process.exit_status()?;
+        Some(format!("exited ({status}){}; it said: {}", self.process.place(), self.process.tail(agent::LogFile::Stderr, 5).replace('\n', " | ")))
     }
 
     /// Waits for the guest's READY; the error quotes the guest console's last lines.
@@ -297,12 +346,13 @@ impl Machine {
             if let Some(r) = self.channel.wait_ready(Duration::from_millis(100)).await {
                 return Ok(r);
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.process.exit_status() {
                 bail!(
-                    "QEMU for guest {} exited ({status}) before the guest said READY.\nQEMU said:\n{}\nLast console lines:\n{}",
+                    "QEMU for guest {}{} exited ({status}) before the guest said READY.\nQEMU said:\n{}\nLast console lines:\n{}",
                     self.name,
-                    tail(&self.paths.stderr, 10),
-                    tail(&self.paths.console, 20)
+                    self.process.place(),
+                    self.process.tail(agent::LogFile::Stderr, 10),
+                    self.process.tail(agent::LogFile::Console, 20)
                 );
             }
             if Instant::now() >= deadline {
@@ -311,7 +361,7 @@ impl Machine {
                     self.name,
                     timeout.as_secs(),
                     self.spec.accel,
-                    tail(&self.paths.console, 20)
+                    self.process.tail(agent::LogFile::Console, 20)
                 );
             }
         }
@@ -319,12 +369,16 @@ impl Machine {
 
     /// The console's last `n` lines.
     pub fn console_tail(&self, n: usize) -> String {
-        tail(&self.paths.console, n)
+        self.process.tail(agent::LogFile::Console, n)
     }
 
     /// Kernel trouble on the console: Oops, BUG, panic, … (each a line).
     pub fn console_problems(&self) -> Vec<String> {
-        console_problems(&std::fs::read_to_string(&self.paths.console).unwrap_or_default())
+        match &self.process {
+            Process::Local { console, .. } => console_problems(&std::fs::read_to_string(console).unwrap_or_default()),
+            // The whole console is small (the guest prints warnings and reports only).
+            Process::Remote { .. } => console_problems(&self.process.tail(agent::LogFile::Console, 5000)),
+        }
     }
 
     /// Asks QEMU to quit, waits a little, then kills it.
@@ -343,9 +397,20 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        drop(KillOnDrop(Some(self.child.id() as i32)));
-        let _ = self.child.wait();
+        self.process.kill_and_reap();
     }
+}
+
+/// CPU counters of these machines' QEMUs, each read where it runs, at one moment;
+/// the host's are this host's.
+pub fn cpu_sample(machines: &[&Machine]) -> usage::CpuSample {
+    let mut c = usage::counters(&[]);
+    for m in machines {
+        let p = m.process.counters();
+        c.process_ns += p.process_ns;
+        c.vcpu_ns += p.vcpu_ns;
+    }
+    usage::CpuSample::at_now(c)
 }
 
 /// Kills a process group and forgets it in [`LIVE`].

@@ -1,6 +1,6 @@
-//! Where QEMUs run. Today that is this host; a remote host (reached over SSH, with
-//! `migbench agent` on the far side) is meant to join as another kind of site
-//! without its callers changing.
+//! Where QEMUs run: this host, or a remote host reached over SSH with
+//! `migbench agent` on the far side (`machine::remote`), without its callers
+//! changing.
 //!
 //! A [`Site`] owns what its QEMUs need there: the run directory their sockets and
 //! logs go in, and the test network namespace they run in when guests need one. It
@@ -9,6 +9,7 @@
 
 use super::command::{MACHINE_TYPE, Role};
 use super::hardware::{Accel, GuestSpec};
+use super::remote::RemoteHost;
 use super::run_dir::RunDir;
 use super::{Machine, is_live, kill_if_live};
 use crate::guest::GuestImage;
@@ -16,7 +17,7 @@ use crate::host::Qemu;
 use crate::network::Network;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The QEMU a machine runs on and the machine type it is given: the same on both
@@ -44,6 +45,14 @@ impl Emulator {
         let machine = if source.path == destination.path { MACHINE_TYPE.to_string() } else { versioned.clone() };
         Ok((Emulator { qemu: source.clone(), machine: machine.clone() }, Emulator { qemu: destination.clone(), machine }, versioned))
     }
+
+    /// [`Emulator::pair`] from `source` here to a remote host's QEMU: both sides run
+    /// the older one's versioned machine type (two hosts never share a binary).
+    pub fn pair_with(source: &Qemu, remote: &RemoteHost) -> Result<(Emulator, Emulator, String)> {
+        let destination = &remote.facts.qemu;
+        let versioned = crate::host::common_machine_type_of((source, &source.machine_help()?), (destination, &remote.facts.machine_help), MACHINE_TYPE)?;
+        Ok((Emulator { qemu: source.clone(), machine: versioned.clone() }, Emulator { qemu: destination.clone(), machine: versioned.clone() }, versioned))
+    }
 }
 
 /// A place QEMUs run, with their run directory and (if asked for) test network.
@@ -57,6 +66,14 @@ pub struct Site {
 /// The kinds of site: one variant per way of reaching the host.
 enum Place {
     Local(Local),
+    Remote(Remote),
+}
+
+/// Another host, through its agent: the QEMUs run there; their QMP and guest
+/// channel sockets are forwarded into a run directory here.
+struct Remote {
+    host: Arc<RemoteHost>,
+    dir: RunDir,
 }
 
 /// This host: its QEMU binary and guest image, a run directory of its own and,
@@ -79,17 +96,25 @@ impl Site {
         Ok(Site { place: Place::Local(local), started: Mutex::new(Vec::new()) })
     }
 
+    /// A remote host (connected with [`RemoteHost::connect`]); its sockets are
+    /// forwarded into a fresh run directory here.
+    pub fn remote(host: Arc<RemoteHost>) -> Result<Site> {
+        Ok(Site { place: Place::Remote(Remote { host, dir: RunDir::new()? }), started: Mutex::new(Vec::new()) })
+    }
+
     /// The site's test network, if it has one.
     pub fn network(&self) -> Option<&Network> {
         match &self.place {
             Place::Local(l) => l.network.as_ref(),
+            Place::Remote(_) => None,
         }
     }
 
-    /// The run directory, on the site's host.
+    /// The run directory here (a remote site's holds its forwarded sockets).
     pub fn dir(&self) -> &Path {
         match &self.place {
             Place::Local(l) => l.dir.path(),
+            Place::Remote(r) => r.dir.path(),
         }
     }
 
@@ -97,6 +122,7 @@ impl Site {
     fn machine_dir(&self, name: &str) -> Result<PathBuf> {
         match &self.place {
             Place::Local(l) => l.dir.machine_dir(name),
+            Place::Remote(r) => r.dir.machine_dir(name),
         }
     }
 
@@ -104,6 +130,7 @@ impl Site {
     pub fn emulator(&self) -> Emulator {
         match &self.place {
             Place::Local(l) => Emulator::newest(&l.qemu),
+            Place::Remote(r) => Emulator::newest(&r.host.facts.qemu),
         }
     }
 
@@ -121,6 +148,8 @@ impl Site {
         let dir = self.machine_dir(name)?;
         let m = match &self.place {
             Place::Local(l) => Machine::start(emulator, &l.image, spec, role, &dir, name, l.network.as_ref()).await?,
+            // The agent kills its QEMUs when the connection ends.
+            Place::Remote(r) => return Machine::start_remote(&r.host, emulator, spec, role, &dir, name).await,
         };
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
         // Only those that may still run: a long sweep starts thousands.

@@ -2,6 +2,7 @@
 //! from /proc. Percentages are of one host CPU (so 2 busy vCPUs read 200 %),
 //! except `host_percent`, which is of the whole host.
 
+use super::agent::Counters;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -78,6 +79,11 @@ fn thread_ns(task: &std::path::Path, stat: &str) -> Option<u64> {
 
 /// Samples the given processes (a migration has two QEMUs).
 pub fn sample(pids: &[u32]) -> CpuSample {
+    CpuSample::at_now(counters(pids))
+}
+
+/// The cumulative CPU counters of the given processes and of this host.
+pub fn counters(pids: &[u32]) -> Counters {
     let mut process_ns = 0;
     let mut vcpu_ns = 0;
     for pid in pids {
@@ -93,7 +99,14 @@ pub fn sample(pids: &[u32]) -> CpuSample {
         }
     }
     let (host_busy, host_total) = host_ticks();
-    CpuSample { at: Instant::now(), process_ns, vcpu_ns, host_busy, host_total }
+    Counters { process_ns, vcpu_ns, host_busy, host_total }
+}
+
+impl CpuSample {
+    /// Counters read just now.
+    pub fn at_now(c: Counters) -> CpuSample {
+        CpuSample { at: Instant::now(), process_ns: c.process_ns, vcpu_ns: c.vcpu_ns, host_busy: c.host_busy, host_total: c.host_total }
+    }
 }
 
 impl CpuUsage {

@@ -7,7 +7,8 @@ use super::measurement::{Health, Measurement, Outcome, QemuSides, RecordedEvent,
 use super::scenario::{Fault, Scenario, Transport};
 use super::strategy::PostcopySwitch;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
-use crate::machine::usage::{self, CpuUsage};
+use crate::machine::cpu_sample;
+use crate::machine::usage::CpuUsage;
 use crate::machine::{Machine, Role};
 use crate::qmp::{Event, MigrationInfo};
 use anyhow::{Context, Result, bail};
@@ -58,6 +59,11 @@ pub async fn drive_with(
 
     // A saving strategy sends to a file, which the destination is given once the
     // save is complete (`file::restore_after`); the others to a listening destination.
+    if dst.is_remote() {
+        if let Some(why) = remote_refusal(scenario) {
+            bail!("{why}");
+        }
+    }
     let saved_to = scenario.strategy.saves_to_file().then(|| super::file::path_in(&dst.paths.dir));
     let uri = if let Some(path) = &saved_to {
         let _ = std::fs::remove_file(path);
@@ -67,20 +73,21 @@ pub async fn drive_with(
             // In the destination's own directory: a reused guest migrates many times.
             Transport::Unix => format!("unix:{}", dst.paths.dir.join("migrate.sock").display()),
             // Port 0: QEMU picks a free port and reports it in the destination's query-migrate.
-            Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
+            // The destination's host address (its migration address when remote).
+            Transport::Tcp => format!("tcp:{}:0", dst.migration_host()),
         };
         dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.clone()), channels: None, exit_on_error: None }).await?;
         match scenario.transport {
             Transport::Unix => uri,
             Transport::Tcp => {
                 let port = dst.qmp.query_migrate().await?.inet_port().context("the destination did not report the TCP port it listens on")?;
-                format!("tcp:127.0.0.1:{port}")
+                format!("tcp:{}:{port}", dst.migration_host())
             }
         }
     };
 
-    let cpu_start = usage::sample(&[src.pid(), dst.pid()]);
-    let source_cpu_start = usage::sample(&[src.pid()]);
+    let cpu_start = cpu_sample(&[&*src, &*dst]);
+    let source_cpu_start = cpu_sample(&[&*src]);
     let t0 = Instant::now();
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
@@ -107,8 +114,8 @@ pub async fn drive_with(
 
     let t_end = Instant::now();
     let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
-    let cpu_during = CpuUsage::between(&cpu_start, &usage::sample(&[src.pid(), dst.pid()])).map(|u| u.with_guest(guest_during));
-    let source_cpu_during = CpuUsage::between(&source_cpu_start, &usage::sample(&[src.pid()]));
+    let cpu_during = CpuUsage::between(&cpu_start, &cpu_sample(&[&*src, &*dst])).map(|u| u.with_guest(guest_during));
+    let source_cpu_during = CpuUsage::between(&source_cpu_start, &cpu_sample(&[&*src]));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
     m.qemus = Some(qemus);
@@ -181,6 +188,26 @@ pub async fn drive_with(
     m.evidence = Some(crate::migration::evidence::judge(scenario.strategy, settings, &observed, &m));
     m.fault = injected.map(|f| conclude(f, &m, postcopy_active));
     Ok(m)
+}
+
+/// Why `scenario` cannot run to a destination on another host yet, if it cannot:
+/// what needs a file or socket both QEMUs share, a fault that signals a process
+/// here, or credentials written beside the destination.
+pub fn remote_refusal(scenario: &Scenario) -> Option<String> {
+    let fix = "run it with both QEMUs on this host (without --dest)";
+    if scenario.transport != Transport::Tcp {
+        return Some(format!("transport {} cannot reach another host: use --transport tcp with --dest", scenario.transport));
+    }
+    if scenario.strategy.saves_to_file() {
+        return Some(format!("strategy {} saves to a file on this host, which the other host cannot read: {fix}", scenario.strategy));
+    }
+    if scenario.tls {
+        return Some(format!("TLS to another host is not supported yet (its credentials are made on this host): {fix}"));
+    }
+    if scenario.fault != Fault::None {
+        return Some(format!("fault {} is not supported with a destination on another host yet: {fix}", scenario.fault));
+    }
+    None
 }
 
 /// Everything before `migrate`: what the accelerator can do, the TLS credentials,

@@ -1,0 +1,193 @@
+//! The far end of `migbench agent` (see `machine::agent` for the protocol): reads
+//! requests from stdin, answers on stdout, and when stdin closes kills every QEMU
+//! it started and removes its run directory.
+
+use super::agent::{Facts, LogFile, PROTOCOL, Reply, Request, Status};
+use super::command::MachinePaths;
+use super::hardware::Accel;
+use super::run_dir::RunDir;
+use super::{spawn_qemu, tail, usage};
+use crate::guest::GuestImage;
+use crate::host::qemu_versions::{self, QemuWanted};
+use crate::host::{HostInfo, OsRelease, Qemu, qemu_cache};
+use crate::setup::{self, Platform};
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+use std::io::BufRead;
+
+/// One QEMU the agent started.
+struct Started {
+    child: Child,
+    paths: MachinePaths,
+}
+
+/// The agent's state: its run directory and QEMUs.
+struct Agent {
+    dir: RunDir,
+    qemu: Option<Qemu>,
+    machines: BTreeMap<String, Started>,
+}
+
+/// Serves requests until stdin closes.
+pub async fn serve() -> Result<()> {
+    let mut agent = Agent { dir: RunDir::new()?, qemu: None, machines: BTreeMap::new() };
+    // Requests are read on a thread of their own: stdin blocks.
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<String>>();
+    std::thread::Builder::new().name("migbench-agent-stdin".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    })?;
+    let result = async {
+        while let Some(line) = lines.recv().await {
+            let line = line.context("reading a request")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let reply = match serde_json::from_str::<Request>(&line) {
+                Ok(request) => match agent.handle(request).await {
+                    Ok(body) => Reply { ok: true, error: String::new(), body },
+                    Err(e) => Reply { ok: false, error: format!("{e:#}"), body: serde_json::Value::Null },
+                },
+                Err(e) => Reply { ok: false, error: format!("a request this agent does not understand ({e}): is the harness's migbench the same version?"), body: serde_json::Value::Null },
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string(&reply)?)?;
+            out.flush()?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    // The harness is gone or done: nothing of ours stays behind.
+    for (_, mut m) in std::mem::take(&mut agent.machines) {
+        kill(&mut m.child);
+    }
+    drop(agent);
+    result
+}
+
+fn kill(child: &mut Child) {
+    // Unregistered from the signal handler's list and killed as one (see `KillOnDrop`).
+    drop(super::KillOnDrop(Some(child.id() as i32)));
+    let _ = child.wait();
+}
+
+impl Agent {
+    async fn handle(&mut self, request: Request) -> Result<serde_json::Value> {
+        Ok(match request {
+            Request::Hello { protocol, qemu, image, accel } => {
+                if protocol != PROTOCOL {
+                    bail!("this agent speaks protocol {PROTOCOL}, the harness {protocol}");
+                }
+                serde_json::to_value(self.hello(qemu, &image, accel).await?)?
+            }
+            Request::Start { name, qemu, args } => serde_json::to_value(self.start(&name, &qemu, &args).await?)?,
+            Request::Status { name } => {
+                let m = self.machine(&name)?;
+                let exit = m.child.try_wait().ok().flatten().map(|s| s.to_string());
+                serde_json::to_value(Status { running: exit.is_none(), exit })?
+            }
+            Request::Tail { name, file, lines } => {
+                let m = self.machine(&name)?;
+                serde_json::to_value(tail(if file == LogFile::Console { &m.paths.console } else { &m.paths.stderr }, lines.min(100_000)))?
+            }
+            Request::Cpu { names } => {
+                let mut pids = Vec::new();
+                for n in &names {
+                    pids.push(self.machine(n)?.child.id());
+                }
+                serde_json::to_value(usage::counters(&pids))?
+            }
+            Request::Stop { name } => {
+                if let Some(mut m) = self.machines.remove(&name) {
+                    kill(&mut m.child);
+                    let _ = std::fs::remove_dir_all(&m.paths.dir);
+                }
+                serde_json::Value::Null
+            }
+        })
+    }
+
+    fn machine(&mut self, name: &str) -> Result<&mut Started> {
+        self.machines.get_mut(name).with_context(|| format!("no machine named {name} on this host"))
+    }
+
+    /// This host's QEMU and accelerator, checked with the image the harness sent.
+    async fn hello(&mut self, wanted: Option<QemuWanted>, image_dir: &Path, accel: Accel) -> Result<Facts> {
+        let image = GuestImage::load(image_dir).with_context(|| format!("the guest image the harness copied to {}", image_dir.display()))?;
+        let qemu = tokio::task::spawn_blocking(move || host_qemu(wanted.as_ref())).await.context("QEMU resolution task")??;
+        let mut p = Platform { qemu, qemu_asked: false, image, host: HostInfo::read() };
+        let (kvm_works, kvm_detail) = if accel == Accel::Kvm { setup::kvm_works(&p).await? } else { (false, "not probed: the harness runs TCG".to_string()) };
+        setup::choose_qemu(&mut p, accel).await?;
+        let machine_help = {
+            let q = p.qemu.clone();
+            tokio::task::spawn_blocking(move || q.machine_help()).await.context("machine help task")??
+        };
+        self.qemu = Some(p.qemu.clone());
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Ok(Facts {
+            protocol: PROTOCOL,
+            migbench_version: env!("CARGO_PKG_VERSION").into(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+            host: p.host.clone(),
+            cpu_flags: crate::host::cpu_flags(&cpuinfo),
+            mem_available_mib: crate::host::mem_available_mib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()).unwrap_or(0),
+            qemu: p.qemu,
+            machine_help,
+            kvm_works,
+            kvm_detail,
+            run_dir: self.dir.path().to_path_buf(),
+            unix_time_ns: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        })
+    }
+
+    /// Starts a QEMU and waits until its QMP and channel sockets exist (SSH forwards
+    /// them next), or it dies.
+    async fn start(&mut self, name: &str, qemu: &Path, args: &[String]) -> Result<u32> {
+        if self.machines.contains_key(name) {
+            bail!("a machine named {name} already runs on this host");
+        }
+        // Only the QEMU this agent resolved, or one the harness named by a path that exists here.
+        if self.qemu.as_ref().is_none_or(|q| q.path != qemu) && !qemu.is_file() {
+            bail!("{} is not a QEMU on this host", qemu.display());
+        }
+        let paths = MachinePaths::new(&self.dir.machine_dir(name)?);
+        let mut child = spawn_qemu(qemu, args, &paths.stderr, None)?;
+        // A SIGTERM or SIGHUP to the agent kills it too (see `machine::kill_all`).
+        super::LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(paths.qmp.exists() && paths.channel.exists()) {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("QEMU exited ({status}) as it started. It said:\n{}", tail(&paths.stderr, 10));
+            }
+            if Instant::now() >= deadline {
+                kill(&mut child);
+                bail!("QEMU made no QMP socket within 30 s. It said:\n{}", tail(&paths.stderr, 10));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid = child.id();
+        self.machines.insert(name.into(), Started { child, paths });
+        Ok(pid)
+    }
+}
+
+/// The QEMU this host runs: the one asked for, else the system's, else (Debian 12)
+/// bookworm-backports' in migbench's cache. Nothing is installed system-wide here.
+fn host_qemu(wanted: Option<&QemuWanted>) -> Result<Qemu> {
+    Ok(match wanted {
+        Some(QemuWanted::Series(series)) => qemu_versions::resolve_series_locked(series)?,
+        Some(w) => qemu_versions::resolve(w)?,
+        None => match Qemu::find(None)? {
+            Some(q) => q,
+            None if OsRelease::read().is_bookworm() => qemu_cache::ensure_locked(qemu_cache::DEFAULT)?,
+            None => bail!("this host has no QEMU: install qemu-system-x86 here (Debian/Ubuntu: apt-get install qemu-system-x86), or name one with --qemu-dest PATH"),
+        },
+    })
+}

@@ -1,0 +1,84 @@
+//! The QEMU process behind a machine: a child of this process, or one a remote
+//! host's agent started there. Either way it can be asked whether it still runs,
+//! for its logs and CPU counters, and killed; a local one is also signalled on
+//! Ctrl-C (see `machine::kill_all`), a remote one dies with its agent.
+
+use super::agent::{Counters, LogFile, Request, Status};
+use super::remote::RemoteHost;
+use super::{KillOnDrop, tail, usage};
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::Arc;
+
+pub(super) enum Process {
+    Local { child: Child, stderr: PathBuf, console: PathBuf },
+    Remote { host: Arc<RemoteHost>, name: String, pid: u32 },
+}
+
+impl Process {
+    /// The process id, on its own host.
+    pub(super) fn id(&self) -> u32 {
+        match self {
+            Process::Local { child, .. } => child.id(),
+            Process::Remote { pid, .. } => *pid,
+        }
+    }
+
+    pub(super) fn is_remote(&self) -> bool {
+        matches!(self, Process::Remote { .. })
+    }
+
+    /// " on ssh://…" for a remote one, empty here.
+    pub(super) fn place(&self) -> String {
+        match self {
+            Process::Local { .. } => String::new(),
+            Process::Remote { host, .. } => format!(" on {}", host.ssh.target),
+        }
+    }
+
+    /// How it ended ("signal: 9 (SIGKILL)"), or `None` while it runs. A remote
+    /// host that cannot be asked counts as running: the caller's own deadline ends the wait.
+    pub(super) fn exit_status(&mut self) -> Option<String> {
+        match self {
+            Process::Local { child, .. } => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            Process::Remote { host, name, .. } => {
+                let s: Status = host.agent.ask(&Request::Status { name: name.clone() }, super::agent::CALL_TIMEOUT).ok()?;
+                (!s.running).then(|| s.exit.unwrap_or_else(|| "ended".into()))
+            }
+        }
+    }
+
+    /// The last `n` lines of its console or stderr ("  (nothing)" when empty or unreadable).
+    pub(super) fn tail(&self, file: LogFile, n: usize) -> String {
+        match self {
+            Process::Local { stderr, console, .. } => tail(if file == LogFile::Console { console } else { stderr }, n),
+            Process::Remote { host, name, .. } => host
+                .agent
+                .ask::<String>(&Request::Tail { name: name.clone(), file, lines: n }, super::agent::CALL_TIMEOUT)
+                .unwrap_or_else(|e| format!("  (could not read it: {e:#})")),
+        }
+    }
+
+    /// Its CPU counters and its host's, read where it runs.
+    pub(super) fn counters(&self) -> Counters {
+        match self {
+            Process::Local { child, .. } => usage::counters(&[child.id()]),
+            Process::Remote { host, name, .. } => {
+                host.agent.ask(&Request::Cpu { names: vec![name.clone()] }, super::agent::CALL_TIMEOUT).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Kills it and waits for it to go.
+    pub(super) fn kill_and_reap(&mut self) {
+        match self {
+            Process::Local { child, .. } => {
+                drop(KillOnDrop(Some(child.id() as i32)));
+                let _ = child.wait();
+            }
+            Process::Remote { host, name, .. } => {
+                let _ = host.agent.call(&Request::Stop { name: name.clone() }, super::agent::CALL_TIMEOUT);
+            }
+        }
+    }
+}
