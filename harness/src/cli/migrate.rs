@@ -107,22 +107,10 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
     let spec = GuestSpec::new(a.ram, a.run.vcpus, env.accel)?.with_workload(a.run.workload);
     let rec = match (&remote, &a.qemu_dest) {
         (Some(r), _) => {
-            let (r, image, accel) = (r.clone(), p.image.clone(), env.accel);
-            eprintln!("migbench: connecting to {} …", r.target);
-            let host = tokio::task::spawn_blocking(move || migbench::machine::remote::RemoteHost::connect(&r, &image, accel))
-                .await
-                .context("connection task")??;
+            let host = connect_remote(r, &p, &env).await?;
             host.check(env.accel, a.ram)?;
             let (source, destination, machine_type) = migbench::machine::site::Emulator::pair_with(&p.qemu, &host)?;
-            eprintln!(
-                "migbench: destination {} ({}): QEMU {} ({}), machine {machine_type}, migration to {} over TCP",
-                host.ssh.target, host.facts.hostname, host.facts.qemu.version, host.facts.qemu.path.display(), host.migrate_address
-            );
-            for d in migbench::machine::remote::differences(&p.host, &p.qemu, &host.facts) {
-                eprintln!("migbench: the hosts differ (recorded): {d}");
-            }
             let pair = migbench::experiment::qemus::Pair { source, destination, machine_type };
-            let host = std::sync::Arc::new(host);
             migbench::experiment::once::run_to(&p, &env, &pair, Some(&host), spec, &scenario, boot).await?
         }
         (None, None) => migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?,
@@ -155,6 +143,27 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
     }
     eprintln!("migbench: record written to {}", path.display());
     Ok(exit_for(std::slice::from_ref(&rec)))
+}
+
+/// Connects to the remote destination and says what it found there.
+pub(crate) async fn connect_remote(spec: &migbench::machine::remote::RemoteSpec, p: &Platform, env: &Environment) -> Result<std::sync::Arc<migbench::machine::remote::RemoteHost>> {
+    let (r, image, accel) = (spec.clone(), p.image.clone(), env.accel);
+    eprintln!("migbench: connecting to {} …", r.target);
+    let host = tokio::task::spawn_blocking(move || migbench::machine::remote::RemoteHost::connect(&r, &image, accel)).await.context("connection task")??;
+    eprintln!(
+        "migbench: destination {} ({}): QEMU {} ({}), migration to {} over TCP; clock {:+.1} ms from ours (± {:.1})",
+        host.ssh.target,
+        host.facts.hostname,
+        host.facts.qemu.version,
+        host.facts.qemu.path.display(),
+        host.migrate_address,
+        host.clock.offset_ms,
+        host.clock.round_trip_ms / 2.0
+    );
+    for d in migbench::machine::remote::differences(&p.host, &p.qemu, &host.facts) {
+        eprintln!("migbench: the hosts differ (recorded): {d}");
+    }
+    Ok(std::sync::Arc::new(host))
 }
 
 /// 0 when every migration completed and left a healthy guest, 3 otherwise (the

@@ -37,6 +37,11 @@ pub(crate) struct RunArgs {
     pub(crate) dry_run: bool,
     #[command(flatten)]
     pub(crate) sweep: SweepArgs,
+    #[command(flatten)]
+    pub(crate) remote: super::migrate::RemoteArgs,
+    /// With --dest: the QEMU to run there (a version, `system` or a path there).
+    #[arg(long, value_name = "VERSION|PATH", requires = "dest")]
+    pub(crate) qemu_dest: Option<QemuWanted>,
 }
 
 /// `migbench run`: the profile (or with --dry-run, its plan).
@@ -59,9 +64,13 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
         println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
         return Ok(ExitCode::SUCCESS);
     }
+    let remote = a.remote.spec(a.qemu_dest.as_ref())?;
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.sweep.accel).await?;
-    let opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
+    let mut opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;
+    if let Some(r) = &remote {
+        opts.remote = Some(super::migrate::connect_remote(r, &p, &env).await?);
+    }
     let outcome = run_sweep(&p, &env, &profile, &opts).await?;
     print_sweep(&profile, &outcome, opts.reuse)
 }
@@ -74,7 +83,7 @@ pub(crate) async fn run_sweep(p: &Platform, env: &Environment, profile: &Profile
 }
 
 pub(crate) fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
-    Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet })
+    Ok(SweepOptions { out, resume, shard, reuse: !a.no_reuse, boot_timeout: boot_timeout(a.boot_timeout)?, quiet: a.quiet, remote: None })
 }
 
 /// The summary of `runs` on the terminal: the report's sections as text (the table

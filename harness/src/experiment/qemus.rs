@@ -7,7 +7,8 @@ use super::profile::Cell;
 use crate::host::Qemu;
 use crate::host::qemu_versions::{self, QemuWanted};
 use crate::machine::site::Emulator;
-use anyhow::{Context, Result};
+use crate::machine::remote::RemoteHost;
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
 /// The emulators of one (source, destination) pair of QEMUs.
@@ -52,6 +53,30 @@ impl QemuPairs {
             };
             let (source, destination, machine_type) = Emulator::pair(&source, &destination)
                 .with_context(|| format!("qemu = {} with qemu_dest = {}", source.version, destination.version))?;
+            pairs.insert(key, Pair { source, destination, machine_type });
+        }
+        Ok(QemuPairs { pairs })
+    }
+
+    /// [`QemuPairs::resolve`] with every destination on `remote`, running the QEMU
+    /// its agent resolved there (a cell's `qemu_dest` is refused: `--qemu-dest`
+    /// names the far QEMU when the connection is made).
+    pub fn resolve_to<'a>(default: &Qemu, cells: impl IntoIterator<Item = &'a Cell>, remote: &RemoteHost) -> Result<QemuPairs> {
+        let mut pairs = BTreeMap::new();
+        for cell in cells {
+            if let Some(d) = &cell.qemu_dest {
+                bail!("qemu_dest = {:?} names a QEMU on this host, but the destination is {}: drop it and pass --qemu-dest to migbench run", d.to_string(), remote.ssh.target);
+            }
+            let key = (cell.qemu.clone(), None);
+            if pairs.contains_key(&key) {
+                continue;
+            }
+            let source = match &cell.qemu {
+                None => default.clone(),
+                Some(w) => qemu_versions::resolve(w).with_context(|| format!("qemu = {:?}", w.to_string()))?,
+            };
+            let (source, destination, machine_type) =
+                Emulator::pair_with(&source, remote).with_context(|| format!("qemu = {} to {}", source.version, remote.ssh.target))?;
             pairs.insert(key, Pair { source, destination, machine_type });
         }
         Ok(QemuPairs { pairs })

@@ -5,7 +5,10 @@
 use super::profile::{Cell, Profile, Shard};
 use super::qemus::{Pair, QemuPairs};
 use crate::guest::channel::{guest_cpu_between, rate_between};
-use crate::machine::usage::{self, CpuUsage};
+use crate::machine::usage::CpuUsage;
+use crate::machine::cpu_sample;
+use crate::machine::remote::RemoteHost;
+use std::sync::Arc;
 use crate::machine::command::Role;
 use crate::machine::dirty_rate::DirtyRate;
 use crate::machine::hardware::{BAD_QEMU_OPTION, Balloon, GuestSpec, StartFault};
@@ -51,6 +54,8 @@ pub struct SweepOptions {
     pub reuse: bool,
     pub boot_timeout: Duration,
     pub quiet: bool,
+    /// The destinations run on this host instead of here (`--dest ssh://…`).
+    pub remote: Option<Arc<RemoteHost>>,
 }
 
 /// One planned run.
@@ -126,8 +131,24 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     // stops the sweep here, with the reason.
     let pairs = {
         let (default, cells): (_, Vec<Cell>) = (platform.qemu.clone(), runs.iter().map(|r| r.cell.clone()).collect());
-        tokio::task::spawn_blocking(move || QemuPairs::resolve(&default, &cells)).await.context("QEMU resolution task")??
+        let remote = opts.remote.clone();
+        tokio::task::spawn_blocking(move || match remote {
+            Some(host) => QemuPairs::resolve_to(&default, &cells, &host),
+            None => QemuPairs::resolve(&default, &cells),
+        })
+        .await
+        .context("QEMU resolution task")??
     };
+    if let Some(host) = &opts.remote {
+        // What cannot cross hosts stops the sweep before its first run, naming the cell.
+        for r in &runs {
+            let scenario = r.cell.scenario();
+            if let Some(why) = driver::remote_refusal(&scenario) {
+                bail!("cell {} ({}) cannot migrate to {}: {why}", r.cell_index, profile.cell_label(r.cell_index), host.ssh.target);
+            }
+            host.check(env.accel, r.cell.guest(env.accel).ram_mib).with_context(|| format!("cell {}", r.cell_index))?;
+        }
+    }
     let skipped = plan(profile, opts.shard, &HashSet::new()).len() - runs.len();
     let bars = Bars::new(runs.len() as u64, opts.quiet);
     let bar = &bars.sweep;
@@ -137,6 +158,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     // A cut-link fault needs it too: the QEMUs then migrate over its loopback.
     let needs_network = |r: &PlannedRun| r.cell.guest(env.accel).net.is_some() || matches!(r.cell.fault, Fault::CutLink { .. });
     let site = Site::local(&platform.qemu, &platform.image, runs.iter().any(needs_network))?;
+    let far = opts.remote.clone().map(Site::remote).transpose()?;
     let warmup = Duration::try_from_secs_f64(profile.warmup_s).unwrap_or_default();
     let mut pool = GuestPool::new(&site, opts.reuse, opts.boot_timeout, warmup);
     let mut names = 0u32;
@@ -152,7 +174,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             format!("g{names}")
         };
         let pair = pairs.of(&r.cell)?;
-        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, &site, &mut pool, r, pair, &mut next_name, &bars.run).await {
+        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, (&site, far.as_ref()), &mut pool, r, pair, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
@@ -180,7 +202,10 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 record: "migration".into(),
                 schema: SCHEMA,
                 started_at,
-                environment: env.with_qemus(&pair.source.qemu, &pair.destination.qemu, &pair.machine_type),
+                environment: Environment {
+                    destination_host: opts.remote.as_ref().map(|h| h.record(&platform.host, &pair.source.qemu)),
+                    ..env.with_qemus(&pair.source.qemu, &pair.destination.qemu, &pair.machine_type)
+                },
                 guest: r.cell.guest(env.accel),
                 scenario: r.cell.scenario(),
                 guest_boot_ms: boot_ms,
@@ -233,7 +258,7 @@ async fn one_run(
     env: &Environment,
     profile: &Profile,
     opts: &SweepOptions,
-    site: &Site,
+    (site, far): (&Site, Option<&Site>),
     pool: &mut GuestPool<'_, BootKey>,
     r: &PlannedRun,
     pair: &Pair,
@@ -251,7 +276,7 @@ async fn one_run(
     }
     let mut src = pool.take(&pair.source, spec, boot_key(&r.cell, &pair.source), &mut *next_name).await?;
     src.machine.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the source QEMU")?;
-    let mut dst = match start_destination(site, pair, spec, r, &mut src.machine, &next_name()).await? {
+    let mut dst = match start_destination(far.unwrap_or(site), pair, spec, r, &mut src.machine, &next_name()).await? {
         Destination::Started(dst) => dst,
         Destination::Refused(m) => {
             let ran = (m, src.reused, src.boot_ms);
@@ -266,7 +291,11 @@ async fn one_run(
         finish_service(opts, r, &mut m, svc).await;
     }
     let (reused, boot_ms) = (src.reused, src.boot_ms);
-    let afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
+    let mut afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
+    if afterwards == Afterwards::Moved && dst.is_remote() {
+        // Every run starts here: a guest that moved away is not brought back.
+        afterwards = Afterwards::Lost;
+    }
     if afterwards == Afterwards::Moved {
         // From now on the guest runs on the destination's QEMU.
         src.rekey(boot_key(&r.cell, &pair.destination));
@@ -479,11 +508,11 @@ async fn measure_window(m: &Machine, secs: f64) -> (Option<CpuUsage>, Option<(St
     if secs <= 0.0 {
         return (None, None);
     }
-    let (a, from) = (usage::sample(&[m.pid()]), Instant::now());
+    let (a, from) = (cpu_sample(&[m]), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let to = Instant::now();
     let guest = guest_cpu_between(&[m.channel.cpu_ticks()], from, to);
-    let cpu = CpuUsage::between(&a, &usage::sample(&[m.pid()])).map(|u| u.with_guest(guest));
+    let cpu = CpuUsage::between(&a, &cpu_sample(&[m])).map(|u| u.with_guest(guest));
     (cpu, rate_between(&[m.channel.rates()], from, to))
 }
 

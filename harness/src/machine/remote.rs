@@ -70,6 +70,12 @@ pub struct RemoteRecord {
     pub differences: Vec<String>,
 }
 
+impl std::fmt::Debug for RemoteHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteHost({}, QEMU {})", self.ssh.target, self.facts.qemu.version)
+    }
+}
+
 impl RemoteHost {
     /// Connects, copies what is missing, starts the agent and reads the host's
     /// facts (checking `accel` runs there).
