@@ -1,0 +1,144 @@
+//! Two hosts: the destination on another "host" reached over SSH, exactly as a user
+//! would point migbench at a second machine. The second host is a network and mount
+//! namespace on a veth pair in 198.18.0.0/15 running Debian's openssh-server with
+//! per-run keys (`network::test_host`).
+
+mod common;
+
+use common::*;
+use migbench::network::test_host::TestHost;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// `migbench migrate --dest` to `host` with its key and known_hosts, plus `args`.
+fn migrate_to(tmp: &Path, host: &TestHost, dest: &str, key: &Path, args: &[&str]) -> Output {
+    let mut c = migbench(tmp);
+    c.arg("migrate").arg("--dest").arg(dest).arg("--ssh-key").arg(key);
+    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
+    c.args(["--ssh-option", "StrictHostKeyChecking=yes", "--out"]).arg(tmp.join("out")).args(args);
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The one record `migrate` wrote.
+fn record(tmp: &Path) -> serde_json::Value {
+    let dir = tmp.join("out");
+    let file = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "json")).expect("a record");
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+/// QEMUs and agents of ours still running anywhere (the test host shares our pid space).
+fn ours_running() -> Vec<(u32, String)> {
+    processes_mentioning("migbench-")
+        .into_iter()
+        .filter(|(_, c)| (c.contains("qemu-system") && c.contains("-name migbench-")) || c.contains("/agent/migbench-"))
+        .collect()
+}
+
+fn wait_until_gone(what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = ours_running();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_guest_migrates_to_another_host_over_ssh_and_arrives_intact() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--ram", "128", "--workload", "memdirty-write:32", "--json"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let r = record(tmp.path());
+    let m = &r["measurement"];
+    assert_eq!(m["outcome"]["kind"], "completed", "{out}");
+    assert_healthy_and_intact(m);
+    assert!(m["total_time_ms"].as_f64().unwrap() > 0.0 && m["transferred_bytes"].as_u64().unwrap() > 32 << 20, "{m}");
+    // The far side is in the record: which host, its QEMU, and the clock between us.
+    let far = &r["environment"]["destination_host"];
+    assert_eq!(far["target"], host.url(), "{far}");
+    assert_eq!(far["migrate_address"], host.ip().to_string());
+    assert!(far["clock"]["round_trip_ms"].as_f64().unwrap() > 0.0, "{far}");
+    assert!(!far["qemu_version"].as_str().unwrap().is_empty());
+    // Both QEMUs said who they are; the destination's is the one the far agent resolved.
+    assert_eq!(m["qemus"]["destination"]["version"], far["qemu_version"], "{}", m["qemus"]);
+    // The stream went over the link to the host's address, not over SSH or loopback.
+    assert!(out.contains(&format!("migration to {} over TCP", host.ip())), "{out}");
+    wait_until_gone("after a migration to another host");
+}
+
+#[test]
+fn a_wrong_key_an_unreachable_host_and_a_missing_qemu_are_errors_that_leave_nothing() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    // A key the host never heard of.
+    let other = tmp.path().join("other");
+    let made = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).output().unwrap();
+    assert!(made.status.success());
+    let o = migrate_to(tmp.path(), &host, &host.url(), &other, &["--ram", "128"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("refused the key") && out.contains(&other.display().to_string()) && out.contains("authorized_keys"), "{out}");
+    // Nobody listens on that port there.
+    let o = migrate_to(tmp.path(), &host, &format!("ssh://root@{}:2222", host.ip()), host.key(), &["--ram", "128"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("cannot be reached") && out.contains(":2222"), "{out}");
+    // A QEMU that does not exist there.
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--ram", "128", "--qemu-dest", "/nonexistent/qemu-system-x86_64"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("/nonexistent/qemu-system-x86_64") && out.contains(&host.url()), "{out}");
+    // More memory than the far host has free: refused before any guest boots.
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--ram", "1000000"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("MiB"), "{out}");
+    // Bad input, refused before anything starts.
+    let o = migrate_to(tmp.path(), &host, "root@nowhere", host.key(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("ssh://user@host"), "{}", text(&o));
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--strategy", "mapped-ram"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("saves to a file"), "{}", text(&o));
+    wait_until_gone("after refused migrations");
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+}
+
+#[test]
+fn a_killed_harness_takes_the_far_qemu_and_agent_with_it() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = migbench(tmp.path());
+    c.arg("migrate").arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key());
+    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
+    // A slow migration: a dirtier on a 1 MiB/s link.
+    c.args(["--ram", "128", "--workload", "memdirty-write:64", "--link", "8Mbit", "--out"]).arg(tmp.path().join("out"));
+    let mut child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    // Until the far QEMU runs (the agent started it).
+    while !ours_running().iter().any(|(_, c)| c.contains("-name migbench-dst")) {
+        assert!(Instant::now() < deadline, "the destination never started");
+        assert!(child.try_wait().unwrap().is_none(), "migbench ended early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until_gone("after SIGKILL of the harness");
+}
