@@ -15,12 +15,15 @@
 //! bridge and every tap. There is nothing to leak and nothing to clean up later.
 
 pub mod address;
+pub mod shape;
+pub mod tc;
+pub mod tc_output;
 
 pub use address::{CLIENT_IP, GUEST_IP, GuestNet, PREFIX};
 use anyhow::{Context, Result, bail};
 use migbench_guest::netif;
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
 /// The bridge inside the namespace.
@@ -120,6 +123,13 @@ impl Network {
     /// What a QEMU needs to join this network through `tap`.
     pub fn nic(&self, tap: &Tap) -> Nic {
         Nic { netns: self.ns.clone(), tap: tap.name.clone() }
+    }
+}
+
+impl AsFd for Network {
+    /// The namespace, e.g. for `tc::Local::in_namespace`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.ns.as_fd()
     }
 }
 
