@@ -27,6 +27,7 @@ use crate::migration::strategy::Strategy;
 use crate::host::qemu_versions::QemuWanted;
 use anyhow::{Context, Result, bail};
 use migbench_guest::orders::Workload;
+use crate::network::shape::LinkShape;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -209,6 +210,10 @@ cell_variables! {
     /// The destination's QEMU, as `qemu`; none = the source's. Two versions run the
     /// older one's versioned machine type on both sides.
     qemu_dest: Option<QemuWanted> = None,
+    /// The link to a destination on another host (`--dest`), shaped with tc at both
+    /// ends: `rate=100Mbit,rtt=20ms,jitter=2ms,loss=0.1%`, any part left out; none
+    /// = as it is.
+    link_shape: LinkShape = LinkShape::none(),
 }
 
 impl Cell {
@@ -270,6 +275,7 @@ impl Cell {
             tls: self.tls,
             tls_wrong_ca: false,
             fault: self.fault,
+            link_shape: self.link_shape.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! exactly when it passes its checks (the rest of the fuzzing is in tests/fuzz_profile.rs).
 #![cfg(test)]
 
+use crate::network::shape::LinkShape;
 use super::*;
 use crate::migration::strategy::Strategy as Mig;
 use proptest::prelude::*;
@@ -64,7 +65,8 @@ fn cell() -> impl Strategy<Value = Cell> {
     let fault = parsed::<Fault>(&["none", "kill-destination", "kill-source:2", "cut-link", "cut-link:3", "bad-qemu-option", "never-ready:5"]);
     let later = (prop::option::of(parsed::<LinkSpeed>(links)), mostly(1u64..=1000, int()));
     const QEMUS: &[&str] = &["7.2", "10", "10.0.2", "system", "/opt/qemu/bin/qemu-system-x86_64"];
-    let qemu = (prop::option::of(parsed::<QemuWanted>(QEMUS)), prop::option::of(parsed::<QemuWanted>(QEMUS)));
+    const SHAPES: &[&str] = &["none", "rate=100Mbit", "rtt=20ms", "rate=10Mbit,rtt=40ms,jitter=2ms,loss=0.5%"];
+    let qemu = (prop::option::of(parsed::<QemuWanted>(QEMUS)), prop::option::of(parsed::<QemuWanted>(QEMUS)), parsed::<LinkShape>(SHAPES));
     (guest, migration, tuning, host, load, fault, (later, qemu)).prop_map(|((ram_mib, vcpus, workload), m, t, h, l, fault, (later, q))| Cell {
         ram_mib,
         vcpus,
@@ -97,6 +99,7 @@ fn cell() -> impl Strategy<Value = Cell> {
         fault,
         qemu: q.0,
         qemu_dest: q.1,
+        link_shape: q.2,
     })
 }
 

@@ -139,6 +139,11 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
         .await
         .context("QEMU resolution task")??
     };
+    if opts.remote.is_none() {
+        if let Some(r) = runs.iter().find(|r| !r.cell.link_shape.is_none()) {
+            bail!("cell {} has link_shape = \"{}\", which shapes the link to another host: run the profile with --dest ssh://…", r.cell_index, r.cell.link_shape);
+        }
+    }
     if let Some(host) = &opts.remote {
         // What cannot cross hosts stops the sweep before its first run, naming the cell.
         for r in &runs {

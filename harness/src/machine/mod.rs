@@ -16,6 +16,7 @@ pub mod hardware;
 pub mod pool;
 mod process;
 pub mod remote;
+pub mod remote_link;
 pub mod run_dir;
 pub mod site;
 pub mod stale;
@@ -263,6 +264,14 @@ impl Machine {
     /// QEMU's process id on the host it runs on (see [`Machine::is_remote`]).
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// The remote host this QEMU runs on, if it is not this one.
+    pub fn remote_host(&self) -> Option<&std::sync::Arc<remote::RemoteHost>> {
+        match &self.process {
+            Process::Remote { host, .. } => Some(host),
+            Process::Local { .. } => None,
+        }
     }
 
     /// Whether this QEMU runs on another host (through its agent).

@@ -40,8 +40,19 @@ pub struct RemoteHost {
     pub image: GuestImage,
     pub migrate_address: String,
     pub clock: ClockOffset,
+    /// The shape on the link now (`machine::remote_link`), taken off on drop.
+    pub(super) shaped: std::sync::Mutex<Option<crate::network::shape::LinkShape>>,
     /// Holds the agent's log.
     _dir: tempfile::TempDir,
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        // Before the connection goes: the far end is cleared over it.
+        if let Err(e) = self.unshape_link() {
+            eprintln!("migbench: warning: could not take the shaping off the link to {}: {e:#}", self.ssh.target);
+        }
+    }
 }
 
 /// The far host's wall clock against ours, measured over one agent round trip.
@@ -112,7 +123,7 @@ impl RemoteHost {
             manifest: image.manifest.clone(),
         };
         let migrate_address = spec.migrate_address.clone().unwrap_or_else(|| spec.target.host.clone());
-        Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, clock, _dir: dir })
+        Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, clock, shaped: Default::default(), _dir: dir })
     }
 
     /// Starts `qemu` there with `args` as machine `name`; returns its pid there.

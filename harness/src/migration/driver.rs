@@ -64,6 +64,25 @@ pub async fn drive_with(
             bail!("{why}");
         }
     }
+    // The link to another host, shaped as asked (or cleared), with both ends' counters.
+    let mut link = match dst.remote_host().cloned() {
+        Some(host) => {
+            let shape = scenario.link_shape.clone();
+            match tokio::task::spawn_blocking(move || host.shape_link(&shape)).await.context("link shaping task")? {
+                Ok(r) => Some(r),
+                Err(e) if e.downcast_ref::<crate::network::tc::MissingQdisc>().is_some() => {
+                    let mut m = Measurement::not_started(Outcome::Unsupported { reason: format!("link_shape = \"{}\": {e:#}", scenario.link_shape) }, check_guest(src, Some(dst), "source").await);
+                    m.qemus = Some(qemus);
+                    return Ok(m);
+                }
+                Err(e) => return Err(e.context(format!("shaping the link to {}", dst.migration_host()))),
+            }
+        }
+        None if !scenario.link_shape.is_none() => {
+            bail!("link_shape = \"{}\" shapes the link to another host: give the destination with --dest ssh://…", scenario.link_shape)
+        }
+        None => None,
+    };
     let saved_to = scenario.strategy.saves_to_file().then(|| super::file::path_in(&dst.paths.dir));
     let uri = if let Some(path) = &saved_to {
         let _ = std::fs::remove_file(path);
@@ -185,6 +204,15 @@ pub async fn drive_with(
     let window_end = Instant::now();
     m.guest_gap_ms = longest_gap(&[src.channel.beats(), dst.channel.beats()], t0, window_end).map(ms);
     m.events = recorded_events(&[("source", src.qmp.events()), ("destination", dst.qmp.events())], t0);
+    if let (Some(host), Some(l)) = (dst.remote_host().cloned(), link.take()) {
+        m.link = tokio::task::spawn_blocking(move || {
+            let mut l = l;
+            host.link_after(&mut l);
+            l
+        })
+        .await
+        .ok();
+    }
     m.evidence = Some(crate::migration::evidence::judge(scenario.strategy, settings, &observed, &m));
     m.fault = injected.map(|f| conclude(f, &m, postcopy_active));
     Ok(m)

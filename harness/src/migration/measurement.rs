@@ -290,6 +290,10 @@ pub struct Measurement {
     pub started_at: Option<Instant>,
     #[serde(skip)]
     pub ended_at: Option<Instant>,
+    /// The link to a destination on another host: its shape, what each end read
+    /// back, and both ends' `tc -s` counters before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::machine::remote_link::LinkRecord>,
 }
 
 impl Measurement {

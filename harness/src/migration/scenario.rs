@@ -3,6 +3,7 @@
 //! and records speak this vocabulary; nothing here talks to QEMU.
 
 use super::strategy::{Knob, Strategy};
+use crate::network::shape::LinkShape;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -415,6 +416,16 @@ pub struct Scenario {
         help = "A fault mid-migration: kill-destination[:S], kill-source[:S], cut-link[:S], cut-link-postcopy[:S] (the cuts need --transport tcp)"
     )]
     pub fault: Fault,
+    /// The link to a destination on another host, shaped with tc at both ends
+    /// (`machine::remote_link`): none leaves it as it is.
+    #[serde(default, skip_serializing_if = "LinkShape::is_none")]
+    #[arg(
+        long = "link-shape",
+        default_value_t = LinkShape::none(),
+        value_name = "SHAPE",
+        help = "With --dest: shape the link to it with tc at both ends, e.g. rate=100Mbit,rtt=20ms,jitter=2ms,loss=0.1% (none: as it is)"
+    )]
+    pub link_shape: LinkShape,
 }
 
 impl Default for Scenario {
@@ -429,6 +440,7 @@ impl Default for Scenario {
             tls: false,
             tls_wrong_ca: false,
             fault: Fault::None,
+            link_shape: LinkShape::none(),
         }
     }
 }

@@ -10,11 +10,11 @@
 use super::shape::Egress;
 use crate::migration::scenario::LinkSpeed;
 use anyhow::{Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What an interface's egress is under, as `tc` shows it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AppliedShape {
     /// The rate traffic meets (htb's default class, the lower of its rate and
     /// ceil; tbf's; netem's own), bytes/s; `None` for none.

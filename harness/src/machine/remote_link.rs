@@ -1,0 +1,138 @@
+//! The link to a remote host, shaped with `tc` at both of its ends: this host's
+//! interface towards the destination's migration address, and the far host's
+//! interface back towards us (found there over SSH with `ip route get`). Only the
+//! migration data path is shaped; the SSH connection shares it when it runs over
+//! the same interface (a shared link), not when `--migrate-address` names another.
+//!
+//! Shaping replaces the root qdisc of both interfaces while the shape is on;
+//! clearing deletes it, which gives each interface the kernel's default back.
+
+use super::remote::RemoteHost;
+use crate::host::ssh::shell_quote;
+use crate::network::shape::LinkShape;
+use crate::network::tc::{self, Runner, TcStats};
+use crate::network::tc_output::AppliedShape;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Runs commands on the remote host over its SSH connection.
+pub struct Far<'a>(pub &'a RemoteHost);
+
+impl Runner for Far<'_> {
+    fn run(&self, argv: &[String]) -> Result<String> {
+        let line = argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+        self.0.ssh.run(&line)
+    }
+
+    fn place(&self) -> String {
+        self.0.ssh.target.to_string()
+    }
+}
+
+/// The two interfaces the migration's packets leave by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkEnds {
+    /// This host's interface towards the migration address.
+    pub near_dev: String,
+    /// Our address on it, as the far host sees it.
+    pub near_address: String,
+    /// The far host's interface back to `near_address`.
+    pub far_dev: String,
+}
+
+/// What a run's link was: the shape asked for, what each end read back, and both
+/// ends' `tc -s` counters before and after the migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    pub shape: LinkShape,
+    pub ends: LinkEnds,
+    pub near_applied: Option<AppliedShape>,
+    pub far_applied: Option<AppliedShape>,
+    pub before: Vec<TcStats>,
+    #[serde(default)]
+    pub after: Vec<TcStats>,
+}
+
+/// `dev` and `src` from `ip route get` output ("198.18.0.6 dev mbh0 src 198.18.0.5 uid 0").
+pub fn route_dev_and_source(text: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let after = |key: &str| words.windows(2).find(|w| w[0] == key).map(|w| w[1].to_string());
+    Some((after("dev")?, after("src")?))
+}
+
+impl RemoteHost {
+    /// Finds both ends of the migration's path to this host.
+    pub fn link_ends(&self) -> Result<LinkEnds> {
+        let address = &self.migrate_address;
+        let near = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.clone()]).with_context(|| format!("finding this host's route to {address}"))?;
+        let Some((near_dev, near_address)) = route_dev_and_source(&near) else { bail!("`ip route get {address}` here said {near:?}: no interface found") };
+        if near_dev == "lo" {
+            bail!("the migration address {address} is this host's own: a link to another host cannot be shaped on loopback");
+        }
+        let far = Far(self).run(&["ip".into(), "route".into(), "get".into(), near_address.clone()])?;
+        let Some((far_dev, _)) = route_dev_and_source(&far) else { bail!("`ip route get {near_address}` on {} said {far:?}: no interface found", self.ssh.target) };
+        Ok(LinkEnds { near_dev, near_address, far_dev })
+    }
+
+    /// Puts `shape` on both ends (or clears them for `none`), unless it is on
+    /// already; returns the record with both ends' counters as they are now.
+    /// A kernel without the qdisc a shape needs is a `tc::MissingQdisc` error.
+    pub fn shape_link(&self, shape: &LinkShape) -> Result<LinkRecord> {
+        let ends = self.link_ends()?;
+        let far = Far(self);
+        let near = tc::Local::host();
+        let mut on = self.shaped.lock().unwrap_or_else(|e| e.into_inner());
+        let (near_applied, far_applied) = if shape.is_none() {
+            if on.is_some() {
+                tc::clear(&near, &ends.near_dev)?;
+                tc::clear(&far, &ends.far_dev)?;
+            }
+            *on = None;
+            (None, None)
+        } else {
+            let [n, f] = if on.as_ref() == Some(shape) {
+                [tc::read_back(&near, &ends.near_dev)?, tc::read_back(&far, &ends.far_dev)?]
+            } else {
+                *on = None;
+                let applied = tc::apply_link((&near, &ends.near_dev), (&far, &ends.far_dev), shape)?;
+                *on = Some(shape.clone());
+                applied
+            };
+            (Some(n), Some(f))
+        };
+        drop(on);
+        let before = vec![tc::stats(&near, &ends.near_dev)?, tc::stats(&far, &ends.far_dev)?];
+        Ok(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new() })
+    }
+
+    /// Both ends' counters now (after a migration), for `record`.
+    pub fn link_after(&self, record: &mut LinkRecord) {
+        let near = tc::Local::host();
+        record.after = [tc::stats(&near, &record.ends.near_dev), tc::stats(&Far(self), &record.ends.far_dev)].into_iter().flatten().collect();
+    }
+
+    /// Takes any shaping off both ends (the end of a sweep, or dropping the host).
+    pub fn unshape_link(&self) -> Result<()> {
+        let mut on = self.shaped.lock().unwrap_or_else(|e| e.into_inner());
+        if on.is_none() {
+            return Ok(());
+        }
+        let ends = self.link_ends()?;
+        tc::clear(&tc::Local::host(), &ends.near_dev)?;
+        tc::clear(&Far(self), &ends.far_dev)?;
+        *on = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_names_the_interface_and_our_address() {
+        assert_eq!(route_dev_and_source("198.18.0.6 dev mbh0 src 198.18.0.5 uid 0 \n    cache \n"), Some(("mbh0".into(), "198.18.0.5".into())));
+        assert_eq!(route_dev_and_source("10.0.0.9 via 10.0.0.1 dev eth0 src 10.0.0.2 uid 1000\n"), Some(("eth0".into(), "10.0.0.2".into())));
+        assert_eq!(route_dev_and_source("RTNETLINK answers: Network is unreachable"), None);
+    }
+}
