@@ -61,7 +61,8 @@ fn a_guest_migrates_to_another_host_over_ssh_and_arrives_intact() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     let r = record(tmp.path());
-    let m = &r["measurement"];
+    // The record is flat: the measurement's fields beside the environment.
+    let m = &r;
     assert_eq!(m["outcome"]["kind"], "completed", "{out}");
     assert_healthy_and_intact(m);
     assert!(m["total_time_ms"].as_f64().unwrap() > 0.0 && m["transferred_bytes"].as_u64().unwrap() > 32 << 20, "{m}");
@@ -72,7 +73,7 @@ fn a_guest_migrates_to_another_host_over_ssh_and_arrives_intact() {
     assert!(far["clock"]["round_trip_ms"].as_f64().unwrap() > 0.0, "{far}");
     assert!(!far["qemu_version"].as_str().unwrap().is_empty());
     // Both QEMUs said who they are; the destination's is the one the far agent resolved.
-    assert_eq!(m["qemus"]["destination"]["version"], far["qemu_version"], "{}", m["qemus"]);
+    assert_eq!(m["qemus"]["destination_version"], far["qemu_version"], "{}", m["qemus"]);
     // The stream went over the link to the host's address, not over SSH or loopback.
     assert!(out.contains(&format!("migration to {} over TCP", host.ip())), "{out}");
     wait_until_gone("after a migration to another host");
@@ -141,4 +142,90 @@ fn a_killed_harness_takes_the_far_qemu_and_agent_with_it() {
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until_gone("after SIGKILL of the harness");
+}
+
+/// Whether the kernel has netem (checked in the test host's namespace, over SSH).
+fn kernel_has_netem(host: &TestHost) -> bool {
+    host.ssh("tc qdisc add dev lo root netem delay 1ms && tc qdisc del dev lo root").output().unwrap().status.success()
+}
+
+/// The bytes `tc -s class show` counted on htb's class in `stats`.
+fn class_bytes(stats: &serde_json::Value) -> u64 {
+    migbench::network::tc_output::counters(stats["classes"].as_str().unwrap_or_default())
+        .iter()
+        .filter(|c| c.what.starts_with("class htb 1:1"))
+        .map(|c| c.bytes)
+        .sum()
+}
+
+#[test]
+fn a_profile_over_link_shapes_runs_to_the_other_host_through_the_shaped_link() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let netem = kernel_has_netem(&host);
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        r#"
+name = "two-hosts-test"
+repetitions = 1
+before_s = 0.2
+after_s = 0.2
+[defaults]
+ram_mib = 128
+workload = "memdirty-write:16:8"
+transport = "tcp"
+link = "10Gbit"
+timeout_s = 120.0
+[matrix]
+link_shape = ["rate=40Mbit", "rate=200Mbit", "rate=200Mbit,rtt=20ms"]
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut c = migbench(tmp.path());
+    c.arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key());
+    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
+    let o = c.output().unwrap();
+    let said = text(&o);
+    let rs = results(&out);
+    assert_eq!(rs.len(), 3, "{said}");
+    for r in &rs {
+        let shape = r["run"]["cell"]["link_shape"].as_str().unwrap().to_string();
+        let m = r;
+        if shape.contains("rtt") && !netem {
+            // A kernel without netem cannot delay: the cell says so, naming the host.
+            assert_eq!(m["outcome"]["kind"], "unsupported", "{shape}: {}", m["outcome"]);
+            let reason = m["outcome"]["reason"].as_str().unwrap();
+            assert!(reason.contains("netem") && reason.contains("modprobe"), "{reason}");
+            continue;
+        }
+        assert_eq!(m["outcome"]["kind"], "completed", "{shape}: {}", m["outcome"]);
+        assert_healthy_and_intact(m);
+        let link = &m["link"];
+        assert_eq!(link["ends"]["near_dev"], host.local_interface(), "{link}");
+        assert_eq!(link["ends"]["far_dev"], host.host_interface(), "{link}");
+        // Both ends read back the rate asked for.
+        let want: u64 = if shape.contains("rate=40Mbit") { 5_000_000 } else { 25_000_000 };
+        for end in ["near_applied", "far_applied"] {
+            assert_eq!(link[end]["rate_bytes_per_sec"].as_u64(), Some(want), "{shape} {end}: {}", link[end]);
+        }
+        // The migration stream went through the shaped class on this host's end.
+        let (before, after) = (class_bytes(&link["before"][0]), class_bytes(&link["after"][0]));
+        let sent = m["transferred_bytes"].as_u64().unwrap();
+        assert!(after.saturating_sub(before) >= sent, "{shape}: htb counted {} bytes, QEMU sent {sent}", after.saturating_sub(before));
+    }
+    // The summary names each shape and says how many runs were healthy.
+    assert!(said.contains("rate=40Mbit") && said.contains("healthy"), "{said}");
+    // migbench took the shaping off both ends when it finished.
+    let here = std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap();
+    let there = host.ssh(&format!("tc qdisc show dev {}", host.host_interface())).output().unwrap();
+    for (end, o) in [("near", here), ("far", there)] {
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success() && !t.contains("htb") && !t.contains("netem"), "{end} end still shaped: {t}");
+    }
+    drop(host);
+    wait_until_gone("after the shaped sweep");
 }

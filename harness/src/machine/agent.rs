@@ -41,6 +41,8 @@ pub enum Request {
     Cpu { names: Vec<String> },
     /// Kill `name`'s QEMU and reap it.
     Stop { name: String },
+    /// The agent's wall clock, ns since the epoch (for the clock offset).
+    Clock,
 }
 
 /// A machine's log files.

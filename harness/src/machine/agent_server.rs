@@ -104,6 +104,7 @@ impl Agent {
                 }
                 serde_json::to_value(usage::counters(&pids))?
             }
+            Request::Clock => serde_json::to_value(unix_time_ns())?,
             Request::Stop { name } => {
                 if let Some(mut m) = self.machines.remove(&name) {
                     kill(&mut m.child);
@@ -143,7 +144,7 @@ impl Agent {
             kvm_works,
             kvm_detail,
             run_dir: self.dir.path().to_path_buf(),
-            unix_time_ns: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            unix_time_ns: unix_time_ns(),
         })
     }
 
@@ -176,6 +177,11 @@ impl Agent {
         self.machines.insert(name.into(), Started { child, paths });
         Ok(pid)
     }
+}
+
+/// This host's wall clock, ns since the epoch.
+pub fn unix_time_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
 }
 
 /// The QEMU this host runs: the one asked for, else the system's, else (Debian 12)

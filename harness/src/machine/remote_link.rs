@@ -77,8 +77,13 @@ impl RemoteHost {
     /// Puts `shape` on both ends (or clears them for `none`), unless it is on
     /// already; returns the record with both ends' counters as they are now.
     /// A kernel without the qdisc a shape needs is a `tc::MissingQdisc` error.
-    pub fn shape_link(&self, shape: &LinkShape) -> Result<LinkRecord> {
-        let ends = self.link_ends()?;
+    /// An unshaped link whose ends cannot be found (loopback, say) has no record.
+    pub fn shape_link(&self, shape: &LinkShape) -> Result<Option<LinkRecord>> {
+        let ends = match self.link_ends() {
+            Ok(e) => e,
+            Err(_) if shape.is_none() && self.shaped.lock().unwrap_or_else(|e| e.into_inner()).is_none() => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let far = Far(self);
         let near = tc::Local::host();
         let mut on = self.shaped.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,7 +107,7 @@ impl RemoteHost {
         };
         drop(on);
         let before = vec![tc::stats(&near, &ends.near_dev)?, tc::stats(&far, &ends.far_dev)?];
-        Ok(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new() })
+        Ok(Some(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new() }))
     }
 
     /// Both ends' counters now (after a migration), for `record`.

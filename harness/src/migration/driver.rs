@@ -69,7 +69,7 @@ pub async fn drive_with(
         Some(host) => {
             let shape = scenario.link_shape.clone();
             match tokio::task::spawn_blocking(move || host.shape_link(&shape)).await.context("link shaping task")? {
-                Ok(r) => Some(r),
+                Ok(r) => r,
                 Err(e) if e.downcast_ref::<crate::network::tc::MissingQdisc>().is_some() => {
                     let mut m = Measurement::not_started(Outcome::Unsupported { reason: format!("link_shape = \"{}\": {e:#}", scenario.link_shape) }, check_guest(src, Some(dst), "source").await);
                     m.qemus = Some(qemus);
