@@ -411,8 +411,14 @@ impl Drop for Machine {
 }
 
 /// CPU counters of these machines' QEMUs, each read where it runs, at one moment;
-/// the host's are this host's.
+/// the host's are this host's, unless every machine runs on one other host (the
+/// `after` window of a guest that moved there): then that host's.
 pub fn cpu_sample(machines: &[&Machine]) -> usage::CpuSample {
+    if let [m] = machines {
+        if let Some(s) = remote_cpu_sample(m) {
+            return s;
+        }
+    }
     let mut c = usage::counters(&[]);
     for m in machines {
         let p = m.process.counters();
@@ -420,6 +426,12 @@ pub fn cpu_sample(machines: &[&Machine]) -> usage::CpuSample {
         c.vcpu_ns += p.vcpu_ns;
     }
     usage::CpuSample::at_now(c)
+}
+
+/// This machine's QEMU counters with its own host's, when that host is another
+/// one (`None` here: [`cpu_sample`] has this host's).
+pub fn remote_cpu_sample(m: &Machine) -> Option<usage::CpuSample> {
+    m.is_remote().then(|| usage::CpuSample::at_now(m.process.counters()))
 }
 
 /// Kills a process group and forgets it in [`LIVE`].

@@ -147,6 +147,10 @@ pub struct PhaseCpu {
     /// From `migrate` to completion, the source QEMU alone: what sending costs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_during: Option<CpuUsage>,
+    /// From `migrate` to completion, the destination's host when it is another one:
+    /// its QEMU (% of one of its CPUs) and the whole host (% of all its CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_host_during: Option<CpuUsage>,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::measurement::{Health, Measurement, Outcome, QemuSides, RecordedEvent,
 use super::scenario::{Fault, Scenario, Transport};
 use super::strategy::PostcopySwitch;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
-use crate::machine::cpu_sample;
+use crate::machine::{cpu_sample, remote_cpu_sample};
 use crate::machine::usage::CpuUsage;
 use crate::machine::{Machine, Role};
 use crate::qmp::{Event, MigrationInfo};
@@ -107,6 +107,7 @@ pub async fn drive_with(
 
     let cpu_start = cpu_sample(&[&*src, &*dst]);
     let source_cpu_start = cpu_sample(&[&*src]);
+    let far_cpu_start = remote_cpu_sample(dst);
     let t0 = Instant::now();
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
@@ -142,6 +143,7 @@ pub async fn drive_with(
     m.ended_at = Some(t_end);
     m.cpu_percent.during = cpu_during;
     m.cpu_percent.source_during = source_cpu_during;
+    m.cpu_percent.destination_host_during = far_cpu_start.zip(remote_cpu_sample(dst)).and_then(|(a, b)| CpuUsage::between(&a, &b));
     m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });
     m.dirty_rate_pps = progress.iter().rev().filter(|s| s.status == "active").find_map(|s| s.dirty_rate_pps);
     m.expected_downtime_ms = expected_downtime_ms(&progress);
