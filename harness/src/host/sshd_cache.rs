@@ -75,7 +75,7 @@ pub fn cached() -> Option<(PathBuf, Manifest)> {
 /// one, fetched first if there is none (under the set-up lock, so parallel tests
 /// fetch once).
 pub fn ensure() -> Result<PathBuf> {
-    if let Some(p) = system() {
+    if let Some(p) = system().or_else(|| cached().map(|(p, _)| p)) {
         return Ok(p);
     }
     let _lock = FileLock::acquire(&host::cache_dir().join("setup.lock"))?;
