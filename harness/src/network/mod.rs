@@ -15,6 +15,7 @@
 //! bridge and every tap. There is nothing to leak and nothing to clean up later.
 
 pub mod address;
+pub mod test_host;
 
 pub use address::{CLIENT_IP, GUEST_IP, GuestNet, PREFIX};
 use anyhow::{Context, Result, bail};
