@@ -10,6 +10,10 @@
 //! An unpacked QEMU uses the system's shared libraries, Debian 12's own packages
 //! of those its `Depends:` names (installed with apt as root when one is missing,
 //! never removing a package), and its own firmware, given to it with `-L`.
+//!
+//! The fetch itself (private apt state, download, unpack, libraries, manifest,
+//! `current`) is a [`Bundle`]'s, shared with the other packages migbench unpacks
+//! (openssh-server, see `sshd_cache`).
 
 use crate::host::{self, FileLock, Qemu, QemuOrigin};
 use anyhow::{Context, Result, bail};
@@ -50,6 +54,33 @@ pub struct Manifest {
     pub fetched_at: String,
 }
 
+/// Debian packages fetched together from one suite and unpacked into one tree.
+pub(crate) struct Bundle {
+    /// e.g. "bookworm-backports".
+    pub suite: &'static str,
+    pub packages: &'static [&'static str],
+    /// The executable in the unpacked tree that must find its shared libraries
+    /// ("usr/bin/qemu-system-x86_64")…
+    pub binary: &'static str,
+    /// …and the package whose `Depends:` names them ("qemu-system-x86").
+    pub package: &'static str,
+    /// Which of those dependencies are library packages of the system.
+    pub libraries: fn(&str) -> Vec<String>,
+}
+
+/// QEMU's packages from `suite`.
+fn bundle(suite: Suite) -> Bundle {
+    Bundle { suite: suite.name, packages: &PACKAGES, binary: "usr/bin/qemu-system-x86_64", package: "qemu-system-x86", libraries: library_packages }
+}
+
+/// A bundle unpacked into `<staging>/root`, its libraries present.
+pub(crate) struct Unpacked {
+    pub root: PathBuf,
+    pub mirror: String,
+    /// "pkg=version", one per package.
+    pub packages: Vec<String>,
+}
+
 /// `<cache>/qemu/SUITE`: one directory per fetched version, and `current`.
 pub fn dir(suite: Suite) -> PathBuf {
     host::cache_dir().join("qemu").join(suite.name)
@@ -68,11 +99,17 @@ fn qemu_in(root: &Path) -> Qemu {
 
 /// The cached QEMU of `suite`, if one was fetched and still runs.
 pub fn cached(suite: Suite) -> Option<(Qemu, Manifest)> {
-    let current = std::fs::read_to_string(dir(suite).join("current")).ok()?;
-    let version_dir = dir(suite).join(current.trim());
-    let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(version_dir.join("manifest.json")).ok()?).ok()?;
+    let (version_dir, manifest) = current(&dir(suite))?;
     let qemu = qemu_in(&version_dir.join("root")).identified().ok()?;
     Some((qemu, manifest))
+}
+
+/// The version directory `current` in `dir` names, and its manifest.
+pub(crate) fn current(dir: &Path) -> Option<(PathBuf, Manifest)> {
+    let current = std::fs::read_to_string(dir.join("current")).ok()?;
+    let version_dir = dir.join(current.trim());
+    let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(version_dir.join("manifest.json")).ok()?).ok()?;
+    Some((version_dir, manifest))
 }
 
 /// The cached QEMU of `suite`, fetched first if there is none; takes the set-up
@@ -119,47 +156,54 @@ pub fn ensure_locked(suite: Suite) -> Result<Qemu> {
 
 /// The shared libraries `qemu-system-x86` of `control` (its `Depends:` field)
 /// needs: every dependency but QEMU's own packages and firmware, which come
-/// unpacked. For an alternative ("a | b") the first.
+/// unpacked.
 pub fn library_packages(depends: &str) -> Vec<String> {
+    dependency_names(depends).into_iter().filter(|name| !name.starts_with("qemu-") && name != "seabios" && name != "ipxe-qemu").collect()
+}
+
+/// The package names of a `Depends:` field, without versions or architectures;
+/// for an alternative ("a | b") the first.
+pub(crate) fn dependency_names(depends: &str) -> Vec<String> {
     depends
         .split(',')
         .filter_map(|d| d.split('|').next())
         .filter_map(|d| d.split_whitespace().next())
         .map(|name| name.split(':').next().unwrap_or(name).to_string())
-        .filter(|name| !name.is_empty() && !name.starts_with("qemu-") && name != "seabios" && name != "ipxe-qemu")
+        .filter(|name| !name.is_empty())
         .collect()
 }
 
-/// Makes sure the unpacked QEMU's libraries are on the system: Debian 12's own
+/// Makes sure the unpacked binary's libraries are on the system: Debian 12's own
 /// packages of them, installed with apt as root (never removing anything); without
 /// root, the error names them.
-fn install_libraries(root: &Path, debs: &Path) -> Result<()> {
-    let binary = root.join("usr/bin/qemu-system-x86_64");
+fn install_libraries(b: &Bundle, root: &Path, debs: &Path) -> Result<()> {
+    let binary = root.join(b.binary);
     if missing_libraries(&binary).is_empty() {
         return Ok(());
     }
     let deb = std::fs::read_dir(debs)?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("qemu-system-x86_")))
-        .context("the downloaded qemu-system-x86 package is missing")?;
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{}_", b.package))))
+        .with_context(|| format!("the downloaded {} package is missing", b.package))?;
     let depends = host::run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"))?;
     // Only the missing ones: an installed library is left at its version.
-    let libs: Vec<String> = library_packages(&depends).into_iter().filter(|p| !installed(p)).collect();
+    let libs: Vec<String> = (b.libraries)(&depends).into_iter().filter(|p| !installed(p)).collect();
     let names: Vec<&str> = libs.iter().map(String::as_str).collect();
+    let what = binary.file_name().unwrap_or_default().to_string_lossy().into_owned();
     if !host::is_root() || host::no_install() {
         bail!(
-            "the QEMU unpacked into {} needs shared libraries this system lacks ({}). Install them with \
+            "the {what} unpacked into {} needs shared libraries this system lacks ({}). Install them with \
              `sudo apt-get install --no-install-recommends {}` (Debian 12's own packages), then run migbench again",
             root.display(),
             missing_libraries(&binary).join(", "),
             names.join(" ")
         );
     }
-    host::apt_install(&names).context("installing the libraries of the unpacked QEMU")?;
+    host::apt_install(&names).with_context(|| format!("installing the libraries of the unpacked {what}"))?;
     let still = missing_libraries(&binary);
     if !still.is_empty() {
-        bail!("after installing {}, the unpacked QEMU still lacks {}", names.join(" "), still.join(", "));
+        bail!("after installing {}, the unpacked {what} still lacks {}", names.join(" "), still.join(", "));
     }
     Ok(())
 }
@@ -233,30 +277,54 @@ fn apt(tool: &str, state: &Path) -> Command {
 }
 
 fn fetch(suite: Suite) -> Result<Qemu> {
+    staged(&dir(suite), &format!("{}'s QEMU", suite.name), |staging| fetch_into(suite, staging))
+}
+
+fn fetch_into(suite: Suite, staging: &Path) -> Result<Qemu> {
+    let fetched = unpack(&bundle(suite), staging)?;
+    let qemu = qemu_in(&fetched.root).identified().context("the unpacked QEMU does not run")?;
+    let manifest = Manifest {
+        suite: suite.name.into(),
+        mirror: fetched.mirror,
+        packages: fetched.packages,
+        version_line: qemu.version_line.clone(),
+        fetched_at: super::stamp(),
+    };
+    let final_dir = publish(&dir(suite), staging, &manifest, &qemu.version)?;
+    qemu_in(&final_dir.join("root")).identified()
+}
+
+/// Runs `fetch` on a fresh staging directory `<dir>/fetching-<pid>`, removed if it
+/// fails, after checking that apt, dpkg and Debian's key are here (`what`, e.g.
+/// "bookworm's QEMU", names the fetch in errors). The caller holds the set-up lock.
+pub(crate) fn staged<T>(dir: &Path, what: &str, fetch: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     for tool in ["apt-get", "apt-cache", "dpkg-deb"] {
         if host::which(tool).is_none() {
-            bail!("{tool} is not on PATH; fetching {}'s QEMU needs Debian's apt and dpkg", suite.name);
+            bail!("{tool} is not on PATH; fetching {what} needs Debian's apt and dpkg");
         }
     }
     if !Path::new(KEYRING).exists() {
         bail!("{KEYRING} is missing: install debian-archive-keyring, which verifies the packages");
     }
     // What an interrupted fetch left (we hold the set-up lock: nobody fetches now).
-    if let Ok(entries) = std::fs::read_dir(dir(suite)) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("fetching-")) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let staging = dir(suite).join(format!("fetching-{}", std::process::id()));
-    let result = fetch_into(suite, &staging);
+    let staging = dir.join(format!("fetching-{}", std::process::id()));
+    let result = fetch(&staging);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
     result
 }
 
-fn fetch_into(suite: Suite, staging: &Path) -> Result<Qemu> {
-    let name = suite.name;
+/// Downloads the bundle's packages with a private apt (verified against Debian's
+/// key), unpacks them into `<staging>/root` and makes sure the system has the
+/// libraries its binary needs; the downloads and apt's state are removed after.
+pub(crate) fn unpack(b: &Bundle, staging: &Path) -> Result<Unpacked> {
+    let name = b.suite;
     let state = staging.join("apt");
     for d in ["lists/partial", "cache", "archives/partial", "sources.list.d", "preferences.d"] {
         std::fs::create_dir_all(state.join(d)).with_context(|| format!("creating {}", state.join(d).display()))?;
@@ -266,7 +334,7 @@ fn fetch_into(suite: Suite, staging: &Path) -> Result<Qemu> {
     std::fs::write(state.join("sources.list"), format!("deb [signed-by={KEYRING}] {mirror} {name} main\n"))?;
     host::run(apt("apt-get", &state).arg("update")).with_context(|| format!("apt-get update of {name} from {mirror}"))?;
     let mut versions = Vec::new();
-    for p in PACKAGES {
+    for &p in b.packages {
         let policy = host::run(apt("apt-cache", &state).args(["policy", p]))?;
         let candidate = policy
             .lines()
@@ -287,31 +355,29 @@ fn fetch_into(suite: Suite, staging: &Path) -> Result<Qemu> {
             unpacked += 1;
         }
     }
-    if unpacked != PACKAGES.len() {
-        bail!("apt-get download left {unpacked} packages in {}, not {}", debs.display(), PACKAGES.len());
+    if unpacked != b.packages.len() {
+        bail!("apt-get download left {unpacked} packages in {}, not {}", debs.display(), b.packages.len());
     }
-    install_libraries(&root, &debs)?;
-    let qemu = qemu_in(&root).identified().context("the unpacked QEMU does not run")?;
-    let manifest = Manifest {
-        suite: name.into(),
-        mirror,
-        packages: versions,
-        version_line: qemu.version_line.clone(),
-        fetched_at: super::stamp(),
-    };
-    std::fs::write(staging.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
+    install_libraries(b, &root, &debs)?;
     std::fs::remove_dir_all(&debs)?;
     std::fs::remove_dir_all(&state)?;
-    // A directory of its own: a QEMU another migbench runs from an earlier fetch
-    // keeps its files. `current` changes in one rename.
-    let version_dir = format!("{}-{}", qemu.version, manifest.fetched_at);
-    let final_dir = dir(suite).join(&version_dir);
+    Ok(Unpacked { root, mirror, packages: versions })
+}
+
+/// Writes the manifest into `staging` and moves it to `<dir>/<version>-<fetched_at>`,
+/// which `current` then names; returns that directory. A directory of its own: a
+/// binary another migbench runs from an earlier fetch keeps its files. `current`
+/// changes in one rename.
+pub(crate) fn publish(dir: &Path, staging: &Path, manifest: &Manifest, version: &str) -> Result<PathBuf> {
+    std::fs::write(staging.join("manifest.json"), serde_json::to_string_pretty(manifest)?)?;
+    let version_dir = format!("{version}-{}", manifest.fetched_at);
+    let final_dir = dir.join(&version_dir);
     std::fs::rename(staging, &final_dir).with_context(|| format!("moving {} to {}", staging.display(), final_dir.display()))?;
-    let current = dir(suite).join("current");
-    let tmp = dir(suite).join(format!("current.{}", std::process::id()));
+    let current = dir.join("current");
+    let tmp = dir.join(format!("current.{}", std::process::id()));
     std::fs::write(&tmp, format!("{version_dir}\n"))?;
     std::fs::rename(&tmp, &current).with_context(|| format!("writing {}", current.display()))?;
-    Ok(qemu_in(&final_dir.join("root")).identified()?)
+    Ok(final_dir)
 }
 
 /// Whether dpkg has `package` installed.

@@ -18,6 +18,7 @@ pub mod address;
 pub mod shape;
 pub mod tc;
 pub mod tc_output;
+pub mod test_host;
 
 pub use address::{CLIENT_IP, GUEST_IP, GuestNet, PREFIX};
 use anyhow::{Context, Result, bail};
