@@ -175,12 +175,12 @@ before_s = 0.2
 after_s = 0.2
 [defaults]
 ram_mib = 128
-workload = "memdirty-write:16:8"
+workload = "memdirty-write:16:1"
 transport = "tcp"
 link = "10Gbit"
-timeout_s = 120.0
+timeout_s = 90.0
 [matrix]
-link_shape = ["rate=40Mbit", "rate=200Mbit", "rate=200Mbit,rtt=20ms"]
+link_shape = ["rate=40Mbit", "rate=200Mbit,rtt=20ms"]
 "#,
     )
     .unwrap();
@@ -191,7 +191,7 @@ link_shape = ["rate=40Mbit", "rate=200Mbit", "rate=200Mbit,rtt=20ms"]
     let o = c.output().unwrap();
     let said = text(&o);
     let rs = results(&out);
-    assert_eq!(rs.len(), 3, "{said}");
+    assert_eq!(rs.len(), 2, "{said}");
     for r in &rs {
         let shape = r["run"]["cell"]["link_shape"].as_str().unwrap().to_string();
         let m = r;

@@ -99,9 +99,18 @@ impl RemoteHost {
                 [tc::read_back(&near, &ends.near_dev)?, tc::read_back(&far, &ends.far_dev)?]
             } else {
                 *on = None;
-                let applied = tc::apply_link((&near, &ends.near_dev), (&far, &ends.far_dev), shape)?;
-                *on = Some(shape.clone());
-                applied
+                match tc::apply_link((&near, &ends.near_dev), (&far, &ends.far_dev), shape) {
+                    Ok(applied) => {
+                        *on = Some(shape.clone());
+                        applied
+                    }
+                    Err(e) => {
+                        // Neither end keeps an earlier cell's shape.
+                        let _ = tc::clear(&near, &ends.near_dev);
+                        let _ = tc::clear(&far, &ends.far_dev);
+                        return Err(e);
+                    }
+                }
             };
             (Some(n), Some(f))
         };
