@@ -23,7 +23,7 @@ use crate::machine::remote::RemoteHost;
 use crate::machine::site::Site;
 use crate::machine::Machine;
 use crate::migration::driver::drive_with;
-use crate::migration::measurement::{GuestMemory, Measurement, Outcome};
+use crate::migration::measurement::{GuestMemory, Measurement, Outcome, Sample};
 use crate::migration::scenario::{LinkSpeed, Scenario};
 use crate::record::{MigrationRecord, SCHEMA};
 use crate::setup::{Environment, Platform};
@@ -145,6 +145,11 @@ pub fn share(link: &LinkSpeed, parallel: usize) -> LinkSpeed {
     }
 }
 
+/// Whether a `query-migrate` status says the migration is over (its slot is free).
+fn is_over(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "cancelled")
+}
+
 /// What to evacuate.
 #[derive(Debug, Clone)]
 pub struct EvacuationSpec {
@@ -165,11 +170,18 @@ pub struct EvacuationSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvacuatedGuest {
     pub name: String,
+    /// When it got its slot (one of the P), and when its destination QEMU was up
+    /// and connected: the time between them is the destination's start.
+    pub slot_taken_ms: Option<f64>,
+    pub destination_started_ms: Option<f64>,
     /// When `migrate` was sent for it.
     pub migrate_sent_ms: Option<f64>,
     /// When its destination reported RESUME: `migrate_sent_ms` + the measurement's `wall_time_ms`.
     pub running_at_destination_ms: Option<f64>,
-    /// When the driver saw the migration end (completed, failed or cancelled).
+    /// When the source first reported the migration over (completed, failed or
+    /// cancelled): its slot was freed then, and the next migration could start.
+    pub slot_freed_ms: Option<f64>,
+    /// When the driver saw the migration end (before it checked the guest).
     pub ended_ms: Option<f64>,
     /// `max-bandwidth` as the source QEMU read it back (bytes/s): the share took effect.
     pub max_bandwidth_read_back: Option<u64>,
@@ -177,11 +189,11 @@ pub struct EvacuatedGuest {
 }
 
 impl EvacuatedGuest {
-    /// From `migrate` to running at the destination (to the migration's end when it
-    /// never ran there): the time it was in flight, ms.
+    /// From `migrate` to its slot freed (to the driver's end of it when no sample
+    /// said it was over): the time it held one of the P slots, ms.
     pub fn in_flight(&self) -> Option<(f64, f64)> {
         let from = self.migrate_sent_ms?;
-        Some((from, self.running_at_destination_ms.or(self.ended_ms)?))
+        Some((from, self.slot_freed_ms.or(self.ended_ms)?))
     }
 }
 
@@ -226,15 +238,33 @@ pub async fn evacuate(platform: &Platform, env: &Environment, pair: &Pair, remot
     let slots = Arc::new(Semaphore::new(spec.parallel));
     let t0 = Instant::now();
     let mut set = JoinSet::new();
+    let mut done: Vec<Option<Finished>> = (0..spec.guests.len()).map(|_| None).collect();
+    // The guests stay where they ended until every migration is over, as on a real host.
+    let mut kept = Vec::new();
     for (i, (src, boot_ms)) in sources.drain(..).enumerate() {
-        let (slots, there, destination, scenario) = (slots.clone(), there.clone(), pair.destination.clone(), scenario.clone());
+        // In the guests' order: each waits for a free slot (and a migration that
+        // could not be run stops the evacuation before more start).
+        let slot = slots.clone().acquire_owned().await.context("the evacuation's slots closed")?;
+        let slot_taken = Instant::now();
+        while let Some(joined) = set.try_join_next() {
+            let (i, finished, machine) = joined.context("a migration task panicked")??;
+            done[i] = Some(finished);
+            kept.push(machine);
+        }
+        let (there, destination, scenario) = (there.clone(), pair.destination.clone(), scenario.clone());
         set.spawn(async move {
             let mut src = src;
-            let slot = slots.acquire_owned().await.context("the evacuation's slots closed")?;
+            let mut slot = Some(slot);
             let mut dst = there.start_on(&destination, src.spec, Role::Incoming, &format!("dst{i}")).await.with_context(|| format!("starting guest {i}'s destination QEMU"))?;
-            let m = drive_with(&mut src, &mut dst, &scenario, &mut |_| {}, None).await.with_context(|| format!("migrating guest {i}"))?;
-            // The migration has ended: the next one may start while this source goes.
-            drop(slot);
+            let destination_started = Instant::now();
+            // The slot frees when the source reports the migration over, as the
+            // next one may then start; the guest's health check runs beside it.
+            let mut free_when_over = |s: &Sample| {
+                if is_over(&s.status) {
+                    slot.take();
+                }
+            };
+            let m = drive_with(&mut src, &mut dst, &scenario, &mut free_when_over, None).await.with_context(|| format!("migrating guest {i}"))?;
             let kept = match m.outcome {
                 Outcome::Completed => {
                     src.quit().await;
@@ -245,15 +275,12 @@ pub async fn evacuate(platform: &Platform, env: &Environment, pair: &Pair, remot
                     src
                 }
             };
-            anyhow::Ok((i, boot_ms, m, kept))
+            anyhow::Ok((i, Finished { boot_ms, slot_taken, destination_started, measurement: m }, kept))
         });
     }
-    let mut done: Vec<Option<(f64, Measurement)>> = (0..spec.guests.len()).map(|_| None).collect();
-    // The guests stay where they ended until every migration is over, as on a real host.
-    let mut kept = Vec::new();
     while let Some(joined) = set.join_next().await {
-        let (i, boot_ms, m, machine) = joined.context("a migration task panicked")??;
-        done[i] = Some((boot_ms, m));
+        let (i, finished, machine) = joined.context("a migration task panicked")??;
+        done[i] = Some(finished);
         kept.push(machine);
     }
     for m in kept {
@@ -267,13 +294,13 @@ pub async fn evacuate(platform: &Platform, env: &Environment, pair: &Pair, remot
         .zip(before)
         .enumerate()
         .map(|(i, (d, (dirty, memory)))| {
-            let (boot_ms, mut m) = d.expect("every task reported");
+            let mut f = d.expect("every task reported");
             match dirty {
-                Ok(d) => m.dirty_rate_before = Some(d),
-                Err(e) => m.dirty_rate_error = Some(e),
+                Ok(d) => f.measurement.dirty_rate_before = Some(d),
+                Err(e) => f.measurement.dirty_rate_error = Some(e),
             }
-            m.guest_memory_before = memory;
-            placed(i, boot_ms, m, t0, &environment, spec.guests[i], &scenario, &started_at)
+            f.measurement.guest_memory_before = memory;
+            placed(i, f, t0, &environment, spec.guests[i], &scenario, &started_at)
         })
         .collect();
     let destination = remote.map_or_else(|| "this host".to_string(), |h| h.ssh.target.to_string());
@@ -319,15 +346,24 @@ async fn measure_before(sources: &[(Machine, f64)], secs: f64) -> Vec<(Result<di
     out
 }
 
+/// What a migration task hands back.
+struct Finished {
+    boot_ms: f64,
+    slot_taken: Instant,
+    destination_started: Instant,
+    measurement: Measurement,
+}
+
 /// Guest `i`'s record, placed on the evacuation's clock `t0`.
-#[allow(clippy::too_many_arguments)]
-fn placed(i: usize, boot_ms: f64, m: Measurement, t0: Instant, environment: &Environment, guest: GuestSpec, scenario: &Scenario, started_at: &str) -> EvacuatedGuest {
+fn placed(i: usize, f: Finished, t0: Instant, environment: &Environment, guest: GuestSpec, scenario: &Scenario, started_at: &str) -> EvacuatedGuest {
     let at = |t: Option<Instant>| t.map(|t| (t.saturating_duration_since(t0).as_secs_f64() * 1e4).round() / 10.0);
+    let m = f.measurement;
     let migrate_sent_ms = at(m.started_at);
     let running_at_destination_ms = match (migrate_sent_ms, m.wall_time_ms) {
         (Some(s), Some(w)) if m.outcome == Outcome::Completed => Some(((s + w) * 10.0).round() / 10.0),
         _ => None,
     };
+    let slot_freed_ms = migrate_sent_ms.and_then(|s| m.progress.iter().find(|p| is_over(&p.status)).map(|p| ((s + p.t_ms) * 10.0).round() / 10.0));
     let max_bandwidth_read_back = m.evidence.as_ref().and_then(|e| e.settings.source.parameters.get("max-bandwidth")).and_then(|v| v.as_u64());
     let record = MigrationRecord {
         record: "migration".into(),
@@ -336,10 +372,20 @@ fn placed(i: usize, boot_ms: f64, m: Measurement, t0: Instant, environment: &Env
         environment: environment.clone(),
         guest,
         scenario: scenario.clone(),
-        guest_boot_ms: boot_ms,
+        guest_boot_ms: f.boot_ms,
         measurement: m.clone(),
     };
-    EvacuatedGuest { name: format!("guest{i}"), migrate_sent_ms, running_at_destination_ms, ended_ms: at(m.ended_at), max_bandwidth_read_back, record }
+    EvacuatedGuest {
+        name: format!("guest{i}"),
+        slot_taken_ms: at(Some(f.slot_taken)),
+        destination_started_ms: at(Some(f.destination_started)),
+        migrate_sent_ms,
+        running_at_destination_ms,
+        slot_freed_ms,
+        ended_ms: at(m.ended_at),
+        max_bandwidth_read_back,
+        record,
+    }
 }
 
 #[cfg(test)]
@@ -404,17 +450,20 @@ mod tests {
     }
 
     #[test]
-    fn a_guest_is_in_flight_from_migrate_to_running_there() {
+    fn a_guest_holds_its_slot_from_migrate_until_the_source_says_it_is_over() {
         let record = crate::summary::cell_runs::testing::run("a", 0, 1000.0, true, true).migration;
-        let g = |sent, running, ended| EvacuatedGuest {
+        let g = |sent, freed, ended| EvacuatedGuest {
             name: "g".into(),
+            slot_taken_ms: None,
+            destination_started_ms: None,
             migrate_sent_ms: sent,
-            running_at_destination_ms: running,
+            running_at_destination_ms: None,
+            slot_freed_ms: freed,
             ended_ms: ended,
             max_bandwidth_read_back: None,
             record: record.clone(),
         };
-        assert_eq!(g(Some(10.0), Some(500.0), Some(490.0)).in_flight(), Some((10.0, 500.0)));
+        assert_eq!(g(Some(10.0), Some(480.0), Some(490.0)).in_flight(), Some((10.0, 480.0)));
         assert_eq!(g(Some(10.0), None, Some(490.0)).in_flight(), Some((10.0, 490.0)));
         assert_eq!(g(None, None, None).in_flight(), None);
     }

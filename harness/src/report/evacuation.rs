@@ -34,8 +34,8 @@ pub struct Figures {
     pub mean_total_time_ms: Option<f64>,
     pub max_downtime_ms: Option<f64>,
     pub transferred_mib: Option<f64>,
-    /// The most migrations the records show in flight at one instant (from each
-    /// guest's `migrate` to its RESUME, or to the end of a migration that failed).
+    /// The most migrations the records show in flight at one instant (each from its
+    /// `migrate` until the source reported it over and its slot was freed).
     pub max_in_flight: usize,
 }
 
@@ -202,6 +202,7 @@ pub fn guests_table(reports: &[EvacuationReport]) -> String {
         "guest",
         "workload",
         "dirty MiB/s",
+        "destination start s",
         "migrate at s",
         "running there at s",
         "total ms",
@@ -220,6 +221,7 @@ pub fn guests_table(reports: &[EvacuationReport]) -> String {
                 g.name.clone(),
                 g.record.guest.workload.to_string(),
                 m.dirty_rate_before.as_ref().map_or_else(|| "-".into(), |d| format!("{:.1}", d.mib_per_s)),
+                opt(g.slot_taken_ms.zip(g.destination_started_ms).map(|(a, b)| b - a), 1e-3, 2),
                 opt(g.migrate_sent_ms, 1e-3, 2),
                 opt(g.running_at_destination_ms, 1e-3, 2),
                 opt(m.total_time_ms, 1.0, 1),
@@ -248,9 +250,12 @@ mod tests {
         record.measurement.guest_memory_before = Some(GuestMemory { total_mib: 100.0, free_mib: record.guest.ram_mib as f64 - 100.0 });
         EvacuatedGuest {
             name: format!("guest{i}"),
+            slot_taken_ms: Some(sent - 5.0),
+            destination_started_ms: Some(sent - 1.0),
             migrate_sent_ms: Some(sent),
             running_at_destination_ms: Some(sent + total_ms + 20.0),
-            ended_ms: Some(sent + total_ms),
+            slot_freed_ms: Some(sent + total_ms),
+            ended_ms: Some(sent + total_ms + 5.0),
             max_bandwidth_read_back: None,
             record,
         }
