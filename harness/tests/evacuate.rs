@@ -186,3 +186,44 @@ fn ctrl_c_mid_evacuation_leaves_nothing_behind() {
     assert!(err.contains("stopped by SIGINT"), "{err}");
     nothing_left(tmp.path());
 }
+
+#[test]
+fn two_guests_evacuated_together_to_another_host_over_ssh_arrive_healthy_and_intact() {
+    platform();
+    let _slot = qemu_slot();
+    let host = migbench::network::test_host::TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = migbench(tmp.path())
+        .args(["evacuate", "--guests", "2", "--ram", "128", "--workload", "memdirty-write:8", "--parallel", "2", "--link", "1Gbit", "--timeout", "60"])
+        .arg("--dest")
+        .arg(host.url())
+        .arg("--ssh-key")
+        .arg(host.key())
+        .arg("--ssh-option")
+        .arg(format!("UserKnownHostsFile={}", host.known_hosts().display()))
+        .args(["--ssh-option", "StrictHostKeyChecking=yes", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let rs = records(&out);
+    assert_eq!(rs.len(), 1, "{t}");
+    let r = &rs[0];
+    assert_eq!(r["destination"], host.url());
+    for g in r["guests"].as_array().unwrap() {
+        let rec = &g["record"];
+        assert_eq!(rec["outcome"]["kind"], "completed", "{}: {rec}", g["name"]);
+        assert_healthy_and_intact(rec);
+        // It runs on the far host, reached over the link, not over SSH or loopback.
+        assert_eq!(rec["environment"]["destination_host"]["target"], host.url());
+        assert_eq!(rec["environment"]["destination_host"]["migrate_address"], host.ip().to_string());
+        assert_eq!(g["max_bandwidth_read_back"].as_u64(), Some(62_500_000));
+    }
+    assert_eq!(r["figures"]["healthy"], "2 of 2 healthy");
+    let both = intervals(r);
+    assert!(both[0].0.max(both[1].0) < both[0].1.min(both[1].1), "the two were never in flight together: {both:?}");
+    drop(host);
+    nothing_left(tmp.path());
+}
