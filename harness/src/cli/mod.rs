@@ -5,6 +5,7 @@ mod balance;
 mod bench;
 mod compare;
 mod doctor;
+mod evacuate;
 mod merge;
 mod migrate;
 mod plan;
@@ -109,6 +110,10 @@ pub(crate) enum Cmd {
     Report(ReportArgs),
     /// Reproduce a paper: run its profiles and write a report that puts its numbers beside ours.
     Reproduce(ReproduceArgs),
+    /// Evacuate a host: boot N guests here and migrate all of them to a destination (this host or
+    /// --dest ssh://…) with at most P at once, for each P of --parallel (KubeVirt: 2 per node, 5 per
+    /// cluster); the wall time, each guest's figures, k of n healthy, and what `plan` predicts.
+    Evacuate(evacuate::EvacuateArgs),
     /// Capacity planning: the dirty rates each link carries, how long evacuating a host takes, total time against RAM.
     Plan(PlanArgs),
     /// The far end of `--dest ssh://…`: started by migbench over SSH on the destination host, it runs
@@ -150,6 +155,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Report(a) => report::report_cmd(a),
         Cmd::Reproduce(a) => reproduce::reproduce(image, a).await,
         Cmd::Plan(a) => plan::plan(image, a).await,
+        Cmd::Evacuate(a) => evacuate::evacuate(image, a).await,
         Cmd::Merge(a) => merge::merge(a),
         Cmd::Agent => agent::agent().await,
     }

@@ -1,6 +1,7 @@
 //! Experiments: a profile → a matrix of cells → runs, with repetitions, shards,
 //! resume, and results streamed to disk as they come.
 
+pub mod evacuate;
 pub mod once;
 pub mod profile;
 pub mod qemus;

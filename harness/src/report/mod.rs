@@ -8,6 +8,7 @@ pub mod charts;
 pub mod compare;
 pub mod document;
 pub mod downtime;
+pub mod evacuation;
 pub mod export;
 mod figures;
 pub mod papers;
