@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     ("base", &["host/", "qmp.rs"]),
     // What to run: the vocabulary a profile, the CLI and a record speak.
-    ("spec", &["migration/scenario.rs", "migration/strategy.rs", "machine/hardware.rs", "network/address.rs", "network/shape.rs", "load/spec.rs"]),
+    ("spec", &["migration/scenario.rs", "migration/link_speed.rs", "migration/strategy.rs", "machine/hardware.rs", "network/address.rs", "network/shape.rs", "load/spec.rs"]),
     ("profile", &["experiment/profile.rs"]),
     ("site", &["guest/", "network/", "machine/", "setup.rs"]),
     ("load", &["load/"]),

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod fault;
 pub mod file;
 pub mod health;
+pub mod link_speed;
 pub mod measurement;
 pub mod scenario;
 pub mod settings;

@@ -19,7 +19,7 @@
 //! round trip's delay and jitter on that one egress; rate and loss then hold in
 //! that direction only.
 
-use crate::migration::scenario::LinkSpeed;
+use crate::migration::link_speed::LinkSpeed;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

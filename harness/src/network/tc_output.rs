@@ -8,7 +8,7 @@
 //! `seed N` (iproute2 6.5+). Nothing here panics on any text.
 
 use super::shape::Egress;
-use crate::migration::scenario::LinkSpeed;
+use crate::migration::link_speed::LinkSpeed;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use std::fmt;
