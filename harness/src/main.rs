@@ -23,7 +23,9 @@ async fn main() -> ExitCode {
         .init();
     // What a SIGKILLed migbench left behind goes first; `doctor` reports it instead
     // (and removes it with --clean).
-    if !matches!(cli.command, Cmd::Doctor(_)) {
+    // Not the agent: on a remote host (or the tests' one, with its own pids and /run)
+    // it would judge another harness's directories by what it cannot see.
+    if !matches!(cli.command, Cmd::Doctor(_) | Cmd::Agent) {
         let c = migbench::machine::stale::clean();
         for line in &c.removed {
             eprintln!("migbench: {line}");
@@ -44,6 +46,9 @@ async fn main() -> ExitCode {
             // Dropping `run` has killed its QEMUs and removed its run directory and
             // cgroups; this catches any QEMU still registered.
             machine::kill_all();
+            // A link this migbench shaped goes back to the kernel's default here (the far
+            // end's agent clears its own when the connection goes).
+            migbench::machine::remote_link::clear_all_here();
             // Its cgroups and run directory too: `exit` below runs no destructor.
             for line in migbench::machine::stale::remove_own().failed {
                 eprintln!("migbench: warning: {line}");

@@ -224,6 +224,14 @@ fn two_guests_evacuated_together_to_another_host_over_ssh_arrive_healthy_and_int
     assert_eq!(r["figures"]["healthy"], "2 of 2 healthy");
     let both = intervals(r);
     assert!(both[0].0.max(both[1].0) < both[0].1.min(both[1].1), "the two were never in flight together: {both:?}");
+    // While the host still runs (its drop kills everything in it): no QEMU or agent of
+    // ours left there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let far = || processes_mentioning("-name migbench-").into_iter().chain(processes_mentioning("/agent/migbench-")).filter(|(_, c)| c.contains("qemu-system") || c.contains(" agent")).collect::<Vec<_>>();
+    while !far().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(far().is_empty(), "left running on the far host: {:?}", far());
     drop(host);
     nothing_left(tmp.path());
 }

@@ -107,7 +107,7 @@ fn a_wrong_key_an_unreachable_host_and_a_missing_qemu_are_errors_that_leave_noth
     let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--ram", "1000000"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("MiB"), "{out}");
+    assert!(out.contains(&host.url()) && out.contains("MiB of memory available") && out.contains("1000000 MiB guest"), "{out}");
     // Bad input, refused before anything starts.
     let o = migrate_to(tmp.path(), &host, "root@nowhere", host.key(), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -226,6 +226,7 @@ link_shape = ["rate=40Mbit", "rate=200Mbit,rtt=20ms"]
         let t = String::from_utf8_lossy(&o.stdout).to_string();
         assert!(o.status.success() && !t.contains("htb") && !t.contains("netem"), "{end} end still shaped: {t}");
     }
-    drop(host);
+    // While the host still runs (its drop kills everything in it): nothing of ours there.
     wait_until_gone("after the shaped sweep");
+    drop(host);
 }

@@ -75,9 +75,7 @@ impl RemoteArgs {
     pub(crate) fn spec(&self, qemu: Option<&QemuWanted>) -> Result<Option<migbench::machine::remote::RemoteSpec>> {
         let Some(target) = &self.dest else { return Ok(None) };
         if let Some(a) = &self.migrate_address {
-            if a.is_empty() || a.starts_with('-') || a.contains(|c: char| c.is_whitespace() || c == ',' || c == '/') {
-                anyhow::bail!("--migrate-address {a:?}: give the destination host's IP address or name on the link the migration should use");
-            }
+            migbench::machine::remote::check_migrate_address(a).map_err(anyhow::Error::msg)?;
         }
         Ok(Some(migbench::machine::remote::RemoteSpec {
             target: target.clone(),

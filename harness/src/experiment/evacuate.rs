@@ -38,8 +38,7 @@ use tokio::task::JoinSet;
 /// At most this many guests in one evacuation.
 pub const MAX_GUESTS: usize = 64;
 
-/// What QEMU itself takes beside a guest's RAM, MiB (as the remote preflight counts it).
-pub const QEMU_OVERHEAD_MIB: u64 = 128;
+pub use crate::machine::hardware::QEMU_OVERHEAD_MIB;
 
 /// The default of `--parallel`: one at a time, KubeVirt's 2 per node, and all at once.
 pub const DEFAULT_PARALLEL: &str = "1,2,N";
@@ -105,7 +104,7 @@ pub fn refuse_workload(w: &Workload) -> Result<(), String> {
 /// QEMU's own. Here: every source, plus the P destinations in flight when the
 /// destination is this host (a source quits once its guest has moved).
 pub fn memory_needed_mib(ram_mib: u32, guests: usize, parallel: usize, destination_here: bool) -> (u64, u64) {
-    let per = ram_mib as u64 + QEMU_OVERHEAD_MIB;
+    let per = crate::machine::hardware::host_mib_for(ram_mib);
     let here = per * (guests + if destination_here { parallel } else { 0 }) as u64;
     let there = if destination_here { 0 } else { per * guests as u64 };
     (here, there)

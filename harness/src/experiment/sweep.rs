@@ -517,7 +517,7 @@ async fn measure_window(m: &Machine, secs: f64) -> (Option<CpuUsage>, Option<(St
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let to = Instant::now();
     let guest = guest_cpu_between(&[m.channel.cpu_ticks()], from, to);
-    let cpu = CpuUsage::between(&a, &cpu_sample(&[m])).map(|u| u.with_guest(guest));
+    let cpu = a.zip(cpu_sample(&[m])).and_then(|(a, b)| CpuUsage::between(&a, &b)).map(|u| u.with_guest(guest));
     (cpu, rate_between(&[m.channel.rates()], from, to))
 }
 

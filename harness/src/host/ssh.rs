@@ -141,7 +141,13 @@ impl Ssh {
         }
         let dir = tempfile::Builder::new().prefix("migbench-ssh-").tempdir().context("creating a directory for the SSH control socket")?;
         let control = dir.path().join("c");
+        // No terminal, no command of the user's config in place of ours.
         let mut base = vec![
+            "-T".into(),
+            "-o".into(),
+            "RequestTTY=no".into(),
+            "-o".into(),
+            "RemoteCommand=none".into(),
             "-o".into(),
             "BatchMode=yes".into(),
             "-o".into(),
@@ -218,7 +224,8 @@ impl Ssh {
     /// master connection; the caller sets its stdio.
     pub fn command(&self, remote: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args(&self.base).arg(self.target.destination()).arg("--").arg(remote);
+        // Through the master only: never a master of its own.
+        c.args(&self.base).args(["-o", "ControlMaster=no"]).arg(self.target.destination()).arg("--").arg(remote);
         c
     }
 
@@ -273,6 +280,21 @@ impl Ssh {
             );
         }
         Ok(())
+    }
+
+    /// Ends a forward [`Ssh::forward_unix`] made (the master keeps each one, and
+    /// its listening socket, until told).
+    pub fn cancel_forward(&self, local: &Path, remote: &Path) {
+        let spec = format!("{}:{}", local.display(), remote.display());
+        let _ = Command::new("ssh")
+            .args(&self.base)
+            .args(["-O", "cancel", "-L", &spec])
+            .arg(self.target.destination())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(local);
     }
 
     /// The master's own messages so far (for an error).

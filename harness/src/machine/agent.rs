@@ -43,6 +43,9 @@ pub enum Request {
     Stop { name: String },
     /// The agent's wall clock, ns since the epoch (for the clock offset).
     Clock,
+    /// The harness shaped `dev` here: delete its root qdisc when the agent ends,
+    /// however the harness ended (`clear` false: it was cleared, forget it).
+    ShapedHere { dev: String, clear: bool },
 }
 
 /// A machine's log files.
@@ -109,6 +112,9 @@ pub struct AgentClient {
     lines: Mutex<mpsc::Receiver<std::io::Result<String>>>,
     /// The session's stderr (the agent's and ssh's messages), for errors.
     log: PathBuf,
+    /// Set when a reply did not come in time: a late one would answer the next
+    /// request, so none is sent any more.
+    broken: std::sync::atomic::AtomicBool,
     /// Where it runs, for messages.
     pub host: String,
 }
@@ -133,13 +139,16 @@ impl AgentClient {
                 }
             }
         })?;
-        Ok(AgentClient { session: Mutex::new(session), stdin: Mutex::new(Some(stdin)), lines: Mutex::new(rx), log: log.into(), host: host.into() })
+        Ok(AgentClient { session: Mutex::new(session), stdin: Mutex::new(Some(stdin)), lines: Mutex::new(rx), log: log.into(), broken: Default::default(), host: host.into() })
     }
 
     /// Sends `request` and waits up to `timeout` for its reply's body.
     pub fn call(&self, request: &Request, timeout: Duration) -> Result<serde_json::Value> {
         // One request in flight: the reply that comes back is this one's.
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("the agent on {} stopped answering earlier; it said: {}", self.host, self.said());
+        }
         {
             let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
             let Some(w) = stdin.as_mut() else { bail!("the agent on {} was closed", self.host) };
@@ -165,7 +174,10 @@ impl AgentClient {
                     return Ok(reply.body);
                 }
                 Ok(Err(e)) => bail!("reading from the agent on {}: {e}", self.host),
-                Err(mpsc::RecvTimeoutError::Timeout) => bail!("the agent on {} did not answer within {} s; it said: {}", self.host, timeout.as_secs(), self.said()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                    bail!("the agent on {} did not answer within {} s; it said: {}", self.host, timeout.as_secs(), self.said())
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     bail!("the agent on {} ended; it said: {}", self.host, self.said())
                 }
@@ -228,6 +240,18 @@ mod tests {
         let a = AgentClient::start(cmd, &dir.path().join("log"), "test").unwrap();
         let e = a.call(&Request::Status { name: "x".into() }, Duration::from_secs(5)).unwrap_err().to_string();
         assert!(e.contains("cannot execute binary file"), "{e}");
+    }
+
+    #[test]
+    fn after_a_late_reply_nothing_more_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", r#"read l; sleep 2; echo '{"ok":true,"body":{"running":true,"exit":null}}'; read l; echo '{"ok":true,"body":null}'"#]);
+        let a = AgentClient::start(cmd, &dir.path().join("log"), "test").unwrap();
+        assert!(a.call(&Request::Status { name: "x".into() }, Duration::from_millis(200)).unwrap_err().to_string().contains("did not answer"));
+        // The late Status reply must not be taken for the Stop's.
+        let e = a.call(&Request::Stop { name: "x".into() }, Duration::from_secs(5)).unwrap_err().to_string();
+        assert!(e.contains("stopped answering"), "{e}");
     }
 
     #[test]

@@ -28,13 +28,15 @@ struct Started {
 /// The agent's state: its run directory and QEMUs.
 struct Agent {
     dir: RunDir,
+    /// Interfaces the harness shaped here, cleared when the agent ends.
+    shaped: std::collections::BTreeSet<String>,
     qemu: Option<Qemu>,
     machines: BTreeMap<String, Started>,
 }
 
 /// Serves requests until stdin closes.
 pub async fn serve() -> Result<()> {
-    let mut agent = Agent { dir: RunDir::new()?, qemu: None, machines: BTreeMap::new() };
+    let mut agent = Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new() };
     // Requests are read on a thread of their own: stdin blocks.
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<String>>();
     std::thread::Builder::new().name("migbench-agent-stdin".into()).spawn(move || {
@@ -67,6 +69,9 @@ pub async fn serve() -> Result<()> {
     // The harness is gone or done: nothing of ours stays behind.
     for (_, mut m) in std::mem::take(&mut agent.machines) {
         kill(&mut m.child);
+    }
+    for dev in std::mem::take(&mut agent.shaped) {
+        let _ = crate::network::tc::clear(&crate::network::tc::Local::host(), &dev);
     }
     drop(agent);
     result
@@ -105,6 +110,14 @@ impl Agent {
                 serde_json::to_value(usage::counters(&pids))?
             }
             Request::Clock => serde_json::to_value(unix_time_ns())?,
+            Request::ShapedHere { dev, clear } => {
+                if clear {
+                    self.shaped.insert(dev);
+                } else {
+                    self.shaped.remove(&dev);
+                }
+                serde_json::Value::Null
+            }
             Request::Stop { name } => {
                 if let Some(mut m) = self.machines.remove(&name) {
                     kill(&mut m.child);
@@ -151,12 +164,18 @@ impl Agent {
     /// Starts a QEMU and waits until its QMP and channel sockets exist (SSH forwards
     /// them next), or it dies.
     async fn start(&mut self, name: &str, qemu: &Path, args: &[String]) -> Result<u32> {
+        // A name is a directory in the run directory: nothing that could leave it.
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("machine name {name:?}: letters, digits, - and _ only");
+        }
         if self.machines.contains_key(name) {
             bail!("a machine named {name} already runs on this host");
         }
-        // Only the QEMU this agent resolved, or one the harness named by a path that exists here.
-        if self.qemu.as_ref().is_none_or(|q| q.path != qemu) && !qemu.is_file() {
-            bail!("{} is not a QEMU on this host", qemu.display());
+        // Only the QEMU this agent resolved at Hello.
+        match &self.qemu {
+            Some(q) if q.path == qemu => {}
+            Some(q) => bail!("{} is not this host's QEMU ({}): name it with --qemu-dest", qemu.display(), q.path.display()),
+            None => bail!("no Hello yet: this agent has not resolved a QEMU"),
         }
         let paths = MachinePaths::new(&self.dir.machine_dir(name)?);
         let mut child = spawn_qemu(qemu, args, &paths.stderr, None)?;
@@ -164,12 +183,17 @@ impl Agent {
         super::LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !(paths.qmp.exists() && paths.channel.exists()) {
-            if let Ok(Some(status)) = child.try_wait() {
-                bail!("QEMU exited ({status}) as it started. It said:\n{}", tail(&paths.stderr, 10));
-            }
-            if Instant::now() >= deadline {
+            let failure = match child.try_wait() {
+                Ok(Some(status)) => Some(format!("QEMU exited ({status}) as it started")),
+                _ if Instant::now() >= deadline => Some("QEMU made no QMP socket within 30 s".to_string()),
+                _ => None,
+            };
+            if let Some(failure) = failure {
+                let said = tail(&paths.stderr, 10);
+                // Reaped, forgotten and its directory gone: the name can be used again.
                 kill(&mut child);
-                bail!("QEMU made no QMP socket within 30 s. It said:\n{}", tail(&paths.stderr, 10));
+                let _ = std::fs::remove_dir_all(&paths.dir);
+                bail!("{failure}. It said:\n{said}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -129,6 +129,15 @@ fn idle() -> Workload {
 
 pub const MIN_RAM_MIB: u32 = 64;
 pub const MAX_RAM_MIB: u32 = 1 << 20;
+
+/// Memory a QEMU takes beyond its guest's RAM, MiB, as set aside when checking
+/// that guests fit on a host (about 64 MiB was seen here; twice that for margin).
+pub const QEMU_OVERHEAD_MIB: u64 = 128;
+
+/// The memory a guest of `ram_mib` needs on its host, MiB.
+pub fn host_mib_for(ram_mib: u32) -> u64 {
+    ram_mib as u64 + QEMU_OVERHEAD_MIB
+}
 pub const MAX_VCPUS: u32 = 255;
 
 impl GuestSpec {

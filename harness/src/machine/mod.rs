@@ -170,14 +170,23 @@ impl Machine {
         let mut args: Vec<String> = emulator.qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
         args.extend(qemu_args(&spec, &host.image, &there, role, name, None, &emulator.machine));
         let started = Instant::now();
-        let pid = host.start(name, &emulator.qemu.path, args)?;
-        let process = Process::Remote { host: host.clone(), name: name.into(), pid };
-        // QMP and the channel come here through SSH; the logs stay there.
         let here = MachinePaths::new(local_dir);
-        for (local, remote) in [(&here.qmp, &there.qmp), (&here.channel, &there.channel)] {
+        for local in [&here.qmp, &here.channel] {
             check_socket_path(local)?;
-            // The agent answered once QEMU had made them.
-            host.ssh.forward_unix(local, remote)?;
+        }
+        let pid = host.start(name, &emulator.qemu.path, args)?;
+        let mut process = Process::Remote { host: host.clone(), name: name.into(), pid, forwards: Vec::new() };
+        // QMP and the channel come here through SSH (the agent answered once QEMU had
+        // made them); the logs stay there.
+        for (local, remote) in [(&here.qmp, &there.qmp), (&here.channel, &there.channel)] {
+            let forwarded = host.ssh.forward_unix(local, remote);
+            if let (Ok(()), Process::Remote { forwards, .. }) = (&forwarded, &mut process) {
+                forwards.push((local.clone(), remote.clone()));
+            }
+            if let Err(e) = forwarded {
+                process.kill_and_reap();
+                return Err(e);
+            }
         }
         Machine::connect(process, emulator, spec, role, here, name, started, None).await
     }
@@ -279,11 +288,11 @@ impl Machine {
         self.process.is_remote()
     }
 
-    /// The address another QEMU sends a migration to this one at: its host's
-    /// migration address, or loopback here.
+    /// The address another QEMU sends a migration to this one at, as a `tcp:` URI's
+    /// host: its host's migration address (IPv6 in brackets), or loopback here.
     pub fn migration_host(&self) -> String {
         match &self.process {
-            Process::Remote { host, .. } => host.migrate_address.clone(),
+            Process::Remote { host, .. } => remote::uri_host(&host.migrate_address),
             Process::Local { .. } => "127.0.0.1".into(),
         }
     }
@@ -386,7 +395,11 @@ impl Machine {
         match &self.process {
             Process::Local { console, .. } => console_problems(&std::fs::read_to_string(console).unwrap_or_default()),
             // The whole console is small (the guest prints warnings and reports only).
-            Process::Remote { .. } => console_problems(&self.process.tail(agent::LogFile::Console, 5000)),
+            // One that cannot be read is a problem: a clean console is never assumed.
+            Process::Remote { .. } => match self.process.read_tail(agent::LogFile::Console, 5000) {
+                Ok(text) => console_problems(&text),
+                Err(e) => vec![format!("the console on the far host could not be read: {e:#}")],
+            },
         }
     }
 
@@ -412,26 +425,30 @@ impl Drop for Machine {
 
 /// CPU counters of these machines' QEMUs, each read where it runs, at one moment;
 /// the host's are this host's, unless every machine runs on one other host (the
-/// `after` window of a guest that moved there): then that host's.
-pub fn cpu_sample(machines: &[&Machine]) -> usage::CpuSample {
+/// `after` window of a guest that moved there): then that host's. `None` when a
+/// remote host could not be read: no figure rather than a wrong one.
+pub fn cpu_sample(machines: &[&Machine]) -> Option<usage::CpuSample> {
     if let [m] = machines {
-        if let Some(s) = remote_cpu_sample(m) {
-            return s;
+        if m.is_remote() {
+            return remote_cpu_sample(m);
         }
     }
     let mut c = usage::counters(&[]);
     for m in machines {
-        let p = m.process.counters();
+        let p = m.process.counters()?;
         c.process_ns += p.process_ns;
         c.vcpu_ns += p.vcpu_ns;
     }
-    usage::CpuSample::at_now(c)
+    Some(usage::CpuSample::at_now(c))
 }
 
 /// This machine's QEMU counters with its own host's, when that host is another
-/// one (`None` here: [`cpu_sample`] has this host's).
+/// one and could be read (`None` otherwise).
 pub fn remote_cpu_sample(m: &Machine) -> Option<usage::CpuSample> {
-    m.is_remote().then(|| usage::CpuSample::at_now(m.process.counters()))
+    if !m.is_remote() {
+        return None;
+    }
+    m.process.counters().map(usage::CpuSample::at_now)
 }
 
 /// Kills a process group and forgets it in [`LIVE`].

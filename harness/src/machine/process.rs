@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 pub(super) enum Process {
     Local { child: Child, stderr: PathBuf, console: PathBuf },
-    Remote { host: Arc<RemoteHost>, name: String, pid: u32 },
+    /// `forwards`: the (here, there) socket pairs SSH forwards for it, ended with it.
+    Remote { host: Arc<RemoteHost>, name: String, pid: u32, forwards: Vec<(PathBuf, PathBuf)> },
 }
 
 impl Process {
@@ -48,24 +49,26 @@ impl Process {
         }
     }
 
-    /// The last `n` lines of its console or stderr ("  (nothing)" when empty or unreadable).
+    /// The last `n` lines of its console or stderr ("  (nothing)" when empty or
+    /// unreadable), for messages.
     pub(super) fn tail(&self, file: LogFile, n: usize) -> String {
+        self.read_tail(file, n).unwrap_or_else(|e| format!("  (could not read it: {e:#})"))
+    }
+
+    /// [`Process::tail`], with a remote host that cannot be asked as an error.
+    pub(super) fn read_tail(&self, file: LogFile, n: usize) -> anyhow::Result<String> {
         match self {
-            Process::Local { stderr, console, .. } => tail(if file == LogFile::Console { console } else { stderr }, n),
-            Process::Remote { host, name, .. } => host
-                .agent
-                .ask::<String>(&Request::Tail { name: name.clone(), file, lines: n }, super::agent::CALL_TIMEOUT)
-                .unwrap_or_else(|e| format!("  (could not read it: {e:#})")),
+            Process::Local { stderr, console, .. } => Ok(tail(if file == LogFile::Console { console } else { stderr }, n)),
+            Process::Remote { host, name, .. } => host.agent.ask::<String>(&Request::Tail { name: name.clone(), file, lines: n }, super::agent::CALL_TIMEOUT),
         }
     }
 
-    /// Its CPU counters and its host's, read where it runs.
-    pub(super) fn counters(&self) -> Counters {
+    /// Its CPU counters and its host's, read where it runs; `None` when the remote
+    /// host could not be asked.
+    pub(super) fn counters(&self) -> Option<Counters> {
         match self {
-            Process::Local { child, .. } => usage::counters(&[child.id()]),
-            Process::Remote { host, name, .. } => {
-                host.agent.ask(&Request::Cpu { names: vec![name.clone()] }, super::agent::CALL_TIMEOUT).unwrap_or_default()
-            }
+            Process::Local { child, .. } => Some(usage::counters(&[child.id()])),
+            Process::Remote { host, name, .. } => host.agent.ask(&Request::Cpu { names: vec![name.clone()] }, super::agent::CALL_TIMEOUT).ok(),
         }
     }
 
@@ -76,8 +79,11 @@ impl Process {
                 drop(KillOnDrop(Some(child.id() as i32)));
                 let _ = child.wait();
             }
-            Process::Remote { host, name, .. } => {
+            Process::Remote { host, name, forwards, .. } => {
                 let _ = host.agent.call(&Request::Stop { name: name.clone() }, super::agent::CALL_TIMEOUT);
+                for (here, there) in forwards.drain(..) {
+                    host.ssh.cancel_forward(&here, &there);
+                }
             }
         }
     }

@@ -93,10 +93,13 @@ impl RemoteHost {
     pub fn connect(spec: &RemoteSpec, image: &GuestImage, accel: Accel) -> Result<RemoteHost> {
         let ssh = Ssh::connect(&spec.target, &spec.auth, Duration::from_secs(15))?;
         let target = spec.target.to_string();
-        let about = ssh.run(r#"printf '%s\n%s\n' "$HOME" "$(uname -m)""#).context("asking the host for its home and architecture")?;
+        let about = ssh.run(r#"printf '%s\n%s\n%s\n' "$HOME" "$(uname -m)" "$SSH_CONNECTION""#).context("asking the host for its home and architecture")?;
         let mut about = about.lines();
         let home = PathBuf::from(about.next().unwrap_or_default());
         let arch = about.next().unwrap_or_default().to_string();
+        // "client port server port": the address the host was reached at (an ssh_config
+        // alias or a name QEMU could not resolve becomes the address itself).
+        let server = about.next().unwrap_or_default().split_whitespace().nth(2).map(String::from);
         if !home.is_absolute() {
             bail!("{target}: the login has no home directory (HOME is {:?}); migbench keeps its copies under ~/.cache/migbench there", home);
         }
@@ -119,7 +122,11 @@ impl RemoteHost {
             initramfs: image_there.join("initramfs.cpio"),
             manifest: image.manifest.clone(),
         };
-        let migrate_address = spec.migrate_address.clone().unwrap_or_else(|| spec.target.host.clone());
+        let migrate_address = match (&spec.migrate_address, server) {
+            (Some(a), _) => a.clone(),
+            (None, Some(ip)) if ip.parse::<std::net::IpAddr>().is_ok() => ip,
+            (None, _) => spec.target.host.clone(),
+        };
         Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, clock, shaped: Default::default(), _dir: dir })
     }
 
@@ -152,6 +159,21 @@ impl RemoteHost {
     }
 }
 
+/// Whether `text` can be a migration address: an IP address or a host name, no
+/// port (QEMU picks one), no URI; the error says what to give.
+pub fn check_migrate_address(text: &str) -> Result<(), String> {
+    let name = |t: &str| !t.is_empty() && !t.starts_with(['-', '.']) && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if text.parse::<std::net::IpAddr>().is_ok() || name(text) {
+        return Ok(());
+    }
+    Err(format!("--migrate-address {text:?}: give the destination host's IP address (198.18.0.6, fd00::2) or name on the link the migration should use, without a port or brackets"))
+}
+
+/// `address` as the host part of a QEMU `tcp:` URI (an IPv6 address in brackets).
+pub fn uri_host(address: &str) -> String {
+    if address.contains(':') { format!("[{address}]") } else { address.to_string() }
+}
+
 /// Checks that a guest of `ram_mib` under `accel` can move from this host to the
 /// one `facts` describe; the error names both sides and the fix.
 pub fn preflight(local_flags: &[String], accel: Accel, ram_mib: u32, facts: &Facts, target: &str) -> Result<()> {
@@ -171,8 +193,7 @@ pub fn preflight(local_flags: &[String], accel: Accel, ram_mib: u32, facts: &Fac
             );
         }
     }
-    // The guest's RAM plus QEMU's own (about 64 MiB here) must fit in what is free there.
-    let needed = ram_mib as u64 + 128;
+    let needed = super::hardware::host_mib_for(ram_mib);
     if facts.mem_available_mib < needed {
         bail!("{target} has {} MiB of memory available; a {ram_mib} MiB guest needs about {needed} MiB there. Free memory there or use a smaller guest", facts.mem_available_mib);
     }
@@ -248,7 +269,8 @@ fn copy_once(ssh: &Ssh, files: &[(&Path, &Path, u32)], marker: &Path, dir: &Path
         ssh.upload(local, &there.display().to_string(), *mode)?;
     }
     // A running agent keeps its binary open: removing the name does not stop it.
-    let _ = ssh.run(&format!("cd {} && for f in *; do [ \"$f\" = {} ] || rm -rf -- \"$f\"; done", q(dir), shell_quote(keep)));
+    // Another harness's upload in progress (`*.part-PID`) is left alone.
+    let _ = ssh.run(&format!("cd {} && for f in *; do case \"$f\" in {} | *.part-*) ;; *) rm -rf -- \"$f\" ;; esac; done", q(dir), shell_quote(keep)));
     Ok(())
 }
 
@@ -292,6 +314,18 @@ mod tests {
         assert!(e.contains("between KVM and TCG") && e.contains("never said READY"), "{e}");
         let e = preflight(&here, Accel::Tcg, 4096, &facts(&[], 1024, false), "ssh://b").unwrap_err().to_string();
         assert!(e.contains("1024 MiB") && e.contains("4096 MiB guest"), "{e}");
+    }
+
+    #[test]
+    fn migration_addresses_are_checked_and_bracketed() {
+        for ok in ["198.19.0.2", "fd00::2", "host-b.example", "hostb"] {
+            assert!(check_migrate_address(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "host:4444", "[fd00::2]", "-oX", "a b", "tcp:1.2.3.4", "h/x"] {
+            assert!(check_migrate_address(bad).unwrap_err().contains("without a port"), "{bad}");
+        }
+        assert_eq!(uri_host("fd00::2"), "[fd00::2]");
+        assert_eq!(uri_host("198.19.0.2"), "198.19.0.2");
     }
 
     #[test]

@@ -9,11 +9,49 @@
 
 use super::remote::RemoteHost;
 use crate::host::ssh::shell_quote;
-use crate::network::shape::LinkShape;
+use crate::network::shape::{End, LinkShape};
 use crate::network::tc::{self, Runner, TcStats};
 use crate::network::tc_output::AppliedShape;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+
+/// This host's interfaces shaped now, for the Ctrl-C path (see [`clear_all_here`]).
+static SHAPED_HERE: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Takes the shaping off every interface of this host migbench shaped (the
+/// signal handler's path: no destructor runs after it). The far ends are cleared
+/// by their agents when the connection ends.
+pub fn clear_all_here() {
+    let devs = std::mem::take(&mut *SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()));
+    for dev in devs {
+        let _ = tc::clear(&tc::Local::host(), &dev);
+    }
+}
+
+/// Root qdiscs migbench may replace: the kernel's defaults, and its own.
+const REPLACEABLE: &[&str] = &["noqueue", "pfifo_fast", "fq_codel", "mq", "fq", "pfifo", "htb 1:", "netem 10:"];
+
+/// The root qdisc in `tc qdisc show dev DEV` output ("htb 1:", "fq_codel 0:").
+pub fn root_qdisc(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.first() != Some(&"qdisc") || !w.contains(&"root") {
+            return None;
+        }
+        Some(format!("{} {}", w.get(1)?, w.get(2)?))
+    })
+}
+
+/// Refuses to replace a root qdisc someone else put on `dev`.
+fn check_replaceable(runner: &dyn Runner, dev: &str) -> Result<()> {
+    let text = runner.run(&["tc".into(), "qdisc".into(), "show".into(), "dev".into(), dev.into()])?;
+    let Some(root) = root_qdisc(&text) else { return Ok(()) };
+    let kind = root.split_whitespace().next().unwrap_or_default();
+    if !REPLACEABLE.iter().any(|r| *r == root || (!r.contains(' ') && *r == kind)) {
+        bail!("{dev} on {} has a root qdisc of its own ({root}), which shaping would replace: shape a link kept for the purpose (--migrate-address on another interface), or remove it (tc qdisc del dev {dev} root)", runner.place());
+    }
+    Ok(())
+}
 
 /// Runs commands on the remote host over its SSH connection.
 pub struct Far<'a>(pub &'a RemoteHost);
@@ -95,10 +133,27 @@ impl RemoteHost {
             *on = None;
             (None, None)
         } else {
+            if shape.loss.percent() >= 100.0 {
+                bail!("link_shape = \"{shape}\": a link that loses every packet also cuts the SSH connection that would clear it; to cut the link, use a fault");
+            }
             let [n, f] = if on.as_ref() == Some(shape) {
-                [tc::read_back(&near, &ends.near_dev)?, tc::read_back(&far, &ends.far_dev)?]
+                // Still what was asked (nobody changed it between runs).
+                let mut both = Vec::new();
+                for (r, dev, end) in [(&near as &dyn Runner, &ends.near_dev, End::Near), (&far, &ends.far_dev, End::Far)] {
+                    let e = shape.egress(end);
+                    let applied = tc::read_back(r, dev)?;
+                    applied.check(&e, Some(tc::queue_limit(&e))).map_err(|m| anyhow::anyhow!("the shape on {dev} on {} changed since it was put there: {m}", r.place()))?;
+                    both.push(applied);
+                }
+                let f = both.pop().expect("two ends");
+                [both.pop().expect("two ends"), f]
             } else {
+                check_replaceable(&near, &ends.near_dev)?;
+                check_replaceable(&far, &ends.far_dev)?;
                 *on = None;
+                // Cleared by the agent when it ends, and here on Ctrl-C, whatever happens next.
+                self.agent.call(&super::agent::Request::ShapedHere { dev: ends.far_dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
+                SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()).insert(ends.near_dev.clone());
                 match tc::apply_link((&near, &ends.near_dev), (&far, &ends.far_dev), shape) {
                     Ok(applied) => {
                         *on = Some(shape.clone());
@@ -142,6 +197,28 @@ impl RemoteHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_qdisc_is_read_and_a_foreign_one_named() {
+        assert_eq!(root_qdisc("qdisc noqueue 0: root refcnt 2 \n").as_deref(), Some("noqueue 0:"));
+        assert_eq!(root_qdisc("qdisc htb 1: root refcnt 3 r2q 10 default 0x1\nqdisc netem 10: parent 1:1 limit 1000\n").as_deref(), Some("htb 1:"));
+        assert_eq!(root_qdisc("qdisc fq_codel 0: root refcnt 2 limit 10240p\n").as_deref(), Some("fq_codel 0:"));
+        assert_eq!(root_qdisc(""), None);
+        struct Says(&'static str);
+        impl Runner for Says {
+            fn run(&self, _: &[String]) -> Result<String> {
+                Ok(self.0.to_string())
+            }
+            fn place(&self) -> String {
+                "host-b".into()
+            }
+        }
+        assert!(check_replaceable(&Says("qdisc fq_codel 0: root refcnt 2\n"), "eth1").is_ok());
+        assert!(check_replaceable(&Says("qdisc htb 1: root refcnt 3\n"), "eth1").is_ok(), "our own, left by an earlier run");
+        let e = check_replaceable(&Says("qdisc cake 8001: root refcnt 2 bandwidth 50Mbit\n"), "eth1").unwrap_err().to_string();
+        assert!(e.contains("cake 8001:") && e.contains("eth1 on host-b") && e.contains("tc qdisc del dev eth1 root"), "{e}");
+        assert!(check_replaceable(&Says("qdisc htb 5: root\n"), "eth1").is_err(), "another's htb");
+    }
 
     #[test]
     fn the_route_names_the_interface_and_our_address() {

@@ -134,8 +134,8 @@ pub async fn drive_with(
 
     let t_end = Instant::now();
     let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
-    let cpu_during = CpuUsage::between(&cpu_start, &cpu_sample(&[&*src, &*dst])).map(|u| u.with_guest(guest_during));
-    let source_cpu_during = CpuUsage::between(&source_cpu_start, &cpu_sample(&[&*src]));
+    let cpu_during = cpu_start.zip(cpu_sample(&[&*src, &*dst])).and_then(|(a, b)| CpuUsage::between(&a, &b)).map(|u| u.with_guest(guest_during));
+    let source_cpu_during = source_cpu_start.zip(cpu_sample(&[&*src])).and_then(|(a, b)| CpuUsage::between(&a, &b));
     let rate_during = rate_between(&[src.channel.rates(), dst.channel.rates()], t0, t_end);
     let mut m = Measurement::not_started(outcome.clone(), Health::default());
     m.qemus = Some(qemus);
