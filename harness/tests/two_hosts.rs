@@ -112,6 +112,12 @@ fn a_wrong_key_an_unreachable_host_and_a_missing_qemu_are_errors_that_leave_noth
     let o = migrate_to(tmp.path(), &host, "root@nowhere", host.key(), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("ssh://user@host"), "{}", text(&o));
+    let o = migbench(tmp.path()).args(["migrate", "--ssh-key"]).arg(host.key()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--ssh-key is for a destination on another host"), "{}", text(&o));
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--migrate-address", "198.19.0.2:4444"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("without a port"), "{}", text(&o));
     let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--strategy", "mapped-ram"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("saves to a file"), "{}", text(&o));

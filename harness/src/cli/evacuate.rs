@@ -68,7 +68,7 @@ pub(crate) async fn evacuate(image: &ImageArgs, a: &EvacuateArgs) -> Result<Exit
     if !scenario.fault.is_none() {
         anyhow::bail!("--fault {}: evacuate injects no faults; put the fault in a profile and use migbench run (see profiles/faults.toml)", scenario.fault);
     }
-    let remote = a.remote.spec(a.qemu_dest.as_ref())?;
+    let remote = a.remote.spec(a.qemu_dest.as_ref(), None)?;
     if remote.is_some() {
         scenario.transport = migbench::migration::scenario::Transport::Tcp;
         if let Some(why) = migbench::migration::driver::remote_refusal(&scenario) {

@@ -59,28 +59,37 @@ pub(crate) struct RemoteArgs {
     #[arg(long, value_name = "ssh://USER@HOST[:PORT]")]
     pub(crate) dest: Option<migbench::host::ssh::SshTarget>,
     /// The private key that logs in to --dest (otherwise your ssh config and agent).
-    #[arg(long, value_name = "FILE", requires = "dest")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) ssh_key: Option<PathBuf>,
     /// More ssh options for --dest, as `-o` takes them (e.g. UserKnownHostsFile=FILE); repeatable.
-    #[arg(long = "ssh-option", value_name = "KEY=VALUE", requires = "dest")]
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
     pub(crate) ssh_options: Vec<String>,
     /// The destination's address for the migration stream (default: --dest's host). The stream
     /// never rides the SSH connection.
-    #[arg(long, value_name = "ADDRESS", requires = "dest")]
+    #[arg(long, value_name = "ADDRESS")]
     pub(crate) migrate_address: Option<String>,
 }
 
 impl RemoteArgs {
-    /// The remote destination asked for, with the QEMU to run there.
-    pub(crate) fn spec(&self, qemu: Option<&QemuWanted>) -> Result<Option<migbench::machine::remote::RemoteSpec>> {
-        let Some(target) = &self.dest else { return Ok(None) };
-        if let Some(a) = &self.migrate_address {
-            migbench::machine::remote::check_migrate_address(a).map_err(anyhow::Error::msg)?;
+    /// The remote destination asked for, with the QEMU to run there; a profile's
+    /// `dest` and `migrate_address` (`profile`) serve when the options do not say.
+    pub(crate) fn spec(&self, qemu: Option<&QemuWanted>, profile: Option<(&migbench::host::ssh::SshTarget, Option<&String>)>) -> Result<Option<migbench::machine::remote::RemoteSpec>> {
+        let target = self.dest.as_ref().or(profile.map(|p| p.0));
+        let Some(target) = target else {
+            let stray = [("--ssh-key", self.ssh_key.is_some()), ("--ssh-option", !self.ssh_options.is_empty()), ("--migrate-address", self.migrate_address.is_some())];
+            if let Some((opt, _)) = stray.iter().find(|(_, given)| *given) {
+                anyhow::bail!("{opt} is for a destination on another host: give it with --dest ssh://user@host");
+            }
+            return Ok(None);
+        };
+        let migrate_address = self.migrate_address.clone().or_else(|| profile.and_then(|p| p.1.cloned()));
+        if let Some(a) = &migrate_address {
+            migbench::host::ssh::check_migrate_address(a).map_err(anyhow::Error::msg)?;
         }
         Ok(Some(migbench::machine::remote::RemoteSpec {
             target: target.clone(),
             auth: migbench::host::ssh::SshAuth { key: self.ssh_key.clone(), options: self.ssh_options.clone() },
-            migrate_address: self.migrate_address.clone(),
+            migrate_address,
             qemu: qemu.cloned(),
         }))
     }
@@ -89,7 +98,7 @@ impl RemoteArgs {
 /// `migbench migrate`: boots a guest, migrates it once and prints the measurements.
 pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCode> {
     let mut scenario = a.run.scenario()?;
-    let remote = a.remote.spec(a.qemu_dest.as_ref())?;
+    let remote = a.remote.spec(a.qemu_dest.as_ref(), None)?;
     if remote.is_some() {
         // Another host is reached over the network: TCP, to its migration address.
         scenario.transport = migbench::migration::scenario::Transport::Tcp;

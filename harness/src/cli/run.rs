@@ -39,8 +39,8 @@ pub(crate) struct RunArgs {
     pub(crate) sweep: SweepArgs,
     #[command(flatten)]
     pub(crate) remote: super::migrate::RemoteArgs,
-    /// With --dest: the QEMU to run there (a version, `system` or a path there).
-    #[arg(long, value_name = "VERSION|PATH", requires = "dest")]
+    /// With --dest (or a profile's dest): the QEMU to run there (a version, `system` or a path there).
+    #[arg(long, value_name = "VERSION|PATH")]
     pub(crate) qemu_dest: Option<QemuWanted>,
 }
 
@@ -64,7 +64,10 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
         println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
         return Ok(ExitCode::SUCCESS);
     }
-    let remote = a.remote.spec(a.qemu_dest.as_ref())?;
+    let remote = a.remote.spec(a.qemu_dest.as_ref(), profile.dest.as_ref().map(|d| (d, profile.migrate_address.as_ref())))?;
+    if remote.is_none() && a.qemu_dest.is_some() {
+        anyhow::bail!("--qemu-dest with migbench run names the QEMU on another host (--dest); on this host give the profile a qemu_dest axis");
+    }
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.sweep.accel).await?;
     let mut opts = sweep_options(&a.sweep, out, a.resume, a.shard)?;

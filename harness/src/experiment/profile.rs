@@ -362,6 +362,12 @@ struct ProfileFile {
     /// paper's numbers beside ours.
     #[serde(default)]
     reproduces: Option<Reproduction>,
+    /// The destinations on another host (`ssh://user@host[:port]`); `--dest` wins.
+    #[serde(default)]
+    dest: Option<crate::host::ssh::SshTarget>,
+    /// That host's address for the migration stream; `--migrate-address` wins.
+    #[serde(default)]
+    migrate_address: Option<String>,
     #[serde(default)]
     defaults: Defaults,
     /// `[[cell]]`: cells listed one by one, each `[defaults]` with its own values
@@ -415,6 +421,9 @@ pub struct Profile {
     pub dirty_rate_s: f64,
     pub dirty_rate_mode: DirtyRateMode,
     pub reproduces: Option<Reproduction>,
+    /// `dest` and `migrate_address`: where the destinations run, if not here.
+    pub dest: Option<crate::host::ssh::SshTarget>,
+    pub migrate_address: Option<String>,
     pub cells: Vec<Cell>,
     /// The variables the matrix varies (used to label cells).
     pub varied: Vec<&'static str>,
@@ -459,6 +468,12 @@ impl Profile {
                 return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::scenario::MAX_SECONDS)));
             }
         }
+        if let Some(a) = &file.migrate_address {
+            if file.dest.is_none() {
+                return Err(bad(format!("migrate_address = {a:?} without dest: name the destination host (dest = \"ssh://user@host\")")));
+            }
+            crate::host::ssh::check_migrate_address(a).map_err(|e| bad(e.replace("--migrate-address", "migrate_address =")))?;
+        }
         let listed = !file.cell.is_empty();
         if listed && !file.matrix.is_empty() {
             return Err(bad("[[cell]] and [matrix] together: list the cells one by one, or vary them with a matrix, not both".into()));
@@ -496,6 +511,8 @@ impl Profile {
             after_s: file.after_s,
             dirty_rate_s: file.dirty_rate_s,
             dirty_rate_mode: file.dirty_rate_mode,
+            dest: file.dest,
+            migrate_address: file.migrate_address,
             reproduces: file.reproduces,
             varied: if listed {
                 let values: Vec<serde_json::Value> = cells.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect();
@@ -533,6 +550,8 @@ impl Profile {
             dirty_rate_s: 0.0,
             dirty_rate_mode: DirtyRateMode::Auto,
             reproduces: None,
+            dest: None,
+            migrate_address: None,
             cells: cells.into_iter().map(|(_, c)| c).collect(),
             varied,
             source: source.to_string(),

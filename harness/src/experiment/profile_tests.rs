@@ -165,3 +165,17 @@ fn shipped_profiles_parse() {
     }
     assert!(n >= 1, "no profiles shipped in {}", dir.display());
 }
+
+#[test]
+fn a_profile_names_its_remote_destination() {
+    let base = "name = \"p\"\n[defaults]\ntransport = \"tcp\"\n";
+    let p = Profile::parse(&format!("dest = \"ssh://root@198.19.0.2\"\nmigrate_address = \"198.19.1.2\"\n{base}"), "t").unwrap();
+    assert_eq!(p.dest.as_ref().map(|d| d.to_string()).as_deref(), Some("ssh://root@198.19.0.2"));
+    assert_eq!(p.migrate_address.as_deref(), Some("198.19.1.2"));
+    let e = Profile::parse(&format!("migrate_address = \"198.19.1.2\"\n{base}"), "t").unwrap_err().to_string();
+    assert!(e.contains("without dest"), "{e}");
+    let e = Profile::parse(&format!("dest = \"root@host\"\n{base}"), "t").unwrap_err().to_string();
+    assert!(e.contains("ssh://user@host"), "{e}");
+    let e = Profile::parse(&format!("dest = \"ssh://root@h\"\nmigrate_address = \"h:4444\"\n{base}"), "t").unwrap_err().to_string();
+    assert!(e.contains("migrate_address =") && e.contains("without a port"), "{e}");
+}

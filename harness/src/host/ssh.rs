@@ -101,6 +101,21 @@ impl SshTarget {
     }
 }
 
+/// Whether `text` can be a migration address: an IP address or a host name, no
+/// port (QEMU picks one), no URI; the error says what to give.
+pub fn check_migrate_address(text: &str) -> Result<(), String> {
+    let name = |t: &str| !t.is_empty() && !t.starts_with(['-', '.']) && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if text.parse::<std::net::IpAddr>().is_ok() || name(text) {
+        return Ok(());
+    }
+    Err(format!("--migrate-address {text:?}: give the destination host's IP address (198.18.0.6, fd00::2) or name on the link the migration should use, without a port or brackets"))
+}
+
+/// `address` as the host part of a QEMU `tcp:` URI (an IPv6 address in brackets).
+pub fn uri_host(address: &str) -> String {
+    if address.contains(':') { format!("[{address}]") } else { address.to_string() }
+}
+
 /// How to authenticate: a key file (`--ssh-key`), else the user's own ssh config
 /// and agent; `options` are more `-o` settings (the tests pin a known_hosts file).
 #[derive(Debug, Clone, Default)]
@@ -358,6 +373,18 @@ mod tests {
             let e = bad.parse::<SshTarget>().unwrap_err();
             assert!(e.contains("ssh://user@host"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn migration_addresses_are_checked_and_bracketed() {
+        for ok in ["198.19.0.2", "fd00::2", "host-b.example", "hostb"] {
+            assert!(check_migrate_address(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "host:4444", "[fd00::2]", "-oX", "a b", "tcp:1.2.3.4", "h/x"] {
+            assert!(check_migrate_address(bad).unwrap_err().contains("without a port"), "{bad}");
+        }
+        assert_eq!(uri_host("fd00::2"), "[fd00::2]");
+        assert_eq!(uri_host("198.19.0.2"), "198.19.0.2");
     }
 
     #[test]

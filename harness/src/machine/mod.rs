@@ -292,7 +292,7 @@ impl Machine {
     /// host: its host's migration address (IPv6 in brackets), or loopback here.
     pub fn migration_host(&self) -> String {
         match &self.process {
-            Process::Remote { host, .. } => remote::uri_host(&host.migrate_address),
+            Process::Remote { host, .. } => crate::host::ssh::uri_host(&host.migrate_address),
             Process::Local { .. } => "127.0.0.1".into(),
         }
     }
