@@ -57,8 +57,6 @@ pub async fn drive_with(
         }
     };
 
-    // A saving strategy sends to a file, which the destination is given once the
-    // save is complete (`file::restore_after`); the others to a listening destination.
     if dst.is_remote() {
         if let Some(why) = remote_refusal(scenario) {
             bail!("{why}");
@@ -83,6 +81,8 @@ pub async fn drive_with(
         }
         None => None,
     };
+    // A saving strategy sends to a file, which the destination is given once the
+    // save is complete (`file::restore_after`); the others to a listening destination.
     let saved_to = scenario.strategy.saves_to_file().then(|| super::file::path_in(&dst.paths.dir));
     let uri = if let Some(path) = &saved_to {
         let _ = std::fs::remove_file(path);
@@ -226,7 +226,7 @@ pub async fn drive_with(
 pub fn remote_refusal(scenario: &Scenario) -> Option<String> {
     let fix = "run it with both QEMUs on this host (without --dest)";
     if scenario.transport != Transport::Tcp {
-        return Some(format!("transport {} cannot reach another host: use --transport tcp with --dest", scenario.transport));
+        return Some(format!("transport {} cannot reach another host: use TCP (--transport tcp, or transport = \"tcp\" in a profile)", scenario.transport));
     }
     if scenario.strategy.saves_to_file() {
         return Some(format!("strategy {} saves to a file on this host, which the other host cannot read: {fix}", scenario.strategy));
