@@ -236,3 +236,54 @@ link_shape = ["rate=40Mbit", "rate=200Mbit,rtt=20ms"]
     wait_until_gone("after the shaped sweep");
     drop(host);
 }
+
+#[test]
+fn a_guest_serving_http_under_load_moves_to_the_other_host_and_keeps_answering() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        r#"
+name = "http-two-hosts"
+repetitions = 1
+before_s = 2.0
+after_s = 2.0
+[defaults]
+ram_mib = 256
+workload = "http"
+transport = "tcp"
+link = "1Gbit"
+load = "open:100"
+probe_hz = 1000
+timeout_s = 120.0
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut c = migbench(tmp.path());
+    c.arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key());
+    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
+    let o = c.output().unwrap();
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    let rs = results(&out);
+    assert_eq!(rs.len(), 1, "{said}");
+    let m = &rs[0];
+    assert_eq!(m["outcome"]["kind"], "completed", "{}", m["outcome"]);
+    assert_healthy_and_intact(m);
+    assert_eq!(m["environment"]["destination_host"]["target"], host.url());
+    // The client on this host's test network reached the guest before, during and
+    // after its move to the other host, at the same address.
+    let client = &m["service"]["client"];
+    for phase in ["before", "during", "after"] {
+        assert!(client[phase]["ok"].as_u64().unwrap() > 0, "no answer {phase} the migration: {client}");
+    }
+    assert_eq!(client["failed_outside_window"], 0, "{client}");
+    let probe = &m["service"]["probe"];
+    assert!(probe["answered"].as_u64().unwrap() > 1000, "{probe}");
+    wait_until_gone("after the HTTP guest's move");
+    drop(host);
+}

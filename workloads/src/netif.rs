@@ -172,6 +172,22 @@ pub fn set_tap(name: &str, persist: bool) -> io::Result<()> {
         .and_then(|_| ctl.ioctl(libc::TUNSETPERSIST as libc::c_ulong, persist as usize as *mut libc::c_void, &format!("setting tap {name} persistent={persist}")))
 }
 
+/// Opens tap `name` for reading and writing frames (made if missing; no
+/// packet-info header): the harness's end of a guest's NIC that lives elsewhere.
+pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let mut r = IfReq::new(name)?;
+    let tun = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
+    let ctl = std::mem::ManuallyDrop::new(Ctl(tun.as_raw_fd()));
+    r.set_short((libc::IFF_TAP | libc::IFF_NO_PI) as i16);
+    ctl.ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to tap {name}"))?;
+    Ok(tun)
+}
+
 /// The first network interface other than loopback, by name (the guest's NIC).
 pub fn first_ethernet() -> Option<String> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")

@@ -223,7 +223,7 @@ pub async fn evacuate(platform: &Platform, env: &Environment, pair: &Pair, remot
     let started_at = crate::record::now_rfc3339();
     let here = Arc::new(Site::local(&platform.qemu, &platform.image, false)?);
     let there = match remote {
-        Some(h) => Arc::new(Site::remote(h.clone())?),
+        Some(h) => Arc::new(Site::remote(h.clone(), None)?),
         None => here.clone(),
     };
     let mut sources = boot_all(&here, pair, spec).await?;

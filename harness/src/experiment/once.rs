@@ -52,7 +52,7 @@ pub async fn run_to(
     let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, ..spec };
     // A link cut needs the test network: both QEMUs migrate over its loopback.
     let site = Site::local(&platform.qemu, &platform.image, scenario.fault.cuts_link())?;
-    let far = remote.map(|h| Site::remote(h.clone())).transpose()?;
+    let far = remote.map(|h| Site::remote(h.clone(), site.network().cloned())).transpose()?;
     let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
     let mut dst = far.as_ref().unwrap_or(&site).start_on(&pair.destination, spec, Role::Incoming, "dst").await?;
     let measurement = drive_with(&mut src, &mut dst, scenario, &mut |_| {}, site.network()).await?;

@@ -163,7 +163,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     // A cut-link fault needs it too: the QEMUs then migrate over its loopback.
     let needs_network = |r: &PlannedRun| r.cell.guest(env.accel).net.is_some() || matches!(r.cell.fault, Fault::CutLink { .. });
     let site = Site::local(&platform.qemu, &platform.image, runs.iter().any(needs_network))?;
-    let far = opts.remote.clone().map(Site::remote).transpose()?;
+    let far = opts.remote.clone().map(|h| Site::remote(h, site.network().cloned())).transpose()?;
     let warmup = Duration::try_from_secs_f64(profile.warmup_s).unwrap_or_default();
     let mut pool = GuestPool::new(&site, opts.reuse, opts.boot_timeout, warmup);
     let mut names = 0u32;
@@ -270,7 +270,8 @@ async fn one_run(
     next_name: &mut impl FnMut() -> String,
     run_bar: &ProgressBar,
 ) -> Result<(Measurement, bool, f64)> {
-    let spec = r.cell.guest(env.accel);
+    // A guest bound for another host gets a NIC that can follow it there.
+    let spec = GuestSpec { portable_nic: far.is_some(), ..r.cell.guest(env.accel) };
     if let Some(net) = site.network() {
         // An earlier cut-link run may have failed to bring the link back.
         net.set_loopback(true).context("bringing the test network's loopback up before the run")?;

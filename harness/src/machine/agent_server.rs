@@ -178,7 +178,7 @@ impl Agent {
             None => bail!("no Hello yet: this agent has not resolved a QEMU"),
         }
         let paths = MachinePaths::new(&self.dir.machine_dir(name)?);
-        let mut child = spawn_qemu(qemu, args, &paths.stderr, None)?;
+        let mut child = spawn_qemu(qemu, args, &paths.stderr, None, None)?;
         // A SIGTERM or SIGHUP to the agent kills it too (see `machine::kill_all`).
         super::LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
         let deadline = Instant::now() + Duration::from_secs(30);

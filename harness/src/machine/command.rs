@@ -81,7 +81,20 @@ pub fn check_socket_path(p: &Path) -> Result<()> {
 /// The QEMU arguments for a guest. Source and destination get the same hardware
 /// (the same `machine` type among it); only `-incoming` differs, as migration requires.
 /// `tap` is the guest NIC's tap device on the test network (used when `spec.net` is set).
-pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str, tap: Option<&str>, machine: &str) -> Vec<String> {
+/// What the guest's NIC is attached to on its QEMU's host.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NicBackend<'a> {
+    /// A tap on the test bridge here (the harness made it: QEMU only opens it).
+    Tap(&'a str),
+    /// That tap opened by the harness and handed to QEMU as this fd (QEMU then need
+    /// not run in the test network's namespace), without a vnet header.
+    TapFd(i32),
+    /// A stream to the harness's end of the test bridge (`network::stream_port`):
+    /// the NIC of a guest on another host, its frames carried over the link.
+    Stream(std::net::SocketAddr),
+}
+
+pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, role: Role, name: &str, nic: Option<NicBackend>, machine: &str) -> Vec<String> {
     let p = opt_path;
     let mut a: Vec<String> = vec![
         "-name".into(),
@@ -131,16 +144,21 @@ pub fn qemu_args(spec: &GuestSpec, image: &GuestImage, paths: &MachinePaths, rol
     if spec.inject == StartFault::BadQemuOption {
         a.push(BAD_QEMU_OPTION.into());
     }
-    if let (Some(net), Some(tap)) = (spec.net, tap) {
-        // The tap exists already (the harness made it on the bridge): QEMU only opens it.
+    if let (Some(net), Some(nic)) = (spec.net, nic) {
+        let netdev = match nic {
+            // A guest that may move to another host gets no vnet header here (TapFd):
+            // the far end's stream backend has none, and offloads negotiated with one
+            // would not load there.
+            NicBackend::Tap(tap) => format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+            // Opened without IFF_VNET_HDR: QEMU finds no vnet header on it.
+            NicBackend::TapFd(fd) => format!("tap,id=net0,fd={fd}"),
+            NicBackend::Stream(at) => {
+                format!("stream,id=net0,server=off,addr.type=inet,addr.host={},addr.port={}", at.ip(), at.port())
+            }
+        };
         // `romfile=` leaves out the PXE option ROM: the kernel is booted directly, and
         // the ROM's package is not always installed.
-        a.extend([
-            "-netdev".into(),
-            format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
-            "-device".into(),
-            format!("virtio-net-pci,netdev=net0,mac={},romfile=", net.mac()),
-        ]);
+        a.extend(["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=net0,mac={},romfile=", net.mac())]);
     }
     if role == Role::Incoming {
         a.extend(["-incoming".into(), "defer".into()]);

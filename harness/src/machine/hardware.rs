@@ -107,6 +107,11 @@ pub struct GuestSpec {
     /// straight from it (zero-copy send) needs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lock_memory: bool,
+    /// Bound for another host: its QEMU runs in this host's own network namespace
+    /// (so its migration reaches the other host) and is handed its NIC's tap, without
+    /// a vnet header (the far end's stream backend has none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub portable_nic: bool,
 }
 
 /// Faults that strike when a QEMU starts (`crate::migration::scenario::Fault` has them all).
@@ -151,7 +156,7 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false, lock_memory: false })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false, lock_memory: false, portable_nic: false })
     }
 
     pub fn with_workload(self, workload: Workload) -> GuestSpec {

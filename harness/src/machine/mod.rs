@@ -27,7 +27,7 @@ pub mod usage;
 pub use command::Role;
 pub use hardware::{Accel, AccelRequest, Balloon, GuestSpec};
 
-use command::{MachinePaths, check_socket_path, qemu_args};
+use command::{MachinePaths, NicBackend, check_socket_path, qemu_args};
 use crate::guest::channel::Ready;
 use crate::guest::{GuestChannel, GuestImage};
 use crate::network::{Network, Tap};
@@ -60,9 +60,16 @@ pub fn kill_all() {
 
 /// Starts QEMU `path` with `args` in its own process group, its stderr to
 /// `stderr`, dying with this process (PR_SET_PDEATHSIG), inside the network
-/// namespace `netns` if given. The harness's machines and a remote host's agent
+/// namespace `netns` if given, with `pass_fd` as its fd 3 if given. The harness's machines and a remote host's agent
 /// start their QEMUs here.
-pub(crate) fn spawn_qemu<A: AsRef<std::ffi::OsStr>>(path: &Path, args: &[A], stderr: &Path, netns: Option<std::os::fd::RawFd>) -> Result<Child> {
+/// The descriptor a QEMU is handed its tap as (`fd=3`), when it is passed one.
+const PASSED_FD: i32 = 3;
+
+fn netif_open_tap(name: &str) -> std::io::Result<std::fs::File> {
+    migbench_guest::netif::open_tap(name)
+}
+
+pub(crate) fn spawn_qemu<A: AsRef<std::ffi::OsStr>>(path: &Path, args: &[A], stderr: &Path, netns: Option<std::os::fd::RawFd>, pass_fd: Option<std::os::fd::RawFd>) -> Result<Child> {
     let log = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::File::options().write(true).create(true).truncate(true).mode(0o600).open(stderr)
@@ -78,6 +85,17 @@ pub(crate) fn spawn_qemu<A: AsRef<std::ffi::OsStr>>(path: &Path, args: &[A], std
             libc::umask(0o077);
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The tap QEMU is handed, as fd 3 (dup2 clears close-on-exec; the same
+            // number needs it cleared by hand).
+            if let Some(fd) = pass_fd {
+                if fd == PASSED_FD {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, PASSED_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             // Into the test network's namespace, where the tap is.
             if let Some(fd) = netns {
@@ -108,6 +126,8 @@ pub struct Machine {
     features: std::sync::OnceLock<Features>,
     /// The NIC's tap on the test network; removed after QEMU is gone (field order).
     _tap: Option<Tap>,
+    /// A remote guest's port of the test bridge here.
+    _port: Option<crate::network::stream_port::StreamPort>,
 }
 
 impl Machine {
@@ -138,12 +158,28 @@ impl Machine {
             check_socket_path(sock)?;
         }
         let qemu = &emulator.qemu;
+        // A guest bound for another host: QEMU stays in this host's namespace (its
+        // migration must reach the other host) and is handed its tap, opened in the
+        // test network's namespace, as fd 3.
+        let tap_fd = match (&nic, network) {
+            (Some(n), Some(net)) if spec.portable_nic => {
+                Some(net.enter(|| netif_open_tap(&n.tap))?.with_context(|| format!("opening tap {} for guest {name}", n.tap))?)
+            }
+            _ => None,
+        };
+        let backend = match (&nic, &tap_fd) {
+            (Some(_), Some(_)) => Some(NicBackend::TapFd(PASSED_FD)),
+            (Some(n), None) => Some(NicBackend::Tap(&n.tap)),
+            (None, _) => None,
+        };
         let mut args = qemu.data_dir_args();
-        args.extend(qemu_args(&spec, image, &paths, role, name, nic.as_ref().map(|n| n.tap.as_str()), &emulator.machine).into_iter().map(std::ffi::OsString::from));
-        // Every QEMU of a sweep with a test network runs in it (a NIC or not): their
-        // migration over TCP then runs on its loopback, which a fault can cut.
+        args.extend(qemu_args(&spec, image, &paths, role, name, backend, &emulator.machine).into_iter().map(std::ffi::OsString::from));
+        // Every other QEMU of a sweep with a test network runs in it (a NIC or not):
+        // their migration over TCP then runs on its loopback, which a fault can cut.
+        let netns = if spec.portable_nic { None } else { network.map(|n| n.namespace_fd()) };
         let started = Instant::now();
-        let child = spawn_qemu(&qemu.path, &args, &paths.stderr, network.map(|n| n.namespace_fd()))?;
+        let child = spawn_qemu(&qemu.path, &args, &paths.stderr, netns, tap_fd.as_ref().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)))?;
+        drop(tap_fd);
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
         let process = Process::Local { child, stderr: paths.stderr.clone(), console: paths.console.clone() };
         Machine::connect(process, emulator, spec, role, paths, name, started, tap).await
@@ -158,17 +194,18 @@ impl Machine {
         role: Role,
         local_dir: &Path,
         name: &str,
+        network: Option<&Network>,
     ) -> Result<Machine> {
-        if let Some(net) = spec.net {
-            bail!(
-                "guest {name} has a NIC ({}) for the HTTP workload, which cannot move to another host yet \
-                 (the two hosts' guest networks are not bridged): use another workload with --dest",
-                net.ip
-            );
-        }
+        // A guest with a NIC keeps its place on the test bridge here: its frames
+        // cross the link to a port of the bridge (`network::stream_port`).
+        let port = match (spec.net, network) {
+            (None, _) => None,
+            (Some(net), None) => bail!("guest {name} has a NIC ({}) but no test network was made for it", net.ip),
+            (Some(_), Some(n)) => Some(n.stream_port(&format!("mb-{name}"), host.local_address()?)?),
+        };
         let there = MachinePaths::new(&host.facts.run_dir.join(name));
         let mut args: Vec<String> = emulator.qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        args.extend(qemu_args(&spec, &host.image, &there, role, name, None, &emulator.machine));
+        args.extend(qemu_args(&spec, &host.image, &there, role, name, port.as_ref().map(|p| NicBackend::Stream(p.addr)), &emulator.machine));
         let started = Instant::now();
         let here = MachinePaths::new(local_dir);
         for local in [&here.qmp, &here.channel] {
@@ -188,7 +225,9 @@ impl Machine {
                 return Err(e);
             }
         }
-        Machine::connect(process, emulator, spec, role, here, name, started, None).await
+        let mut m = Machine::connect(process, emulator, spec, role, here, name, started, None).await?;
+        m._port = port;
+        Ok(m)
     }
 
     /// Connects to a just-started QEMU's QMP and guest channel, watching that it
@@ -249,6 +288,7 @@ impl Machine {
             cgroup: None,
             features: Default::default(),
             _tap: tap,
+            _port: None,
         })
     }
 

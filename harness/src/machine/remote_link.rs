@@ -112,6 +112,15 @@ impl RemoteHost {
         Ok(LinkEnds { near_dev, near_address, far_dev })
     }
 
+    /// This host's address on the path to the migration address (where the far
+    /// host reaches us).
+    pub fn local_address(&self) -> Result<std::net::IpAddr> {
+        let address = &self.migrate_address;
+        let route = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.clone()])?;
+        let (_, src) = route_dev_and_source(&route).with_context(|| format!("`ip route get {address}` said {route:?}: no source address"))?;
+        src.parse().with_context(|| format!("the source address {src:?} for {address}"))
+    }
+
     /// Puts `shape` on both ends (or clears them for `none`), unless it is on
     /// already; returns the record with both ends' counters as they are now.
     /// A kernel without the qdisc a shape needs is a `tc::MissingQdisc` error.

@@ -74,6 +74,8 @@ enum Place {
 struct Remote {
     host: Arc<RemoteHost>,
     dir: RunDir,
+    /// This host's test network, where a far guest's NIC keeps its port.
+    network: Option<Network>,
 }
 
 /// This host: its QEMU binary and guest image, a run directory of its own and,
@@ -97,9 +99,10 @@ impl Site {
     }
 
     /// A remote host (connected with [`RemoteHost::connect`]); its sockets are
-    /// forwarded into a fresh run directory here.
-    pub fn remote(host: Arc<RemoteHost>) -> Result<Site> {
-        Ok(Site { place: Place::Remote(Remote { host, dir: RunDir::new()? }), started: Mutex::new(Vec::new()) })
+    /// forwarded into a fresh run directory here, and a guest's NIC has its port on
+    /// `network` (the local site's test network) here.
+    pub fn remote(host: Arc<RemoteHost>, network: Option<Network>) -> Result<Site> {
+        Ok(Site { place: Place::Remote(Remote { host, dir: RunDir::new()?, network }), started: Mutex::new(Vec::new()) })
     }
 
     /// The site's test network, if it has one.
@@ -149,7 +152,7 @@ impl Site {
         let m = match &self.place {
             Place::Local(l) => Machine::start(emulator, &l.image, spec, role, &dir, name, l.network.as_ref()).await?,
             // The agent kills its QEMUs when the connection ends.
-            Place::Remote(r) => return Machine::start_remote(&r.host, emulator, spec, role, &dir, name).await,
+            Place::Remote(r) => return Machine::start_remote(&r.host, emulator, spec, role, &dir, name, r.network.as_ref()).await,
         };
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
         // Only those that may still run: a long sweep starts thousands.

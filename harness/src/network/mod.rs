@@ -16,6 +16,7 @@
 
 pub mod address;
 pub mod shape;
+pub mod stream_port;
 pub mod tc;
 pub mod tc_output;
 pub mod test_host;
