@@ -287,3 +287,31 @@ timeout_s = 120.0
     wait_until_gone("after the HTTP guest's move");
     drop(host);
 }
+
+#[test]
+fn a_cut_of_the_link_to_the_other_host_stalls_the_migration_which_then_completes() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--ram", "128", "--workload", "memdirty-write:16:1", "--link", "100Mbit", "--fault", "cut-link:1", "--json"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let r = record(tmp.path());
+    let f = &r["fault"];
+    assert_eq!(f["struck"], true, "{f}");
+    assert!(f["action"].as_str().unwrap().contains("dropped at both ends of the link"), "{f}");
+    assert_eq!(f["as_expected"], true, "{f}");
+    assert_eq!(r["outcome"]["kind"], "completed", "{}", r["outcome"]);
+    assert_healthy_and_intact(&r);
+    assert_eq!(r["health"]["runs_on"], "destination");
+    // The cut is gone from both ends.
+    let here = std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap();
+    let there = host.ssh(&format!("tc qdisc show dev {}", host.host_interface())).output().unwrap();
+    for (end, o) in [("near", here), ("far", there)] {
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success() && !t.contains("htb") && !t.contains("pfifo"), "{end} end still cut: {t}");
+    }
+    wait_until_gone("after the cut link");
+    drop(host);
+}

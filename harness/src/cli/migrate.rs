@@ -97,11 +97,14 @@ impl RemoteArgs {
 
 /// `migbench migrate`: boots a guest, migrates it once and prints the measurements.
 pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCode> {
-    let mut scenario = a.run.scenario()?;
     let remote = a.remote.spec(a.qemu_dest.as_ref(), None)?;
+    let mut scenario = a.run.scenario.clone();
     if remote.is_some() {
         // Another host is reached over the network: TCP, to its migration address.
         scenario.transport = migbench::migration::scenario::Transport::Tcp;
+    }
+    scenario.validate().map_err(anyhow::Error::msg)?;
+    if remote.is_some() {
         if let Some(why) = migbench::migration::driver::remote_refusal(&scenario) {
             anyhow::bail!("--dest: {why}");
         }

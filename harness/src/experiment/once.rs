@@ -49,9 +49,11 @@ pub async fn run_to(
     }
     let started_at = crate::record::now_rfc3339();
     // Zero-copy send needs the guest's memory locked on the sender, from its start.
-    let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, ..spec };
-    // A link cut needs the test network: both QEMUs migrate over its loopback.
-    let site = Site::local(&platform.qemu, &platform.image, scenario.fault.cuts_link())?;
+    // A guest bound for another host runs its source QEMU in this host's namespace.
+    let spec = GuestSpec { lock_memory: spec.lock_memory || scenario.strategy.spec().zero_copy, portable_nic: remote.is_some(), ..spec };
+    // A link cut here needs the test network: both QEMUs migrate over its loopback
+    // (to another host, the stream is cut on the link itself).
+    let site = Site::local(&platform.qemu, &platform.image, remote.is_none() && scenario.fault.cuts_link())?;
     let far = remote.map(|h| Site::remote(h.clone(), site.network().cloned())).transpose()?;
     let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
     let mut dst = far.as_ref().unwrap_or(&site).start_on(&pair.destination, spec, Role::Incoming, "dst").await?;

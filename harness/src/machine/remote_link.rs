@@ -183,6 +183,42 @@ impl RemoteHost {
         Ok(Some(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new() }))
     }
 
+    /// Cuts (or, with `cut` false, restores) the migration stream to `port` on the
+    /// destination, at both ends: a u32 filter sends its packets to a class whose
+    /// queue holds none (`pfifo limit 0`), everything else passes as before (no
+    /// action module needed). A shape on the link stays; an unshaped link gets a
+    /// root htb that sends unmatched packets straight through, removed on restore.
+    pub fn cut_stream(&self, port: u16, cut: bool) -> Result<()> {
+        let ends = self.link_ends()?;
+        let shaped = self.shaped.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let far = Far(self);
+        let near = tc::Local::host();
+        let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<String>>();
+        for (r, dev, matcher) in [(&near as &dyn Runner, &ends.near_dev, "dport"), (&far, &ends.far_dev, "sport")] {
+            if cut {
+                if r.place() != near.place() {
+                    self.agent.call(&super::agent::Request::ShapedHere { dev: dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
+                } else {
+                    SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()).insert(dev.clone());
+                }
+                if !shaped {
+                    check_replaceable(r, dev)?;
+                    tc::clear(r, dev)?;
+                    r.run(&w(&format!("tc qdisc add dev {dev} root handle 1: htb default 0")))?;
+                }
+                r.run(&w(&format!("tc class add dev {dev} parent 1: classid 1:9 htb rate 10gbit")))?;
+                r.run(&w(&format!("tc qdisc add dev {dev} parent 1:9 handle 19: pfifo limit 0")))?;
+                r.run(&w(&format!("tc filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip {matcher} {port} 0xffff flowid 1:9")))?;
+            } else if shaped {
+                r.run(&w(&format!("tc filter del dev {dev} parent 1: prio 1")))?;
+                r.run(&w(&format!("tc class del dev {dev} classid 1:9")))?;
+            } else {
+                tc::clear(r, dev)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Both ends' counters now (after a migration), for `record`.
     pub fn link_after(&self, record: &mut LinkRecord) {
         let near = tc::Local::host();

@@ -112,7 +112,8 @@ pub async fn drive_with(
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let injected = inject(scenario.fault, t0, &*src, &*dst, network, done_rx);
+    let stream_port = uri.strip_prefix("tcp:").and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok());
+    let injected = inject(scenario.fault, t0, &*src, &*dst, network, stream_port, done_rx);
     let watched = async {
         let r = watch(src, scenario, &uri, t0, observe, &mut w).await;
         let _ = done_tx.send(true);
@@ -234,7 +235,9 @@ pub fn remote_refusal(scenario: &Scenario) -> Option<String> {
     if scenario.tls {
         return Some(format!("TLS to another host is not supported yet (its credentials are made on this host): {fix}"));
     }
-    if scenario.fault != Fault::None {
+    // A cut of the stream in pre-copy is made with tc at both ends of the link; the
+    // other faults signal a process or need the post-copy recovery's second port.
+    if !matches!(scenario.fault, Fault::None | Fault::CutLink { in_postcopy: false, .. }) {
         return Some(format!("fault {} is not supported with a destination on another host yet: {fix}", scenario.fault));
     }
     None

@@ -20,6 +20,7 @@ pub(super) async fn inject(
     src: &Machine,
     dst: &Machine,
     network: Option<&Network>,
+    stream_port: Option<u16>,
     mut done: tokio::sync::watch::Receiver<bool>,
 ) -> Option<FaultRecord> {
     let at_s = match fault {
@@ -69,6 +70,7 @@ pub(super) async fn inject(
     let (struck, action) = match fault {
         Fault::KillDestination { .. } => kill(dst_pid, "destination"),
         Fault::KillSource { .. } => kill(src_pid, "source"),
+        Fault::CutLink { for_s, in_postcopy: false, .. } if dst.is_remote() => cut_remote(dst, stream_port, for_s).await,
         Fault::CutLink { for_s, in_postcopy, .. } => match network {
             None => (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into()),
             Some(net) if in_postcopy => {
@@ -118,6 +120,29 @@ fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: bool) -> bool 
         }
         Fault::CutLink { .. } => m.outcome == Outcome::Completed && m.health.healthy && m.health.runs_on == "destination",
         _ => false,
+    }
+}
+
+/// Cuts the migration stream to a destination on another host for `for_s`
+/// seconds, at both ends of the link (`RemoteHost::cut_stream`), then restores it.
+async fn cut_remote(dst: &Machine, stream_port: Option<u16>, for_s: f64) -> (bool, String) {
+    let Some(host) = dst.remote_host().cloned() else { return (false, "not struck: the destination is on this host".into()) };
+    let Some(port) = stream_port else { return (false, "not struck: the migration has no TCP port to cut".into()) };
+    let h = host.clone();
+    match tokio::task::spawn_blocking(move || h.cut_stream(port, true)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = tokio::task::spawn_blocking(move || host.cut_stream(port, false)).await;
+            return (false, format!("cutting the stream failed: {e:#}"));
+        }
+        Err(e) => return (false, format!("cutting the stream failed: {e}")),
+    }
+    tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
+    let target = host.ssh.target.to_string();
+    match tokio::task::spawn_blocking(move || host.cut_stream(port, false)).await {
+        Ok(Ok(())) => (true, format!("the migration stream to {target} port {port} dropped at both ends of the link for {for_s} s, then let through again")),
+        Ok(Err(e)) => (false, format!("the stream was cut for {for_s} s but could not be restored: {e:#}")),
+        Err(e) => (false, format!("the stream was cut for {for_s} s but could not be restored: {e}")),
     }
 }
 
