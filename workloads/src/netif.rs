@@ -159,17 +159,10 @@ pub fn add_to_bridge(bridge: &str, port: &str) -> io::Result<()> {
 /// it), or with `persist = false` removes one.
 pub fn set_tap(name: &str, persist: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let mut r = IfReq::new(name)?;
-    let tun = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
+    let tun = open_tap(name)?;
     // `tun` owns the fd and closes it; the Ctl must not.
     let ctl = std::mem::ManuallyDrop::new(Ctl(tun.as_raw_fd()));
-    r.set_short((libc::IFF_TAP | libc::IFF_NO_PI) as i16);
-    ctl.ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to tap {name}"))
-        .and_then(|_| ctl.ioctl(libc::TUNSETPERSIST as libc::c_ulong, persist as usize as *mut libc::c_void, &format!("setting tap {name} persistent={persist}")))
+    ctl.ioctl(libc::TUNSETPERSIST as libc::c_ulong, persist as usize as *mut libc::c_void, &format!("setting tap {name} persistent={persist}"))
 }
 
 /// Opens tap `name` for reading and writing frames (made if missing; no
@@ -182,6 +175,7 @@ pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
         .write(true)
         .open("/dev/net/tun")
         .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
+    // `tun` owns the fd and closes it; the Ctl must not.
     let ctl = std::mem::ManuallyDrop::new(Ctl(tun.as_raw_fd()));
     r.set_short((libc::IFF_TAP | libc::IFF_NO_PI) as i16);
     ctl.ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to tap {name}"))?;

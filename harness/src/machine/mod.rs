@@ -60,14 +60,10 @@ pub fn kill_all() {
 
 /// Starts QEMU `path` with `args` in its own process group, its stderr to
 /// `stderr`, dying with this process (PR_SET_PDEATHSIG), inside the network
-/// namespace `netns` if given, with `pass_fd` as its fd 3 if given. The harness's machines and a remote host's agent
-/// start their QEMUs here.
+/// namespace `netns` if given, with `pass_fd` as its fd 3 if given. The harness's
+/// machines and a remote host's agent start their QEMUs here.
 /// The descriptor a QEMU is handed its tap as (`fd=3`), when it is passed one.
 const PASSED_FD: i32 = 3;
-
-fn netif_open_tap(name: &str) -> std::io::Result<std::fs::File> {
-    migbench_guest::netif::open_tap(name)
-}
 
 pub(crate) fn spawn_qemu<A: AsRef<std::ffi::OsStr>>(path: &Path, args: &[A], stderr: &Path, netns: Option<std::os::fd::RawFd>, pass_fd: Option<std::os::fd::RawFd>) -> Result<Child> {
     let log = {
@@ -163,7 +159,7 @@ impl Machine {
         // test network's namespace, as fd 3.
         let tap_fd = match (&nic, network) {
             (Some(n), Some(net)) if spec.portable_nic => {
-                Some(net.enter(|| netif_open_tap(&n.tap))?.with_context(|| format!("opening tap {} for guest {name}", n.tap))?)
+                Some(net.enter(|| migbench_guest::netif::open_tap(&n.tap))?.with_context(|| format!("opening tap {} for guest {name}", n.tap))?)
             }
             _ => None,
         };
