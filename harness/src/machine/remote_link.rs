@@ -101,11 +101,9 @@ pub fn route_dev_and_source(text: &str) -> Option<(String, String)> {
 impl RemoteHost {
     /// Finds both ends of the migration's path to this host.
     pub fn link_ends(&self) -> Result<LinkEnds> {
-        let address = &self.migrate_address;
-        let near = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.clone()]).with_context(|| format!("finding this host's route to {address}"))?;
-        let Some((near_dev, near_address)) = route_dev_and_source(&near) else { bail!("`ip route get {address}` here said {near:?}: no interface found") };
+        let (near_dev, near_address) = self.near_route()?;
         if near_dev == "lo" {
-            bail!("the migration address {address} is this host's own: a link to another host cannot be shaped on loopback");
+            bail!("the migration address {} is this host's own: a link to another host cannot be shaped on loopback", self.migrate_address);
         }
         let far = Far(self).run(&["ip".into(), "route".into(), "get".into(), near_address.clone()])?;
         let Some((far_dev, _)) = route_dev_and_source(&far) else { bail!("`ip route get {near_address}` on {} said {far:?}: no interface found", self.ssh.target) };
@@ -115,10 +113,15 @@ impl RemoteHost {
     /// This host's address on the path to the migration address (where the far
     /// host reaches us).
     pub fn local_address(&self) -> Result<std::net::IpAddr> {
+        let (_, src) = self.near_route()?;
+        src.parse().with_context(|| format!("the source address {src:?} for {}", self.migrate_address))
+    }
+
+    /// This host's interface and address on its route to the migration address.
+    fn near_route(&self) -> Result<(String, String)> {
         let address = &self.migrate_address;
-        let route = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.clone()])?;
-        let (_, src) = route_dev_and_source(&route).with_context(|| format!("`ip route get {address}` said {route:?}: no source address"))?;
-        src.parse().with_context(|| format!("the source address {src:?} for {address}"))
+        let route = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.clone()]).with_context(|| format!("finding this host's route to {address}"))?;
+        route_dev_and_source(&route).with_context(|| format!("`ip route get {address}` here said {route:?}: no interface found"))
     }
 
     /// Puts `shape` on both ends (or clears them for `none`), unless it is on
@@ -194,9 +197,9 @@ impl RemoteHost {
         let far = Far(self);
         let near = tc::Local::host();
         let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<String>>();
-        for (r, dev, matcher) in [(&near as &dyn Runner, &ends.near_dev, "dport"), (&far, &ends.far_dev, "sport")] {
+        for (r, dev, matcher, is_far) in [(&near as &dyn Runner, &ends.near_dev, "dport", false), (&far, &ends.far_dev, "sport", true)] {
             if cut {
-                if r.place() != near.place() {
+                if is_far {
                     self.agent.call(&super::agent::Request::ShapedHere { dev: dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
                 } else {
                     SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()).insert(dev.clone());
