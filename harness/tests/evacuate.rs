@@ -163,25 +163,14 @@ fn ctrl_c_mid_evacuation_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     // Two sources and both destinations: the migrations are under way.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while processes_mentioning(&marker).iter().filter(|(_, c)| c.contains("qemu-system") && c.contains("incoming")).count() < 2 {
-        assert!(Instant::now() < deadline, "the destinations never started");
-        assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "migbench did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (status, err) = interrupt_once_running(
+        &mut child,
+        &marker,
+        |c| c.contains("qemu-system") && c.contains("incoming"),
+        2,
+        "the destinations never started",
+        Duration::from_millis(500),
+    );
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("stopped by SIGINT"), "{err}");
     nothing_left(tmp.path());

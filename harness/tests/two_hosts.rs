@@ -11,13 +11,38 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+/// `migbench SUBCOMMAND --dest DEST` logging in with `key` and checking `host`'s key.
+fn to_host(tmp: &Path, host: &TestHost, subcommand: &str, dest: &str, key: &Path) -> std::process::Command {
+    let mut c = migbench(tmp);
+    c.arg(subcommand).arg("--dest").arg(dest).arg("--ssh-key").arg(key);
+    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
+    c.args(["--ssh-option", "StrictHostKeyChecking=yes"]);
+    c
+}
+
 /// `migbench migrate --dest` to `host` with its key and known_hosts, plus `args`.
 fn migrate_to(tmp: &Path, host: &TestHost, dest: &str, key: &Path, args: &[&str]) -> Output {
-    let mut c = migbench(tmp);
-    c.arg("migrate").arg("--dest").arg(dest).arg("--ssh-key").arg(key);
-    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
-    c.args(["--ssh-option", "StrictHostKeyChecking=yes", "--out"]).arg(tmp.join("out")).args(args);
-    c.output().unwrap()
+    to_host(tmp, host, "migrate", dest, key).arg("--out").arg(tmp.join("out")).args(args).output().unwrap()
+}
+
+/// `migbench run` of `profile` (its text) with every destination on `host`;
+/// returns what it printed and its results.
+fn run_to(tmp: &Path, host: &TestHost, profile: &str) -> (Output, Vec<serde_json::Value>) {
+    let path = tmp.join("p.toml");
+    std::fs::write(&path, profile).unwrap();
+    let out = tmp.join("out");
+    let o = to_host(tmp, host, "run", &host.url(), host.key()).arg(&path).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    (o, results(&out))
+}
+
+/// Asserts neither end of the link to `host` has a qdisc of `kinds` left on it.
+fn assert_ends_clear(host: &TestHost, kinds: &[&str], what: &str) {
+    let here = std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap();
+    let there = host.ssh(&format!("tc qdisc show dev {}", host.host_interface())).output().unwrap();
+    for (end, o) in [("near", here), ("far", there)] {
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success() && !kinds.iter().any(|k| t.contains(k)), "{end} end still {what}: {t}");
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -131,9 +156,7 @@ fn a_killed_harness_takes_the_far_qemu_and_agent_with_it() {
     let _slot = qemu_slot();
     let host = TestHost::start().expect("the test host");
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = migbench(tmp.path());
-    c.arg("migrate").arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key());
-    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
+    let mut c = to_host(tmp.path(), &host, "migrate", &host.url(), host.key());
     // A slow migration: a dirtier on a 1 MiB/s link.
     c.args(["--ram", "128", "--workload", "memdirty-write:64", "--link", "8Mbit", "--out"]).arg(tmp.path().join("out"));
     let mut child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
@@ -171,9 +194,9 @@ fn a_profile_over_link_shapes_runs_to_the_other_host_through_the_shaped_link() {
     let host = TestHost::start().expect("the test host");
     let netem = kernel_has_netem(&host);
     let tmp = tempfile::tempdir().unwrap();
-    let profile = tmp.path().join("p.toml");
-    std::fs::write(
-        &profile,
+    let (o, rs) = run_to(
+        tmp.path(),
+        &host,
         r#"
 name = "two-hosts-test"
 repetitions = 1
@@ -188,15 +211,8 @@ timeout_s = 90.0
 [matrix]
 link_shape = ["rate=40Mbit", "rate=200Mbit,rtt=20ms"]
 "#,
-    )
-    .unwrap();
-    let out = tmp.path().join("out");
-    let mut c = migbench(tmp.path());
-    c.arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key());
-    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
-    let o = c.output().unwrap();
+    );
     let said = text(&o);
-    let rs = results(&out);
     assert_eq!(rs.len(), 2, "{said}");
     for r in &rs {
         let shape = r["run"]["cell"]["link_shape"].as_str().unwrap().to_string();
@@ -226,12 +242,7 @@ link_shape = ["rate=40Mbit", "rate=200Mbit,rtt=20ms"]
     // The summary names each shape and says how many runs were healthy.
     assert!(said.contains("rate=40Mbit") && said.contains("healthy"), "{said}");
     // migbench took the shaping off both ends when it finished.
-    let here = std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap();
-    let there = host.ssh(&format!("tc qdisc show dev {}", host.host_interface())).output().unwrap();
-    for (end, o) in [("near", here), ("far", there)] {
-        let t = String::from_utf8_lossy(&o.stdout).to_string();
-        assert!(o.status.success() && !t.contains("htb") && !t.contains("netem"), "{end} end still shaped: {t}");
-    }
+    assert_ends_clear(&host, &["htb", "netem"], "shaped");
     // While the host still runs (its drop kills everything in it): nothing of ours there.
     wait_until_gone("after the shaped sweep");
     drop(host);
@@ -243,9 +254,9 @@ fn a_guest_serving_http_under_load_moves_to_the_other_host_and_keeps_answering()
     let _slot = qemu_slot();
     let host = TestHost::start().expect("the test host");
     let tmp = tempfile::tempdir().unwrap();
-    let profile = tmp.path().join("p.toml");
-    std::fs::write(
-        &profile,
+    let (o, rs) = run_to(
+        tmp.path(),
+        &host,
         r#"
 name = "http-two-hosts"
 repetitions = 1
@@ -260,16 +271,9 @@ load = "open:100"
 probe_hz = 1000
 timeout_s = 120.0
 "#,
-    )
-    .unwrap();
-    let out = tmp.path().join("out");
-    let mut c = migbench(tmp.path());
-    c.arg("run").arg(&profile).arg("--out").arg(&out).arg("--quiet").arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key());
-    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
-    let o = c.output().unwrap();
+    );
     let said = text(&o);
     assert_eq!(o.status.code(), Some(0), "{said}");
-    let rs = results(&out);
     assert_eq!(rs.len(), 1, "{said}");
     let m = &rs[0];
     assert_eq!(m["outcome"]["kind"], "completed", "{}", m["outcome"]);
@@ -306,12 +310,7 @@ fn a_cut_of_the_link_to_the_other_host_stalls_the_migration_which_then_completes
     assert_healthy_and_intact(&r);
     assert_eq!(r["health"]["runs_on"], "destination");
     // The cut is gone from both ends.
-    let here = std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap();
-    let there = host.ssh(&format!("tc qdisc show dev {}", host.host_interface())).output().unwrap();
-    for (end, o) in [("near", here), ("far", there)] {
-        let t = String::from_utf8_lossy(&o.stdout).to_string();
-        assert!(o.status.success() && !t.contains("htb") && !t.contains("pfifo"), "{end} end still cut: {t}");
-    }
+    assert_ends_clear(&host, &["htb", "pfifo"], "cut");
     wait_until_gone("after the cut link");
     drop(host);
 }

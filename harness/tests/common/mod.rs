@@ -106,10 +106,24 @@ pub fn run_profile_code(profile: &str) -> (tempfile::TempDir, Vec<serde_json::Va
 /// migration, lets it go on for `settle`, sends SIGINT, and waits for it to exit;
 /// returns its exit status and everything it wrote on stderr.
 pub fn interrupt_mid_migration(child: &mut std::process::Child, marker: &str, settle: std::time::Duration) -> (std::process::ExitStatus, String) {
+    interrupt_once_running(child, marker, |c| c.contains("qemu-system"), 2, "source and destination never both started", settle)
+}
+
+/// [`interrupt_mid_migration`] once `count` of the processes mentioning `marker`
+/// match `which` (e.g. the destinations of several migrations); `never` is the
+/// failure when they do not within 120 s.
+pub fn interrupt_once_running(
+    child: &mut std::process::Child,
+    marker: &str,
+    which: impl Fn(&str) -> bool,
+    count: usize,
+    never: &str,
+    settle: std::time::Duration,
+) -> (std::process::ExitStatus, String) {
     use std::time::{Duration, Instant};
     let deadline = Instant::now() + Duration::from_secs(120);
-    while processes_mentioning(marker).iter().filter(|(_, c)| c.contains("qemu-system")).count() < 2 {
-        assert!(Instant::now() < deadline, "source and destination never both started");
+    while processes_mentioning(marker).iter().filter(|(_, c)| which(c)).count() < count {
+        assert!(Instant::now() < deadline, "{never}");
         assert!(child.try_wait().unwrap().is_none(), "migbench exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
