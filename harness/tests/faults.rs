@@ -44,7 +44,7 @@ fn every_fault_is_a_recorded_outcome_and_the_guest_ends_where_qemu_says() {
     assert_eq!(r["outcome"]["kind"], "completed", "{r}");
     assert_eq!(r["health"]["runs_on"], "destination");
     assert_healthy_and_intact(r);
-    assert!(r["fault"]["action"].as_str().unwrap().contains("down for 2 s, then up again"), "{}", r["fault"]);
+    assert!(r["fault"]["action"].as_str().unwrap().contains("cut for 2 s, then restored"), "{}", r["fault"]);
     assert_eq!(r["fault"]["struck"], true);
     assert_eq!(r["fault"]["as_expected"], true, "{}", r["fault"]);
     // Nothing got through while the link was down: QEMU's byte count stands still.

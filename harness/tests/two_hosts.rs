@@ -304,7 +304,7 @@ fn a_cut_of_the_link_to_the_other_host_stalls_the_migration_which_then_completes
     let r = record(tmp.path());
     let f = &r["fault"];
     assert_eq!(f["struck"], true, "{f}");
-    assert!(f["action"].as_str().unwrap().contains("dropped at both ends of the link"), "{f}");
+    assert!(f["action"].as_str().unwrap().contains("dropped by tc at both ends of the link") && f["action"].as_str().unwrap().contains("then restored"), "{f}");
     assert_eq!(f["as_expected"], true, "{f}");
     assert_eq!(r["outcome"]["kind"], "completed", "{}", r["outcome"]);
     assert_healthy_and_intact(&r);
@@ -312,5 +312,63 @@ fn a_cut_of_the_link_to_the_other_host_stalls_the_migration_which_then_completes
     // The cut is gone from both ends.
     assert_ends_clear(&host, &["htb", "pfifo"], "cut");
     wait_until_gone("after the cut link");
+    drop(host);
+}
+
+/// Faults across hosts: the destination's QEMU killed there (through its agent) in
+/// pre-copy leaves the guest running healthy here; the link cut once post-copy runs
+/// pauses it on both sides, and recovery over a new port on the far host completes it.
+#[test]
+fn a_killed_far_qemu_and_a_link_cut_in_post_copy_end_as_qemu_says_across_hosts() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    // 256 MiB with 64 MiB rewritten all the time, at 50 Mbit/s: each migration lasts
+    // seconds, so each fault meets it running.
+    let (o, rs) = run_to(
+        tmp.path(),
+        &host,
+        "name = \"two-hosts-faults\"\nrepetitions = 1\nbefore_s = 0.5\nafter_s = 0.5\n\
+         [defaults]\nram_mib = 256\nworkload = \"memdirty-write:64\"\nlink = \"50Mbit\"\ntransport = \"tcp\"\ntimeout_s = 120.0\n\
+         [[cell]]\nstrategy = \"postcopy\"\nfault = \"cut-link-postcopy:2\"\n\
+         [[cell]]\nstrategy = \"precopy\"\nfault = \"kill-destination:1\"\n",
+    );
+    let said = text(&o);
+    // A run failed on purpose, so the sweep says so (3).
+    assert_eq!(o.status.code(), Some(3), "{said}");
+    assert_eq!(rs.len(), 2, "{said}");
+    let by = |fault: &str| rs.iter().find(|r| r["fault"]["fault"] == fault).unwrap_or_else(|| panic!("no {fault} run: {said}"));
+
+    let r = by("cut-link-postcopy:2");
+    let f = &r["fault"];
+    assert_eq!((f["struck"].as_bool(), f["as_expected"].as_bool()), (Some(true), Some(true)), "{f}");
+    let action = f["action"].as_str().unwrap();
+    let far = format!("migrate-recover on the destination (tcp:{}:", host.ip());
+    assert!(action.contains("dropped by tc at both ends") && action.contains("migrate-pause on both sides") && action.contains(&far), "{action}");
+    assert_eq!(r["outcome"]["kind"], "completed", "{}", r["outcome"]);
+    assert_eq!(r["health"]["runs_on"], "destination");
+    assert_healthy_and_intact(r);
+    assert_eq!(r["evidence"]["postcopy"]["entered"], true, "{}", r["evidence"]);
+    let rec = &f["recovery"];
+    let t = |k: &str| rec[k].as_f64().unwrap_or_else(|| panic!("no {k}: {rec}"));
+    assert!(t("source_paused_ms") >= f["at_ms"].as_f64().unwrap() && t("resumed_ms") >= t("recover_sent_ms"), "{rec}");
+    assert_eq!(rec["completed"], true, "{rec}");
+    for side in ["source", "destination"] {
+        let paused = r["events"].as_array().unwrap().iter().any(|e| e["side"] == side && e["name"] == "MIGRATION" && e["data"]["status"] == "postcopy-paused");
+        assert!(paused, "the {side} never reported postcopy-paused");
+    }
+
+    let r = by("kill-destination:1");
+    let f = &r["fault"];
+    assert!(f["action"].as_str().unwrap().contains(&format!("on {}", host.url())), "{f}");
+    assert_eq!((f["struck"].as_bool(), f["as_expected"].as_bool()), (Some(true), Some(true)), "{f}");
+    assert_eq!(r["outcome"]["kind"], "failed", "{}", r["outcome"]);
+    assert_eq!(r["health"]["runs_on"], "source");
+    assert_healthy_and_intact(r);
+
+    assert!(said.contains("Faults injected: 2 runs, 2 as QEMU's semantics say"), "{said}");
+    assert_ends_clear(&host, &["htb", "pfifo"], "cut");
+    wait_until_gone("after the faults across hosts");
     drop(host);
 }

@@ -23,14 +23,6 @@ pub(crate) struct CommonRun {
     pub(crate) out: PathBuf,
 }
 
-impl CommonRun {
-    /// The scenario the options give, checked.
-    pub(crate) fn scenario(&self) -> Result<Scenario> {
-        self.scenario.validate().map_err(anyhow::Error::msg)?;
-        Ok(self.scenario.clone())
-    }
-}
-
 #[derive(Args)]
 pub(crate) struct MigrateArgs {
     /// Guest RAM in MiB.

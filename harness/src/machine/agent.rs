@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// Bumped when a request or reply changes shape: an agent of another protocol is
 /// replaced, not spoken to.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// A request to the agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,6 +41,10 @@ pub enum Request {
     Cpu { names: Vec<String> },
     /// Kill `name`'s QEMU and reap it.
     Stop { name: String },
+    /// SIGKILL `name`'s QEMU (a fault), keeping it known: `Status` then says how it ended.
+    Kill { name: String },
+    /// A TCP port free on `address` on this host now (for a migration to listen on).
+    FreePort { address: String },
     /// The agent's wall clock, ns since the epoch (for the clock offset).
     Clock,
     /// The harness shaped `dev` here: delete its root qdisc when the agent ends,

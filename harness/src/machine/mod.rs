@@ -311,6 +311,12 @@ impl Machine {
         self.process.id()
     }
 
+    /// SIGKILLs this QEMU on its host (a fault): "SIGKILL to the destination QEMU (pid 123 on ssh://…)".
+    pub fn sigkill(&self, who: &str) -> Result<String> {
+        let what = format!("SIGKILL to the {who} QEMU (pid {}{})", self.pid(), self.process.place());
+        self.process.sigkill().map(|()| what.clone()).with_context(|| format!("{what} failed"))
+    }
+
     /// The remote host this QEMU runs on, if it is not this one.
     pub fn remote_host(&self) -> Option<&std::sync::Arc<remote::RemoteHost>> {
         match &self.process {

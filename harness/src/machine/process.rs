@@ -72,6 +72,20 @@ impl Process {
         }
     }
 
+    /// SIGKILLs it where it runs (a fault), leaving the reaping to whoever waits on it.
+    pub(super) fn sigkill(&self) -> anyhow::Result<()> {
+        match self {
+            Process::Local { child, .. } => {
+                // SAFETY: a signal to a QEMU this harness started and has not reaped.
+                if unsafe { libc::kill(child.id() as i32, libc::SIGKILL) } != 0 {
+                    anyhow::bail!("{}", std::io::Error::last_os_error());
+                }
+                Ok(())
+            }
+            Process::Remote { host, name, .. } => host.agent.call(&Request::Kill { name: name.clone() }, super::agent::CALL_TIMEOUT).map(drop),
+        }
+    }
+
     /// Kills it and waits for it to go.
     pub(super) fn kill_and_reap(&mut self) {
         match self {

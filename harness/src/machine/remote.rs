@@ -135,6 +135,11 @@ impl RemoteHost {
         self.agent.ask(&Request::Start { name: name.into(), qemu: qemu.into(), args }, CALL_TIMEOUT)
     }
 
+    /// A TCP port free on this host's migration address now, for QEMU to listen on.
+    pub fn free_port(&self) -> Result<u16> {
+        self.agent.ask(&Request::FreePort { address: self.migrate_address.clone() }, CALL_TIMEOUT)
+    }
+
     /// Checks a guest of `ram_mib` under `accel` can move here from this host (see [`preflight`]).
     pub fn check(&self, accel: Accel, ram_mib: u32) -> Result<()> {
         let flags = crate::host::cpu_flags(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());

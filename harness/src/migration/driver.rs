@@ -222,8 +222,8 @@ pub async fn drive_with(
 }
 
 /// Why `scenario` cannot run to a destination on another host yet, if it cannot:
-/// what needs a file or socket both QEMUs share, a fault that signals a process
-/// here, or credentials written beside the destination.
+/// what needs a file or socket both QEMUs share, a fault at the QEMUs' start-up,
+/// or credentials written beside the destination.
 pub fn remote_refusal(scenario: &Scenario) -> Option<String> {
     let fix = "run it with both QEMUs on this host (without --dest)";
     if scenario.transport != Transport::Tcp {
@@ -235,9 +235,9 @@ pub fn remote_refusal(scenario: &Scenario) -> Option<String> {
     if scenario.tls {
         return Some(format!("TLS to another host is not supported yet (its credentials are made on this host): {fix}"));
     }
-    // A cut of the stream in pre-copy is made with tc at both ends of the link; the
-    // other faults signal a process or need the post-copy recovery's second port.
-    if !matches!(scenario.fault, Fault::None | Fault::CutLink { in_postcopy: false, .. }) {
+    // A cut is made with tc at both ends of the link, a kill by the QEMU's own host
+    // (its agent, for the destination); the faults at start-up are not tried there.
+    if matches!(scenario.fault, Fault::BadQemuOption | Fault::NeverReady { .. }) {
         return Some(format!("fault {} is not supported with a destination on another host yet: {fix}", scenario.fault));
     }
     None

@@ -4,8 +4,10 @@
 use super::measurement::{FaultRecord, Measurement, Outcome, PostcopyRecovery, Sample, since_ms};
 use super::scenario::Fault;
 use crate::machine::Machine;
+use crate::machine::remote::RemoteHost;
 use crate::network::Network;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long each side gets to report `postcopy-paused` after `migrate-pause`, and
@@ -27,7 +29,6 @@ pub(super) async fn inject(
         Fault::KillDestination { at_s } | Fault::KillSource { at_s } | Fault::CutLink { at_s, .. } => at_s,
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => return None,
     };
-    let (src_pid, dst_pid) = (src.pid(), dst.pid());
     let mut record =
         FaultRecord { fault, at_ms: None, action: String::new(), struck: false, expected: String::new(), as_expected: false, recovery: None };
     let strike = tokio::time::sleep_until((t0 + Duration::from_secs_f64(at_s)).into());
@@ -58,36 +59,33 @@ pub(super) async fn inject(
         }
     }
     record.at_ms = Some(since_ms(Instant::now(), t0));
-    let kill = |pid: u32, who: &str| {
-        // SAFETY: a signal to a QEMU this harness started.
-        let r = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        if r == 0 {
-            (true, format!("SIGKILL to the {who} QEMU (pid {pid})"))
-        } else {
-            (false, format!("SIGKILL to the {who} QEMU (pid {pid}) failed: {}", std::io::Error::last_os_error()))
-        }
+    let kill = |m: &Machine, who: &str| match m.sigkill(who) {
+        Ok(what) => (true, what),
+        Err(e) => (false, format!("{e:#}")),
     };
     let (struck, action) = match fault {
-        Fault::KillDestination { .. } => kill(dst_pid, "destination"),
-        Fault::KillSource { .. } => kill(src_pid, "source"),
-        Fault::CutLink { for_s, in_postcopy: false, .. } if dst.is_remote() => cut_remote(dst, stream_port, for_s).await,
-        Fault::CutLink { for_s, in_postcopy, .. } => match network {
-            None => (false, "not struck: cutting the link needs the test network (the sweep makes one for a cut-link cell)".into()),
-            Some(net) if in_postcopy => {
+        Fault::KillDestination { .. } => kill(dst, "destination"),
+        Fault::KillSource { .. } => kill(src, "source"),
+        Fault::CutLink { for_s, in_postcopy, .. } => match Cut::of(dst, network, stream_port) {
+            Err(why) => (false, format!("not struck: {why}")),
+            Ok(cut) if in_postcopy => {
                 let mut recovery = PostcopyRecovery::default();
-                let done = cut_and_recover(src, dst, net, for_s, t0, &mut recovery).await;
+                let done = cut_and_recover(src, dst, &cut, for_s, t0, &mut recovery).await;
                 record.recovery = Some(recovery);
                 done
             }
-            Some(net) => match net.set_loopback(false) {
+            Ok(cut) => match cut.down().await {
                 Ok(()) => {
                     tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
-                    match link_up(net).await {
-                        Ok(()) => (true, format!("the link (loopback of the QEMUs' network namespace) down for {for_s} s, then up again")),
-                        Err(e) => (false, format!("the link went down for {for_s} s but could not be brought up again: {e:#}")),
+                    match cut.up().await {
+                        Ok(()) => (true, format!("{} cut for {for_s} s, then restored", cut.what())),
+                        Err(e) => (false, format!("{} cut for {for_s} s but could not be restored: {e:#}", cut.what())),
                     }
                 }
-                Err(e) => (false, format!("taking the link down failed: {e:#}")),
+                Err(e) => {
+                    let _ = cut.up().await;
+                    (false, format!("cutting {} failed: {e:#}", cut.what()))
+                }
             },
         },
         Fault::None | Fault::BadQemuOption | Fault::NeverReady { .. } => unreachable!("returned above"),
@@ -123,41 +121,90 @@ fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: bool) -> bool 
     }
 }
 
-/// Cuts the migration stream to a destination on another host for `for_s`
-/// seconds, at both ends of the link (`RemoteHost::cut_stream`), then restores it.
-async fn cut_remote(dst: &Machine, stream_port: Option<u16>, for_s: f64) -> (bool, String) {
-    let Some(host) = dst.remote_host().cloned() else { return (false, "not struck: the destination is on this host".into()) };
-    let Some(port) = stream_port else { return (false, "not struck: the migration has no TCP port to cut".into()) };
-    let h = host.clone();
-    match tokio::task::spawn_blocking(move || h.cut_stream(port, true)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = tokio::task::spawn_blocking(move || host.cut_stream(port, false)).await;
-            return (false, format!("cutting the stream failed: {e:#}"));
-        }
-        Err(e) => return (false, format!("cutting the stream failed: {e}")),
-    }
-    tokio::time::sleep(Duration::from_secs_f64(for_s)).await;
-    let target = host.ssh.target.to_string();
-    match tokio::task::spawn_blocking(move || host.cut_stream(port, false)).await {
-        Ok(Ok(())) => (true, format!("the migration stream to {target} port {port} dropped at both ends of the link for {for_s} s, then let through again")),
-        Ok(Err(e)) => (false, format!("the stream was cut for {for_s} s but could not be restored: {e:#}")),
-        Err(e) => (false, format!("the stream was cut for {for_s} s but could not be restored: {e}")),
-    }
+/// Where a `cut-link` is made: the loopback of the QEMUs' network namespace when
+/// both run here, or the migration stream at both ends of the link to the
+/// destination's host (`RemoteHost::cut_stream`: tc drops its packets, the rest of
+/// the link, SSH included, goes on).
+enum Cut<'a> {
+    Loopback(&'a Network),
+    Stream { host: Arc<RemoteHost>, port: u16 },
 }
 
-/// Brings the link up again, retried: every later run needs it (the sweep also
-/// brings it up before each run).
-async fn link_up(net: &Network) -> anyhow::Result<()> {
-    let mut up = net.set_loopback(true);
-    for _ in 0..10 {
-        if up.is_ok() {
-            break;
+impl<'a> Cut<'a> {
+    /// The cut for this migration, or why there is none.
+    fn of(dst: &Machine, network: Option<&'a Network>, stream_port: Option<u16>) -> Result<Cut<'a>, String> {
+        match (dst.remote_host(), network) {
+            (Some(host), _) => match stream_port {
+                Some(port) => Ok(Cut::Stream { host: host.clone(), port }),
+                None => Err("the migration has no TCP port to cut".into()),
+            },
+            (None, Some(net)) => Ok(Cut::Loopback(net)),
+            (None, None) => Err("cutting the link needs the test network (the sweep makes one for a cut-link cell)".into()),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        up = net.set_loopback(true);
     }
-    up
+
+    fn what(&self) -> String {
+        match self {
+            Cut::Loopback(_) => "the link (loopback of the QEMUs' network namespace)".into(),
+            Cut::Stream { host, port } => format!("the migration stream to {} port {port} (dropped by tc at both ends of the link)", host.ssh.target),
+        }
+    }
+
+    async fn down(&self) -> anyhow::Result<()> {
+        match self {
+            Cut::Loopback(net) => net.set_loopback(false),
+            Cut::Stream { host, port } => {
+                let (host, port) = (host.clone(), *port);
+                tokio::task::spawn_blocking(move || host.cut_stream(port, true)).await?
+            }
+        }
+    }
+
+    /// Restores the link, retried: every later run needs it (the sweep also brings
+    /// the loopback up before each run).
+    async fn up(&self) -> anyhow::Result<()> {
+        let once = || async {
+            match self {
+                Cut::Loopback(net) => net.set_loopback(true),
+                Cut::Stream { host, port } => {
+                    let (host, port) = (host.clone(), *port);
+                    tokio::task::spawn_blocking(move || host.cut_stream(port, false)).await?
+                }
+            }
+        };
+        let mut up = once().await;
+        for _ in 0..10 {
+            if up.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            up = once().await;
+        }
+        up
+    }
+
+    /// A URI for the resumed post-copy, on a port the kernel just handed out where
+    /// the destination listens (the destination cannot be asked which port it
+    /// picked: `query-migrate` waits for its main thread).
+    async fn recovery_uri(&self) -> Result<String, String> {
+        match self {
+            Cut::Loopback(net) => {
+                let port = net
+                    .enter(|| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()))
+                    .map_err(|e| format!("entering the test network for a free port: {e:#}"))?
+                    .map_err(|e| format!("finding a free port in the test network: {e}"))?;
+                Ok(format!("tcp:127.0.0.1:{port}"))
+            }
+            Cut::Stream { host, .. } => {
+                let h = host.clone();
+                let port = tokio::task::spawn_blocking(move || h.free_port())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("finding a free port on {}: {e:#}", host.ssh.target))?;
+                Ok(format!("tcp:{}:{port}", crate::host::ssh::uri_host(&host.migrate_address)))
+            }
+        }
+    }
 }
 
 /// The source's migration status once post-copy runs on both sides (a hybrid
@@ -200,12 +247,13 @@ async fn status_once_in_postcopy(
 /// The destination's main thread is blocked by then (it touched a page still on the
 /// source), so it would answer no ordinary command: `migrate-pause` and
 /// `migrate-recover` go out of band, and its pause is read from its MIGRATION event.
-async fn cut_and_recover(src: &Machine, dst: &Machine, net: &Network, for_s: f64, t0: Instant, r: &mut PostcopyRecovery) -> (bool, String) {
+async fn cut_and_recover(src: &Machine, dst: &Machine, cut: &Cut<'_>, for_s: f64, t0: Instant, r: &mut PostcopyRecovery) -> (bool, String) {
     let down_at = Instant::now();
-    if let Err(e) = net.set_loopback(false) {
-        return (false, format!("taking the link down failed: {e:#}"));
+    if let Err(e) = cut.down().await {
+        let _ = cut.up().await;
+        return (false, format!("cutting {} failed: {e:#}", cut.what()));
     }
-    let mut steps = vec!["the link (loopback of the QEMUs' network namespace) down".to_string()];
+    let mut steps = vec![format!("{} cut", cut.what())];
     for (side, m) in [("source", src), ("destination", dst)] {
         if let Err(e) = m.qmp.execute_oob("migrate-pause", Value::Null).await {
             steps.push(format!("migrate-pause on the {side} refused ({e})"));
@@ -220,12 +268,12 @@ async fn cut_and_recover(src: &Machine, dst: &Machine, net: &Network, for_s: f64
         seen_at(dst_paused)
     ));
     tokio::time::sleep_until((down_at + Duration::from_secs_f64(for_s)).into()).await;
-    if let Err(e) = link_up(net).await {
-        steps.push(format!("the link could not be brought up again after {for_s} s: {e:#}"));
+    if let Err(e) = cut.up().await {
+        steps.push(format!("the link could not be restored after {for_s} s: {e:#}"));
         return (false, steps.join("; "));
     }
-    steps.push(format!("the link up again after {for_s} s"));
-    match recover(src, dst, net, t0, r).await {
+    steps.push(format!("the link restored after {for_s} s"));
+    match recover(src, dst, cut, t0, r).await {
         Ok(uri) => steps.push(format!("migrate-recover on the destination ({uri}), migrate with resume on the source")),
         Err(e) => steps.push(format!("recovery failed: {e}")),
     }
@@ -265,15 +313,9 @@ async fn destination_paused(dst: &Machine, since: Instant, t0: Instant) -> Optio
 }
 
 /// Resumes a paused post-copy: the destination listens anew (`migrate-recover`) and
-/// the source connects to it (`migrate` with `resume`). Returns the URI. The port is
-/// one the kernel just handed out in the QEMUs' namespace (the destination cannot
-/// be asked which port it picked: `query-migrate` waits for its main thread).
-async fn recover(src: &Machine, dst: &Machine, net: &Network, t0: Instant, r: &mut PostcopyRecovery) -> Result<String, String> {
-    let port = net
-        .enter(|| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()))
-        .map_err(|e| format!("entering the test network for a free port: {e:#}"))?
-        .map_err(|e| format!("finding a free port in the test network: {e}"))?;
-    let uri = format!("tcp:127.0.0.1:{port}");
+/// the source connects to it (`migrate` with `resume`). Returns the URI.
+async fn recover(src: &Machine, dst: &Machine, cut: &Cut<'_>, t0: Instant, r: &mut PostcopyRecovery) -> Result<String, String> {
+    let uri = cut.recovery_uri().await?;
     r.recover_sent_ms = Some(since_ms(Instant::now(), t0));
     dst.qmp.execute_oob("migrate-recover", json!({ "uri": uri })).await.map_err(|e| format!("migrate-recover on the destination: {e}"))?;
     src.qmp.execute_json("migrate", json!({"uri": uri, "resume": true})).await.map_err(|e| format!("migrate with resume on the source: {e}"))?;
