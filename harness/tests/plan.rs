@@ -258,3 +258,52 @@ fn bad_flag_values_are_refused_naming_the_flag() {
     let (o, _, err) = plan(tmp.path(), &[&tmp.path().join("missing.jsonl").display().to_string()]);
     assert!(!o.status.success() && err.contains("does not exist"), "{err}");
 }
+
+/// `plan --dest`: the link to another host is measured (one TCP stream to its
+/// migration address, counted by its agent) and planned for beside --links. Here the
+/// test host's link is held to 50 Mbit/s at our end, so the measured rate is at most
+/// that (htb counts headers too) and well above nothing.
+#[test]
+fn plan_for_another_host_measures_its_link_and_plans_for_it() {
+    use migbench::network::shape::{End, LinkShape};
+    use migbench::network::tc::{self, Local};
+    common::platform();
+    let host = migbench::network::test_host::TestHost::start().expect("the test host");
+    let shape: LinkShape = "rate=50Mbit".parse().unwrap();
+    tc::apply(&Local::host(), host.local_interface(), &shape.egress(End::Near)).expect("shaping our end");
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("plan.json");
+    let source = reference().display().to_string();
+    let known = format!("UserKnownHostsFile={}", host.known_hosts().display());
+    let args = [&source, "--links", "1Gbit", "--parallel", "1,2", "--json", &json.display().to_string(), "--probe-seconds", "2"];
+    let mut c = migbench(tmp.path());
+    c.arg("plan").args(args).arg("--dest").arg(host.url()).arg("--ssh-key").arg(host.key()).args(["--ssh-option", &known, "--ssh-option", "StrictHostKeyChecking=yes"]);
+    let o = c.output().unwrap();
+    let _ = tc::clear(&Local::host(), host.local_interface());
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(o.status.success(), "{out}{err}");
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let m = &p["measured_link"];
+    assert_eq!(m["host"], host.url(), "{m}");
+    assert_eq!(m["address"], host.ip().to_string());
+    assert_eq!(m["from"], host.local_ip().to_string(), "the stream crossed the test host's link");
+    let bytes = m["received"]["bytes"].as_f64().unwrap();
+    let rate = bytes / m["received"]["seconds"].as_f64().unwrap();
+    assert!(rate > 0.5 * 50e6 / 8.0 && rate <= 1.02 * 50e6 / 8.0, "measured {:.1} Mbit/s through a 50 Mbit/s shape", rate * 8.0 / 1e6);
+    // The measured link is planned for: a row of its own in sections 1 and 2, beside 1Gbit.
+    let text = format!("{:.1}Mbit", rate * 8.0 / 1e6);
+    assert!(out.contains(&format!("carried {:.1} Mbit/s", rate * 8.0 / 1e6)) && out.contains(&format!("as the link `{text}`")), "{out}");
+    let links: Vec<&str> = p["evacuation"]["links"].as_array().unwrap().iter().map(|l| l["link"].as_str().unwrap()).collect();
+    assert_eq!(links, [text.as_str(), "1Gbit"], "{}", p["evacuation"]);
+    // Nothing of ours is left on the other host (agents of other tests' hosts aside).
+    let on_host = || {
+        let ns = |pid: u32| std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+        common::processes_mentioning("/agent/migbench-").into_iter().filter(|(pid, _)| ns(*pid) == Some(host.inode())).collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !on_host().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left running: {:?}", on_host());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(host);
+}

@@ -45,6 +45,11 @@ pub enum Request {
     Kill { name: String },
     /// A TCP port free on `address` on this host now (for a migration to listen on).
     FreePort { address: String },
+    /// Listen on `address` (port 0) for one stream and count what it carries
+    /// (`link_probe`); answers the port.
+    Sink { address: String },
+    /// What the sink on `port` received, once its sender closed (`link_probe::Received`).
+    SinkResult { port: u16 },
     /// The agent's wall clock, ns since the epoch (for the clock offset).
     Clock,
     /// The harness shaped `dev` here: delete its root qdisc when the agent ends,

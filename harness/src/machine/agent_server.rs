@@ -32,11 +32,13 @@ struct Agent {
     shaped: std::collections::BTreeSet<String>,
     qemu: Option<Qemu>,
     machines: BTreeMap<String, Started>,
+    /// Link probes' sinks by port, counting.
+    sinks: BTreeMap<u16, std::thread::JoinHandle<std::result::Result<super::link_probe::Received, String>>>,
 }
 
 /// Serves requests until stdin closes.
 pub async fn serve() -> Result<()> {
-    let mut agent = Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new() };
+    let mut agent = Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new(), sinks: BTreeMap::new() };
     // Requests are read on a thread of their own: stdin blocks.
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<String>>();
     std::thread::Builder::new().name("migbench-agent-stdin".into()).spawn(move || {
@@ -126,6 +128,16 @@ impl Agent {
                 let ip: std::net::IpAddr = address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the address {address:?}"))?;
                 let port = std::net::TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).with_context(|| format!("finding a free port on {address}"))?.port();
                 serde_json::to_value(port)?
+            }
+            Request::Sink { address } => {
+                let (port, count) = super::link_probe::sink(&address)?;
+                self.sinks.insert(port, count);
+                serde_json::to_value(port)?
+            }
+            Request::SinkResult { port } => {
+                let count = self.sinks.remove(&port).with_context(|| format!("no sink on port {port} here"))?;
+                let got = tokio::task::spawn_blocking(move || count.join()).await.context("the sink's task")?.map_err(|_| anyhow::anyhow!("the sink's thread panicked"))?;
+                serde_json::to_value(got.map_err(anyhow::Error::msg)?)?
             }
             Request::Stop { name } => {
                 if let Some(mut m) = self.machines.remove(&name) {

@@ -19,7 +19,19 @@ fn left_out_lines(out: &mut String, left: &[LeftOut]) {
 
 /// The plan as Markdown: what `migbench plan` prints.
 pub fn markdown(p: &Plan) -> String {
-    let mut out = format!("# Capacity plan for {} ({} VMs)\n\nAssumptions:\n", p.source, p.vms);
+    let mut out = format!("# Capacity plan for {} ({} VMs)\n\n", p.source, p.vms);
+    if let Some(m) = &p.measured_link {
+        out.push_str(&format!(
+            "The link to {} (to {}, from {}) carried {} in one TCP stream, measured for {:.1} s: planned for as the link `{}` below.\n\n",
+            m.host,
+            m.address,
+            m.from,
+            rate_text(m.bytes_per_sec()),
+            m.sent_for_s,
+            m.speed()
+        ));
+    }
+    out.push_str("Assumptions:\n");
     for a in &p.assumptions {
         out.push_str(&format!("- {a}\n"));
     }
@@ -27,6 +39,11 @@ pub fn markdown(p: &Plan) -> String {
     evacuation(&mut out, &p.evacuation);
     fits(&mut out, &p.fits);
     out
+}
+
+/// A rate in bytes/s as Mbit/s and MiB/s.
+fn rate_text(bytes_per_sec: f64) -> String {
+    format!("{:.1} Mbit/s ({:.1} MiB/s)", bytes_per_sec * 8.0 / 1e6, bytes_per_sec / MIB)
 }
 
 /// Section 1: the highest convergent dirty rates, and each VM at each link.

@@ -31,6 +31,7 @@ pub mod frontier;
 
 use crate::record::RunRecord;
 use crate::machine::GuestSpec;
+use crate::machine::link_probe::LinkProbe;
 use crate::migration::scenario::{LinkSpeed, Scenario};
 use crate::rank::predict::{self, LinkProfile, Prediction, VmProfile};
 use crate::rank::vms::{self, PredictedVm, VmRow};
@@ -62,13 +63,24 @@ pub struct Options {
     pub links: Vec<LinkSpeed>,
     pub downtime_limits_ms: Vec<f64>,
     pub parallel: Vec<usize>,
+    /// The link to a real host, measured (`plan --dest`): its rate is one of `links`.
+    pub measured: Option<LinkProbe>,
 }
 
 impl Options {
     /// The three flags' values, each checked; an error names the flag, the value
     /// and what to write instead.
     pub fn parse(links: &str, downtime_limits: &str, parallel: &str) -> Result<Options, String> {
-        Ok(Options { links: parse_links(links)?, downtime_limits_ms: parse_downtime_limits(downtime_limits)?, parallel: parse_parallel(parallel)? })
+        Ok(Options { links: parse_links(links)?, downtime_limits_ms: parse_downtime_limits(downtime_limits)?, parallel: parse_parallel(parallel)?, measured: None })
+    }
+
+    /// Plans for the measured link to a host too, beside the links asked for.
+    pub fn with_measured(mut self, probe: LinkProbe) -> Options {
+        self.links.push(probe.speed());
+        self.links.sort_by_key(|l| l.max_bandwidth());
+        self.links.dedup_by_key(|l| l.max_bandwidth());
+        self.measured = Some(probe);
+        self
     }
 }
 
@@ -200,6 +212,9 @@ impl PlanVm {
 pub struct Plan {
     pub source: String,
     pub vms: usize,
+    /// The link to a real host as measured, when the plan is for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_link: Option<LinkProbe>,
     pub assumptions: Vec<String>,
     pub frontier: Frontier,
     pub evacuation: Evacuation,
@@ -240,7 +255,7 @@ pub fn plan(source: &str, vms: &[PlanVm], records: Option<&[RunRecord]>, opts: &
         Some(r) => fits(r),
         None => Fits { groups: Vec::new(), note: Some(format!("No measurements: {source} is a profile, whose guests were booted to measure their dirty rates; nothing was migrated")) },
     };
-    Plan { source: source.to_string(), vms: vms.len(), assumptions: assumptions(), frontier, evacuation, fits }
+    Plan { source: source.to_string(), vms: vms.len(), measured_link: opts.measured.clone(), assumptions: assumptions(), frontier, evacuation, fits }
 }
 
 #[cfg(test)]
