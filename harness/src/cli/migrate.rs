@@ -60,28 +60,37 @@ pub(crate) struct RemoteArgs {
     /// never rides the SSH connection.
     #[arg(long, value_name = "ADDRESS")]
     pub(crate) migrate_address: Option<String>,
+    /// The destination's address for the guest's clients, on another link than the migration's
+    /// (default: the migration address, one link shared by both).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) client_address: Option<String>,
 }
 
 impl RemoteArgs {
     /// The remote destination asked for, with the QEMU to run there; a profile's
-    /// `dest` and `migrate_address` (`profile`) serve when the options do not say.
-    pub(crate) fn spec(&self, qemu: Option<&QemuWanted>, profile: Option<(&migbench::host::ssh::SshTarget, Option<&String>)>) -> Result<Option<migbench::machine::remote::RemoteSpec>> {
-        let target = self.dest.as_ref().or(profile.map(|p| p.0));
+    /// `dest`, `migrate_address` and `client_address` (`profile`) serve when the options do not say.
+    pub(crate) fn spec(&self, qemu: Option<&QemuWanted>, profile: Option<&migbench::experiment::profile::Destination>) -> Result<Option<migbench::machine::remote::RemoteSpec>> {
+        let target = self.dest.as_ref().or(profile.map(|p| &p.target));
         let Some(target) = target else {
-            let stray = [("--ssh-key", self.ssh_key.is_some()), ("--ssh-option", !self.ssh_options.is_empty()), ("--migrate-address", self.migrate_address.is_some())];
+            let stray = [("--ssh-key", self.ssh_key.is_some()), ("--ssh-option", !self.ssh_options.is_empty()), ("--migrate-address", self.migrate_address.is_some()), ("--client-address", self.client_address.is_some())];
             if let Some((opt, _)) = stray.iter().find(|(_, given)| *given) {
                 anyhow::bail!("{opt} is for a destination on another host: give it with --dest ssh://user@host");
             }
             return Ok(None);
         };
-        let migrate_address = self.migrate_address.clone().or_else(|| profile.and_then(|p| p.1.cloned()));
+        let migrate_address = self.migrate_address.clone().or_else(|| profile.and_then(|p| p.migrate_address.clone()));
         if let Some(a) = &migrate_address {
             migbench::host::ssh::check_migrate_address(a).map_err(anyhow::Error::msg)?;
+        }
+        let client_address = self.client_address.clone().or_else(|| profile.and_then(|p| p.client_address.clone()));
+        if let Some(a) = &client_address {
+            migbench::host::ssh::check_migrate_address(a).map_err(|e| anyhow::anyhow!(e.replace("--migrate-address", "--client-address").replace("the migration should use", "the guest's clients should use")))?;
         }
         Ok(Some(migbench::machine::remote::RemoteSpec {
             target: target.clone(),
             auth: migbench::host::ssh::SshAuth { key: self.ssh_key.clone(), options: self.ssh_options.clone() },
             migrate_address,
+            client_address,
             qemu: qemu.cloned(),
         }))
     }

@@ -64,7 +64,7 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
         println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
         return Ok(ExitCode::SUCCESS);
     }
-    let remote = a.remote.spec(a.qemu_dest.as_ref(), profile.dest.as_ref().map(|d| (d, profile.migrate_address.as_ref())))?;
+    let remote = a.remote.spec(a.qemu_dest.as_ref(), profile.dest.as_ref())?;
     if remote.is_none() && a.qemu_dest.is_some() {
         anyhow::bail!("--qemu-dest with migbench run names the QEMU on another host (--dest); on this host give the profile a qemu_dest axis");
     }

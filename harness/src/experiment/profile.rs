@@ -368,6 +368,9 @@ struct ProfileFile {
     /// That host's address for the migration stream; `--migrate-address` wins.
     #[serde(default)]
     migrate_address: Option<String>,
+    /// That host's address for the guest's clients; `--client-address` wins.
+    #[serde(default)]
+    client_address: Option<String>,
     #[serde(default)]
     defaults: Defaults,
     /// `[[cell]]`: cells listed one by one, each `[defaults]` with its own values
@@ -409,6 +412,15 @@ fn one_second() -> f64 {
     1.0
 }
 
+/// A profile's destination on another host: `dest`, with `migrate_address` and
+/// `client_address` at its top level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    pub target: crate::host::ssh::SshTarget,
+    pub migrate_address: Option<String>,
+    pub client_address: Option<String>,
+}
+
 /// A loaded, checked profile.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -421,9 +433,8 @@ pub struct Profile {
     pub dirty_rate_s: f64,
     pub dirty_rate_mode: DirtyRateMode,
     pub reproduces: Option<Reproduction>,
-    /// `dest` and `migrate_address`: where the destinations run, if not here.
-    pub dest: Option<crate::host::ssh::SshTarget>,
-    pub migrate_address: Option<String>,
+    /// `dest`, `migrate_address` and `client_address`: where the destinations run, if not here.
+    pub dest: Option<Destination>,
     pub cells: Vec<Cell>,
     /// The variables the matrix varies (used to label cells).
     pub varied: Vec<&'static str>,
@@ -468,11 +479,12 @@ impl Profile {
                 return Err(bad(format!("{key} = {v}: give seconds, 0 to {}", crate::migration::scenario::MAX_SECONDS)));
             }
         }
-        if let Some(a) = &file.migrate_address {
+        for (key, a) in [("migrate_address", &file.migrate_address), ("client_address", &file.client_address)] {
+            let Some(a) = a else { continue };
             if file.dest.is_none() {
-                return Err(bad(format!("migrate_address = {a:?} without dest: name the destination host (dest = \"ssh://user@host\")")));
+                return Err(bad(format!("{key} = {a:?} without dest: name the destination host (dest = \"ssh://user@host\")")));
             }
-            crate::host::ssh::check_migrate_address(a).map_err(|e| bad(e.replace("--migrate-address", "migrate_address =")))?;
+            crate::host::ssh::check_migrate_address(a).map_err(|e| bad(e.replace("--migrate-address", &format!("{key} ="))))?;
         }
         let listed = !file.cell.is_empty();
         if listed && !file.matrix.is_empty() {
@@ -511,8 +523,7 @@ impl Profile {
             after_s: file.after_s,
             dirty_rate_s: file.dirty_rate_s,
             dirty_rate_mode: file.dirty_rate_mode,
-            dest: file.dest,
-            migrate_address: file.migrate_address,
+            dest: file.dest.map(|target| Destination { target, migrate_address: file.migrate_address, client_address: file.client_address }),
             reproduces: file.reproduces,
             varied: if listed {
                 let values: Vec<serde_json::Value> = cells.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect();
@@ -551,7 +562,6 @@ impl Profile {
             dirty_rate_mode: DirtyRateMode::Auto,
             reproduces: None,
             dest: None,
-            migrate_address: None,
             cells: cells.into_iter().map(|(_, c)| c).collect(),
             varied,
             source: source.to_string(),

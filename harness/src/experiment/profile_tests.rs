@@ -169,9 +169,14 @@ fn shipped_profiles_parse() {
 #[test]
 fn a_profile_names_its_remote_destination() {
     let base = "name = \"p\"\n[defaults]\ntransport = \"tcp\"\n";
-    let p = Profile::parse(&format!("dest = \"ssh://root@198.19.0.2\"\nmigrate_address = \"198.19.1.2\"\n{base}"), "t").unwrap();
-    assert_eq!(p.dest.as_ref().map(|d| d.to_string()).as_deref(), Some("ssh://root@198.19.0.2"));
-    assert_eq!(p.migrate_address.as_deref(), Some("198.19.1.2"));
+    let p = Profile::parse(&format!("dest = \"ssh://root@198.19.0.2\"\nmigrate_address = \"198.19.1.2\"\nclient_address = \"198.19.0.2\"\n{base}"), "t").unwrap();
+    let d = p.dest.as_ref().unwrap();
+    assert_eq!(d.target.to_string(), "ssh://root@198.19.0.2");
+    assert_eq!((d.migrate_address.as_deref(), d.client_address.as_deref()), (Some("198.19.1.2"), Some("198.19.0.2")));
+    let e = Profile::parse(&format!("client_address = \"198.19.0.2\"\n{base}"), "t").unwrap_err().to_string();
+    assert!(e.contains("client_address = \"198.19.0.2\" without dest"), "{e}");
+    let e = Profile::parse(&format!("dest = \"ssh://root@h\"\nclient_address = \"http://h\"\n{base}"), "t").unwrap_err().to_string();
+    assert!(e.contains("client_address =") && !e.contains("--migrate-address"), "{e}");
     let e = Profile::parse(&format!("migrate_address = \"198.19.1.2\"\n{base}"), "t").unwrap_err().to_string();
     assert!(e.contains("without dest"), "{e}");
     let e = Profile::parse(&format!("dest = \"root@host\"\n{base}"), "t").unwrap_err().to_string();

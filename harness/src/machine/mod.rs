@@ -198,7 +198,7 @@ impl Machine {
         let port = match (spec.net, network) {
             (None, _) => None,
             (Some(net), None) => bail!("guest {name} has a NIC ({}) but no test network was made for it", net.ip),
-            (Some(_), Some(n)) => Some(n.stream_port(&format!("mb-{name}"), host.local_address()?)?),
+            (Some(_), Some(n)) => Some(n.stream_port(&format!("mb-{name}"), host.client_local_address()?)?),
         };
         let there = MachinePaths::new(&host.facts.run_dir.join(name));
         let mut args: Vec<String> = emulator.qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();

@@ -26,6 +26,9 @@ pub struct RemoteSpec {
     /// The address the migration stream goes to (`--migrate-address`); the SSH
     /// host's address when not given. Never the SSH connection itself.
     pub migrate_address: Option<String>,
+    /// The address on the link the guest's clients reach it over once it runs there
+    /// (`--client-address`); the migration address when not given (one shared link).
+    pub client_address: Option<String>,
     /// The QEMU to run there (`--qemu-dest`), else the host's own default.
     pub qemu: Option<QemuWanted>,
 }
@@ -39,6 +42,9 @@ pub struct RemoteHost {
     /// The guest image's files there.
     pub image: GuestImage,
     pub migrate_address: String,
+    /// Where the guest's client traffic reaches this host: the migration address
+    /// (a link shared with the migration) or another one (a separate link).
+    pub client_address: String,
     pub clock: ClockOffset,
     /// The shape on the link now (`machine::remote_link`), taken off on drop.
     pub(super) shaped: std::sync::Mutex<Option<crate::network::shape::LinkShape>>,
@@ -73,6 +79,9 @@ pub struct RemoteRecord {
     pub qemu_version: String,
     pub qemu_path: String,
     pub migrate_address: String,
+    /// Where the guest's clients reach it there (the migration address: a shared link).
+    #[serde(default)]
+    pub client_address: String,
     pub mem_available_mib: u64,
     pub kvm_works: bool,
     pub kvm_detail: String,
@@ -127,7 +136,8 @@ impl RemoteHost {
             (None, Some(ip)) if ip.parse::<std::net::IpAddr>().is_ok() => ip,
             (None, _) => spec.target.host.clone(),
         };
-        Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, clock, shaped: Default::default(), _dir: dir })
+        let client_address = spec.client_address.clone().unwrap_or_else(|| migrate_address.clone());
+        Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, client_address, clock, shaped: Default::default(), _dir: dir })
     }
 
     /// Starts `qemu` there with `args` as machine `name`; returns its pid there.
@@ -155,6 +165,7 @@ impl RemoteHost {
             qemu_version: self.facts.qemu.version.clone(),
             qemu_path: self.facts.qemu.path.display().to_string(),
             migrate_address: self.migrate_address.clone(),
+            client_address: self.client_address.clone(),
             mem_available_mib: self.facts.mem_available_mib,
             kvm_works: self.facts.kvm_works,
             kvm_detail: self.facts.kvm_detail.clone(),

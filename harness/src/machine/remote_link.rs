@@ -89,6 +89,11 @@ pub struct LinkRecord {
     pub before: Vec<TcStats>,
     #[serde(default)]
     pub after: Vec<TcStats>,
+    /// This host's interface towards the far host's client address: `ends.near_dev`
+    /// when the guest's clients share the shaped link, another one when their link
+    /// is separate (and not shaped).
+    #[serde(default)]
+    pub client_dev: String,
 }
 
 /// `dev` and `src` from `ip route get` output ("198.18.0.6 dev mbh0 src 198.18.0.5 uid 0").
@@ -96,6 +101,12 @@ pub fn route_dev_and_source(text: &str) -> Option<(String, String)> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let after = |key: &str| words.windows(2).find(|w| w[0] == key).map(|w| w[1].to_string());
     Some((after("dev")?, after("src")?))
+}
+
+/// This host's interface and address on its route to `address`.
+fn route_here(address: &str) -> Result<(String, String)> {
+    let route = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.into()]).with_context(|| format!("finding this host's route to {address}"))?;
+    route_dev_and_source(&route).with_context(|| format!("`ip route get {address}` here said {route:?}: no interface found"))
 }
 
 impl RemoteHost {
@@ -117,11 +128,16 @@ impl RemoteHost {
         src.parse().with_context(|| format!("the source address {src:?} for {}", self.migrate_address))
     }
 
+    /// This host's address on the path to the client address: where the far
+    /// guest's NIC reaches back to the test bridge here.
+    pub fn client_local_address(&self) -> Result<std::net::IpAddr> {
+        let (_, src) = route_here(&self.client_address)?;
+        src.parse().with_context(|| format!("the source address {src:?} for {}", self.client_address))
+    }
+
     /// This host's interface and address on its route to the migration address.
     fn near_route(&self) -> Result<(String, String)> {
-        let address = &self.migrate_address;
-        let route = tc::Local::host().run(&["ip".into(), "route".into(), "get".into(), address.clone()]).with_context(|| format!("finding this host's route to {address}"))?;
-        route_dev_and_source(&route).with_context(|| format!("`ip route get {address}` here said {route:?}: no interface found"))
+        route_here(&self.migrate_address)
     }
 
     /// Puts `shape` on both ends (or clears them for `none`), unless it is on
@@ -183,7 +199,8 @@ impl RemoteHost {
         };
         drop(on);
         let before = vec![tc::stats(&near, &ends.near_dev)?, tc::stats(&far, &ends.far_dev)?];
-        Ok(Some(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new() }))
+        let client_dev = route_here(&self.client_address)?.0;
+        Ok(Some(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new(), client_dev }))
     }
 
     /// Cuts (or, with `cut` false, restores) the migration stream to `port` on the
