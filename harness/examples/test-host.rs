@@ -3,11 +3,26 @@
 //! 198.19.0.0/16, Debian's openssh-server with a per-run key). Prints the options
 //! that reach it and runs until Ctrl-C; everything goes with it. Needs root.
 //!
-//!     cargo run --example test-host
+//!     cargo run --example test-host [-- --delay-line]
+//!
+//! With `--delay-line` the link is a pair of tun devices joined by a delay line in
+//! this process (`network::delay_line`), which gives a link shape's rtt, jitter and
+//! loss on a kernel without netem; migbench finds it by the near interface.
+
+use migbench::network::test_host::{TestHost, TestLink};
 
 fn main() -> anyhow::Result<()> {
-    let host = migbench::network::test_host::TestHost::start()?;
+    let link = match std::env::args().nth(1).as_deref() {
+        None => TestLink::Veth,
+        Some("--delay-line") => TestLink::DelayLine,
+        Some(other) => anyhow::bail!("unknown argument {other:?}: the one option is --delay-line"),
+    };
+    let host = TestHost::start_with(link)?;
     println!("test host up at {} (interfaces: {} here, {} there)", host.ip(), host.local_interface(), host.host_interface());
+    if link == TestLink::DelayLine {
+        let name = migbench::network::delay_line::socket_name(host.local_interface());
+        println!("  its link is a delay line, controlled on the abstract socket @{name}");
+    }
     println!(
         "  --dest {} --ssh-key {} --ssh-option UserKnownHostsFile={}",
         host.url(),

@@ -15,6 +15,7 @@
 //! bridge and every tap. There is nothing to leak and nothing to clean up later.
 
 pub mod address;
+pub mod delay_line;
 pub mod shape;
 pub mod stream_port;
 pub mod tc;

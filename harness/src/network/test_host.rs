@@ -1,7 +1,8 @@
 //! The tests' second host: a machine reached over SSH exactly as a user's other
 //! host is, made on this one. It is Debian's OpenSSH server (see
 //! [`crate::host::sshd_cache`]) running in namespaces of its own, joined to this
-//! host by a veth pair:
+//! host by a veth pair (or, with [`TestLink::DelayLine`], a pair of tun devices
+//! joined by a [`DelayLine`] in this process, for a kernel without netem):
 //!
 //! - a network namespace with one end of the pair, holding the host's address
 //!   (`198.19.N.2/30`, [`Addresses`]); the other end stays in ours, with
@@ -24,8 +25,11 @@
 //! (PR_SET_PDEATHSIG, from a thread that lives as long as the host), the PID
 //! namespace dies with it, the network namespace with its last process and the veth
 //! pair with the namespace; the run directory is what the next migbench's stale
-//! clean-up removes (`machine::stale`), its owner's lock being free.
+//! clean-up removes (`machine::stale`), its owner's lock being free. A delay line's
+//! tun devices are not persistent: they go with its descriptors, when the host is
+//! dropped or its process dies, and its control socket (abstract) with them.
 
+use super::delay_line::DelayLine;
 use super::run_in;
 use crate::host::{self, FileLock, sshd_cache};
 use crate::machine::run_dir::RunDir;
@@ -137,9 +141,25 @@ pub fn passwd_with_sshd(passwd: &str) -> Option<String> {
     Some(text)
 }
 
+/// What joins the test host to this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TestLink {
+    /// A veth pair: the kernel's, at the kernel's speed, shaped with `tc`.
+    #[default]
+    Veth,
+    /// Two tun devices joined by a [`DelayLine`] in this process, which emulates
+    /// the round trip, jitter and loss a kernel without netem cannot; the rate is
+    /// still `tc`'s (htb on each tun). `migbench` finds the line by the near
+    /// device's name and uses it where netem is missing (`machine::remote_link`).
+    DelayLine,
+}
+
 /// A running test host. See the module's documentation.
 pub struct TestHost {
     addresses: Addresses,
+    link: TestLink,
+    /// The relay of a [`TestLink::DelayLine`] link, holding both tuns.
+    delay_line: Option<DelayLine>,
     local_if: String,
     host_if: String,
     netns: File,
@@ -164,9 +184,14 @@ struct Sshd {
 }
 
 impl TestHost {
-    /// Makes the host and starts its sshd; returns once sshd answers on its port.
-    /// Needs root (namespaces, a veth pair, mounts).
+    /// Makes the host on a veth pair and starts its sshd; returns once sshd
+    /// answers on its port. Needs root (namespaces, a veth pair, mounts).
     pub fn start() -> Result<TestHost> {
+        TestHost::start_with(TestLink::Veth)
+    }
+
+    /// [`TestHost::start`] with the link `link`.
+    pub fn start_with(link: TestLink) -> Result<TestHost> {
         if !host::is_root() {
             bail!("the test host needs root: it makes network, mount and PID namespaces and a veth pair");
         }
@@ -186,11 +211,13 @@ impl TestHost {
         let netns = new_namespace()?;
         use std::os::unix::fs::MetadataExt;
         let inode = netns.metadata().context("reading the test host's namespace's identity")?.ino();
-        let addresses = add_veth(&netns)?;
+        let (addresses, delay_line) = add_link(&netns, link)?;
         let (local_if, host_if) = addresses.interfaces();
         // From here on, dropping `host` undoes what is done.
         let mut host = TestHost {
             addresses,
+            link,
+            delay_line,
             local_if,
             host_if,
             netns,
@@ -318,12 +345,23 @@ impl TestHost {
         c
     }
 
-    /// The veth end in our namespace ("mbth0a").
+    /// The link's end in our namespace ("mbth0a").
     pub fn local_interface(&self) -> &str {
         &self.local_if
     }
 
-    /// The veth end in the host's namespace ("mbth0b"), e.g. for `tc` inside [`TestHost::enter`].
+    /// What the link is.
+    pub fn link(&self) -> TestLink {
+        self.link
+    }
+
+    /// The delay line of a [`TestLink::DelayLine`] link, for its settings and
+    /// counters (it is set through its control socket, `delay_line::set`).
+    pub fn delay_line(&self) -> Option<&DelayLine> {
+        self.delay_line.as_ref()
+    }
+
+    /// The link's end in the host's namespace ("mbth0b"), e.g. for `tc` inside [`TestHost::enter`].
     pub fn host_interface(&self) -> &str {
         &self.host_if
     }
@@ -388,9 +426,13 @@ impl Drop for TestHost {
                 let _ = t.join();
             }
         }
-        // One end deleted takes the other with it (the namespace's end would go with
-        // the namespace, but later).
-        let _ = Command::new("ip").args(["link", "del", &self.local_if]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        // A delay line's tuns go with its descriptors.
+        drop(self.delay_line.take());
+        // One end of a veth pair deleted takes the other with it (the namespace's end
+        // would go with the namespace, but later).
+        if self.link == TestLink::Veth {
+            let _ = Command::new("ip").args(["link", "del", &self.local_if]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
         // The namespace's handle and the run directory go with the fields.
     }
 }
@@ -426,10 +468,10 @@ fn new_namespace() -> Result<File> {
     })
 }
 
-/// Makes the veth pair of the first free /30, its second end inside `netns`. The
+/// Makes the link of the first free /30, its second end inside `netns`. The
 /// search holds a lock, so that test processes starting hosts at once take
 /// different ones; a host keeps its /30 by its interface's name.
-fn add_veth(netns: &File) -> Result<Addresses> {
+fn add_link(netns: &File, link: TestLink) -> Result<(Addresses, Option<DelayLine>)> {
     let _lock = FileLock::acquire(&host::cache_dir().join("test-host.lock"))?;
     let links = host::run(Command::new("ip").args(["-o", "link", "show"]))?;
     let links: Vec<String> =
@@ -442,11 +484,18 @@ fn add_veth(netns: &File) -> Result<Addresses> {
         .collect();
     let a = free_addresses(&links, &addrs).context("every 198.19.N.0/30 for a test host is taken")?;
     let (local, remote) = a.interfaces();
+    if link == TestLink::DelayLine {
+        let tun_error = |e: std::io::Error| anyhow::anyhow!("{e} (the kernel's tun driver, /dev/net/tun)");
+        let near = netif::open_tun(&local).map_err(tun_error).context("making the test host's near tun")?;
+        // Made inside the host's namespace: the device lives there, its descriptor here.
+        let far = run_in(netns, || netif::open_tun(&remote))?.map_err(tun_error).context("making the test host's far tun")?;
+        return Ok((a, Some(DelayLine::start(&local, near, &remote, far)?)));
+    }
     // `ip` opens the namespace through our descriptor of it.
     let ns = format!("/proc/{}/fd/{}", std::process::id(), netns.as_raw_fd());
     host::run(Command::new("ip").args(["link", "add", &local, "type", "veth", "peer", "name", &remote, "netns", &ns]))
         .context("making the test host's veth pair (the kernel's veth module)")?;
-    Ok(a)
+    Ok((a, None))
 }
 
 impl Sshd {
