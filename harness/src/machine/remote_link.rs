@@ -6,11 +6,23 @@
 //!
 //! Shaping replaces the root qdisc of both interfaces while the shape is on;
 //! clearing deletes it, which gives each interface the kernel's default back.
+//!
+//! **Without netem:** where this host's kernel has no netem and a delay line
+//! (`network::delay_line`, the test host's link on such a kernel) answers on the
+//! near interface, the rate goes on with `tc` at both ends (htb and a pfifo) and
+//! the round trip, jitter and loss on the delay line, both directions set from
+//! here; otherwise a shape that needs netem is a `tc::MissingQdisc` error. The
+//! record says which did what ([`EmulatedBy`]) and carries the line's counters.
+//!
+//! **Read back:** after shaping, the link's round trip is measured ([`round_trip_ms`])
+//! and recorded; one short of the rtt asked for is an error (the setting did not
+//! take effect).
 
 use super::remote::RemoteHost;
 use crate::host::ssh::shell_quote;
-use crate::network::shape::{End, LinkShape};
-use crate::network::tc::{self, Runner, TcStats};
+use crate::network::delay_line::{self, Impairment, Settings};
+use crate::network::shape::{Delay, Egress, End, LinkShape, Loss};
+use crate::network::tc::{self, MissingQdisc, Runner, TcStats};
 use crate::network::tc_output::AppliedShape;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -25,6 +37,7 @@ pub fn clear_all_here() {
     let devs = std::mem::take(&mut *SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()));
     for dev in devs {
         let _ = tc::clear(&tc::Local::host(), &dev);
+        let _ = delay_line::set(&dev, Settings::default());
     }
 }
 
@@ -78,12 +91,39 @@ pub struct LinkEnds {
     pub far_dev: String,
 }
 
-/// What a run's link was: the shape asked for, what each end read back, and both
-/// ends' `tc -s` counters before and after the migration.
+/// What put a shape on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EmulatedBy {
+    /// A rate alone: htb at both ends.
+    #[serde(rename = "tc htb")]
+    Htb,
+    /// netem at both ends (under htb with a rate).
+    #[serde(rename = "tc netem")]
+    Netem,
+    /// The rate with htb at both ends, the round trip, jitter and loss on the
+    /// near interface's delay line.
+    #[serde(rename = "delay line (no netem in this kernel)")]
+    DelayLine,
+}
+
+impl std::fmt::Display for EmulatedBy {
+    /// As the record writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        f.write_str(&text)
+    }
+}
+
+/// What a run's link was: the shape asked for, what put it on and what each end
+/// read back, both ends' `tc -s` counters (and a delay line's) before and after
+/// the migration, and the round trip measured before it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkRecord {
     pub shape: LinkShape,
     pub ends: LinkEnds,
+    /// `None` for a link left as it is.
+    #[serde(default)]
+    pub emulated_by: Option<EmulatedBy>,
     pub near_applied: Option<AppliedShape>,
     pub far_applied: Option<AppliedShape>,
     pub before: Vec<TcStats>,
@@ -94,6 +134,77 @@ pub struct LinkRecord {
     /// is separate (and not shaped).
     #[serde(default)]
     pub client_dev: String,
+    /// The delay line on the near interface, where one answers: its settings and
+    /// counters before and after the migration.
+    #[serde(default)]
+    pub delay_line_before: Option<delay_line::State>,
+    #[serde(default)]
+    pub delay_line_after: Option<delay_line::State>,
+    /// The median round trip of TCP connections to the far host's migration
+    /// address, measured once the shape was on ([`round_trip_ms`]); `None` for a
+    /// link left as it is.
+    #[serde(default)]
+    pub measured_rtt_ms: Option<f64>,
+}
+
+/// What `tc` puts on `end`'s egress when `by` emulates the shape: the whole of it,
+/// or, beside a delay line, the rate alone (the queue still sized for the rtt).
+fn tc_egress(shape: &LinkShape, end: End, by: EmulatedBy) -> Egress {
+    let e = shape.egress(end);
+    match by {
+        EmulatedBy::DelayLine => Egress { delay: Delay::ZERO, jitter: Delay::ZERO, loss: Loss::NONE, ..e },
+        _ => e,
+    }
+}
+
+/// What a delay line does in each direction for `shape`: towards the far end what
+/// the near egress would, back what the far egress would.
+pub fn line_settings(shape: &LinkShape) -> Settings {
+    Settings { toward_far: Impairment::of(&shape.egress(End::Near)), toward_near: Impairment::of(&shape.egress(End::Far)) }
+}
+
+fn by_label(by: Option<EmulatedBy>) -> String {
+    by.map(|b| b.to_string()).unwrap_or_else(|| "nothing".into())
+}
+
+/// How many connections [`round_trip_ms`] times.
+const RTT_SAMPLES: usize = 10;
+/// How long one of them may take (a lost SYN is sent again after a second).
+const RTT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The link's round trip to `addr`, ms: the median time a TCP connection takes to
+/// be answered (accepted, or refused: either is one round trip) over
+/// [`RTT_SAMPLES`] connections one after another.
+pub fn round_trip_ms(addr: std::net::SocketAddr) -> Result<f64> {
+    let mut times = Vec::new();
+    let mut failures = Vec::new();
+    for _ in 0..RTT_SAMPLES {
+        let t = std::time::Instant::now();
+        match std::net::TcpStream::connect_timeout(&addr, RTT_CONNECT_TIMEOUT) {
+            Ok(_) => times.push(t.elapsed().as_secs_f64() * 1000.0),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => times.push(t.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if times.len() < RTT_SAMPLES / 2 {
+        bail!("measuring the round trip to {addr}: {} of {RTT_SAMPLES} TCP connections were not answered ({})", failures.len(), failures.join("; "));
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    Ok(if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 })
+}
+
+/// Why a round trip of `measured_ms` says `shape` is not on the link, if it does:
+/// one shorter than its rtt by more than its jitter and a small tolerance
+/// (5 %, and 0.1 ms for the clock).
+pub fn rtt_shortfall(shape: &LinkShape, measured_ms: f64) -> Option<String> {
+    let tolerance = shape.jitter_ms() + shape.rtt_ms() * 0.05 + 0.1;
+    (measured_ms + tolerance < shape.rtt_ms()).then(|| {
+        format!(
+            "the link's round trip measured {measured_ms:.2} ms, short of the rtt {} asked for (by more than {tolerance:.2} ms): the shape did not take effect",
+            shape.rtt
+        )
+    })
 }
 
 /// `dev` and `src` from `ip route get` output ("198.18.0.6 dev mbh0 src 198.18.0.5 uid 0").
@@ -153,28 +264,33 @@ impl RemoteHost {
         let far = Far(self);
         let near = tc::Local::host();
         let mut on = self.shaped.lock().unwrap_or_else(|e| e.into_inner());
-        let (near_applied, far_applied) = if shape.is_none() {
+        let (near_applied, far_applied, emulated_by) = if shape.is_none() {
             if on.is_some() {
                 tc::clear(&near, &ends.near_dev)?;
                 tc::clear(&far, &ends.far_dev)?;
             }
+            // A delay line keeps no earlier cell's (or killed run's) delay.
+            delay_line::set(&ends.near_dev, Settings::default())?;
             *on = None;
-            (None, None)
+            (None, None, None)
         } else {
             if shape.loss.percent() >= 100.0 {
                 bail!("link_shape = \"{shape}\": a link that loses every packet also cuts the SSH connection that would clear it; to cut the link, use a fault");
             }
-            let [n, f] = if on.as_ref() == Some(shape) {
-                // Still what was asked (nobody changed it between runs).
+            let by_tc = if shape.egress(End::Near).needs_netem() { EmulatedBy::Netem } else { EmulatedBy::Htb };
+            let ([n, f], by) = if on.as_ref() == Some(shape) {
+                // Still what was asked (nobody changed it between runs), by whichever put it on.
+                let line = delay_line::read(&ends.near_dev)?;
+                let by = if by_tc == EmulatedBy::Netem && line.is_some_and(|l| l.settings == line_settings(shape)) { EmulatedBy::DelayLine } else { by_tc };
                 let mut both = Vec::new();
                 for (r, dev, end) in [(&near as &dyn Runner, &ends.near_dev, End::Near), (&far, &ends.far_dev, End::Far)] {
-                    let e = shape.egress(end);
+                    let e = tc_egress(shape, end, by);
                     let applied = tc::read_back(r, dev)?;
                     applied.check(&e, Some(tc::queue_limit(&e))).map_err(|m| anyhow::anyhow!("the shape on {dev} on {} changed since it was put there: {m}", r.place()))?;
                     both.push(applied);
                 }
                 let f = both.pop().expect("two ends");
-                [both.pop().expect("two ends"), f]
+                ([both.pop().expect("two ends"), f], by)
             } else {
                 check_replaceable(&near, &ends.near_dev)?;
                 check_replaceable(&far, &ends.far_dev)?;
@@ -182,25 +298,79 @@ impl RemoteHost {
                 // Cleared by the agent when it ends, and here on Ctrl-C, whatever happens next.
                 self.agent.call(&super::agent::Request::ShapedHere { dev: ends.far_dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
                 SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()).insert(ends.near_dev.clone());
-                match tc::apply_link((&near, &ends.near_dev), (&far, &ends.far_dev), shape) {
-                    Ok(applied) => {
+                match self.put_on(&ends, shape, by_tc) {
+                    Ok(done) => {
                         *on = Some(shape.clone());
-                        applied
+                        done
                     }
                     Err(e) => {
                         // Neither end keeps an earlier cell's shape.
                         let _ = tc::clear(&near, &ends.near_dev);
                         let _ = tc::clear(&far, &ends.far_dev);
+                        let _ = delay_line::set(&ends.near_dev, Settings::default());
                         return Err(e);
                     }
                 }
             };
-            (Some(n), Some(f))
+            (Some(n), Some(f), Some(by))
         };
         drop(on);
+        let measured_rtt_ms = match emulated_by {
+            Some(_) => {
+                let ip: std::net::IpAddr = self.migrate_address.parse().with_context(|| format!("the migration address {:?}", self.migrate_address))?;
+                let ms = round_trip_ms((ip, self.ssh.target.port.unwrap_or(22)).into()).with_context(|| format!("reading back the shape {shape} on the link"))?;
+                if let Some(why) = rtt_shortfall(shape, ms) {
+                    bail!("{why} (emulated by {} on {} and {})", by_label(emulated_by), ends.near_dev, ends.far_dev);
+                }
+                Some(ms)
+            }
+            None => None,
+        };
         let before = vec![tc::stats(&near, &ends.near_dev)?, tc::stats(&far, &ends.far_dev)?];
+        let delay_line_before = delay_line::read(&ends.near_dev)?;
         let client_dev = route_here(&self.client_address)?.0;
-        Ok(Some(LinkRecord { shape: shape.clone(), ends, near_applied, far_applied, before, after: Vec::new(), client_dev }))
+        Ok(Some(LinkRecord {
+            shape: shape.clone(),
+            ends,
+            emulated_by,
+            near_applied,
+            far_applied,
+            before,
+            after: Vec::new(),
+            delay_line_before,
+            delay_line_after: None,
+            measured_rtt_ms,
+            client_dev,
+        }))
+    }
+
+    /// Puts `shape` on both ends with `tc` (`by_tc`: netem where it needs it), or,
+    /// where this host's kernel has no netem and a delay line answers on the near
+    /// interface, its rate with `tc` and the rest on the line. Returns what each
+    /// end's `tc` reads back and what emulated the shape.
+    fn put_on(&self, ends: &LinkEnds, shape: &LinkShape, by_tc: EmulatedBy) -> Result<([AppliedShape; 2], EmulatedBy)> {
+        let (near, far) = (tc::Local::host(), Far(self));
+        let err = match tc::apply_link((&near, &ends.near_dev), (&far, &ends.far_dev), shape) {
+            Ok(applied) => {
+                // A delay line on the interface passes everything at once.
+                delay_line::set(&ends.near_dev, Settings::default())?;
+                return Ok((applied, by_tc));
+            }
+            Err(e) => e,
+        };
+        let missing_here = err.downcast_ref::<MissingQdisc>().is_some_and(|m| m.kind == "netem" && m.place == near.place());
+        if !missing_here || delay_line::read(&ends.near_dev)?.is_none() {
+            return Err(err);
+        }
+        let by = EmulatedBy::DelayLine;
+        let n = tc::apply(&near, &ends.near_dev, &tc_egress(shape, End::Near, by))?;
+        let f = tc::apply(&far, &ends.far_dev, &tc_egress(shape, End::Far, by))?;
+        let wanted = line_settings(shape);
+        let state = delay_line::set(&ends.near_dev, wanted)?.with_context(|| format!("the delay line on {} went away", ends.near_dev))?;
+        if state.settings != wanted {
+            bail!("the delay line on {} reads back {:?}, not the {:?} set", ends.near_dev, state.settings, wanted);
+        }
+        Ok(([n, f], by))
     }
 
     /// Cuts (or, with `cut` false, restores) the migration stream to `port` on the
@@ -243,6 +413,9 @@ impl RemoteHost {
     pub fn link_after(&self, record: &mut LinkRecord) {
         let near = tc::Local::host();
         record.after = [tc::stats(&near, &record.ends.near_dev), tc::stats(&Far(self), &record.ends.far_dev)].into_iter().flatten().collect();
+        if record.delay_line_before.is_some() {
+            record.delay_line_after = delay_line::read(&record.ends.near_dev).ok().flatten();
+        }
     }
 
     /// Takes any shaping off both ends (the end of a sweep, or dropping the host).
@@ -254,6 +427,7 @@ impl RemoteHost {
         let ends = self.link_ends()?;
         tc::clear(&tc::Local::host(), &ends.near_dev)?;
         tc::clear(&Far(self), &ends.far_dev)?;
+        delay_line::set(&ends.near_dev, Settings::default())?;
         *on = None;
         Ok(())
     }
@@ -283,6 +457,57 @@ mod tests {
         let e = check_replaceable(&Says("qdisc cake 8001: root refcnt 2 bandwidth 50Mbit\n"), "eth1").unwrap_err().to_string();
         assert!(e.contains("cake 8001:") && e.contains("eth1 on host-b") && e.contains("tc qdisc del dev eth1 root"), "{e}");
         assert!(check_replaceable(&Says("qdisc htb 5: root\n"), "eth1").is_err(), "another's htb");
+    }
+
+    #[test]
+    fn beside_a_delay_line_tc_keeps_the_rate_and_the_line_takes_the_rest() {
+        let s: LinkShape = "rate=100Mbit,rtt=21ms,jitter=2ms,loss=0.5%".parse().unwrap();
+        for end in [End::Near, End::Far] {
+            let e = tc_egress(&s, end, EmulatedBy::DelayLine);
+            assert!(!e.needs_netem() && e.rate == s.rate && e.rtt == s.rtt, "{e}");
+            // htb and a pfifo sized for the round trip, as tc builds for a rate alone.
+            let cmds: Vec<String> = tc::commands("d0", &e).iter().map(|c| c.join(" ")).collect();
+            assert!(cmds.last().unwrap().contains("pfifo") && !cmds.iter().any(|c| c.contains("netem")), "{cmds:?}");
+            assert_eq!(tc_egress(&s, end, EmulatedBy::Netem), s.egress(end));
+        }
+        let l = line_settings(&s);
+        // The near egress (10.5 ms, rounded down) towards the far end, the far one back: 21 ms in all.
+        assert_eq!(l.toward_far, Impairment { delay_us: 10_500, jitter_us: 1_000, loss_ppm: 5_000 });
+        assert_eq!(l.toward_far.delay_us + l.toward_near.delay_us, 21_000);
+        assert_eq!(line_settings(&LinkShape::none()), Settings::default());
+    }
+
+    #[test]
+    fn the_record_names_what_emulated_the_link() {
+        assert_eq!(serde_json::to_value(EmulatedBy::DelayLine).unwrap(), "delay line (no netem in this kernel)");
+        assert_eq!(EmulatedBy::Netem.to_string(), "tc netem");
+        assert_eq!(serde_json::from_str::<EmulatedBy>("\"tc htb\"").unwrap(), EmulatedBy::Htb);
+        assert_eq!(by_label(None), "nothing");
+    }
+
+    #[test]
+    fn a_round_trip_short_of_the_rtt_is_named() {
+        let s: LinkShape = "rate=100Mbit,rtt=20ms".parse().unwrap();
+        assert_eq!(rtt_shortfall(&s, 20.3), None);
+        assert_eq!(rtt_shortfall(&s, 19.2), None, "within 5 % and the clock's 0.1 ms");
+        let why = rtt_shortfall(&s, 0.2).unwrap();
+        assert!(why.contains("0.20 ms") && why.contains("20ms") && why.contains("did not take effect"), "{why}");
+        // The jitter widens what is accepted.
+        let j: LinkShape = "rtt=20ms,jitter=4ms".parse().unwrap();
+        assert_eq!(rtt_shortfall(&j, 16.5), None);
+        assert!(rtt_shortfall(&j, 14.0).is_some());
+        assert_eq!(rtt_shortfall(&LinkShape::none(), 0.05), None);
+    }
+
+    #[test]
+    fn the_round_trip_is_timed_on_an_answer_or_a_refusal() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = l.local_addr().unwrap();
+        let ms = round_trip_ms(open).unwrap();
+        assert!(ms >= 0.0 && ms < 1000.0, "{ms}");
+        drop(l);
+        // Nobody listens now: a refusal is a round trip too.
+        assert!(round_trip_ms(open).unwrap() < 1000.0);
     }
 
     #[test]
