@@ -5,7 +5,7 @@
 //!
 //!     cargo run --example test-host [-- --delay-line]
 //!
-//! With `--delay-line` the link is a pair of tun devices joined by a delay line in
+//! With `--delay-line` the link is a pair of tap devices joined by a delay line in
 //! this process (`network::delay_line`), which gives a link shape's rtt, jitter and
 //! loss on a kernel without netem; migbench finds it by the near interface.
 

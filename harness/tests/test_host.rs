@@ -2,12 +2,15 @@
 //! Debian's, fetched by `host::sshd_cache`) in network, mount and PID namespaces of
 //! its own behind a veth pair. It lets in the per-run key and no other, it really is
 //! another network namespace, two of them live side by side, and nothing of one
-//! remains after it is dropped or after its process is SIGKILLed.
+//! remains after it is dropped or after its process is SIGKILLed. A host whose link
+//! is a delay line (two tuns and a relay, `network::delay_line`) delays and drops
+//! as its control socket sets, and leaves nothing either.
 
 mod common;
 
 use common::pid_alive;
-use migbench::network::test_host::TestHost;
+use migbench::network::delay_line::{self, Impairment, Settings};
+use migbench::network::test_host::{TestHost, TestLink};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -51,8 +54,13 @@ fn alive_mentioning(marker: &str) -> Vec<(u32, String)> {
 }
 
 /// Waits until `done` holds, at most 15 s; false if it never did.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
+fn eventually(done: impl FnMut() -> bool) -> bool {
+    eventually_within(Duration::from_secs(15), done)
+}
+
+/// Waits until `done` holds, at most `limit`; false if it never did.
+fn eventually_within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if done() {
             return true;
@@ -134,7 +142,16 @@ fn a_key_of_its_own_is_refused() {
 
 #[test]
 fn nothing_remains_after_a_drop() {
-    let host = TestHost::start().unwrap();
+    nothing_remains_after_a_drop_of(TestLink::Veth);
+}
+
+#[test]
+fn nothing_of_a_delay_line_remains_after_a_drop() {
+    nothing_remains_after_a_drop_of(TestLink::DelayLine);
+}
+
+fn nothing_remains_after_a_drop_of(link: TestLink) {
+    let host = TestHost::start_with(link).unwrap();
     let (inode, dir) = (host.inode(), host.dir().to_path_buf());
     let (local, remote) = (host.local_interface().to_string(), host.host_interface().to_string());
     assert!(link_exists(&local) && !link_exists(&remote), "only our end of the pair is in our namespace");
@@ -147,6 +164,7 @@ fn nothing_remains_after_a_drop() {
     assert!(alive_mentioning(&marker).is_empty(), "{:?}", alive_mentioning(&marker));
     assert!(!migbench::network::namespaces_in_use().contains(&inode), "the host's namespace is still held");
     assert!(!link_exists(&local), "{local} is still there");
+    assert_eq!(delay_line::read(&local).unwrap(), None, "a delay line still answers on {local}");
     assert!(!dir.exists(), "{} is still there", dir.display());
     // The session's client saw its connection end.
     assert!(eventually(|| session.try_wait().unwrap().is_some()), "the ssh client of a session never noticed the host was gone");
@@ -194,7 +212,8 @@ fn held_by_a_child_process() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    let host = TestHost::start().unwrap();
+    let link = if std::env::var(CHILD).is_ok_and(|v| v == "delay-line") { TestLink::DelayLine } else { TestLink::Veth };
+    let host = TestHost::start_with(link).unwrap();
     let session = lingering_session(&host);
     println!("HOST {} {} {} {}", host.inode(), host.local_interface(), host.dir().display(), session.id());
     loop {
@@ -204,9 +223,20 @@ fn held_by_a_child_process() {
 
 #[test]
 fn a_sigkilled_holder_leaves_nothing() {
+    sigkilled_holder_leaves_nothing("veth");
+}
+
+#[test]
+fn a_sigkilled_holder_of_a_delay_line_leaves_nothing() {
+    sigkilled_holder_leaves_nothing("delay-line");
+}
+
+/// Starts a child holding a host on `link` ("veth" or "delay-line"), SIGKILLs it
+/// and checks what remains.
+fn sigkilled_holder_leaves_nothing(link: &str) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "held_by_a_child_process", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
+        .env(CHILD, link)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -229,8 +259,11 @@ fn a_sigkilled_holder_leaves_nothing() {
     assert!(eventually(|| alive_mentioning(&marker).iter().all(|(p, _)| *p == client)), "{:?}", alive_mentioning(&marker));
     assert!(eventually(|| !migbench::network::namespaces_in_use().contains(&inode)), "the namespace outlived its holder");
     assert!(eventually(|| !link_exists(local)), "{local} outlived its holder");
-    // The session's client (the holder's child, not killed with it) saw it end.
-    assert!(eventually(|| !pid_alive(client)), "the ssh client of the session still runs");
+    assert!(eventually(|| delay_line::read(local).unwrap().is_none()), "a delay line on {local} outlived its holder");
+    // The session's client (the holder's child, not killed with it) saw it end: at
+    // once over a veth pair (sshd's goodbye crosses it before it goes), through its
+    // keep-alives over a delay line (which died with its holder).
+    assert!(eventually_within(Duration::from_secs(30), || !pid_alive(client)), "the ssh client of the session still runs");
     // What stays is the run directory with the keys, which the stale clean-up of
     // the next migbench finds and removes.
     assert!(dir.exists());
@@ -240,3 +273,62 @@ fn a_sigkilled_holder_leaves_nothing() {
     assert!(!dir.exists());
 }
 
+
+/// The median time of 10 TCP connections to the host's sshd, ms.
+fn round_trip_ms(host: &TestHost) -> f64 {
+    migbench::machine::remote_link::round_trip_ms((host.ip(), migbench::network::test_host::PORT).into()).unwrap()
+}
+
+#[test]
+fn a_delay_line_delays_and_drops_as_its_socket_sets_and_takes_a_rate() {
+    let host = TestHost::start_with(TestLink::DelayLine).unwrap();
+    assert_eq!(host.link(), TestLink::DelayLine);
+    let (near, far) = (host.local_interface().to_string(), host.host_interface().to_string());
+    // Our end is a tap (a tun device), the host's is in its namespace with its address.
+    let shown = Command::new("ip").args(["-d", "-o", "link", "show", &near]).output().unwrap();
+    assert!(text(&shown).contains("tun type tap") && text(&shown).contains("mtu 1500"), "{}", text(&shown));
+    assert!(!link_exists(&far));
+    let addrs = on(&host, "ip -o -4 addr show");
+    assert!(addrs.lines().any(|l| l.contains(&far) && l.contains(&format!("inet {}/30", host.ip()))), "{addrs}");
+    // Its control socket, named after our end, answers with nothing set.
+    let state = delay_line::read(&near).unwrap().expect("the delay line answers");
+    assert_eq!((state.near.as_str(), state.far.as_str(), state.settings), (near.as_str(), far.as_str(), Settings::default()));
+    assert!(state.counters.toward_far.passed_packets > 0 && state.counters.toward_near.passed_packets > 0, "sshd's greeting crossed it: {state:?}");
+    let quick = round_trip_ms(&host);
+    assert!(quick < 15.0, "an unset line holds packets: {quick} ms");
+
+    // 15 ms each way: a round trip of at least 30 ms.
+    let each = Impairment { delay_us: 15_000, jitter_us: 0, loss_ppm: 0 };
+    delay_line::set(&near, Settings { toward_far: each, toward_near: each }).unwrap().unwrap();
+    let slow = round_trip_ms(&host);
+    assert!((30.0..60.0).contains(&slow), "a 30 ms round trip measured {slow} ms");
+    let held = delay_line::read(&near).unwrap().unwrap().counters;
+    assert!(held.toward_far.delayed_packets >= 10 && held.toward_near.delayed_packets >= 10, "{held:?}");
+
+    // Half of what goes to the host is lost, nothing of what comes back.
+    let half = Impairment { delay_us: 0, jitter_us: 0, loss_ppm: 500_000 };
+    let before = delay_line::set(&near, Settings { toward_far: half, toward_near: Impairment::NONE }).unwrap().unwrap().counters;
+    let udp = std::net::UdpSocket::bind((host.local_ip(), 0)).unwrap();
+    for _ in 0..400 {
+        udp.send_to(b"x", (host.ip(), 9)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = delay_line::read(&near).unwrap().unwrap().counters;
+    let dropped = after.toward_far.dropped_packets - before.toward_far.dropped_packets;
+    assert!((120..280).contains(&dropped), "{dropped} of 400 dropped at 50 %");
+    assert_eq!(after.toward_near.dropped_packets, before.toward_near.dropped_packets);
+
+    // A setting it cannot do is refused and changes nothing.
+    let bad = Impairment { delay_us: 1_000, jitter_us: 2_000, loss_ppm: 0 };
+    let e = format!("{:#}", delay_line::set(&near, Settings { toward_far: bad, toward_near: bad }).unwrap_err());
+    assert!(e.contains("exceeds the delay") && e.contains(&near), "{e}");
+    assert_eq!(host.delay_line().unwrap().state().settings.toward_far, half);
+
+    // tc's htb shapes a tap's egress as any interface's.
+    let tc = |args: &str| Command::new("tc").args(args.split_whitespace()).output().unwrap();
+    assert!(tc(&format!("qdisc add dev {near} root handle 1: htb default 1")).status.success());
+    assert!(text(&tc(&format!("qdisc show dev {near}"))).contains("htb 1: root"));
+    assert!(tc(&format!("qdisc del dev {near} root")).status.success());
+    delay_line::set(&near, Settings::default()).unwrap();
+    on(&host, "true");
+}

@@ -5,44 +5,16 @@
 
 mod common;
 
+use common::two_hosts::*;
 use common::*;
 use migbench::network::test_host::TestHost;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// `migbench SUBCOMMAND --dest DEST` logging in with `key` and checking `host`'s key.
-fn to_host(tmp: &Path, host: &TestHost, subcommand: &str, dest: &str, key: &Path) -> std::process::Command {
-    let mut c = migbench(tmp);
-    c.arg(subcommand).arg("--dest").arg(dest).arg("--ssh-key").arg(key);
-    c.arg("--ssh-option").arg(format!("UserKnownHostsFile={}", host.known_hosts().display()));
-    c.args(["--ssh-option", "StrictHostKeyChecking=yes"]);
-    c
-}
-
 /// `migbench migrate --dest` to `host` with its key and known_hosts, plus `args`.
 fn migrate_to(tmp: &Path, host: &TestHost, dest: &str, key: &Path, args: &[&str]) -> Output {
     to_host(tmp, host, "migrate", dest, key).arg("--out").arg(tmp.join("out")).args(args).output().unwrap()
-}
-
-/// `migbench run` of `profile` (its text) with every destination on `host`;
-/// returns what it printed and its results.
-fn run_to(tmp: &Path, host: &TestHost, profile: &str) -> (Output, Vec<serde_json::Value>) {
-    let path = tmp.join("p.toml");
-    std::fs::write(&path, profile).unwrap();
-    let out = tmp.join("out");
-    let o = to_host(tmp, host, "run", &host.url(), host.key()).arg(&path).arg("--out").arg(&out).arg("--quiet").output().unwrap();
-    (o, results(&out))
-}
-
-/// Asserts neither end of the link to `host` has a qdisc of `kinds` left on it.
-fn assert_ends_clear(host: &TestHost, kinds: &[&str], what: &str) {
-    let here = std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap();
-    let there = host.ssh(&format!("tc qdisc show dev {}", host.host_interface())).output().unwrap();
-    for (end, o) in [("near", here), ("far", there)] {
-        let t = String::from_utf8_lossy(&o.stdout).to_string();
-        assert!(o.status.success() && !kinds.iter().any(|k| t.contains(k)), "{end} end still {what}: {t}");
-    }
 }
 
 fn text(o: &Output) -> String {
@@ -54,26 +26,6 @@ fn record(tmp: &Path) -> serde_json::Value {
     let dir = tmp.join("out");
     let file = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "json")).expect("a record");
     serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
-}
-
-/// QEMUs and agents of ours still running anywhere (the test host shares our pid space).
-fn ours_running() -> Vec<(u32, String)> {
-    processes_mentioning("migbench-")
-        .into_iter()
-        .filter(|(_, c)| (c.contains("qemu-system") && c.contains("-name migbench-")) || c.contains("/agent/migbench-"))
-        .collect()
-}
-
-fn wait_until_gone(what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = ours_running();
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: left running: {left:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -171,20 +123,6 @@ fn a_killed_harness_takes_the_far_qemu_and_agent_with_it() {
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until_gone("after SIGKILL of the harness");
-}
-
-/// Whether the kernel has netem (checked in the test host's namespace, over SSH).
-fn kernel_has_netem(host: &TestHost) -> bool {
-    host.ssh("tc qdisc add dev lo root netem delay 1ms && tc qdisc del dev lo root").output().unwrap().status.success()
-}
-
-/// The bytes `tc -s class show` counted on htb's class in `stats`.
-fn class_bytes(stats: &serde_json::Value) -> u64 {
-    migbench::network::tc_output::counters(stats["classes"].as_str().unwrap_or_default())
-        .iter()
-        .filter(|c| c.what.starts_with("class htb 1:1"))
-        .map(|c| c.bytes)
-        .sum()
 }
 
 #[test]

@@ -168,18 +168,6 @@ pub fn set_tap(name: &str, persist: bool) -> io::Result<()> {
 /// Opens tap `name` for reading and writing frames (made if missing; no
 /// packet-info header): the harness's end of a guest's NIC that lives elsewhere.
 pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
-    open_tun_device(name, libc::IFF_TAP, "tap")
-}
-
-/// Opens tun `name` for reading and writing IP packets (made if missing, in the
-/// calling thread's network namespace; no packet-info header). Not persistent: the
-/// device goes when the last descriptor of it closes.
-pub fn open_tun(name: &str) -> io::Result<std::fs::File> {
-    open_tun_device(name, libc::IFF_TUN, "tun")
-}
-
-/// `/dev/net/tun` attached to device `name` of `kind` (IFF_TAP or IFF_TUN).
-fn open_tun_device(name: &str, kind: libc::c_int, what: &str) -> io::Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let mut r = IfReq::new(name)?;
     let tun = std::fs::OpenOptions::new()
@@ -189,8 +177,8 @@ fn open_tun_device(name: &str, kind: libc::c_int, what: &str) -> io::Result<std:
         .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
     // `tun` owns the fd and closes it; the Ctl must not.
     let ctl = std::mem::ManuallyDrop::new(Ctl(tun.as_raw_fd()));
-    r.set_short((kind | libc::IFF_NO_PI) as i16);
-    ctl.ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to {what} {name}"))?;
+    r.set_short((libc::IFF_TAP | libc::IFF_NO_PI) as i16);
+    ctl.ifreq(libc::TUNSETIFF as libc::c_ulong, &mut r, &format!("attaching to tap {name}"))?;
     Ok(tun)
 }
 

@@ -3,21 +3,24 @@
 //! ([`super::test_host::TestLink::DelayLine`]); a real host's link is shaped with
 //! `tc` netem ([`super::tc`]).
 //!
-//! The link is a pair of TUN devices (IP packets, no packet-info header), one end
-//! in our network namespace and one in the test host's, and this relay between
-//! them in the process that owns the test host. Per direction, one thread reads
-//! each packet from one tun, drops it at random with the direction's loss, stamps
-//! it with when it is due (now + the delay, varied uniformly within ± the jitter)
-//! and queues it; a second thread writes each packet to the other tun once it is
-//! due. The queue is FIFO: a packet is never due before the one ahead of it (its
+//! The link is a pair of tap devices (Ethernet frames, no packet-info header; a
+//! tap rather than a tun so that the link is Ethernet with ARP as the veth pair is,
+//! and the guest code's own `netif::open_tap` makes it), one end in our network
+//! namespace and one in the test host's, and this relay between them in the
+//! process that owns the test host. Per direction, one thread reads each frame
+//! ("packet" below) from one tap, drops it at random with the direction's loss,
+//! stamps it with when it is due (now + the delay, varied uniformly within ± the
+//! jitter) and queues it; a second thread writes each packet to the other tap once
+//! it is due. The queue is FIFO: a packet is never due before the one ahead of it (its
 //! due time is raised to that one's), so unlike netem's jitter the line never
 //! reorders; a round trip still lies within rtt ± jitter.
 //!
-//! The rate stays with `tc`: htb on each tun's egress, as on any interface, shapes
+//! The rate stays with `tc`: htb on each tap's egress, as on any interface, shapes
 //! what enters the line. The delay line adds none of its own beyond its ceiling
 //! (README: some hundreds of Mbit/s with 1500-byte packets on a small machine).
-//! The MTU is the usual Ethernet 1500: no offloads cross a tun without a vnet
-//! header, so every packet is a real one of at most 1500 bytes.
+//! The MTU is the usual Ethernet 1500: no offloads cross a tap without a vnet
+//! header, so every packet is a real one of at most 1500 bytes (1514 with its
+//! Ethernet header, as the counters count it).
 //!
 //! **Control:** an abstract unix socket named after the near device,
 //! `@migbench-delay-line/DEV` (nothing on disk; it goes with the process), takes one
@@ -28,7 +31,7 @@
 //! line by the interface its route to the far host leaves by
 //! (`machine::remote_link`).
 //!
-//! Everything goes with the [`DelayLine`]: its threads stop, and its tun
+//! Everything goes with the [`DelayLine`]: its threads stop, and its tap
 //! descriptors close, which deletes both devices (they are not persistent), also
 //! when the process is SIGKILLed.
 
@@ -45,7 +48,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The tuns' MTU: Ethernet's, as the veth link has.
+/// The taps' MTU: Ethernet's, as the veth link has.
 pub const MTU: u32 = 1500;
 /// At most this many packets wait in one direction (30 MB of full-size ones: at
 /// 1 Gbit/s a quarter of a second); past it a packet is discarded.
@@ -258,14 +261,14 @@ impl Shared {
     }
 }
 
-/// A running delay line between two tun devices. See the module's text.
+/// A running delay line between two tap devices. See the module's text.
 pub struct DelayLine {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl DelayLine {
-    /// Relays between the tun `near` (in our namespace, named `near_name`) and
+    /// Relays between the tap `near` (in our namespace, named `near_name`) and
     /// `far` (anywhere), passing everything at once until told otherwise; serves
     /// its control socket ([`socket_name`] of `near_name`).
     pub fn start(near_name: &str, near: File, far_name: &str, far: File) -> Result<DelayLine> {
@@ -307,7 +310,7 @@ impl Drop for DelayLine {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        // The last handles of the tuns go with the threads: both devices are deleted.
+        // The last handles of the taps go with the threads: both devices are deleted.
     }
 }
 

@@ -1,7 +1,7 @@
 //! The tests' second host: a machine reached over SSH exactly as a user's other
 //! host is, made on this one. It is Debian's OpenSSH server (see
 //! [`crate::host::sshd_cache`]) running in namespaces of its own, joined to this
-//! host by a veth pair (or, with [`TestLink::DelayLine`], a pair of tun devices
+//! host by a veth pair (or, with [`TestLink::DelayLine`], a pair of tap devices
 //! joined by a [`DelayLine`] in this process, for a kernel without netem):
 //!
 //! - a network namespace with one end of the pair, holding the host's address
@@ -26,7 +26,7 @@
 //! namespace dies with it, the network namespace with its last process and the veth
 //! pair with the namespace; the run directory is what the next migbench's stale
 //! clean-up removes (`machine::stale`), its owner's lock being free. A delay line's
-//! tun devices are not persistent: they go with its descriptors, when the host is
+//! tap devices are not persistent: they go with its descriptors, when the host is
 //! dropped or its process dies, and its control socket (abstract) with them.
 
 use super::delay_line::DelayLine;
@@ -147,9 +147,9 @@ pub enum TestLink {
     /// A veth pair: the kernel's, at the kernel's speed, shaped with `tc`.
     #[default]
     Veth,
-    /// Two tun devices joined by a [`DelayLine`] in this process, which emulates
+    /// Two tap devices joined by a [`DelayLine`] in this process, which emulates
     /// the round trip, jitter and loss a kernel without netem cannot; the rate is
-    /// still `tc`'s (htb on each tun). `migbench` finds the line by the near
+    /// still `tc`'s (htb on each tap). `migbench` finds the line by the near
     /// device's name and uses it where netem is missing (`machine::remote_link`).
     DelayLine,
 }
@@ -158,7 +158,7 @@ pub enum TestLink {
 pub struct TestHost {
     addresses: Addresses,
     link: TestLink,
-    /// The relay of a [`TestLink::DelayLine`] link, holding both tuns.
+    /// The relay of a [`TestLink::DelayLine`] link, holding both taps.
     delay_line: Option<DelayLine>,
     local_if: String,
     host_if: String,
@@ -322,9 +322,15 @@ impl TestHost {
     }
 
     /// What an ssh client needs to log in with the key and check the host's key
-    /// against [`TestHost::known_hosts`], never asking anything.
+    /// against [`TestHost::known_hosts`], never asking anything. Keep-alives end a
+    /// session within some 12 s of the host going without a word (a delay line's
+    /// holder SIGKILLed: nothing relays sshd's goodbye), as migbench's own do.
     pub fn ssh_options(&self) -> Vec<String> {
         vec![
+            "-o".into(),
+            "ServerAliveInterval=3".into(),
+            "-o".into(),
+            "ServerAliveCountMax=4".into(),
             "-i".into(),
             self.key.display().to_string(),
             "-o".into(),
@@ -426,7 +432,7 @@ impl Drop for TestHost {
                 let _ = t.join();
             }
         }
-        // A delay line's tuns go with its descriptors.
+        // A delay line's taps go with its descriptors.
         drop(self.delay_line.take());
         // One end of a veth pair deleted takes the other with it (the namespace's end
         // would go with the namespace, but later).
@@ -485,10 +491,11 @@ fn add_link(netns: &File, link: TestLink) -> Result<(Addresses, Option<DelayLine
     let a = free_addresses(&links, &addrs).context("every 198.19.N.0/30 for a test host is taken")?;
     let (local, remote) = a.interfaces();
     if link == TestLink::DelayLine {
-        let tun_error = |e: std::io::Error| anyhow::anyhow!("{e} (the kernel's tun driver, /dev/net/tun)");
-        let near = netif::open_tun(&local).map_err(tun_error).context("making the test host's near tun")?;
+        let tap_error = |e: std::io::Error| anyhow::anyhow!("{e} (the kernel's tun driver, /dev/net/tun)");
+        // Not persistent: each goes when its descriptor closes.
+        let near = netif::open_tap(&local).map_err(tap_error).context("making the test host's near tap")?;
         // Made inside the host's namespace: the device lives there, its descriptor here.
-        let far = run_in(netns, || netif::open_tun(&remote))?.map_err(tun_error).context("making the test host's far tun")?;
+        let far = run_in(netns, || netif::open_tap(&remote))?.map_err(tap_error).context("making the test host's far tap")?;
         return Ok((a, Some(DelayLine::start(&local, near, &remote, far)?)));
     }
     // `ip` opens the namespace through our descriptor of it.

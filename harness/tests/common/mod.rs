@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod fuzz;
+pub mod two_hosts;
 
 /// The `migbench` binary with a private TMPDIR: its run directories land there,
 /// so anything left behind is easy to find.
