@@ -14,7 +14,7 @@ use crate::setup::{self, Platform};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 use std::io::BufRead;
@@ -32,13 +32,15 @@ struct Agent {
     shaped: std::collections::BTreeSet<String>,
     qemu: Option<Qemu>,
     machines: BTreeMap<String, Started>,
+    /// The guest image's copy here, marked used at each start (see `remote::copy_once`).
+    image_dir: Option<PathBuf>,
     /// Link probes' sinks by port, counting.
     sinks: BTreeMap<u16, std::thread::JoinHandle<std::result::Result<super::link_probe::Received, String>>>,
 }
 
 /// Serves requests until stdin closes.
 pub async fn serve() -> Result<()> {
-    let mut agent = Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new(), sinks: BTreeMap::new() };
+    let mut agent = Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new(), image_dir: None, sinks: BTreeMap::new() };
     // Requests are read on a thread of their own: stdin blocks.
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<String>>();
     std::thread::Builder::new().name("migbench-agent-stdin".into()).spawn(move || {
@@ -94,7 +96,13 @@ impl Agent {
                 }
                 serde_json::to_value(self.hello(qemu, &image, accel).await?)?
             }
-            Request::Start { name, qemu, args } => serde_json::to_value(self.start(&name, &qemu, &args).await?)?,
+            Request::Start { name, qemu, args } => {
+                // In use: a later harness's clean-up leaves it alone (a long sweep boots for days).
+                if let Some(d) = &self.image_dir {
+                    let _ = std::fs::File::open(d).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                }
+                serde_json::to_value(self.start(&name, &qemu, &args).await?)?
+            }
             Request::Status { name } => {
                 let m = self.machine(&name)?;
                 let exit = m.child.try_wait().ok().flatten().map(|s| s.to_string());
@@ -156,6 +164,7 @@ impl Agent {
     /// This host's QEMU and accelerator, checked with the image the harness sent.
     async fn hello(&mut self, wanted: Option<QemuWanted>, image_dir: &Path, accel: Accel) -> Result<Facts> {
         let image = GuestImage::load(image_dir).with_context(|| format!("the guest image the harness copied to {}", image_dir.display()))?;
+        self.image_dir = Some(image_dir.to_path_buf());
         let qemu = tokio::task::spawn_blocking(move || host_qemu(wanted.as_ref())).await.context("QEMU resolution task")??;
         let mut p = Platform { qemu, qemu_asked: false, image, host: HostInfo::read() };
         let (kvm_works, kvm_detail) = if accel == Accel::Kvm { setup::kvm_works(&p).await? } else { (false, "not probed: the harness runs TCG".to_string()) };

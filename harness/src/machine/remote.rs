@@ -5,7 +5,8 @@
 //! What it copies: this migbench binary to `~/.cache/migbench/agent/migbench-HASH`
 //! and the guest image to `~/.cache/migbench/remote-images/KEY/`, each only when
 //! missing (the hash or key names it), each written under a temporary name and
-//! renamed. Older copies there are removed when a new one arrives.
+//! renamed. Copies no harness has used for a day are removed when one connects (a
+//! copy in use by another migbench is never removed).
 
 use super::agent::{AgentClient, CALL_TIMEOUT, Facts, PROTOCOL, Request};
 use super::hardware::Accel;
@@ -259,20 +260,31 @@ fn copy_image(ssh: &Ssh, cache: &Path, image: &GuestImage) -> Result<PathBuf> {
     Ok(there)
 }
 
-/// Copies `files` when `marker` is missing there, then removes the other entries
-/// of `dir` there (older copies) but `keep`.
+/// How long a copy there may go unused before a later copy removes it: another
+/// harness (another migbench version, another checkout) may be using it now.
+const UNUSED_COPY_MINUTES: u32 = 24 * 60;
+
+/// Copies `files` when `marker` is missing there, marks `keep` (the copy's entry in
+/// `dir`) used now, and removes the entries of `dir` there that no harness has used
+/// for [`UNUSED_COPY_MINUTES`].
 fn copy_once(ssh: &Ssh, files: &[(&Path, &Path, u32)], marker: &Path, dir: &Path, keep: &str) -> Result<()> {
     let q = |p: &Path| shell_quote(&p.display().to_string());
-    if ssh.run(&format!("test -f {}", q(marker))).is_ok() {
-        return Ok(());
+    if ssh.run(&format!("test -f {}", q(marker))).is_err() {
+        for (local, there, mode) in files {
+            ssh.upload(local, &there.display().to_string(), *mode)?;
+        }
     }
-    for (local, there, mode) in files {
-        ssh.upload(local, &there.display().to_string(), *mode)?;
-    }
-    // A running agent keeps its binary open: removing the name does not stop it.
-    // Another harness's upload in progress (`*.part-PID`) is left alone.
-    let _ = ssh.run(&format!("cd {} && for f in *; do case \"$f\" in {} | *.part-*) ;; *) rm -rf -- \"$f\" ;; esac; done", q(dir), shell_quote(keep)));
+    // A copy in use is never removed: each connection marks its own used, and only
+    // copies untouched for a day go (an upload cut off half way among them).
+    let _ = ssh.run(&cleanup_command(&dir.display().to_string(), keep));
     Ok(())
+}
+
+/// The shell command that marks `keep` in `dir` used and removes the entries left
+/// unused for [`UNUSED_COPY_MINUTES`].
+fn cleanup_command(dir: &str, keep: &str) -> String {
+    let (d, k) = (shell_quote(dir), shell_quote(keep));
+    format!("cd {d} && touch -c -- {k} && find . -mindepth 1 -maxdepth 1 ! -name {k} -mmin +{UNUSED_COPY_MINUTES} -exec rm -rf -- {{}} +")
 }
 
 /// The first 16 hex digits of a file's SHA-256.
@@ -287,6 +299,26 @@ fn file_hash(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clean_up_keeps_what_is_in_use_and_removes_what_a_day_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(2 * 86_400);
+        for (name, when) in [("mine", old), ("stale", old), ("busy", SystemTime::now()), ("x.part-12", old)] {
+            let p = tmp.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("f"), "").unwrap();
+            std::fs::File::open(&p).unwrap().set_modified(when).unwrap();
+        }
+        let o = std::process::Command::new("sh").arg("-c").arg(cleanup_command(&tmp.path().display().to_string(), "mine")).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut left: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        // Ours is kept and marked used now; another harness's recent copy is kept.
+        assert_eq!(left, ["busy", "mine"]);
+        let age = std::fs::metadata(tmp.path().join("mine")).unwrap().modified().unwrap().elapsed().unwrap();
+        assert!(age < Duration::from_secs(60), "{age:?}");
+    }
 
     fn facts(flags: &[&str], mem: u64, kvm: bool) -> Facts {
         Facts {
