@@ -310,3 +310,73 @@ fn a_killed_far_qemu_and_a_link_cut_in_post_copy_end_as_qemu_says_across_hosts()
     wait_until_gone("after the faults across hosts");
     drop(host);
 }
+
+/// Shared and separate links: the migration goes over a second link to the host
+/// (`--migrate-address`), shaped to 100 Mbit/s, while the guest's clients reach it
+/// over the same link (`--client-address` its address too) or over the first one
+/// (`--client-address` the first link's). Either way the guest moves under load,
+/// healthy and intact, answering in every phase; the record names the interface
+/// client traffic left by, and the shaped class carried the migration.
+#[test]
+fn a_guest_under_load_moves_over_a_shaped_link_shared_with_its_clients_or_apart_from_them() {
+    platform();
+    let _slot = qemu_slot();
+    let mut host = TestHost::start().expect("the test host");
+    let second = host.add_veth_link().expect("a second link");
+    let (migration_dev, _) = second.interfaces();
+    let profile = r#"
+name = "http-links"
+repetitions = 1
+before_s = 2.0
+after_s = 2.0
+[defaults]
+ram_mib = 256
+workload = "http"
+transport = "tcp"
+link = "10Gbit"
+link_shape = "rate=100Mbit"
+load = "open:100"
+probe_hz = 200
+timeout_s = 120.0
+"#;
+    let mut during_p99 = Vec::new();
+    for (kind, clients) in [("shared", second.host()), ("separate", host.ip())] {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.toml");
+        std::fs::write(&path, profile).unwrap();
+        let o = to_host(tmp.path(), &host, "run", &host.url(), host.key())
+            .arg(&path)
+            .args(["--out", &tmp.path().join("out").display().to_string(), "--quiet"])
+            .args(["--migrate-address", &second.host().to_string(), "--client-address", &clients.to_string()])
+            .output()
+            .unwrap();
+        let said = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {said}");
+        let rs = results(&tmp.path().join("out"));
+        assert_eq!(rs.len(), 1, "{kind}: {said}");
+        let m = &rs[0];
+        assert_eq!(m["outcome"]["kind"], "completed", "{kind}: {}", m["outcome"]);
+        assert_healthy_and_intact(m);
+        let far = &m["environment"]["destination_host"];
+        assert_eq!((far["migrate_address"].as_str(), far["client_address"].as_str()), (Some(second.host().to_string().as_str()), Some(clients.to_string().as_str())), "{far}");
+        let link = &m["link"];
+        assert_eq!(link["ends"]["near_dev"], migration_dev.as_str(), "{link}");
+        let client_dev = if kind == "shared" { migration_dev.as_str() } else { host.local_interface() };
+        assert_eq!(link["client_dev"], client_dev, "{kind}: {link}");
+        // The migration crossed the shaped class on the second link.
+        let (before, after) = (class_bytes(&link["before"][0]), class_bytes(&link["after"][0]));
+        let sent = m["transferred_bytes"].as_u64().unwrap();
+        assert!(after.saturating_sub(before) >= sent, "{kind}: htb counted {} bytes, QEMU sent {sent}", after.saturating_sub(before));
+        let client = &m["service"]["client"];
+        for phase in ["before", "during", "after"] {
+            assert!(client[phase]["ok"].as_u64().unwrap() > 0, "{kind}: no answer {phase} the migration: {client}");
+        }
+        assert_eq!(client["failed_outside_window"], 0, "{kind}: {client}");
+        during_p99.push((kind, client["during"]["p50_ms"].clone(), client["during"]["p99_ms"].clone()));
+    }
+    eprintln!("p50 and p99 of the clients' requests during the migration: {during_p99:?}");
+    wait_until_gone("after the moves over two links");
+    drop(host);
+    let links = std::process::Command::new("ip").args(["link", "show", &migration_dev]).output().unwrap();
+    assert!(!links.status.success(), "the second link outlived the host");
+}

@@ -162,6 +162,8 @@ pub struct TestHost {
     delay_line: Option<DelayLine>,
     local_if: String,
     host_if: String,
+    /// Our ends of the veth pairs [`TestHost::add_veth_link`] added.
+    more_links: Vec<String>,
     netns: File,
     inode: u64,
     sshd: Option<Sshd>,
@@ -220,6 +222,7 @@ impl TestHost {
             delay_line,
             local_if,
             host_if,
+            more_links: Vec::new(),
             netns,
             inode,
             sshd: None,
@@ -228,15 +231,7 @@ impl TestHost {
             log: dir.join("sshd.log"),
             run,
         };
-        netif::set_ipv4(&host.local_if, addresses.local(), Addresses::PREFIX).context("addressing our end of the test host's link")?;
-        netif::set_up(&host.local_if)?;
-        let host_if = host.host_if.clone();
-        host.enter(move || -> std::io::Result<()> {
-            netif::set_up("lo")?;
-            netif::set_ipv4(&host_if, addresses.host(), Addresses::PREFIX)?;
-            netif::set_up(&host_if)
-        })?
-        .context("addressing the test host's end of its link")?;
+        host.address(addresses)?;
 
         let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()));
         let public = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.pub"))).with_context(|| format!("reading {name}.pub"));
@@ -259,6 +254,30 @@ impl TestHost {
         host.sshd = Some(Sshd::start(&sshd, &dir, &host.log, host.netns.as_raw_fd(), passwd.as_deref())?);
         host.wait_ready()?;
         Ok(host)
+    }
+
+    /// Addresses both ends of the link at `addresses` and brings them (and the
+    /// host's loopback) up.
+    fn address(&self, addresses: Addresses) -> Result<()> {
+        let (local_if, host_if) = addresses.interfaces();
+        netif::set_ipv4(&local_if, addresses.local(), Addresses::PREFIX).with_context(|| format!("addressing our end of the test host's link {local_if}"))?;
+        netif::set_up(&local_if)?;
+        self.enter(move || -> std::io::Result<()> {
+            netif::set_up("lo")?;
+            netif::set_ipv4(&host_if, addresses.host(), Addresses::PREFIX)?;
+            netif::set_up(&host_if)
+        })?
+        .with_context(|| format!("addressing the test host's end of its link {}", addresses.interfaces().1))
+    }
+
+    /// Joins the host to this one by a second veth pair, in a /30 of its own: a
+    /// network apart from the first, say for migrations (`--migrate-address`) while
+    /// SSH and the guest's clients keep the first. Deleted with the host.
+    pub fn add_veth_link(&mut self) -> Result<Addresses> {
+        let (addresses, _) = add_link(&self.netns, TestLink::Veth)?;
+        self.more_links.push(addresses.interfaces().0);
+        self.address(addresses)?;
+        Ok(addresses)
     }
 
     /// Waits until sshd greets on its port (a TCP connection from our namespace).
@@ -436,8 +455,9 @@ impl Drop for TestHost {
         drop(self.delay_line.take());
         // One end of a veth pair deleted takes the other with it (the namespace's end
         // would go with the namespace, but later).
-        if self.link == TestLink::Veth {
-            let _ = Command::new("ip").args(["link", "del", &self.local_if]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let veths = (self.link == TestLink::Veth).then_some(&self.local_if).into_iter().chain(&self.more_links);
+        for dev in veths {
+            let _ = Command::new("ip").args(["link", "del", dev]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
         // The namespace's handle and the run directory go with the fields.
     }
