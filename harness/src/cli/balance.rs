@@ -12,6 +12,9 @@ pub(crate) struct BalanceArgs {
     /// round by round with real migrations (e.g. profiles/chandak-cluster.toml).
     #[arg(long, value_name = "PROFILE", conflicts_with_all = ["dry_run", "state", "compare_rules"])]
     pub(crate) cluster: Option<String>,
+    /// The cluster's host on another machine, in place of its [[host]]'s dest (ssh://user@host[:port]).
+    #[arg(long, value_name = "ssh://USER@HOST[:PORT]", requires = "cluster")]
+    pub(crate) dest: Option<migbench::host::ssh::SshTarget>,
     /// The private key that logs in to the cluster's remote host (a [[host]] with dest);
     /// otherwise your ssh config and agent.
     #[arg(long, value_name = "FILE", requires = "cluster")]
@@ -53,6 +56,12 @@ pub(crate) async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Resul
             anyhow::bail!("--margin {margin}: give points of σ of host CPU, 0 or more (e.g. 1)");
         }
         profile.margin = margin;
+    }
+    if let Some(dest) = &a.dest {
+        let Some(h) = profile.hosts.iter_mut().find(|h| h.dest.is_some()) else {
+            anyhow::bail!("--dest {dest} replaces the dest of the cluster's host on another machine, and cluster profile {} has none: give one [[host]] dest = \"ssh://user@host\"", profile.name);
+        };
+        h.dest = Some(dest.clone());
     }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
     let specs = remote_specs(&profile, a)?;

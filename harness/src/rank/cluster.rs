@@ -8,8 +8,8 @@
 //! `max_rounds`.
 
 use super::balance::{self, ClusterState, Decision, HostState, Options, Rule, VmState};
+pub use super::cluster_hosts::{HostSpec, VmSpec};
 use super::cluster_hosts::{self, ClusterHost, HostRecord, cgroup_name};
-use crate::host::ssh::SshTarget;
 use crate::machine::hardware::{Accel, GuestSpec};
 use crate::machine::remote::RemoteHost;
 use crate::machine::usage;
@@ -18,7 +18,6 @@ use crate::migration::measurement::Outcome;
 use crate::migration::scenario::{LinkSpeed, Scenario, Transport};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
-use migbench_guest::orders::Workload;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -77,33 +76,6 @@ fn gbit() -> LinkSpeed {
 }
 fn ram() -> u32 {
     128
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostSpec {
-    pub name: String,
-    /// The host's CPU, % of one physical CPU. On this machine: a cgroup cap on all
-    /// its QEMUs (needed). On a remote host: what its VMs' use is counted against,
-    /// not enforced; that host's cores × 100 when not given.
-    #[serde(default)]
-    pub capacity_percent: Option<u32>,
-    /// A real host reached over SSH (`ssh://user@host[:port]`) instead of one
-    /// emulated here: its guests run there.
-    #[serde(default)]
-    pub dest: Option<SshTarget>,
-    /// The remote host's address for migration streams (default: `dest`'s host).
-    #[serde(default)]
-    pub migrate_address: Option<String>,
-    #[serde(rename = "vm", default)]
-    pub vms: Vec<VmSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VmSpec {
-    pub name: String,
-    pub workload: Workload,
 }
 
 impl ClusterProfile {
@@ -246,7 +218,7 @@ pub async fn run(
     report: &mut dyn FnMut(&Round),
 ) -> Result<ClusterRun> {
     let started = Instant::now();
-    let mut hosts = cluster_hosts::build(platform, env, p, remotes)?;
+    let mut hosts = cluster_hosts::build(platform, env, &p.hosts, p.ram_mib, remotes)?;
     let scenario = Scenario { link: p.link.clone(), ..Scenario::default() };
     // Between this machine and another: TCP to the receiving host's address.
     let across = Scenario { transport: Transport::Tcp, ..scenario.clone() };
@@ -262,12 +234,12 @@ pub async fn run(
     // Declared after the hosts: on every way out the machines go first.
     let mut placed: Vec<Placed> = Vec::new();
     let mut qemus = 0u32;
-    for hi in 0..hosts.len() {
-        for v in p.hosts[hi].vms.clone() {
+    for (hi, (h, written)) in hosts.iter_mut().zip(&p.hosts).enumerate() {
+        for v in &written.vms {
             qemus += 1;
             let name = format!("c{qemus}");
             let spec = GuestSpec::new(p.ram_mib, 1, env.accel)?.with_workload(v.workload);
-            let m = hosts[hi].boot(spec, &name, boot_timeout).await.with_context(|| format!("booting VM {} on host {:?}", v.name, hosts[hi].name))?;
+            let m = h.boot(spec, &name, boot_timeout).await.with_context(|| format!("booting VM {} on host {:?}", v.name, h.name))?;
             placed.push(Placed { name: v.name.clone(), host: hi, machine: m, moved_in: None });
         }
     }
@@ -361,7 +333,11 @@ async fn migrate(
     r.downtime_ms = m.downtime_ms;
     r.healthy = Some(m.health.healthy);
     if m.outcome != Outcome::Completed || !m.health.healthy {
-        bail!("migrating {} to {} did not leave a healthy guest there ({}; {})", mv.vm, mv.to, m.outcome.label(), m.health.detail);
+        let why = match &m.outcome {
+            Outcome::Cancelled { reason } | Outcome::Failed { reason } | Outcome::Unsupported { reason } => format!("{}: {reason}", m.outcome.label()),
+            Outcome::Completed => "completed".into(),
+        };
+        bail!("migrating {} from {} to {} did not leave a healthy guest there ({why}; health: {})", mv.vm, mv.from, mv.to, m.health.detail);
     }
     let old = std::mem::replace(&mut placed[i].machine, dst);
     placed[i].host = to;

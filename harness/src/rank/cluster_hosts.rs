@@ -11,7 +11,7 @@
 //! At most one host of a cluster is on another machine: a migration between two
 //! remote hosts (their QEMUs reaching each other directly) is not built.
 
-use super::cluster::{ClusterProfile, HostSpec};
+use crate::host::ssh::SshTarget;
 use crate::machine::cgroup::CpuCgroup;
 use crate::machine::command::Role;
 use crate::machine::hardware::{GuestSpec, host_mib_for};
@@ -20,9 +20,39 @@ use crate::machine::site::{Emulator, Site};
 use crate::machine::Machine;
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use migbench_guest::orders::Workload;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A `[[host]]` of a cluster profile, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    /// The host's CPU, % of one physical CPU. On this machine: a cgroup cap on all
+    /// its QEMUs (needed). On a remote host: what its VMs' use is counted against,
+    /// not enforced; that host's cores × 100 when not given.
+    #[serde(default)]
+    pub capacity_percent: Option<u32>,
+    /// A real host reached over SSH (`ssh://user@host[:port]`) instead of one
+    /// emulated here: its guests run there.
+    #[serde(default)]
+    pub dest: Option<SshTarget>,
+    /// The remote host's address for migration streams (default: `dest`'s host).
+    #[serde(default)]
+    pub migrate_address: Option<String>,
+    #[serde(rename = "vm", default)]
+    pub vms: Vec<VmSpec>,
+}
+
+/// A `[[host.vm]]`: a guest and what it runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub name: String,
+    pub workload: Workload,
+}
 
 /// A host of a running cluster: where its QEMUs start, and what caps them.
 pub struct ClusterHost {
@@ -63,18 +93,19 @@ pub fn remote_of(hosts: &[ClusterHost]) -> Option<&Arc<RemoteHost>> {
     hosts.iter().find_map(|h| h.remote.as_ref())
 }
 
-/// Builds the hosts of `p`: `remotes` has one entry per `[[host]]`, the connected
-/// host for those with `dest` (see `cli::balance`), or is empty when none has one.
+/// Builds the hosts `specs` (guests of `ram_mib`): `remotes` has one entry per
+/// `[[host]]`, the connected host for those with `dest` (see `cli::balance`), or is
+/// empty when none has one.
 /// Checks every remote host can take the cluster's guests before anything starts,
 /// then makes the local hosts' cgroups.
-pub fn build(platform: &Platform, env: &Environment, p: &ClusterProfile, remotes: &[Option<Arc<RemoteHost>>]) -> Result<Vec<ClusterHost>> {
+pub fn build(platform: &Platform, env: &Environment, specs: &[HostSpec], ram_mib: u32, remotes: &[Option<Arc<RemoteHost>>]) -> Result<Vec<ClusterHost>> {
     let remote_at = |i: usize| remotes.get(i).cloned().flatten();
-    for (i, h) in p.hosts.iter().enumerate() {
+    for (i, h) in specs.iter().enumerate() {
         if h.dest.is_some() != remote_at(i).is_some() {
             bail!("host {:?}: its connection does not match the profile (dest {:?}); connect every host with dest first", h.name, h.dest.as_ref().map(|d| d.to_string()));
         }
     }
-    let far = (0..p.hosts.len()).find_map(remote_at);
+    let far = (0..specs.len()).find_map(remote_at);
     // Both hosts' QEMUs run the older one's versioned machine type, so a guest can move either way.
     let (here, there) = match &far {
         Some(r) => {
@@ -83,11 +114,11 @@ pub fn build(platform: &Platform, env: &Environment, p: &ClusterProfile, remotes
         }
         None => (Emulator::newest(&platform.qemu), None),
     };
-    let guests = p.hosts.iter().map(|h| h.vms.len()).sum::<usize>();
+    let guests = specs.iter().map(|h| h.vms.len()).sum::<usize>();
     let mut out = Vec::new();
-    for (i, h) in p.hosts.iter().enumerate() {
+    for (i, h) in specs.iter().enumerate() {
         let host = match remote_at(i) {
-            Some(r) => remote_host(h, r, there.clone().expect("a remote host's emulator"), platform, env, p.ram_mib, guests)?,
+            Some(r) => remote_host(h, r, there.clone().expect("a remote host's emulator"), platform, env, ram_mib, guests)?,
             None => local_host(platform, h, here.clone())?,
         };
         out.push(host);
