@@ -328,7 +328,8 @@ impl Machine {
     }
 
     /// The address another QEMU sends a migration to this one at, as a `tcp:` URI's
-    /// host: its host's migration address (IPv6 in brackets), or loopback here.
+    /// host: its host's migration address (IPv6 in brackets), or here loopback, or the
+    /// address [`Machine::listen_for_remote`] gave it (a source on another host).
     pub fn migration_host(&self) -> String {
         match &self.process {
             Process::Remote { host, .. } => crate::host::ssh::uri_host(&host.migrate_address),
