@@ -7,10 +7,21 @@ pub(crate) struct BalanceArgs {
     /// Decide once from a cluster state file (--state) instead of a live cluster.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// A live cluster on this machine: hosts as cgroups, guests with cpu-duty workloads,
-    /// balanced round by round with real migrations (e.g. profiles/chandak-cluster.toml).
+    /// A live cluster: hosts as cgroups on this machine (or a real host over SSH, a
+    /// [[host]] with dest = "ssh://user@host"), guests with cpu-duty workloads, balanced
+    /// round by round with real migrations (e.g. profiles/chandak-cluster.toml).
     #[arg(long, value_name = "PROFILE", conflicts_with_all = ["dry_run", "state", "compare_rules"])]
     pub(crate) cluster: Option<String>,
+    /// The cluster's host on another machine, in place of its [[host]]'s dest (ssh://user@host[:port]).
+    #[arg(long, value_name = "ssh://USER@HOST[:PORT]", requires = "cluster")]
+    pub(crate) dest: Option<migbench::host::ssh::SshTarget>,
+    /// The private key that logs in to the cluster's remote host (a [[host]] with dest);
+    /// otherwise your ssh config and agent.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub(crate) ssh_key: Option<PathBuf>,
+    /// More ssh options for the remote host, as `-o` takes them (e.g. UserKnownHostsFile=FILE); repeatable.
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE", requires = "cluster")]
+    pub(crate) ssh_options: Vec<String>,
     /// Where the cluster run's rounds are written (cluster.json); default reports/<profile name>.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
@@ -46,11 +57,32 @@ pub(crate) async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Resul
         }
         profile.margin = margin;
     }
+    if let Some(dest) = &a.dest {
+        let Some(h) = profile.hosts.iter_mut().find(|h| h.dest.is_some()) else {
+            anyhow::bail!("--dest {dest} replaces the dest of the cluster's host on another machine, and cluster profile {} has none: give one [[host]] dest = \"ssh://user@host\"", profile.name);
+        };
+        h.dest = Some(dest.clone());
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
+    let specs = remote_specs(&profile, a)?;
+    let boot = boot_timeout(a.sweep.boot_timeout)?;
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.sweep.accel).await?;
+    // One connection per remote host, all made before any guest boots.
+    let mut remotes = Vec::new();
+    for (h, spec) in profile.hosts.iter().zip(&specs) {
+        remotes.push(match spec {
+            Some(s) => Some(
+                super::migrate::connect_remote(s, &p, &env)
+                    .await
+                    .with_context(|| format!("host {:?} (dest = \"{}\") of cluster profile {}", h.name, s.target, profile.name))?,
+            ),
+            None => None,
+        });
+    }
     let mut show = |r: &cluster::Round| println!("{}", migbench::report::cluster_round(r));
-    let run = cluster::run(&p, &env, &profile, boot_timeout(a.sweep.boot_timeout)?, &mut show).await?;
+    let run = cluster::run(&p, &env, &profile, &remotes, boot, &mut show).await?;
+    drop(remotes);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let file = out.join("cluster.json");
     std::fs::write(&file, serde_json::to_string_pretty(&run)?).with_context(|| format!("writing {} (disk full?)", file.display()))?;
@@ -66,6 +98,24 @@ pub(crate) async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Resul
         eprintln!("migbench: the run stopped early: {e}");
     }
     Ok(if run.balanced { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+/// How to reach each of the profile's hosts with `dest` (`None` for the others).
+fn remote_specs(profile: &migbench::rank::cluster::ClusterProfile, a: &BalanceArgs) -> Result<Vec<Option<migbench::machine::remote::RemoteSpec>>> {
+    let auth = migbench::host::ssh::SshAuth { key: a.ssh_key.clone(), options: a.ssh_options.clone() };
+    let specs: Vec<_> = profile
+        .hosts
+        .iter()
+        .map(|h| {
+            h.dest.as_ref().map(|target| migbench::machine::remote::RemoteSpec { target: target.clone(), auth: auth.clone(), migrate_address: h.migrate_address.clone(), qemu: None })
+        })
+        .collect();
+    if specs.iter().all(Option::is_none) {
+        if let Some(opt) = [("--ssh-key", a.ssh_key.is_some()), ("--ssh-option", !a.ssh_options.is_empty())].iter().find(|(_, given)| *given).map(|(o, _)| o) {
+            anyhow::bail!("{opt} is for a cluster host on another machine, and cluster profile {} has none: give a [[host]] dest = \"ssh://user@host\"", profile.name);
+        }
+    }
+    Ok(specs)
 }
 
 /// `migbench balance --dry-run --state FILE.json`: the decision as JSON, or with

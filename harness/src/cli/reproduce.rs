@@ -100,7 +100,7 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
             println!("{t}");
             rounds.push(t);
         };
-        let run = cluster::run(p, env, &profile, boot_timeout(a.sweep.boot_timeout)?, &mut show).await?;
+        let run = cluster::run(p, env, &profile, &[], boot_timeout(a.sweep.boot_timeout)?, &mut show).await?;
         let file = out.join("cluster.json");
         std::fs::write(&file, serde_json::to_string_pretty(&run)?).with_context(|| format!("writing {} (disk full?)", file.display()))?;
         bad |= !run.balanced;

@@ -125,6 +125,8 @@ pub struct Machine {
     _tap: Option<Tap>,
     /// A remote guest's port of the test bridge here.
     _port: Option<crate::network::stream_port::StreamPort>,
+    /// Where a QEMU here listens for a migration from another host (see [`Machine::listen_for_remote`]).
+    listen_at: Option<std::net::IpAddr>,
 }
 
 impl Machine {
@@ -286,6 +288,7 @@ impl Machine {
             features: Default::default(),
             _tap: tap,
             _port: None,
+            listen_at: None,
         })
     }
 
@@ -332,12 +335,27 @@ impl Machine {
     }
 
     /// The address another QEMU sends a migration to this one at, as a `tcp:` URI's
-    /// host: its host's migration address (IPv6 in brackets), or loopback here.
+    /// host: its host's migration address (IPv6 in brackets), or here loopback, or the
+    /// address [`Machine::listen_for_remote`] gave it (a source on another host).
     pub fn migration_host(&self) -> String {
         match &self.process {
             Process::Remote { host, .. } => crate::host::ssh::uri_host(&host.migrate_address),
-            Process::Local { .. } => "127.0.0.1".into(),
+            Process::Local { .. } => match self.listen_at {
+                Some(ip) => crate::host::ssh::uri_host(&ip.to_string()),
+                None => "127.0.0.1".into(),
+            },
         }
+    }
+
+    /// Makes this QEMU (here) take its incoming migration at `ip`, this host's
+    /// address as another host reaches it (`RemoteHost::local_address`), instead
+    /// of loopback: the source runs on that host.
+    pub fn listen_for_remote(&mut self, ip: std::net::IpAddr) -> Result<()> {
+        if self.is_remote() {
+            bail!("guest {} runs{}: it listens at its host's migration address already", self.name, self.process.place());
+        }
+        self.listen_at = Some(ip);
+        Ok(())
     }
 
     /// Caps this QEMU's CPU (`cap_percent`, % of one host CPU) and restricts it to

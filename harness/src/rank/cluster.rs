@@ -1,24 +1,26 @@
 //! The policy engine on a live cluster (`migbench balance --cluster PROFILE`): N
-//! emulated hosts on this machine, each a cgroup with its own CPU capacity, each
-//! running small guests with `cpu-duty` workloads. Every round the engine samples the
-//! QEMUs' real CPU use over a window, decides, and performs the migration for real:
-//! a fresh QEMU in the destination host's cgroup receives the guest. Rounds go on
-//! until every host is moderate, no migration is beneficial, or `max_rounds`.
+//! hosts, each running small guests with `cpu-duty` workloads. A host is emulated on
+//! this machine (a cgroup with its own CPU capacity), or is a real machine reached
+//! over SSH (`dest = "ssh://…"`, see `cluster_hosts`). Every round the engine samples
+//! the QEMUs' real CPU use over a window (each where it runs), decides, and performs
+//! the migration for real: a fresh QEMU on the destination host receives the guest.
+//! Rounds go on until every host is moderate, no migration is beneficial, or
+//! `max_rounds`.
 
 use super::balance::{self, ClusterState, Decision, HostState, Options, Rule, VmState};
-use crate::machine::cgroup::CpuCgroup;
-use crate::machine::usage;
-use crate::machine::command::Role;
+pub use super::cluster_hosts::{HostSpec, VmSpec};
+use super::cluster_hosts::{self, ClusterHost, HostRecord, cgroup_name};
 use crate::machine::hardware::{Accel, GuestSpec};
+use crate::machine::remote::RemoteHost;
+use crate::machine::usage;
 use crate::machine::Machine;
-use crate::machine::site::Site;
 use crate::migration::measurement::Outcome;
-use crate::migration::scenario::{LinkSpeed, Scenario};
+use crate::migration::scenario::{LinkSpeed, Scenario, Transport};
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
-use migbench_guest::orders::Workload;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A cluster profile, as written.
@@ -76,23 +78,6 @@ fn ram() -> u32 {
     128
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostSpec {
-    pub name: String,
-    /// The host's CPU, % of one physical CPU (a cgroup cap on all its QEMUs).
-    pub capacity_percent: u32,
-    #[serde(rename = "vm", default)]
-    pub vms: Vec<VmSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VmSpec {
-    pub name: String,
-    pub workload: Workload,
-}
-
 impl ClusterProfile {
     pub fn load(path: &Path) -> Result<ClusterProfile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading cluster profile {}", path.display()))?;
@@ -106,7 +91,7 @@ impl ClusterProfile {
             return Err(format!("{} [[host]] given: a cluster needs at least 2", self.hosts.len()));
         }
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
-        let total: u64 = self.hosts.iter().map(|h| h.capacity_percent as u64).sum();
+        let total: u64 = self.hosts.iter().filter(|h| h.dest.is_none()).filter_map(|h| h.capacity_percent).map(u64::from).sum();
         if total > 100 * cores {
             return Err(format!(
                 "the hosts' capacities add up to {total} %, more than this machine's {} % ({cores} cores): emulated hosts must fit the real one",
@@ -115,13 +100,40 @@ impl ClusterProfile {
         }
         let mut names = std::collections::HashSet::new();
         let mut groups = std::collections::HashSet::new();
+        let mut remote: Option<&HostSpec> = None;
         for h in &self.hosts {
             // Host names become cgroup names: two that differ only in punctuation would collide.
             if !groups.insert(cgroup_name(&h.name)) {
                 return Err(format!("host {:?}: another host has the same name (up to punctuation)", h.name));
             }
-            if h.capacity_percent == 0 {
-                return Err(format!("host {:?}: capacity_percent must be above 0", h.name));
+            match (&h.dest, h.capacity_percent) {
+                (_, Some(0)) => return Err(format!("host {:?}: capacity_percent must be above 0", h.name)),
+                (None, None) => {
+                    return Err(format!(
+                        "host {:?}: capacity_percent is needed for a host on this machine (its cgroup's cap, % of one CPU, e.g. capacity_percent = 60)",
+                        h.name
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(a) = &h.migrate_address {
+                if h.dest.is_none() {
+                    return Err(format!("host {:?}: migrate_address = {a:?} without dest: it is the address of a remote host (dest = \"ssh://user@host\")", h.name));
+                }
+                crate::host::ssh::check_migrate_address(a).map_err(|e| format!("host {:?}: {e}", h.name))?;
+            }
+            if let Some(d) = &h.dest {
+                if let Some(first) = remote {
+                    return Err(format!(
+                        "hosts {:?} ({}) and {:?} ({d}) are both on other machines: a migration between two remote hosts is not built \
+                         (their QEMUs would stream to each other directly, which migbench neither sets up nor has tested). \
+                         Keep one [[host]] with dest; the others run on this machine",
+                        first.name,
+                        first.dest.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                        h.name
+                    ));
+                }
+                remote = Some(h);
             }
             for v in &h.vms {
                 if !names.insert(v.name.clone()) {
@@ -169,50 +181,69 @@ pub struct Round {
     pub total_time_ms: Option<f64>,
     pub downtime_ms: Option<f64>,
     pub healthy: Option<bool>,
+    /// The QEMU that received the guest (`-name migbench-…`), and where it ran when
+    /// the guest was checked there: "this machine" or the remote host's ssh target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_qemu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_place: Option<String>,
 }
 
 /// How the cluster run ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterRun {
     pub profile: String,
+    /// Where each host is, its capacity and whether it is capped.
+    pub hosts: Vec<HostRecord>,
     pub rounds: Vec<Round>,
     pub migrations: u32,
     pub balanced: bool,
     /// Why the run stopped early (a migration that failed or left a sick guest).
     pub error: Option<String>,
     pub wall_s: f64,
+    /// This host's; with a remote host, its QEMU and machine type beside ours, and
+    /// the host itself in `destination_host`, as `migrate --dest` records them.
     pub environment: Environment,
 }
 
-fn cgroup_name(host: &str) -> String {
-    host.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
-}
-
 /// Runs the cluster until it is balanced (or no move helps, or `max_rounds`);
-/// `report` is called with each round as it ends.
-pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boot_timeout: Duration, report: &mut dyn FnMut(&Round)) -> Result<ClusterRun> {
+/// `report` is called with each round as it ends. `remotes` has the connected host
+/// of each `[[host]]` with `dest` (one entry per host; empty when none has one).
+pub async fn run(
+    platform: &Platform,
+    env: &Environment,
+    p: &ClusterProfile,
+    remotes: &[Option<Arc<RemoteHost>>],
+    boot_timeout: Duration,
+    report: &mut dyn FnMut(&Round),
+) -> Result<ClusterRun> {
     let started = Instant::now();
-    let site = Site::local(&platform.qemu, &platform.image, false)?;
-    let mut groups = Vec::new();
-    for h in &p.hosts {
-        let g = CpuCgroup::create(&format!("host-{}", cgroup_name(&h.name))).with_context(|| format!("making the cgroup of host {:?}", h.name))?;
-        g.set_cap(Some(h.capacity_percent))?;
-        groups.push(g);
+    let mut hosts = cluster_hosts::build(platform, env, &p.hosts, p.ram_mib, remotes)?;
+    let scenario = Scenario { link: p.link.clone(), ..Scenario::default() };
+    // Between this machine and another: TCP to the receiving host's address.
+    let across = Scenario { transport: Transport::Tcp, ..scenario.clone() };
+    let mut environment = env.clone();
+    if let Some(r) = cluster_hosts::remote_of(&hosts) {
+        if let Some(why) = crate::migration::driver::remote_refusal(&across) {
+            bail!("cluster profile {}: {why}", p.name);
+        }
+        let (here, there, machine_type) = crate::machine::site::Emulator::pair_with(&platform.qemu, r)?;
+        environment = env.with_qemus(&here.qemu, &there.qemu, &machine_type);
+        environment.destination_host = Some(r.record(&platform.host, &platform.qemu));
     }
+    // Declared after the hosts: on every way out the machines go first.
     let mut placed: Vec<Placed> = Vec::new();
     let mut qemus = 0u32;
-    for (hi, h) in p.hosts.iter().enumerate() {
-        for v in &h.vms {
+    for (hi, (h, written)) in hosts.iter_mut().zip(&p.hosts).enumerate() {
+        for v in &written.vms {
             qemus += 1;
             let name = format!("c{qemus}");
             let spec = GuestSpec::new(p.ram_mib, 1, env.accel)?.with_workload(v.workload);
-            let (m, _) = site.boot(spec, &name, boot_timeout).await.with_context(|| format!("booting VM {}", v.name))?;
-            groups[hi].add(m.pid())?;
+            let m = h.boot(spec, &name, boot_timeout).await.with_context(|| format!("booting VM {} on host {:?}", v.name, h.name))?;
             placed.push(Placed { name: v.name.clone(), host: hi, machine: m, moved_in: None });
         }
     }
     tokio::time::sleep(Duration::from_secs_f64(p.warmup_s)).await;
-    let scenario = Scenario { link: p.link.clone(), ..Scenario::default() };
     let opts = Options { rule: p.rule, margin: p.margin };
     let mut rounds = Vec::new();
     let mut migrations = 0;
@@ -220,7 +251,13 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
     let mut error = None;
     // One round more than moves allowed: the state after the last move is judged too.
     for round in 1..=p.max_rounds + 1 {
-        let state = sample(p, &placed, round, &scenario).await;
+        let state = match sample(p, &hosts, &placed, round, &scenario).await {
+            Ok(s) => s,
+            Err(e) => {
+                error = Some(format!("round {round}: {e:#}"));
+                break;
+            }
+        };
         let decision = match balance::decide(&state, &opts) {
             Ok(d) => d,
             Err(e) => {
@@ -229,7 +266,17 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
             }
         };
         balanced = decision.heavy.is_empty() && decision.light.is_empty();
-        let mut r = Round { round, state, decision: decision.clone(), outcome: None, total_time_ms: None, downtime_ms: None, healthy: None };
+        let mut r = Round {
+            round,
+            state,
+            decision: decision.clone(),
+            outcome: None,
+            total_time_ms: None,
+            downtime_ms: None,
+            healthy: None,
+            destination_qemu: None,
+            destination_place: None,
+        };
         let mv = match decision.migration.clone() {
             Some(mv) if round <= p.max_rounds => mv,
             _ => {
@@ -239,7 +286,7 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
             }
         };
         // A failed move ends the run, but the rounds measured so far are kept.
-        let moved = migrate(&site, &mut groups, &mut placed, &mut qemus, &mv, p, &scenario, round, &mut r).await;
+        let moved = migrate(&mut hosts, &mut placed, &mut qemus, &mv, (&scenario, &across), round, &mut r).await;
         report(&r);
         rounds.push(r);
         match moved {
@@ -254,36 +301,43 @@ pub async fn run(platform: &Platform, env: &Environment, p: &ClusterProfile, boo
     for g in placed {
         g.machine.quit().await;
     }
-    drop(groups);
-    Ok(ClusterRun { profile: p.name.clone(), rounds, migrations, balanced, error, wall_s: started.elapsed().as_secs_f64(), environment: env.clone() })
+    let records = hosts.iter().map(|h| h.record.clone()).collect();
+    drop(hosts);
+    Ok(ClusterRun { profile: p.name.clone(), hosts: records, rounds, migrations, balanced, error, wall_s: started.elapsed().as_secs_f64(), environment })
 }
 
-/// Moves `mv.vm` into a fresh QEMU in the destination host's cgroup; fills in `r`.
-#[allow(clippy::too_many_arguments)]
+/// Moves `mv.vm` into a fresh QEMU on the destination host (`(within, across)`:
+/// the scenario on this machine, and between it and another); fills in `r`.
 async fn migrate(
-    site: &Site,
-    groups: &mut [CpuCgroup],
+    hosts: &mut [ClusterHost],
     placed: &mut [Placed],
     qemus: &mut u32,
     mv: &balance::Move,
-    p: &ClusterProfile,
-    scenario: &Scenario,
+    (within, across): (&Scenario, &Scenario),
     round: u32,
     r: &mut Round,
 ) -> Result<()> {
     let i = placed.iter().position(|g| g.name == mv.vm).context("the engine chose a VM that is not placed")?;
-    let to = p.hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
+    let to = hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
+    let from = placed[i].host;
     *qemus += 1;
     let name = format!("c{qemus}");
-    let mut dst = site.start(placed[i].machine.spec, Role::Incoming, &name).await?;
-    groups[to].add(dst.pid())?;
+    let (a, b) = if from < to { let (x, y) = hosts.split_at_mut(to); (&x[from], &mut y[0]) } else { let (x, y) = hosts.split_at_mut(from); (&y[0], &mut x[to]) };
+    let scenario = if a.remote.is_some() || b.remote.is_some() { across } else { within };
+    let mut dst = b.incoming(placed[i].machine.spec, &name, a).await.with_context(|| format!("starting the QEMU that receives {} on host {:?}", mv.vm, mv.to))?;
+    r.destination_qemu = Some(format!("migbench-{name}"));
+    r.destination_place = Some(dst.remote_host().map_or_else(|| "this machine".to_string(), |h| h.ssh.target.to_string()));
     let m = crate::migration::driver::drive(&mut placed[i].machine, &mut dst, scenario).await?;
     r.outcome = Some(m.outcome.label().to_string());
     r.total_time_ms = m.total_time_ms;
     r.downtime_ms = m.downtime_ms;
     r.healthy = Some(m.health.healthy);
     if m.outcome != Outcome::Completed || !m.health.healthy {
-        bail!("migrating {} to {} did not leave a healthy guest there ({}; {})", mv.vm, mv.to, m.outcome.label(), m.health.detail);
+        let why = match &m.outcome {
+            Outcome::Cancelled { reason } | Outcome::Failed { reason } | Outcome::Unsupported { reason } => format!("{}: {reason}", m.outcome.label()),
+            Outcome::Completed => "completed".into(),
+        };
+        bail!("migrating {} from {} to {} did not leave a healthy guest there ({why}; health: {})", mv.vm, mv.from, mv.to, m.health.detail);
     }
     let old = std::mem::replace(&mut placed[i].machine, dst);
     placed[i].host = to;
@@ -293,13 +347,15 @@ async fn migrate(
 }
 
 /// Every host's and VM's CPU use over a window, as the engine's state, all in % of
-/// the host's capacity: a VM's is its QEMU's use over its host's capacity, a host's
-/// the sum of its VMs'. (A VM moving to a host of another capacity counts by the
-/// source's share in the engine's estimate; the next round measures it afresh.)
-/// With `dirty_rate_s`, each VM also gets the model's predicted migration.
-async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Scenario) -> ClusterState {
-    use crate::machine::dirty_rate;
-    let before: Vec<_> = placed.iter().map(|g| usage::sample(&[g.machine.pid()])).collect();
+/// the host's capacity: a VM's is its QEMU's use (read where it runs: here, or by
+/// the remote host's agent) over its host's capacity, a host's the sum of its VMs'.
+/// (A VM moving to a host of another capacity counts by the source's share in the
+/// engine's estimate; the next round measures it afresh.) With `dirty_rate_s`, each
+/// VM also gets the model's predicted migration. A QEMU whose use cannot be read
+/// is an error: no figure rather than a wrong one.
+async fn sample(p: &ClusterProfile, hosts: &[ClusterHost], placed: &[Placed], round: u32, scenario: &Scenario) -> Result<ClusterState> {
+    use crate::machine::{cpu_sample, dirty_rate};
+    let before: Vec<_> = placed.iter().map(|g| cpu_sample(&[&g.machine])).collect();
     // The dirty rates are measured inside the CPU window, all guests at once.
     let mut pending = Vec::new();
     if p.dirty_rate_s > 0.0 {
@@ -308,11 +364,12 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
         }
     }
     tokio::time::sleep(Duration::from_secs_f64(p.window_s)).await;
-    let used: Vec<f64> = placed
-        .iter()
-        .zip(&before)
-        .map(|(g, a)| usage::CpuUsage::between(a, &usage::sample(&[g.machine.pid()])).map(|u| u.qemu_percent).unwrap_or(0.0))
-        .collect();
+    let mut used = Vec::new();
+    for (g, a) in placed.iter().zip(&before) {
+        let u = a.zip(cpu_sample(&[&g.machine])).and_then(|(a, b)| usage::CpuUsage::between(&a, &b));
+        let u = u.with_context(|| format!("the CPU use of VM {} on host {:?} could not be read", g.name, hosts[g.host].name))?;
+        used.push(u.qemu_percent);
+    }
     let mut predictions = Vec::new();
     for (g, pend) in placed.iter().zip(pending) {
         let rate = match pend {
@@ -323,8 +380,7 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
         predictions.push(rate.map(|r| super::vms::predict_for(&g.machine.spec, scenario, r.bytes_per_s(), first)));
     }
     predictions.resize(placed.len(), None);
-    let hosts = p
-        .hosts
+    let hosts = hosts
         .iter()
         .enumerate()
         .map(|(hi, h)| {
@@ -335,7 +391,7 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
                 // In % of its host's capacity, the unit of the host's figure and the vector.
                 .map(|(g, (u, pred))| VmState {
                     name: g.name.clone(),
-                    cpu: *u / h.capacity_percent as f64 * 100.0,
+                    cpu: *u / h.capacity * 100.0,
                     predicted_migration_s: pred.as_ref().and_then(|p| p.total_s),
                     converges: pred.as_ref().map(|p| p.converges),
                 })
@@ -345,7 +401,7 @@ async fn sample(p: &ClusterProfile, placed: &[Placed], round: u32, scenario: &Sc
         })
         .collect();
     let cooling_down = placed.iter().filter(|g| g.moved_in.is_some_and(|m| round - m <= p.cooldown_rounds)).map(|g| g.name.clone()).collect();
-    ClusterState { hosts, cooling_down }
+    Ok(ClusterState { hosts, cooling_down })
 }
 
 #[cfg(test)]
@@ -359,12 +415,39 @@ mod tests {
         assert!(p.check().is_ok());
         assert_eq!((p.window_s, p.max_rounds, p.rule, p.ram_mib), (3.0, 6, Rule::Guarded, 128));
         let mut big = p.clone();
-        big.hosts[0].capacity_percent = 100_000;
+        big.hosts[0].capacity_percent = Some(100_000);
         assert!(big.check().unwrap_err().contains("more than this machine"));
         let mut one = p.clone();
         one.hosts.truncate(1);
         assert!(one.check().unwrap_err().contains("at least 2"));
         assert!(toml::from_str::<ClusterProfile>(&ok.replace("capacity_percent = 50\n[[host.vm]]", "capacity = 50\n[[host.vm]]")).is_err());
-        assert_eq!(cgroup_name("Host 1"), "Host-1");
+        let mut none = p.clone();
+        none.hosts[1].capacity_percent = None;
+        let e = none.check().unwrap_err();
+        assert!(e.contains("\"H2\"") && e.contains("capacity_percent is needed"), "{e}");
+    }
+
+    #[test]
+    fn a_remote_host_is_checked_and_two_are_refused() {
+        let text = "name = \"c\"\n[[host]]\nname = \"Here\"\ncapacity_percent = 50\n[[host]]\nname = \"There\"\ndest = \"ssh://root@198.19.0.2\"\n";
+        let p: ClusterProfile = toml::from_str(text).unwrap();
+        assert!(p.check().is_ok(), "a remote host needs no capacity_percent: {:?}", p.check());
+        assert_eq!(p.hosts[1].dest.as_ref().map(|d| d.to_string()).as_deref(), Some("ssh://root@198.19.0.2"));
+        // A remote host's capacity does not count against this machine's cores.
+        let mut big = p.clone();
+        big.hosts[1].capacity_percent = Some(100_000);
+        assert!(big.check().is_ok());
+        let mut two = p.clone();
+        two.hosts.push(HostSpec { name: "Far".into(), capacity_percent: None, dest: Some("ssh://u@10.0.0.9:2222".parse().unwrap()), migrate_address: None, vms: vec![] });
+        let e = two.check().unwrap_err();
+        assert!(e.contains("\"There\" (ssh://root@198.19.0.2)") && e.contains("\"Far\" (ssh://u@10.0.0.9:2222)") && e.contains("between two remote hosts is not built"), "{e}");
+        let mut addr = p.clone();
+        addr.hosts[0].migrate_address = Some("10.0.0.1".into());
+        assert!(addr.check().unwrap_err().contains("without dest"));
+        addr.hosts[0].migrate_address = None;
+        addr.hosts[1].migrate_address = Some("10.0.0.1:4444".into());
+        assert!(addr.check().unwrap_err().contains("\"There\""));
+        let e = toml::from_str::<ClusterProfile>(&text.replace("ssh://root@198.19.0.2", "root@198.19.0.2")).unwrap_err().to_string();
+        assert!(e.contains("ssh://user@host"), "{e}");
     }
 }

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod plan;
 pub mod predict;
 pub mod cluster;
+pub mod cluster_hosts;
 pub mod vms;
 
 use crate::summary::stats::Stats;

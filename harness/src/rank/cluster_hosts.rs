@@ -1,0 +1,235 @@
+//! Where a live cluster's hosts are (`rank::cluster`): an emulated host on this
+//! machine, a cgroup capped at its `capacity_percent`, or a real machine reached
+//! over SSH (`dest = "ssh://user@host[:port]"`), whose guests boot there through its
+//! `migbench agent` and whose QEMUs' CPU use is read there.
+//!
+//! A real host is not capped: nothing of migbench's runs in a cgroup there (the agent
+//! starts plain processes). Its capacity is only the figure its VMs' use is counted
+//! against: `capacity_percent` when the profile gives one, else its cores × 100
+//! (from the agent's facts). The record says which (`capacity_from`, `capped`).
+//!
+//! At most one host of a cluster is on another machine: a migration between two
+//! remote hosts (their QEMUs reaching each other directly) is not built.
+
+use crate::host::ssh::SshTarget;
+use crate::machine::cgroup::CpuCgroup;
+use crate::machine::command::Role;
+use crate::machine::hardware::{GuestSpec, host_mib_for};
+use crate::machine::remote::{RemoteHost, RemoteRecord};
+use crate::machine::site::{Emulator, Site};
+use crate::machine::Machine;
+use crate::setup::{Environment, Platform};
+use anyhow::{Context, Result, bail};
+use migbench_guest::orders::Workload;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A `[[host]]` of a cluster profile, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    /// The host's CPU, % of one physical CPU. On this machine: a cgroup cap on all
+    /// its QEMUs (needed). On a remote host: what its VMs' use is counted against,
+    /// not enforced; that host's cores × 100 when not given.
+    #[serde(default)]
+    pub capacity_percent: Option<u32>,
+    /// A real host reached over SSH (`ssh://user@host[:port]`) instead of one
+    /// emulated here: its guests run there.
+    #[serde(default)]
+    pub dest: Option<SshTarget>,
+    /// The remote host's address for migration streams (default: `dest`'s host).
+    #[serde(default)]
+    pub migrate_address: Option<String>,
+    #[serde(rename = "vm", default)]
+    pub vms: Vec<VmSpec>,
+}
+
+/// A `[[host.vm]]`: a guest and what it runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub name: String,
+    pub workload: Workload,
+}
+
+/// A host of a running cluster: where its QEMUs start, and what caps them.
+pub struct ClusterHost {
+    pub name: String,
+    /// % of one CPU its VMs' use is counted against.
+    pub capacity: f64,
+    /// Its own place to start QEMUs (a run directory here; for a remote host, its
+    /// forwarded sockets). Dropped after the machines (see `cluster::run`).
+    site: Site,
+    /// The QEMU and machine type its guests run: every guest of a cluster with a
+    /// remote host runs the versioned type both hosts' QEMUs have, to move either way.
+    emulator: Emulator,
+    /// A host on this machine: the cgroup all its QEMUs run in.
+    cgroup: Option<CpuCgroup>,
+    pub remote: Option<Arc<RemoteHost>>,
+    pub record: HostRecord,
+}
+
+/// A host as the record shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRecord {
+    pub name: String,
+    /// "this machine, cgroup …" or the ssh target.
+    pub place: String,
+    pub capacity_percent: f64,
+    /// "profile" (capacity_percent), or "cores" (the remote host's cores × 100).
+    pub capacity_from: String,
+    /// Whether the capacity is enforced on the host's QEMUs (a cgroup's cap here);
+    /// on a remote host it is not, and they use what the machine gives them.
+    pub capped: bool,
+    /// A remote host's facts, QEMU and clock, as `migrate --dest` records them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<RemoteRecord>,
+}
+
+/// The cluster's remote host, if it has one.
+pub fn remote_of(hosts: &[ClusterHost]) -> Option<&Arc<RemoteHost>> {
+    hosts.iter().find_map(|h| h.remote.as_ref())
+}
+
+/// Builds the hosts `specs` (guests of `ram_mib`): `remotes` has one entry per
+/// `[[host]]`, the connected host for those with `dest` (see `cli::balance`), or is
+/// empty when none has one.
+/// Checks every remote host can take the cluster's guests before anything starts,
+/// then makes the local hosts' cgroups.
+pub fn build(platform: &Platform, env: &Environment, specs: &[HostSpec], ram_mib: u32, remotes: &[Option<Arc<RemoteHost>>]) -> Result<Vec<ClusterHost>> {
+    let remote_at = |i: usize| remotes.get(i).cloned().flatten();
+    for (i, h) in specs.iter().enumerate() {
+        if h.dest.is_some() != remote_at(i).is_some() {
+            bail!("host {:?}: its connection does not match the profile (dest {:?}); connect every host with dest first", h.name, h.dest.as_ref().map(|d| d.to_string()));
+        }
+    }
+    let far = (0..specs.len()).find_map(remote_at);
+    // Both hosts' QEMUs run the older one's versioned machine type, so a guest can move either way.
+    let (here, there) = match &far {
+        Some(r) => {
+            let (a, b, _) = Emulator::pair_with(&platform.qemu, r)?;
+            (a, Some(b))
+        }
+        None => (Emulator::newest(&platform.qemu), None),
+    };
+    let guests = specs.iter().map(|h| h.vms.len()).sum::<usize>();
+    let mut out = Vec::new();
+    for (i, h) in specs.iter().enumerate() {
+        let host = match remote_at(i) {
+            Some(r) => remote_host(h, r, there.clone().expect("a remote host's emulator"), platform, env, ram_mib, guests)?,
+            None => local_host(platform, h, here.clone())?,
+        };
+        out.push(host);
+    }
+    Ok(out)
+}
+
+/// A host on this machine: a cgroup capped at its capacity.
+fn local_host(platform: &Platform, h: &HostSpec, emulator: Emulator) -> Result<ClusterHost> {
+    let cap = h.capacity_percent.context("a host on this machine needs capacity_percent")?;
+    let g = CpuCgroup::create(&format!("host-{}", cgroup_name(&h.name))).with_context(|| format!("making the cgroup of host {:?}", h.name))?;
+    g.set_cap(Some(cap))?;
+    let record = HostRecord {
+        name: h.name.clone(),
+        place: format!("this machine, cgroup {}", g.dir().display()),
+        capacity_percent: cap as f64,
+        capacity_from: "profile".into(),
+        capped: true,
+        machine: None,
+    };
+    Ok(ClusterHost { name: h.name.clone(), capacity: cap as f64, site: Site::local(&platform.qemu, &platform.image, false)?, emulator, cgroup: Some(g), remote: None, record })
+}
+
+/// A real host: preflight for a guest moving there, and room there for all of the
+/// cluster's `guests` and one arriving (the engine may move every guest there).
+fn remote_host(h: &HostSpec, r: Arc<RemoteHost>, emulator: Emulator, platform: &Platform, env: &Environment, ram_mib: u32, guests: usize) -> Result<ClusterHost> {
+    let at = format!("host {:?} ({})", h.name, r.ssh.target);
+    r.check(env.accel, ram_mib).with_context(|| at.clone())?;
+    check_room(ram_mib, guests, r.facts.mem_available_mib).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let (capacity, from) = capacity(h.capacity_percent, r.facts.host.cores);
+    let record = HostRecord {
+        name: h.name.clone(),
+        place: r.ssh.target.to_string(),
+        capacity_percent: capacity,
+        capacity_from: from.into(),
+        capped: false,
+        machine: Some(r.record(&platform.host, &platform.qemu)),
+    };
+    Ok(ClusterHost { name: h.name.clone(), capacity, site: Site::remote(r.clone(), None)?, emulator, cgroup: None, remote: Some(r), record })
+}
+
+/// A remote host's capacity: the profile's, else its cores × 100; and where it came from.
+pub fn capacity(given: Option<u32>, cores: usize) -> (f64, &'static str) {
+    match given {
+        Some(c) => (c as f64, "profile"),
+        None => (cores.max(1) as f64 * 100.0, "cores"),
+    }
+}
+
+/// Whether `available` MiB hold every one of the cluster's `guests` and one more arriving.
+pub fn check_room(ram_mib: u32, guests: usize, available: u64) -> Result<(), String> {
+    let need = host_mib_for(ram_mib) * (guests as u64 + 1);
+    if need > available {
+        return Err(format!(
+            "{available} MiB of memory available, but the cluster's {guests} guests of {ram_mib} MiB could all move there, and one more arrive: about {need} MiB. \
+             Free memory there, or use fewer or smaller guests (ram_mib)"
+        ));
+    }
+    Ok(())
+}
+
+/// A host name as a cgroup's: two names that differ only in punctuation collide.
+pub fn cgroup_name(host: &str) -> String {
+    host.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+}
+
+impl ClusterHost {
+    /// Boots guest `name` here (in its cgroup on this machine).
+    pub async fn boot(&mut self, spec: GuestSpec, name: &str, timeout: Duration) -> Result<Machine> {
+        let (m, _) = self.site.boot_on(&self.emulator, spec, name, timeout).await?;
+        if let Some(g) = &mut self.cgroup {
+            g.add(m.pid())?;
+        }
+        Ok(m)
+    }
+
+    /// Starts the QEMU that receives a guest from host `from` (in the cgroup on this
+    /// machine). From a remote host it listens at this machine's address as that host
+    /// reaches it.
+    pub async fn incoming(&mut self, spec: GuestSpec, name: &str, from: &ClusterHost) -> Result<Machine> {
+        if let (Some(a), Some(b)) = (&from.remote, &self.remote) {
+            bail!("moving a guest from {} ({}) to {} ({}): a migration between two remote hosts is not built", from.name, a.ssh.target, self.name, b.ssh.target);
+        }
+        let mut m = self.site.start_on(&self.emulator, spec, Role::Incoming, name).await?;
+        if let Some(g) = &mut self.cgroup {
+            g.add(m.pid())?;
+        }
+        if let Some(far) = &from.remote {
+            m.listen_for_remote(far.local_address()?)?;
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_hosts_capacity_is_the_profiles_or_its_cores() {
+        assert_eq!(capacity(Some(150), 8), (150.0, "profile"));
+        assert_eq!(capacity(None, 4), (400.0, "cores"));
+        assert_eq!(capacity(None, 0), (100.0, "cores"));
+    }
+
+    #[test]
+    fn a_remote_host_must_hold_every_guest_and_one_arriving() {
+        let per = host_mib_for(128);
+        assert!(check_room(128, 3, per * 4).is_ok());
+        let e = check_room(128, 3, per * 4 - 1).unwrap_err();
+        assert!(e.contains("3 guests of 128 MiB") && e.contains(&format!("{} MiB", per * 4)) && e.contains("ram_mib"), "{e}");
+        assert_eq!(cgroup_name("Host 1"), "Host-1");
+    }
+}
