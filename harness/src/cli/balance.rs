@@ -107,7 +107,7 @@ fn remote_specs(profile: &migbench::rank::cluster::ClusterProfile, a: &BalanceAr
         .hosts
         .iter()
         .map(|h| {
-            h.dest.as_ref().map(|target| migbench::machine::remote::RemoteSpec { target: target.clone(), auth: auth.clone(), migrate_address: h.migrate_address.clone(), qemu: None })
+            h.dest.as_ref().map(|target| migbench::machine::remote::RemoteSpec { target: target.clone(), auth: auth.clone(), client_address: None, migrate_address: h.migrate_address.clone(), qemu: None })
         })
         .collect();
     if specs.iter().all(Option::is_none) {
