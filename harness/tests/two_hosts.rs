@@ -103,14 +103,14 @@ fn a_wrong_key_an_unreachable_host_and_a_missing_qemu_are_errors_that_leave_noth
 }
 
 #[test]
-fn a_killed_harness_takes_the_far_qemu_and_agent_with_it() {
+fn a_killed_harness_takes_the_far_qemu_and_agent_with_it_and_the_next_clears_its_shape() {
     platform();
     let _slot = qemu_slot();
     let host = TestHost::start().expect("the test host");
     let tmp = tempfile::tempdir().unwrap();
     let mut c = to_host(tmp.path(), &host, "migrate", &host.url(), host.key());
-    // A slow migration: a dirtier on a 1 MiB/s link.
-    c.args(["--ram", "128", "--workload", "memdirty-write:64", "--link", "8Mbit", "--out"]).arg(tmp.path().join("out"));
+    // A slow migration: a dirtier on a 1 MiB/s link, shaped too.
+    c.args(["--ram", "128", "--workload", "memdirty-write:64", "--link", "8Mbit", "--link-shape", "rate=50Mbit", "--out"]).arg(tmp.path().join("out"));
     let mut child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     // Until the far QEMU runs (the agent started it).
@@ -123,6 +123,15 @@ fn a_killed_harness_takes_the_far_qemu_and_agent_with_it() {
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until_gone("after SIGKILL of the harness");
+    // The far end went with its agent; ours outlived the harness, noted in its run
+    // directory, and the next migbench (here `doctor --clean`) takes it off.
+    let here = || String::from_utf8_lossy(&std::process::Command::new("tc").args(["qdisc", "show", "dev", host.local_interface()]).output().unwrap().stdout).into_owned();
+    assert!(here().contains("htb"), "the shape was not on: {}", here());
+    let o = migbench(tmp.path()).args(["doctor", "--clean"]).output().unwrap();
+    let said = text(&o);
+    assert!(said.contains(&format!("took the link shaping off {}", host.local_interface())), "{said}");
+    assert!(!here().contains("htb"), "{}", here());
+    assert_ends_clear(&host, &["htb", "pfifo"], "shaped");
 }
 
 #[test]

@@ -49,8 +49,9 @@ pub struct RemoteHost {
     pub clock: ClockOffset,
     /// The shape on the link now (`machine::remote_link`), taken off on drop.
     pub(super) shaped: std::sync::Mutex<Option<crate::network::shape::LinkShape>>,
-    /// Holds the agent's log.
-    _dir: tempfile::TempDir,
+    /// Holds the agent's log, and the name of this host's interface while it is
+    /// shaped ([`SHAPED_FILE`]): after a SIGKILL the next migbench clears it.
+    dir: super::run_dir::RunDir,
 }
 
 impl Drop for RemoteHost {
@@ -61,6 +62,10 @@ impl Drop for RemoteHost {
         }
     }
 }
+
+/// The file in a remote host's run directory that names this host's interface
+/// while migbench has it shaped (see `machine::stale`).
+pub const SHAPED_FILE: &str = "shaped-here";
 
 /// The far host's wall clock against ours, measured over one agent round trip.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -119,7 +124,7 @@ impl RemoteHost {
         let cache = home.join(".cache/migbench");
         let exe = copy_agent(&ssh, &cache)?;
         let image_there = copy_image(&ssh, &cache, image)?;
-        let dir = tempfile::Builder::new().prefix("migbench-agent-").tempdir()?;
+        let dir = super::run_dir::RunDir::new()?;
         let agent = AgentClient::start(ssh.command(&format!("exec {} agent", shell_quote(&exe.display().to_string()))), &dir.path().join("agent.log"), &target)?;
         // Resolving QEMU there may fetch one (minutes, once); a KVM probe boots a guest.
         let facts: Facts = agent
@@ -138,12 +143,22 @@ impl RemoteHost {
             (None, _) => spec.target.host.clone(),
         };
         let client_address = spec.client_address.clone().unwrap_or_else(|| migrate_address.clone());
-        Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, client_address, clock, shaped: Default::default(), _dir: dir })
+        Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, client_address, clock, shaped: Default::default(), dir })
     }
 
     /// Starts `qemu` there with `args` as machine `name`; returns its pid there.
     pub fn start(&self, name: &str, qemu: &Path, args: Vec<String>) -> Result<u32> {
         self.agent.ask(&Request::Start { name: name.into(), qemu: qemu.into(), args }, CALL_TIMEOUT)
+    }
+
+    /// Notes in the run directory that this host's interface `dev` is shaped (or,
+    /// with `None`, that nothing is), for the clean-up after a SIGKILL.
+    pub(super) fn note_shaped_here(&self, dev: Option<&str>) {
+        let file = self.dir.path().join(SHAPED_FILE);
+        let _ = match dev {
+            Some(d) => std::fs::write(&file, format!("{d}\n")),
+            None => std::fs::remove_file(&file).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+        };
     }
 
     /// A TCP port free on this host's migration address now, for QEMU to listen on.

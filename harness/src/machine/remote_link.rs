@@ -272,6 +272,7 @@ impl RemoteHost {
             // A delay line keeps no earlier cell's (or killed run's) delay.
             delay_line::set(&ends.near_dev, Settings::default())?;
             *on = None;
+            self.note_shaped_here(None);
             (None, None, None)
         } else {
             if shape.loss.percent() >= 100.0 {
@@ -298,6 +299,7 @@ impl RemoteHost {
                 // Cleared by the agent when it ends, and here on Ctrl-C, whatever happens next.
                 self.agent.call(&super::agent::Request::ShapedHere { dev: ends.far_dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
                 SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()).insert(ends.near_dev.clone());
+                self.note_shaped_here(Some(&ends.near_dev));
                 match self.put_on(&ends, shape, by_tc) {
                     Ok(done) => {
                         *on = Some(shape.clone());
@@ -390,6 +392,7 @@ impl RemoteHost {
                     self.agent.call(&super::agent::Request::ShapedHere { dev: dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
                 } else {
                     SHAPED_HERE.lock().unwrap_or_else(|e| e.into_inner()).insert(dev.clone());
+                    self.note_shaped_here(Some(dev));
                 }
                 if !shaped {
                     check_replaceable(r, dev)?;
@@ -404,6 +407,9 @@ impl RemoteHost {
                 r.run(&w(&format!("tc class del dev {dev} classid 1:9")))?;
             } else {
                 tc::clear(r, dev)?;
+                if !is_far {
+                    self.note_shaped_here(None);
+                }
             }
         }
         Ok(())
@@ -429,6 +435,7 @@ impl RemoteHost {
         tc::clear(&Far(self), &ends.far_dev)?;
         delay_line::set(&ends.near_dev, Settings::default())?;
         *on = None;
+        self.note_shaped_here(None);
         Ok(())
     }
 }

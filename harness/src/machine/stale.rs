@@ -215,6 +215,22 @@ pub struct Removal {
     pub killed: Vec<u32>,
     /// Other processes in a cgroup, moved to its parent group.
     pub moved: Vec<u32>,
+    /// This host's interfaces the dead migbench had shaped, cleared.
+    pub unshaped: Vec<String>,
+}
+
+/// Clears the shaping of the interface a dead migbench noted in its run directory
+/// (`remote::SHAPED_FILE`): its root qdisc and any delay line's settings.
+fn unshape_noted_in(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(super::remote::SHAPED_FILE)).unwrap_or_default();
+    let mut done = Vec::new();
+    for dev in text.lines().map(str::trim).filter(|d| !d.is_empty()) {
+        if crate::network::tc::clear(&crate::network::tc::Local::host(), dev).is_ok() {
+            let _ = crate::network::delay_line::set(dev, Default::default());
+            done.push(dev.to_string());
+        }
+    }
+    done
 }
 
 /// Removes one leftover: a cgroup after moving its processes to the parent group
@@ -229,6 +245,7 @@ pub fn remove(l: &Leftover) -> Result<Removal> {
         }
         Kind::RunDir => {
             r.killed = kill_qemus_in(&l.path);
+            r.unshaped = unshape_noted_in(&l.path);
             if let Err(e) = std::fs::remove_dir_all(&l.path) {
                 // Another migbench starting at the same time may have removed it first.
                 if l.path.exists() {
@@ -334,6 +351,9 @@ pub fn clean() -> Cleanup {
             Ok(r) => {
                 for pid in &r.killed {
                     c.removed.push(format!("killed QEMU pid {pid} of {}", l.path.display()));
+                }
+                for dev in &r.unshaped {
+                    c.removed.push(format!("took the link shaping off {dev} (noted in {})", l.path.display()));
                 }
                 let moved = if r.moved.is_empty() {
                     String::new()
