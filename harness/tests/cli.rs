@@ -43,6 +43,9 @@ fn bad_numbers_and_names_are_refused_with_the_fix() {
     fails_clearly(&["migrate", "--ram", "256", "--workload", "memdirty-write:4096"], &[], "memdirty-write:4096", "at most RAM − 64 MiB");
     fails_clearly(&["run", "no-such-profile"], &[], "no-such-profile", "profiles/");
     fails_clearly(&["migrate", "--boot-timeout", "18446744073709551615"], &[], "--boot-timeout 18446744073709551615", "120");
+    fails_clearly(&["migrate", "--load", "open:100"], &[], "--load", "--workload http");
+    fails_clearly(&["migrate", "--workload", "http", "--load", "open:100", "--probe-hz", "1000000"], &[], "--probe-hz 1000000", "0 (off) to");
+    fails_clearly(&["migrate", "--workload", "http", "--load", "open:100", "--load-window", "-1"], &[], "--load-window -1", "0 to 600");
 }
 
 #[test]

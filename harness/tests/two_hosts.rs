@@ -389,3 +389,34 @@ timeout_s = 120.0
     let links = std::process::Command::new("ip").args(["link", "show", &migration_dev]).output().unwrap();
     assert!(!links.status.success(), "the second link outlived the host");
 }
+
+/// The issue's own words: `migbench migrate --dest` moves a guest serving HTTP
+/// under load to the other host and prints the record a local run prints, the
+/// clients answered before, during and after, the guest healthy and intact there.
+#[test]
+fn migrate_dest_moves_a_guest_serving_http_under_load() {
+    platform();
+    let _slot = qemu_slot();
+    let host = TestHost::start().expect("the test host");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = migrate_to(tmp.path(), &host, &host.url(), host.key(), &["--ram", "256", "--workload", "http", "--load", "open:100", "--link", "1Gbit"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    assert!(said.contains("HTTP clients (open:100 keep-alive") && said.contains("| during |"), "{said}");
+    let r = record(tmp.path());
+    assert_eq!(r["outcome"]["kind"], "completed", "{}", r["outcome"]);
+    assert_healthy_and_intact(&r);
+    assert_eq!(r["health"]["runs_on"], "destination");
+    assert_eq!(r["environment"]["destination_host"]["target"], host.url());
+    let client = &r["service"]["client"];
+    for phase in ["before", "during", "after"] {
+        assert!(client[phase]["ok"].as_u64().unwrap() > 0, "no answer {phase} the migration: {client}");
+    }
+    assert_eq!(client["failed_outside_window"], 0, "{client}");
+    assert!(r["service"]["probe"]["answered"].as_u64().unwrap() > 1000, "{}", r["service"]["probe"]);
+    // Its time series beside the record.
+    let csv = r["service"]["requests_csv"].as_str().expect("a requests CSV");
+    assert!(tmp.path().join("out").join(csv).is_file(), "{csv}");
+    wait_until_gone("after migrate --load");
+    drop(host);
+}

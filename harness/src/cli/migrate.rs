@@ -31,6 +31,16 @@ pub(crate) struct MigrateArgs {
     /// Print the full JSON record instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// An HTTP load on the guest through the migration (needs --workload http):
+    /// open:RATE or closed:CLIENTS[:THINK_MS], as a profile's `load`.
+    #[arg(long, value_name = "MODE")]
+    pub(crate) load: Option<migbench::load::spec::Mode>,
+    /// With --load: UDP echoes per second to the guest, for the outage (0 = off).
+    #[arg(long, default_value_t = 1000, requires = "load")]
+    pub(crate) probe_hz: u32,
+    /// With --load: seconds of load before `migrate`, and after the migration ends.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS", requires = "load", allow_hyphen_values = true)]
+    pub(crate) load_window: f64,
     /// The destination's QEMU, when it is not the source's (`--qemu`): a version
     /// (7.2, 10.0), `system` or a path. Both sides then run the older one's versioned
     /// machine type, and the record names both versions and that type.
@@ -112,6 +122,25 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
     }
     // Check the cheap inputs before any set-up work.
     GuestSpec::new(a.ram, a.run.vcpus, machine::Accel::Tcg)?.with_workload(a.run.workload).check().map_err(anyhow::Error::msg)?;
+    let load = match a.load {
+        None => None,
+        Some(_) if !matches!(a.run.workload, Workload::Http { .. }) => {
+            anyhow::bail!("--load puts HTTP requests on the guest's server: give --workload http too (the guest runs {})", a.run.workload)
+        }
+        Some(_) if a.probe_hz > migbench::load::spec::MAX_PROBE_HZ => {
+            anyhow::bail!("--probe-hz {}: give 0 (off) to {} probes per second", a.probe_hz, migbench::load::spec::MAX_PROBE_HZ)
+        }
+        Some(_) if !(a.load_window.is_finite() && (0.0..=600.0).contains(&a.load_window)) => {
+            anyhow::bail!("--load-window {}: give seconds, 0 to 600", a.load_window)
+        }
+        Some(mode) => Some(migbench::experiment::once::OnceLoad {
+            spec: migbench::load::spec::LoadSpec { mode, connection: Default::default(), dynamic_percent: 50, timeout_ms: 5000, requests: None },
+            probe_hz: a.probe_hz,
+            before_s: a.load_window,
+            after_s: a.load_window,
+            out: a.run.out.clone(),
+        }),
+    };
     let boot = boot_timeout(a.run.boot_timeout)?;
     let mut p = prepare(image).await?;
     let env = environment(&mut p, a.run.accel).await?;
@@ -122,9 +151,13 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
             host.check(env.accel, a.ram)?;
             let (source, destination, machine_type) = migbench::machine::site::Emulator::pair_with(&p.qemu, &host)?;
             let pair = migbench::experiment::qemus::Pair { source, destination, machine_type };
-            migbench::experiment::once::run_to(&p, &env, &pair, Some(&host), spec, &scenario, boot).await?
+            migbench::experiment::once::run_to(&p, &env, &pair, Some(&host), spec, &scenario, load.as_ref(), boot).await?
         }
-        (None, None) => migbench::experiment::once::run_one(&p, &env, spec, &scenario, boot).await?,
+        (None, None) => {
+            let newest = migbench::machine::site::Emulator::newest(&p.qemu);
+            let pair = migbench::experiment::qemus::Pair { source: newest.clone(), destination: newest, machine_type: env.machine_type.clone() };
+            migbench::experiment::once::run_to(&p, &env, &pair, None, spec, &scenario, load.as_ref(), boot).await?
+        }
         (None, Some(wanted)) => {
             let (source, wanted) = (p.qemu.clone(), wanted.clone());
             let pair = tokio::task::spawn_blocking(move || -> Result<migbench::experiment::qemus::Pair> {
@@ -138,7 +171,7 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
                 "migbench: migrating from QEMU {} to QEMU {} on machine type {}",
                 pair.source.qemu.version, pair.destination.qemu.version, pair.machine_type
             );
-            migbench::experiment::once::run_between(&p, &env, &pair, spec, &scenario, boot).await?
+            migbench::experiment::once::run_to(&p, &env, &pair, None, spec, &scenario, load.as_ref(), boot).await?
         }
     };
     let path = a.run.out.join(format!("migrate-{}-{}.json", host::stamp(), std::process::id()));
@@ -148,6 +181,9 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
         println!("{}", serde_json::to_string_pretty(&rec)?);
     } else {
         println!("{}", migbench::report::migration_table(std::slice::from_ref(&rec)));
+        if let Some(t) = migbench::report::service::one_migration(&rec.measurement) {
+            println!("\n{t}");
+        }
     }
     for n in migbench::report::evidence_notes(std::slice::from_ref(&rec)).into_iter().chain(migbench::report::migration_notes(std::slice::from_ref(&rec))) {
         eprintln!("migbench: {n}");

@@ -5,6 +5,7 @@ pub mod evacuate;
 pub mod once;
 pub mod profile;
 pub mod qemus;
+pub mod service_run;
 pub mod sweep;
 pub mod workload_rates;
 

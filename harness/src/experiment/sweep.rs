@@ -21,17 +21,15 @@ use crate::migration::strategy::Strategy;
 use crate::migration::{driver, health};
 use crate::record::file::{ResultsFile, done_keys, read_understood};
 use crate::record::{MigrationRecord, RunInfo, RunRecord, SCHEMA};
-use crate::load::spec::LoadSpec;
 use crate::load::service;
-use crate::load::timeline;
-use crate::network::Network;
+use super::service_run;
 use crate::setup::{Environment, Platform};
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The record of a fault that never struck (it does not count as expected).
@@ -382,7 +380,7 @@ async fn measure_before(profile: &Profile, site: &Site, r: &PlannedRun, spec: Gu
     // A reused guest may carry an earlier cell's balloon: always set it (deflated by default).
     let balloon = src.set_balloon(r.cell.balloon_mib).await?;
     let service = match (r.cell.load_spec(), spec.net, site.network()) {
-        (Some(load), Some(net), Some(network)) => Some(start_service(&load, net.ip, r.cell.probe_hz, network).await?),
+        (Some(load), Some(net), Some(network)) => Some(service_run::start(&load, net.ip, r.cell.probe_hz, network).await?),
         (Some(_), _, _) => bail!("this cell has a load but its guest has no network (a bug: the sweep makes one for guests serving HTTP)"),
         _ => None,
     };
@@ -436,76 +434,10 @@ async fn after_window(profile: &Profile, r: &PlannedRun, m: &mut Measurement, be
     }
 }
 
-/// Stops the load (a bounded one first sends all its requests) and files its
-/// record, with the time series beside the results (and where their plot goes).
+/// Stops the run's load and files its record and time series beside the results.
 async fn finish_service(opts: &SweepOptions, r: &PlannedRun, m: &mut Measurement, svc: service::Running) {
-    let stopped_early = match r.cell.requests {
-        Some(n) => finish_requests(&svc, n, m.health.healthy, Duration::from_millis(r.cell.request_timeout_ms)).await,
-        None => None,
-    };
-    let window = m.window_since(svc.t0);
-    let (mut rec, requests) = tokio::task::block_in_place(|| svc.finish(window));
-    rec.stopped_early = stopped_early;
-    // The time series are extras: failing to write them must not cost the run its
-    // measurement.
     let stem = format!("{}-r{}", r.cell.key(), r.repetition);
-    rec.requests_csv = write_artifact(&opts.out, &format!("requests/{stem}.csv"), || Ok(timeline::to_csv(&requests, rec.window)));
-    rec.latency_log = write_artifact(&opts.out, &format!("latency/{stem}.hlog"), || timeline::interval_log(&rec.client, rec.window, rec.end_ms));
-    // Where its plot goes: the runner writes data only, the report side draws the
-    // plot from the CSV once the sweep is done (report::plot::write_latency_plots).
-    rec.latency_svg = rec.requests_csv.as_ref().map(|_| format!("plots/{stem}.svg"));
-    m.service_downtime_ms = rec.client.service_downtime.map(|g| g.ms);
-    m.brownout_ms = rec.client.brownout_ms;
-    m.service = Some(rec);
-}
-
-/// Lets a bounded load (`requests`, like ab -n) send and finish all `n` requests, as
-/// long as the guest is healthy and answers keep coming; says why if it stops sooner.
-async fn finish_requests(svc: &service::Running, n: u64, healthy: bool, timeout: Duration) -> Option<String> {
-    if !healthy {
-        return (!svc.is_done()).then(|| format!("stopped after {} of {n} requests: the guest is not healthy", svc.finished()));
-    }
-    // A request ends by its timeout at the latest, so a longer silence means nothing moves.
-    let stall = timeout + Duration::from_secs(5);
-    let (mut seen, mut moved) = (svc.finished(), Instant::now());
-    while !svc.is_done() {
-        if svc.finished() != seen {
-            (seen, moved) = (svc.finished(), Instant::now());
-        } else if moved.elapsed() > stall {
-            return Some(format!("stopped after {seen} of {n} requests: none finished for {} s", stall.as_secs()));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
-/// Waits for the guest's HTTP server, then starts the load and the probe.
-async fn start_service(load: &LoadSpec, ip: std::net::Ipv4Addr, probe_hz: u32, network: &Network) -> Result<service::Running> {
-    let net = network.clone();
-    tokio::task::spawn_blocking(move || service::wait_until_serving(Some(&net), ip, migbench_guest::http::PORT, Duration::from_secs(60)))
-        .await
-        .context("waiting for the guest's HTTP server")??;
-    service::start(load, ip, migbench_guest::http::PORT, probe_hz, Some(network))
-}
-
-/// Writes `contents()` to `rel` inside the results directory and returns `rel`; on
-/// failure warns (naming the file) and returns None.
-fn write_artifact(out: &Path, rel: &str, contents: impl FnOnce() -> Result<String>) -> Option<String> {
-    let path = out.join(rel);
-    let written = (|| {
-        let text = contents()?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {} (disk full?)", path.display()))
-    })();
-    match written {
-        Ok(()) => Some(rel.to_string()),
-        Err(e) => {
-            eprintln!("migbench: warning: {e:#}; the run's record is kept without it");
-            None
-        }
-    }
+    service_run::finish(&opts.out, &stem, r.cell.requests, r.cell.request_timeout_ms, m, svc).await;
 }
 
 /// CPU use of one QEMU and its guest workload's rate over a window of `secs`

@@ -133,3 +133,26 @@ pub fn section(profile: &Profile, records: &[RunRecord]) -> Option<String> {
          The outage, seen five ways: QEMU's downtime, STOP→RESUME events, the guest's heartbeat gap, the 1 kHz probe, and HTTP clients\n\n{outage}"
     ))
 }
+
+/// One migration's service, for `migrate --load`: its clients' latency per phase
+/// and the outage as the probe and the clients saw it (none without a load). A
+/// broken guest's figures are shown, marked as not counting.
+pub fn one_migration(m: &Measurement) -> Option<String> {
+    let s = m.service.as_ref()?;
+    let mut b = Builder::default();
+    b.push_record(["phase", "requests", "failed", "p50_ms", "p99_ms", "max_ms", "ok_per_s"].map(String::from));
+    for (phase, p) in [("before", &s.client.before), ("during", &s.client.during), ("after", &s.client.after)] {
+        b.push_record([phase.to_string(), p.requests.to_string(), p.failed.to_string(), opt_ms(p.p50_ms), opt_ms(p.p99_ms), opt_ms(p.max_ms), opt_ms(p.ok_per_s)]);
+    }
+    let outage = s.probe.as_ref().and_then(|p| p.outage).map_or("-".to_string(), |g| format!("{:.1} ms", g.ms));
+    let counts = if m.outcome == crate::migration::measurement::Outcome::Completed && m.health.healthy { "" } else { " (the guest is not healthy or did not move: these figures do not count)" };
+    Some(format!(
+        "HTTP clients ({} {}, to {}){counts}:\n\n{}\n\nprobe outage {outage}, service downtime {}, {} failed outside the migration",
+        s.load.mode,
+        s.load.connection,
+        s.target,
+        b.build().with(Style::markdown()),
+        m.service_downtime_ms.map_or("-".to_string(), |v| format!("{v:.1} ms")),
+        s.client.failed_outside_window
+    ))
+}
