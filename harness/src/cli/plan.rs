@@ -98,7 +98,7 @@ pub(crate) async fn plan(image: &ImageArgs, a: &PlanArgs) -> Result<ExitCode> {
         })
         .await
         .context("link probe task")??;
-        eprintln!("migbench: the link to {} carried {:.1} Mbit/s in one stream over {:.1} s", probe.host, probe.bytes_per_sec() * 8.0 / 1e6, probe.sent_for_s);
+        eprintln!("migbench: the link to {} carried {:.1} Mbit/s in one stream over {:.1} s", probe.host, probe.mbit(), probe.sent_for_s);
         opts = opts.with_measured(probe);
     }
     let result = plan::plan(&a.source, &planned, records.as_deref(), &opts);

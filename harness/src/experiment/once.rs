@@ -80,7 +80,8 @@ pub async fn run_to(
             tokio::time::sleep(Duration::from_secs_f64(l.before_s)).await;
             Some((l, svc))
         }
-        _ => None,
+        (Some(_), _, _) => anyhow::bail!("--load: the guest has no NIC on a test network here to take the load (an internal error: please report it)"),
+        (None, _, _) => None,
     };
     let mut measurement = drive_with(&mut src, &mut dst, scenario, &mut |_| {}, site.network()).await?;
     if let Some((l, svc)) = service {

@@ -49,9 +49,14 @@ impl LinkProbe {
         if self.received.seconds > 0.0 { self.received.bytes as f64 / self.received.seconds } else { 0.0 }
     }
 
+    /// The same rate in Mbit/s.
+    pub fn mbit(&self) -> f64 {
+        self.bytes_per_sec() * 8.0 / 1e6
+    }
+
     /// The measured rate as a link speed (`93.8Mbit`), to plan with.
     pub fn speed(&self) -> LinkSpeed {
-        let mbit = self.bytes_per_sec() * 8.0 / 1e6;
+        let mbit = self.mbit();
         format!("{mbit:.1}Mbit").parse().unwrap_or(LinkSpeed { text: format!("{mbit:.1}Mbit"), bytes_per_sec: Some(self.bytes_per_sec() as u64) })
     }
 }

@@ -316,9 +316,10 @@ impl Machine {
     }
 
     /// SIGKILLs this QEMU on its host (a fault): "SIGKILL to the destination QEMU (pid 123 on ssh://…)".
-    pub fn sigkill(&self, who: &str) -> Result<String> {
+    pub async fn sigkill(&self, who: &str) -> Result<String> {
         let what = format!("SIGKILL to the {who} QEMU (pid {}{})", self.pid(), self.process.place());
-        self.process.sigkill().map(|()| what.clone()).with_context(|| format!("{what} failed"))
+        let job = self.process.sigkill_job();
+        tokio::task::spawn_blocking(job).await.context("the kill's task")?.map(|()| what.clone()).with_context(|| format!("{what} failed"))
     }
 
     /// The remote host this QEMU runs on, if it is not this one.

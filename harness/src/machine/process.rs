@@ -72,17 +72,25 @@ impl Process {
         }
     }
 
-    /// SIGKILLs it where it runs (a fault), leaving the reaping to whoever waits on it.
-    pub(super) fn sigkill(&self) -> anyhow::Result<()> {
+    /// What SIGKILLs it where it runs (a fault), leaving the reaping to whoever
+    /// waits on it: a job that may block (a remote one asks its agent), to run off
+    /// the async runtime.
+    pub(super) fn sigkill_job(&self) -> Box<dyn FnOnce() -> anyhow::Result<()> + Send> {
         match self {
             Process::Local { child, .. } => {
-                // SAFETY: a signal to a QEMU this harness started and has not reaped.
-                if unsafe { libc::kill(child.id() as i32, libc::SIGKILL) } != 0 {
-                    anyhow::bail!("{}", std::io::Error::last_os_error());
-                }
-                Ok(())
+                let pid = child.id() as i32;
+                Box::new(move || {
+                    // SAFETY: a signal to a QEMU this harness started and has not reaped.
+                    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+                        anyhow::bail!("{}", std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
             }
-            Process::Remote { host, name, .. } => host.agent.call(&Request::Kill { name: name.clone() }, super::agent::CALL_TIMEOUT).map(drop),
+            Process::Remote { host, name, .. } => {
+                let (host, name) = (host.clone(), name.clone());
+                Box::new(move || host.agent.call(&Request::Kill { name }, super::agent::CALL_TIMEOUT).map(drop))
+            }
         }
     }
 

@@ -207,6 +207,13 @@ pub fn rtt_shortfall(shape: &LinkShape, measured_ms: f64) -> Option<String> {
     })
 }
 
+/// The default class of the root htb in `tc qdisc show` output ("0x1", "0").
+pub fn htb_default(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.contains(" root ") && l.contains("htb"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.windows(2).find(|w| w[0] == "default").map(|w| w[1].to_string())
+}
+
 /// `dev` and `src` from `ip route get` output ("198.18.0.6 dev mbh0 src 198.18.0.5 uid 0").
 pub fn route_dev_and_source(text: &str) -> Option<(String, String)> {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -320,7 +327,11 @@ impl RemoteHost {
         let measured_rtt_ms = match emulated_by {
             Some(_) => {
                 let ip: std::net::IpAddr = self.migrate_address.parse().with_context(|| format!("the migration address {:?}", self.migrate_address))?;
-                let ms = round_trip_ms((ip, self.ssh.target.port.unwrap_or(22)).into()).with_context(|| format!("reading back the shape {shape} on the link"))?;
+                // A port nobody listens on there answers each SYN with a reset: one
+                // round trip on the path and the ports QEMU's stream uses (not
+                // sshd's, whose log and fail2ban would see ten aborted logins).
+                let port = self.free_port()?;
+                let ms = round_trip_ms((ip, port).into()).with_context(|| format!("reading back the shape {shape} on the link"))?;
                 if let Some(why) = rtt_shortfall(shape, ms) {
                     bail!("{why} (emulated by {} on {} and {})", by_label(emulated_by), ends.near_dev, ends.far_dev);
                 }
@@ -364,6 +375,12 @@ impl RemoteHost {
         if !missing_here || delay_line::read(&ends.near_dev)?.is_none() {
             return Err(err);
         }
+        if !shape.jitter.is_zero() {
+            // The line keeps packets in order: on a busy stream each one waits for the
+            // one ahead, so every packet would take about delay + jitter, not delay ±
+            // jitter. Unsupported, as without a line.
+            return Err(err.context(format!("the delay line on {} cannot emulate jitter (it keeps packets in order, so a busy stream would see rtt + jitter throughout): only tc netem does", ends.near_dev)));
+        }
         let by = EmulatedBy::DelayLine;
         let n = tc::apply(&near, &ends.near_dev, &tc_egress(shape, End::Near, by))?;
         let f = tc::apply(&far, &ends.far_dev, &tc_egress(shape, End::Far, by))?;
@@ -382,11 +399,20 @@ impl RemoteHost {
     /// root htb that sends unmatched packets straight through, removed on restore.
     pub fn cut_stream(&self, port: u16, cut: bool) -> Result<()> {
         let ends = self.link_ends()?;
-        let shaped = self.shaped.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         let far = Far(self);
         let near = tc::Local::host();
         let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<String>>();
         for (r, dev, matcher, is_far) in [(&near as &dyn Runner, &ends.near_dev, "dport", false), (&far, &ends.far_dev, "sport", true)] {
+            // A shape with a rate has a root htb to hang the cut's class on (its
+            // default class 1:1; the cut's own root sends unmatched packets straight
+            // through, default 0); one without (netem alone at the root) has none,
+            // and is not replaced.
+            let text = r.run(&w(&format!("tc qdisc show dev {dev}")))?;
+            let root = root_qdisc(&text);
+            let shaped = root.as_deref() == Some("htb 1:") && htb_default(&text).is_some_and(|d| d != "0");
+            if root.as_deref() == Some("netem 10:") {
+                bail!("cutting the stream on {dev} on {}: the link's shape has no rate (netem alone at its root), which the cut cannot hang its class on: give the shape a rate (rate=…)", r.place());
+            }
             if cut {
                 if is_far {
                     self.agent.call(&super::agent::Request::ShapedHere { dev: dev.clone(), clear: true }, super::agent::CALL_TIMEOUT)?;
@@ -443,6 +469,13 @@ impl RemoteHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_htb_default_tells_a_shape_from_a_cut() {
+        assert_eq!(htb_default("qdisc htb 1: root refcnt 2 r2q 10 default 0x1 direct_packets_stat 0\n").as_deref(), Some("0x1"));
+        assert_eq!(htb_default("qdisc htb 1: root refcnt 2 r2q 10 default 0 direct_packets_stat 3\nqdisc pfifo 19: parent 1:9 limit 0p\n").as_deref(), Some("0"));
+        assert_eq!(htb_default("qdisc noqueue 0: root refcnt 2\n"), None);
+    }
 
     #[test]
     fn the_root_qdisc_is_read_and_a_foreign_one_named() {

@@ -220,17 +220,40 @@ pub struct Removal {
 }
 
 /// Clears the shaping of the interface a dead migbench noted in its run directory
-/// (`remote::SHAPED_FILE`): its root qdisc and any delay line's settings.
+/// (`remote::SHAPED_FILE`): its root qdisc, when it is one migbench puts there, and
+/// any delay line's settings; not when a live migbench notes the same interface.
+/// The note goes first, so a clean-up that fails later never clears it again.
 fn unshape_noted_in(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join(super::remote::SHAPED_FILE)).unwrap_or_default();
+    use crate::network::tc::{self, Runner};
+    let note = dir.join(super::remote::SHAPED_FILE);
+    let text = std::fs::read_to_string(&note).unwrap_or_default();
+    let _ = std::fs::remove_file(&note);
+    let live = live_notes();
     let mut done = Vec::new();
-    for dev in text.lines().map(str::trim).filter(|d| !d.is_empty()) {
-        if crate::network::tc::clear(&crate::network::tc::Local::host(), dev).is_ok() {
+    for dev in text.lines().map(str::trim).filter(|d| !d.is_empty() && !live.iter().any(|l| l == d)) {
+        let here = tc::Local::host();
+        let root = here.run(&["tc".into(), "qdisc".into(), "show".into(), "dev".into(), dev.into()]).ok().and_then(|t| super::remote_link::root_qdisc(&t));
+        if matches!(root.as_deref(), Some("htb 1:" | "netem 10:")) && tc::clear(&here, dev).is_ok() {
             let _ = crate::network::delay_line::set(dev, Default::default());
             done.push(dev.to_string());
         }
     }
     done
+}
+
+/// The interfaces the run directories of running migbench processes note as shaped.
+fn live_notes() -> Vec<String> {
+    let mut devs = Vec::new();
+    for base in run_dir_bases() {
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let path = e.path();
+            if e.file_name().to_str().and_then(run_dir_owner).is_some() && run_dir_owner_alive(&path) == Some(true) {
+                let text = std::fs::read_to_string(path.join(super::remote::SHAPED_FILE)).unwrap_or_default();
+                devs.extend(text.lines().map(|l| l.trim().to_string()).filter(|d| !d.is_empty()));
+            }
+        }
+    }
+    devs
 }
 
 /// Removes one leftover: a cgroup after moving its processes to the parent group

@@ -59,13 +59,9 @@ pub(super) async fn inject(
         }
     }
     record.at_ms = Some(since_ms(Instant::now(), t0));
-    let kill = |m: &Machine, who: &str| match m.sigkill(who) {
-        Ok(what) => (true, what),
-        Err(e) => (false, format!("{e:#}")),
-    };
     let (struck, action) = match fault {
-        Fault::KillDestination { .. } => kill(dst, "destination"),
-        Fault::KillSource { .. } => kill(src, "source"),
+        Fault::KillDestination { .. } => killed(dst.sigkill("destination").await),
+        Fault::KillSource { .. } => killed(src.sigkill("source").await),
         Fault::CutLink { for_s, in_postcopy, .. } => match Cut::of(dst, network, stream_port) {
             Err(why) => (false, format!("not struck: {why}")),
             Ok(cut) if in_postcopy => {
@@ -95,6 +91,14 @@ pub(super) async fn inject(
     Some(record)
 }
 
+
+/// A kill's outcome as a fault record says it: struck, and what was done.
+fn killed(r: anyhow::Result<String>) -> (bool, String) {
+    match r {
+        Ok(what) => (true, what),
+        Err(e) => (false, format!("{e:#}")),
+    }
+}
 
 /// Whether a run with a mid-migration fault ended as `Fault::expected` says.
 fn as_expected(f: &FaultRecord, m: &Measurement, postcopy_active: bool) -> bool {

@@ -26,7 +26,7 @@ pub fn markdown(p: &Plan) -> String {
             m.host,
             m.address,
             m.from,
-            rate_text(m.bytes_per_sec()),
+            rate_text(m),
             m.sent_for_s,
             m.speed()
         ));
@@ -42,8 +42,8 @@ pub fn markdown(p: &Plan) -> String {
 }
 
 /// A rate in bytes/s as Mbit/s and MiB/s.
-fn rate_text(bytes_per_sec: f64) -> String {
-    format!("{:.1} Mbit/s ({:.1} MiB/s)", bytes_per_sec * 8.0 / 1e6, bytes_per_sec / MIB)
+fn rate_text(m: &crate::machine::link_probe::LinkProbe) -> String {
+    format!("{:.1} Mbit/s ({:.1} MiB/s)", m.mbit(), m.bytes_per_sec() / MIB)
 }
 
 /// Section 1: the highest convergent dirty rates, and each VM at each link.

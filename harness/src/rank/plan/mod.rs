@@ -76,7 +76,9 @@ impl Options {
 
     /// Plans for the measured link to a host too, beside the links asked for.
     pub fn with_measured(mut self, probe: LinkProbe) -> Options {
-        self.links.push(probe.speed());
+        // First among equal rates (the sort is stable): a --links entry of the same
+        // rate gives way to it, so the measured link keeps its row.
+        self.links.insert(0, probe.speed());
         self.links.sort_by_key(|l| l.max_bandwidth());
         self.links.dedup_by_key(|l| l.max_bandwidth());
         self.measured = Some(probe);
