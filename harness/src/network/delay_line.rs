@@ -318,12 +318,14 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
     std::thread::Builder::new().name(name.into()).spawn(f).with_context(|| format!("starting the delay line's thread {name}"))
 }
 
-/// Whether `fd` has something to read within `timeout`.
+/// Whether `fd` has something to read within `timeout`; an error or hang-up on
+/// it (a device gone with its namespace) counts as readable, so that the read
+/// that follows fails and its reader ends instead of polling it for ever.
 fn readable(fd: &impl AsRawFd, timeout: Duration) -> bool {
     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
     let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
-    n > 0 && p.revents & libc::POLLIN != 0
+    n > 0 && p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
 }
 
 /// Reads packets from `from`, drops the configured share, stamps the rest with
@@ -338,7 +340,8 @@ fn read_side(s: &Shared, toward_far: bool, from: &File, tx: mpsc::Sender<(Instan
             continue;
         }
         let n = match (&*from).read(&mut buf) {
-            Ok(0) => continue,
+            // A tap never reads empty while its device lives.
+            Ok(0) => return,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => continue,
             Err(_) => return,
@@ -386,9 +389,13 @@ fn write_side(s: &Shared, toward_far: bool, to: &File, rx: mpsc::Receiver<(Insta
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        // In pieces: a drop of the line does not wait out a long delay.
+        loop {
+            let now = Instant::now();
+            if due <= now || s.stop.load(Relaxed) {
+                break;
+            }
+            std::thread::sleep((due - now).min(POLL));
         }
         d.held.fetch_sub(1, Relaxed);
         match (&*to).write(&packet) {
