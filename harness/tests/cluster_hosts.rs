@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use migbench::network::test_host::TestHost;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,35 +31,47 @@ struct Seen {
 /// known_hosts; returns the exit code, everything printed, cluster.json, migbench's
 /// pid and every QEMU named `migbench-…` seen here or on `host` while it ran.
 fn run_cluster(tmp: &Path, host: &TestHost, profile: &Path, dest: &str, key: &Path) -> (Option<i32>, String, serde_json::Value, u32, BTreeMap<String, Seen>) {
+    let args: Vec<OsString> = vec![
+        "--dest".into(),
+        dest.into(),
+        "--ssh-key".into(),
+        key.into(),
+        "--ssh-option".into(),
+        format!("UserKnownHostsFile={}", host.known_hosts().display()).into(),
+        "--ssh-option".into(),
+        "StrictHostKeyChecking=yes".into(),
+    ];
+    run_balance(tmp, &[host], profile, &args)
+}
+
+/// `migbench balance --cluster PROFILE ARGS…`; returns as [`run_cluster`], with the
+/// QEMUs seen here or on any of `hosts`.
+fn run_balance(tmp: &Path, hosts: &[&TestHost], profile: &Path, args: &[OsString]) -> (Option<i32>, String, serde_json::Value, u32, BTreeMap<String, Seen>) {
     let out = tmp.join("out");
     let child = migbench(tmp)
         .arg("balance")
         .arg("--cluster")
         .arg(profile)
-        .args(["--dest", dest])
         .arg("--out")
         .arg(&out)
-        .arg("--ssh-key")
-        .arg(key)
-        .arg("--ssh-option")
-        .arg(format!("UserKnownHostsFile={}", host.known_hosts().display()))
-        .args(["--ssh-option", "StrictHostKeyChecking=yes"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Watches the QEMUs: ours here mention the test's TMPDIR, ours there run in the host's namespace.
+    // Watches the QEMUs: ours here mention the test's TMPDIR, ours there run in a host's namespace.
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (seen, done, marker, there) = (seen.clone(), done.clone(), tmp.display().to_string(), netns_name(host.inode()));
+        let (seen, done, marker) = (seen.clone(), done.clone(), tmp.display().to_string());
+        let there: Vec<String> = hosts.iter().map(|h| netns_name(h.inode())).collect();
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 for (p, cmd) in processes_mentioning("-name migbench-") {
                     let Some(name) = qemu_name(&cmd) else { continue };
                     let netns = std::fs::read_link(format!("/proc/{p}/ns/net")).map(|l| l.display().to_string()).unwrap_or_default();
-                    if !(cmd.contains(&marker) || netns == there) {
+                    if !(cmd.contains(&marker) || there.contains(&netns)) {
                         continue;
                     }
                     let cgroup = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
@@ -87,30 +100,32 @@ fn netns_name(inode: u64) -> String {
     format!("net:[{inode}]")
 }
 
-/// "migbench-c4" from a QEMU command line's `-name migbench-c4,debug-threads=on`.
+/// "migbench-c4" from a QEMU command line's `-name migbench-c4,debug-threads=on`
+/// (not from an ssh command line whose remote `find -name migbench-…` cleans copies up).
 fn qemu_name(cmd: &str) -> Option<String> {
     let rest = &cmd[cmd.find("-name migbench-")? + "-name ".len()..];
-    Some(rest.split([',', ' ']).next()?.to_string())
+    let (name, _) = rest.split_once(",debug-threads=on")?;
+    (!name.contains(' ')).then(|| name.to_string())
 }
 
-/// QEMUs and agents of ours still running, here or on `host` (whose processes we see).
-fn ours_running(tmp: &Path, host: &TestHost) -> Vec<(u32, String)> {
-    let there = netns_name(host.inode());
+/// QEMUs and agents of ours still running, here or on `hosts` (whose processes we see).
+fn ours_running(tmp: &Path, hosts: &[&TestHost]) -> Vec<(u32, String)> {
+    let there: Vec<String> = hosts.iter().map(|h| netns_name(h.inode())).collect();
     let marker = tmp.display().to_string();
     processes_mentioning("migbench")
         .into_iter()
         .filter(|(p, c)| {
-            let in_host = std::fs::read_link(format!("/proc/{p}/ns/net")).is_ok_and(|l| l.display().to_string() == there);
+            let in_host = std::fs::read_link(format!("/proc/{p}/ns/net")).is_ok_and(|l| there.contains(&l.display().to_string()));
             c.contains(&marker) || (in_host && (c.contains("-name migbench-") || c.contains("/agent/migbench-")))
         })
         .collect()
 }
 
-/// Asserts nothing of the run is left: no QEMU or agent here or there, no cgroup of migbench `pid`.
-fn assert_nothing_left(tmp: &Path, host: &TestHost, pid: u32, what: &str) {
+/// Asserts nothing of the run is left: no QEMU or agent here or on `hosts`, no cgroup of migbench `pid`.
+fn assert_nothing_left(tmp: &Path, hosts: &[&TestHost], pid: u32, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let left = ours_running(tmp, host);
+        let left = ours_running(tmp, hosts);
         if left.is_empty() {
             break;
         }
@@ -177,10 +192,14 @@ fn guests_move_between_a_host_here_and_a_real_host_both_ways_and_arrive_healthy(
     let both = [("There".to_string(), "Here".to_string()), ("Here".to_string(), "There".to_string())];
     assert_eq!(directions, both, "{text}");
 
-    assert_nothing_left(tmp.path(), &host, pid, "after the cluster run");
+    assert_nothing_left(tmp.path(), &[&host], pid, "after the cluster run");
     let inode = host.inode();
     drop(host);
-    // The test host's namespace went with it.
+    assert_namespace_gone(inode);
+}
+
+/// Asserts no process is left in the network namespace of inode `inode` (a dropped test host's).
+fn assert_namespace_gone(inode: u64) {
     let holders: Vec<_> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -191,7 +210,7 @@ fn guests_move_between_a_host_here_and_a_real_host_both_ways_and_arrive_healthy(
 }
 
 #[test]
-fn an_unreachable_host_a_wrong_key_and_two_remote_hosts_are_errors_that_leave_nothing() {
+fn an_unreachable_host_and_a_wrong_key_are_errors_that_leave_nothing() {
     platform();
     let _slot = qemu_slot();
     let host = TestHost::start().expect("the test host");
@@ -202,7 +221,7 @@ fn an_unreachable_host_a_wrong_key_and_two_remote_hosts_are_errors_that_leave_no
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("host \"There\"") && text.contains(&unreachable) && text.contains("cannot be reached"), "{text}");
     assert!(run.is_null() && seen.is_empty(), "something ran: {seen:?}");
-    assert_nothing_left(tmp.path(), &host, pid, "after an unreachable host");
+    assert_nothing_left(tmp.path(), &[&host], pid, "after an unreachable host");
 
     // A key the host never heard of.
     let other = tmp.path().join("other");
@@ -212,17 +231,7 @@ fn an_unreachable_host_a_wrong_key_and_two_remote_hosts_are_errors_that_leave_no
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("host \"There\"") && text.contains("refused the key") && text.contains(&other.display().to_string()), "{text}");
     assert!(seen.is_empty(), "something ran: {seen:?}");
-    assert_nothing_left(tmp.path(), &host, pid, "after a wrong key");
-
-    // Two remote hosts: refused when the profile is read, before any connection.
-    let two = tmp.path().join("two.toml");
-    let text = std::fs::read_to_string(shipped()).unwrap();
-    std::fs::write(&two, format!("{text}\n[[host]]\nname = \"Far\"\ndest = \"ssh://root@{}:2222\"\n", host.ip())).unwrap();
-    let (code, text, _, pid, _) = run_cluster(tmp.path(), &host, &two, &host.url(), host.key());
-    assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("\"There\"") && text.contains("\"Far\"") && text.contains("between two remote hosts is not built"), "{text}");
-    assert!(!text.contains("connecting to"), "{text}");
-    assert_nothing_left(tmp.path(), &host, pid, "after two remote hosts");
+    assert_nothing_left(tmp.path(), &[&host], pid, "after a wrong key");
 
     // --ssh-key for a cluster with no remote host.
     let o = migbench(tmp.path())
@@ -245,4 +254,151 @@ fn an_unreachable_host_a_wrong_key_and_two_remote_hosts_are_errors_that_leave_no
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("cluster profile cluster-tcg has none"), "{text}");
     assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
+}
+
+/// The shipped two-remote-host profile with its hosts at `a` and `b`.
+fn pair_profile(tmp: &Path, a: &TestHost, b: &TestHost) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/cluster-remote-pair.toml")).unwrap();
+    assert!(text.contains("ssh://root@198.19.0.2") && text.contains("ssh://root@198.19.1.2"), "{text}");
+    let text = text.replace("ssh://root@198.19.0.2", "@A@").replace("ssh://root@198.19.1.2", "@B@").replace("@A@", &a.url()).replace("@B@", &b.url());
+    let path = tmp.join("cluster-remote-pair.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The ssh options that log in to both test hosts: both keys, both host keys.
+fn pair_args(tmp: &Path, a: &TestHost, b: &TestHost) -> Vec<OsString> {
+    let known = tmp.join("known_hosts");
+    std::fs::write(&known, format!("{}{}", std::fs::read_to_string(a.known_hosts()).unwrap(), std::fs::read_to_string(b.known_hosts()).unwrap())).unwrap();
+    vec![
+        "--ssh-key".into(),
+        a.key().into(),
+        "--ssh-option".into(),
+        format!("IdentityFile={}", b.key().display()).into(),
+        "--ssh-option".into(),
+        format!("UserKnownHostsFile={}", known.display()).into(),
+        "--ssh-option".into(),
+        "StrictHostKeyChecking=yes".into(),
+    ]
+}
+
+/// Bytes sent from `dev`, a link in `host`'s namespace (`ip -s -j link`).
+fn tx_bytes(host: &TestHost, dev: &str) -> u64 {
+    let dev = dev.to_string();
+    let out = host.enter(move || std::process::Command::new("ip").args(["-s", "-j", "link", "show", "dev", &dev]).output()).unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["stats64"]["tx"]["bytes"].as_u64().unwrap_or_else(|| panic!("no tx bytes in {v}"))
+}
+
+#[test]
+fn a_guest_moves_between_two_remote_hosts_straight_over_their_own_link_and_arrives_healthy() {
+    platform();
+    let _slot = qemu_slot();
+    let a = TestHost::start().expect("test host A");
+    let b = TestHost::start().expect("test host B");
+    let joined = TestHost::join(&a, &b).expect("joining the test hosts");
+    // Each reaches the other's address over the pair: this host forwards nothing.
+    let reach = |from: &TestHost, to: std::net::Ipv4Addr| {
+        from.enter(move || std::process::Command::new("ip").args(["route", "get", &to.to_string()]).output()).unwrap().unwrap()
+    };
+    let route = String::from_utf8_lossy(&reach(&a, b.ip()).stdout).into_owned();
+    assert!(route.contains(&joined.a_interface) && route.contains(&format!("via {}", joined.addresses.host())), "{route}");
+    let route = String::from_utf8_lossy(&reach(&b, a.ip()).stdout).into_owned();
+    assert!(route.contains(&joined.b_interface) && route.contains(&format!("via {}", joined.addresses.local())), "{route}");
+    let (a_sent, b_sent) = (tx_bytes(&a, &joined.a_interface), tx_bytes(&b, &joined.b_interface));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = pair_profile(tmp.path(), &a, &b);
+    let (code, text, run, pid, seen) = run_balance(tmp.path(), &[&a, &b], &profile, &pair_args(tmp.path(), &a, &b));
+    assert!(run["error"].is_null(), "{text}");
+    assert_eq!(code, Some(if run["balanced"] == true { 0 } else { 3 }), "{text}");
+
+    // The record names each host's place: both other machines, neither capped.
+    let hosts = run["hosts"].as_array().unwrap();
+    for (h, name, host) in [(&hosts[0], "A", &a), (&hosts[1], "B", &b)] {
+        assert_eq!(h["name"], name, "{h}");
+        assert_eq!(h["place"], host.url(), "{h}");
+        assert_eq!((h["capped"].as_bool(), h["capacity_percent"].as_f64()), (Some(false), Some(50.0)), "{h}");
+        assert_eq!(h["machine"]["migrate_address"], host.ip().to_string(), "{h}");
+    }
+    assert!(run["environment"]["machine_type"].as_str().unwrap().starts_with("pc-"), "{}", run["environment"]);
+
+    let rounds = run["rounds"].as_array().unwrap();
+    let moves: Vec<&serde_json::Value> = rounds.iter().filter(|r| !r["decision"]["migration"].is_null() && !r["outcome"].is_null()).collect();
+    assert!(!moves.is_empty(), "no move was made: {text}");
+    let here_ns = std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string();
+    for (k, r) in moves.iter().enumerate() {
+        let mv = &r["decision"]["migration"];
+        let (vm, from, to) = (mv["vm"].as_str().unwrap(), mv["from"].as_str().unwrap(), mv["to"].as_str().unwrap());
+        // A starts with both guests, B with none: the first move is A → B.
+        if k == 0 {
+            assert_eq!((from, to), ("A", "B"), "{r}");
+        }
+        assert_eq!(r["outcome"], "completed", "{r}");
+        assert_eq!(r["healthy"], true, "{r}");
+        assert!(r["total_time_ms"].as_f64().unwrap() > 0.0, "{r}");
+        // The QEMU that received it ran on the host it was sent to, not here.
+        let (dest, other) = if to == "B" { (&b, &a) } else { (&a, &b) };
+        assert_eq!(r["destination_place"], dest.url(), "{r}");
+        let qemu = r["destination_qemu"].as_str().unwrap();
+        let s = seen.get(qemu).unwrap_or_else(|| panic!("{vm}'s destination {qemu} was never seen running; seen: {seen:?}"));
+        assert_eq!(s.netns, netns_name(dest.inode()), "{vm} → {to}, but {qemu} ran in {s:?}");
+        assert!(s.netns != here_ns && s.netns != netns_name(other.inode()), "{s:?}");
+        // The next round measured it there.
+        let next = rounds.iter().find(|n| n["round"].as_u64() == Some(r["round"].as_u64().unwrap() + 1)).expect("a round after every move");
+        let on = next["state"]["hosts"].as_array().unwrap().iter().find(|h| h["vms"].as_array().unwrap().iter().any(|v| v["name"] == vm)).unwrap();
+        assert_eq!(on["name"], to, "{vm} after its move: {next}");
+    }
+    // Every QEMU ran on A or B, none here.
+    assert!(seen.values().all(|s| s.netns == netns_name(a.inode()) || s.netns == netns_name(b.inode())), "{seen:?}");
+    // The guest's memory went over the pair between the two hosts (a 128 MiB guest: some MiB at least).
+    let over = (tx_bytes(&a, &joined.a_interface) - a_sent) + (tx_bytes(&b, &joined.b_interface) - b_sent);
+    assert!(over > 4 << 20, "only {over} bytes crossed the hosts' own link: {text}");
+    eprintln!("{text}\n{over} bytes crossed the hosts' own link ({} ↔ {})", joined.a_interface, joined.b_interface);
+
+    assert_nothing_left(tmp.path(), &[&a, &b], pid, "after the cluster run");
+    let (ia, ib) = (a.inode(), b.inode());
+    drop(a);
+    // The pair went with A's namespace: B's end is gone too.
+    // (A namespace is torn down by the kernel's worker, a moment after its last user.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dev = joined.b_interface.clone();
+        let left = b.enter(move || std::process::Command::new("ip").args(["link", "show", "dev", &dev]).output()).unwrap().unwrap();
+        if !left.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} is still in B: {}", joined.b_interface, String::from_utf8_lossy(&left.stdout));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(b);
+    assert_namespace_gone(ia);
+    assert_namespace_gone(ib);
+}
+
+#[test]
+fn two_remote_hosts_that_cannot_reach_each_other_are_an_error_naming_both_before_anything_boots() {
+    platform();
+    let _slot = qemu_slot();
+    // Two test hosts, not joined: each reaches this host only, which forwards nothing.
+    let a = TestHost::start().expect("test host A");
+    let b = TestHost::start().expect("test host B");
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = pair_profile(tmp.path(), &a, &b);
+    let (code, text, run, pid, seen) = run_balance(tmp.path(), &[&a, &b], &profile, &pair_args(tmp.path(), &a, &b));
+    assert_eq!(code, Some(1), "{text}");
+    let named = format!("host \"A\" ({}) cannot reach host \"B\" ({}) at its migration address {}", a.url(), b.url(), b.ip());
+    assert!(text.contains(&named) && text.contains("Join the two machines"), "{text}");
+    assert!(run.is_null() && seen.is_empty(), "something ran: {seen:?}");
+    assert_nothing_left(tmp.path(), &[&a, &b], pid, "after two hosts that cannot reach each other");
+
+    // --dest stands for a cluster's one remote host: with two it is refused before any connection.
+    let mut args = pair_args(tmp.path(), &a, &b);
+    args.extend(["--dest".into(), a.url().into()]);
+    let (code, text, _, pid, seen) = run_balance(tmp.path(), &[&a, &b], &profile, &args);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("has 2 (\"A\", \"B\")") && text.contains("give each [[host]] its dest in the profile"), "{text}");
+    assert!(!text.contains("connecting to") && seen.is_empty(), "{text}");
+    assert_nothing_left(tmp.path(), &[&a, &b], pid, "after --dest with two remote hosts");
 }

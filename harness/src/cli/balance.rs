@@ -7,19 +7,20 @@ pub(crate) struct BalanceArgs {
     /// Decide once from a cluster state file (--state) instead of a live cluster.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// A live cluster: hosts as cgroups on this machine (or a real host over SSH, a
+    /// A live cluster: hosts as cgroups on this machine (or real hosts over SSH, each a
     /// [[host]] with dest = "ssh://user@host"), guests with cpu-duty workloads, balanced
     /// round by round with real migrations (e.g. profiles/chandak-cluster.toml).
     #[arg(long, value_name = "PROFILE", conflicts_with_all = ["dry_run", "state", "compare_rules"])]
     pub(crate) cluster: Option<String>,
-    /// The cluster's host on another machine, in place of its [[host]]'s dest (ssh://user@host[:port]).
+    /// The cluster's one host on another machine, in place of its [[host]]'s dest
+    /// (ssh://user@host[:port]); a cluster with several names each in its profile.
     #[arg(long, value_name = "ssh://USER@HOST[:PORT]", requires = "cluster")]
     pub(crate) dest: Option<migbench::host::ssh::SshTarget>,
-    /// The private key that logs in to the cluster's remote host (a [[host]] with dest);
-    /// otherwise your ssh config and agent.
+    /// The private key that logs in to the cluster's remote hosts (each [[host]] with dest);
+    /// otherwise your ssh config and agent. More keys: --ssh-option IdentityFile=FILE.
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub(crate) ssh_key: Option<PathBuf>,
-    /// More ssh options for the remote host, as `-o` takes them (e.g. UserKnownHostsFile=FILE); repeatable.
+    /// More ssh options for the remote hosts, as `-o` takes them (e.g. UserKnownHostsFile=FILE); repeatable.
     #[arg(long = "ssh-option", value_name = "KEY=VALUE", requires = "cluster")]
     pub(crate) ssh_options: Vec<String>,
     /// Where the cluster run's rounds are written (cluster.json); default reports/<profile name>.
@@ -58,6 +59,15 @@ pub(crate) async fn balance_cluster(image: &ImageArgs, a: &BalanceArgs) -> Resul
         profile.margin = margin;
     }
     if let Some(dest) = &a.dest {
+        let far: Vec<String> = profile.hosts.iter().filter(|h| h.dest.is_some()).map(|h| format!("{:?}", h.name)).collect();
+        if far.len() > 1 {
+            anyhow::bail!(
+                "--dest {dest} replaces the dest of the cluster's one host on another machine, and cluster profile {} has {} ({}): give each [[host]] its dest in the profile instead",
+                profile.name,
+                far.len(),
+                far.join(", ")
+            );
+        }
         let Some(h) = profile.hosts.iter_mut().find(|h| h.dest.is_some()) else {
             anyhow::bail!("--dest {dest} replaces the dest of the cluster's host on another machine, and cluster profile {} has none: give one [[host]] dest = \"ssh://user@host\"", profile.name);
         };

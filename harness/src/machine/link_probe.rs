@@ -7,6 +7,9 @@
 //! A single stream measures what one migration stream gets (TCP's window, the
 //! link's rate and round trip, the shaping on it), which is the figure `plan`
 //! predicts a migration at; it is not the link's capacity under many streams.
+//!
+//! The same sink answers [`reaches`]: whether one remote host reaches another's
+//! migration address (a cluster's guest moving between them streams straight there).
 
 use super::agent::{CALL_TIMEOUT, Request};
 use super::remote::RemoteHost;
@@ -79,6 +82,43 @@ pub fn measure(host: &RemoteHost, seconds: f64) -> Result<LinkProbe> {
         bail!("nothing sent to {address} port {port} arrived on {}: is the migration address reachable from here?", host.ssh.target);
     }
     Ok(LinkProbe { host: host.ssh.target.to_string(), address, from, sent_for_s: sent_for, received })
+}
+
+/// How long a host may take to connect to another's sink ([`reaches`]).
+const REACH_WAIT_S: u32 = 5;
+
+/// Whether `from`'s own machine reaches `to`'s migration address, as a migration
+/// from a QEMU on `from` straight to one on `to` would connect: `to`'s agent opens a
+/// sink there and `from` connects to it over its SSH connection (bash's
+/// `/dev/tcp`, within 5 s). The error says what `from` said.
+pub fn reaches(from: &RemoteHost, to: &RemoteHost) -> Result<()> {
+    let address = to.migrate_address.clone();
+    let port: u16 = to.agent.ask(&Request::Sink { address: address.clone() }, CALL_TIMEOUT).with_context(|| format!("opening a sink on {address} on {}", to.ssh.target))?;
+    let ip: IpAddr = address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the migration address {address:?}"))?;
+    let line = format!("timeout {REACH_WAIT_S} bash -c 'exec 3<>/dev/tcp/{ip}/{port}' && echo connected");
+    let connected = from.ssh.run(&line);
+    if connected.is_err() {
+        // Ends the sink's wait at once (this host reaches it, as every migration here does).
+        let _ = TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2));
+    }
+    let received: Result<Received> = to.agent.ask(&Request::SinkResult { port }, SINK_WAIT + CALL_TIMEOUT);
+    match connected {
+        Ok(out) if out.contains("connected") => {
+            received.with_context(|| format!("the sink on {address} port {port} on {}", to.ssh.target))?;
+            Ok(())
+        }
+        Ok(out) => bail!("connecting from {} to {ip} port {port} said {:?}", from.ssh.target, out.trim()),
+        Err(e) => {
+            let why = format!("{e:#}");
+            let timed_out = why.contains("exit status: 124");
+            bail!(
+                "a TCP connection from {} to {ip} port {port} (a port {}'s agent opened) failed{}: {why}",
+                from.ssh.target,
+                to.ssh.target,
+                if timed_out { format!(" (no answer within {REACH_WAIT_S} s)") } else { String::new() }
+            )
+        }
+    }
 }
 
 /// Writes to `to` flat out for `how_long`; returns our address and how long it sent.

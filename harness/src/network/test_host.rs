@@ -19,6 +19,9 @@
 //! The per-run keys, `authorized_keys`, `known_hosts`, `sshd_config` and sshd's log
 //! are in a run directory ([`RunDir`]).
 //!
+//! Two hosts can be joined directly ([`TestHost::join`]: a veth pair between their
+//! namespaces), as two machines a user's cluster moves guests between.
+//!
 //! Nothing outlives the host: dropping it kills every process in its network
 //! namespace, reaps sshd, deletes the veth pair and removes the run directory.
 //! After a SIGKILL of the process that made it, sshd is SIGKILLed by the kernel
@@ -499,15 +502,7 @@ fn new_namespace() -> Result<File> {
 /// different ones; a host keeps its /30 by its interface's name.
 fn add_link(netns: &File, link: TestLink) -> Result<(Addresses, Option<DelayLine>)> {
     let _lock = FileLock::acquire(&host::cache_dir().join("test-host.lock"))?;
-    let links = host::run(Command::new("ip").args(["-o", "link", "show"]))?;
-    let links: Vec<String> =
-        links.lines().filter_map(|l| l.split(':').nth(1)).map(|n| n.trim().split('@').next().unwrap_or("").to_string()).collect();
-    let addrs = host::run(Command::new("ip").args(["-o", "-4", "addr", "show"]))?;
-    let addrs: Vec<Ipv4Addr> = addrs
-        .lines()
-        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
-        .filter_map(|a| a.split('/').next()?.parse().ok())
-        .collect();
+    let (links, addrs) = links_and_addresses()?;
     let a = free_addresses(&links, &addrs).context("every 198.19.N.0/30 for a test host is taken")?;
     let (local, remote) = a.interfaces();
     if link == TestLink::DelayLine {
@@ -523,6 +518,70 @@ fn add_link(netns: &File, link: TestLink) -> Result<(Addresses, Option<DelayLine
     host::run(Command::new("ip").args(["link", "add", &local, "type", "veth", "peer", "name", &remote, "netns", &ns]))
         .context("making the test host's veth pair (the kernel's veth module)")?;
     Ok((a, None))
+}
+
+/// The names of our namespace's links and its IPv4 addresses.
+fn links_and_addresses() -> Result<(Vec<String>, Vec<Ipv4Addr>)> {
+    let links = host::run(Command::new("ip").args(["-o", "link", "show"]))?;
+    let links: Vec<String> =
+        links.lines().filter_map(|l| l.split(':').nth(1)).map(|n| n.trim().split('@').next().unwrap_or("").to_string()).collect();
+    let addrs = host::run(Command::new("ip").args(["-o", "-4", "addr", "show"]))?;
+    let addrs: Vec<Ipv4Addr> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect();
+    Ok((links, addrs))
+}
+
+/// A direct link between two test hosts ([`TestHost::join`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// Its /30: `local()` is the first host's end, `host()` the second's.
+    pub addresses: Addresses,
+    /// The veth end in the first host's namespace ("mbtj255a"), and in the second's.
+    pub a_interface: String,
+    pub b_interface: String,
+}
+
+impl TestHost {
+    /// Joins two test hosts directly, as two machines on one switch: a veth pair
+    /// with one end in each host's namespace, on a /30 of its own (taken from the
+    /// top of 198.19.0.0/16 down, under the lock test hosts take theirs with, apart
+    /// from every /30 a link of ours or either host has), and a route in each host
+    /// to the other's address ([`TestHost::ip`]) over it. Each then reaches the
+    /// other at the address the harness and a profile's `dest` use, without this
+    /// host (which forwards nothing) in between. Nothing of it is in our namespace:
+    /// the pair goes with either host's namespace, when that host is dropped or its
+    /// process dies.
+    pub fn join(a: &TestHost, b: &TestHost) -> Result<Joined> {
+        if a.inode == b.inode {
+            bail!("a test host cannot be joined to itself");
+        }
+        let _lock = FileLock::acquire(&host::cache_dir().join("test-host.lock"))?;
+        let (links, mut addrs) = links_and_addresses()?;
+        addrs.extend([a.ip(), b.ip()]);
+        // As `free_addresses`, from the other end: test hosts take theirs from the bottom.
+        let free = |j: &Addresses| !links.contains(&j.interfaces().0) && !addrs.iter().any(|ip| j.contains(*ip));
+        let j = (0..=u8::MAX).rev().map(|index| Addresses { index }).find(free).context("every 198.19.N.0/30 for a test host is taken")?;
+        let (a_if, b_if) = (format!("mbtj{}a", j.index), format!("mbtj{}b", j.index));
+        let ns = |h: &TestHost| format!("/proc/{}/fd/{}", std::process::id(), h.netns.as_raw_fd());
+        host::run(Command::new("ip").args(["link", "add", "name", &a_if, "netns", &ns(a), "type", "veth", "peer", "name", &b_if, "netns", &ns(b)]))
+            .context("making the veth pair that joins two test hosts (the kernel's veth module)")?;
+        let end = |h: &TestHost, dev: &str, mine: Ipv4Addr, other: Ipv4Addr, via: Ipv4Addr| -> Result<()> {
+            let name = dev.to_string();
+            h.enter(move || -> Result<()> {
+                netif::set_ipv4(&name, mine, Addresses::PREFIX)?;
+                netif::set_up(&name)?;
+                host::run(Command::new("ip").args(["route", "add", &format!("{other}/32"), "via", &via.to_string(), "dev", &name]))?;
+                Ok(())
+            })?
+            .with_context(|| format!("addressing {dev} ({mine}) in test host {} and its route to {other}", h.ip()))
+        };
+        end(a, &a_if, j.local(), b.ip(), j.host())?;
+        end(b, &b_if, j.host(), a.ip(), j.local())?;
+        Ok(Joined { addresses: j, a_interface: a_if, b_interface: b_if })
+    }
 }
 
 impl Sshd {

@@ -8,8 +8,12 @@
 //! against: `capacity_percent` when the profile gives one, else its cores × 100
 //! (from the agent's facts). The record says which (`capacity_from`, `capped`).
 //!
-//! At most one host of a cluster is on another machine: a migration between two
-//! remote hosts (their QEMUs reaching each other directly) is not built.
+//! Several hosts may be on other machines: a guest moving between two of them
+//! streams straight from one's QEMU to the other's migration address, never through
+//! this machine. Before anything boots, every remote host is shown to reach every
+//! other's migration address ([`check_pairs`]); a pair that cannot is an error
+//! naming both. Every guest runs the machine type of the oldest QEMU of all the
+//! hosts, which every one of them must offer.
 
 use crate::host::ssh::SshTarget;
 use crate::machine::cgroup::CpuCgroup;
@@ -88,11 +92,6 @@ pub struct HostRecord {
     pub machine: Option<RemoteRecord>,
 }
 
-/// The cluster's remote host, if it has one.
-pub fn remote_of(hosts: &[ClusterHost]) -> Option<&Arc<RemoteHost>> {
-    hosts.iter().find_map(|h| h.remote.as_ref())
-}
-
 /// Builds the hosts `specs` (guests of `ram_mib`): `remotes` has one entry per
 /// `[[host]]`, the connected host for those with `dest` (see `cli::balance`), or is
 /// empty when none has one.
@@ -105,25 +104,88 @@ pub fn build(platform: &Platform, env: &Environment, specs: &[HostSpec], ram_mib
             bail!("host {:?}: its connection does not match the profile (dest {:?}); connect every host with dest first", h.name, h.dest.as_ref().map(|d| d.to_string()));
         }
     }
-    let far = (0..specs.len()).find_map(remote_at);
-    // Both hosts' QEMUs run the older one's versioned machine type, so a guest can move either way.
-    let (here, there) = match &far {
-        Some(r) => {
-            let (a, b, _) = Emulator::pair_with(&platform.qemu, r)?;
-            (a, Some(b))
-        }
-        None => (Emulator::newest(&platform.qemu), None),
+    let far: Vec<(&HostSpec, Arc<RemoteHost>)> = specs.iter().enumerate().filter_map(|(i, h)| Some((h, remote_at(i)?))).collect();
+    // Every host's QEMU runs the oldest one's versioned machine type, so a guest can move any way.
+    let machine = match far.is_empty() {
+        true => None,
+        false => Some(common_machine_type(&platform.qemu, &far)?),
     };
+    let here = match &machine {
+        Some(m) => Emulator { qemu: platform.qemu.clone(), machine: m.clone() },
+        None => Emulator::newest(&platform.qemu),
+    };
+    check_pairs(&far)?;
     let guests = specs.iter().map(|h| h.vms.len()).sum::<usize>();
     let mut out = Vec::new();
     for (i, h) in specs.iter().enumerate() {
-        let host = match remote_at(i) {
-            Some(r) => remote_host(h, r, there.clone().expect("a remote host's emulator"), platform, env, ram_mib, guests)?,
-            None => local_host(platform, h, here.clone())?,
+        let host = match (remote_at(i), &machine) {
+            (Some(r), Some(m)) => {
+                let there = Emulator { qemu: r.facts.qemu.clone(), machine: m.clone() };
+                remote_host(h, r, there, platform, env, ram_mib, guests)?
+            }
+            _ => local_host(platform, h, here.clone())?,
         };
         out.push(host);
     }
     Ok(out)
+}
+
+/// The versioned machine type every host of the cluster runs: the oldest QEMU's
+/// (this machine's or a remote host's), which each of them must offer.
+fn common_machine_type(here: &crate::host::Qemu, far: &[(&HostSpec, Arc<RemoteHost>)]) -> Result<String> {
+    // This machine with each remote host: the pair's older side's type (and each pair checked).
+    let mut oldest: Option<(String, &HostSpec, &RemoteHost)> = None;
+    for (h, r) in far {
+        let (_, _, versioned) = Emulator::pair_with(here, r).with_context(|| format!("host {:?} ({})", h.name, r.ssh.target))?;
+        if oldest.as_ref().is_none_or(|(_, _, o)| r.facts.qemu.major_minor() < o.facts.qemu.major_minor()) {
+            oldest = Some((versioned, h, r));
+        }
+    }
+    let (machine, oh, or) = oldest.context("a cluster with a remote host")?;
+    for (h, r) in far {
+        if !crate::host::machine_types_in(&r.facts.machine_help).contains(&machine) {
+            bail!(
+                "host {:?} ({}) runs QEMU {}, which does not offer machine type {machine}, that of QEMU {} on host {:?} ({}) (the oldest of the cluster): \
+                 a guest cannot move between them. Choose QEMU versions closer together",
+                h.name,
+                r.ssh.target,
+                r.facts.qemu.version,
+                or.facts.qemu.version,
+                oh.name,
+                or.ssh.target
+            );
+        }
+    }
+    Ok(machine)
+}
+
+/// Checks that each remote host reaches every other's migration address (both
+/// ways of every pair), where a guest moving between them streams straight to:
+/// a pair that cannot is an error naming both hosts and the address, before
+/// anything boots.
+pub fn check_pairs(far: &[(&HostSpec, Arc<RemoteHost>)]) -> Result<()> {
+    for (a, ra) in far {
+        for (b, rb) in far {
+            if std::ptr::eq(*a, *b) {
+                continue;
+            }
+            crate::machine::link_probe::reaches(ra, rb).map_err(|e| {
+                anyhow::anyhow!(
+                    "host {:?} ({}) cannot reach host {:?} ({}) at its migration address {}: a guest moving from {:?} to {:?} streams straight there. \
+                     Join the two machines so that each reaches the other's migration address (a route), or give each [[host]] a migrate_address the other reaches. \
+                     ({e:#})",
+                    a.name,
+                    ra.ssh.target,
+                    b.name,
+                    rb.ssh.target,
+                    rb.migrate_address,
+                    a.name,
+                    b.name
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A host on this machine: a cgroup capped at its capacity.
@@ -186,6 +248,11 @@ pub fn cgroup_name(host: &str) -> String {
 }
 
 impl ClusterHost {
+    /// The QEMU and machine type its guests run.
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+
     /// Boots guest `name` here (in its cgroup on this machine).
     pub async fn boot(&mut self, spec: GuestSpec, name: &str, timeout: Duration) -> Result<Machine> {
         let (m, _) = self.site.boot_on(&self.emulator, spec, name, timeout).await?;
@@ -196,17 +263,15 @@ impl ClusterHost {
     }
 
     /// Starts the QEMU that receives a guest from host `from` (in the cgroup on this
-    /// machine). From a remote host it listens at this machine's address as that host
-    /// reaches it.
+    /// machine). Here, from a remote host, it listens at this machine's address as
+    /// that host reaches it; on a remote host, at that host's migration address,
+    /// whichever host the guest comes from (checked reachable by [`check_pairs`]).
     pub async fn incoming(&mut self, spec: GuestSpec, name: &str, from: &ClusterHost) -> Result<Machine> {
-        if let (Some(a), Some(b)) = (&from.remote, &self.remote) {
-            bail!("moving a guest from {} ({}) to {} ({}): a migration between two remote hosts is not built", from.name, a.ssh.target, self.name, b.ssh.target);
-        }
         let mut m = self.site.start_on(&self.emulator, spec, Role::Incoming, name).await?;
         if let Some(g) = &mut self.cgroup {
             g.add(m.pid())?;
         }
-        if let Some(far) = &from.remote {
+        if let (Some(far), None) = (&from.remote, &self.remote) {
             m.listen_for_remote(far.local_address()?)?;
         }
         Ok(m)
