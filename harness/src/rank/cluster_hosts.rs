@@ -17,7 +17,8 @@
 
 use crate::host::ssh::SshTarget;
 use crate::machine::cgroup::CpuCgroup;
-use crate::machine::command::Role;
+use crate::host::Qemu;
+use crate::machine::command::{MACHINE_TYPE, Role};
 use crate::machine::hardware::{GuestSpec, host_mib_for};
 use crate::machine::remote::{RemoteHost, RemoteRecord};
 use crate::machine::site::{Emulator, Site};
@@ -130,30 +131,28 @@ pub fn build(platform: &Platform, env: &Environment, specs: &[HostSpec], ram_mib
     Ok(out)
 }
 
-/// The versioned machine type every host of the cluster runs: the oldest QEMU's
-/// (this machine's or a remote host's), which each of them must offer.
-fn common_machine_type(here: &crate::host::Qemu, far: &[(&HostSpec, Arc<RemoteHost>)]) -> Result<String> {
-    // This machine with each remote host: the pair's older side's type (and each pair checked).
-    let mut oldest: Option<(String, &HostSpec, &RemoteHost)> = None;
-    for (h, r) in far {
-        let (_, _, versioned) = Emulator::pair_with(here, r).with_context(|| format!("host {:?} ({})", h.name, r.ssh.target))?;
-        if oldest.as_ref().is_none_or(|(_, _, o)| r.facts.qemu.major_minor() < o.facts.qemu.major_minor()) {
-            oldest = Some((versioned, h, r));
-        }
-    }
-    let (machine, oh, or) = oldest.context("a cluster with a remote host")?;
-    for (h, r) in far {
-        if !crate::host::machine_types_in(&r.facts.machine_help).contains(&machine) {
-            bail!(
-                "host {:?} ({}) runs QEMU {}, which does not offer machine type {machine}, that of QEMU {} on host {:?} ({}) (the oldest of the cluster): \
+/// The versioned machine type every host of the cluster runs (see
+/// [`oldest_machine_type`]): this machine's QEMU and each remote host's.
+fn common_machine_type(here: &Qemu, far: &[(&HostSpec, Arc<RemoteHost>)]) -> Result<String> {
+    let help = here.machine_help()?;
+    let mut qemus = vec![("this machine".to_string(), here, help.as_str())];
+    qemus.extend(far.iter().map(|(h, r)| (format!("host {:?} ({})", h.name, r.ssh.target), &r.facts.qemu, r.facts.machine_help.as_str())));
+    oldest_machine_type(&qemus).map_err(anyhow::Error::msg)
+}
+
+/// The machine type every one of `qemus` (where it runs, the QEMU, its `-machine
+/// help`) runs, so that a guest can move between any two: the versioned type "pc"
+/// stands for on the oldest QEMU (the first of equals), which every other must offer.
+pub fn oldest_machine_type(qemus: &[(String, &Qemu, &str)]) -> Result<String, String> {
+    let (at, oldest, help) = qemus.iter().min_by_key(|(_, q, _)| q.major_minor()).ok_or("no QEMU")?;
+    let machine = crate::host::machine_alias_target(help, MACHINE_TYPE).unwrap_or_else(|| MACHINE_TYPE.to_string());
+    for (other, q, h) in qemus {
+        if h != help && !crate::host::machine_types_in(h).contains(&machine) {
+            return Err(format!(
+                "{other} runs QEMU {}, which does not offer machine type {machine}, that of QEMU {} on {at} (the oldest of the cluster): \
                  a guest cannot move between them. Choose QEMU versions closer together",
-                h.name,
-                r.ssh.target,
-                r.facts.qemu.version,
-                or.facts.qemu.version,
-                oh.name,
-                or.ssh.target
-            );
+                q.version, oldest.version
+            ));
         }
     }
     Ok(machine)
@@ -281,6 +280,28 @@ impl ClusterHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_host_runs_the_oldest_qemus_machine_type_which_all_must_offer() {
+        let q = |v: &str| Qemu { path: format!("/q{v}").into(), version: v.into(), version_line: String::new(), data_dirs: vec![], origin: Default::default() };
+        let help = |newest: &str, more: &[&str]| {
+            let mut t = format!("Supported machines are:\npc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-{newest})\npc-i440fx-{newest}       Standard PC\n");
+            for m in more {
+                t += &format!("pc-i440fx-{m}       Standard PC\n");
+            }
+            t
+        };
+        let (q10, q72, q90) = (q("10.0.2"), q("7.2.22"), q("9.0.0"));
+        let (h10, h72, h90) = (help("10.0", &["9.0", "7.2"]), help("7.2", &[]), help("9.0", &[]));
+        let at = |s: &str| s.to_string();
+        assert_eq!(oldest_machine_type(&[(at("this machine"), &q10, &h10), (at("host \"A\""), &q10, &h10)]).unwrap(), "pc-i440fx-10.0");
+        // The oldest is a remote host's, the second of three.
+        let all = [(at("this machine"), &q10, h10.as_str()), (at("host \"A\""), &q72, h72.as_str()), (at("host \"B\""), &q10, h10.as_str())];
+        assert_eq!(oldest_machine_type(&all).unwrap(), "pc-i440fx-7.2");
+        // A 9.0 without 7.2's type: named, with the host of the oldest.
+        let e = oldest_machine_type(&[(at("this machine"), &q10, &h10), (at("host \"A\""), &q72, &h72), (at("host \"B\""), &q90, &h90)]).unwrap_err();
+        assert!(e.contains("host \"B\" runs QEMU 9.0.0") && e.contains("pc-i440fx-7.2") && e.contains("QEMU 7.2.22 on host \"A\""), "{e}");
+    }
 
     #[test]
     fn a_remote_hosts_capacity_is_the_profiles_or_its_cores() {
