@@ -15,9 +15,9 @@
 //! naming both. Every guest runs the machine type of the oldest QEMU of all the
 //! hosts, which every one of them must offer.
 
+use crate::host::Qemu;
 use crate::host::ssh::SshTarget;
 use crate::machine::cgroup::CpuCgroup;
-use crate::host::Qemu;
 use crate::machine::command::{MACHINE_TYPE, Role};
 use crate::machine::hardware::{GuestSpec, host_mib_for};
 use crate::machine::remote::{RemoteHost, RemoteRecord};
