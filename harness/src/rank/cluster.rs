@@ -309,6 +309,9 @@ async fn migrate(
     let i = placed.iter().position(|g| g.name == mv.vm).context("the engine chose a VM that is not placed")?;
     let to = hosts.iter().position(|h| h.name == mv.to).context("the engine chose a host that does not exist")?;
     let from = placed[i].host;
+    if from == to {
+        bail!("the engine chose to move {} to {}, the host it is on", mv.vm, mv.to);
+    }
     *qemus += 1;
     let name = format!("c{qemus}");
     let (a, b) = if from < to { let (x, y) = hosts.split_at_mut(to); (&x[from], &mut y[0]) } else { let (x, y) = hosts.split_at_mut(from); (&y[0], &mut x[to]) };
