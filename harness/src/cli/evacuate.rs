@@ -103,7 +103,7 @@ pub(crate) async fn evacuate(image: &ImageArgs, a: &EvacuateArgs) -> Result<Exit
             let (source, destination, machine_type) = Emulator::pair_with(&p.qemu, &host)?;
             (Pair { source, destination, machine_type }, Some(host))
         }
-        None => (Pair { source: Emulator::newest(&p.qemu), destination: Emulator::newest(&p.qemu), machine_type: env.machine_type.clone() }, None),
+        None => (Pair::newest(&p.qemu, &env.machine_type), None),
     };
 
     let mut reports = Vec::new();

@@ -154,8 +154,7 @@ pub(crate) async fn migrate(image: &ImageArgs, a: &MigrateArgs) -> Result<ExitCo
             migbench::experiment::once::run_to(&p, &env, &pair, Some(&host), spec, &scenario, load.as_ref(), boot).await?
         }
         (None, None) => {
-            let newest = migbench::machine::site::Emulator::newest(&p.qemu);
-            let pair = migbench::experiment::qemus::Pair { source: newest.clone(), destination: newest, machine_type: env.machine_type.clone() };
+            let pair = migbench::experiment::qemus::Pair::newest(&p.qemu, &env.machine_type);
             migbench::experiment::once::run_to(&p, &env, &pair, None, spec, &scenario, load.as_ref(), boot).await?
         }
         (None, Some(wanted)) => {

@@ -4,7 +4,7 @@
 use crate::machine::command::Role;
 use crate::machine::hardware::GuestSpec;
 use crate::machine::remote::RemoteHost;
-use crate::machine::site::{Emulator, Site};
+use crate::machine::site::Site;
 use super::qemus::Pair;
 use crate::migration::driver::drive_with;
 use crate::migration::measurement::Outcome;
@@ -33,7 +33,7 @@ pub struct OnceLoad {
 /// An error means the experiment could not be run (QEMU would not start, the
 /// guest never booted); a migration that failed or was cancelled is a result.
 pub async fn run_one(platform: &Platform, env: &Environment, spec: GuestSpec, scenario: &Scenario, boot_timeout: Duration) -> Result<MigrationRecord> {
-    let pair = Pair { source: Emulator::newest(&platform.qemu), destination: Emulator::newest(&platform.qemu), machine_type: env.machine_type.clone() };
+    let pair = Pair::newest(&platform.qemu, &env.machine_type);
     run_between(platform, env, &pair, spec, scenario, boot_timeout).await
 }
 

@@ -20,6 +20,13 @@ pub struct Pair {
     pub machine_type: String,
 }
 
+impl Pair {
+    /// `qemu`'s newest machine on both sides, on `machine_type`: one QEMU migrating to itself.
+    pub fn newest(qemu: &Qemu, machine_type: &str) -> Pair {
+        Pair { source: Emulator::newest(qemu), destination: Emulator::newest(qemu), machine_type: machine_type.to_string() }
+    }
+}
+
 /// Every pair a set of cells names, by the cell's (`qemu`, `qemu_dest`).
 #[derive(Debug, Clone)]
 pub struct QemuPairs {
