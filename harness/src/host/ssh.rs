@@ -111,6 +111,11 @@ pub fn check_migrate_address(text: &str) -> Result<(), String> {
     Err(format!("--migrate-address {text:?}: give the destination host's IP address (198.18.0.6, fd00::2) or name on the link the migration should use, without a port or brackets"))
 }
 
+/// The IP address `address` names (an IPv6 one with or without brackets).
+pub fn address_ip(address: &str) -> Result<std::net::IpAddr> {
+    address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the address {address:?} is not an IP address"))
+}
+
 /// `address` as the host part of a QEMU `tcp:` URI (an IPv6 address in brackets).
 pub fn uri_host(address: &str) -> String {
     if address.contains(':') { format!("[{address}]") } else { address.to_string() }

@@ -133,7 +133,7 @@ impl Agent {
                 serde_json::Value::Null
             }
             Request::FreePort { address } => {
-                let ip: std::net::IpAddr = address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the address {address:?}"))?;
+                let ip = crate::host::ssh::address_ip(&address)?;
                 let port = std::net::TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).with_context(|| format!("finding a free port on {address}"))?.port();
                 serde_json::to_value(port)?
             }

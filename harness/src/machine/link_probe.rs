@@ -17,7 +17,7 @@ use crate::migration::link_speed::LinkSpeed;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long the sink waits for the stream to connect, and for each read.
@@ -72,7 +72,7 @@ pub fn measure(host: &RemoteHost, seconds: f64) -> Result<LinkProbe> {
     }
     let address = host.migrate_address.clone();
     let port: u16 = host.agent.ask(&Request::Sink { address: address.clone() }, CALL_TIMEOUT).with_context(|| format!("opening a sink on {address} on {}", host.ssh.target))?;
-    let ip: IpAddr = address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the migration address {address:?}"))?;
+    let ip = crate::host::ssh::address_ip(&address)?;
     let sent = send((ip, port).into(), Duration::from_secs_f64(seconds));
     // The sink's count even when sending failed part way: it ends the sink's thread.
     let received: Result<Received> = host.agent.ask(&Request::SinkResult { port }, SINK_WAIT + CALL_TIMEOUT);
@@ -94,7 +94,7 @@ const REACH_WAIT_S: u32 = 5;
 pub fn reaches(from: &RemoteHost, to: &RemoteHost) -> Result<()> {
     let address = to.migrate_address.clone();
     let port: u16 = to.agent.ask(&Request::Sink { address: address.clone() }, CALL_TIMEOUT).with_context(|| format!("opening a sink on {address} on {}", to.ssh.target))?;
-    let ip: IpAddr = address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the migration address {address:?}"))?;
+    let ip = crate::host::ssh::address_ip(&address)?;
     let line = format!("timeout {REACH_WAIT_S} bash -c 'exec 3<>/dev/tcp/{ip}/{port}' && echo connected");
     let connected = from.ssh.run(&line);
     if connected.is_err() {
@@ -147,7 +147,7 @@ pub fn sink(address: &str) -> Result<(u16, std::thread::JoinHandle<Result<Receiv
 
 /// [`sink`], waiting `wait` for the connection and for each read.
 fn sink_waiting(address: &str, wait: Duration) -> Result<(u16, std::thread::JoinHandle<Result<Received, String>>)> {
-    let ip: IpAddr = address.trim_start_matches('[').trim_end_matches(']').parse().with_context(|| format!("the address {address:?}"))?;
+    let ip = crate::host::ssh::address_ip(address)?;
     let listener = TcpListener::bind((ip, 0)).with_context(|| format!("listening on {address}"))?;
     let port = listener.local_addr()?.port();
     listener.set_nonblocking(true)?;

@@ -58,7 +58,12 @@ pub fn root_qdisc(text: &str) -> Option<String> {
 /// Refuses to replace a root qdisc someone else put on `dev`.
 fn check_replaceable(runner: &dyn Runner, dev: &str) -> Result<()> {
     let text = runner.run(&["tc".into(), "qdisc".into(), "show".into(), "dev".into(), dev.into()])?;
-    let Some(root) = root_qdisc(&text) else { return Ok(()) };
+    refuse_foreign_root(&text, dev, runner)
+}
+
+/// [`check_replaceable`] on `dev`'s `tc qdisc show` output, read already.
+fn refuse_foreign_root(text: &str, dev: &str, runner: &dyn Runner) -> Result<()> {
+    let Some(root) = root_qdisc(text) else { return Ok(()) };
     let kind = root.split_whitespace().next().unwrap_or_default();
     if !REPLACEABLE.iter().any(|r| *r == root || (!r.contains(' ') && *r == kind)) {
         bail!("{dev} on {} has a root qdisc of its own ({root}), which shaping would replace: shape a link kept for the purpose (--migrate-address on another interface), or remove it (tc qdisc del dev {dev} root)", runner.place());
@@ -326,7 +331,7 @@ impl RemoteHost {
         drop(on);
         let measured_rtt_ms = match emulated_by {
             Some(_) => {
-                let ip: std::net::IpAddr = self.migrate_address.parse().with_context(|| format!("the migration address {:?}", self.migrate_address))?;
+                let ip = crate::host::ssh::address_ip(&self.migrate_address)?;
                 // A port nobody listens on there answers each SYN with a reset: one
                 // round trip on the path and the ports QEMU's stream uses (not
                 // sshd's, whose log and fail2ban would see ten aborted logins).
@@ -421,7 +426,7 @@ impl RemoteHost {
                     self.note_shaped_here(Some(dev));
                 }
                 if !shaped {
-                    check_replaceable(r, dev)?;
+                    refuse_foreign_root(&text, dev, r)?;
                     tc::clear(r, dev)?;
                     r.run(&w(&format!("tc qdisc add dev {dev} root handle 1: htb default 0")))?;
                 }
