@@ -142,11 +142,17 @@ pub fn run_dir_owner_alive(dir: &Path) -> Option<bool> {
 
 /// The run directories named after `pid`, in the places migbench makes them.
 fn run_dirs_of(pid: u32) -> Vec<PathBuf> {
+    run_dirs().into_iter().filter(|(owner, path)| *owner == pid && path.is_dir()).map(|(_, path)| path).collect()
+}
+
+/// Every entry named as a run directory in the places [`run_dir_bases`] names,
+/// with the pid its name carries.
+fn run_dirs() -> Vec<(u32, PathBuf)> {
     let mut dirs = Vec::new();
     for base in run_dir_bases() {
         for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            if e.file_name().to_str().and_then(run_dir_owner) == Some(pid) && e.path().is_dir() {
-                dirs.push(e.path());
+            if let Some(pid) = e.file_name().to_str().and_then(run_dir_owner) {
+                dirs.push((pid, e.path()));
             }
         }
     }
@@ -176,17 +182,12 @@ pub fn find() -> Vec<Leftover> {
     }
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    for base in run_dir_bases() {
-        let Ok(entries) = std::fs::read_dir(&base) else { continue };
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(run_dir_owner) else { continue };
-            use std::os::unix::fs::MetadataExt;
-            // Only real directories of ours: /tmp is everyone's, and a link is not followed.
-            let path = e.path();
-            let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
-            if md.is_dir() && md.uid() == uid && !alive(pid, &path, Kind::RunDir) {
-                found.push(Leftover { kind: Kind::RunDir, path, pid });
-            }
+    for (pid, path) in run_dirs() {
+        use std::os::unix::fs::MetadataExt;
+        // Only real directories of ours: /tmp is everyone's, and a link is not followed.
+        let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
+        if md.is_dir() && md.uid() == uid && !alive(pid, &path, Kind::RunDir) {
+            found.push(Leftover { kind: Kind::RunDir, path, pid });
         }
     }
     found
@@ -225,12 +226,11 @@ pub struct Removal {
 /// The note goes first, so a clean-up that fails later never clears it again.
 fn unshape_noted_in(dir: &Path) -> Vec<String> {
     use crate::network::tc::{self, Runner};
-    let note = dir.join(super::remote::SHAPED_FILE);
-    let text = std::fs::read_to_string(&note).unwrap_or_default();
-    let _ = std::fs::remove_file(&note);
+    let noted = noted_in(dir);
+    let _ = std::fs::remove_file(dir.join(super::remote::SHAPED_FILE));
     let live = live_notes();
     let mut done = Vec::new();
-    for dev in text.lines().map(str::trim).filter(|d| !d.is_empty() && !live.iter().any(|l| l == d)) {
+    for dev in noted.iter().map(String::as_str).filter(|d| !live.iter().any(|l| l == d)) {
         let here = tc::Local::host();
         let root = here.run(&["tc".into(), "qdisc".into(), "show".into(), "dev".into(), dev.into()]).ok().and_then(|t| super::remote_link::root_qdisc(&t));
         if matches!(root.as_deref(), Some("htb 1:" | "netem 10:")) && tc::clear(&here, dev).is_ok() {
@@ -243,17 +243,13 @@ fn unshape_noted_in(dir: &Path) -> Vec<String> {
 
 /// The interfaces the run directories of running migbench processes note as shaped.
 fn live_notes() -> Vec<String> {
-    let mut devs = Vec::new();
-    for base in run_dir_bases() {
-        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            let path = e.path();
-            if e.file_name().to_str().and_then(run_dir_owner).is_some() && run_dir_owner_alive(&path) == Some(true) {
-                let text = std::fs::read_to_string(path.join(super::remote::SHAPED_FILE)).unwrap_or_default();
-                devs.extend(text.lines().map(|l| l.trim().to_string()).filter(|d| !d.is_empty()));
-            }
-        }
-    }
-    devs
+    run_dirs().into_iter().filter(|(_, path)| run_dir_owner_alive(path) == Some(true)).flat_map(|(_, path)| noted_in(&path)).collect()
+}
+
+/// The interfaces a run directory's note (`remote::SHAPED_FILE`) names as shaped.
+fn noted_in(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(super::remote::SHAPED_FILE)).unwrap_or_default();
+    text.lines().map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect()
 }
 
 /// Removes one leftover: a cgroup after moving its processes to the parent group
