@@ -182,9 +182,7 @@ link_shape = ["rate=40Mbit", "rate=200Mbit,rtt=20ms"]
             assert_eq!(link[end]["rate_bytes_per_sec"].as_u64(), Some(want), "{shape} {end}: {}", link[end]);
         }
         // The migration stream went through the shaped class on this host's end.
-        let (before, after) = (class_bytes(&link["before"][0]), class_bytes(&link["after"][0]));
-        let sent = m["transferred_bytes"].as_u64().unwrap();
-        assert!(after.saturating_sub(before) >= sent, "{shape}: htb counted {} bytes, QEMU sent {sent}", after.saturating_sub(before));
+        assert_stream_crossed_the_shape(m, &shape);
     }
     // The summary names each shape and says how many runs were healthy.
     assert!(said.contains("rate=40Mbit") && said.contains("healthy"), "{said}");
@@ -228,11 +226,7 @@ timeout_s = 120.0
     assert_eq!(m["environment"]["destination_host"]["target"], host.url());
     // The client on this host's test network reached the guest before, during and
     // after its move to the other host, at the same address.
-    let client = &m["service"]["client"];
-    for phase in ["before", "during", "after"] {
-        assert!(client[phase]["ok"].as_u64().unwrap() > 0, "no answer {phase} the migration: {client}");
-    }
-    assert_eq!(client["failed_outside_window"], 0, "{client}");
+    assert_answered_throughout(m, "http-two-hosts");
     let probe = &m["service"]["probe"];
     assert!(probe["answered"].as_u64().unwrap() > 1000, "{probe}");
     wait_until_gone("after the HTTP guest's move");
@@ -351,17 +345,9 @@ timeout_s = 120.0
     let mut during_p99 = Vec::new();
     for (kind, clients) in [("shared", second.host()), ("separate", host.ip())] {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("p.toml");
-        std::fs::write(&path, profile).unwrap();
-        let o = to_host(tmp.path(), &host, "run", &host.url(), host.key())
-            .arg(&path)
-            .args(["--out", &tmp.path().join("out").display().to_string(), "--quiet"])
-            .args(["--migrate-address", &second.host().to_string(), "--client-address", &clients.to_string()])
-            .output()
-            .unwrap();
+        let (o, rs) = run_to_with(tmp.path(), &host, profile, &["--migrate-address", &second.host().to_string(), "--client-address", &clients.to_string()]);
         let said = text(&o);
         assert_eq!(o.status.code(), Some(0), "{kind}: {said}");
-        let rs = results(&tmp.path().join("out"));
         assert_eq!(rs.len(), 1, "{kind}: {said}");
         let m = &rs[0];
         assert_eq!(m["outcome"]["kind"], "completed", "{kind}: {}", m["outcome"]);
@@ -373,14 +359,9 @@ timeout_s = 120.0
         let client_dev = if kind == "shared" { migration_dev.as_str() } else { host.local_interface() };
         assert_eq!(link["client_dev"], client_dev, "{kind}: {link}");
         // The migration crossed the shaped class on the second link.
-        let (before, after) = (class_bytes(&link["before"][0]), class_bytes(&link["after"][0]));
-        let sent = m["transferred_bytes"].as_u64().unwrap();
-        assert!(after.saturating_sub(before) >= sent, "{kind}: htb counted {} bytes, QEMU sent {sent}", after.saturating_sub(before));
+        assert_stream_crossed_the_shape(m, kind);
+        assert_answered_throughout(m, kind);
         let client = &m["service"]["client"];
-        for phase in ["before", "during", "after"] {
-            assert!(client[phase]["ok"].as_u64().unwrap() > 0, "{kind}: no answer {phase} the migration: {client}");
-        }
-        assert_eq!(client["failed_outside_window"], 0, "{kind}: {client}");
         during_p99.push((kind, client["during"]["p50_ms"].clone(), client["during"]["p99_ms"].clone()));
     }
     eprintln!("p50 and p99 of the clients' requests during the migration: {during_p99:?}");
@@ -408,11 +389,7 @@ fn migrate_dest_moves_a_guest_serving_http_under_load() {
     assert_healthy_and_intact(&r);
     assert_eq!(r["health"]["runs_on"], "destination");
     assert_eq!(r["environment"]["destination_host"]["target"], host.url());
-    let client = &r["service"]["client"];
-    for phase in ["before", "during", "after"] {
-        assert!(client[phase]["ok"].as_u64().unwrap() > 0, "no answer {phase} the migration: {client}");
-    }
-    assert_eq!(client["failed_outside_window"], 0, "{client}");
+    assert_answered_throughout(&r, "migrate --load");
     assert!(r["service"]["probe"]["answered"].as_u64().unwrap() > 1000, "{}", r["service"]["probe"]);
     // Its time series beside the record.
     let csv = r["service"]["requests_csv"].as_str().expect("a requests CSV");

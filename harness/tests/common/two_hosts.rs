@@ -19,11 +19,35 @@ pub fn to_host(tmp: &Path, host: &TestHost, subcommand: &str, dest: &str, key: &
 /// `migbench run` of `profile` (its text) with every destination on `host`;
 /// returns what it printed and its results.
 pub fn run_to(tmp: &Path, host: &TestHost, profile: &str) -> (Output, Vec<serde_json::Value>) {
+    run_to_with(tmp, host, profile, &[])
+}
+
+/// [`run_to`] with more options (`--migrate-address …`, say).
+pub fn run_to_with(tmp: &Path, host: &TestHost, profile: &str, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
     let path = tmp.join("p.toml");
     std::fs::write(&path, profile).unwrap();
     let out = tmp.join("out");
-    let o = to_host(tmp, host, "run", &host.url(), host.key()).arg(&path).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let o = to_host(tmp, host, "run", &host.url(), host.key()).arg(&path).arg("--out").arg(&out).arg("--quiet").args(args).output().unwrap();
     (o, results(&out))
+}
+
+/// Asserts the guest's HTTP clients were answered before, during and after its
+/// migration in record `m`, and that nothing failed outside the switchover.
+pub fn assert_answered_throughout(m: &serde_json::Value, what: &str) {
+    let client = &m["service"]["client"];
+    for phase in ["before", "during", "after"] {
+        assert!(client[phase]["ok"].as_u64().unwrap() > 0, "{what}: no answer {phase} the migration: {client}");
+    }
+    assert_eq!(client["failed_outside_window"], 0, "{what}: {client}");
+}
+
+/// Asserts the shaped class on this host's end of the link counted at least the
+/// bytes QEMU sent in record `m`: the migration stream crossed the shaped link.
+pub fn assert_stream_crossed_the_shape(m: &serde_json::Value, what: &str) {
+    let link = &m["link"];
+    let (before, after) = (class_bytes(&link["before"][0]), class_bytes(&link["after"][0]));
+    let sent = m["transferred_bytes"].as_u64().unwrap();
+    assert!(after.saturating_sub(before) >= sent, "{what}: htb counted {} bytes, QEMU sent {sent}", after.saturating_sub(before));
 }
 
 /// Asserts neither end of the link to `host` has a qdisc of `kinds` left on it.
