@@ -1,14 +1,14 @@
 //! How much load the generator itself can make: against the guest's own HTTP
-//! server on the host's loopback, beside `wrk` and `oha` on the same server when
-//! they are installed. A generator slower than the service it measures would
-//! report its own limit as the service's.
+//! server on the host's loopback, beside `wrk`, `ab` and `oha` on the same server
+//! in the same run (`load::rivals`), each with the ratio ours ÷ theirs. A generator
+//! slower than the service it measures would report its own limit as the service's.
 
 use super::generator;
 use super::spec::{Connection, LoadSpec, Mode};
 use super::timeline::{Request, merge_hdr, percentile_ms, phase_latency};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::process::Command;
+use crate::host::tool_cache::{Found, Origin};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,16 @@ pub struct Figure {
     pub setting: String,
     pub requests_per_s: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// For another tool's row: our keep-alive closed loop's requests/s ÷ its.
+    pub ratio: Option<f64>,
     pub note: String,
+}
+
+impl Figure {
+    /// A tool's row without figures, and why.
+    pub fn absent(tool: &str, setting: String, why: &str) -> Figure {
+        Figure { tool: tool.into(), setting, requests_per_s: None, p99_ms: None, ratio: None, note: why.into() }
+    }
 }
 
 /// Starts the guest's HTTP server (the `http` workload's code) on a free loopback port.
@@ -34,7 +43,7 @@ pub fn loopback_server() -> Result<SocketAddr> {
 
 /// Our generator's figures: the most it gets through with `clients` keep-alive
 /// and per-request clients, and whether an open loop holds `target_rate`.
-pub fn ours(addr: SocketAddr, secs: f64, clients: u32, target_rate: f64) -> Result<Vec<Figure>> {
+pub fn ours(addr: SocketAddr, secs: f64, clients: u32, threads: usize, target_rate: f64) -> Result<Vec<Figure>> {
     let mut out = Vec::new();
     for connection in [Connection::KeepAlive, Connection::PerRequest] {
         let spec = LoadSpec { mode: Mode::Closed { clients, think_ms: 0 }, connection, dynamic_percent: 0, timeout_ms: 5000, requests: None };
@@ -52,6 +61,71 @@ pub fn ours(addr: SocketAddr, secs: f64, clients: u32, target_rate: f64) -> Resu
     Ok(out)
 }
 
+/// The other tools to run, each found (`host::tool_cache`) or why not.
+#[derive(Debug, Clone)]
+pub struct Rivals {
+    pub wrk: Result<Found, String>,
+    pub ab: Result<Found, String>,
+    pub oha: Result<Found, String>,
+}
+
+impl Rivals {
+    /// bench's set-up for the load comparison: `wrk` and `ab` (the system's, else
+    /// Debian's fetched into migbench's cache) and `oha` (the system's, else built
+    /// once with cargo into the cache); each one that cannot be had says why.
+    pub fn set_up() -> Rivals {
+        use crate::host::tool_cache::{self, Tool};
+        let debian = |t: Tool| tool_cache::ensure(t).map_err(|e| format!("{e:#}"));
+        Rivals { wrk: debian(Tool::Wrk), ab: debian(Tool::Ab), oha: tool_cache::oha() }
+    }
+}
+
+/// Our generator and every rival against one loopback server, `clients`
+/// keep-alive connections each and `threads` threads where a tool has a choice,
+/// with each rival's ratio.
+pub fn compare(secs: f64, clients: u32, threads: usize, target_rate: f64, rivals: &Rivals) -> Result<Vec<Figure>> {
+    use super::rivals;
+    let addr = loopback_server()?;
+    let mut figs = ours(addr, secs, clients, threads, target_rate)?;
+    figs.push(match &rivals.wrk {
+        Ok(f) => noted(rivals::wrk(&f.path, addr, secs, clients, threads), f),
+        Err(why) => Figure::absent("wrk", format!("-t{threads} -c{clients}, keep-alive"), why),
+    });
+    figs.push(match &rivals.ab {
+        Ok(f) => noted(rivals::ab(&f.path, addr, secs, clients), f),
+        Err(why) => Figure::absent("ab", format!("-k -c {clients}, 1 thread"), why),
+    });
+    figs.push(match &rivals.oha {
+        Ok(f) => noted(rivals::oha(&f.path, addr, secs, clients), f),
+        Err(why) => Figure::absent("oha", format!("-c {clients}, keep-alive"), why),
+    });
+    with_ratios(&mut figs);
+    Ok(figs)
+}
+
+/// A rival's row with which build of it ran, unless the row says why it has no figure.
+fn noted(mut fig: Figure, found: &Found) -> Figure {
+    if fig.note.is_empty() {
+        let whence = match found.origin {
+            Origin::System => "on PATH",
+            Origin::Cache => "migbench's cache",
+        };
+        fig.note = format!("{} ({whence})", found.version_line);
+    }
+    fig
+}
+
+/// Sets each other tool's ratio: our closed keep-alive loop's requests/s ÷ its.
+pub fn with_ratios(figs: &mut [Figure]) {
+    let ours = figs.iter().find(|f| f.tool == "migbench" && f.setting.starts_with("closed:") && f.setting.contains("keep-alive")).and_then(|f| f.requests_per_s);
+    for f in figs.iter_mut().filter(|f| f.tool != "migbench") {
+        f.ratio = match (ours, f.requests_per_s) {
+            (Some(o), Some(t)) if t > 0.0 => Some(o / t),
+            _ => None,
+        };
+    }
+}
+
 fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64) -> Result<Vec<Request>> {
     let load = generator::start(spec, addr, None, Instant::now())?;
     std::thread::sleep(Duration::from_secs_f64(secs));
@@ -62,78 +136,31 @@ fn figure(tool: &str, setting: String, recs: &[Request], secs: f64, note: String
     let refs: Vec<&Request> = recs.iter().collect();
     let p = phase_latency(&refs, secs * 1000.0);
     let p99 = merge_hdr(&[p.hdr.as_str()]).ok().and_then(|h| percentile_ms(&h, 99.0));
-    Figure { tool: tool.into(), setting, requests_per_s: p.ok_per_s, p99_ms: p99, note }
-}
-
-/// `wrk` on the same server, if it is installed.
-pub fn wrk(addr: SocketAddr, secs: f64, clients: u32) -> Figure {
-    let setting = format!("-t2 -c{clients}, keep-alive");
-    let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{clients}"), &format!("-d{}s", secs.ceil() as u64), "--latency", &format!("http://{addr}/")])
-        .output();
-    let text = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => return absent("wrk", setting, &format!("wrk failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(_) => return absent("wrk", setting, "not installed (apt-get install wrk)"),
-    };
-    let rate = text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok());
-    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| wrk_ms(v.trim()));
-    Figure { tool: "wrk".into(), setting, requests_per_s: rate, p99_ms: p99, note: String::new() }
-}
-
-/// `oha` on the same server, if it is installed.
-pub fn oha(addr: SocketAddr, secs: f64, clients: u32) -> Figure {
-    let setting = format!("-c {clients}, keep-alive");
-    let out = Command::new("oha")
-        .args(["-z", &format!("{}s", secs.ceil() as u64), "-c", &clients.to_string(), "--no-tui", "--output-format", "json", &format!("http://{addr}/")])
-        .output();
-    let json: serde_json::Value = match out {
-        Ok(o) if o.status.success() => match serde_json::from_slice(&o.stdout) {
-            Ok(v) => v,
-            Err(e) => return absent("oha", setting, &format!("unreadable output ({e})")),
-        },
-        Ok(o) => return absent("oha", setting, &format!("oha failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(_) => return absent("oha", setting, "not installed (cargo install oha)"),
-    };
-    let rate = json.pointer("/summary/requestsPerSec").and_then(|v| v.as_f64());
-    let p99 = json.pointer("/latencyPercentiles/p99").and_then(|v| v.as_f64()).map(|s| s * 1000.0);
-    Figure { tool: "oha".into(), setting, requests_per_s: rate, p99_ms: p99, note: String::new() }
-}
-
-fn absent(tool: &str, setting: String, why: &str) -> Figure {
-    Figure { tool: tool.into(), setting, requests_per_s: None, p99_ms: None, note: why.into() }
-}
-
-/// wrk's latency text (`812.00us`, `1.23ms`, `2.01s`) in ms.
-fn wrk_ms(v: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|x| x * scale)
+    Figure { tool: tool.into(), setting, requests_per_s: p.ok_per_s, p99_ms: p99, ratio: None, note }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The comparison `bench` prints, for measuring the generator by hand:
+    /// `cargo test --release --lib -- --ignored --nocapture comparison_figures`
+    /// (`MIGBENCH_LOAD_SECS`, default 5).
     #[test]
-    fn wrk_latency_units() {
-        assert_eq!(wrk_ms("812.00us"), Some(0.812));
-        assert_eq!(wrk_ms("1.50ms"), Some(1.5));
-        assert_eq!(wrk_ms("2.00s"), Some(2000.0));
-        assert_eq!(wrk_ms("fast"), None);
+    #[ignore]
+    fn comparison_figures() {
+        let secs = std::env::var("MIGBENCH_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let figs = compare(secs, 32, threads, 2000.0, &Rivals::set_up()).unwrap();
+        for f in &figs {
+            println!("{:9} {:28} {:>8.0} req/s  p99 {:>6.2} ms  ratio {:>5.2}  {}", f.tool, f.setting, f.requests_per_s.unwrap_or(0.0), f.p99_ms.unwrap_or(0.0), f.ratio.unwrap_or(0.0), f.note);
+        }
     }
 
     #[test]
     fn the_generator_sustains_its_target_rate_against_a_loopback_server() {
         let addr = loopback_server().unwrap();
-        let figs = ours(addr, 1.0, 4, 500.0).unwrap();
+        let figs = ours(addr, 1.0, 4, 1, 500.0).unwrap();
         assert_eq!(figs.len(), 3);
         // Both closed loops got answers.
         assert!(figs[..2].iter().all(|f| f.requests_per_s.is_some_and(|r| r > 0.0)), "{figs:?}");

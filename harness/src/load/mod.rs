@@ -3,6 +3,7 @@
 pub mod capacity;
 pub mod generator;
 pub mod probe;
+pub mod rivals;
 pub mod service;
 pub mod spec;
 pub mod timeline;
