@@ -12,24 +12,7 @@ use crate::host::tool_cache::{Found, Origin};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-/// One line of the capacity table.
-#[derive(Debug, Clone)]
-pub struct Figure {
-    pub tool: String,
-    pub setting: String,
-    pub requests_per_s: Option<f64>,
-    pub p99_ms: Option<f64>,
-    /// For another tool's row: our keep-alive closed loop's requests/s ÷ its.
-    pub ratio: Option<f64>,
-    pub note: String,
-}
-
-impl Figure {
-    /// A tool's row without figures, and why.
-    pub fn absent(tool: &str, setting: String, why: &str) -> Figure {
-        Figure { tool: tool.into(), setting, requests_per_s: None, p99_ms: None, ratio: None, note: why.into() }
-    }
-}
+pub use super::rivals::Figure;
 
 /// Starts the guest's HTTP server (the `http` workload's code) on a free loopback port.
 pub fn loopback_server() -> Result<SocketAddr> {
@@ -46,19 +29,29 @@ pub fn loopback_server() -> Result<SocketAddr> {
 pub fn ours(addr: SocketAddr, secs: f64, clients: u32, threads: usize, target_rate: f64) -> Result<Vec<Figure>> {
     let mut out = Vec::new();
     for connection in [Connection::KeepAlive, Connection::PerRequest] {
-        let spec = LoadSpec { mode: Mode::Closed { clients, think_ms: 0 }, connection, dynamic_percent: 0, timeout_ms: 5000, requests: None };
-        let recs = run_for(&spec, addr, secs)?;
-        out.push(figure("migbench", format!("closed:{clients}, {connection}"), &recs, secs, String::new()));
+        out.push(ours_closed(addr, secs, clients, threads, connection)?);
     }
+    out.push(ours_open(addr, secs, target_rate)?);
+    Ok(out)
+}
+
+/// Our closed loop: `clients` clients over `threads` threads, no think time.
+fn ours_closed(addr: SocketAddr, secs: f64, clients: u32, threads: usize, connection: Connection) -> Result<Figure> {
+    let spec = LoadSpec { mode: Mode::Closed { clients, think_ms: 0 }, connection, dynamic_percent: 0, timeout_ms: 5000, requests: None };
+    let recs = run_for(&spec, addr, secs, threads)?;
+    Ok(figure("migbench", format!("closed:{clients}, {connection}, {threads} thread{}", if threads == 1 { "" } else { "s" }), &recs, secs, String::new()))
+}
+
+/// Our open loop at `target_rate` (one schedule, one thread), and how far sending
+/// fell behind it (latency is charged from the schedule anyway).
+fn ours_open(addr: SocketAddr, secs: f64, target_rate: f64) -> Result<Figure> {
     let spec = LoadSpec { mode: Mode::Open { rate: target_rate }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 5000, requests: None };
-    let recs = run_for(&spec, addr, secs)?;
-    // How far sending fell behind the schedule (latency is charged from the schedule anyway).
+    let recs = run_for(&spec, addr, secs, 1)?;
     let mut lag: Vec<f64> = recs.iter().map(|r| r.sent_ms - r.intended_ms).collect();
     lag.sort_by(f64::total_cmp);
     let at = |q: f64| lag.get(((lag.len() as f64 * q) as usize).min(lag.len().saturating_sub(1))).copied().unwrap_or(0.0);
     let note = format!("target {target_rate:.0}/s; sent behind schedule by p50 {:.2} ms, p99 {:.2} ms", at(0.5), at(0.99));
-    out.push(figure("migbench", format!("open:{target_rate:.0}, keep-alive"), &recs, secs, note));
-    Ok(out)
+    Ok(figure("migbench", format!("open:{target_rate:.0}, keep-alive"), &recs, secs, note))
 }
 
 /// The other tools to run, each found (`host::tool_cache`) or why not.
@@ -86,21 +79,59 @@ impl Rivals {
 pub fn compare(secs: f64, clients: u32, threads: usize, target_rate: f64, rivals: &Rivals) -> Result<Vec<Figure>> {
     use super::rivals;
     let addr = loopback_server()?;
-    let mut figs = ours(addr, secs, clients, threads, target_rate)?;
-    figs.push(match &rivals.wrk {
-        Ok(f) => noted(rivals::wrk(&f.path, addr, secs, clients, threads), f),
-        Err(why) => Figure::absent("wrk", format!("-t{threads} -c{clients}, keep-alive"), why),
-    });
-    figs.push(match &rivals.ab {
-        Ok(f) => noted(rivals::ab(&f.path, addr, secs, clients), f),
-        Err(why) => Figure::absent("ab", format!("-k -c {clients}, 1 thread"), why),
-    });
-    figs.push(match &rivals.oha {
-        Ok(f) => noted(rivals::oha(&f.path, addr, secs, clients), f),
-        Err(why) => Figure::absent("oha", format!("-c {clients}, keep-alive"), why),
-    });
+    // The keep-alive closed loops take turns, ROUNDS times, each round starting
+    // with the next tool: a machine whose load changes (other work on it) then
+    // weighs on every tool alike, and none always runs first.
+    let mut runs: [Vec<Figure>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        for k in (0..4).map(|k| (k + round) % 4) {
+            // A tool that gave no figure the first time is not run again.
+            if round > 0 && runs[k][0].requests_per_s.is_none() {
+                continue;
+            }
+            let fig = match k {
+                0 => ours_closed(addr, secs, clients, threads, Connection::KeepAlive)?,
+                1 => match &rivals.wrk {
+                    Ok(f) => noted(rivals::wrk(&f.path, addr, secs, clients, threads), f),
+                    Err(why) => Figure::absent("wrk", format!("-t{threads} -c{clients}, keep-alive"), why),
+                },
+                2 => match &rivals.ab {
+                    Ok(f) => noted(rivals::ab(&f.path, addr, secs, clients), f),
+                    Err(why) => Figure::absent("ab", format!("-k -c {clients}, 1 thread"), why),
+                },
+                _ => match &rivals.oha {
+                    Ok(f) => noted(rivals::oha(&f.path, addr, secs, clients), f),
+                    Err(why) => Figure::absent("oha", format!("-c {clients}, keep-alive"), why),
+                },
+            };
+            runs[k].push(fig);
+        }
+    }
+    let [ours_ka, wrk, ab, oha] = runs;
+    let mut figs = vec![median(ours_ka), ours_closed(addr, secs, clients, threads, Connection::PerRequest)?, ours_open(addr, secs, target_rate)?];
+    figs.extend([median(wrk), median(ab), median(oha)]);
     with_ratios(&mut figs);
     Ok(figs)
+}
+
+/// How many times each keep-alive closed loop runs in [`compare`].
+pub const ROUNDS: usize = 3;
+
+/// Of one tool's runs, the one with the median requests/s (runs without a figure
+/// count as slowest), its note naming every run's figure.
+pub fn median(mut runs: Vec<Figure>) -> Figure {
+    runs.sort_by(|a, b| a.requests_per_s.unwrap_or(-1.0).total_cmp(&b.requests_per_s.unwrap_or(-1.0)));
+    let all: Vec<String> = runs.iter().map(|f| f.requests_per_s.map_or("-".into(), |r| format!("{r:.0}"))).collect();
+    let n = runs.len();
+    if n == 0 {
+        return Figure::absent("?", String::new(), "not run");
+    }
+    let mut m = runs.swap_remove(n / 2);
+    if n > 1 {
+        let sep = if m.note.is_empty() { "" } else { "; " };
+        m.note = format!("{}{sep}median of {n} runs: {} req/s", m.note, all.join(", "));
+    }
+    m
 }
 
 /// A rival's row with which build of it ran, unless the row says why it has no figure.
@@ -126,8 +157,8 @@ pub fn with_ratios(figs: &mut [Figure]) {
     }
 }
 
-fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64) -> Result<Vec<Request>> {
-    let load = generator::start(spec, addr, None, Instant::now())?;
+fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64, threads: usize) -> Result<Vec<Request>> {
+    let load = generator::start_on(spec, addr, None, Instant::now(), threads)?;
     std::thread::sleep(Duration::from_secs_f64(secs));
     load.stop()
 }
@@ -143,14 +174,42 @@ fn figure(tool: &str, setting: String, recs: &[Request], secs: f64, note: String
 mod tests {
     use super::*;
 
+    fn fig(tool: &str, setting: &str, rate: Option<f64>) -> Figure {
+        Figure { tool: tool.into(), setting: setting.into(), requests_per_s: rate, p99_ms: rate.map(|r| 1000.0 / r), ratio: None, note: String::new() }
+    }
+
+    #[test]
+    fn the_median_run_is_kept_with_every_runs_figure() {
+        let m = median(vec![fig("wrk", "-t2", Some(300.0)), fig("wrk", "-t2", None), fig("wrk", "-t2", Some(100.0))]);
+        assert_eq!(m.requests_per_s, Some(100.0));
+        assert_eq!(m.p99_ms, Some(10.0), "the p99 of the same run");
+        assert_eq!(m.note, "median of 3 runs: -, 100, 300 req/s");
+        let one = median(vec![Figure::absent("oha", "-c 32".into(), "not on PATH")]);
+        assert_eq!(one.note, "not on PATH");
+    }
+
+    #[test]
+    fn ratios_are_ours_over_theirs() {
+        let mut figs = vec![
+            fig("migbench", "closed:32, keep-alive, 2 threads", Some(60.0)),
+            fig("migbench", "closed:32, per-request, 2 threads", Some(10.0)),
+            fig("wrk", "-t2 -c32, keep-alive", Some(50.0)),
+            fig("ab", "-k -c 32, 1 thread", Some(120.0)),
+            Figure::absent("oha", "-c 32".into(), "not on PATH"),
+        ];
+        with_ratios(&mut figs);
+        let ratios: Vec<Option<f64>> = figs.iter().map(|f| f.ratio).collect();
+        assert_eq!(ratios, [None, None, Some(1.2), Some(0.5), None]);
+    }
+
     /// The comparison `bench` prints, for measuring the generator by hand:
     /// `cargo test --release --lib -- --ignored --nocapture comparison_figures`
-    /// (`MIGBENCH_LOAD_SECS`, default 5).
+    /// (`MIGBENCH_LOAD_SECS`, default 5; `MIGBENCH_LOAD_THREADS`, default one per core).
     #[test]
     #[ignore]
     fn comparison_figures() {
         let secs = std::env::var("MIGBENCH_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = std::env::var("MIGBENCH_LOAD_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let figs = compare(secs, 32, threads, 2000.0, &Rivals::set_up()).unwrap();
         for f in &figs {
             println!("{:9} {:28} {:>8.0} req/s  p99 {:>6.2} ms  ratio {:>5.2}  {}", f.tool, f.setting, f.requests_per_s.unwrap_or(0.0), f.p99_ms.unwrap_or(0.0), f.ratio.unwrap_or(0.0), f.note);

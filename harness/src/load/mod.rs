@@ -2,6 +2,7 @@
 
 pub mod capacity;
 pub mod generator;
+pub mod http1;
 pub mod probe;
 pub mod rivals;
 pub mod service;
