@@ -79,4 +79,15 @@ fn bench_prints_a_row_per_tool_with_a_number_and_a_ratio() {
         // The ratio is ours ÷ theirs, as printed (to the table's rounding).
         assert!((ratio - ours / rate).abs() < 0.01 + 0.01 * ratio, "{tool}: {ratio} vs {ours} / {rate}");
     }
+    // The same rows are recorded, in bench-<time>/load.jsonl.
+    let bench_dir = std::fs::read_dir(tmp.path().join("out")).unwrap().flatten().map(|e| e.path()).find(|p| p.join("load.jsonl").exists());
+    let recorded: Vec<serde_json::Value> = std::fs::read_to_string(bench_dir.unwrap_or_else(|| panic!("no load.jsonl: {text}")).join("load.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tools: Vec<&str> = recorded.iter().map(|r| r["tool"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["migbench", "migbench", "migbench", "wrk", "ab", "oha"]);
+    assert!(recorded.iter().all(|r| r["record"] == "load-capacity" && r["seconds"] == 1.0), "{recorded:?}");
+    assert!(recorded[3]["ratio"].as_f64().is_some_and(|r| r > 0.0), "{:?}", recorded[3]);
 }

@@ -2,7 +2,7 @@
 //! beside wrk, ab and oha (which its set-up provides), then a profile with its summary.
 
 use super::*;
-use migbench::record::bench::{BootRecord, LivermoreMeans, RateFigure, WorkloadRateRecord};
+use migbench::record::bench::{BootRecord, LivermoreMeans, LoadFigureRecord, RateFigure, WorkloadRateRecord};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -97,10 +97,19 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     }
     let capacity = if let Some(tools) = tools {
         if !a.sweep.quiet {
-            eprintln!("migbench: load generator capacity, {} s per run", a.load_seconds);
+            eprintln!(
+                "migbench: load generator beside wrk, ab and oha: {} s per run, the keep-alive loops {} rounds each",
+                a.load_seconds,
+                migbench::load::capacity::ROUNDS
+            );
         }
         let secs = a.load_seconds;
-        Some(tokio::task::spawn_blocking(move || load_capacity(secs, &tools)).await??)
+        let figs = tokio::task::spawn_blocking(move || load_capacity(secs, &tools)).await??;
+        let mut f = ResultsFile::create(&dir.join("load.jsonl"))?;
+        for fig in &figs {
+            f.append(&LoadFigureRecord::new(env.clone(), secs, fig))?;
+        }
+        Some(figs)
     } else {
         None
     };
