@@ -64,7 +64,8 @@ pub fn ab(bin: &Path, addr: SocketAddr, secs: f64, clients: u32) -> Figure {
 
 /// `oha -z SECS -c CLIENTS --no-tui --output-format json`: closed loop, keep-alive.
 pub fn oha(bin: &Path, addr: SocketAddr, secs: f64, clients: u32) -> Figure {
-    let setting = format!("-c {clients}, keep-alive");
+    // oha runs on a tokio runtime with one worker per core, its default.
+    let setting = format!("-c {clients}, keep-alive, {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));
     let out = Command::new(bin)
         .args(["-z".to_string(), format!("{}s", whole_secs(secs)), "-c".into(), clients.to_string(), "--no-tui".into(), "--output-format".into(), "json".into()])
         .arg(format!("http://{addr}/"))
