@@ -1,8 +1,8 @@
 //! `migbench bench`: boot time, the workloads beside native code, the load generator
-//! beside wrk and oha, then a profile with its summary.
+//! beside wrk, ab and oha (which its set-up provides), then a profile with its summary.
 
 use super::*;
-use migbench::record::bench::{BootRecord, LivermoreMeans, RateFigure, WorkloadRateRecord};
+use migbench::record::bench::{BootRecord, LivermoreMeans, LoadFigureRecord, RateFigure, WorkloadRateRecord};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -17,7 +17,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub(crate) workload_seconds: f64,
     /// Seconds of each load-generator capacity run against the guest's HTTP server on
-    /// the host's loopback (beside wrk and oha when installed); 0 to skip.
+    /// the host's loopback, beside wrk, ab and oha on the same server (fetched or
+    /// built into migbench's cache when not installed); 0 to skip.
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub(crate) load_seconds: f64,
     /// Where results are written (a new bench-<time> directory inside).
@@ -54,6 +55,9 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     let dir = a.out.join(format!("bench-{}", host::stamp()));
     let opts = sweep_options(&a.sweep, dir.clone(), false, Shard::default())?;
     let mut p = prepare(image).await?;
+    // The tools the load generator is compared with are set up with the rest,
+    // before anything is measured (a first run fetches wrk and ab, and builds oha).
+    let tools = if a.load_seconds > 0.0 { Some(tokio::task::spawn_blocking(migbench::load::capacity::Rivals::set_up).await?) } else { None };
     let env = environment(&mut p, a.sweep.accel).await?;
     let mut boot = None;
     if a.boots > 0 {
@@ -91,12 +95,21 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
             f.append(&WorkloadRateRecord::new(env.clone(), w.to_string(), a.workload_seconds, figure(h), figure(g)))?;
         }
     }
-    let capacity = if a.load_seconds > 0.0 {
+    let capacity = if let Some(tools) = tools {
         if !a.sweep.quiet {
-            eprintln!("migbench: load generator capacity, {} s per run", a.load_seconds);
+            eprintln!(
+                "migbench: load generator beside wrk, ab and oha: {} s per run, the keep-alive loops {} rounds each",
+                a.load_seconds,
+                migbench::load::capacity::ROUNDS
+            );
         }
         let secs = a.load_seconds;
-        Some(tokio::task::spawn_blocking(move || load_capacity(secs)).await??)
+        let figs = tokio::task::spawn_blocking(move || load_capacity(secs, &tools)).await??;
+        let mut f = ResultsFile::create(&dir.join("load.jsonl"))?;
+        for fig in &figs {
+            f.append(&LoadFigureRecord::new(env.clone(), secs, fig))?;
+        }
+        Some(figs)
     } else {
         None
     };
@@ -118,12 +131,12 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     print_sweep(&profile, &outcome, opts.reuse)
 }
 
-/// The load generator's capacity beside wrk and oha, 32 connections each.
-pub(crate) fn load_capacity(secs: f64) -> Result<Vec<migbench::load::capacity::Figure>> {
-    use migbench::load::capacity;
-    let addr = capacity::loopback_server()?;
-    let mut figs = capacity::ours(addr, secs, 32, 2000.0)?;
-    figs.push(capacity::wrk(addr, secs, 32));
-    figs.push(capacity::oha(addr, secs, 32));
-    Ok(figs)
+/// Connections every tool keeps open, and threads where a tool has a choice
+/// (wrk's `-t`, our generator's runtime): one per core, as wrk's documentation advises.
+const CLIENTS: u32 = 32;
+
+/// The load generator's capacity beside wrk, ab and oha, 32 connections each.
+pub(crate) fn load_capacity(secs: f64, rivals: &migbench::load::capacity::Rivals) -> Result<Vec<migbench::load::capacity::Figure>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    migbench::load::capacity::compare(secs, CLIENTS, threads, 2000.0, rivals)
 }

@@ -6,6 +6,7 @@ pub mod qemu_cache;
 pub mod qemu_versions;
 pub mod ssh;
 pub mod sshd_cache;
+pub mod tool_cache;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};

@@ -1,26 +1,18 @@
 //! How much load the generator itself can make: against the guest's own HTTP
-//! server on the host's loopback, beside `wrk` and `oha` on the same server when
-//! they are installed. A generator slower than the service it measures would
-//! report its own limit as the service's.
+//! server on the host's loopback, beside `wrk`, `ab` and `oha` on the same server
+//! in the same run (`load::rivals`), each with the ratio ours ÷ theirs. A generator
+//! slower than the service it measures would report its own limit as the service's.
 
 use super::generator;
 use super::spec::{Connection, LoadSpec, Mode};
 use super::timeline::{Request, merge_hdr, percentile_ms, phase_latency};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::process::Command;
+use crate::host::tool_cache::{Found, Origin};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-/// One line of the capacity table.
-#[derive(Debug, Clone)]
-pub struct Figure {
-    pub tool: String,
-    pub setting: String,
-    pub requests_per_s: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub note: String,
-}
+pub use super::rivals::Figure;
 
 /// Starts the guest's HTTP server (the `http` workload's code) on a free loopback port.
 pub fn loopback_server() -> Result<SocketAddr> {
@@ -34,26 +26,139 @@ pub fn loopback_server() -> Result<SocketAddr> {
 
 /// Our generator's figures: the most it gets through with `clients` keep-alive
 /// and per-request clients, and whether an open loop holds `target_rate`.
-pub fn ours(addr: SocketAddr, secs: f64, clients: u32, target_rate: f64) -> Result<Vec<Figure>> {
+pub fn ours(addr: SocketAddr, secs: f64, clients: u32, threads: usize, target_rate: f64) -> Result<Vec<Figure>> {
     let mut out = Vec::new();
     for connection in [Connection::KeepAlive, Connection::PerRequest] {
-        let spec = LoadSpec { mode: Mode::Closed { clients, think_ms: 0 }, connection, dynamic_percent: 0, timeout_ms: 5000, requests: None };
-        let recs = run_for(&spec, addr, secs)?;
-        out.push(figure("migbench", format!("closed:{clients}, {connection}"), &recs, secs, String::new()));
+        out.push(ours_closed(addr, secs, clients, threads, connection)?);
     }
+    out.push(ours_open(addr, secs, target_rate)?);
+    Ok(out)
+}
+
+/// Our closed loop: `clients` clients over `threads` threads, no think time.
+fn ours_closed(addr: SocketAddr, secs: f64, clients: u32, threads: usize, connection: Connection) -> Result<Figure> {
+    let spec = LoadSpec { mode: Mode::Closed { clients, think_ms: 0 }, connection, dynamic_percent: 0, timeout_ms: 5000, requests: None };
+    let recs = run_for(&spec, addr, secs, threads)?;
+    Ok(figure("migbench", format!("closed:{clients}, {connection}, {threads} thread{}", if threads == 1 { "" } else { "s" }), &recs, secs, String::new()))
+}
+
+/// Our open loop at `target_rate` (one schedule, one thread), and how far sending
+/// fell behind it (latency is charged from the schedule anyway).
+fn ours_open(addr: SocketAddr, secs: f64, target_rate: f64) -> Result<Figure> {
     let spec = LoadSpec { mode: Mode::Open { rate: target_rate }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 5000, requests: None };
-    let recs = run_for(&spec, addr, secs)?;
-    // How far sending fell behind the schedule (latency is charged from the schedule anyway).
+    let recs = run_for(&spec, addr, secs, 1)?;
     let mut lag: Vec<f64> = recs.iter().map(|r| r.sent_ms - r.intended_ms).collect();
     lag.sort_by(f64::total_cmp);
     let at = |q: f64| lag.get(((lag.len() as f64 * q) as usize).min(lag.len().saturating_sub(1))).copied().unwrap_or(0.0);
     let note = format!("target {target_rate:.0}/s; sent behind schedule by p50 {:.2} ms, p99 {:.2} ms", at(0.5), at(0.99));
-    out.push(figure("migbench", format!("open:{target_rate:.0}, keep-alive"), &recs, secs, note));
-    Ok(out)
+    Ok(figure("migbench", format!("open:{target_rate:.0}, keep-alive"), &recs, secs, note))
 }
 
-fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64) -> Result<Vec<Request>> {
-    let load = generator::start(spec, addr, None, Instant::now())?;
+/// The other tools to run, each found (`host::tool_cache`) or why not.
+#[derive(Debug, Clone)]
+pub struct Rivals {
+    pub wrk: Result<Found, String>,
+    pub ab: Result<Found, String>,
+    pub oha: Result<Found, String>,
+}
+
+impl Rivals {
+    /// bench's set-up for the load comparison: `wrk` and `ab` (the system's, else
+    /// Debian's fetched into migbench's cache) and `oha` (the system's, else built
+    /// once with cargo into the cache); each one that cannot be had says why.
+    pub fn set_up() -> Rivals {
+        use crate::host::tool_cache::{self, Tool};
+        let debian = |t: Tool| tool_cache::ensure(t).map_err(|e| format!("{e:#}"));
+        Rivals { wrk: debian(Tool::Wrk), ab: debian(Tool::Ab), oha: tool_cache::oha() }
+    }
+}
+
+/// Our generator and every rival against one loopback server, `clients`
+/// keep-alive connections each and `threads` threads where a tool has a choice,
+/// with each rival's ratio.
+pub fn compare(secs: f64, clients: u32, threads: usize, target_rate: f64, rivals: &Rivals) -> Result<Vec<Figure>> {
+    use super::rivals;
+    let addr = loopback_server()?;
+    // The keep-alive closed loops take turns, ROUNDS times, each round starting
+    // with the next tool: a machine whose load changes (other work on it) then
+    // weighs on every tool alike, and none always runs first.
+    let mut runs: [Vec<Figure>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        for k in (0..4).map(|k| (k + round) % 4) {
+            // A tool that gave no figure the first time is not run again.
+            if round > 0 && runs[k][0].requests_per_s.is_none() {
+                continue;
+            }
+            let fig = match k {
+                0 => ours_closed(addr, secs, clients, threads, Connection::KeepAlive)?,
+                1 => match &rivals.wrk {
+                    Ok(f) => noted(rivals::wrk(&f.path, addr, secs, clients, threads), f),
+                    Err(why) => Figure::absent("wrk", format!("-t{threads} -c{clients}, keep-alive"), why),
+                },
+                2 => match &rivals.ab {
+                    Ok(f) => noted(rivals::ab(&f.path, addr, secs, clients), f),
+                    Err(why) => Figure::absent("ab", format!("-k -c {clients}, 1 thread"), why),
+                },
+                _ => match &rivals.oha {
+                    Ok(f) => noted(rivals::oha(&f.path, addr, secs, clients), f),
+                    Err(why) => Figure::absent("oha", format!("-c {clients}, keep-alive"), why),
+                },
+            };
+            runs[k].push(fig);
+        }
+    }
+    let [ours_ka, wrk, ab, oha] = runs;
+    let mut figs = vec![median(ours_ka), ours_closed(addr, secs, clients, threads, Connection::PerRequest)?, ours_open(addr, secs, target_rate)?];
+    figs.extend([median(wrk), median(ab), median(oha)]);
+    with_ratios(&mut figs);
+    Ok(figs)
+}
+
+/// How many times each keep-alive closed loop runs in [`compare`].
+pub const ROUNDS: usize = 3;
+
+/// Of one tool's runs, the one with the median requests/s (runs without a figure
+/// count as slowest), its note naming every run's figure.
+pub fn median(mut runs: Vec<Figure>) -> Figure {
+    runs.sort_by(|a, b| a.requests_per_s.unwrap_or(-1.0).total_cmp(&b.requests_per_s.unwrap_or(-1.0)));
+    let all: Vec<String> = runs.iter().map(|f| f.requests_per_s.map_or("-".into(), |r| format!("{r:.0}"))).collect();
+    let n = runs.len();
+    if n == 0 {
+        return Figure::absent("?", String::new(), "not run");
+    }
+    let mut m = runs.swap_remove(n / 2);
+    if n > 1 {
+        let sep = if m.note.is_empty() { "" } else { "; " };
+        m.note = format!("{}{sep}median of {n} runs: {} req/s", m.note, all.join(", "));
+    }
+    m
+}
+
+/// A rival's row with which build of it ran, unless the row says why it has no figure.
+fn noted(mut fig: Figure, found: &Found) -> Figure {
+    if fig.note.is_empty() {
+        let whence = match found.origin {
+            Origin::System => "on PATH",
+            Origin::Cache => "migbench's cache",
+        };
+        fig.note = format!("{} ({whence})", found.version_line);
+    }
+    fig
+}
+
+/// Sets each other tool's ratio: our closed keep-alive loop's requests/s ÷ its.
+pub fn with_ratios(figs: &mut [Figure]) {
+    let ours = figs.iter().find(|f| f.tool == "migbench" && f.setting.starts_with("closed:") && f.setting.contains("keep-alive")).and_then(|f| f.requests_per_s);
+    for f in figs.iter_mut().filter(|f| f.tool != "migbench") {
+        f.ratio = match (ours, f.requests_per_s) {
+            (Some(o), Some(t)) if t > 0.0 => Some(o / t),
+            _ => None,
+        };
+    }
+}
+
+fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64, threads: usize) -> Result<Vec<Request>> {
+    let load = generator::start_on(spec, addr, None, Instant::now(), threads)?;
     std::thread::sleep(Duration::from_secs_f64(secs));
     load.stop()
 }
@@ -62,78 +167,59 @@ fn figure(tool: &str, setting: String, recs: &[Request], secs: f64, note: String
     let refs: Vec<&Request> = recs.iter().collect();
     let p = phase_latency(&refs, secs * 1000.0);
     let p99 = merge_hdr(&[p.hdr.as_str()]).ok().and_then(|h| percentile_ms(&h, 99.0));
-    Figure { tool: tool.into(), setting, requests_per_s: p.ok_per_s, p99_ms: p99, note }
-}
-
-/// `wrk` on the same server, if it is installed.
-pub fn wrk(addr: SocketAddr, secs: f64, clients: u32) -> Figure {
-    let setting = format!("-t2 -c{clients}, keep-alive");
-    let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{clients}"), &format!("-d{}s", secs.ceil() as u64), "--latency", &format!("http://{addr}/")])
-        .output();
-    let text = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => return absent("wrk", setting, &format!("wrk failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(_) => return absent("wrk", setting, "not installed (apt-get install wrk)"),
-    };
-    let rate = text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok());
-    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| wrk_ms(v.trim()));
-    Figure { tool: "wrk".into(), setting, requests_per_s: rate, p99_ms: p99, note: String::new() }
-}
-
-/// `oha` on the same server, if it is installed.
-pub fn oha(addr: SocketAddr, secs: f64, clients: u32) -> Figure {
-    let setting = format!("-c {clients}, keep-alive");
-    let out = Command::new("oha")
-        .args(["-z", &format!("{}s", secs.ceil() as u64), "-c", &clients.to_string(), "--no-tui", "--output-format", "json", &format!("http://{addr}/")])
-        .output();
-    let json: serde_json::Value = match out {
-        Ok(o) if o.status.success() => match serde_json::from_slice(&o.stdout) {
-            Ok(v) => v,
-            Err(e) => return absent("oha", setting, &format!("unreadable output ({e})")),
-        },
-        Ok(o) => return absent("oha", setting, &format!("oha failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(_) => return absent("oha", setting, "not installed (cargo install oha)"),
-    };
-    let rate = json.pointer("/summary/requestsPerSec").and_then(|v| v.as_f64());
-    let p99 = json.pointer("/latencyPercentiles/p99").and_then(|v| v.as_f64()).map(|s| s * 1000.0);
-    Figure { tool: "oha".into(), setting, requests_per_s: rate, p99_ms: p99, note: String::new() }
-}
-
-fn absent(tool: &str, setting: String, why: &str) -> Figure {
-    Figure { tool: tool.into(), setting, requests_per_s: None, p99_ms: None, note: why.into() }
-}
-
-/// wrk's latency text (`812.00us`, `1.23ms`, `2.01s`) in ms.
-fn wrk_ms(v: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|x| x * scale)
+    Figure { tool: tool.into(), setting, requests_per_s: p.ok_per_s, p99_ms: p99, ratio: None, note }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn fig(tool: &str, setting: &str, rate: Option<f64>) -> Figure {
+        Figure { tool: tool.into(), setting: setting.into(), requests_per_s: rate, p99_ms: rate.map(|r| 1000.0 / r), ratio: None, note: String::new() }
+    }
+
     #[test]
-    fn wrk_latency_units() {
-        assert_eq!(wrk_ms("812.00us"), Some(0.812));
-        assert_eq!(wrk_ms("1.50ms"), Some(1.5));
-        assert_eq!(wrk_ms("2.00s"), Some(2000.0));
-        assert_eq!(wrk_ms("fast"), None);
+    fn the_median_run_is_kept_with_every_runs_figure() {
+        let m = median(vec![fig("wrk", "-t2", Some(300.0)), fig("wrk", "-t2", None), fig("wrk", "-t2", Some(100.0))]);
+        assert_eq!(m.requests_per_s, Some(100.0));
+        assert_eq!(m.p99_ms, Some(10.0), "the p99 of the same run");
+        assert_eq!(m.note, "median of 3 runs: -, 100, 300 req/s");
+        let one = median(vec![Figure::absent("oha", "-c 32".into(), "not on PATH")]);
+        assert_eq!(one.note, "not on PATH");
+    }
+
+    #[test]
+    fn ratios_are_ours_over_theirs() {
+        let mut figs = vec![
+            fig("migbench", "closed:32, keep-alive, 2 threads", Some(60.0)),
+            fig("migbench", "closed:32, per-request, 2 threads", Some(10.0)),
+            fig("wrk", "-t2 -c32, keep-alive", Some(50.0)),
+            fig("ab", "-k -c 32, 1 thread", Some(120.0)),
+            Figure::absent("oha", "-c 32".into(), "not on PATH"),
+        ];
+        with_ratios(&mut figs);
+        let ratios: Vec<Option<f64>> = figs.iter().map(|f| f.ratio).collect();
+        assert_eq!(ratios, [None, None, Some(1.2), Some(0.5), None]);
+    }
+
+    /// The comparison `bench` prints, for measuring the generator by hand:
+    /// `cargo test --release --lib -- --ignored --nocapture comparison_figures`
+    /// (`MIGBENCH_LOAD_SECS`, default 5; `MIGBENCH_LOAD_THREADS`, default one per core).
+    #[test]
+    #[ignore]
+    fn comparison_figures() {
+        let secs = std::env::var("MIGBENCH_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+        let threads = std::env::var("MIGBENCH_LOAD_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let figs = compare(secs, 32, threads, 2000.0, &Rivals::set_up()).unwrap();
+        for f in &figs {
+            println!("{:9} {:28} {:>8.0} req/s  p99 {:>6.2} ms  ratio {:>5.2}  {}", f.tool, f.setting, f.requests_per_s.unwrap_or(0.0), f.p99_ms.unwrap_or(0.0), f.ratio.unwrap_or(0.0), f.note);
+        }
     }
 
     #[test]
     fn the_generator_sustains_its_target_rate_against_a_loopback_server() {
         let addr = loopback_server().unwrap();
-        let figs = ours(addr, 1.0, 4, 500.0).unwrap();
+        let figs = ours(addr, 1.0, 4, 1, 500.0).unwrap();
         assert_eq!(figs.len(), 3);
         // Both closed loops got answers.
         assert!(figs[..2].iter().all(|f| f.requests_per_s.is_some_and(|r| r > 0.0)), "{figs:?}");

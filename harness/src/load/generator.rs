@@ -1,4 +1,5 @@
-//! The HTTP load generator (reqwest on a tokio runtime of its own).
+//! The HTTP load generator: a lean HTTP/1.1 client (`load::http1`) on a tokio
+//! runtime of its own, one thread unless the caller asks for more.
 //!
 //! - **Open loop** (`open:RATE`): requests go out on a fixed schedule, RATE per
 //!   second, whether or not earlier ones were answered. Each request's latency
@@ -12,6 +13,7 @@
 //! (`Connection: close`), which is what a browser opening a new connection during
 //! the switchover experiences (a SYN lost then waits for TCP's 1 s retransmit).
 
+use super::http1::{Conn, Failure};
 use super::spec::{Connection, LoadSpec, Mode};
 use super::timeline::Request;
 use crate::network::Network;
@@ -52,8 +54,15 @@ pub struct Finished {
 }
 
 /// Starts `spec` against `target` (inside `network`'s namespace, or in the
-/// harness's own without one). Times are measured from `t0`.
+/// harness's own without one) on one thread, which leaves the host's other cores to
+/// the QEMUs being measured. Times are measured from `t0`.
 pub fn start(spec: &LoadSpec, target: SocketAddr, network: Option<&Network>, t0: Instant) -> Result<RunningLoad> {
+    start_on(spec, target, network, t0, 1)
+}
+
+/// [`start`] on `threads` runtime threads (for measuring the generator's own
+/// capacity beside tools that use as many).
+pub fn start_on(spec: &LoadSpec, target: SocketAddr, network: Option<&Network>, t0: Instant, threads: usize) -> Result<RunningLoad> {
     if let Err(e) = spec.check() {
         bail!("{e}");
     }
@@ -64,8 +73,32 @@ pub fn start(spec: &LoadSpec, target: SocketAddr, network: Option<&Network>, t0:
     let job = {
         let (spec, done, records, ended) = (spec.clone(), done.clone(), records.clone(), ended.clone());
         move || -> Result<()> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the load generator's runtime")?;
-            let r = rt.block_on(generate(spec, target, t0, stop_rx, done, records));
+            let issued = Arc::new(AtomicU64::new(0));
+            // One single-threaded runtime per share: this thread runs the first, and
+            // threads it makes (so in its network namespace) run the others.
+            let run = |spec: LoadSpec| -> Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the load generator's runtime")?;
+                rt.block_on(generate(spec, target, t0, stop_rx.clone(), done.clone(), records.clone(), issued.clone()))
+            };
+            let shares = shares(&spec, threads);
+            let r = std::thread::scope(|scope| {
+                let others: Vec<_> = shares[1..]
+                    .iter()
+                    .map(|share| {
+                        let share = share.clone();
+                        std::thread::Builder::new().name("migbench-load".into()).spawn_scoped(scope, || run(share))
+                    })
+                    .collect();
+                let mut r = run(shares[0].clone());
+                for other in others {
+                    let o = match other {
+                        Ok(h) => h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked"))),
+                        Err(e) => Err(anyhow::Error::from(e).context("starting a load thread")),
+                    };
+                    r = r.and(o);
+                }
+                r
+            });
             *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             r
         }
@@ -126,6 +159,19 @@ impl RunningLoad {
     }
 }
 
+/// How a load is split over `threads` threads: a closed loop's clients dealt out
+/// evenly (as wrk deals its connections over its threads), each share one thread's;
+/// an open loop keeps its one schedule on one thread.
+fn shares(spec: &LoadSpec, threads: usize) -> Vec<LoadSpec> {
+    match spec.mode {
+        Mode::Closed { clients, think_ms } if threads > 1 && clients > 1 => {
+            let n = (threads as u32).min(clients);
+            (0..n).map(|k| LoadSpec { mode: Mode::Closed { clients: clients / n + u32::from(k < clients % n), think_ms }, ..spec.clone() }).collect()
+        }
+        _ => vec![spec.clone()],
+    }
+}
+
 fn ms_since(t0: Instant, t: Instant) -> f64 {
     t.saturating_duration_since(t0).as_secs_f64() * 1000.0
 }
@@ -178,18 +224,19 @@ async fn generate(
     mut stop: tokio::sync::watch::Receiver<bool>,
     done: Arc<AtomicU64>,
     records: Arc<Mutex<Vec<Request>>>,
+    issued: Arc<AtomicU64>,
 ) -> Result<()> {
-    let mut builder = reqwest::Client::builder()
-        // Never a proxy from the environment: requests stay on the test network.
-        .no_proxy()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_millis(spec.timeout_ms));
-    if spec.connection == Connection::PerRequest {
-        builder = builder.pool_max_idle_per_host(0);
-    }
-    let client = builder.build().context("building the HTTP client")?;
-    let base = format!("http://{target}");
-    let shot = Shot { client, base, spec: spec.clone(), t0, done, records, in_flight: Arc::new(AtomicU64::new(0)), max_in_flight: in_flight_limit() };
+    let shot = Shot {
+        target,
+        host: Arc::from(target.to_string()),
+        spec: spec.clone(),
+        t0,
+        done,
+        records,
+        in_flight: Arc::new(AtomicU64::new(0)),
+        max_in_flight: in_flight_limit(),
+        idle: Arc::new(Mutex::new(Vec::new())),
+    };
     match spec.mode {
         Mode::Open { rate } => {
             let mut tasks = tokio::task::JoinSet::new();
@@ -200,7 +247,15 @@ async fn generate(
                     break;
                 }
                 let shot = shot.clone();
-                tasks.spawn(async move { shot.fire(i, intended).await });
+                tasks.spawn(async move {
+                    // A connection left idle by an earlier request, else a new one.
+                    let mut conn = shot.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let rec = shot.fire(i, intended, &mut conn).await;
+                    shot.record(rec);
+                    if let Some(c) = conn {
+                        shot.idle.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+                    }
+                });
                 i += 1;
                 // Reap finished tasks so the set stays small.
                 while tasks.try_join_next().is_some() {}
@@ -208,21 +263,29 @@ async fn generate(
             while tasks.join_next().await.is_some() {}
         }
         Mode::Closed { clients, think_ms } => {
-            let issued = Arc::new(AtomicU64::new(0));
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..clients {
                 let (shot, mut stop, issued, requests) = (shot.clone(), stop.clone(), issued.clone(), spec.requests);
                 tasks.spawn(async move {
+                    // Each client keeps its own connection, as wrk's do, and its
+                    // records, handed over in batches (the lock is shared by threads).
+                    let mut conn = None;
+                    let mut batch = Vec::with_capacity(BATCH);
                     loop {
                         let i = issued.fetch_add(1, Ordering::Relaxed);
                         if stopped(&stop) || requests.is_some_and(|n| i >= n) {
                             break;
                         }
-                        shot.fire(i, Instant::now()).await;
+                        batch.push(shot.fire(i, Instant::now(), &mut conn).await);
+                        shot.done.fetch_add(1, Ordering::Relaxed);
+                        if batch.len() == BATCH {
+                            shot.records.lock().unwrap_or_else(|e| e.into_inner()).append(&mut batch);
+                        }
                         if think_ms > 0 && sleep_or_stop(tokio::time::Instant::now() + Duration::from_millis(think_ms), &mut stop).await {
                             break;
                         }
                     }
+                    shot.records.lock().unwrap_or_else(|e| e.into_inner()).append(&mut batch);
                 });
             }
             while tasks.join_next().await.is_some() {}
@@ -231,89 +294,67 @@ async fn generate(
     Ok(())
 }
 
+/// Records a closed-loop client keeps before handing them over.
+const BATCH: usize = 256;
+
 /// What one request needs; cheap to clone.
 #[derive(Clone)]
 struct Shot {
-    client: reqwest::Client,
-    base: String,
+    target: SocketAddr,
+    /// The `Host:` header's value.
+    host: Arc<str>,
     spec: LoadSpec,
     t0: Instant,
     done: Arc<AtomicU64>,
     records: Arc<Mutex<Vec<Request>>>,
     in_flight: Arc<AtomicU64>,
     max_in_flight: u64,
+    /// Keep-alive connections no open-loop request is using.
+    idle: Arc<Mutex<Vec<Conn>>>,
 }
 
 impl Shot {
-    /// Sends request `i` (meant to go out at `intended`) and records how it went.
-    async fn fire(&self, i: u64, intended: Instant) {
+    /// Sends request `i` (meant to go out at `intended`) on `conn` (or a new
+    /// connection, left in `conn` if it can be used again) and says how it went.
+    async fn fire(&self, i: u64, intended: Instant, conn: &mut Option<Conn>) -> Request {
         let sent = Instant::now();
         let (status, error) = if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
             (None, Some(format!("not sent: {} requests in flight", self.max_in_flight)))
         } else {
-            self.send(i).await
+            self.send(i, conn).await
         };
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let rec = Request {
-            intended_ms: ms_since(self.t0, intended),
-            sent_ms: ms_since(self.t0, sent),
-            done_ms: ms_since(self.t0, Instant::now()),
-            status,
-            error,
-        };
+        Request { intended_ms: ms_since(self.t0, intended), sent_ms: ms_since(self.t0, sent), done_ms: ms_since(self.t0, Instant::now()), status, error }
+    }
+
+    fn record(&self, rec: Request) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn send(&self, i: u64) -> (Option<u16>, Option<String>) {
-        let url = format!("{}{}", self.base, self.spec.path(i));
-        let mut req = self.client.get(url).timeout(Duration::from_millis(self.spec.timeout_ms));
-        if self.spec.connection == Connection::PerRequest {
-            req = req.header(reqwest::header::CONNECTION, "close");
-        }
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                // The answer counts once its whole body has arrived.
-                match resp.bytes().await {
-                    Ok(_) if (200..300).contains(&status) => (Some(status), None),
-                    Ok(_) => (Some(status), Some(format!("status {status}"))),
-                    Err(e) => (Some(status), Some(error_kind(&e))),
-                }
+    async fn send(&self, i: u64, slot: &mut Option<Conn>) -> (Option<u16>, Option<String>) {
+        let close = self.spec.connection == Connection::PerRequest;
+        let path = self.spec.path(i);
+        let exchange = async {
+            // A kept connection the server has closed meanwhile (its idle timeout)
+            // is dropped before use, as a browser's pool does.
+            let mut conn = match slot.take().filter(|c| c.open()) {
+                Some(c) => c,
+                None => Conn::connect(self.target).await?,
+            };
+            let answer = conn.get(&self.host, &path, close).await?;
+            if conn.reusable && !close {
+                *slot = Some(conn);
             }
-            Err(e) => (None, Some(error_kind(&e))),
+            Ok::<_, Failure>(answer.status)
+        };
+        // The whole exchange, connecting included, within the request's timeout.
+        match tokio::time::timeout(Duration::from_millis(self.spec.timeout_ms), exchange).await {
+            Err(_) => (None, Some("timeout".into())),
+            Ok(Ok(status)) if (200..300).contains(&status) => (Some(status), None),
+            Ok(Ok(status)) => (Some(status), Some(format!("status {status}"))),
+            Ok(Err(f)) => (None, Some(f.kind().into())),
         }
-    }
-}
-
-/// A short, stable name for why a request failed (the keys of the error counts).
-pub fn error_kind(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timeout".into();
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return match io.kind() {
-                ConnectionRefused => "refused",
-                ConnectionReset => "reset",
-                ConnectionAborted => "aborted",
-                TimedOut => "timeout",
-                HostUnreachable | NetworkUnreachable => "unreachable",
-                UnexpectedEof | BrokenPipe => "closed",
-                _ => "io",
-            }
-            .into();
-        }
-        source = s.source();
-    }
-    if e.is_connect() {
-        "connect".into()
-    } else if e.is_body() || e.is_decode() {
-        "body".into()
-    } else {
-        "request".into()
     }
 }
 

@@ -2,7 +2,9 @@
 
 pub mod capacity;
 pub mod generator;
+pub mod http1;
 pub mod probe;
+pub mod rivals;
 pub mod service;
 pub mod spec;
 pub mod timeline;

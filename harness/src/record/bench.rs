@@ -1,5 +1,5 @@
-//! The records `migbench bench` writes beside its migration runs: boot times and
-//! the workloads' own rates on the host and in a guest.
+//! The records `migbench bench` writes beside its migration runs: boot times, the
+//! workloads' own rates on the host and in a guest, and the load comparison.
 
 use super::SCHEMA;
 use crate::setup::Environment;
@@ -55,5 +55,42 @@ pub struct WorkloadRateRecord {
 impl WorkloadRateRecord {
     pub fn new(environment: Environment, workload: String, seconds: f64, host: RateFigure, guest: RateFigure) -> WorkloadRateRecord {
         WorkloadRateRecord { record: "workload-rate".into(), schema: SCHEMA, environment, workload, seconds, host, guest }
+    }
+}
+
+/// One row of the load comparison (`load.jsonl`): our generator or another tool
+/// against the same loopback server in the same run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadFigureRecord {
+    /// "load-capacity".
+    pub record: String,
+    pub schema: u32,
+    pub environment: Environment,
+    /// Seconds of each run.
+    pub seconds: f64,
+    pub tool: String,
+    pub setting: String,
+    pub requests_per_s: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Another tool's row: our keep-alive closed loop's requests/s ÷ its.
+    pub ratio: Option<f64>,
+    /// Which build ran, every run's figure, or why there is no figure.
+    pub note: String,
+}
+
+impl LoadFigureRecord {
+    pub fn new(environment: Environment, seconds: f64, f: &crate::load::capacity::Figure) -> LoadFigureRecord {
+        LoadFigureRecord {
+            record: "load-capacity".into(),
+            schema: SCHEMA,
+            environment,
+            seconds,
+            tool: f.tool.clone(),
+            setting: f.setting.clone(),
+            requests_per_s: f.requests_per_s,
+            p99_ms: f.p99_ms,
+            ratio: f.ratio,
+            note: f.note.clone(),
+        }
     }
 }

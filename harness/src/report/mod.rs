@@ -379,13 +379,14 @@ pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> Stri
 /// The load generator's capacity beside other tools (`bench`).
 pub fn capacity_table(figs: &[crate::load::capacity::Figure]) -> String {
     let mut b = tabled::builder::Builder::default();
-    b.push_record(["tool", "setting", "requests/s", "p99_ms", "note"]);
+    b.push_record(["tool", "setting", "requests/s", "p99_ms", "ours ÷ it", "note"]);
     for f in figs {
         b.push_record([
             f.tool.clone(),
             f.setting.clone(),
             f.requests_per_s.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into()),
             opt_ms(f.p99_ms),
+            f.ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| if f.tool == "migbench" { String::new() } else { "-".into() }),
             f.note.clone(),
         ]);
     }

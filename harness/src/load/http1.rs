@@ -1,0 +1,245 @@
+//! The load generator's HTTP/1.1 client: one TCP connection, GET requests written
+//! into a buffer the connection keeps, responses read into another and framed by
+//! their `Content-Length` (or the connection's close). No URL parsing, header map
+//! or connection pool per request: what a request costs the harness is a write,
+//! a read and a scan of the response head, as in `wrk`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a request got no (complete) response: the keys of the error counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Refused,
+    Reset,
+    Aborted,
+    Unreachable,
+    /// The connection closed before the response was complete.
+    Closed,
+    /// The response could not be read as HTTP/1.x with a known length.
+    Body,
+    Io,
+}
+
+impl Failure {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Failure::Refused => "refused",
+            Failure::Reset => "reset",
+            Failure::Aborted => "aborted",
+            Failure::Unreachable => "unreachable",
+            Failure::Closed => "closed",
+            Failure::Body => "body",
+            Failure::Io => "io",
+        }
+    }
+
+    pub fn of(e: &io::Error) -> Failure {
+        use io::ErrorKind::*;
+        match e.kind() {
+            ConnectionRefused => Failure::Refused,
+            ConnectionReset => Failure::Reset,
+            ConnectionAborted => Failure::Aborted,
+            HostUnreachable | NetworkUnreachable => Failure::Unreachable,
+            UnexpectedEof | BrokenPipe => Failure::Closed,
+            _ => Failure::Io,
+        }
+    }
+}
+
+/// The largest response head read; a longer one is not HTTP from our server.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One keep-alive (or single-use) connection to the target.
+pub struct Conn {
+    stream: TcpStream,
+    /// The request being written (reused: no allocation per request).
+    out: Vec<u8>,
+    /// Bytes read and not yet used.
+    buf: Vec<u8>,
+    /// Whether the server may take another request on this connection.
+    pub reusable: bool,
+    /// When its last response was read.
+    last_used: Instant,
+}
+
+/// A connection idle for less than this is taken as open without asking the kernel.
+const FRESH: Duration = Duration::from_millis(100);
+
+/// A response's status, once its whole body has arrived.
+pub struct Answer {
+    pub status: u16,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> Result<Conn, Failure> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| Failure::of(&e))?;
+        stream.set_nodelay(true).map_err(|e| Failure::of(&e))?;
+        Ok(Conn { stream, out: Vec::with_capacity(256), buf: Vec::with_capacity(4096), reusable: true, last_used: Instant::now() })
+    }
+
+    /// Sends `GET path` (with `Connection: close` when `close`) and reads the whole
+    /// response.
+    pub async fn get(&mut self, host: &str, path: &str, close: bool) -> Result<Answer, Failure> {
+        self.out.clear();
+        self.out.extend_from_slice(b"GET ");
+        self.out.extend_from_slice(path.as_bytes());
+        self.out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        self.out.extend_from_slice(host.as_bytes());
+        self.out.extend_from_slice(if close { b"\r\nConnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
+        self.reusable = false;
+        self.stream.write_all(&self.out).await.map_err(|e| Failure::of(&e))?;
+        // The answer cannot be here yet: forget the stale "readable" so the first
+        // read waits for epoll's word instead of failing with EAGAIN (a syscall per
+        // request saved). An answer already arrived still wakes it: the driver
+        // re-marks the socket readable from epoll's edge when it next turns, which
+        // on the generator's single-threaded runtimes is only after this task yields.
+        if self.buf.is_empty() {
+            let _ = self.stream.try_io(tokio::io::Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+        }
+        let answer = self.read_response().await?;
+        self.last_used = Instant::now();
+        Ok(answer)
+    }
+
+    /// Whether a kept connection can carry another request: not closed by the
+    /// server while it sat idle (nothing to read on it, not even the end).
+    pub fn open(&self) -> bool {
+        if self.last_used.elapsed() < FRESH {
+            return true;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer we own, on the stream's own descriptor.
+        let n = unsafe { libc::recv(self.stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+
+    async fn fill(&mut self) -> Result<usize, Failure> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(4096);
+        }
+        self.stream.read_buf(&mut self.buf).await.map_err(|e| Failure::of(&e))
+    }
+
+    async fn read_response(&mut self) -> Result<Answer, Failure> {
+        let head_len = loop {
+            if let Some(end) = find_head_end(&self.buf) {
+                break end;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(Failure::Body);
+            }
+            if self.fill().await? == 0 {
+                return Err(Failure::Closed);
+            }
+        };
+        let head = parse_head(&self.buf[..head_len]).ok_or(Failure::Body)?;
+        if head.chunked {
+            // The guest's server never sends chunked responses.
+            return Err(Failure::Body);
+        }
+        match head.length {
+            Some(len) => {
+                let total = head_len + len;
+                while self.buf.len() < total {
+                    if self.fill().await? == 0 {
+                        return Err(Failure::Closed);
+                    }
+                }
+                self.buf.drain(..total);
+                self.reusable = !head.close;
+            }
+            None => {
+                // No length: the body ends with the connection.
+                while self.fill().await? != 0 {}
+                self.buf.clear();
+            }
+        }
+        Ok(Answer { status: head.status })
+    }
+}
+
+/// What the response head says about the response.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+    close: bool,
+}
+
+/// Where the head ends (after its blank line), if it is all here.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Reads a response head (status line and headers, through the blank line).
+fn parse_head(head: &[u8]) -> Option<Head> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next()?;
+    let mut words = status_line.splitn(3, ' ');
+    let version = words.next()?;
+    if !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status: u16 = words.next()?.parse().ok()?;
+    let http10 = version == "HTTP/1.0";
+    let mut h = Head { status, length: None, chunked: false, close: http10 };
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            h.length = Some(value.parse().ok()?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            h.chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in value.split(',').map(str::trim) {
+                if option.eq_ignore_ascii_case("close") {
+                    h.close = true;
+                } else if option.eq_ignore_ascii_case("keep-alive") {
+                    h.close = false;
+                }
+            }
+        }
+    }
+    // 1xx, 204 and 304 have no body.
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        h.length = Some(0);
+    }
+    Some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_are_read() {
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1043\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert_eq!(h, Head { status: 200, length: Some(1043), chunked: false, close: false });
+        let h = parse_head(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\n").unwrap();
+        assert_eq!(h, Head { status: 503, length: Some(4), chunked: false, close: true });
+        let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+        assert_eq!(h, Head { status: 200, length: None, chunked: false, close: true });
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().chunked);
+        assert_eq!(parse_head(b"HTTP/1.1 304 Not Modified\r\n\r\n").unwrap().length, Some(0));
+        for bad in [&b"SSH-2.0-OpenSSH\r\n\r\n"[..], b"HTTP/1.1 abc OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n"] {
+            assert_eq!(parse_head(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
+        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n"), None);
+    }
+
+    #[test]
+    fn io_errors_have_the_generators_kinds() {
+        assert_eq!(Failure::of(&io::Error::from(io::ErrorKind::ConnectionRefused)).kind(), "refused");
+        assert_eq!(Failure::of(&io::Error::from(io::ErrorKind::ConnectionReset)).kind(), "reset");
+        assert_eq!(Failure::of(&io::Error::from(io::ErrorKind::UnexpectedEof)).kind(), "closed");
+        assert_eq!(Failure::of(&io::Error::other("x")).kind(), "io");
+    }
+}

@@ -1,0 +1,93 @@
+//! `bench`'s load comparison: the tools it compares the generator with are fetched
+//! and run, and its table has a row per tool with a figure and a ratio.
+
+mod common;
+
+use common::*;
+use migbench::host::tool_cache::{self, Tool};
+use migbench::load::{capacity, rivals};
+
+/// Debian's wrk and apache2-utils fetched with the cache's machinery into a fresh
+/// directory (so this fetches every time, whatever the cache or PATH hold), then
+/// run against the guest's HTTP server on loopback: each reports requests/s and a p99.
+#[test]
+fn the_tool_cache_fetches_and_runs_wrk_and_ab() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = capacity::loopback_server().unwrap();
+    for tool in Tool::ALL {
+        let found = tool_cache::fetch_to(tool, &dir.path().join(tool.name())).unwrap_or_else(|e| panic!("{tool}: {e:#}"));
+        assert!(found.path.starts_with(dir.path()), "{tool}: {found:?}");
+        assert!(found.version_line.contains(if tool == Tool::Wrk { "wrk" } else { "ApacheBench" }), "{found:?}");
+        // A second look finds what the fetch published.
+        let current = std::fs::read_to_string(dir.path().join(tool.name()).join("current")).unwrap();
+        assert!(found.path.starts_with(dir.path().join(tool.name()).join(current.trim())), "{found:?} vs {current}");
+        let fig = match tool {
+            Tool::Wrk => rivals::wrk(&found.path, addr, 1.0, 4, 1),
+            Tool::Ab => rivals::ab(&found.path, addr, 1.0, 4),
+        };
+        assert!(fig.requests_per_s.is_some_and(|r| r > 0.0) && fig.p99_ms.is_some(), "{tool}: {fig:?}");
+    }
+}
+
+/// `bench` with only its load section and the smallest profile: a row for our
+/// generator and for each of wrk, ab and oha, each tool's with requests/s, a p99
+/// and the ratio ours ÷ it (oha's may instead say why it could not be had).
+#[test]
+fn bench_prints_a_row_per_tool_with_a_number_and_a_ratio() {
+    let _slot = qemu_slot();
+    let _ = platform();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("tiny.toml");
+    std::fs::write(
+        &profile,
+        "name = \"tiny\"\ndescription = \"one pre-copy run of a small idle guest\"\nrepetitions = 1\nwarmup_s = 0.5\n\n\
+         [defaults]\nram_mib = 128\nworkload = \"idle\"\ntimeout_s = 60.0\n\n[[cell]]\nstrategy = \"precopy\"\nlink = \"1Gbit\"\n",
+    )
+    .unwrap();
+    let o = migbench(tmp.path())
+        .args(["bench", "--boots", "0", "--workload-seconds", "0", "--load-seconds", "1", "--quiet", "--profile"])
+        .arg(&profile)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    // | tool | setting | requests/s | p99_ms | ours ÷ it | note |
+    let rows: Vec<Vec<String>> = stdout
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|-"))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    let header = rows.iter().position(|r| r.first().is_some_and(|c| c == "tool") && r.iter().any(|c| c == "ours ÷ it")).unwrap_or_else(|| panic!("no load table: {text}"));
+    let table = &rows[header + 1..];
+    let row = |tool: &str| table.iter().find(|r| r[0] == tool).unwrap_or_else(|| panic!("no {tool} row: {text}"));
+    let ours: f64 = row("migbench")[2].parse().unwrap_or_else(|_| panic!("ours has no requests/s: {text}"));
+    assert!(ours > 0.0);
+    for tool in ["wrk", "ab", "oha"] {
+        let r = row(tool);
+        if tool == "oha" && r[2] == "-" {
+            // No cargo to build it with: the row must say why.
+            assert!(!r[5].is_empty(), "oha has no figure and no reason: {text}");
+            continue;
+        }
+        let rate: f64 = r[2].parse().unwrap_or_else(|_| panic!("{tool} has no requests/s: {r:?}\n{text}"));
+        let p99: f64 = r[3].parse().unwrap_or_else(|_| panic!("{tool} has no p99: {r:?}\n{text}"));
+        let ratio: f64 = r[4].trim_end_matches('×').parse().unwrap_or_else(|_| panic!("{tool} has no ratio: {r:?}\n{text}"));
+        assert!(rate > 0.0 && p99 >= 0.0, "{r:?}");
+        // The ratio is ours ÷ theirs, as printed (to the table's rounding).
+        assert!((ratio - ours / rate).abs() < 0.01 + 0.01 * ratio, "{tool}: {ratio} vs {ours} / {rate}");
+    }
+    // The same rows are recorded, in bench-<time>/load.jsonl.
+    let bench_dir = std::fs::read_dir(tmp.path().join("out")).unwrap().flatten().map(|e| e.path()).find(|p| p.join("load.jsonl").exists());
+    let recorded: Vec<serde_json::Value> = std::fs::read_to_string(bench_dir.unwrap_or_else(|| panic!("no load.jsonl: {text}")).join("load.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tools: Vec<&str> = recorded.iter().map(|r| r["tool"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["migbench", "migbench", "migbench", "wrk", "ab", "oha"]);
+    assert!(recorded.iter().all(|r| r["record"] == "load-capacity" && r["seconds"] == 1.0), "{recorded:?}");
+    assert!(recorded[3]["ratio"].as_f64().is_some_and(|r| r > 0.0), "{:?}", recorded[3]);
+}
