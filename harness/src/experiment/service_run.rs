@@ -3,6 +3,7 @@
 //! migration, its record filed in the measurement and its time series written
 //! beside the results.
 
+use crate::load::readiness;
 use crate::load::service;
 use crate::load::spec::LoadSpec;
 use crate::load::timeline;
@@ -58,7 +59,7 @@ async fn finish_requests(svc: &service::Running, n: u64, healthy: bool, timeout:
 /// Waits for the guest's HTTP server, then starts the load and the probe.
 pub async fn start(load: &LoadSpec, ip: std::net::Ipv4Addr, probe_hz: u32, network: &Network) -> Result<service::Running> {
     let net = network.clone();
-    tokio::task::spawn_blocking(move || service::wait_until_serving(Some(&net), ip, migbench_guest::http::PORT, Duration::from_secs(60)))
+    tokio::task::spawn_blocking(move || readiness::wait_until_serving(Some(&net), std::net::SocketAddr::from((ip, migbench_guest::http::PORT)), Duration::from_secs(60)))
         .await
         .context("waiting for the guest's HTTP server")??;
     service::start(load, ip, migbench_guest::http::PORT, probe_hz, Some(network))

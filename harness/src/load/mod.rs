@@ -4,6 +4,7 @@ pub mod capacity;
 pub mod generator;
 pub mod http1;
 pub mod probe;
+pub mod readiness;
 pub mod rivals;
 pub mod service;
 pub mod spec;

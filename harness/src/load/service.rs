@@ -3,14 +3,14 @@
 //! summarised against the migration window.
 
 use super::generator::{self, RunningLoad};
-use super::spec::{self, LoadSpec};
+use super::spec::LoadSpec;
 use super::probe::{self, ProbeSummary, RunningProbe};
 use super::timeline::{self, ClientView, Request, Window};
 use crate::network::Network;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the guest's clients saw during one run (the `service` field of a record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,30 +45,6 @@ pub struct ServiceRecord {
     /// results up to then are kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// Waits until the guest answers `GET /health` (its server is up and the bridge
-/// knows where it is). Runs inside the namespace.
-pub fn wait_until_serving(network: Option<&Network>, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<Duration> {
-    let spec = LoadSpec {
-        mode: spec::Mode::Closed { clients: 1, think_ms: 50 },
-        connection: spec::Connection::PerRequest,
-        dynamic_percent: 0,
-        timeout_ms: 1000,
-        requests: Some(1),
-    };
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < timeout {
-        let recs = generator::start(&spec, SocketAddr::from((ip, port)), network, Instant::now())?.wait()?;
-        match recs.first() {
-            Some(r) if r.ok() => return Ok(start.elapsed()),
-            Some(r) => last = r.error.clone().unwrap_or_default(),
-            None => {}
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("the guest's HTTP server at {ip}:{port} did not answer within {} s (last error: {last})", timeout.as_secs())
 }
 
 /// The load and the probe, running.
