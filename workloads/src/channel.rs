@@ -55,26 +55,58 @@ impl Channel {
     /// connected (between a migration's two QEMUs) a read returns at once with
     /// nothing: wait a little and read again.
     pub fn read_orders(&self, mut obey: impl FnMut(&str)) -> ! {
-        let mut pending = Vec::new();
-        let mut buf = [0u8; 512];
+        let mut lines = Lines::default();
         loop {
-            match (&self.orders).read(&mut buf) {
-                Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
-                _ => {
-                    // The host went away (a migration's switch): half an order from
-                    // it must not run into the next host's first one.
-                    pending.clear();
-                    std::thread::sleep(Duration::from_millis(50))
-                }
+            lines.next(&self.orders, &mut |line| {
+                obey(line);
+                false
+            });
+        }
+    }
+
+    /// Reads lines until `take` returns something for one, and returns that (the
+    /// lines before it are dropped).
+    pub fn wait_for<T>(&self, mut take: impl FnMut(&str) -> Option<T>) -> T {
+        let mut lines = Lines::default();
+        let mut found = None;
+        while found.is_none() {
+            lines.next(&self.orders, &mut |line| {
+                found = take(line);
+                found.is_some()
+            });
+        }
+        found.expect("the loop ends only with a line taken")
+    }
+}
+
+/// Bytes read from the port, cut into lines.
+#[derive(Default)]
+struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// One read, then each whole line to `each` until it returns true (done).
+    fn next(&mut self, mut port: &File, each: &mut dyn FnMut(&str) -> bool) {
+        let mut buf = [0u8; 512];
+        match port.read(&mut buf) {
+            Ok(n) if n > 0 => self.pending.extend_from_slice(&buf[..n]),
+            _ => {
+                // The host went away (a migration's switch): half an order from
+                // it must not run into the next host's first one.
+                self.pending.clear();
+                std::thread::sleep(Duration::from_millis(50))
             }
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                obey(String::from_utf8_lossy(&line).trim());
+        }
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if each(String::from_utf8_lossy(&line).trim()) {
+                return;
             }
-            // A line longer than any order is garbage: drop it rather than grow.
-            if pending.len() > 4096 {
-                pending.clear();
-            }
+        }
+        // A line longer than any order is garbage: drop it rather than grow.
+        if self.pending.len() > 4096 {
+            self.pending.clear();
         }
     }
 }

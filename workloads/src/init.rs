@@ -25,6 +25,7 @@ pub fn run_as_pid1() -> ! {
             Err(e) => console(&format!("migbench-guest: no guest channel: {e}")),
         }
     };
+    let orders = if orders.park { wait_for_orders(channel) } else { orders };
     // Before READY: once the harness hears READY it may start sending traffic.
     if let Some((ip, prefix)) = orders.ip {
         bring_up_network(ip, prefix);
@@ -40,6 +41,18 @@ pub fn run_as_pid1() -> ! {
     let period = Duration::from_millis(orders.heartbeat_ms);
     std::thread::spawn(move || channel.read_orders(|line| crate::obey::obey(line, channel, &orders)));
     heartbeat_forever(channel, period, unit)
+}
+
+/// A parked guest (`migbench.park=1`) says PARKED and waits for its orders on the
+/// channel. The harness saves the guest here, once, and every restored copy wakes
+/// up in this wait and gets its own orders.
+fn wait_for_orders(channel: &Channel) -> Orders {
+    channel.send(&Message::Parked { kernel: uname_release() });
+    let (orders, problems) = channel.wait_for(Orders::from_line);
+    for p in problems {
+        console(&format!("migbench-guest: {p}"));
+    }
+    orders
 }
 
 /// Beats every `period`, and every 100 ms also reports the workload's progress.

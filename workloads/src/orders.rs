@@ -182,13 +182,21 @@ pub struct Orders {
     /// corruption asks for it; nothing else does, so in ordinary use a stray order
     /// cannot damage a guest.
     pub test_orders: bool,
+    /// Wait for the orders on the guest channel instead (`migbench.park=1`): the
+    /// guest comes up, says `PARKED` and waits for an `ORDERS …` line. The harness
+    /// saves a parked guest once and restores it for each boot (`machine::snapshot`);
+    /// the line it then sends holds the same words as a command line.
+    pub park: bool,
 }
 
 impl Default for Orders {
     fn default() -> Self {
-        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None, test_orders: false }
+        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None, test_orders: false, park: false }
     }
 }
+
+/// The first word of the line that gives a parked guest its orders.
+pub const ORDERS_LINE: &str = "ORDERS";
 
 impl Orders {
     /// Reads the orders; a bad word is reported in `problems` and otherwise ignored,
@@ -213,6 +221,12 @@ impl Orders {
                     "0" => o.test_orders = false,
                     _ => problems.push(format!("ignoring bad migbench.test_orders={v} (want 0 or 1)")),
                 }
+            } else if let Some(v) = word.strip_prefix("migbench.park=") {
+                match v {
+                    "1" => o.park = true,
+                    "0" => o.park = false,
+                    _ => problems.push(format!("ignoring bad migbench.park={v} (want 0 or 1)")),
+                }
             } else if let Some(v) = word.strip_prefix("migbench.ip=") {
                 let parsed = v.split_once('/').and_then(|(a, p)| Some((a.parse().ok()?, p.parse::<u8>().ok().filter(|p| *p <= 32)?)));
                 match parsed {
@@ -232,7 +246,28 @@ impl Orders {
         if self.test_orders {
             s += " migbench.test_orders=1";
         }
+        if self.park {
+            s += " migbench.park=1";
+        }
         s
+    }
+
+    /// The line that gives a parked guest these orders: `ORDERS` and the
+    /// command line's words.
+    pub fn to_line(&self) -> String {
+        format!("{ORDERS_LINE} {}", self.to_cmdline())
+    }
+
+    /// The orders of an `ORDERS …` line (with the problems of its words, as
+    /// [`Orders::parse`]); `None` for any other line. Orders given so never park.
+    pub fn from_line(line: &str) -> Option<(Orders, Vec<String>)> {
+        let words = line.trim().strip_prefix(ORDERS_LINE)?;
+        if !words.is_empty() && !words.starts_with(' ') {
+            return None;
+        }
+        let (mut o, problems) = Orders::parse(words);
+        o.park = false;
+        Some((o, problems))
     }
 }
 
@@ -255,18 +290,26 @@ mod tests {
             Workload::Http { store_mib: Workload::HTTP_DEFAULT_STORE_MIB },
             Workload::Http { store_mib: 64 },
         ] {
-            let o = Orders { heartbeat_ms: 20, workload: w, ip: None, test_orders: w == Workload::Idle };
+            let o = Orders { heartbeat_ms: 20, workload: w, ip: None, test_orders: w == Workload::Idle, park: w == Workload::Burn };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
             assert_eq!(back, o);
+            assert!(problems.is_empty());
+            // The same orders on the guest channel, for a parked guest (never parking again).
+            let (sent, problems) = Orders::from_line(&o.to_line()).unwrap();
+            assert_eq!(sent, Orders { park: false, ..o });
             assert!(problems.is_empty());
         }
     }
 
     #[test]
     fn bad_words_are_reported_not_fatal() {
-        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance migbench.ip=1.2.3.4 migbench.ip=1.2.3.4/33 migbench.test_orders=yes");
+        let (o, problems) = Orders::parse("migbench.hb_ms=0 migbench.workload=dance migbench.ip=1.2.3.4 migbench.ip=1.2.3.4/33 migbench.test_orders=yes migbench.park=2");
         assert_eq!(o, Orders::default());
-        assert_eq!(problems.len(), 5);
+        assert_eq!(problems.len(), 6);
+        assert_eq!(Orders::from_line("VERIFY 3"), None);
+        assert_eq!(Orders::from_line("ORDERSX migbench.hb_ms=5"), None);
+        let (o, problems) = Orders::from_line("ORDERS migbench.hb_ms=5 migbench.workload=nope").unwrap();
+        assert_eq!((o.heartbeat_ms, o.workload, problems.len()), (5, Workload::Idle, 1));
         let net = Orders { ip: Some(("198.18.0.2".parse().unwrap(), 15)), ..Orders::default() };
         assert_eq!(Orders::parse(&net.to_cmdline()).0, net);
         assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));

@@ -1,6 +1,7 @@
 //! The guest channel's line protocol, guest → host, one message per `\n`-terminated line.
 //!
 //! ```text
+//! PARKED kernel=<uname -r>   (booted with migbench.park=1: up, waiting for ORDERS)
 //! READY boot_ms=<ms since the guest kernel booted> kernel=<uname -r>
 //! HB <seq> <guest CLOCK_MONOTONIC ns>
 //! RATE <unit> <work done since boot, in unit> <guest CLOCK_MONOTONIC ns>   (every 100 ms)
@@ -14,6 +15,7 @@
 //! and host → guest, one order per line ([`Order`]):
 //!
 //! ```text
+//! ORDERS <migbench.* words>   a parked guest's orders, the words of a command line
 //! VERIFY <id>          answer with every FAILED so far, then INTEGRITY <id> …
 //! TEST-CORRUPT <page>  flip a bit of that page of the memory dirtier's set; obeyed only
 //!                      by a guest booted with `migbench.test_orders=1`, which only tests ask for
@@ -33,6 +35,9 @@ pub const ECHO_PORT: u16 = 7;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Ready { boot_ms: u64, kernel: String },
+    /// A guest booted with `migbench.park=1` is up and waits for its orders
+    /// (`orders::Orders::from_line`).
+    Parked { kernel: String },
     Heartbeat { seq: u64, guest_ns: u64 },
     /// The workload's cumulative progress; rates are differences between two.
     Rate { unit: String, total: u64, guest_ns: u64 },
@@ -139,6 +144,10 @@ impl Message {
                     _ => Message::Other(line.to_string()),
                 }
             }
+            "PARKED" => match rest.split_once('=') {
+                Some(("kernel", k)) if !k.is_empty() && !k.contains(' ') => Message::Parked { kernel: k.to_string() },
+                _ => Message::Other(line.to_string()),
+            },
             "LOG" => Message::Log(rest.to_string()),
             "FAILED" => Message::Failed(rest.to_string()),
             "INTEGRITY" => {
@@ -167,6 +176,7 @@ impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Message::Ready { boot_ms, kernel } => write!(f, "READY boot_ms={boot_ms} kernel={kernel}"),
+            Message::Parked { kernel } => write!(f, "PARKED kernel={kernel}"),
             Message::Heartbeat { seq, guest_ns } => write!(f, "HB {seq} {guest_ns}"),
             Message::Rate { unit, total, guest_ns } => write!(f, "RATE {unit} {total} {guest_ns}"),
             Message::Cpu { busy, total, steal, cpus, guest_ns } => write!(f, "CPU {busy} {total} {steal} {cpus} {guest_ns}"),
@@ -214,6 +224,7 @@ mod tests {
     fn round_trips() {
         for m in [
             Message::Ready { boot_ms: 1234, kernel: "6.1.0-56-cloud-amd64".into() },
+            Message::Parked { kernel: "6.1.0-56-cloud-amd64".into() },
             Message::Heartbeat { seq: 42, guest_ns: 9_000_000_001 },
             Message::Log("module virtio_net loaded".into()),
             Message::Rate { unit: "flop".into(), total: 123_456_789, guest_ns: 42 },
