@@ -150,11 +150,16 @@ proptest! {
         workload in workload(),
         ip in prop::option::of((any::<[u8; 4]>(), 0u8..=32)),
         test_orders in any::<bool>(),
+        park in any::<bool>(),
         before in "[a-z=0-9 ]{0,20}",
     ) {
-        let o = Orders { heartbeat_ms, workload, ip: ip.map(|(a, p)| (std::net::Ipv4Addr::from(a), p)), test_orders };
+        let o = Orders { heartbeat_ms, workload, ip: ip.map(|(a, p)| (std::net::Ipv4Addr::from(a), p)), test_orders, park };
         let (back, problems) = Orders::parse(&format!("{before} {}", o.to_cmdline()));
         prop_assert!(problems.is_empty(), "{problems:?}");
-        prop_assert_eq!(back, o);
+        prop_assert_eq!(&back, &o);
+        // The same words as a parked guest's ORDERS line (which never parks it again).
+        let (sent, problems) = Orders::from_line(&o.to_line()).expect("an ORDERS line");
+        prop_assert!(problems.is_empty(), "{problems:?}");
+        prop_assert_eq!(sent, Orders { park: false, ..o });
     }
 }

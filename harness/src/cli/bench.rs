@@ -59,21 +59,7 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     // before anything is measured (a first run fetches wrk and ab, and builds oha).
     let tools = if a.load_seconds > 0.0 { Some(tokio::task::spawn_blocking(migbench::load::capacity::Rivals::set_up).await?) } else { None };
     let env = environment(&mut p, a.sweep.accel).await?;
-    let mut boot = None;
-    if a.boots > 0 {
-        let spec = GuestSpec::new(256, 1, env.accel)?;
-        let mut times = Vec::new();
-        for i in 0..a.boots {
-            let t = experiment::boot_once(&p, spec, opts.boot_timeout).await?;
-            if !a.sweep.quiet {
-                eprintln!("migbench: boot {}/{}: {t:.0} ms to READY", i + 1, a.boots);
-            }
-            times.push(t);
-        }
-        let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
-        f.append(&BootRecord::new(env.clone(), 256, 1, times.clone()))?;
-        boot = migbench::summary::stats::Stats::of(&times);
-    }
+    let boot = if a.boots > 0 { Some(boot_times(&p, &env, a, &opts, &dir).await?) } else { None };
     let mut rates = Vec::new();
     if a.workload_seconds > 0.0 {
         use migbench::experiment::workload_rates;
@@ -118,8 +104,19 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
         "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
         profile.name, profile.source, env.qemu_version, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel
     );
-    if let Some(b) = &boot {
-        println!("\nGuest boot to READY (256 MiB, 1 vCPU): median {:.0} ms of {} (min {:.0}, max {:.0})", b.median, b.n, b.min, b.max);
+    if let Some(boot) = &boot {
+        println!("\nGuest boot to READY ({BOOT_RAM_MIB} MiB, 1 vCPU):");
+        for (booted, b) in &boot.stats {
+            println!("  {booted:<9} median {:.0} ms of {} (min {:.0}, max {:.0})", b.median, b.n, b.min, b.max);
+        }
+        if let Some(s) = &boot.snapshot {
+            println!(
+                "  (restored from a snapshot of {:.1} MiB, made once for this QEMU, image and hardware: boot {:.0} ms + save {:.0} ms)",
+                s.bytes as f64 / 1048576.0,
+                s.boot_ms,
+                s.save_ms
+            );
+        }
     }
     if !rates.is_empty() {
         println!("\n{}", migbench::report::workload_rates_table(&rates, env.accel));
@@ -129,6 +126,50 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
         println!("{}", migbench::report::capacity_table(figs));
     }
     print_sweep(&profile, &outcome, opts.reuse)
+}
+
+/// The guest whose boot `bench` times.
+const BOOT_RAM_MIB: u32 = 256;
+
+/// Boot-to-READY times, fresh and restored from a snapshot.
+struct BootTimes {
+    stats: Vec<(migbench::machine::snapshot::Booted, migbench::summary::stats::Stats)>,
+    /// The snapshot the restored boots came from.
+    snapshot: Option<migbench::machine::snapshot::SnapshotInfo>,
+}
+
+/// Times `--boots` boots each way, fresh and restored, into `dir/boots.jsonl`. The
+/// snapshot is made first when there is none (once per QEMU, image and hardware):
+/// its making is not a boot and is not timed with them.
+async fn boot_times(p: &Platform, env: &Environment, a: &BenchArgs, opts: &SweepOptions, dir: &std::path::Path) -> Result<BootTimes> {
+    use migbench::machine::site::Emulator;
+    use migbench::machine::snapshot::{self, BootMode, Booted};
+    let spec = GuestSpec::new(BOOT_RAM_MIB, 1, env.accel)?;
+    let emulator = Emulator::newest(&p.qemu);
+    let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
+    let mut stats = Vec::new();
+    for (mode, want) in [(BootMode::Fresh, Booted::Fresh), (BootMode::Restore, Booted::Restored)] {
+        if mode == BootMode::Restore && snapshot::made(&emulator, &p.image, &spec).is_none() {
+            if !a.sweep.quiet {
+                eprintln!("migbench: saving a booted {BOOT_RAM_MIB} MiB guest for restores (once per QEMU, image and hardware)");
+            }
+            experiment::boot_once(p, spec, mode, opts.boot_timeout).await?;
+        }
+        let mut times = Vec::new();
+        for i in 0..a.boots {
+            let (t, booted) = experiment::boot_once(p, spec, mode, opts.boot_timeout).await?;
+            if booted != want {
+                anyhow::bail!("boot {} was to be {want} but the guest came up {booted}", i + 1);
+            }
+            if !a.sweep.quiet {
+                eprintln!("migbench: {want} boot {}/{}: {t:.0} ms to READY", i + 1, a.boots);
+            }
+            times.push(t);
+        }
+        f.append(&BootRecord::new(env.clone(), BOOT_RAM_MIB, 1, want, times.clone()))?;
+        stats.extend(migbench::summary::stats::Stats::of(&times).map(|s| (want, s)));
+    }
+    Ok(BootTimes { stats, snapshot: snapshot::made(&emulator, &p.image, &spec) })
 }
 
 /// Connections every tool keeps open, and threads where a tool has a choice

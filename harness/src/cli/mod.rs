@@ -75,6 +75,11 @@ pub(crate) struct ImageArgs {
     /// bookworm-backports' 10.0 from the cache. A profile's `qemu` axis overrides it per cell.
     #[arg(long, global = true, value_name = "VERSION|PATH")]
     pub(crate) qemu: Option<QemuWanted>,
+    /// How guests come up: `restore` a saved booted guest (made once per QEMU, image
+    /// and hardware, in the cache; guests with a NIC still boot), or boot `fresh`
+    /// every time. Each run's record says which (`guest_booted`).
+    #[arg(long, global = true, env = "MIGBENCH_BOOT", value_enum, default_value = "restore")]
+    pub(crate) boot: migbench::machine::snapshot::BootMode,
 }
 
 impl ImageArgs {
@@ -122,6 +127,7 @@ pub(crate) enum Cmd {
 }
 
 pub(crate) async fn prepare(image: &ImageArgs) -> Result<Platform> {
+    migbench::machine::snapshot::set_default_mode(image.boot);
     let inputs = image.inputs();
     let qemu = image.qemu.clone();
     tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_ref())).await.context("set-up task")?

@@ -253,6 +253,7 @@ pub async fn evacuate(platform: &Platform, env: &Environment, pair: &Pair, remot
         let (there, destination, scenario) = (there.clone(), pair.destination.clone(), scenario.clone());
         set.spawn(async move {
             let mut src = src;
+            let booted = src.booted;
             let mut slot = Some(slot);
             let mut dst = there.start_on(&destination, src.spec, Role::Incoming, &format!("dst{i}")).await.with_context(|| format!("starting guest {i}'s destination QEMU"))?;
             let destination_started = Instant::now();
@@ -274,7 +275,7 @@ pub async fn evacuate(platform: &Platform, env: &Environment, pair: &Pair, remot
                     src
                 }
             };
-            anyhow::Ok((i, Finished { boot_ms, slot_taken, destination_started, measurement: m }, kept))
+            anyhow::Ok((i, Finished { boot_ms, booted, slot_taken, destination_started, measurement: m }, kept))
         });
     }
     while let Some(joined) = set.join_next().await {
@@ -348,6 +349,7 @@ async fn measure_before(sources: &[(Machine, f64)], secs: f64) -> Vec<(Result<di
 /// What a migration task hands back.
 struct Finished {
     boot_ms: f64,
+    booted: crate::machine::snapshot::Booted,
     slot_taken: Instant,
     destination_started: Instant,
     measurement: Measurement,
@@ -372,6 +374,7 @@ fn placed(i: usize, f: Finished, t0: Instant, environment: &Environment, guest: 
         guest,
         scenario: scenario.clone(),
         guest_boot_ms: f.boot_ms,
+        guest_booted: f.booted,
         measurement: m.clone(),
     };
     EvacuatedGuest {

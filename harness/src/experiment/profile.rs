@@ -222,7 +222,7 @@ impl Cell {
         // A guest that serves HTTP gets a NIC on the test network.
         let net = matches!(self.workload, Workload::Http { .. }).then(GuestNet::default);
         let lock_memory = self.strategy.spec().zero_copy;
-        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false, lock_memory, portable_nic: false }
+        GuestSpec { ram_mib: self.ram_mib, vcpus: self.vcpus, accel, workload: self.workload, net, inject: Default::default(), test_orders: false, lock_memory, portable_nic: false, park: false }
     }
 
     /// The HTTP load this cell puts on its guest, if any.

@@ -14,6 +14,7 @@ use crate::machine::dirty_rate::DirtyRate;
 use crate::machine::hardware::{BAD_QEMU_OPTION, Balloon, GuestSpec, StartFault};
 use crate::machine::pool::{Afterwards, GuestPool};
 use crate::machine::site::Site;
+use crate::machine::snapshot::Booted;
 use crate::machine::Machine;
 use crate::migration::measurement::{FaultRecord, GuestMemory, Measurement, Outcome, WorkloadRate};
 use crate::migration::scenario::Fault;
@@ -177,7 +178,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
             format!("g{names}")
         };
         let pair = pairs.of(&r.cell)?;
-        let (measurement, reused, boot_ms) = match one_run(env, profile, opts, (&site, far.as_ref()), &mut pool, r, pair, &mut next_name, &bars.run).await {
+        let (measurement, reused, (boot_ms, booted)) = match one_run(env, profile, opts, (&site, far.as_ref()), &mut pool, r, pair, &mut next_name, &bars.run).await {
             Ok(x) => x,
             Err(e) => {
                 // The sweep goes on; this run is a recorded failure and its guests are gone.
@@ -187,7 +188,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 if !r.cell.fault.is_none() {
                     m.fault = Some(unstruck(r.cell.fault, r.cell.strategy, &format!("the run failed before the fault could strike: {reason}")));
                 }
-                (m, false, 0.0)
+                (m, false, (0.0, Booted::Fresh))
             }
         };
         let rec = RunRecord {
@@ -212,6 +213,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 guest: r.cell.guest(env.accel),
                 scenario: r.cell.scenario(),
                 guest_boot_ms: boot_ms,
+                guest_booted: booted,
                 measurement,
             },
         };
@@ -267,7 +269,7 @@ async fn one_run(
     pair: &Pair,
     next_name: &mut impl FnMut() -> String,
     run_bar: &ProgressBar,
-) -> Result<(Measurement, bool, f64)> {
+) -> Result<(Measurement, bool, (f64, Booted))> {
     // A guest bound for another host gets a NIC that can follow it there.
     let spec = GuestSpec { portable_nic: far.is_some(), ..r.cell.guest(env.accel) };
     if let Some(net) = site.network() {
@@ -276,14 +278,14 @@ async fn one_run(
     }
     if let Fault::NeverReady { give_up_s } = r.cell.fault {
         pool.clear().await;
-        return Ok((never_ready(site, pair, spec, r, give_up_s, &next_name()).await, false, 0.0));
+        return Ok((never_ready(site, pair, spec, r, give_up_s, &next_name()).await, false, (0.0, Booted::Fresh)));
     }
     let mut src = pool.take(&pair.source, spec, boot_key(&r.cell, &pair.source), &mut *next_name).await?;
     src.machine.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the source QEMU")?;
     let mut dst = match start_destination(far.unwrap_or(site), pair, spec, r, &mut src.machine, &next_name()).await? {
         Destination::Started(dst) => dst,
         Destination::Refused(m) => {
-            let ran = (m, src.reused, src.boot_ms);
+            let ran = (m, src.reused, (src.boot_ms, src.booted));
             pool.put_back(src);
             return Ok(ran);
         }
@@ -294,7 +296,7 @@ async fn one_run(
     if let Some(svc) = service {
         finish_service(opts, r, &mut m, svc).await;
     }
-    let (reused, boot_ms) = (src.reused, src.boot_ms);
+    let (reused, boot) = (src.reused, (src.boot_ms, src.booted));
     let mut afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
     if afterwards == Afterwards::Moved && dst.is_remote() {
         // Every run starts here: a guest that moved away is not brought back.
@@ -305,7 +307,7 @@ async fn one_run(
         src.rekey(boot_key(&r.cell, &pair.destination));
     }
     pool.after_migration(src, dst, afterwards).await;
-    Ok((m, reused, boot_ms))
+    Ok((m, reused, boot))
 }
 
 /// A `never-ready` run: a fresh guest whose kernel is told to run an init that does

@@ -70,6 +70,8 @@ pub struct Ready {
 #[derive(Default)]
 struct Log {
     ready: Option<Ready>,
+    /// When a parked guest said PARKED.
+    parked: Option<Instant>,
     beats: Vec<Beat>,
     rates: Vec<RateSample>,
     cpu: Vec<CpuTicks>,
@@ -140,6 +142,16 @@ impl GuestChannel {
         self.wait_for(timeout, |l| l.ready.clone()).await
     }
 
+    /// Waits for a parked guest's PARKED (`GuestSpec::park`).
+    pub async fn wait_parked(&self, timeout: Duration) -> Option<Instant> {
+        self.wait_for(timeout, |l| l.parked).await
+    }
+
+    /// Gives a parked guest its orders (it then comes up as if booted with them and says READY).
+    pub async fn give_orders(&self, orders: &migbench_guest::orders::Orders) -> Result<()> {
+        self.write_line(&orders.to_line()).await
+    }
+
     /// Waits for the first heartbeat whose sequence number is above `seq`.
     pub async fn wait_beat_after(&self, seq: u64, timeout: Duration) -> Option<Beat> {
         self.wait_for(timeout, |l| l.beats.iter().find(|b| b.seq > seq).copied()).await
@@ -175,8 +187,12 @@ impl GuestChannel {
     }
 
     async fn send(&self, order: Order) -> Result<()> {
+        self.write_line(&order.to_string()).await
+    }
+
+    async fn write_line(&self, line: &str) -> Result<()> {
         let mut w = self.writer.lock().await;
-        w.write_all(format!("{order}\n").as_bytes()).await?;
+        w.write_all(format!("{line}\n").as_bytes()).await?;
         Ok(w.flush().await?)
     }
 
@@ -230,6 +246,7 @@ async fn read_loop(stream: tokio::net::unix::OwnedReadHalf, log: Arc<Mutex<Log>>
                 Ok(Some(line)) => match Message::parse(&line) {
                     Message::Heartbeat { seq, guest_ns } => l.beats.push(Beat { at, seq, guest_ns }),
                     Message::Ready { boot_ms, kernel } => l.ready = Some(Ready { at, boot_ms, kernel }),
+                    Message::Parked { .. } => l.parked = Some(at),
                     Message::Rate { unit, total, guest_ns } => l.rates.push(RateSample { at, unit, total, guest_ns }),
                     Message::Cpu { busy, total, steal, cpus, .. } => l.cpu.push(CpuTicks { at, busy, total, steal, cpus }),
                     Message::Mem { total_kib, free_kib, .. } => l.mem = Some(MemSample { at, total_kib, free_kib }),

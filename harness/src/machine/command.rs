@@ -47,9 +47,16 @@ impl MachinePaths {
 /// `host::common_machine_type`).
 pub const MACHINE_TYPE: &str = "pc";
 
-/// The guest kernel's command line, with the guest's orders.
+/// What the guest is told to do: on its command line, or on the guest channel
+/// after a restore (`machine::snapshot`).
+pub fn orders(spec: &GuestSpec) -> Orders {
+    Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)), test_orders: spec.test_orders, park: false }
+}
+
+/// The guest kernel's command line, with the guest's orders (a parked guest's
+/// carries none: they come later, on the channel).
 pub fn kernel_cmdline(spec: &GuestSpec) -> String {
-    let orders = Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)), test_orders: spec.test_orders };
+    let orders = if spec.park { Orders { heartbeat_ms: HEARTBEAT_MS, park: true, ..Orders::default() } } else { orders(spec) };
     // loglevel=5 prints warnings and Oops/BUG reports (KERN_DEFAULT) but not the
     // chatty boot log, which would slow a TCG boot down over the emulated UART.
     let mut line = format!("console=ttyS0 loglevel=5 panic=-1 rdinit=/init mitigations=off {}", orders.to_cmdline());

@@ -112,6 +112,11 @@ pub struct GuestSpec {
     /// a vnet header (the far end's stream backend has none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub portable_nic: bool,
+    /// Boot parked (`migbench.park=1`): the guest comes up without its orders and
+    /// waits for them on the guest channel. Only the snapshot of a booted guest
+    /// (`machine::snapshot`) boots so; its command line then carries no orders.
+    #[serde(skip)]
+    pub park: bool,
 }
 
 /// Faults that strike when a QEMU starts (`crate::migration::scenario::Fault` has them all).
@@ -156,7 +161,7 @@ impl GuestSpec {
         if !(1..=MAX_VCPUS).contains(&vcpus) {
             bail!("--vcpus {vcpus}: a guest has 1 to {MAX_VCPUS} vCPUs; try --vcpus 1");
         }
-        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false, lock_memory: false, portable_nic: false })
+        Ok(GuestSpec { ram_mib, vcpus, accel, workload: Workload::Idle, net: None, inject: StartFault::None, test_orders: false, lock_memory: false, portable_nic: false, park: false })
     }
 
     pub fn with_workload(self, workload: Workload) -> GuestSpec {

@@ -20,6 +20,7 @@ pub mod remote;
 pub mod remote_link;
 pub mod run_dir;
 pub mod site;
+pub mod snapshot;
 pub mod stale;
 pub mod usage;
 
@@ -127,6 +128,9 @@ pub struct Machine {
     _port: Option<crate::network::stream_port::StreamPort>,
     /// Where a QEMU here listens for a migration from another host (see [`Machine::listen_for_remote`]).
     listen_at: Option<std::net::IpAddr>,
+    /// How its guest came up: restored from a snapshot, or otherwise (a boot, or a
+    /// migration's destination) fresh.
+    pub booted: snapshot::Booted,
 }
 
 impl Machine {
@@ -289,6 +293,7 @@ impl Machine {
             _tap: tap,
             _port: None,
             listen_at: None,
+            booted: snapshot::Booted::Fresh,
         })
     }
 

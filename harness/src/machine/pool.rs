@@ -64,6 +64,8 @@ pub struct Pooled<K> {
     key: K,
     /// QEMU start to READY when it booted, ms.
     pub boot_ms: f64,
+    /// Whether it booted fresh or was restored from a snapshot.
+    pub booted: super::snapshot::Booted,
     /// Whether it came through an earlier run's migration (moved or stayed): a run
     /// on it reuses a guest.
     pub reused: bool,
@@ -105,7 +107,8 @@ impl<'s, K: PartialEq> GuestPool<'s, K> {
         if !self.warmup.is_zero() {
             tokio::time::sleep(self.warmup).await;
         }
-        Ok(Pooled { machine, key, boot_ms, reused: false })
+        let booted = machine.booted;
+        Ok(Pooled { machine, key, boot_ms, booted, reused: false })
     }
 
     /// Keeps `guest` as it is, for the next run (a run that did not migrate it).

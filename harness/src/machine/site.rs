@@ -11,6 +11,7 @@ use super::command::{MACHINE_TYPE, Role};
 use super::hardware::{Accel, GuestSpec};
 use super::remote::RemoteHost;
 use super::run_dir::RunDir;
+use super::snapshot::{self, BootMode};
 use super::{Machine, is_live, kill_if_live};
 use crate::guest::GuestImage;
 use crate::host::Qemu;
@@ -61,6 +62,8 @@ pub struct Site {
     place: Place,
     /// The process groups of the QEMUs started here that may still run.
     started: Mutex<Vec<i32>>,
+    /// How [`Site::boot`] brings guests up: [`snapshot::default_mode`] when made.
+    boot_mode: BootMode,
 }
 
 /// The kinds of site: one variant per way of reaching the host.
@@ -95,14 +98,20 @@ impl Site {
         let dir = RunDir::new()?;
         let network = if test_network { Some(Network::create()?) } else { None };
         let local = Local { qemu: qemu.clone(), image: image.clone(), network, dir };
-        Ok(Site { place: Place::Local(local), started: Mutex::new(Vec::new()) })
+        Ok(Site { place: Place::Local(local), started: Mutex::new(Vec::new()), boot_mode: snapshot::default_mode() })
     }
 
     /// A remote host (connected with [`RemoteHost::connect`]); its sockets are
     /// forwarded into a fresh run directory here, and a guest's NIC has its port on
     /// `network` (the local site's test network) here.
     pub fn remote(host: Arc<RemoteHost>, network: Option<Network>) -> Result<Site> {
-        Ok(Site { place: Place::Remote(Remote { host, dir: RunDir::new()?, network }), started: Mutex::new(Vec::new()) })
+        Ok(Site { place: Place::Remote(Remote { host, dir: RunDir::new()?, network }), started: Mutex::new(Vec::new()), boot_mode: BootMode::Fresh })
+    }
+
+    /// Boots guests as `mode` says from now on (`--boot`). A remote site always
+    /// boots fresh: the snapshots are in this host's cache.
+    pub fn set_boot_mode(&mut self, mode: BootMode) {
+        self.boot_mode = mode;
     }
 
     /// The site's test network, if it has one.
@@ -169,6 +178,9 @@ impl Site {
 
     /// [`Site::boot`] on another QEMU or machine type.
     pub async fn boot_on(&self, emulator: &Emulator, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
+        if let (BootMode::Restore, Place::Local(l), None) = (self.boot_mode, &self.place, snapshot::fresh_only(&spec)) {
+            return snapshot::boot(self, emulator, &l.image, spec, name, timeout).await;
+        }
         let mut m = self.start_on(emulator, spec, Role::Boot, name).await?;
         let ready = m.wait_ready(timeout).await?;
         let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;

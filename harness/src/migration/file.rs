@@ -55,8 +55,15 @@ pub(super) async fn restore_after(dst: &Machine, path: &Path, saved: Outcome, ti
 /// Sends `migrate-incoming file:PATH` to the destination and waits until its
 /// migration completes: the time that took (ms), or why it did not.
 async fn restore(dst: &Machine, path: &Path, timeout: Duration) -> Result<f64, String> {
+    incoming_from(dst, &format!("file:{}", path.display()), timeout).await
+}
+
+/// Sends `migrate-incoming URI` to a QEMU waiting with `-incoming defer` and waits
+/// until it has loaded the guest: the time that took (ms), or why it did not. A
+/// saved file is restored so (here, and the snapshots of `machine::snapshot`).
+pub(crate) async fn incoming_from(dst: &Machine, uri: &str, timeout: Duration) -> Result<f64, String> {
     let t0 = Instant::now();
-    let uri = format!("file:{}", path.display());
+    let uri = uri.to_string();
     dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri), channels: None, exit_on_error: None }).await.map_err(|e| format!("QEMU refused migrate-incoming: {e}"))?;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;

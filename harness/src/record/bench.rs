@@ -14,12 +14,15 @@ pub struct BootRecord {
     pub environment: Environment,
     pub ram_mib: u32,
     pub vcpus: u32,
+    /// Fresh boots, or restores from a snapshot (records from before read as fresh).
+    #[serde(default)]
+    pub booted: crate::machine::snapshot::Booted,
     pub boot_to_ready_ms: Vec<f64>,
 }
 
 impl BootRecord {
-    pub fn new(environment: Environment, ram_mib: u32, vcpus: u32, boot_to_ready_ms: Vec<f64>) -> BootRecord {
-        BootRecord { record: "boot".into(), schema: SCHEMA, environment, ram_mib, vcpus, boot_to_ready_ms }
+    pub fn new(environment: Environment, ram_mib: u32, vcpus: u32, booted: crate::machine::snapshot::Booted, boot_to_ready_ms: Vec<f64>) -> BootRecord {
+        BootRecord { record: "boot".into(), schema: SCHEMA, environment, ram_mib, vcpus, booted, boot_to_ready_ms }
     }
 }
 

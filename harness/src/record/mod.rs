@@ -38,6 +38,10 @@ pub struct MigrationRecord {
     pub scenario: Scenario,
     /// QEMU start to the guest's READY on the source.
     pub guest_boot_ms: f64,
+    /// How that guest came up: booted fresh, or restored from a snapshot of a booted
+    /// guest (`--boot`). Records from before snapshots read as fresh, which they were.
+    #[serde(default)]
+    pub guest_booted: crate::machine::snapshot::Booted,
     #[serde(flatten)]
     pub measurement: Measurement,
 }

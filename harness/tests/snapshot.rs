@@ -1,0 +1,90 @@
+//! Guests restored from a saved booted guest (`--boot restore`): they come up
+//! with their own orders, run their workload, and migrate healthy and intact; the
+//! snapshot is made once and then reused.
+
+mod common;
+
+use common::*;
+use migbench::machine::site::{Emulator, Site};
+use migbench::machine::snapshot::{self, BootMode, Booted};
+use migbench::machine::{GuestSpec, Role};
+use migbench::migration::driver;
+use migbench::migration::measurement::Outcome;
+use migbench::migration::scenario::{Scenario, Transport};
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_guest_runs_its_own_orders_and_migrates_healthy_and_intact() {
+    let _slot = qemu_slot();
+    let (p, env) = chosen().await;
+    // 160 MiB: a size no other test boots, so this test makes the snapshot itself.
+    let base = GuestSpec::new(160, 1, env.accel).unwrap();
+    let spec = base.with_workload("memdirty-write:16:40".parse().unwrap());
+    let key = snapshot::key(&Emulator::newest(&p.qemu), &p.image, &spec);
+    let dir = migbench::host::cache_dir().join("snapshots").join(&key);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut site = Site::local(&p.qemu, &p.image, false).unwrap();
+    site.set_boot_mode(BootMode::Restore);
+    // First boot: no snapshot yet, so one is made (a parked guest saved), then restored.
+    let (first, first_ms) = site.boot(spec, "first", BOOT).await.unwrap();
+    assert_eq!(first.booted, Booted::Restored);
+    let info: snapshot::SnapshotInfo = serde_json::from_str(&std::fs::read_to_string(dir.join("info.json")).unwrap()).unwrap();
+    assert!(info.bytes > 0 && info.ram_mib == 160 && info.image_key == p.image.manifest.key, "{info:?}");
+    let made = std::fs::read_to_string(dir.join("info.json")).unwrap();
+    // The orders came over the channel: the memory dirtier runs (its unit is MiB)
+    // and beats at the harness's period.
+    let rates = wait_for_rates(&first).await;
+    assert!(rates.iter().all(|r| r.unit == "MiB"), "{rates:?}");
+    first.quit().await;
+
+    // A second boot of the same hardware reuses the file; a different workload is
+    // the same hardware (the workload is an order, not part of the snapshot).
+    let other = base.with_workload("memdirty-write:24:40".parse().unwrap());
+    assert_eq!(snapshot::key(&Emulator::newest(&p.qemu), &p.image, &other), key);
+    let (mut src, restored_ms) = site.boot(other, "src", BOOT).await.unwrap();
+    assert_eq!(src.booted, Booted::Restored);
+    assert_eq!(std::fs::read_to_string(dir.join("info.json")).unwrap(), made, "the snapshot was made again");
+    assert!(restored_ms > 0.0 && first_ms > 0.0);
+    wait_for_rates(&src).await;
+
+    // It migrates like a booted guest: completed, healthy, its 24 MiB verified.
+    let mut dst = site.start(other, Role::Incoming, "dst").await.unwrap();
+    let scenario = Scenario { transport: Transport::Unix, link: "1Gbit".parse().unwrap(), timeout_s: 120.0, ..Scenario::default() };
+    let m = driver::drive(&mut src, &mut dst, &scenario).await.unwrap();
+    assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
+    assert!(m.health.healthy, "{:?}", m.health);
+    let tally = m.health.integrity.unwrap_or_else(|| panic!("no memory check: {:?}", m.health));
+    assert_eq!(tally.pages_checked, 24 * 256);
+    assert_eq!(tally.mismatches, 0);
+}
+
+/// Boots are fresh where a snapshot cannot serve, and under `--boot fresh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_boots_where_asked_or_where_a_snapshot_cannot_serve() {
+    let _slot = qemu_slot();
+    let (p, env) = chosen().await;
+    let spec = GuestSpec::new(128, 1, env.accel).unwrap();
+    let site = Site::local(&p.qemu, &p.image, false).unwrap();
+    let (m, _) = site.boot(spec, "fresh", BOOT).await.unwrap();
+    assert_eq!(m.booted, Booted::Fresh, "a site boots fresh unless told otherwise");
+    m.quit().await;
+    let net = GuestSpec { net: Some(Default::default()), ..spec };
+    assert!(snapshot::fresh_only(&net).is_some_and(|why| why.contains("NIC")));
+    assert_eq!(snapshot::fresh_only(&spec), None);
+}
+
+/// Waits until the guest has sent a few workload reports.
+async fn wait_for_rates(m: &migbench::machine::Machine) -> Vec<migbench::guest::channel::RateSample> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rates = m.channel.rates();
+        if rates.len() >= 3 {
+            return rates;
+        }
+        assert!(std::time::Instant::now() < deadline, "no workload reports from the restored guest: {:?}", m.channel.other_lines());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
