@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use migbench::machine::site::{Emulator, Site};
-use migbench::machine::snapshot::{self, BootMode, Booted};
+use migbench::machine::boot::{BootMode, Booted};
+use migbench::machine::site::Site;
+use migbench::machine::snapshot;
 use migbench::machine::{GuestSpec, Role};
 use migbench::migration::driver;
 use migbench::migration::measurement::Outcome;
@@ -22,8 +23,8 @@ async fn a_restored_guest_runs_its_own_orders_and_migrates_healthy_and_intact() 
     // 160 MiB: a size no other test boots, so this test makes the snapshot itself.
     let base = GuestSpec::new(160, 1, env.accel).unwrap();
     let spec = base.with_workload("memdirty-write:16:40".parse().unwrap());
-    let key = snapshot::key(&Emulator::newest(&p.qemu), &p.image, &spec);
-    let dir = migbench::host::cache_dir().join("snapshots").join(&key);
+    let key = snapshot::key(&p.qemu, "pc", &p.image, &spec);
+    let dir = snapshot::dir_of(&p.qemu, "pc", &p.image, &spec);
     let _ = std::fs::remove_dir_all(&dir);
 
     let mut site = Site::local(&p.qemu, &p.image, false).unwrap();
@@ -43,7 +44,10 @@ async fn a_restored_guest_runs_its_own_orders_and_migrates_healthy_and_intact() 
     // A second boot of the same hardware reuses the file; a different workload is
     // the same hardware (the workload is an order, not part of the snapshot).
     let other = base.with_workload("memdirty-write:24:40".parse().unwrap());
-    assert_eq!(snapshot::key(&Emulator::newest(&p.qemu), &p.image, &other), key);
+    assert_eq!(snapshot::key(&p.qemu, "pc", &p.image, &other), key);
+    // Other hardware, another machine type: other snapshots.
+    assert_ne!(snapshot::key(&p.qemu, "pc", &p.image, &GuestSpec { ram_mib: 192, ..other }), key);
+    assert_ne!(snapshot::key(&p.qemu, "pc-i440fx-7.2", &p.image, &other), key);
     let (mut src, restored_ms) = site.boot(other, "src", BOOT).await.unwrap();
     assert_eq!(src.booted, Booted::Restored);
     assert_eq!(std::fs::read_to_string(dir.join("info.json")).unwrap(), made, "the snapshot was made again");

@@ -133,7 +133,7 @@ const BOOT_RAM_MIB: u32 = 256;
 
 /// Boot-to-READY times, fresh and restored from a snapshot.
 struct BootTimes {
-    stats: Vec<(migbench::machine::snapshot::Booted, migbench::summary::stats::Stats)>,
+    stats: Vec<(migbench::machine::boot::Booted, migbench::summary::stats::Stats)>,
     /// The snapshot the restored boots came from.
     snapshot: Option<migbench::machine::snapshot::SnapshotInfo>,
 }
@@ -142,14 +142,15 @@ struct BootTimes {
 /// snapshot is made first when there is none (once per QEMU, image and hardware):
 /// its making is not a boot and is not timed with them.
 async fn boot_times(p: &Platform, env: &Environment, a: &BenchArgs, opts: &SweepOptions, dir: &std::path::Path) -> Result<BootTimes> {
+    use migbench::machine::boot::{BootMode, Booted};
     use migbench::machine::site::Emulator;
-    use migbench::machine::snapshot::{self, BootMode, Booted};
+    use migbench::machine::snapshot;
     let spec = GuestSpec::new(BOOT_RAM_MIB, 1, env.accel)?;
     let emulator = Emulator::newest(&p.qemu);
     let mut f = ResultsFile::create(&dir.join("boots.jsonl"))?;
     let mut stats = Vec::new();
     for (mode, want) in [(BootMode::Fresh, Booted::Fresh), (BootMode::Restore, Booted::Restored)] {
-        if mode == BootMode::Restore && snapshot::made(&emulator, &p.image, &spec).is_none() {
+        if mode == BootMode::Restore && snapshot::made(&emulator.qemu, &emulator.machine, &p.image, &spec).is_none() {
             if !a.sweep.quiet {
                 eprintln!("migbench: saving a booted {BOOT_RAM_MIB} MiB guest for restores (once per QEMU, image and hardware)");
             }
@@ -169,7 +170,7 @@ async fn boot_times(p: &Platform, env: &Environment, a: &BenchArgs, opts: &Sweep
         f.append(&BootRecord::new(env.clone(), BOOT_RAM_MIB, 1, want, times.clone()))?;
         stats.extend(migbench::summary::stats::Stats::of(&times).map(|s| (want, s)));
     }
-    Ok(BootTimes { stats, snapshot: snapshot::made(&emulator, &p.image, &spec) })
+    Ok(BootTimes { stats, snapshot: snapshot::made(&emulator.qemu, &emulator.machine, &p.image, &spec) })
 }
 
 /// Connections every tool keeps open, and threads where a tool has a choice

@@ -79,7 +79,7 @@ pub(crate) struct ImageArgs {
     /// and hardware, in the cache; guests with a NIC still boot), or boot `fresh`
     /// every time. Each run's record says which (`guest_booted`).
     #[arg(long, global = true, env = "MIGBENCH_BOOT", value_enum, default_value = "restore")]
-    pub(crate) boot: migbench::machine::snapshot::BootMode,
+    pub(crate) boot: migbench::machine::boot::BootMode,
 }
 
 impl ImageArgs {
@@ -127,7 +127,7 @@ pub(crate) enum Cmd {
 }
 
 pub(crate) async fn prepare(image: &ImageArgs) -> Result<Platform> {
-    migbench::machine::snapshot::set_default_mode(image.boot);
+    migbench::machine::boot::set_default_mode(image.boot);
     let inputs = image.inputs();
     let qemu = image.qemu.clone();
     tokio::task::spawn_blocking(move || migbench::setup::prepare(&inputs, qemu.as_ref())).await.context("set-up task")?

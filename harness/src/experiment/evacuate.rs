@@ -349,7 +349,7 @@ async fn measure_before(sources: &[(Machine, f64)], secs: f64) -> Vec<(Result<di
 /// What a migration task hands back.
 struct Finished {
     boot_ms: f64,
-    booted: crate::machine::snapshot::Booted,
+    booted: crate::machine::boot::Booted,
     slot_taken: Instant,
     destination_started: Instant,
     measurement: Measurement,

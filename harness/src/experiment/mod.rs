@@ -11,7 +11,7 @@ pub mod workload_rates;
 
 use crate::machine::hardware::GuestSpec;
 use crate::machine::site::Site;
-use crate::machine::snapshot::{BootMode, Booted};
+use crate::machine::boot::{BootMode, Booted};
 use crate::setup::Platform;
 use anyhow::Result;
 use std::time::Duration;

@@ -14,7 +14,7 @@ use crate::machine::dirty_rate::DirtyRate;
 use crate::machine::hardware::{BAD_QEMU_OPTION, Balloon, GuestSpec, StartFault};
 use crate::machine::pool::{Afterwards, GuestPool};
 use crate::machine::site::Site;
-use crate::machine::snapshot::Booted;
+use crate::machine::boot::Booted;
 use crate::machine::Machine;
 use crate::migration::measurement::{FaultRecord, GuestMemory, Measurement, Outcome, WorkloadRate};
 use crate::migration::scenario::Fault;

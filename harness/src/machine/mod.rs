@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod agent_server;
+pub mod boot;
 pub mod cgroup;
 pub mod command;
 pub mod dirty_rate;
@@ -130,7 +131,7 @@ pub struct Machine {
     listen_at: Option<std::net::IpAddr>,
     /// How its guest came up: restored from a snapshot, or otherwise (a boot, or a
     /// migration's destination) fresh.
-    pub booted: snapshot::Booted,
+    pub booted: boot::Booted,
 }
 
 impl Machine {
@@ -293,7 +294,7 @@ impl Machine {
             _tap: tap,
             _port: None,
             listen_at: None,
-            booted: snapshot::Booted::Fresh,
+            booted: boot::Booted::Fresh,
         })
     }
 
@@ -448,6 +449,28 @@ impl Machine {
                     self.spec.accel,
                     self.process.tail(agent::LogFile::Console, 20)
                 );
+            }
+        }
+    }
+
+    /// Sends `migrate-incoming URI` to this QEMU, waiting with `-incoming defer`,
+    /// and waits until it has loaded the guest: the time that took (ms), or why it
+    /// did not. A saved file is restored so (`migration::file`, `machine::snapshot`).
+    pub async fn load_incoming(&self, uri: &str, timeout: Duration) -> Result<f64, String> {
+        let t0 = Instant::now();
+        self.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri.to_string()), channels: None, exit_on_error: None }).await.map_err(|e| format!("QEMU refused migrate-incoming: {e}"))?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let info = self.qmp.query_migrate().await.map_err(|e| format!("query-migrate on the destination: {e}"))?;
+            match info.status() {
+                "completed" => return Ok(t0.elapsed().as_secs_f64() * 1000.0),
+                "failed" | "cancelled" => {
+                    return Err(info.error_desc.clone().unwrap_or_else(|| format!("the destination reported {}", info.status())));
+                }
+                _ => {}
+            }
+            if t0.elapsed() >= timeout {
+                return Err(format!("not restored after {:.0} s (status {})", timeout.as_secs_f64(), info.status()));
             }
         }
     }

@@ -65,7 +65,7 @@ pub struct Pooled<K> {
     /// QEMU start to READY when it booted, ms.
     pub boot_ms: f64,
     /// Whether it booted fresh or was restored from a snapshot.
-    pub booted: super::snapshot::Booted,
+    pub booted: super::boot::Booted,
     /// Whether it came through an earlier run's migration (moved or stayed): a run
     /// on it reuses a guest.
     pub reused: bool,

@@ -11,12 +11,13 @@ use super::command::{MACHINE_TYPE, Role};
 use super::hardware::{Accel, GuestSpec};
 use super::remote::RemoteHost;
 use super::run_dir::RunDir;
-use super::snapshot::{self, BootMode};
+use super::boot::{self, BootMode};
+use super::snapshot;
 use super::{Machine, is_live, kill_if_live};
 use crate::guest::GuestImage;
 use crate::host::Qemu;
 use crate::network::Network;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub struct Site {
     place: Place,
     /// The process groups of the QEMUs started here that may still run.
     started: Mutex<Vec<i32>>,
-    /// How [`Site::boot`] brings guests up: [`snapshot::default_mode`] when made.
+    /// How [`Site::boot`] brings guests up: [`boot::default_mode`] when made.
     boot_mode: BootMode,
 }
 
@@ -98,7 +99,7 @@ impl Site {
         let dir = RunDir::new()?;
         let network = if test_network { Some(Network::create()?) } else { None };
         let local = Local { qemu: qemu.clone(), image: image.clone(), network, dir };
-        Ok(Site { place: Place::Local(local), started: Mutex::new(Vec::new()), boot_mode: snapshot::default_mode() })
+        Ok(Site { place: Place::Local(local), started: Mutex::new(Vec::new()), boot_mode: boot::default_mode() })
     }
 
     /// A remote host (connected with [`RemoteHost::connect`]); its sockets are
@@ -179,12 +180,45 @@ impl Site {
     /// [`Site::boot`] on another QEMU or machine type.
     pub async fn boot_on(&self, emulator: &Emulator, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
         if let (BootMode::Restore, Place::Local(l), None) = (self.boot_mode, &self.place, snapshot::fresh_only(&spec)) {
-            return snapshot::boot(self, emulator, &l.image, spec, name, timeout).await;
+            return self.boot_restored(emulator, &l.image, spec, name, timeout).await;
         }
         let mut m = self.start_on(emulator, spec, Role::Boot, name).await?;
         let ready = m.wait_ready(timeout).await?;
         let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
         Ok((m, boot_ms))
+    }
+}
+
+impl Site {
+    /// Boots `spec` from its snapshot (`machine::snapshot`), making the snapshot
+    /// first when there is none: a parked guest booted, saved and quit.
+    async fn boot_restored(&self, emulator: &Emulator, image: &GuestImage, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
+        let dir = snapshot::dir_of(&emulator.qemu, &emulator.machine, image, &spec);
+        let state = dir.join("state");
+        if !state.exists() {
+            let lock_dir = dir.clone();
+            let _lock = tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir)).await??;
+            // Another migbench may have made it while this one waited.
+            if !state.exists() {
+                let mut parked = self.start_on(emulator, snapshot::parked(&spec), Role::Boot, &format!("{name}-snap")).await?;
+                let Some(at) = parked.channel.wait_parked(timeout).await else {
+                    let why = parked.exit_report().unwrap_or_else(|| format!("it did not say PARKED within {} s", timeout.as_secs()));
+                    let console = parked.console_tail(20);
+                    parked.quit().await;
+                    anyhow::bail!("booting guest {name}'s snapshot: {why}. Last console lines:\n{console}\n(--boot fresh does without snapshots)");
+                };
+                let boot_ms = (at - parked.started).as_secs_f64() * 1000.0;
+                snapshot::save(parked, image, &dir, boot_ms, timeout).await.with_context(|| format!("saving guest {name}'s snapshot (--boot fresh does without)"))?;
+            }
+        }
+        let mut m = self.start_on(emulator, snapshot::parked(&spec), Role::Incoming, name).await?;
+        match snapshot::load(&mut m, &state, spec, timeout).await {
+            Ok(boot_ms) => Ok((m, boot_ms)),
+            Err(e) => {
+                m.quit().await;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -17,15 +17,16 @@
 //!
 //! Guests with a NIC, guests given a start-up fault and guests on another host boot
 //! fresh (their hardware differs per guest, or the file is not there); so does
-//! every guest under `--boot fresh`. A run's record says which it was
-//! (`guest_booted`).
+//! every guest under `--boot fresh` (`machine::boot`). A run's record says which it
+//! was (`guest_booted`). The site starts the QEMUs (`Site::boot_on`); this file
+//! names, saves and loads the snapshots.
 
+use super::Machine;
+use super::boot::Booted;
 use super::command::{self, MachinePaths, Role};
 use super::hardware::{Accel, GuestSpec, StartFault};
-use super::site::{Emulator, Site};
-use super::Machine;
 use crate::guest::GuestImage;
-use crate::host::FileLock;
+use crate::host::{FileLock, Qemu};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -34,52 +35,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Snapshot files not used for this many days are removed when another is made.
 pub const UNUSED_DAYS: u64 = 14;
-
-/// How guests come up: `--boot`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BootMode {
-    /// The kernel boots every time.
-    Fresh,
-    /// Restored from a saved booted guest where it can be (see the module doc),
-    /// fresh otherwise.
-    #[default]
-    Restore,
-}
-
-/// The mode [`Site::local`] starts with: `--boot`, which the command line sets
-/// once. A library caller's sites boot fresh unless it says otherwise.
-static DEFAULT_MODE: std::sync::Mutex<BootMode> = std::sync::Mutex::new(BootMode::Fresh);
-
-/// Sets the mode sites made from now on start with.
-pub fn set_default_mode(mode: BootMode) {
-    *DEFAULT_MODE.lock().unwrap_or_else(|e| e.into_inner()) = mode;
-}
-
-/// The mode sites made now start with.
-pub fn default_mode() -> BootMode {
-    *DEFAULT_MODE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How a guest came up, for the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Booted {
-    /// Its kernel booted (every record before snapshots says so).
-    #[default]
-    Fresh,
-    /// Restored from a snapshot of a booted guest.
-    Restored,
-}
-
-impl std::fmt::Display for Booted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Booted::Fresh => "fresh",
-            Booted::Restored => "restored",
-        })
-    }
-}
 
 /// Why `spec` must boot fresh even under `--boot restore`, if it must.
 pub fn fresh_only(spec: &GuestSpec) -> Option<&'static str> {
@@ -98,14 +53,13 @@ fn root() -> PathBuf {
 }
 
 /// The guest a snapshot holds: `spec`'s hardware, parked, with no orders.
-fn parked(spec: &GuestSpec) -> GuestSpec {
+pub(super) fn parked(spec: &GuestSpec) -> GuestSpec {
     GuestSpec { park: true, workload: migbench_guest::orders::Workload::Idle, test_orders: false, ..*spec }
 }
 
-/// The snapshot's name for `spec` on `emulator` with `image`: a hash of everything
-/// a restore must match.
-pub fn key(emulator: &Emulator, image: &GuestImage, spec: &GuestSpec) -> String {
-    let qemu = &emulator.qemu;
+/// The snapshot's name for `spec` on `qemu` with machine type `machine` and
+/// `image`: a hash of everything a restore must match.
+pub fn key(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> String {
     let mut h = Sha256::new();
     let mut add = |label: &str, value: &str| {
         h.update(label.as_bytes());
@@ -122,7 +76,7 @@ pub fn key(emulator: &Emulator, image: &GuestImage, spec: &GuestSpec) -> String 
     add("image", &image.manifest.key);
     let paths = MachinePaths::new(Path::new("/snapshot"));
     let mut args: Vec<String> = qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    args.extend(command::qemu_args(&parked(spec), image, &paths, Role::Boot, "snapshot", None, &emulator.machine));
+    args.extend(command::qemu_args(&parked(spec), image, &paths, Role::Boot, "snapshot", None, machine));
     add("args", &args.join("\u{1f}"));
     if spec.accel == Accel::Kvm {
         // `-cpu max` under KVM is this host's CPU.
@@ -131,10 +85,15 @@ pub fn key(emulator: &Emulator, image: &GuestImage, spec: &GuestSpec) -> String 
     format!("{:x}", h.finalize())[..24].to_string()
 }
 
-/// The snapshot for `spec` on `emulator` with `image`, if it has been made: what
+/// The directory of the snapshot for `spec` (see [`key`]): `state` and `info.json`.
+pub fn dir_of(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> PathBuf {
+    root().join(key(qemu, machine, image, spec))
+}
+
+/// The snapshot for `spec` on `qemu` and `machine` with `image`, if it has been made: what
 /// its directory says about it.
-pub fn made(emulator: &Emulator, image: &GuestImage, spec: &GuestSpec) -> Option<SnapshotInfo> {
-    let dir = root().join(key(emulator, image, spec));
+pub fn made(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> Option<SnapshotInfo> {
+    let dir = dir_of(qemu, machine, image, spec);
     if !dir.join("state").exists() {
         return None;
     }
@@ -157,75 +116,56 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
-/// Boots `spec` as guest `name` on `site` from its snapshot, making the snapshot
-/// first if there is none; returns the guest and its QEMU start to READY, ms.
-pub(super) async fn boot(site: &Site, emulator: &Emulator, image: &GuestImage, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
-    let dir = root().join(key(emulator, image, &spec));
-    let state = dir.join("state");
-    if !state.exists() {
-        let lock_path = dir.with_extension("lock");
-        let _lock = tokio::task::spawn_blocking(move || FileLock::acquire(&lock_path)).await??;
-        // Another migbench may have made it while this one waited.
-        if !state.exists() {
-            make(site, emulator, image, &spec, &dir, &format!("{name}-snap"), timeout).await.context("saving a booted guest for restores (--boot fresh does without)")?;
-            prune(&root(), &dir);
-        }
-    }
-    // Its last use, for pruning.
-    let _ = std::fs::File::options().write(true).open(&state).and_then(|f| f.set_modified(SystemTime::now()));
-    restore(site, emulator, spec, &state, name, timeout).await
+/// Held while a snapshot is made, so that two migbench processes make it once.
+pub(super) fn lock(dir: &Path) -> Result<FileLock> {
+    FileLock::acquire(&dir.with_extension("lock"))
 }
 
-/// Boots `spec` parked, waits for PARKED, stops it and saves it into `dir/state`
-/// (through a temporary name, so a half-written file is never used).
-async fn make(site: &Site, emulator: &Emulator, image: &GuestImage, spec: &GuestSpec, dir: &Path, name: &str, timeout: Duration) -> Result<()> {
+/// Saves `m`, a parked guest that has said PARKED (`boot_ms` after its QEMU
+/// started), into `dir/state`, through a temporary name so a half-written file
+/// is never used, with `info.json` beside it; quits `m` either way and removes
+/// snapshots unused for [`UNUSED_DAYS`].
+pub(super) async fn save(m: Machine, image: &GuestImage, dir: &Path, boot_ms: f64, timeout: Duration) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!("state.{}.tmp", std::process::id()));
-    let quoted = shell_quoted(&tmp)?;
-    let t0 = Instant::now();
-    let mut m = site.start_on(emulator, parked(spec), Role::Boot, name).await?;
-    if m.channel.wait_parked(timeout).await.is_none() {
-        let why = m.exit_report().unwrap_or_else(|| format!("it did not say PARKED within {} s", timeout.as_secs()));
-        let console = m.console_tail(20);
-        m.quit().await;
-        bail!("the parked guest {name}: {why}. Last console lines:\n{console}");
-    }
-    let boot_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let saved = save(&m, &quoted, timeout).await;
+    let saved = match shell_quoted(&tmp) {
+        Ok(quoted) => save_to(&m, &quoted, timeout).await,
+        Err(e) => Err(e),
+    };
     let info = SnapshotInfo {
-        qemu_version: emulator.qemu.version.clone(),
-        machine: emulator.machine.clone(),
+        qemu_version: m.emulator.qemu.version.clone(),
+        machine: m.emulator.machine.clone(),
         image_key: image.manifest.key.clone(),
-        ram_mib: spec.ram_mib,
-        vcpus: spec.vcpus,
-        accel: spec.accel.to_string(),
-        created_at: crate::record::now_rfc3339(),
+        ram_mib: m.spec.ram_mib,
+        vcpus: m.spec.vcpus,
+        accel: m.spec.accel.to_string(),
+        created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         boot_ms,
         save_ms: 0.0,
         bytes: 0,
     };
+    let name = m.name.clone();
     m.quit().await;
-    let save_ms = match saved {
-        Ok(ms) => ms,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+    let published = saved.and_then(|save_ms| {
+        let bytes = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+        if bytes == 0 {
+            bail!("QEMU said the save of {name} completed, but {} is empty", tmp.display());
         }
-    };
-    let bytes = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
-    if bytes == 0 {
+        std::fs::write(dir.join("info.json"), serde_json::to_string_pretty(&SnapshotInfo { save_ms, bytes, ..info })?)?;
+        std::fs::rename(&tmp, dir.join("state")).with_context(|| format!("publishing {}", tmp.display()))
+    });
+    if published.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        bail!("QEMU said the save of {name} completed, but {} is empty", tmp.display());
     }
-    let info = SnapshotInfo { save_ms, bytes, ..info };
-    std::fs::write(dir.join("info.json"), serde_json::to_string_pretty(&info)?)?;
-    std::fs::rename(&tmp, dir.join("state")).with_context(|| format!("publishing {}", tmp.display()))?;
-    Ok(())
+    if let Some(root) = dir.parent() {
+        prune(root, dir);
+    }
+    published
 }
 
 /// Stops the guest and saves it with `migrate exec:cat > FILE` at full speed;
 /// returns how long the save took, ms.
-async fn save(m: &Machine, quoted_path: &str, timeout: Duration) -> Result<f64> {
+async fn save_to(m: &Machine, quoted_path: &str, timeout: Duration) -> Result<f64> {
     let t0 = Instant::now();
     m.qmp.execute(&qapi::qmp::stop {}).await.context("stopping the parked guest")?;
     // QEMU 7.2 caps a migration at 32 MiB/s unless told otherwise.
@@ -244,31 +184,25 @@ async fn save(m: &Machine, quoted_path: &str, timeout: Duration) -> Result<f64> 
     }
 }
 
-/// Starts QEMU waiting for an incoming migration, loads `state` into it, gives the
-/// guest `spec`'s orders and waits for READY.
-async fn restore(site: &Site, emulator: &Emulator, spec: GuestSpec, state: &Path, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
+/// Loads `state` into `m` (a QEMU of the parked guest's hardware waiting with
+/// `-incoming defer`), gives the guest `spec`'s orders and waits for READY; `m`
+/// is then `spec`'s guest. Returns its QEMU start to READY, ms.
+pub(super) async fn load(m: &mut Machine, state: &Path, spec: GuestSpec, timeout: Duration) -> Result<f64> {
     let quoted = shell_quoted(state)?;
-    let mut m = site.start_on(emulator, parked(&spec), Role::Incoming, name).await?;
-    let restored = async {
-        crate::migration::file::incoming_from(&m, &format!("exec:cat {quoted}"), timeout).await.map_err(|e| anyhow::anyhow!("restoring guest {name} from {}: {e}", state.display()))?;
-        // With -incoming (and no -S) QEMU runs the guest once it is loaded.
-        let status = m.qmp.execute(&qapi::qmp::query_status {}).await?;
-        if status.get("status").and_then(|s| s.as_str()) != Some("running") {
-            m.qmp.execute(&qapi::qmp::cont {}).await.context("running the restored guest")?;
-        }
-        m.channel.give_orders(&command::orders(&spec)).await.context("giving the restored guest its orders")?;
-        anyhow::Ok(())
-    };
-    if let Err(e) = restored.await {
-        m.quit().await;
-        return Err(e);
+    // Its last use, for pruning.
+    let _ = std::fs::File::options().write(true).open(state).and_then(|f| f.set_modified(SystemTime::now()));
+    m.load_incoming(&format!("exec:cat {quoted}"), timeout).await.map_err(|e| anyhow::anyhow!("restoring guest {} from {}: {e}", m.name, state.display()))?;
+    // With -incoming (and no -S) QEMU runs the guest once it is loaded.
+    let status = m.qmp.execute(&qapi::qmp::query_status {}).await?;
+    if status.get("status").and_then(|s| s.as_str()) != Some("running") {
+        m.qmp.execute(&qapi::qmp::cont {}).await.context("running the restored guest")?;
     }
+    m.channel.give_orders(&command::orders(&spec)).await.context("giving the restored guest its orders")?;
     let ready = m.wait_ready(timeout).await?;
     m.spec = spec;
     m.role = Role::Boot;
     m.booted = Booted::Restored;
-    let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
-    Ok((m, boot_ms))
+    Ok((ready.at - m.started).as_secs_f64() * 1000.0)
 }
 
 /// `path` in single quotes for `exec:` (QEMU runs it with /bin/sh -c).

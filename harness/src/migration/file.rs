@@ -6,11 +6,11 @@
 //! and what the file measured. `mapped-ram` writes each page at a fixed offset, so
 //! the file is as long as the RAM and sparse where pages were never written.
 
-use super::measurement::{Outcome, SavedFile, ms};
+use super::measurement::{Outcome, SavedFile};
 use crate::machine::Machine;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the source saves: the destination's own directory (a reused guest saves
 /// many times; each file is removed once restored).
@@ -52,33 +52,9 @@ pub(super) async fn restore_after(dst: &Machine, path: &Path, saved: Outcome, ti
     (outcome, file)
 }
 
-/// Sends `migrate-incoming file:PATH` to the destination and waits until its
-/// migration completes: the time that took (ms), or why it did not.
+/// Restores the destination from `file:PATH`: the time that took (ms), or why not.
 async fn restore(dst: &Machine, path: &Path, timeout: Duration) -> Result<f64, String> {
-    incoming_from(dst, &format!("file:{}", path.display()), timeout).await
-}
-
-/// Sends `migrate-incoming URI` to a QEMU waiting with `-incoming defer` and waits
-/// until it has loaded the guest: the time that took (ms), or why it did not. A
-/// saved file is restored so (here, and the snapshots of `machine::snapshot`).
-pub(crate) async fn incoming_from(dst: &Machine, uri: &str, timeout: Duration) -> Result<f64, String> {
-    let t0 = Instant::now();
-    let uri = uri.to_string();
-    dst.qmp.execute(&qapi::qmp::migrate_incoming { uri: Some(uri), channels: None, exit_on_error: None }).await.map_err(|e| format!("QEMU refused migrate-incoming: {e}"))?;
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let info = dst.qmp.query_migrate().await.map_err(|e| format!("query-migrate on the destination: {e}"))?;
-        match info.status() {
-            "completed" => return Ok(ms(t0.elapsed())),
-            "failed" | "cancelled" => {
-                return Err(info.error_desc.clone().unwrap_or_else(|| format!("the destination reported {}", info.status())));
-            }
-            _ => {}
-        }
-        if t0.elapsed() >= timeout {
-            return Err(format!("not restored after {:.0} s (status {})", timeout.as_secs_f64(), info.status()));
-        }
-    }
+    dst.load_incoming(&format!("file:{}", path.display()), timeout).await
 }
 
 #[cfg(test)]

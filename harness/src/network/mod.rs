@@ -16,6 +16,7 @@
 
 pub mod address;
 pub mod delay_line;
+mod host_namespaces;
 pub mod shape;
 pub mod stream_port;
 pub mod tc;

@@ -16,12 +16,12 @@ pub struct BootRecord {
     pub vcpus: u32,
     /// Fresh boots, or restores from a snapshot (records from before read as fresh).
     #[serde(default)]
-    pub booted: crate::machine::snapshot::Booted,
+    pub booted: crate::machine::boot::Booted,
     pub boot_to_ready_ms: Vec<f64>,
 }
 
 impl BootRecord {
-    pub fn new(environment: Environment, ram_mib: u32, vcpus: u32, booted: crate::machine::snapshot::Booted, boot_to_ready_ms: Vec<f64>) -> BootRecord {
+    pub fn new(environment: Environment, ram_mib: u32, vcpus: u32, booted: crate::machine::boot::Booted, boot_to_ready_ms: Vec<f64>) -> BootRecord {
         BootRecord { record: "boot".into(), schema: SCHEMA, environment, ram_mib, vcpus, booted, boot_to_ready_ms }
     }
 }

@@ -41,7 +41,7 @@ pub struct MigrationRecord {
     /// How that guest came up: booted fresh, or restored from a snapshot of a booted
     /// guest (`--boot`). Records from before snapshots read as fresh, which they were.
     #[serde(default)]
-    pub guest_booted: crate::machine::snapshot::Booted,
+    pub guest_booted: crate::machine::boot::Booted,
     #[serde(flatten)]
     pub measurement: Measurement,
 }
