@@ -52,6 +52,8 @@ fn wait_for_orders(channel: &Channel) -> Orders {
     for p in problems {
         console(&format!("migbench-guest: {p}"));
     }
+    // What it took, for the harness to compare with what it sent.
+    channel.send(&Message::Log(format!("{} {}", migbench_guest::orders::TAKEN_LOG, orders.to_cmdline())));
     orders
 }
 

@@ -198,6 +198,10 @@ impl Default for Orders {
 /// The first word of the line that gives a parked guest its orders.
 pub const ORDERS_LINE: &str = "ORDERS";
 
+/// The first word of the `LOG` line in which a parked guest says the orders it
+/// took (`LOG orders migbench.hb_ms=…`), for the harness to check.
+pub const TAKEN_LOG: &str = "orders";
+
 impl Orders {
     /// Reads the orders; a bad word is reported in `problems` and otherwise ignored,
     /// because a guest init must come up whatever its command line says.

@@ -143,7 +143,7 @@ pub fn ensure(tool: Tool) -> Result<Found> {
             dir.display()
         );
     }
-    eprintln!("migbench: fetching {SUITE}'s {package} (for {tool}) into {} (once; no package is installed for it) …", dir.display());
+    eprintln!("migbench: fetching {SUITE}'s {package} (for {tool}) into {} (once; a shared library it lacks is installed with apt-get --no-install-recommends --no-remove) …", dir.display());
     let found = fetch_to(tool, &dir)
         .with_context(|| format!("fetching Debian's {package} failed. Check that the Debian mirror is reachable, or install {package}"))?;
     eprintln!("migbench: {} ready at {}", found.version_line, found.path.display());
@@ -177,6 +177,10 @@ fn package_version(pinned: &str) -> String {
 pub fn library_packages(depends: &str) -> Vec<String> {
     qemu_cache::dependency_names(depends).into_iter().filter(|n| n.starts_with("lib") || n == "zlib1g").collect()
 }
+
+/// The oha migbench builds: its JSON output is what `load::rivals` reads, and
+/// releases have changed it.
+pub const OHA_VERSION: &str = "1.16.0";
 
 /// `<cache>/tools/oha`: `cargo install --root` puts the binary in `bin/`.
 pub fn oha_dir() -> PathBuf {
@@ -214,11 +218,11 @@ pub fn oha() -> std::result::Result<Found, String> {
         return Err("not on PATH, and cargo is not either to build it (install Rust, or oha)".into());
     };
     eprintln!(
-        "migbench: building oha with `cargo install oha --locked --root {}` (once; this takes minutes) …",
+        "migbench: building oha with `cargo install oha --version {OHA_VERSION} --locked --root {}` (once; this takes minutes) …",
         oha_dir().display()
     );
     let out = Command::new(cargo)
-        .args(["install", "oha", "--locked", "--root"])
+        .args(["install", "oha", "--version", OHA_VERSION, "--locked", "--root"])
         .arg(oha_dir())
         .output()
         .map_err(|e| format!("could not run cargo install oha: {e}"))?;

@@ -258,9 +258,13 @@ async fn generate(
                 });
                 i += 1;
                 // Reap finished tasks so the set stays small.
-                while tasks.try_join_next().is_some() {}
+                while let Some(joined) = tasks.try_join_next() {
+                    joined.context("a request task of the load generator failed")?;
+                }
             }
-            while tasks.join_next().await.is_some() {}
+            while let Some(joined) = tasks.join_next().await {
+                joined.context("a request task of the load generator failed")?;
+            }
         }
         Mode::Closed { clients, think_ms } => {
             let mut tasks = tokio::task::JoinSet::new();
@@ -288,7 +292,11 @@ async fn generate(
                     shot.records.lock().unwrap_or_else(|e| e.into_inner()).append(&mut batch);
                 });
             }
-            while tasks.join_next().await.is_some() {}
+            // A client task that failed lost its unsent records: that is the
+            // generator's error, not a quiet gap in the load.
+            while let Some(joined) = tasks.join_next().await {
+                joined.context("a client of the load generator failed")?;
+            }
         }
     }
     Ok(())

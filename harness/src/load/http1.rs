@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The longest response the client reads: far above the guest's largest (a 4 KiB
+/// value or the static page), below anything that would strain the harness.
+const MAX_RESPONSE: usize = 64 << 20;
+
 /// Why a request got no (complete) response: the keys of the error counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -144,7 +148,9 @@ impl Conn {
         }
         match head.length {
             Some(len) => {
-                let total = head_len + len;
+                // A length no answer of the guest's can have (a garbled head, from a
+                // guest whose memory broke) is a bad body, not a wait for ever.
+                let total = head_len.checked_add(len).filter(|t| *t <= MAX_RESPONSE).ok_or(Failure::Body)?;
                 while self.buf.len() < total {
                     if self.fill().await? == 0 {
                         return Err(Failure::Closed);
@@ -233,6 +239,60 @@ mod tests {
         }
         assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
         assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n"), None);
+    }
+
+    /// A server that answers each request with the next of `answers`, each written
+    /// in pieces of `piece` bytes with a pause between them.
+    async fn serve(answers: Vec<&'static [u8]>, piece: usize) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 1024];
+            for a in answers {
+                let mut head = Vec::new();
+                while find_head_end(&head).is_none() {
+                    match s.read(&mut req).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&req[..n]),
+                    }
+                }
+                for chunk in a.chunks(piece) {
+                    s.write_all(chunk).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            // Keep the connection until the client is done with it.
+            let _ = s.read(&mut req).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn responses_split_over_reads_are_framed_and_the_connection_reused() {
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let addr = serve(vec![ok, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", ok], 3).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        for want in [200, 404, 200] {
+            let a = c.get("t", "/", false).await.unwrap_or_else(|f| panic!("{}", f.kind()));
+            assert_eq!(a.status, want);
+            assert!(c.reusable);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_impossible_length_and_a_body_cut_short_are_failures() {
+        let huge: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nx";
+        let mut c = Conn::connect(serve(vec![huge], 64).await).await.unwrap();
+        assert_eq!(c.get("t", "/", false).await.err(), Some(Failure::Body));
+        assert!(!c.reusable);
+        let short: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        let addr = serve(vec![short], 64).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        // The server keeps the connection until the client's next write, then
+        // closes it: the body never completes.
+        let got = tokio::time::timeout(Duration::from_millis(300), c.get("t", "/", false)).await;
+        assert!(got.is_err() || got.unwrap().is_err());
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub fn wait_until_serving(network: Option<&Network>, target: SocketAddr, timeout
 }
 
 async fn poll(target: SocketAddr, timeout: Duration) -> Result<Duration> {
+    // No proxy from the environment: the guest is on this host's test network,
+    // which a proxy cannot reach.
     let client = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(1))
         .pool_max_idle_per_host(0)
         .build()

@@ -4,14 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 /// How guests come up: `--boot`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+/// The command line's default is `restore`; a library caller's sites boot fresh
+/// ([`default_mode`]) unless it says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BootMode {
     /// The kernel boots every time.
     Fresh,
     /// Restored from a saved booted guest where it can be (see `machine::snapshot`),
     /// fresh otherwise.
-    #[default]
     Restore,
 }
 

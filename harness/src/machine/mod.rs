@@ -427,14 +427,32 @@ impl Machine {
 
     /// Waits for the guest's READY; the error quotes the guest console's last lines.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Ready> {
+        self.wait_for_guest("READY", timeout, |c| Box::pin(c.wait_ready(Duration::from_millis(100)))).await
+    }
+
+    /// Waits for a parked guest's PARKED (`GuestSpec::park`), as [`Machine::wait_ready`]
+    /// waits for READY; returns when it came.
+    pub async fn wait_parked(&mut self, timeout: Duration) -> Result<Instant> {
+        self.wait_for_guest("PARKED", timeout, |c| Box::pin(c.wait_parked(Duration::from_millis(100)))).await
+    }
+
+    /// Asks `ask` (a wait of 100 ms on the channel) until it answers, QEMU exits or
+    /// `timeout` passes; the errors name `what` and quote QEMU's and the console's
+    /// last lines.
+    async fn wait_for_guest<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        ask: impl for<'a> Fn(&'a GuestChannel) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>> + Send + 'a>>,
+    ) -> Result<T> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(r) = self.channel.wait_ready(Duration::from_millis(100)).await {
+            if let Some(r) = ask(&self.channel).await {
                 return Ok(r);
             }
             if let Some(status) = self.process.exit_status() {
                 bail!(
-                    "QEMU for guest {}{} exited ({status}) before the guest said READY.\nQEMU said:\n{}\nLast console lines:\n{}",
+                    "QEMU for guest {}{} exited ({status}) before the guest said {what}.\nQEMU said:\n{}\nLast console lines:\n{}",
                     self.name,
                     self.process.place(),
                     self.process.tail(agent::LogFile::Stderr, 10),
@@ -443,7 +461,7 @@ impl Machine {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "guest {} did not say READY within {} s ({} accelerator). Last console lines:\n{}",
+                    "guest {} did not say {what} within {} s ({} accelerator). Last console lines:\n{}",
                     self.name,
                     timeout.as_secs(),
                     self.spec.accel,

@@ -191,28 +191,57 @@ impl Site {
 
 impl Site {
     /// Boots `spec` from its snapshot (`machine::snapshot`), making the snapshot
-    /// first when there is none: a parked guest booted, saved and quit.
+    /// first when there is none. A snapshot that cannot be made or loaded is
+    /// discarded (the next boot makes it again) and this guest boots fresh, with a
+    /// warning; its record says `fresh`.
     async fn boot_restored(&self, emulator: &Emulator, image: &GuestImage, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
         let dir = snapshot::dir_of(&emulator.qemu, &emulator.machine, image, &spec);
-        let state = dir.join("state");
-        if !state.exists() {
-            let lock_dir = dir.clone();
-            let _lock = tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir)).await??;
+        match self.try_restore(emulator, image, spec, name, &dir, timeout).await {
+            Ok(booted) => Ok(booted),
+            Err(e) => {
+                tracing::warn!("guest {name} boots fresh: {e:#}");
+                let lock_dir = dir.clone();
+                if let Ok(Ok(_lock)) = tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir)).await {
+                    snapshot::discard(&dir);
+                }
+                // Under a name of its own: the failed restore's directory is still there.
+                let mut m = self.start_on(emulator, spec, Role::Boot, &format!("{name}-fresh")).await?;
+                let ready = m.wait_ready(timeout).await?;
+                let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
+                Ok((m, boot_ms))
+            }
+        }
+    }
+
+    /// [`Site::boot_restored`] without the fallback.
+    async fn try_restore(&self, emulator: &Emulator, image: &GuestImage, spec: GuestSpec, name: &str, dir: &Path, timeout: Duration) -> Result<(Machine, f64)> {
+        if !snapshot::state_of(dir).exists() {
+            let lock_dir = dir.to_path_buf();
+            let lock = tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir));
+            let _lock = match tokio::time::timeout(Duration::from_secs(1), lock).await {
+                Ok(taken) => taken??,
+                Err(_) => {
+                    tracing::warn!("waiting for another migbench to save the snapshot {} (its lock: {}.lock)", dir.display(), dir.display());
+                    let lock_dir = dir.to_path_buf();
+                    tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir)).await??
+                }
+            };
             // Another migbench may have made it while this one waited.
-            if !state.exists() {
+            if !snapshot::state_of(dir).exists() {
                 let mut parked = self.start_on(emulator, snapshot::parked(&spec), Role::Boot, &format!("{name}-snap")).await?;
-                let Some(at) = parked.channel.wait_parked(timeout).await else {
-                    let why = parked.exit_report().unwrap_or_else(|| format!("it did not say PARKED within {} s", timeout.as_secs()));
-                    let console = parked.console_tail(20);
-                    parked.quit().await;
-                    anyhow::bail!("booting guest {name}'s snapshot: {why}. Last console lines:\n{console}\n(--boot fresh does without snapshots)");
+                let at = match parked.wait_parked(timeout).await {
+                    Ok(at) => at,
+                    Err(e) => {
+                        parked.quit().await;
+                        return Err(e.context(format!("booting guest {name}'s snapshot")));
+                    }
                 };
                 let boot_ms = (at - parked.started).as_secs_f64() * 1000.0;
-                snapshot::save(parked, image, &dir, boot_ms, timeout).await.with_context(|| format!("saving guest {name}'s snapshot (--boot fresh does without)"))?;
+                snapshot::save(parked, image, dir, boot_ms, timeout).await.with_context(|| format!("saving guest {name}'s snapshot"))?;
             }
         }
         let mut m = self.start_on(emulator, snapshot::parked(&spec), Role::Incoming, name).await?;
-        match snapshot::load(&mut m, &state, spec, timeout).await {
+        match snapshot::load(&mut m, dir, spec, timeout).await {
             Ok(boot_ms) => Ok((m, boot_ms)),
             Err(e) => {
                 m.quit().await;

@@ -33,6 +33,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The firmware files a guest's QEMU loads (SeaBIOS, the option ROM that boots
+/// `-kernel`, KVM's vAPIC ROM), wherever QEMU may find them.
+const FIRMWARE: [&str; 3] = ["bios-256k.bin", "linuxboot_dma.bin", "kvmvapic.bin"];
+
 /// Snapshot files not used for this many days are removed when another is made.
 pub const UNUSED_DAYS: u64 = 14;
 
@@ -78,9 +82,22 @@ pub fn key(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> 
     let mut args: Vec<String> = qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     args.extend(command::qemu_args(&parked(spec), image, &paths, Role::Boot, "snapshot", None, machine));
     add("args", &args.join("\u{1f}"));
+    // The firmware QEMU loads into the guest (a system QEMU's can change under an
+    // unchanged binary; a restore then fails on a length it does not expect).
+    let firmware_dirs = qemu.data_dirs.iter().cloned().chain(["/usr/share/qemu".into(), "/usr/share/seabios".into()]);
+    for dir in firmware_dirs {
+        for file in FIRMWARE {
+            if let Ok(md) = std::fs::metadata(dir.join(file)) {
+                let mtime = md.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+                add("firmware", &format!("{} {} {mtime}", dir.join(file).display(), md.len()));
+            }
+        }
+    }
     if spec.accel == Accel::Kvm {
-        // `-cpu max` under KVM is this host's CPU.
+        // `-cpu max` under KVM is this host's CPU, and the state KVM saves follows
+        // the host kernel.
         add("cpu", &crate::host::cpu_flags(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()).join(" "));
+        add("kernel", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
     }
     format!("{:x}", h.finalize())[..24].to_string()
 }
@@ -116,21 +133,54 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
-/// Held while a snapshot is made, so that two migbench processes make it once.
+/// Held while a snapshot is made or discarded, so that two migbench processes make
+/// it once.
 pub(super) fn lock(dir: &Path) -> Result<FileLock> {
     FileLock::acquire(&dir.with_extension("lock"))
 }
 
+/// Removes a snapshot that could not be made or loaded (the next boot makes it
+/// again), with anything half-written in its directory.
+pub(super) fn discard(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The file that is the snapshot, once it passes [`check`].
+pub(super) fn state_of(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
+/// Whether `dir` holds a whole snapshot: its state as long as `info.json` says
+/// the save wrote. Err says what is wrong.
+pub(super) fn check(dir: &Path) -> Result<()> {
+    let info: SnapshotInfo = serde_json::from_str(&std::fs::read_to_string(dir.join("info.json")).context("reading its info.json")?).context("reading its info.json")?;
+    let len = std::fs::metadata(state_of(dir)).context("its state")?.len();
+    if len != info.bytes {
+        bail!("its state is {len} bytes, but the save wrote {}", info.bytes);
+    }
+    Ok(())
+}
+
 /// Saves `m`, a parked guest that has said PARKED (`boot_ms` after its QEMU
-/// started), into `dir/state`, through a temporary name so a half-written file
-/// is never used, with `info.json` beside it; quits `m` either way and removes
-/// snapshots unused for [`UNUSED_DAYS`].
-pub(super) async fn save(m: Machine, image: &GuestImage, dir: &Path, boot_ms: f64, timeout: Duration) -> Result<()> {
+/// started), into `dir/state` with `info.json` beside it; quits `m` either way and
+/// removes snapshots unused for [`UNUSED_DAYS`]. A guest whose console shows
+/// kernel trouble is not saved: every guest restored from it would carry it
+/// unseen (a restored guest's console starts empty).
+pub(super) async fn save(mut m: Machine, image: &GuestImage, dir: &Path, boot_ms: f64, timeout: Duration) -> Result<()> {
+    let problems = m.console_problems();
+    if !problems.is_empty() {
+        let name = m.name.clone();
+        m.quit().await;
+        bail!("guest {name} showed kernel trouble on its console while it booted: {}", problems.join(" | "));
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // cat writes the temporary file and renames it when it has written all; QEMU
+    // says `completed` before it closes the pipe, so the harness waits for the rename.
     let tmp = dir.join(format!("state.{}.tmp", std::process::id()));
-    let saved = match shell_quoted(&tmp) {
-        Ok(quoted) => save_to(&m, &quoted, timeout).await,
-        Err(e) => Err(e),
+    let written = dir.join(format!("state.{}.written", std::process::id()));
+    let saved = match (shell_quoted(&tmp), shell_quoted(&written)) {
+        (Ok(t), Ok(w)) => save_to(&mut m, &format!("cat > {t} && mv {t} {w}"), &written, timeout).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let info = SnapshotInfo {
         qemu_version: m.emulator.qemu.version.clone(),
@@ -144,18 +194,17 @@ pub(super) async fn save(m: Machine, image: &GuestImage, dir: &Path, boot_ms: f6
         save_ms: 0.0,
         bytes: 0,
     };
-    let name = m.name.clone();
     m.quit().await;
     let published = saved.and_then(|save_ms| {
-        let bytes = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::metadata(&written).map(|m| m.len()).unwrap_or(0);
         if bytes == 0 {
-            bail!("QEMU said the save of {name} completed, but {} is empty", tmp.display());
+            bail!("the save completed, but {} is empty", written.display());
         }
         std::fs::write(dir.join("info.json"), serde_json::to_string_pretty(&SnapshotInfo { save_ms, bytes, ..info })?)?;
-        std::fs::rename(&tmp, dir.join("state")).with_context(|| format!("publishing {}", tmp.display()))
+        std::fs::rename(&written, state_of(dir)).with_context(|| format!("publishing {}", written.display()))
     });
-    if published.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    for leftover in [&tmp, &written] {
+        let _ = std::fs::remove_file(leftover);
     }
     if let Some(root) = dir.parent() {
         prune(root, dir);
@@ -163,42 +212,62 @@ pub(super) async fn save(m: Machine, image: &GuestImage, dir: &Path, boot_ms: f6
     published
 }
 
-/// Stops the guest and saves it with `migrate exec:cat > FILE` at full speed;
-/// returns how long the save took, ms.
-async fn save_to(m: &Machine, quoted_path: &str, timeout: Duration) -> Result<f64> {
+/// Stops the guest and saves it through `exec:` running `command` at full speed,
+/// then waits until `written` exists (the command's last act); returns how long
+/// the save took, ms.
+async fn save_to(m: &mut Machine, command: &str, written: &Path, timeout: Duration) -> Result<f64> {
     let t0 = Instant::now();
     m.qmp.execute(&qapi::qmp::stop {}).await.context("stopping the parked guest")?;
     // QEMU 7.2 caps a migration at 32 MiB/s unless told otherwise.
     m.qmp.execute_json("migrate-set-parameters", serde_json::json!({"max-bandwidth": 1u64 << 40})).await.context("lifting the save's bandwidth cap")?;
-    let uri = format!("exec:cat > {quoted_path}");
+    let uri = format!("exec:{command}");
     m.qmp.execute(&qapi::qmp::migrate { uri: Some(uri), channels: None, detach: None, resume: None }).await.context("saving the parked guest")?;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let info = m.qmp.query_migrate().await.context("query-migrate during the save")?;
         match info.status() {
-            "completed" => return Ok(t0.elapsed().as_secs_f64() * 1000.0),
+            "completed" => break,
             "failed" | "cancelled" => bail!("QEMU could not save the guest: {}", info.error_desc.clone().unwrap_or_else(|| info.status().to_string())),
             _ if t0.elapsed() >= timeout => bail!("the save did not complete within {} s (status {})", timeout.as_secs(), info.status()),
             _ => {}
         }
     }
+    while !written.exists() {
+        if t0.elapsed() >= timeout {
+            bail!("QEMU said the save completed, but its writer did not finish within {} s", timeout.as_secs());
+        }
+        if let Some(exit) = m.exit_report() {
+            bail!("QEMU {exit} before the save's writer finished");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Loads `state` into `m` (a QEMU of the parked guest's hardware waiting with
-/// `-incoming defer`), gives the guest `spec`'s orders and waits for READY; `m`
-/// is then `spec`'s guest. Returns its QEMU start to READY, ms.
-pub(super) async fn load(m: &mut Machine, state: &Path, spec: GuestSpec, timeout: Duration) -> Result<f64> {
-    let quoted = shell_quoted(state)?;
+/// Loads the snapshot in `dir` into `m` (a QEMU of the parked guest's hardware
+/// waiting with `-incoming defer`), gives the guest `spec`'s orders and waits for
+/// READY, then checks that the guest took them (it echoes them in a `LOG orders`
+/// line); `m` is then `spec`'s guest. Returns its QEMU start to READY, ms.
+pub(super) async fn load(m: &mut Machine, dir: &Path, spec: GuestSpec, timeout: Duration) -> Result<f64> {
+    check(dir).with_context(|| format!("the snapshot {}", dir.display()))?;
+    let state = state_of(dir);
+    let quoted = shell_quoted(&state)?;
     // Its last use, for pruning.
-    let _ = std::fs::File::options().write(true).open(state).and_then(|f| f.set_modified(SystemTime::now()));
+    let _ = std::fs::File::options().write(true).open(&state).and_then(|f| f.set_modified(SystemTime::now()));
     m.load_incoming(&format!("exec:cat {quoted}"), timeout).await.map_err(|e| anyhow::anyhow!("restoring guest {} from {}: {e}", m.name, state.display()))?;
     // With -incoming (and no -S) QEMU runs the guest once it is loaded.
     let status = m.qmp.execute(&qapi::qmp::query_status {}).await?;
     if status.get("status").and_then(|s| s.as_str()) != Some("running") {
         m.qmp.execute(&qapi::qmp::cont {}).await.context("running the restored guest")?;
     }
-    m.channel.give_orders(&command::orders(&spec)).await.context("giving the restored guest its orders")?;
+    let orders = command::orders(&spec);
+    m.channel.give_orders(&orders).await.context("giving the restored guest its orders")?;
     let ready = m.wait_ready(timeout).await?;
+    let echo = format!("{} {}", migbench_guest::orders::TAKEN_LOG, orders.to_cmdline());
+    if !m.channel.other_lines().contains(&echo) {
+        let took = m.channel.other_lines().into_iter().find(|l| l.starts_with(migbench_guest::orders::TAKEN_LOG));
+        bail!("the restored guest {} did not take its orders: sent {:?}, it said {:?}", m.name, orders.to_cmdline(), took.unwrap_or_else(|| "nothing".into()));
+    }
     m.spec = spec;
     m.role = Role::Boot;
     m.booted = Booted::Restored;
@@ -215,18 +284,25 @@ fn shell_quoted(path: &Path) -> Result<String> {
 }
 
 /// Removes snapshot directories under `root` other than `keep` whose state was
-/// not used for [`UNUSED_DAYS`] (and stale temporary files).
+/// not used for [`UNUSED_DAYS`], directories a save left without a state a day
+/// ago, and their lock files.
 fn prune(root: &Path, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
-    let limit = Duration::from_secs(UNUSED_DAYS * 86_400);
+    let unused = Duration::from_secs(UNUSED_DAYS * 86_400);
+    let abandoned = Duration::from_secs(86_400);
+    let age = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok().map(|t| t.elapsed().unwrap_or_default());
     for e in entries.flatten() {
         let dir = e.path();
         if dir == keep || !dir.is_dir() {
             continue;
         }
-        let last_use = std::fs::metadata(dir.join("state")).and_then(|m| m.modified()).ok();
-        if last_use.is_some_and(|t| t.elapsed().unwrap_or_default() > limit) {
+        let stale = match age(&state_of(&dir)) {
+            Some(a) => a > unused,
+            None => age(&dir).is_some_and(|a| a > abandoned),
+        };
+        if stale {
             let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_file(dir.with_extension("lock"));
         }
     }
 }
