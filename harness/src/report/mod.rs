@@ -376,6 +376,29 @@ pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> Stri
     b.build().with(Style::markdown()).to_string()
 }
 
+/// The bench's sweeps side by side: runs per minute with guest reuse on and off,
+/// and on the reuse row its rate ÷ the other's.
+pub fn sweep_rates_table(sweeps: &[crate::record::bench::SweepRateRecord]) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["profile", "guest reuse", "runs", "seconds", "runs/min", "÷ reuse off", "runs counted"]);
+    let off = sweeps.iter().find(|s| !s.reuse).map(|s| s.runs_per_min).filter(|r| *r > 0.0);
+    for s in sweeps {
+        b.push_record([
+            s.profile.clone(),
+            if s.reuse { "on" } else { "off" }.into(),
+            s.runs.to_string(),
+            format!("{:.1}", s.seconds),
+            format!("{:.1}", s.runs_per_min),
+            match off {
+                Some(off) if s.reuse => format!("{:.2}×", s.runs_per_min / off),
+                _ => String::new(),
+            },
+            s.tally.clone(),
+        ]);
+    }
+    b.build().with(Style::markdown()).to_string()
+}
+
 /// The load generator's capacity beside other tools (`bench`).
 pub fn capacity_table(figs: &[crate::load::capacity::Figure]) -> String {
     let mut b = tabled::builder::Builder::default();
@@ -516,5 +539,18 @@ mod tests {
         let facts = evidence_notes(std::slice::from_ref(&rec));
         assert_eq!(facts.len(), 3, "{facts:?}");
         assert!(facts[1].starts_with("postcopy: QEMU reads back on the source"), "{facts:?}");
+    }
+
+    #[test]
+    fn the_sweep_rates_table_sets_reuse_beside_no_reuse() {
+        use crate::record::bench::SweepRateRecord;
+        let env = crate::summary::cell_runs::testing::run("a", 0, 1000.0, true, true).migration.environment;
+        let sweep = |reuse, secs: f64| SweepRateRecord::new(env.clone(), "smoke", reuse, 6, secs, 6.0 / secs * 60.0, "6 of 6 healthy".into(), std::path::Path::new("r.jsonl"));
+        let t = sweep_rates_table(&[sweep(true, 30.0), sweep(false, 45.0)]);
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[2].contains("| on ") && rows[2].contains("| 12.0 ") && rows[2].contains("| 1.50× "), "{t}");
+        assert!(rows[3].contains("| off ") && rows[3].contains("| 8.0 ") && rows[3].contains("| 6 of 6 healthy "), "{t}");
+        // Without a reuse-off sweep there is nothing to divide by.
+        assert!(!sweep_rates_table(&[sweep(true, 30.0)]).contains('×'));
     }
 }
