@@ -98,7 +98,7 @@ fn sweeps_with_and_without_reuse_and_the_harness_figure(stdout: &str, text: &str
         stdout
             .lines()
             .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>())
-            .find(|r| r.len() == 7 && r[0] == "tiny" && r[1] == reuse)
+            .find(|r| r.len() == 8 && r[0] == "tiny" && r[1] == reuse)
             .unwrap_or_else(|| panic!("no throughput row with guest reuse {reuse}: {text}"))
     };
     let (on, off) = (row("on"), row("off"));
@@ -108,7 +108,7 @@ fn sweeps_with_and_without_reuse_and_the_harness_figure(stdout: &str, text: &str
     assert!((ratio - rate(&on) / rate(&off)).abs() < 0.01 + 0.01 * ratio, "{on:?} {off:?}");
     let sweeps: Vec<serde_json::Value> = std::fs::read_to_string(bench_dir.join("sweeps.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(sweeps.iter().map(|s| s["reuse"].as_bool().unwrap()).collect::<Vec<_>>(), [true, false], "{sweeps:?}");
-    assert!(sweeps.iter().all(|s| s["record"] == "sweep-rate" && s["runs"] == 1 && s["tally"] == "1 of 1 healthy"), "{sweeps:?}");
+    assert!(sweeps.iter().all(|s| s["record"] == "sweep-rate" && s["runs"] == 1 && s["boots"] == 1 && s["tally"] == "1 of 1 healthy"), "{sweeps:?}");
     let runs: Vec<serde_json::Value> = [bench_dir.to_path_buf(), bench_dir.join("reuse-off")].iter().flat_map(|d| results(d)).collect();
     assert_eq!(runs.len(), 2, "{text}");
     for r in &runs {

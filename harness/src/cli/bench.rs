@@ -168,7 +168,7 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
 /// The record of one sweep's throughput, with how many of its `runs` count.
 fn sweep_rate(env: &Environment, profile: &Profile, o: &sweep::SweepOutcome, runs: &[migbench::record::RunRecord]) -> SweepRateRecord {
     let tally = migbench::summary::CellRuns::new(runs).tally_with_reasons();
-    SweepRateRecord::new(env.clone(), &profile.name, o.reuse, o.ran, o.wall.as_secs_f64(), o.runs_per_min(), tally, &o.results)
+    SweepRateRecord::new(env.clone(), &profile.name, o.reuse, o.wall.as_secs_f64(), o.runs_per_min(), tally, &o.results, runs)
 }
 
 /// Connections every tool keeps open, and threads where a tool has a choice

@@ -70,7 +70,7 @@ fn process_ns() -> Option<u64> {
         return None;
     }
     let us = |t: libc::timeval| (t.tv_sec as u64).checked_mul(1_000_000)?.checked_add(t.tv_usec as u64);
-    Some(us(ru.ru_utime)?.checked_add(us(ru.ru_stime)?)?.checked_mul(1000)?)
+    us(ru.ru_utime)?.checked_add(us(ru.ru_stime)?)?.checked_mul(1000)
 }
 
 /// The harness's CPU from `a` to `b`, % of one core: the process's utime + stime

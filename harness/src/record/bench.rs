@@ -110,6 +110,10 @@ pub struct SweepRateRecord {
     /// The sweep's wall time, s.
     pub seconds: f64,
     pub runs_per_min: f64,
+    /// Guests booted for a run (not reused), and their boot times' sum, s: the time
+    /// reuse saves.
+    pub boots: usize,
+    pub boot_seconds: f64,
     /// "k of n healthy", with why the others do not count.
     pub tally: String,
     /// Its `results.jsonl`.
@@ -118,17 +122,22 @@ pub struct SweepRateRecord {
 
 
 impl SweepRateRecord {
+    /// The record of a sweep whose runs are `runs` (every one, counted or not: the
+    /// sweep spent its time on all of them).
     #[allow(clippy::too_many_arguments)] // One per field: a record is written in one place.
-    pub fn new(environment: Environment, profile: &str, reuse: bool, runs: usize, seconds: f64, runs_per_min: f64, tally: String, results: &std::path::Path) -> SweepRateRecord {
+    pub fn new(environment: Environment, profile: &str, reuse: bool, seconds: f64, runs_per_min: f64, tally: String, results: &std::path::Path, runs: &[super::RunRecord]) -> SweepRateRecord {
+        let booted: Vec<f64> = runs.iter().filter(|r| !r.run.reused_guest && r.migration.guest_boot_ms > 0.0).map(|r| r.migration.guest_boot_ms).collect();
         SweepRateRecord {
             record: "sweep-rate".into(),
             schema: SCHEMA,
             environment,
             profile: profile.into(),
             reuse,
-            runs,
+            runs: runs.len(),
             seconds,
             runs_per_min,
+            boots: booted.len(),
+            boot_seconds: booted.iter().sum::<f64>() / 1000.0,
             tally,
             results: results.display().to_string(),
         }
