@@ -77,7 +77,8 @@ fn bench_prints_a_row_per_tool_with_a_number_and_a_ratio() {
     }
     // The same rows are recorded, in bench-<time>/load.jsonl.
     let bench_dir = std::fs::read_dir(tmp.path().join("out")).unwrap().flatten().map(|e| e.path()).find(|p| p.join("load.jsonl").exists());
-    let recorded: Vec<serde_json::Value> = std::fs::read_to_string(bench_dir.unwrap_or_else(|| panic!("no load.jsonl: {text}")).join("load.jsonl"))
+    let bench_dir = bench_dir.unwrap_or_else(|| panic!("no load.jsonl: {text}"));
+    let recorded: Vec<serde_json::Value> = std::fs::read_to_string(bench_dir.join("load.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -86,4 +87,34 @@ fn bench_prints_a_row_per_tool_with_a_number_and_a_ratio() {
     assert_eq!(tools, ["migbench", "migbench", "migbench", "wrk", "ab", "oha"]);
     assert!(recorded.iter().all(|r| r["record"] == "load-capacity" && r["seconds"] == 1.0), "{recorded:?}");
     assert!(recorded[3]["ratio"].as_f64().is_some_and(|r| r > 0.0), "{:?}", recorded[3]);
+    sweeps_with_and_without_reuse_and_the_harness_figure(&stdout, &text, &bench_dir);
+}
+
+/// After its sweep `bench` ran the profile again without guest reuse: both sweeps'
+/// runs/min in one table and in sweeps.jsonl, and the harness's own CPU over the
+/// migrations of both, each run carrying its figure.
+fn sweeps_with_and_without_reuse_and_the_harness_figure(stdout: &str, text: &str, bench_dir: &std::path::Path) {
+    let row = |reuse: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>())
+            .find(|r| r.len() == 8 && r[0] == "tiny" && r[1] == reuse)
+            .unwrap_or_else(|| panic!("no throughput row with guest reuse {reuse}: {text}"))
+    };
+    let (on, off) = (row("on"), row("off"));
+    let rate = |r: &[String]| -> f64 { r[4].parse().unwrap_or_else(|_| panic!("no runs/min: {r:?}")) };
+    assert!(rate(&on) > 0.0 && rate(&off) > 0.0, "{on:?} {off:?}");
+    let ratio: f64 = on[5].trim_end_matches('×').parse().unwrap_or_else(|_| panic!("no ratio: {on:?}"));
+    assert!((ratio - rate(&on) / rate(&off)).abs() < 0.01 + 0.01 * ratio, "{on:?} {off:?}");
+    let sweeps: Vec<serde_json::Value> = std::fs::read_to_string(bench_dir.join("sweeps.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sweeps.iter().map(|s| s["reuse"].as_bool().unwrap()).collect::<Vec<_>>(), [true, false], "{sweeps:?}");
+    assert!(sweeps.iter().all(|s| s["record"] == "sweep-rate" && s["runs"] == 1 && s["boots"] == 1 && s["tally"] == "1 of 1 healthy"), "{sweeps:?}");
+    let runs: Vec<serde_json::Value> = [bench_dir.to_path_buf(), bench_dir.join("reuse-off")].iter().flat_map(|d| results(d)).collect();
+    assert_eq!(runs.len(), 2, "{text}");
+    for r in &runs {
+        let pct = r["harness_cpu_percent"].as_f64().unwrap_or_else(|| panic!("no harness_cpu_percent: {r}"));
+        assert!(pct > 0.0 && pct < 100.0, "{pct}");
+    }
+    let line = stdout.lines().find(|l| l.starts_with("Harness while sampling: median ")).unwrap_or_else(|| panic!("no harness line: {text}"));
+    assert!(line.contains(" of one core over 2 migrations (max ") && line.ends_with("; 2 of 2 healthy"), "{line}");
 }

@@ -1,8 +1,10 @@
 //! `migbench bench`: boot time, the workloads beside native code, the load generator
-//! beside wrk, ab and oha (which its set-up provides), then a profile with its summary.
+//! beside wrk, ab and oha (which its set-up provides), then a profile with its summary,
+//! the profile again with guest reuse the other way round (runs/min side by side),
+//! and the harness's own CPU while it sampled the migrations.
 
 use super::*;
-use migbench::record::bench::{BootRecord, LivermoreMeans, LoadFigureRecord, RateFigure, WorkloadRateRecord};
+use migbench::record::bench::{BootRecord, LivermoreMeans, LoadFigureRecord, RateFigure, SweepRateRecord, WorkloadRateRecord};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -21,6 +23,10 @@ pub(crate) struct BenchArgs {
     /// built into migbench's cache when not installed); 0 to skip.
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub(crate) load_seconds: f64,
+    /// Skip the profile's second sweep, which runs it again with guest reuse the other
+    /// way round (off, or on with --no-reuse) to set the two runs/min side by side.
+    #[arg(long)]
+    pub(crate) no_reuse_comparison: bool,
     /// Where results are written (a new bench-<time> directory inside).
     #[arg(long, default_value = "reports", value_name = "DIR")]
     pub(crate) out: PathBuf,
@@ -100,6 +106,16 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
         None
     };
     let outcome = run_sweep(&p, &env, &profile, &opts).await?;
+    let other = if a.no_reuse_comparison {
+        None
+    } else {
+        let reuse = !opts.reuse;
+        let out = dir.join(if reuse { "reuse-on" } else { "reuse-off" });
+        if !a.sweep.quiet {
+            eprintln!("migbench: profile {} again with guest reuse {}, into {}", profile.name, if reuse { "on" } else { "off" }, out.display());
+        }
+        Some(run_sweep(&p, &env, &profile, &SweepOptions { out, reuse, ..opts.clone() }).await?)
+    };
     println!(
         "migbench bench — profile {} ({}), QEMU {}, accel {}, host {} ({} cores), guest kernel {}",
         profile.name, profile.source, env.qemu_version, env.accel, env.host.cpu_model, env.host.cores, env.guest_kernel
@@ -125,7 +141,31 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
         println!("\nLoad generator capacity against the guest's HTTP server on the host's loopback (same server for every tool)\n");
         println!("{}", migbench::report::capacity_table(figs));
     }
-    print_sweep(&profile, &outcome, opts.reuse)
+    let mut code = print_sweep(&profile, &outcome)?;
+    let mut runs = sweep_records(&profile, &outcome)?;
+    let mut sweeps = vec![sweep_rate(&env, &profile, &outcome, &runs)];
+    if let Some(other) = &other {
+        let theirs = sweep_records(&profile, other)?;
+        if !all_counted(&profile, &theirs) {
+            code = ExitCode::from(3);
+        }
+        sweeps.push(sweep_rate(&env, &profile, other, &theirs));
+        runs.extend(theirs);
+        eprintln!("migbench: results with guest reuse {} in {}", if other.reuse { "on" } else { "off" }, other.results.display());
+    }
+    let mut f = ResultsFile::create(&dir.join("sweeps.jsonl"))?;
+    for s in &sweeps {
+        f.append(s)?;
+    }
+    println!("\nSweep throughput\n\n{}", migbench::report::sweep_rates_table(&sweeps));
+    println!("\n{}", migbench::summary::harness_cpu::HarnessCpu::of(&runs).line());
+    Ok(code)
+}
+
+/// The record of one sweep's throughput, with how many of its `runs` count.
+fn sweep_rate(env: &Environment, profile: &Profile, o: &sweep::SweepOutcome, runs: &[migbench::record::RunRecord]) -> SweepRateRecord {
+    let tally = migbench::summary::CellRuns::new(runs).tally_with_reasons();
+    SweepRateRecord::new(env.clone(), &profile.name, o.reuse, o.wall.as_secs_f64(), o.runs_per_min(), tally, &o.results, runs)
 }
 
 /// The guest whose boot `bench` times.

@@ -75,7 +75,7 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
         opts.remote = Some(super::migrate::connect_remote(r, &p, &env).await?);
     }
     let outcome = run_sweep(&p, &env, &profile, &opts).await?;
-    print_sweep(&profile, &outcome, opts.reuse)
+    print_sweep(&profile, &outcome)
 }
 
 /// Runs the sweep, then draws the plots of what it wrote (the runner writes data only).
@@ -102,21 +102,29 @@ pub(crate) fn print_summary(profile: &Profile, runs: Vec<migbench::record::RunRe
 }
 
 /// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
-pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reuse: bool) -> Result<ExitCode> {
-    let records = migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name);
-    let cells = migbench::summary::cells::summarise(&records, profile);
+pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome) -> Result<ExitCode> {
+    let records = sweep_records(profile, outcome)?;
+    let bad = !all_counted(profile, &records);
     let dir = outcome.results.parent().unwrap_or(std::path::Path::new("."));
     print_summary(profile, records, dir)?;
-    let minutes = outcome.wall.as_secs_f64() / 60.0;
     println!(
         "\n{} runs in {:.1} s ({:.1} runs/min, guest reuse {}){}",
         outcome.ran,
         outcome.wall.as_secs_f64(),
-        if minutes > 0.0 { outcome.ran as f64 / minutes } else { 0.0 },
-        if reuse { "on" } else { "off" },
+        outcome.runs_per_min(),
+        if outcome.reuse { "on" } else { "off" },
         if outcome.skipped > 0 { format!("; {} already done, skipped", outcome.skipped) } else { String::new() }
     );
     eprintln!("migbench: results in {}", outcome.results.display());
-    let bad = cells.iter().any(|c| c.counted < c.runs);
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// The runs of `profile` a sweep wrote.
+pub(crate) fn sweep_records(profile: &Profile, outcome: &sweep::SweepOutcome) -> Result<Vec<migbench::record::RunRecord>> {
+    Ok(migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name))
+}
+
+/// Whether every run of every cell counts (completed, healthy, strategy at work).
+pub(crate) fn all_counted(profile: &Profile, records: &[migbench::record::RunRecord]) -> bool {
+    migbench::summary::cells::summarise(records, profile).iter().all(|c| c.counted == c.runs)
 }

@@ -249,7 +249,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
     bars.run.finish_and_clear();
     bar.finish_and_clear();
     pool.clear().await;
-    Ok(SweepOutcome { ran, skipped, wall: started.elapsed(), results: results_path })
+    Ok(SweepOutcome { ran, skipped, wall: started.elapsed(), results: results_path, reuse: opts.reuse })
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +258,17 @@ pub struct SweepOutcome {
     pub skipped: usize,
     pub wall: Duration,
     pub results: PathBuf,
+    /// Whether booted guests were reused across runs.
+    pub reuse: bool,
+}
+
+impl SweepOutcome {
+    /// Runs done per minute of the sweep's wall time, whatever their outcome (0 for
+    /// an empty sweep): its throughput.
+    pub fn runs_per_min(&self) -> f64 {
+        let minutes = self.wall.as_secs_f64() / 60.0;
+        if minutes > 0.0 { self.ran as f64 / minutes } else { 0.0 }
+    }
 }
 
 /// One run on the sweep's site: its guest (kept from the last run, or booted), a
@@ -520,6 +531,13 @@ mod tests {
         assert!(!rest.iter().any(|r| r.cell_index == 0 && r.repetition == 0));
         let half = plan(&p, Shard { index: 1, count: 2 }, &HashSet::new());
         assert!(half.iter().all(|r| r.cell_index % 2 == 1) && half.len() == 4);
+    }
+
+    #[test]
+    fn runs_per_minute_are_runs_over_the_wall_time() {
+        let o = |ran, secs| SweepOutcome { ran, skipped: 0, wall: Duration::from_secs_f64(secs), results: PathBuf::new(), reuse: true };
+        assert!((o(6, 30.0).runs_per_min() - 12.0).abs() < 1e-9);
+        assert_eq!(o(0, 0.0).runs_per_min(), 0.0);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod command;
 pub mod dirty_rate;
 pub mod hardware;
+pub mod harness_cpu;
 pub mod link_probe;
 pub mod pool;
 mod process;

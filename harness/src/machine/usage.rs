@@ -48,7 +48,7 @@ pub(crate) fn ticks_per_sec() -> f64 {
 }
 
 /// utime + stime from a /proc/.../stat line (fields 14 and 15, after the comm in parentheses).
-fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+pub(crate) fn stat_ticks(stat: &str) -> Option<(String, u64)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat[open + 1..close].to_string();
@@ -71,7 +71,13 @@ fn host_ticks() -> (u64, u64) {
 
 /// One thread's CPU time in ns: schedstat where the kernel has it, else stat's ticks.
 fn thread_ns(task: &std::path::Path, stat: &str) -> Option<u64> {
-    if let Some(ns) = std::fs::read_to_string(task.join("schedstat")).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()) {
+    thread_ns_of(stat, std::fs::read_to_string(task.join("schedstat")).ok().as_deref())
+}
+
+/// One thread's CPU time in ns from its `stat` line and its `schedstat` (whose first
+/// field is the time it ran, in ns), when the kernel has one; else stat's ticks.
+pub(crate) fn thread_ns_of(stat: &str, schedstat: Option<&str>) -> Option<u64> {
+    if let Some(ns) = schedstat.and_then(|s| s.split_whitespace().next()?.parse().ok()) {
         return Some(ns);
     }
     stat_ticks(stat).map(|(_, t)| (t as f64 / ticks_per_sec() * 1e9) as u64)

@@ -8,6 +8,7 @@ use super::scenario::{Fault, Scenario, Transport};
 use super::strategy::PostcopySwitch;
 use crate::guest::channel::{guest_cpu_between, longest_gap, rate_between};
 use crate::machine::{cpu_sample, remote_cpu_sample};
+use crate::machine::harness_cpu::{OwnCpu, harness_cpu_percent};
 use crate::machine::usage::CpuUsage;
 use crate::machine::{Machine, Role};
 use crate::qmp::{Event, MigrationInfo};
@@ -108,6 +109,7 @@ pub async fn drive_with(
     let cpu_start = cpu_sample(&[&*src, &*dst]);
     let source_cpu_start = cpu_sample(&[&*src]);
     let far_cpu_start = remote_cpu_sample(dst);
+    let own_start = OwnCpu::now();
     let t0 = Instant::now();
     let mut w = Watch::default();
     // The fault (if any) strikes while the watch runs; a link it cut is always restored.
@@ -134,6 +136,7 @@ pub async fn drive_with(
     let postcopy_active = progress.iter().any(|s| s.status.starts_with("postcopy"));
 
     let t_end = Instant::now();
+    let harness_cpu = own_start.zip(OwnCpu::now()).and_then(|(a, b)| harness_cpu_percent(&a, &b));
     let guest_during = guest_cpu_between(&[src.channel.cpu_ticks(), dst.channel.cpu_ticks()], t0, t_end);
     let cpu_during = cpu_start.zip(cpu_sample(&[&*src, &*dst])).and_then(|(a, b)| CpuUsage::between(&a, &b)).map(|u| u.with_guest(guest_during));
     let source_cpu_during = source_cpu_start.zip(cpu_sample(&[&*src])).and_then(|(a, b)| CpuUsage::between(&a, &b));
@@ -143,6 +146,7 @@ pub async fn drive_with(
     m.started_at = Some(t0);
     m.ended_at = Some(t_end);
     m.cpu_percent.during = cpu_during;
+    m.harness_cpu_percent = harness_cpu;
     m.cpu_percent.source_during = source_cpu_during;
     m.cpu_percent.destination_host_during = far_cpu_start.zip(remote_cpu_sample(dst)).and_then(|(a, b)| CpuUsage::between(&a, &b));
     m.workload_rate = rate_during.map(|(unit, r)| WorkloadRate { unit, during: Some(r), ..Default::default() });

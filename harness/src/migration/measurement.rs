@@ -241,6 +241,11 @@ pub struct Measurement {
     /// CPU used per phase (`during` by the driver; `before`/`after` by a sweep's windows).
     #[serde(default)]
     pub cpu_percent: PhaseCpu,
+    /// The harness's own CPU from `migrate` to completion, % of one core: this
+    /// process's utime + stime, without its load, probe and link threads
+    /// ([`crate::machine::harness_cpu`]). None in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_percent: Option<f64>,
     /// The balloon inflated before migrating (`balloon_mib`), if any.
     pub balloon: Option<Balloon>,
     /// The guest workload's own rate per phase (none for an idle guest).

@@ -1,5 +1,6 @@
 //! The records `migbench bench` writes beside its migration runs: boot times, the
-//! workloads' own rates on the host and in a guest, and the load comparison.
+//! workloads' own rates on the host and in a guest, the load comparison, and each
+//! sweep's throughput.
 
 use super::SCHEMA;
 use crate::setup::Environment;
@@ -94,6 +95,54 @@ impl LoadFigureRecord {
             p99_ms: f.p99_ms,
             ratio: f.ratio,
             note: f.note.clone(),
+        }
+    }
+}
+
+/// One sweep of the bench's profile (`sweeps.jsonl`): how many runs it did in how
+/// long, with guest reuse on or off, and how many of them count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRateRecord {
+    /// "sweep-rate".
+    pub record: String,
+    pub schema: u32,
+    pub environment: Environment,
+    pub profile: String,
+    pub reuse: bool,
+    pub runs: usize,
+    /// The sweep's wall time, s.
+    pub seconds: f64,
+    pub runs_per_min: f64,
+    /// Guests booted for a run (not reused), and their boot times' sum, s: the time
+    /// reuse saves.
+    pub boots: usize,
+    pub boot_seconds: f64,
+    /// "k of n healthy", with why the others do not count.
+    pub tally: String,
+    /// Its `results.jsonl`.
+    pub results: String,
+}
+
+
+impl SweepRateRecord {
+    /// The record of a sweep whose runs are `runs` (every one, counted or not: the
+    /// sweep spent its time on all of them).
+    #[allow(clippy::too_many_arguments)] // One per field: a record is written in one place.
+    pub fn new(environment: Environment, profile: &str, reuse: bool, seconds: f64, runs_per_min: f64, tally: String, results: &std::path::Path, runs: &[super::RunRecord]) -> SweepRateRecord {
+        let booted: Vec<f64> = runs.iter().filter(|r| !r.run.reused_guest && r.migration.guest_boot_ms > 0.0).map(|r| r.migration.guest_boot_ms).collect();
+        SweepRateRecord {
+            record: "sweep-rate".into(),
+            schema: SCHEMA,
+            environment,
+            profile: profile.into(),
+            reuse,
+            runs: runs.len(),
+            seconds,
+            runs_per_min,
+            boots: booted.len(),
+            boot_seconds: booted.iter().sum::<f64>() / 1000.0,
+            tally,
+            results: results.display().to_string(),
         }
     }
 }

@@ -376,6 +376,30 @@ pub fn balance_rules_table(decisions: &[crate::rank::balance::Decision]) -> Stri
     b.build().with(Style::markdown()).to_string()
 }
 
+/// The bench's sweeps side by side: runs per minute with guest reuse on and off,
+/// on the reuse row its rate ÷ the other's, and the boots each made.
+pub fn sweep_rates_table(sweeps: &[crate::record::bench::SweepRateRecord]) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["profile", "guest reuse", "runs", "seconds", "runs/min", "÷ reuse off", "boots (s)", "runs counted"]);
+    let off = sweeps.iter().find(|s| !s.reuse).map(|s| s.runs_per_min).filter(|r| *r > 0.0);
+    for s in sweeps {
+        b.push_record([
+            s.profile.clone(),
+            if s.reuse { "on" } else { "off" }.into(),
+            s.runs.to_string(),
+            format!("{:.1}", s.seconds),
+            format!("{:.1}", s.runs_per_min),
+            match off {
+                Some(off) if s.reuse => format!("{:.2}×", s.runs_per_min / off),
+                _ => String::new(),
+            },
+            format!("{} ({:.1})", s.boots, s.boot_seconds),
+            s.tally.clone(),
+        ]);
+    }
+    b.build().with(Style::markdown()).to_string()
+}
+
 /// The load generator's capacity beside other tools (`bench`).
 pub fn capacity_table(figs: &[crate::load::capacity::Figure]) -> String {
     let mut b = tabled::builder::Builder::default();
@@ -516,5 +540,32 @@ mod tests {
         let facts = evidence_notes(std::slice::from_ref(&rec));
         assert_eq!(facts.len(), 3, "{facts:?}");
         assert!(facts[1].starts_with("postcopy: QEMU reads back on the source"), "{facts:?}");
+    }
+
+    #[test]
+    fn the_sweep_rates_table_sets_reuse_beside_no_reuse() {
+        use crate::record::bench::SweepRateRecord;
+        let runs: Vec<crate::record::RunRecord> = (0..6)
+            .map(|i| {
+                let mut r = crate::summary::cell_runs::testing::run("a", i, 1000.0, true, true);
+                (r.run.reused_guest, r.migration.guest_boot_ms) = (false, 2000.0 + 100.0 * i as f64);
+                r
+            })
+            .collect();
+        let mut reused = runs.clone();
+        for r in &mut reused[1..] {
+            // A reused guest's record keeps the boot time of the guest it reused.
+            (r.run.reused_guest, r.migration.guest_boot_ms) = (true, 2000.0);
+        }
+        let env = runs[0].migration.environment.clone();
+        let sweep = |reuse, secs: f64, runs: &[crate::record::RunRecord]| {
+            SweepRateRecord::new(env.clone(), "smoke", reuse, secs, 6.0 / secs * 60.0, "6 of 6 healthy".into(), std::path::Path::new("r.jsonl"), runs)
+        };
+        let t = sweep_rates_table(&[sweep(true, 30.0, &reused), sweep(false, 45.0, &runs)]);
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[2].contains("| on ") && rows[2].contains("| 12.0 ") && rows[2].contains("| 1.50× ") && rows[2].contains("| 1 (2.0) "), "{t}");
+        assert!(rows[3].contains("| off ") && rows[3].contains("| 8.0 ") && rows[3].contains("| 6 (13.5) ") && rows[3].contains("| 6 of 6 healthy "), "{t}");
+        // Without a reuse-off sweep there is nothing to divide by.
+        assert!(!sweep_rates_table(&[sweep(true, 30.0, &reused)]).contains('×'));
     }
 }

@@ -6,6 +6,7 @@
 pub mod cell_runs;
 pub mod cells;
 pub mod endurance;
+pub mod harness_cpu;
 pub mod stats;
 
 pub use cell_runs::CellRuns;
