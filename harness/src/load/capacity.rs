@@ -47,10 +47,9 @@ fn ours_closed(addr: SocketAddr, secs: f64, clients: u32, threads: usize, connec
 fn ours_open(addr: SocketAddr, secs: f64, target_rate: f64) -> Result<Figure> {
     let spec = LoadSpec { mode: Mode::Open { rate: target_rate }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 5000, requests: None };
     let recs = run_for(&spec, addr, secs, 1)?;
-    let mut lag: Vec<f64> = recs.iter().map(|r| r.sent_ms - r.intended_ms).collect();
-    lag.sort_by(f64::total_cmp);
-    let at = |q: f64| lag.get(((lag.len() as f64 * q) as usize).min(lag.len().saturating_sub(1))).copied().unwrap_or(0.0);
-    let note = format!("target {target_rate:.0}/s; sent behind schedule by p50 {:.2} ms, p99 {:.2} ms", at(0.5), at(0.99));
+    let lag = crate::load::timeline::histogram_ms(recs.iter().map(|r| r.sent_ms - r.intended_ms));
+    let at = |q: f64| crate::load::timeline::percentile_ms(&lag, q).unwrap_or(0.0);
+    let note = format!("target {target_rate:.0}/s; sent behind schedule by p50 {:.2} ms, p99 {:.2} ms", at(50.0), at(99.0));
     Ok(figure("migbench", format!("open:{target_rate:.0}, keep-alive"), &recs, secs, note))
 }
 
@@ -136,12 +135,13 @@ pub fn median(mut runs: Vec<Figure>) -> Figure {
 
 /// A rival's row with which build of it ran, unless the row says why it has no figure.
 fn noted(mut fig: Figure, found: &Found) -> Figure {
-    if fig.note.is_empty() {
+    if fig.requests_per_s.is_some() {
         let whence = match found.origin {
             Origin::System => "on PATH",
             Origin::Cache => "migbench's cache",
         };
-        fig.note = format!("{} ({whence})", found.version_line);
+        let sep = if fig.note.is_empty() { "" } else { "; " };
+        fig.note = format!("{} ({whence}){sep}{}", found.version_line, fig.note);
     }
     fig
 }

@@ -34,28 +34,27 @@ pub fn wrk(bin: &Path, addr: SocketAddr, secs: f64, clients: u32, threads: usize
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            let (rate, p99) = parse_wrk(&text);
-            figure("wrk", setting, rate, p99, &text)
+            figure("wrk", setting, parse_wrk(&text), &text)
         }
         Ok(o) => Figure::absent("wrk", setting, &format!("wrk failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => Figure::absent("wrk", setting, &format!("could not run {}: {e}", bin.display())),
     }
 }
 
-/// `ab -k -c CLIENTS -t SECS -n 100000000`: closed loop, HTTP/1.0 keep-alive, one
-/// thread (ab has no other). `-t` alone stops ab at 50 000 requests; the `-n`
-/// after it lifts that, so the time limit ends the run.
+/// `ab -r -k -c CLIENTS -t SECS -n 100000000`: closed loop, HTTP/1.0 keep-alive,
+/// one thread (ab has no other). `-t` alone stops ab at 50 000 requests; the `-n`
+/// after it lifts that, so the time limit ends the run; `-r` keeps it going after a
+/// socket error (which it then counts as failed) instead of giving up.
 pub fn ab(bin: &Path, addr: SocketAddr, secs: f64, clients: u32) -> Figure {
     let setting = format!("-k -c {clients}, 1 thread");
     let out = Command::new(bin)
-        .args(["-q".to_string(), "-k".into(), "-c".into(), clients.to_string(), "-t".into(), whole_secs(secs).to_string(), "-n".into(), "100000000".into()])
+        .args(["-q".to_string(), "-r".into(), "-k".into(), "-c".into(), clients.to_string(), "-t".into(), whole_secs(secs).to_string(), "-n".into(), "100000000".into()])
         .arg(format!("http://{addr}/"))
         .output();
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            let (rate, p99) = parse_ab(&text);
-            figure("ab", setting, rate, p99, &text)
+            figure("ab", setting, parse_ab(&text), &text)
         }
         Ok(o) => Figure::absent("ab", setting, &format!("ab failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => Figure::absent("ab", setting, &format!("could not run {}: {e}", bin.display())),
@@ -73,8 +72,7 @@ pub fn oha(bin: &Path, addr: SocketAddr, secs: f64, clients: u32) -> Figure {
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            let (rate, p99) = parse_oha(&text);
-            figure("oha", setting, rate, p99, &text)
+            figure("oha", setting, parse_oha(&text), &text)
         }
         Ok(o) => Figure::absent("oha", setting, &format!("oha failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => Figure::absent("oha", setting, &format!("could not run {}: {e}", bin.display())),
@@ -86,10 +84,34 @@ fn whole_secs(secs: f64) -> u64 {
     (secs.ceil() as u64).max(1)
 }
 
+/// What a tool's output says: its rate of successful answers (2xx), its p99, and
+/// how many requests it made and how many of them failed (an error, or an answer
+/// other than 2xx).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Parsed {
+    pub ok_per_s: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub requests: u64,
+    pub failed: u64,
+}
+
+/// Above this share of failed requests a tool's run has no figure: it did not
+/// measure the server, as migbench's own rate counts only answered requests.
+pub const MAX_FAILED_SHARE: f64 = 0.01;
+
 /// A tool's row, or why its output gave no figure.
-fn figure(tool: &str, setting: String, rate: Option<f64>, p99: Option<f64>, text: &str) -> Figure {
-    match rate {
-        Some(_) => Figure { tool: tool.into(), setting, requests_per_s: rate, p99_ms: p99, ratio: None, note: String::new() },
+fn figure(tool: &str, setting: String, p: Parsed, text: &str) -> Figure {
+    let failed_share = if p.requests > 0 { p.failed as f64 / p.requests as f64 } else { 0.0 };
+    match p.ok_per_s {
+        Some(_) if failed_share > MAX_FAILED_SHARE => Figure::absent(
+            tool,
+            setting,
+            &format!("{} of its {} requests failed (over {:.0} %): no figure", p.failed, p.requests, MAX_FAILED_SHARE * 100.0),
+        ),
+        Some(_) => {
+            let note = if p.failed > 0 { format!("{} of {} requests failed, not counted", p.failed, p.requests) } else { String::new() };
+            Figure { tool: tool.into(), setting, requests_per_s: p.ok_per_s, p99_ms: p.p99_ms, ratio: None, note }
+        }
         None => {
             let head: String = text.trim().chars().take(200).collect();
             Figure::absent(tool, setting, &format!("no requests/s in its output: {head}"))
@@ -97,11 +119,30 @@ fn figure(tool: &str, setting: String, rate: Option<f64>, p99: Option<f64>, text
     }
 }
 
-/// wrk's "Requests/sec:" and the 99 % line of its `--latency` distribution, in ms.
-pub fn parse_wrk(text: &str) -> (Option<f64>, Option<f64>) {
-    let rate = text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok());
+/// The number after `label` on the line that starts with it (`label` trimmed of
+/// leading spaces), e.g. `Complete requests:      611`.
+fn count_after(text: &str, label: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.trim().strip_prefix(label)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.trim_end_matches(',').parse().ok())
+}
+
+/// wrk: `Requests/sec:` counts every answer, so the 2xx rate is that × (answers −
+/// `Non-2xx or 3xx responses`) ÷ answers; its socket errors (connect, read, write,
+/// timeout) are failed requests too. The 99 % line of its `--latency`
+/// distribution, in ms.
+pub fn parse_wrk(text: &str) -> Parsed {
+    let rate: Option<f64> = text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok());
     let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| wrk_ms(v.trim()));
-    (rate, p99)
+    // "  822 requests in 1.00s, 335.54KB read"
+    let answers = text.lines().find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse::<u64>().ok())).unwrap_or(0);
+    let non_2xx = count_after(text, "Non-2xx or 3xx responses:").unwrap_or(0);
+    // "  Socket errors: connect 0, read 3, write 0, timeout 1"
+    let socket_errors: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|v| v.split(',').filter_map(|kv| kv.split_whitespace().nth(1)?.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    let ok_per_s = rate.map(|r| if answers > 0 { r * answers.saturating_sub(non_2xx) as f64 / answers as f64 } else { r });
+    Parsed { ok_per_s, p99_ms: p99, requests: answers + socket_errors, failed: non_2xx + socket_errors }
 }
 
 /// wrk's latency text (`812.00us`, `1.23ms`, `2.01s`, `1.00m`) in ms.
@@ -120,23 +161,42 @@ fn wrk_ms(v: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|x| x * scale)
 }
 
-/// ab's "Requests per second:" and the 99 % line of its percentile table (whole ms).
-pub fn parse_ab(text: &str) -> (Option<f64>, Option<f64>) {
-    let rate = text
+/// ab: `Requests per second:` counts every completed request, so the 2xx rate is
+/// that × (complete − failed − `Non-2xx responses`) ÷ complete. The 99 % line of
+/// its percentile table (whole ms).
+pub fn parse_ab(text: &str) -> Parsed {
+    let rate: Option<f64> = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests per second:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok());
     let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok());
-    (rate, p99)
+    let complete = count_after(text, "Complete requests:").unwrap_or(0);
+    let failed = count_after(text, "Failed requests:").unwrap_or(0) + count_after(text, "Non-2xx responses:").unwrap_or(0);
+    let ok_per_s = rate.map(|r| if complete > 0 { r * complete.saturating_sub(failed) as f64 / complete as f64 } else { r });
+    Parsed { ok_per_s, p99_ms: p99, requests: complete, failed }
 }
 
-/// oha's JSON: `summary.requestsPerSec` and `latencyPercentiles.p99` (seconds), in ms.
-pub fn parse_oha(text: &str) -> (Option<f64>, Option<f64>) {
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else { return (None, None) };
-    let rate = json.pointer("/summary/requestsPerSec").and_then(|v| v.as_f64());
+/// oha's JSON: the 2xx answers of `statusCodeDistribution` over `summary.total`
+/// seconds, and `latencyPercentiles.p99` (seconds) in ms. Its errors other than the
+/// requests its deadline cut (`aborted due to deadline`, those in flight when `-z`
+/// ends) are failed requests, as are answers other than 2xx.
+pub fn parse_oha(text: &str) -> Parsed {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else { return Parsed::default() };
+    let secs = json.pointer("/summary/total").and_then(|v| v.as_f64()).filter(|s| *s > 0.0);
     let p99 = json.pointer("/latencyPercentiles/p99").and_then(|v| v.as_f64()).map(|s| s * 1000.0);
-    (rate, p99)
+    let counts = |key: &str| -> Vec<(String, u64)> {
+        json.get(key).and_then(|v| v.as_object()).map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect()).unwrap_or_default()
+    };
+    let statuses = counts("statusCodeDistribution");
+    let ok: u64 = statuses.iter().filter(|(code, _)| code.starts_with('2')).map(|(_, n)| n).sum();
+    let other: u64 = statuses.iter().filter(|(code, _)| !code.starts_with('2')).map(|(_, n)| n).sum();
+    let errors: u64 = counts("errorDistribution").iter().filter(|(what, _)| what.as_str() != "aborted due to deadline").map(|(_, n)| n).sum();
+    let ok_per_s = match (secs, json.pointer("/summary/requestsPerSec")) {
+        (Some(secs), Some(_)) => Some(ok as f64 / secs),
+        _ => None,
+    };
+    Parsed { ok_per_s, p99_ms: p99, requests: ok + other + errors, failed: other + errors }
 }
 
 #[cfg(test)]
@@ -322,29 +382,54 @@ Percentage of the requests served within a certain time (ms)
 
     #[test]
     fn wrk_output_is_read() {
-        assert_eq!(parse_wrk(WRK), (Some(818.07), Some(19.95)));
-        assert_eq!(parse_wrk("unable to connect to 127.0.0.1:1 Connection refused"), (None, None));
+        assert_eq!(parse_wrk(WRK), Parsed { ok_per_s: Some(818.07), p99_ms: Some(19.95), requests: 822, failed: 0 });
+        assert_eq!(parse_wrk("unable to connect to 127.0.0.1:1 Connection refused").ok_per_s, None);
+        // The same run with 2 of its answers a 503 and 4 socket errors.
+        let bad = WRK.replace("Requests/sec:", "  Socket errors: connect 0, read 3, write 0, timeout 1\n  Non-2xx or 3xx responses: 2\nRequests/sec:");
+        let p = parse_wrk(&bad);
+        assert_eq!((p.requests, p.failed), (826, 6));
+        assert!((p.ok_per_s.unwrap() - 818.07 * 820.0 / 822.0).abs() < 1e-9, "{p:?}");
     }
 
     #[test]
     fn ab_output_is_read() {
-        assert_eq!(parse_ab(AB), (Some(608.03), Some(33.0)));
-        assert_eq!(parse_ab("apr_socket_recv: Connection refused (111)"), (None, None));
+        assert_eq!(parse_ab(AB), Parsed { ok_per_s: Some(608.03), p99_ms: Some(33.0), requests: 611, failed: 0 });
+        assert_eq!(parse_ab("apr_socket_recv: Connection refused (111)").ok_per_s, None);
+        let bad = AB.replace("Failed requests:        0", "Failed requests:        5").replace("Keep-Alive requests:", "Non-2xx responses:      6\nKeep-Alive requests:");
+        let p = parse_ab(&bad);
+        assert_eq!((p.requests, p.failed), (611, 11));
+        assert!((p.ok_per_s.unwrap() - 608.03 * 600.0 / 611.0).abs() < 1e-9, "{p:?}");
     }
 
     #[test]
     fn oha_output_is_read() {
-        let (rate, p99) = parse_oha(OHA);
-        assert_eq!(rate, Some(815.1270095694023));
-        assert!((p99.unwrap() - 16.418695).abs() < 1e-9, "{p99:?}");
-        assert_eq!(parse_oha("{}"), (None, None));
-        assert_eq!(parse_oha("error: connection refused"), (None, None));
+        let p = parse_oha(OHA);
+        // 812 answers with 200 in 1.001 s; the 4 its deadline cut are not failures.
+        assert!((p.ok_per_s.unwrap() - 812.0 / 1.001070987).abs() < 1e-9, "{p:?}");
+        assert!((p.p99_ms.unwrap() - 16.418695).abs() < 1e-9, "{p:?}");
+        assert_eq!((p.requests, p.failed), (812, 0));
+        let bad = OHA.replace("\"200\": 812", "\"200\": 800, \"500\": 12").replace("\"aborted due to deadline\": 4", "\"aborted due to deadline\": 4, \"connection reset\": 3");
+        let p = parse_oha(&bad);
+        assert_eq!((p.requests, p.failed), (815, 15));
+        assert_eq!(parse_oha("{}").ok_per_s, None);
+        assert_eq!(parse_oha("error: connection refused"), Parsed::default());
     }
 
     #[test]
     fn a_tool_without_a_figure_says_what_it_printed() {
-        let f = figure("wrk", "-t1 -c1".into(), None, None, "unable to connect to 127.0.0.1:1 Connection refused");
+        let f = figure("wrk", "-t1 -c1".into(), Parsed::default(), "unable to connect to 127.0.0.1:1 Connection refused");
         assert!(f.requests_per_s.is_none() && f.note.contains("Connection refused"), "{f:?}");
+    }
+
+    #[test]
+    fn a_run_with_many_failures_has_no_figure_and_a_few_are_noted() {
+        let many = Parsed { ok_per_s: Some(900.0), p99_ms: Some(2.0), requests: 1000, failed: 11 };
+        let f = figure("ab", "-k".into(), many, "");
+        assert!(f.requests_per_s.is_none() && f.note.contains("11 of its 1000 requests failed"), "{f:?}");
+        let few = Parsed { failed: 10, ..many };
+        let f = figure("ab", "-k".into(), few, "");
+        assert_eq!(f.requests_per_s, Some(900.0));
+        assert!(f.note.contains("10 of 1000 requests failed"), "{f:?}");
     }
 
     #[test]

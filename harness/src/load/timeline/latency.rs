@@ -141,6 +141,15 @@ pub fn merge_hdr(encoded: &[&str]) -> Result<Histogram<u64>> {
     Ok(merged)
 }
 
+/// A histogram of `values` in ms (recorded in µs, as every latency here).
+pub fn histogram_ms(values: impl IntoIterator<Item = f64>) -> Histogram<u64> {
+    let mut h = new_histogram();
+    for v in values {
+        h.saturating_record(to_us(v));
+    }
+    h
+}
+
 /// Percentile `q` (0 to 100) of a histogram of µs, in ms: the upper end of the
 /// bucket holding it. None when the histogram is empty or `q` is out of range.
 pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {

@@ -23,6 +23,6 @@ pub use brownout::brownout;
 pub use client_view::{ClientView, summarise};
 pub use export::{from_csv, interval_log, to_csv};
 pub use gap::{Gap, longest_gap};
-pub use latency::{MergedPhase, PhaseLatency, merge_hdr, percentile_ms, phase_latency};
+pub use latency::{MergedPhase, PhaseLatency, histogram_ms, merge_hdr, percentile_ms, phase_latency};
 pub use request::Request;
 pub use window::{Phase, Window};
