@@ -374,7 +374,7 @@ fn placed(i: usize, f: Finished, t0: Instant, environment: &Environment, guest: 
         guest,
         scenario: scenario.clone(),
         guest_boot_ms: f.boot_ms,
-        guest_booted: f.booted,
+        guest_booted: Some(f.booted),
         measurement: m.clone(),
     };
     EvacuatedGuest {

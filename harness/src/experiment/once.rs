@@ -73,7 +73,7 @@ pub async fn run_to(
     let site = Site::local(&platform.qemu, &platform.image, load.is_some() || (remote.is_none() && scenario.fault.cuts_link()))?;
     let far = remote.map(|h| Site::remote(h.clone(), site.network().cloned())).transpose()?;
     let (mut src, guest_boot_ms) = site.boot_on(&pair.source, spec, "src", boot_timeout).await?;
-    let guest_booted = src.booted;
+    let guest_booted = Some(src.booted);
     let mut dst = far.as_ref().unwrap_or(&site).start_on(&pair.destination, spec, Role::Incoming, "dst").await?;
     let service = match (load, spec.net, site.network()) {
         (Some(l), Some(net), Some(network)) => {

@@ -194,7 +194,7 @@ pub async fn run(platform: &Platform, env: &Environment, profile: &Profile, opts
                 if !r.cell.fault.is_none() {
                     m.fault = Some(unstruck(r.cell.fault, r.cell.strategy, &format!("the run failed before the fault could strike: {reason}")));
                 }
-                (m, false, (0.0, Booted::Fresh))
+                (m, false, (0.0, None))
             }
         };
         let rec = RunRecord {
@@ -286,7 +286,7 @@ async fn one_run(
     pair: &Pair,
     next_name: &mut impl FnMut() -> String,
     run_bar: &ProgressBar,
-) -> Result<(Measurement, bool, (f64, Booted))> {
+) -> Result<(Measurement, bool, (f64, Option<Booted>))> {
     // A guest bound for another host gets a NIC that can follow it there.
     let spec = GuestSpec { portable_nic: far.is_some(), ..r.cell.guest(env.accel) };
     if let Some(net) = site.network() {
@@ -295,14 +295,14 @@ async fn one_run(
     }
     if let Fault::NeverReady { give_up_s } = r.cell.fault {
         pool.clear().await;
-        return Ok((never_ready(site, pair, spec, r, give_up_s, &next_name()).await, false, (0.0, Booted::Fresh)));
+        return Ok((never_ready(site, pair, spec, r, give_up_s, &next_name()).await, false, (0.0, None)));
     }
     let mut src = pool.take(&pair.source, spec, boot_key(&r.cell, &pair.source), &mut *next_name).await?;
     src.machine.set_cpu_limits(r.cell.cap_percent, r.cell.host_cores).context("setting the CPU cap / cores of the source QEMU")?;
     let mut dst = match start_destination(far.unwrap_or(site), pair, spec, r, &mut src.machine, &next_name()).await? {
         Destination::Started(dst) => dst,
         Destination::Refused(m) => {
-            let ran = (m, src.reused, (src.boot_ms, src.booted));
+            let ran = (m, src.reused, (src.boot_ms, Some(src.booted)));
             pool.put_back(src);
             return Ok(ran);
         }
@@ -313,7 +313,7 @@ async fn one_run(
     if let Some(svc) = service {
         finish_service(opts, r, &mut m, svc).await;
     }
-    let (reused, boot) = (src.reused, (src.boot_ms, src.booted));
+    let (reused, boot) = (src.reused, (src.boot_ms, Some(src.booted)));
     let mut afterwards = Afterwards::of(m.outcome == Outcome::Completed, m.health.healthy, m.health.runs_on == "source");
     if afterwards == Afterwards::Moved && dst.is_remote() {
         // Every run starts here: a guest that moved away is not brought back.

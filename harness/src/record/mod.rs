@@ -39,9 +39,10 @@ pub struct MigrationRecord {
     /// QEMU start to the guest's READY on the source.
     pub guest_boot_ms: f64,
     /// How that guest came up: booted fresh, or restored from a snapshot of a booted
-    /// guest (`--boot`). Records from before snapshots read as fresh, which they were.
-    #[serde(default)]
-    pub guest_booted: crate::machine::boot::Booted,
+    /// guest (`--boot`). None where no guest came up (a run that failed first) and
+    /// in records from before snapshots, whose guests all booted fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_booted: Option<crate::machine::boot::Booted>,
     #[serde(flatten)]
     pub measurement: Measurement,
 }

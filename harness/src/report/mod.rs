@@ -88,7 +88,10 @@ impl From<&MigrationRecord> for MigrationRow {
             workload: r.guest.workload.to_string(),
             outcome: m.outcome.label().into(),
             healthy: if m.health.healthy { "yes".into() } else { "NO".into() },
-            boot_ms: format!("{:.0}", r.guest_boot_ms),
+            boot_ms: match r.guest_booted {
+                Some(crate::machine::boot::Booted::Restored) => format!("{:.0} (restored)", r.guest_boot_ms),
+                _ => format!("{:.0}", r.guest_boot_ms),
+            },
             total_time_ms: opt_ms(m.total_time_ms),
             downtime_ms: opt_ms(m.downtime_ms),
             event_downtime_ms: opt_ms(m.event_downtime_ms),
