@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-/// One line of the capacity table.
-#[derive(Debug, Clone)]
+/// One line of the capacity table (and of `bench`'s `load.jsonl`, inside a
+/// `record::bench::LoadFigureRecord`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Figure {
     pub tool: String,
     pub setting: String,
@@ -28,17 +29,8 @@ impl Figure {
 /// `wrk -tTHREADS -cCLIENTS -dSECS --latency`: closed loop, keep-alive.
 pub fn wrk(bin: &Path, addr: SocketAddr, secs: f64, clients: u32, threads: usize) -> Figure {
     let setting = format!("-t{threads} -c{clients}, keep-alive");
-    let out = Command::new(bin)
-        .args([format!("-t{threads}"), format!("-c{clients}"), format!("-d{}s", whole_secs(secs)), "--latency".into(), format!("http://{addr}/")])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            figure("wrk", setting, parse_wrk(&text), &text)
-        }
-        Ok(o) => Figure::absent("wrk", setting, &format!("wrk failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => Figure::absent("wrk", setting, &format!("could not run {}: {e}", bin.display())),
-    }
+    let args = [format!("-t{threads}"), format!("-c{clients}"), format!("-d{}s", whole_secs(secs)), "--latency".into(), format!("http://{addr}/")];
+    run("wrk", bin, &args, setting, parse_wrk)
 }
 
 /// `ab -r -k -c CLIENTS -t SECS -n 100000000`: closed loop, HTTP/1.0 keep-alive,
@@ -47,35 +39,28 @@ pub fn wrk(bin: &Path, addr: SocketAddr, secs: f64, clients: u32, threads: usize
 /// socket error (which it then counts as failed) instead of giving up.
 pub fn ab(bin: &Path, addr: SocketAddr, secs: f64, clients: u32) -> Figure {
     let setting = format!("-k -c {clients}, 1 thread");
-    let out = Command::new(bin)
-        .args(["-q".to_string(), "-r".into(), "-k".into(), "-c".into(), clients.to_string(), "-t".into(), whole_secs(secs).to_string(), "-n".into(), "100000000".into()])
-        .arg(format!("http://{addr}/"))
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            figure("ab", setting, parse_ab(&text), &text)
-        }
-        Ok(o) => Figure::absent("ab", setting, &format!("ab failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => Figure::absent("ab", setting, &format!("could not run {}: {e}", bin.display())),
-    }
+    let args = ["-q".to_string(), "-r".into(), "-k".into(), "-c".into(), clients.to_string(), "-t".into(), whole_secs(secs).to_string(), "-n".into(), "100000000".into(), format!("http://{addr}/")];
+    run("ab", bin, &args, setting, parse_ab)
 }
 
 /// `oha -z SECS -c CLIENTS --no-tui --output-format json`: closed loop, keep-alive.
 pub fn oha(bin: &Path, addr: SocketAddr, secs: f64, clients: u32) -> Figure {
     // oha runs on a tokio runtime with one worker per core, its default.
     let setting = format!("-c {clients}, keep-alive, {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let out = Command::new(bin)
-        .args(["-z".to_string(), format!("{}s", whole_secs(secs)), "-c".into(), clients.to_string(), "--no-tui".into(), "--output-format".into(), "json".into()])
-        .arg(format!("http://{addr}/"))
-        .output();
-    match out {
+    let args = ["-z".to_string(), format!("{}s", whole_secs(secs)), "-c".into(), clients.to_string(), "--no-tui".into(), "--output-format".into(), "json".into(), format!("http://{addr}/")];
+    run("oha", bin, &args, setting, parse_oha)
+}
+
+/// Runs `bin` with `args` and reads its standard output with `parse`; a tool that
+/// fails or cannot run gets a row saying why.
+fn run(tool: &str, bin: &Path, args: &[String], setting: String, parse: fn(&str) -> Parsed) -> Figure {
+    match Command::new(bin).args(args).output() {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            figure("oha", setting, parse_oha(&text), &text)
+            figure(tool, setting, parse(&text), &text)
         }
-        Ok(o) => Figure::absent("oha", setting, &format!("oha failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => Figure::absent("oha", setting, &format!("could not run {}: {e}", bin.display())),
+        Ok(o) => Figure::absent(tool, setting, &format!("{tool} failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Figure::absent(tool, setting, &format!("could not run {}: {e}", bin.display())),
     }
 }
 

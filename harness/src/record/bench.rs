@@ -72,30 +72,16 @@ pub struct LoadFigureRecord {
     pub environment: Environment,
     /// Seconds of each run.
     pub seconds: f64,
-    pub tool: String,
-    pub setting: String,
-    pub requests_per_s: Option<f64>,
-    pub p99_ms: Option<f64>,
-    /// Another tool's row: our keep-alive closed loop's requests/s ÷ its.
-    pub ratio: Option<f64>,
-    /// Which build ran, every run's figure, or why there is no figure.
-    pub note: String,
+    /// The tool, its setting, requests/s, p99, the ratio ours ÷ its (another
+    /// tool's row) and the note: which build ran, every run's figure, or why there
+    /// is no figure.
+    #[serde(flatten)]
+    pub figure: crate::load::capacity::Figure,
 }
 
 impl LoadFigureRecord {
     pub fn new(environment: Environment, seconds: f64, f: &crate::load::capacity::Figure) -> LoadFigureRecord {
-        LoadFigureRecord {
-            record: "load-capacity".into(),
-            schema: SCHEMA,
-            environment,
-            seconds,
-            tool: f.tool.clone(),
-            setting: f.setting.clone(),
-            requests_per_s: f.requests_per_s,
-            p99_ms: f.p99_ms,
-            ratio: f.ratio,
-            note: f.note.clone(),
-        }
+        LoadFigureRecord { record: "load-capacity".into(), schema: SCHEMA, environment, seconds, figure: f.clone() }
     }
 }
 
