@@ -11,9 +11,12 @@
 //!
 //! The file is good only for exactly the QEMU, machine type, guest image and
 //! hardware it was saved from, so its name is a hash of all of them: the QEMU
-//! binary (path, version, size, modification time), the image's key, the whole
-//! QEMU command line of the parked guest, and under KVM the host CPU's flags. Any
-//! change makes another file; files unused for [`UNUSED_DAYS`] are removed.
+//! binary (path, version, size, modification time), the firmware it loads, the
+//! image's key, the whole QEMU command line of the parked guest, and under KVM the
+//! host CPU's flags and kernel. Any change makes another file; files unused for
+//! [`UNUSED_DAYS`] are removed. A file is used only whole (its length is checked
+//! against `info.json`), and one that cannot be made or loaded is discarded while
+//! its guest boots fresh.
 //!
 //! Guests with a NIC, guests given a start-up fault and guests on another host boot
 //! fresh (their hardware differs per guest, or the file is not there); so does
