@@ -60,7 +60,7 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
         for r in &runs {
             println!("  cell {:>3} rep {}  {}", r.cell_index, r.repetition + 1, r.cell.describe(&profile.varied));
         }
-        let est = sweep::estimate(&runs, !a.sweep.no_reuse, image.boot);
+        let est = sweep::estimate(&profile, &runs, !a.sweep.no_reuse, image.boot);
         println!("estimated time under TCG: about {}", humantime::format_duration(Duration::from_secs(est.as_secs())));
         return Ok(ExitCode::SUCCESS);
     }

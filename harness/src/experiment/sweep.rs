@@ -87,11 +87,14 @@ pub fn plan(profile: &Profile, shard: Shard, done: &HashSet<String>) -> Vec<Plan
 /// A rough time estimate for `--dry-run` (TCG figures from this project's machine):
 /// a boot to READY with its warm-up costs about 4 s fresh and 1 s restored from a
 /// snapshot (`--boot`; a snapshot not made yet costs one fresh boot more, once).
-pub fn estimate(runs: &[PlannedRun], reuse: bool, boot: BootMode) -> Duration {
+/// Each boot adds the profile's warm-up, and each run its `before` and `after`
+/// windows and its dirty-rate measurement.
+pub fn estimate(profile: &Profile, runs: &[PlannedRun], reuse: bool, boot: BootMode) -> Duration {
     let boot_s = match boot {
         BootMode::Fresh => 4.0,
         BootMode::Restore => 1.0,
-    };
+    } + profile.warmup_s;
+    let windows_s = profile.before_s + profile.after_s + profile.dirty_rate_s;
     let mut secs = 0.0;
     let mut last_key = None;
     for r in runs {
@@ -102,7 +105,7 @@ pub fn estimate(runs: &[PlannedRun], reuse: bool, boot: BootMode) -> Duration {
         last_key = Some(key);
         let bytes_per_sec = r.cell.link.bytes_per_sec.unwrap_or(200_000_000).min(200_000_000) as f64;
         let ram = (r.cell.ram_mib as f64 * 1048576.0).min(110.0 * 1048576.0);
-        secs += 1.5 + (ram / bytes_per_sec).min(r.cell.timeout_s);
+        secs += 1.5 + windows_s + (ram / bytes_per_sec).min(r.cell.timeout_s);
     }
     Duration::from_secs_f64(secs)
 }
@@ -541,11 +544,16 @@ mod tests {
     }
 
     #[test]
-    fn reuse_and_restores_make_the_estimate_smaller() {
-        let runs = plan(&profile(), Shard::default(), &HashSet::new());
+    fn reuse_and_restores_make_the_estimate_smaller_and_windows_longer() {
+        let p = profile();
+        let runs = plan(&p, Shard::default(), &HashSet::new());
         for boot in [BootMode::Fresh, BootMode::Restore] {
-            assert!(estimate(&runs, true, boot) < estimate(&runs, false, boot));
+            assert!(estimate(&p, &runs, true, boot) < estimate(&p, &runs, false, boot));
         }
-        assert!(estimate(&runs, false, BootMode::Restore) < estimate(&runs, false, BootMode::Fresh));
+        assert!(estimate(&p, &runs, false, BootMode::Restore) < estimate(&p, &runs, false, BootMode::Fresh));
+        // 8 runs with 2 s more of windows each, and 4 s more of warm-up for each of 2 boots.
+        let longer = Profile { before_s: p.before_s + 1.5, after_s: p.after_s + 0.5, warmup_s: p.warmup_s + 4.0, ..p.clone() };
+        let more = estimate(&longer, &runs, true, BootMode::Restore) - estimate(&p, &runs, true, BootMode::Restore);
+        assert_eq!(more.as_secs_f64().round(), 8.0 * 2.0 + 2.0 * 4.0);
     }
 }
