@@ -364,6 +364,14 @@ pub(crate) fn unpack(b: &Bundle, staging: &Path) -> Result<Unpacked> {
     Ok(Unpacked { root, mirror, packages: versions })
 }
 
+/// The version of a pinned package ("openssh-server=1:9.2p1-2+deb12u7" →
+/// "9.2p1-2+deb12u7"), without its epoch: a version directory's name for
+/// [`publish`].
+pub(crate) fn package_version(pinned: &str) -> String {
+    let v = pinned.split_once('=').map_or(pinned, |(_, v)| v);
+    v.split_once(':').map_or(v, |(_, v)| v).to_string()
+}
+
 /// Writes the manifest into `staging` and moves it to `<dir>/<version>-<fetched_at>`,
 /// which `current` then names; returns that directory. A directory of its own: a
 /// binary another migbench runs from an earlier fetch keeps its files. `current`
@@ -394,6 +402,15 @@ fn missing_libraries(binary: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_directories_carry_no_epoch() {
+        assert_eq!(package_version("openssh-server=1:9.2p1-2+deb12u7"), "9.2p1-2+deb12u7");
+        assert_eq!(package_version("openssh-server=9.2p1-2"), "9.2p1-2");
+        assert_eq!(package_version("wrk=4.1.0-3+b1"), "4.1.0-3+b1");
+        assert_eq!(package_version("apache2-utils=2.4.62-1~deb12u2"), "2.4.62-1~deb12u2");
+        assert_eq!(package_version("x=1:2.0"), "2.0");
+    }
 
     #[test]
     fn the_mirror_is_read_from_either_source_format() {

@@ -101,16 +101,10 @@ pub fn ensure() -> Result<PathBuf> {
 fn fetch_into(staging: &Path) -> Result<PathBuf> {
     let fetched = qemu_cache::unpack(&bundle(), staging)?;
     let version_line = version_line(&sshd_in(&fetched.root)).context("the unpacked sshd does not run")?;
-    let version = package_version(&fetched.packages[0]);
+    let version = qemu_cache::package_version(&fetched.packages[0]);
     let manifest = Manifest { suite: SUITE.into(), mirror: fetched.mirror, packages: fetched.packages, version_line, fetched_at: host::stamp() };
     let final_dir = qemu_cache::publish(&dir(), staging, &manifest, &version)?;
     Ok(sshd_in(&final_dir.join("root")))
-}
-
-/// "openssh-server=1:9.2p1-2+deb12u7" → "9.2p1-2+deb12u7" (no epoch: a directory name).
-fn package_version(pinned: &str) -> String {
-    let v = pinned.split_once('=').map_or(pinned, |(_, v)| v);
-    v.split_once(':').map_or(v, |(_, v)| v).to_string()
 }
 
 /// Of openssh-server's `Depends:`, the shared-library packages sshd links
@@ -138,11 +132,6 @@ mod tests {
         assert!(library_packages("").is_empty());
     }
 
-    #[test]
-    fn version_directories_carry_no_epoch() {
-        assert_eq!(package_version("openssh-server=1:9.2p1-2+deb12u7"), "9.2p1-2+deb12u7");
-        assert_eq!(package_version("openssh-server=9.2p1-2"), "9.2p1-2");
-    }
 
     #[test]
     fn the_sftp_server_is_found_beside_sshd() {

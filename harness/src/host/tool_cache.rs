@@ -160,16 +160,10 @@ pub fn fetch_to(tool: Tool, dir: &Path) -> Result<Found> {
 fn fetch_into(tool: Tool, dir: &Path, staging: &Path) -> Result<Found> {
     let fetched = qemu_cache::unpack(&tool.bundle(), staging)?;
     let version_line = version_line(tool, &tool.in_tree(&fetched.root)).with_context(|| format!("the unpacked {tool} does not run"))?;
-    let version = package_version(&fetched.packages[0]);
+    let version = qemu_cache::package_version(&fetched.packages[0]);
     let manifest = Manifest { suite: SUITE.into(), mirror: fetched.mirror, packages: fetched.packages, version_line: version_line.clone(), fetched_at: host::stamp() };
     let final_dir = qemu_cache::publish(dir, staging, &manifest, &version)?;
     Ok(Found { path: tool.in_tree(&final_dir.join("root")), origin: Origin::Cache, version_line })
-}
-
-/// "apache2-utils=2.4.62-1~deb12u2" → "2.4.62-1~deb12u2" (no epoch: a directory name).
-fn package_version(pinned: &str) -> String {
-    let v = pinned.split_once('=').map_or(pinned, |(_, v)| v);
-    v.split_once(':').map_or(v, |(_, v)| v).to_string()
 }
 
 /// Of a tool package's `Depends:`, the shared-library packages its binary links
@@ -253,10 +247,4 @@ mod tests {
         assert!(library_packages("debconf | debconf-2.0, lsb-base").is_empty());
     }
 
-    #[test]
-    fn version_directories_carry_no_epoch() {
-        assert_eq!(package_version("wrk=4.1.0-3+b1"), "4.1.0-3+b1");
-        assert_eq!(package_version("apache2-utils=2.4.62-1~deb12u2"), "2.4.62-1~deb12u2");
-        assert_eq!(package_version("x=1:2.0"), "2.0");
-    }
 }
