@@ -426,6 +426,12 @@ impl Machine {
         Some(format!("exited ({status}){}; it said: {}", self.process.place(), self.process.tail(agent::LogFile::Stderr, 5).replace('\n', " | ")))
     }
 
+    /// Milliseconds from this QEMU's start to `at` (the guest's READY or PARKED: its
+    /// boot time).
+    pub fn ms_after_start(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.started).as_secs_f64() * 1000.0
+    }
+
     /// Waits for the guest's READY; the error quotes the guest console's last lines.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Ready> {
         self.wait_for_guest("READY", timeout, |c| Box::pin(c.wait_ready(Duration::from_millis(100)))).await

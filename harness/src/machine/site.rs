@@ -182,9 +182,14 @@ impl Site {
         if let (BootMode::Restore, Place::Local(l), None) = (self.boot_mode, &self.place, snapshot::fresh_only(&spec)) {
             return self.boot_restored(emulator, &l.image, spec, name, timeout).await;
         }
+        self.boot_fresh(emulator, spec, name, timeout).await
+    }
+
+    /// Starts guest `name` booting its kernel and waits for its READY.
+    async fn boot_fresh(&self, emulator: &Emulator, spec: GuestSpec, name: &str, timeout: Duration) -> Result<(Machine, f64)> {
         let mut m = self.start_on(emulator, spec, Role::Boot, name).await?;
         let ready = m.wait_ready(timeout).await?;
-        let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
+        let boot_ms = m.ms_after_start(ready.at);
         Ok((m, boot_ms))
     }
 }
@@ -200,15 +205,11 @@ impl Site {
             Ok(booted) => Ok(booted),
             Err(e) => {
                 tracing::warn!("guest {name} boots fresh: {e:#}");
-                let lock_dir = dir.clone();
-                if let Ok(Ok(_lock)) = tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir)).await {
+                if let Ok(_lock) = snapshot::lock(&dir).await {
                     snapshot::discard(&dir);
                 }
                 // Under a name of its own: the failed restore's directory is still there.
-                let mut m = self.start_on(emulator, spec, Role::Boot, &format!("{name}-fresh")).await?;
-                let ready = m.wait_ready(timeout).await?;
-                let boot_ms = (ready.at - m.started).as_secs_f64() * 1000.0;
-                Ok((m, boot_ms))
+                self.boot_fresh(emulator, spec, &format!("{name}-fresh"), timeout).await
             }
         }
     }
@@ -216,16 +217,7 @@ impl Site {
     /// [`Site::boot_restored`] without the fallback.
     async fn try_restore(&self, emulator: &Emulator, image: &GuestImage, spec: GuestSpec, name: &str, dir: &Path, timeout: Duration) -> Result<(Machine, f64)> {
         if !snapshot::state_of(dir).exists() {
-            let lock_dir = dir.to_path_buf();
-            let lock = tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir));
-            let _lock = match tokio::time::timeout(Duration::from_secs(1), lock).await {
-                Ok(taken) => taken??,
-                Err(_) => {
-                    tracing::warn!("waiting for another migbench to save the snapshot {} (its lock: {}.lock)", dir.display(), dir.display());
-                    let lock_dir = dir.to_path_buf();
-                    tokio::task::spawn_blocking(move || snapshot::lock(&lock_dir)).await??
-                }
-            };
+            let _lock = snapshot::lock(dir).await?;
             // Another migbench may have made it while this one waited.
             if !snapshot::state_of(dir).exists() {
                 let mut parked = self.start_on(emulator, snapshot::parked(&spec), Role::Boot, &format!("{name}-snap")).await?;
@@ -236,7 +228,7 @@ impl Site {
                         return Err(e.context(format!("booting guest {name}'s snapshot")));
                     }
                 };
-                let boot_ms = (at - parked.started).as_secs_f64() * 1000.0;
+                let boot_ms = parked.ms_after_start(at);
                 snapshot::save(parked, image, dir, boot_ms, timeout).await.with_context(|| format!("saving guest {name}'s snapshot"))?;
             }
         }

@@ -76,9 +76,8 @@ pub fn key(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> 
     };
     add("qemu", &qemu.path.display().to_string());
     add("version", &qemu.version_line);
-    if let Ok(md) = std::fs::metadata(&qemu.path) {
-        let mtime = md.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        add("binary", &format!("{} {mtime}", md.len()));
+    if let Some(id) = size_and_mtime(&qemu.path) {
+        add("binary", &id);
     }
     add("image", &image.manifest.key);
     let paths = MachinePaths::new(Path::new("/snapshot"));
@@ -90,9 +89,8 @@ pub fn key(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> 
     let firmware_dirs = qemu.data_dirs.iter().cloned().chain(["/usr/share/qemu".into(), "/usr/share/seabios".into()]);
     for dir in firmware_dirs {
         for file in FIRMWARE {
-            if let Ok(md) = std::fs::metadata(dir.join(file)) {
-                let mtime = md.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-                add("firmware", &format!("{} {} {mtime}", dir.join(file).display(), md.len()));
+            if let Some(id) = size_and_mtime(&dir.join(file)) {
+                add("firmware", &format!("{} {id}", dir.join(file).display()));
             }
         }
     }
@@ -105,19 +103,22 @@ pub fn key(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> 
     format!("{:x}", h.finalize())[..24].to_string()
 }
 
+/// A file's length and modification time (ns), which change when it is replaced.
+fn size_and_mtime(path: &Path) -> Option<String> {
+    let md = std::fs::metadata(path).ok()?;
+    let mtime = md.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    Some(format!("{} {mtime}", md.len()))
+}
+
 /// The directory of the snapshot for `spec` (see [`key`]): `state` and `info.json`.
 pub fn dir_of(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> PathBuf {
     root().join(key(qemu, machine, image, spec))
 }
 
-/// The snapshot for `spec` on `qemu` and `machine` with `image`, if it has been made: what
-/// its directory says about it.
+/// The snapshot for `spec` on `qemu` and `machine` with `image`, if it has been made
+/// and is whole (see [`check`]): what its directory says about it.
 pub fn made(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> Option<SnapshotInfo> {
-    let dir = dir_of(qemu, machine, image, spec);
-    if !dir.join("state").exists() {
-        return None;
-    }
-    serde_json::from_str(&std::fs::read_to_string(dir.join("info.json")).ok()?).ok()
+    check(&dir_of(qemu, machine, image, spec)).ok()
 }
 
 /// What a snapshot directory says about its file.
@@ -136,10 +137,21 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
-/// Held while a snapshot is made or discarded, so that two migbench processes make
-/// it once.
-pub(super) fn lock(dir: &Path) -> Result<FileLock> {
-    FileLock::acquire(&dir.with_extension("lock"))
+/// Takes the lock held while a snapshot is made or discarded, so that two migbench
+/// processes make it once; one that has to wait for another says so.
+pub(super) async fn lock(dir: &Path) -> Result<FileLock> {
+    let lock_path = dir.with_extension("lock");
+    let mut taking = tokio::task::spawn_blocking({
+        let lock_path = lock_path.clone();
+        move || FileLock::acquire(&lock_path)
+    });
+    match tokio::time::timeout(Duration::from_secs(1), &mut taking).await {
+        Ok(taken) => taken?,
+        Err(_) => {
+            tracing::warn!("waiting for another migbench to save the snapshot {} (its lock: {})", dir.display(), lock_path.display());
+            taking.await?
+        }
+    }
 }
 
 /// Removes a snapshot that could not be made or loaded (the next boot makes it
@@ -153,15 +165,20 @@ pub(super) fn state_of(dir: &Path) -> PathBuf {
     dir.join("state")
 }
 
+/// What the save wrote about the snapshot in `dir`.
+fn info_of(dir: &Path) -> PathBuf {
+    dir.join("info.json")
+}
+
 /// Whether `dir` holds a whole snapshot: its state as long as `info.json` says
-/// the save wrote. Err says what is wrong.
-pub(super) fn check(dir: &Path) -> Result<()> {
-    let info: SnapshotInfo = serde_json::from_str(&std::fs::read_to_string(dir.join("info.json")).context("reading its info.json")?).context("reading its info.json")?;
+/// the save wrote; returns what `info.json` says. Err says what is wrong.
+pub(super) fn check(dir: &Path) -> Result<SnapshotInfo> {
+    let info: SnapshotInfo = serde_json::from_str(&std::fs::read_to_string(info_of(dir)).context("reading its info.json")?).context("reading its info.json")?;
     let len = std::fs::metadata(state_of(dir)).context("its state")?.len();
     if len != info.bytes {
         bail!("its state is {len} bytes, but the save wrote {}", info.bytes);
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Saves `m`, a parked guest that has said PARKED (`boot_ms` after its QEMU
@@ -203,7 +220,7 @@ pub(super) async fn save(mut m: Machine, image: &GuestImage, dir: &Path, boot_ms
         if bytes == 0 {
             bail!("the save completed, but {} is empty", written.display());
         }
-        std::fs::write(dir.join("info.json"), serde_json::to_string_pretty(&SnapshotInfo { save_ms, bytes, ..info })?)?;
+        std::fs::write(info_of(dir), serde_json::to_string_pretty(&SnapshotInfo { save_ms, bytes, ..info })?)?;
         std::fs::rename(&written, state_of(dir)).with_context(|| format!("publishing {}", written.display()))
     });
     for leftover in [&tmp, &written] {
@@ -274,7 +291,7 @@ pub(super) async fn load(m: &mut Machine, dir: &Path, spec: GuestSpec, timeout: 
     m.spec = spec;
     m.role = Role::Boot;
     m.booted = Booted::Restored;
-    Ok((ready.at - m.started).as_secs_f64() * 1000.0)
+    Ok(m.ms_after_start(ready.at))
 }
 
 /// `path` in single quotes for `exec:` (QEMU runs it with /bin/sh -c).
