@@ -202,20 +202,6 @@ mod tests {
         assert_eq!(ratios, [None, None, Some(1.2), Some(0.5), None]);
     }
 
-    /// The comparison `bench` prints, for measuring the generator by hand:
-    /// `cargo test --release --lib -- --ignored --nocapture comparison_figures`
-    /// (`MIGBENCH_LOAD_SECS`, default 5; `MIGBENCH_LOAD_THREADS`, default one per core).
-    #[test]
-    #[ignore]
-    fn comparison_figures() {
-        let secs = std::env::var("MIGBENCH_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
-        let threads = std::env::var("MIGBENCH_LOAD_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let figs = compare(secs, 32, threads, 2000.0, &Rivals::set_up()).unwrap();
-        for f in &figs {
-            println!("{:9} {:28} {:>8.0} req/s  p99 {:>6.2} ms  ratio {:>5.2}  {}", f.tool, f.setting, f.requests_per_s.unwrap_or(0.0), f.p99_ms.unwrap_or(0.0), f.ratio.unwrap_or(0.0), f.note);
-        }
-    }
-
     #[test]
     fn the_generator_sustains_its_target_rate_against_a_loopback_server() {
         let addr = loopback_server().unwrap();
