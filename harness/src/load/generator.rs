@@ -250,7 +250,7 @@ async fn generate(
                 tasks.spawn(async move {
                     // A connection left idle by an earlier request, else a new one.
                     let mut conn = shot.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let rec = shot.fire(i, intended, &mut conn).await;
+                    let rec = shot.fire(i, intended, &mut conn, &mut Timer::new()).await;
                     shot.record(rec);
                     if let Some(c) = conn {
                         shot.idle.lock().unwrap_or_else(|e| e.into_inner()).push(c);
@@ -274,13 +274,14 @@ async fn generate(
                     // Each client keeps its own connection, as wrk's do, and its
                     // records, handed over in batches (the lock is shared by threads).
                     let mut conn = None;
+                    let mut timer = Timer::new();
                     let mut batch = Vec::with_capacity(BATCH);
                     loop {
                         let i = issued.fetch_add(1, Ordering::Relaxed);
                         if stopped(&stop) || requests.is_some_and(|n| i >= n) {
                             break;
                         }
-                        batch.push(shot.fire(i, Instant::now(), &mut conn).await);
+                        batch.push(shot.fire(i, Instant::now(), &mut conn, &mut timer).await);
                         shot.done.fetch_add(1, Ordering::Relaxed);
                         if batch.len() == BATCH {
                             shot.records.lock().unwrap_or_else(|e| e.into_inner()).append(&mut batch);
@@ -324,15 +325,19 @@ struct Shot {
 impl Shot {
     /// Sends request `i` (meant to go out at `intended`) on `conn` (or a new
     /// connection, left in `conn` if it can be used again) and says how it went.
-    async fn fire(&self, i: u64, intended: Instant, conn: &mut Option<Conn>) -> Request {
+    async fn fire(&self, i: u64, intended: Instant, conn: &mut Option<Conn>, timer: &mut Timer) -> Request {
         let sent = Instant::now();
         let (status, error) = if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
             (None, Some(format!("not sent: {} requests in flight", self.max_in_flight)))
         } else {
-            self.send(i, conn).await
+            self.send(i, sent, conn, timer).await
         };
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        Request { intended_ms: ms_since(self.t0, intended), sent_ms: ms_since(self.t0, sent), done_ms: ms_since(self.t0, Instant::now()), status, error }
+        let done = Instant::now();
+        if let Some(c) = conn {
+            c.used_at(done);
+        }
+        Request { intended_ms: ms_since(self.t0, intended), sent_ms: ms_since(self.t0, sent), done_ms: ms_since(self.t0, done), status, error }
     }
 
     fn record(&self, rec: Request) {
@@ -340,13 +345,13 @@ impl Shot {
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn send(&self, i: u64, slot: &mut Option<Conn>) -> (Option<u16>, Option<String>) {
+    async fn send(&self, i: u64, now: Instant, slot: &mut Option<Conn>, timer: &mut Timer) -> (Option<u16>, Option<String>) {
         let close = self.spec.connection == Connection::PerRequest;
         let path = self.spec.path(i);
         let exchange = async {
             // A kept connection the server has closed meanwhile (its idle timeout)
             // is dropped before use, as a browser's pool does.
-            let mut conn = match slot.take().filter(|c| c.open()) {
+            let mut conn = match slot.take().filter(|c| c.open(now)) {
                 Some(c) => c,
                 None => Conn::connect(self.target).await?,
             };
@@ -357,11 +362,36 @@ impl Shot {
             Ok::<_, Failure>(answer.status)
         };
         // The whole exchange, connecting included, within the request's timeout.
-        match tokio::time::timeout(Duration::from_millis(self.spec.timeout_ms), exchange).await {
-            Err(_) => (None, Some("timeout".into())),
-            Ok(Ok(status)) if (200..300).contains(&status) => (Some(status), None),
-            Ok(Ok(status)) => (Some(status), Some(format!("status {status}"))),
-            Ok(Err(f)) => (None, Some(f.kind().into())),
+        match timer.until(now + Duration::from_millis(self.spec.timeout_ms), exchange).await {
+            None => (None, Some("timeout".into())),
+            Some(Ok(status)) if (200..300).contains(&status) => (Some(status), None),
+            Some(Ok(status)) => (Some(status), Some(format!("status {status}"))),
+            Some(Err(f)) => (None, Some(f.kind().into())),
+        }
+    }
+}
+
+/// A request's timeout on a timer its client keeps from one request to the next.
+/// `tokio::time::timeout` makes a timer per request, which is an insertion into
+/// the runtime's timer wheel and a removal under its lock each time; moving a kept
+/// timer's deadline later only marks it (the wheel catches up when the old
+/// deadline comes), so a closed-loop client's requests cost the wheel nothing.
+struct Timer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        Timer { sleep: Box::pin(tokio::time::sleep(Duration::ZERO)) }
+    }
+
+    /// `work`'s output, or None if `deadline` passed first.
+    async fn until<F: std::future::Future>(&mut self, deadline: Instant, work: F) -> Option<F::Output> {
+        self.sleep.as_mut().reset(deadline.into());
+        tokio::select! {
+            biased;
+            out = work => Some(out),
+            () = self.sleep.as_mut() => None,
         }
     }
 }
@@ -400,6 +430,12 @@ mod tests {
 
     /// A minimal HTTP server on loopback: answers every request after `delay`.
     fn server(delay: Duration) -> SocketAddr {
+        server_answering(delay, usize::MAX)
+    }
+
+    /// [`server`], which on each connection answers `answers` requests and then
+    /// holds the connection without answering.
+    fn server_answering(delay: Duration, answers: usize) -> SocketAddr {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -408,7 +444,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut conn = conn;
-                    loop {
+                    for _ in 0..answers {
                         let mut line = String::new();
                         let mut close = false;
                         loop {
@@ -427,6 +463,7 @@ mod tests {
                             return;
                         }
                     }
+                    std::thread::sleep(Duration::from_secs(30));
                 });
             }
         });
@@ -469,6 +506,23 @@ mod tests {
             assert!(w[1].sent_ms >= w[0].done_ms - 0.01, "{w:?}");
             assert!(w[0].latency_ms() >= 2.0);
         }
+    }
+
+    #[test]
+    fn a_clients_timeout_counts_from_each_of_its_requests() {
+        // 15 answers 20 ms apart on the one connection, then silence: the 16th
+        // request goes out about 300 ms after the first, past the first one's
+        // deadline, and the client's kept timer must give it its own 250 ms —
+        // neither fire during an answered request nor stay set to an old deadline.
+        let addr = server_answering(Duration::from_millis(20), 15);
+        let spec = LoadSpec { mode: Mode::Closed { clients: 1, think_ms: 0 }, connection: Connection::KeepAlive, dynamic_percent: 0, timeout_ms: 250, requests: Some(16) };
+        let recs = start(&spec, addr, None, Instant::now()).unwrap().wait().unwrap();
+        assert_eq!(recs.len(), 16);
+        assert!(recs[..15].iter().all(|r| r.ok()), "{recs:?}");
+        assert!(recs[14].sent_ms >= 250.0, "the answers came too fast to pass the first deadline: {recs:?}");
+        let last = &recs[15];
+        assert_eq!(last.error.as_deref(), Some("timeout"), "{last:?}");
+        assert!((250.0..1000.0).contains(&last.latency_ms()), "{last:?}");
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Conn {
     buf: Vec<u8>,
     /// Whether the server may take another request on this connection.
     pub reusable: bool,
-    /// When its last response was read.
+    /// When its last response was read (the caller's clock reading: `used_at`).
     last_used: Instant,
 }
 
@@ -105,15 +105,19 @@ impl Conn {
         if self.buf.is_empty() {
             let _ = self.stream.try_io(tokio::io::Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
         }
-        let answer = self.read_response().await?;
-        self.last_used = Instant::now();
-        Ok(answer)
+        self.read_response().await
     }
 
-    /// Whether a kept connection can carry another request: not closed by the
-    /// server while it sat idle (nothing to read on it, not even the end).
-    pub fn open(&self) -> bool {
-        if self.last_used.elapsed() < FRESH {
+    /// Notes when its last response was read: the generator reads the clock then
+    /// anyway, and a clock reading less per request is worth having.
+    pub fn used_at(&mut self, t: Instant) {
+        self.last_used = t;
+    }
+
+    /// Whether a kept connection can carry another request at `now`: not closed by
+    /// the server while it sat idle (nothing to read on it, not even the end).
+    pub fn open(&self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.last_used) < FRESH {
             return true;
         }
         let mut byte = 0u8;
@@ -130,9 +134,9 @@ impl Conn {
     }
 
     async fn read_response(&mut self) -> Result<Answer, Failure> {
-        let head_len = loop {
-            if let Some(end) = find_head_end(&self.buf) {
-                break end;
+        let (head_len, head) = loop {
+            if let Some(found) = parse_head(&self.buf)? {
+                break found;
             }
             if self.buf.len() > MAX_HEAD {
                 return Err(Failure::Body);
@@ -141,7 +145,6 @@ impl Conn {
                 return Err(Failure::Closed);
             }
         };
-        let head = parse_head(&self.buf[..head_len]).ok_or(Failure::Body)?;
         if head.chunked {
             // The guest's server never sends chunked responses.
             return Err(Failure::Body);
@@ -178,33 +181,30 @@ struct Head {
     close: bool,
 }
 
-/// Where the head ends (after its blank line), if it is all here.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
+/// The most header lines a response head may have (the guest's server sends 4).
+const MAX_HEADERS: usize = 64;
 
-/// Reads a response head (status line and headers, through the blank line).
-fn parse_head(head: &[u8]) -> Option<Head> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next()?;
-    let mut words = status_line.splitn(3, ' ');
-    let version = words.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status: u16 = words.next()?.parse().ok()?;
-    let http10 = version == "HTTP/1.0";
-    let mut h = Head { status, length: None, chunked: false, close: http10 };
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':')?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            h.length = Some(value.parse().ok()?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            h.chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("connection") {
-            for option in value.split(',').map(str::trim) {
+/// Reads a response head from the start of `buf` with `httparse` (hyper's parser):
+/// Ok(None) while it is not all here, else where it ends (after its blank line)
+/// and what it says; an error if the bytes are not an HTTP/1.x response head.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut headers);
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Failure::Body),
+    };
+    let status = r.code.ok_or(Failure::Body)?;
+    let mut h = Head { status, length: None, chunked: false, close: r.version == Some(0) };
+    for header in r.headers.iter() {
+        let value = || std::str::from_utf8(header.value).map(str::trim).map_err(|_| Failure::Body);
+        if header.name.eq_ignore_ascii_case("content-length") {
+            h.length = Some(value()?.parse().map_err(|_| Failure::Body)?);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            h.chunked = value()?.to_ascii_lowercase().contains("chunked");
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            for option in value()?.split(',').map(str::trim) {
                 if option.eq_ignore_ascii_case("close") {
                     h.close = true;
                 } else if option.eq_ignore_ascii_case("keep-alive") {
@@ -217,7 +217,7 @@ fn parse_head(head: &[u8]) -> Option<Head> {
     if (100..200).contains(&status) || status == 204 || status == 304 {
         h.length = Some(0);
     }
-    Some(h)
+    Ok(Some((len, h)))
 }
 
 #[cfg(test)]
@@ -226,19 +226,25 @@ mod tests {
 
     #[test]
     fn response_heads_are_read() {
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1043\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        let head = |b: &[u8]| parse_head(b).unwrap().unwrap().1;
+        let h = head(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1043\r\nConnection: keep-alive\r\n\r\n");
         assert_eq!(h, Head { status: 200, length: Some(1043), chunked: false, close: false });
-        let h = parse_head(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\n").unwrap();
+        let h = head(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\n");
         assert_eq!(h, Head { status: 503, length: Some(4), chunked: false, close: true });
-        let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+        let h = head(b"HTTP/1.0 200 OK\r\n\r\n");
         assert_eq!(h, Head { status: 200, length: None, chunked: false, close: true });
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().chunked);
-        assert_eq!(parse_head(b"HTTP/1.1 304 Not Modified\r\n\r\n").unwrap().length, Some(0));
+        assert!(head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").chunked);
+        assert_eq!(head(b"HTTP/1.1 304 Not Modified\r\n\r\n").length, Some(0));
+        // A header the client does not read may be any bytes.
+        assert_eq!(head(b"HTTP/1.1 200 OK\r\nServer: caf\xe9\r\nContent-Length: 2\r\n\r\n").length, Some(2));
         for bad in [&b"SSH-2.0-OpenSSH\r\n\r\n"[..], b"HTTP/1.1 abc OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n"] {
-            assert_eq!(parse_head(bad), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(parse_head(bad), Err(Failure::Body), "{}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
-        assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n"), None);
+        // Where the head ends, body or not; a head not yet complete is waited for.
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\n\r\nbody").unwrap().unwrap().0, 19);
+        for partial in [&b"HTTP/1.1 200 OK\r\n"[..], b"HTTP/1.1 200 OK\r\nContent-Len", b"HTT"] {
+            assert_eq!(parse_head(partial), Ok(None));
+        }
     }
 
     /// A server that answers each request with the next of `answers`, each written
@@ -251,7 +257,7 @@ mod tests {
             let mut req = [0u8; 1024];
             for a in answers {
                 let mut head = Vec::new();
-                while find_head_end(&head).is_none() {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
                     match s.read(&mut req).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => head.extend_from_slice(&req[..n]),

@@ -126,9 +126,10 @@ impl LoadSpec {
     }
 
     /// The path of request number `i`: `dynamic_percent` of them, spread evenly,
-    /// go to the key/value endpoint, each to a different key.
-    pub fn path(&self, i: u64) -> String {
+    /// go to the key/value endpoint, each to a different key (the others to `/`,
+    /// which costs no allocation).
+    pub fn path(&self, i: u64) -> std::borrow::Cow<'static, str> {
         let p = self.dynamic_percent as u64;
-        if (i + 1) * p / 100 > i * p / 100 { format!("/kv/{}", i.wrapping_mul(2_654_435_761) % 1_000_003) } else { "/".into() }
+        if (i + 1) * p / 100 > i * p / 100 { format!("/kv/{}", i.wrapping_mul(2_654_435_761) % 1_000_003).into() } else { "/".into() }
     }
 }
