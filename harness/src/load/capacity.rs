@@ -114,7 +114,7 @@ pub fn compare(secs: f64, clients: u32, threads: usize, target_rate: f64, rivals
 }
 
 /// How many times each keep-alive closed loop runs in [`compare`].
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 /// Of one tool's runs, the one with the median requests/s (runs without a figure
 /// count as slowest), its note naming every run's figure.
