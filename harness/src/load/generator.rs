@@ -327,14 +327,16 @@ impl Shot {
     /// connection, left in `conn` if it can be used again) and says how it went.
     async fn fire(&self, i: u64, intended: Instant, conn: &mut Option<Conn>, timer: &mut Timer) -> Request {
         let sent = Instant::now();
-        let (status, error) = if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
+        let full = self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight;
+        let (status, error) = if full {
             (None, Some(format!("not sent: {} requests in flight", self.max_in_flight)))
         } else {
             self.send(i, sent, conn, timer).await
         };
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let done = Instant::now();
-        if let Some(c) = conn {
+        // A connection this request did not use keeps its idle time (and its check).
+        if let Some(c) = conn.as_mut().filter(|_| !full) {
             c.used_at(done);
         }
         Request { intended_ms: ms_since(self.t0, intended), sent_ms: ms_since(self.t0, sent), done_ms: ms_since(self.t0, done), status, error }

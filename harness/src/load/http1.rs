@@ -181,7 +181,7 @@ struct Head {
     close: bool,
 }
 
-/// The most header lines a response head may have (the guest's server sends 4).
+/// The most header lines a response head may have (the guest's server sends 3 or 4).
 const MAX_HEADERS: usize = 64;
 
 /// Reads a response head from the start of `buf` with `httparse` (hyper's parser):
