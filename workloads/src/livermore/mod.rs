@@ -131,16 +131,25 @@ pub fn pass(ws: &mut Workspace, span: Span, scale: f64) -> Result<Pass, String> 
 fn pass_against(ws: &mut Workspace, span: Span, scale: f64, expected: fn(usize, Span) -> f64) -> Result<Pass, String> {
     let mut kernels = [KernelTime { kernel: 0, flops: 0.0, seconds: 0.0 }; KERNELS];
     for (slot, time) in kernels.iter_mut().enumerate() {
-        let k = slot + 1;
-        let reps = reps_for(k, span, scale);
-        init(ws, k, span);
-        let start = Instant::now();
-        let sum = execute(ws, k, span, reps);
-        let seconds = start.elapsed().as_secs_f64().max(1e-9);
-        check(k, span, sum, expected(k, span))?;
-        *time = KernelTime { kernel: k, flops: flops(k, span) * reps as f64, seconds };
+        *time = kernel_against(ws, slot + 1, span, scale, expected)?;
     }
     Ok(Pass { span, kernels })
+}
+
+/// Kernel `k`'s part of a [`pass`]: run [`reps_for`] times, timed, its checksum
+/// checked. A pass is these for kernels 1 to 24 in turn.
+pub fn kernel_in_pass(ws: &mut Workspace, k: usize, span: Span, scale: f64) -> Result<KernelTime, String> {
+    kernel_against(ws, k, span, scale, expected_checksum)
+}
+
+fn kernel_against(ws: &mut Workspace, k: usize, span: Span, scale: f64, expected: fn(usize, Span) -> f64) -> Result<KernelTime, String> {
+    let reps = reps_for(k, span, scale);
+    init(ws, k, span);
+    let start = Instant::now();
+    let sum = execute(ws, k, span, reps);
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    check(k, span, sum, expected(k, span))?;
+    Ok(KernelTime { kernel: k, flops: flops(k, span) * reps as f64, seconds })
 }
 
 #[cfg(test)]
