@@ -141,8 +141,9 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
         println!("\nLoad generator capacity against the guest's HTTP server on the host's loopback (same server for every tool)\n");
         println!("{}", migbench::report::capacity_table(figs));
     }
-    let mut code = print_sweep(&profile, &outcome)?;
+    // Read once: printed, then counted for the throughput and harness figures.
     let mut runs = sweep_records(&profile, &outcome)?;
+    let mut code = print_sweep(&profile, &outcome, runs.clone())?;
     let mut sweeps = vec![sweep_rate(&env, &profile, &outcome, &runs)];
     if let Some(other) = &other {
         let theirs = sweep_records(&profile, other)?;

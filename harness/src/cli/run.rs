@@ -75,7 +75,7 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
         opts.remote = Some(super::migrate::connect_remote(r, &p, &env).await?);
     }
     let outcome = run_sweep(&p, &env, &profile, &opts).await?;
-    print_sweep(&profile, &outcome)
+    print_sweep(&profile, &outcome, sweep_records(&profile, &outcome)?)
 }
 
 /// Runs the sweep, then draws the plots of what it wrote (the runner writes data only).
@@ -101,9 +101,9 @@ pub(crate) fn print_summary(profile: &Profile, runs: Vec<migbench::record::RunRe
     Ok(())
 }
 
-/// Prints a sweep's summary table and figures; exit 3 if any run did not complete healthy.
-pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome) -> Result<ExitCode> {
-    let records = sweep_records(profile, outcome)?;
+/// Prints a sweep's summary table and figures from its `records` ([`sweep_records`]);
+/// exit 3 if any run did not complete healthy.
+pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, records: Vec<migbench::record::RunRecord>) -> Result<ExitCode> {
     let bad = !all_counted(profile, &records);
     let dir = outcome.results.parent().unwrap_or(std::path::Path::new("."));
     print_summary(profile, records, dir)?;

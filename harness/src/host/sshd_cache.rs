@@ -132,7 +132,6 @@ mod tests {
         assert!(library_packages("").is_empty());
     }
 
-
     #[test]
     fn the_sftp_server_is_found_beside_sshd() {
         let root = tempfile::tempdir().unwrap();

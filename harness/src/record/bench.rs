@@ -109,7 +109,6 @@ pub struct SweepRateRecord {
     pub results: String,
 }
 
-
 impl SweepRateRecord {
     /// The record of a sweep whose runs are `runs` (every one, counted or not: the
     /// sweep spent its time on all of them).
