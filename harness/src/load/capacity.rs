@@ -106,15 +106,22 @@ pub fn compare(secs: f64, clients: u32, threads: usize, target_rate: f64, rivals
             runs[k].push(fig);
         }
     }
-    let [ours_ka, wrk, ab, oha] = runs;
-    let mut figs = vec![median(ours_ka), ours_closed(addr, secs, clients, threads, Connection::PerRequest)?, ours_open(addr, secs, target_rate)?];
-    figs.extend([median(wrk), median(ab), median(oha)]);
-    with_ratios(&mut figs);
+    let [ours_ka, rivals @ ..] = runs;
+    let mut figs = vec![median(ours_ka.clone()), ours_closed(addr, secs, clients, threads, Connection::PerRequest)?, ours_open(addr, secs, target_rate)?];
+    for theirs in rivals {
+        let mut fig = median(theirs.clone());
+        if let Some((ratio, each)) = paired_ratio(&ours_ka, &theirs) {
+            fig.ratio = Some(ratio);
+            let each: Vec<String> = each.iter().map(|r| format!("{r:.2}")).collect();
+            fig.note = format!("{}; ours ÷ it round by round: {}", fig.note, each.join(", "));
+        }
+        figs.push(fig);
+    }
     Ok(figs)
 }
 
 /// How many times each keep-alive closed loop runs in [`compare`].
-pub const ROUNDS: usize = 5;
+pub const ROUNDS: usize = 7;
 
 /// Of one tool's runs, the one with the median requests/s (runs without a figure
 /// count as slowest), its note naming every run's figure.
@@ -146,15 +153,31 @@ fn noted(mut fig: Figure, found: &Found) -> Figure {
     fig
 }
 
-/// Sets each other tool's ratio: our closed keep-alive loop's requests/s ÷ its.
-pub fn with_ratios(figs: &mut [Figure]) {
-    let ours = figs.iter().find(|f| f.tool == "migbench" && f.setting.starts_with("closed:") && f.setting.contains("keep-alive")).and_then(|f| f.requests_per_s);
-    for f in figs.iter_mut().filter(|f| f.tool != "migbench") {
-        f.ratio = match (ours, f.requests_per_s) {
+/// Ours ÷ theirs: the median over the rounds of our run's requests/s ÷ the tool's
+/// run of the same round (`ours[i]` and `theirs[i]`, rounds where either has no
+/// figure left out), with each round's ratio in order. The two runs of a round are
+/// seconds apart, so a host whose load drifts over the minutes of a comparison (it
+/// does: other virtual machines share it) weighs on both sides of each ratio alike,
+/// where a ratio of the two medians would set a run from a quiet minute against one
+/// from a busy minute.
+pub fn paired_ratio(ours: &[Figure], theirs: &[Figure]) -> Option<(f64, Vec<f64>)> {
+    let each: Vec<f64> = ours
+        .iter()
+        .zip(theirs)
+        .filter_map(|(o, t)| match (o.requests_per_s, t.requests_per_s) {
             (Some(o), Some(t)) if t > 0.0 => Some(o / t),
             _ => None,
-        };
-    }
+        })
+        .collect();
+    let mut sorted = each.clone();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let mid = match n {
+        0 => return None,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    Some((mid, each))
 }
 
 fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64, threads: usize) -> Result<Vec<Request>> {
@@ -189,17 +212,23 @@ mod tests {
     }
 
     #[test]
-    fn ratios_are_ours_over_theirs() {
-        let mut figs = vec![
-            fig("migbench", "closed:32, keep-alive, 2 threads", Some(60.0)),
-            fig("migbench", "closed:32, per-request, 2 threads", Some(10.0)),
-            fig("wrk", "-t2 -c32, keep-alive", Some(50.0)),
-            fig("ab", "-k -c 32, 1 thread", Some(120.0)),
-            Figure::absent("oha", "-c 32".into(), "not on PATH"),
-        ];
-        with_ratios(&mut figs);
-        let ratios: Vec<Option<f64>> = figs.iter().map(|f| f.ratio).collect();
-        assert_eq!(ratios, [None, None, Some(1.2), Some(0.5), None]);
+    fn ratios_pair_the_runs_of_each_round() {
+        let runs = |rates: &[Option<f64>]| -> Vec<Figure> { rates.iter().map(|r| fig("t", "", *r)).collect() };
+        // Round by round 1.2, 0.5, 2.0: the median is 1.2, though the medians of
+        // the two tools' runs (60 and 100) would say 0.6.
+        let ours = runs(&[Some(60.0), Some(50.0), Some(200.0)]);
+        let theirs = runs(&[Some(50.0), Some(100.0), Some(100.0)]);
+        assert_eq!(paired_ratio(&ours, &theirs), Some((1.2, vec![1.2, 0.5, 2.0])));
+        // A round without a figure on either side is left out; an even count
+        // takes the middle two.
+        let ours = runs(&[Some(60.0), None, Some(90.0), Some(30.0), Some(10.0)]);
+        let theirs = runs(&[Some(60.0), Some(10.0), Some(30.0), None, Some(20.0)]);
+        assert_eq!(paired_ratio(&ours, &theirs), Some((1.0, vec![1.0, 3.0, 0.5])));
+        let (mid, _) = paired_ratio(&runs(&[Some(4.0), Some(1.0)]), &runs(&[Some(2.0), Some(2.0)])).unwrap();
+        assert_eq!(mid, 1.25);
+        // A tool that ran once without a figure (not installed) has no ratio.
+        assert_eq!(paired_ratio(&ours, &[Figure::absent("oha", "-c 32".into(), "not on PATH")]), None);
+        assert_eq!(paired_ratio(&ours, &runs(&[Some(0.0)])), None);
     }
 
     #[test]
