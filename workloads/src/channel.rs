@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 /// the lock, so their messages never interleave.
 pub struct Channel {
     port: Mutex<(File, u64)>,
-    /// A second handle for reading orders (the port opens only once).
-    orders: File,
+    /// A second handle for reading orders (the port opens only once), with the
+    /// bytes read from it and not yet handed out: [`Channel::wait_for`] and then
+    /// [`Channel::read_orders`] take lines from the same buffer, so a line that
+    /// arrived in the same read as the one `wait_for` took is not lost.
+    orders: Mutex<(File, Lines)>,
 }
 
 impl Channel {
@@ -25,7 +28,7 @@ impl Channel {
         loop {
             match find_port() {
                 Some(dev) => match OpenOptions::new().read(true).write(true).open(&dev).and_then(|p| Ok((p.try_clone()?, p))) {
-                    Ok((orders, port)) => return Ok(Channel { port: Mutex::new((port, 0)), orders }),
+                    Ok((orders, port)) => return Ok(Channel { port: Mutex::new((port, 0)), orders: Mutex::new((orders, Lines::default())) }),
                     Err(e) if Instant::now() > deadline => return Err(format!("open {}: {e}", dev.display())),
                     Err(_) => {}
                 },
@@ -55,9 +58,10 @@ impl Channel {
     /// connected (between a migration's two QEMUs) a read returns at once with
     /// nothing: wait a little and read again.
     pub fn read_orders(&self, mut obey: impl FnMut(&str)) -> ! {
-        let mut lines = Lines::default();
+        let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        let (port, lines) = &mut *orders;
         loop {
-            lines.next(&self.orders, &mut |line| {
+            lines.next(port, &mut |line| {
                 obey(line);
                 false
             });
@@ -65,12 +69,13 @@ impl Channel {
     }
 
     /// Reads lines until `take` returns something for one, and returns that (the
-    /// lines before it are dropped).
+    /// lines before it are dropped, the ones after it kept for the next reader).
     pub fn wait_for<T>(&self, mut take: impl FnMut(&str) -> Option<T>) -> T {
-        let mut lines = Lines::default();
+        let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        let (port, lines) = &mut *orders;
         let mut found = None;
         while found.is_none() {
-            lines.next(&self.orders, &mut |line| {
+            lines.next(port, &mut |line| {
                 found = take(line);
                 found.is_some()
             });
@@ -86,8 +91,12 @@ struct Lines {
 }
 
 impl Lines {
-    /// One read, then each whole line to `each` until it returns true (done).
+    /// Each whole line already read, then (unless `each` returned true: done) one
+    /// read and each whole line of it, to `each` until it returns true.
     fn next(&mut self, mut port: &File, each: &mut dyn FnMut(&str) -> bool) {
+        if self.hand_out(each) {
+            return;
+        }
         let mut buf = [0u8; 512];
         match port.read(&mut buf) {
             Ok(n) if n > 0 => self.pending.extend_from_slice(&buf[..n]),
@@ -98,16 +107,24 @@ impl Lines {
                 std::thread::sleep(Duration::from_millis(50))
             }
         }
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            if each(String::from_utf8_lossy(&line).trim()) {
-                return;
-            }
+        if self.hand_out(each) {
+            return;
         }
         // A line longer than any order is garbage: drop it rather than grow.
         if self.pending.len() > 4096 {
             self.pending.clear();
         }
+    }
+
+    /// Each whole line in `pending` to `each`, until it returns true (then true).
+    fn hand_out(&mut self, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if each(String::from_utf8_lossy(&line).trim()) {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -122,4 +139,57 @@ fn find_port() -> Option<PathBuf> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A channel whose orders come from a pipe holding `text`, its writing end
+    /// closed: reads return what the host sent, then nothing, as a port does when
+    /// no host is connected.
+    fn channel_reading(text: &str) -> Channel {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are new and owned by nothing else.
+        let (orders, mut host) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        host.write_all(text.as_bytes()).unwrap();
+        drop(host);
+        let out = OpenOptions::new().write(true).open("/dev/null").unwrap();
+        Channel { port: Mutex::new((out, 0)), orders: Mutex::new((orders, Lines::default())) }
+    }
+
+    #[test]
+    fn lines_read_with_the_one_waited_for_go_to_the_next_reader() {
+        // One read brings the line waited for and the two after it.
+        let channel = channel_reading("noise\nORDERS a=1\nPING 7\nCAP 50\n");
+        let got = channel.wait_for(|l| l.strip_prefix("ORDERS ").map(str::to_string));
+        assert_eq!(got, "a=1", "the lines before it are dropped");
+        let mut orders = channel.orders.lock().unwrap();
+        let (port, lines) = &mut *orders;
+        let mut seen = Vec::new();
+        // The file is at its end: the next read returns nothing, and the kept
+        // lines must come out before it.
+        lines.next(port, &mut |l| {
+            seen.push(l.to_string());
+            false
+        });
+        assert_eq!(seen, ["PING 7", "CAP 50"]);
+    }
+
+    #[test]
+    fn a_half_line_is_dropped_when_the_host_goes_away() {
+        let channel = channel_reading("ORDERS a=1\nPING");
+        channel.wait_for(|l| l.strip_prefix("ORDERS ").map(|_| ()));
+        let mut orders = channel.orders.lock().unwrap();
+        let (port, lines) = &mut *orders;
+        let mut seen = Vec::new();
+        lines.next(port, &mut |l| {
+            seen.push(l.to_string());
+            false
+        });
+        assert!(seen.is_empty() && lines.pending.is_empty(), "{seen:?}");
+    }
 }
