@@ -161,35 +161,34 @@ mod tests {
         Channel { port: Mutex::new((out, 0)), orders: Mutex::new((orders, Lines::default())) }
     }
 
+    /// The lines the order reader's next turn hands out (its read at the pipe's
+    /// end returns nothing), and the bytes it keeps after it.
+    fn next_turn(channel: &Channel) -> (Vec<String>, Vec<u8>) {
+        let mut orders = channel.orders.lock().unwrap();
+        let (port, lines) = &mut *orders;
+        let mut seen = Vec::new();
+        lines.next(port, &mut |l| {
+            seen.push(l.to_string());
+            false
+        });
+        (seen, lines.pending.clone())
+    }
+
     #[test]
     fn lines_read_with_the_one_waited_for_go_to_the_next_reader() {
         // One read brings the line waited for and the two after it.
         let channel = channel_reading("noise\nORDERS a=1\nPING 7\nCAP 50\n");
         let got = channel.wait_for(|l| l.strip_prefix("ORDERS ").map(str::to_string));
         assert_eq!(got, "a=1", "the lines before it are dropped");
-        let mut orders = channel.orders.lock().unwrap();
-        let (port, lines) = &mut *orders;
-        let mut seen = Vec::new();
-        // The file is at its end: the next read returns nothing, and the kept
-        // lines must come out before it.
-        lines.next(port, &mut |l| {
-            seen.push(l.to_string());
-            false
-        });
-        assert_eq!(seen, ["PING 7", "CAP 50"]);
+        // The kept lines come out before the read that finds the pipe at its end.
+        assert_eq!(next_turn(&channel).0, ["PING 7", "CAP 50"]);
     }
 
     #[test]
     fn a_half_line_is_dropped_when_the_host_goes_away() {
         let channel = channel_reading("ORDERS a=1\nPING");
         channel.wait_for(|l| l.strip_prefix("ORDERS ").map(|_| ()));
-        let mut orders = channel.orders.lock().unwrap();
-        let (port, lines) = &mut *orders;
-        let mut seen = Vec::new();
-        lines.next(port, &mut |l| {
-            seen.push(l.to_string());
-            false
-        });
-        assert!(seen.is_empty() && lines.pending.is_empty(), "{seen:?}");
+        let (seen, kept) = next_turn(&channel);
+        assert!(seen.is_empty() && kept.is_empty(), "{seen:?} {kept:?}");
     }
 }
