@@ -219,11 +219,11 @@ mod tests {
         let ours = runs(&[Some(60.0), Some(50.0), Some(200.0)]);
         let theirs = runs(&[Some(50.0), Some(100.0), Some(100.0)]);
         assert_eq!(paired_ratio(&ours, &theirs), Some((1.2, vec![1.2, 0.5, 2.0])));
-        // A round without a figure on either side is left out; an even count
-        // takes the middle two.
+        // A round missing a figure on either side is left out.
         let ours = runs(&[Some(60.0), None, Some(90.0), Some(30.0), Some(10.0)]);
         let theirs = runs(&[Some(60.0), Some(10.0), Some(30.0), None, Some(20.0)]);
         assert_eq!(paired_ratio(&ours, &theirs), Some((1.0, vec![1.0, 3.0, 0.5])));
+        // An even count takes the middle two.
         let (mid, _) = paired_ratio(&runs(&[Some(4.0), Some(1.0)]), &runs(&[Some(2.0), Some(2.0)])).unwrap();
         assert_eq!(mid, 1.25);
         // A tool that ran once without a figure (not installed) has no ratio.
