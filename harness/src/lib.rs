@@ -15,4 +15,5 @@ pub mod rank;
 pub mod record;
 pub mod report;
 pub mod setup;
+pub mod stats;
 pub mod summary;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// The layers, earliest first: each file belongs to the one with the longest
 /// matching path prefix (relative to `harness/src`).
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["host/", "qmp.rs"]),
+    ("base", &["host/", "qmp.rs", "stats.rs"]),
     // What to run: the vocabulary a profile, the CLI and a record speak.
     ("spec", &["migration/scenario.rs", "migration/link_speed.rs", "migration/strategy.rs", "machine/hardware.rs", "network/address.rs", "network/shape.rs", "load/spec.rs"]),
     ("profile", &["experiment/profile.rs"]),

@@ -174,7 +174,7 @@ const BOOT_RAM_MIB: u32 = 256;
 
 /// Boot-to-READY times, fresh and restored from a snapshot.
 struct BootTimes {
-    stats: Vec<(migbench::machine::boot::Booted, migbench::summary::stats::Stats)>,
+    stats: Vec<(migbench::machine::boot::Booted, migbench::stats::Stats)>,
     /// The snapshot the restored boots came from.
     snapshot: Option<migbench::machine::snapshot::SnapshotInfo>,
 }
@@ -209,7 +209,7 @@ async fn boot_times(p: &Platform, env: &Environment, a: &BenchArgs, opts: &Sweep
             times.push(t);
         }
         f.append(&BootRecord::new(env.clone(), BOOT_RAM_MIB, 1, want, times.clone()))?;
-        stats.extend(migbench::summary::stats::Stats::of(&times).map(|s| (want, s)));
+        stats.extend(migbench::stats::Stats::of(&times).map(|s| (want, s)));
     }
     Ok(BootTimes { stats, snapshot: snapshot::made(&emulator.qemu, &emulator.machine, &p.image, &spec) })
 }

@@ -169,15 +169,7 @@ pub fn paired_ratio(ours: &[Figure], theirs: &[Figure]) -> Option<(f64, Vec<f64>
             _ => None,
         })
         .collect();
-    let mut sorted = each.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let mid = match n {
-        0 => return None,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    };
-    Some((mid, each))
+    Some((crate::stats::median(&each)?, each))
 }
 
 fn run_for(spec: &LoadSpec, addr: SocketAddr, secs: f64, threads: usize) -> Result<Vec<Request>> {

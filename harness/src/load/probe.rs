@@ -239,7 +239,7 @@ impl ProbeLog {
             lost_outside,
             lost_stretches: stretches,
             outage,
-            rtt_before_p50_ms: rtt.get(rtt.len() / 2).copied(),
+            rtt_before_p50_ms: crate::stats::median(&rtt),
             rtt_before_max_ms: rtt.last().copied(),
         }
     }

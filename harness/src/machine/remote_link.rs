@@ -194,9 +194,7 @@ pub fn round_trip_ms(addr: std::net::SocketAddr) -> Result<f64> {
     if times.len() < RTT_SAMPLES / 2 {
         bail!("measuring the round trip to {addr}: {} of {RTT_SAMPLES} TCP connections were not answered ({})", failures.len(), failures.join("; "));
     }
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    Ok(if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 })
+    crate::stats::median(&times).with_context(|| format!("measuring the round trip to {addr}: no TCP connection was answered"))
 }
 
 /// Why a round trip of `measured_ms` says `shape` is not on the link, if it does:

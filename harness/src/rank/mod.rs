@@ -10,7 +10,7 @@ pub mod cluster;
 pub mod cluster_hosts;
 pub mod vms;
 
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use serde::Serialize;
 
 /// A VM measured over repeated migrations.

@@ -4,7 +4,7 @@
 
 use super::{Metric, Ranked, by_metric_then_tiebreak};
 use crate::summary::cell_runs::CellRuns;
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use crate::record::RunRecord;
 use crate::machine::hardware::GuestSpec;
 use crate::migration::scenario::Scenario;

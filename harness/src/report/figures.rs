@@ -9,7 +9,7 @@ use crate::experiment::profile::{Cell, Profile};
 use crate::migration::measurement::Measurement;
 use crate::record::RunRecord;
 use crate::summary::cell_runs::{CellRuns, counts};
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use anyhow::Result;
 use std::path::Path;
 

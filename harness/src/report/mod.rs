@@ -165,7 +165,7 @@ pub fn summary_table(cells: &[crate::summary::cells::CellSummary]) -> String {
         src_send_cpu_ms: String,
         slowdown_pct: String,
     }
-    let s = |v: &Option<crate::summary::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let s = |v: &Option<crate::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = cells
         .iter()
         .map(|c| Row {
@@ -208,7 +208,7 @@ pub fn postcopy_table(cells: &[crate::summary::cells::CellSummary]) -> Option<St
         qemu_fault_latency_ms: String,
         total_time_ms: String,
     }
-    let s = |v: &Option<crate::summary::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let s = |v: &Option<crate::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = cells
         .iter()
         .filter(|c| c.postcopy_requests.is_some() || c.postcopy_blocktime_ms.is_some())
@@ -236,7 +236,7 @@ pub fn rank_table(rows: &[crate::rank::vms::VmRow], ranking: &crate::rank::vms::
     b.push_record([
         "place", "vm", "runs", "total_time_ms", "downtime_ms", "transferred_mib", "service_downtime_ms", "slowdown_pct", "dirty_mib_s", "predicted_total_s", "why",
     ]);
-    let s = |v: &Option<crate::summary::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
+    let s = |v: &Option<crate::stats::Stats>, d: usize| v.map(|x| x.show(d)).unwrap_or_else(|| "-".into());
     let mut push = |place: String, r: &crate::rank::vms::VmRow, why: &str| {
         let predicted = match &r.predicted {
             Some(p) if p.converges => p.total_s.map(|t| format!("{t:.1}")).unwrap_or_else(|| "-".into()),

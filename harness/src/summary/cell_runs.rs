@@ -4,7 +4,7 @@
 //! interval, a rank, a gate or a plan. The others stay in the record and are named
 //! (with why) wherever a cell has fewer counted runs than runs.
 
-use super::stats::Stats;
+use crate::stats::Stats;
 use crate::record::RunRecord;
 use crate::migration::measurement::{Measurement, Outcome};
 

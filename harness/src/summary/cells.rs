@@ -2,7 +2,7 @@
 //! cell's counted runs (see [`CellRuns`]).
 
 use super::cell_runs::CellRuns;
-use super::stats::Stats;
+use crate::stats::Stats;
 use crate::experiment::profile::Profile;
 use crate::migration::measurement::Measurement;
 use crate::record::RunRecord;

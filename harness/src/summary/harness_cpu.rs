@@ -2,7 +2,7 @@
 //! figure `bench` sets beside its target.
 
 use super::cell_runs::CellRuns;
-use super::stats::Stats;
+use crate::stats::Stats;
 use crate::record::RunRecord;
 
 /// What the harness may use of one core while it samples a running migration.

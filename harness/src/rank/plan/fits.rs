@@ -3,7 +3,7 @@
 use crate::rank::vms;
 use crate::record::RunRecord;
 use crate::summary::cell_runs::CellRuns;
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use serde::Serialize;
 
 /// A least-squares line total_time_ms = a + b · RAM_MiB.

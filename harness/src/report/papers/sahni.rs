@@ -14,7 +14,7 @@ use crate::migration::strategy::Strategy;
 use crate::rank::overlap;
 use crate::record::RunRecord;
 use crate::summary::cell_runs::CellRuns;
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use migbench_guest::orders::{DirtyMode, Workload};
 use tabled::builder::Builder;
 use tabled::settings::Style;

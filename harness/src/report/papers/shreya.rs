@@ -5,7 +5,7 @@
 //! line whether it does.
 
 use crate::summary::cell_runs::CellRuns;
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use crate::record::RunRecord;
 use crate::rank::{self, Candidate};
 use tabled::builder::Builder;

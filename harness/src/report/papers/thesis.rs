@@ -19,7 +19,7 @@ use crate::rank::predict::{self, Prediction, VmProfile};
 use crate::rank::vms::{self, VmRow};
 use crate::record::RunRecord;
 use crate::summary::cell_runs::CellRuns;
-use crate::summary::stats::Stats;
+use crate::stats::Stats;
 use migbench_guest::orders::{DirtyMode, Workload};
 use tabled::builder::Builder;
 use tabled::settings::Style;

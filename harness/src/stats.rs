@@ -1,5 +1,6 @@
 //! Statistics of repeated runs: mean, standard deviation and the 95 % confidence
-//! interval of the mean (Student's t, since repetitions are few).
+//! interval of the mean (Student's t, since repetitions are few), and the median
+//! every part of the harness takes, from a summary's cells to a link's round trip.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +42,10 @@ impl Stats {
         let mean = v.iter().sum::<f64>() / n as f64;
         let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         let ci95 = (n > 1).then(|| t_975(n - 1) * sd / (n as f64).sqrt());
-        let mut sorted = v.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        Some(Stats { n, mean, sd, ci95, median, min: sorted[0], max: sorted[n - 1] })
+        let median = median(&v)?;
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(Stats { n, mean, sd, ci95, median, min, max })
     }
 
     /// "812.3 ± 40.1 (sd 25.8)": mean ± 95 % CI and the standard deviation (or just
@@ -54,6 +55,19 @@ impl Stats {
             Some(ci) => format!("{:.*} ± {:.*} (sd {:.*})", decimals, self.mean, decimals, ci, decimals, self.sd),
             None => format!("{:.*}", decimals, self.mean),
         }
+    }
+}
+
+/// The median of `values`' finite numbers: the middle one, or the mean of the two
+/// middle ones when their count is even; `None` when there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -74,6 +88,16 @@ mod tests {
         assert_eq!(s.show(1), "5.0 ± 4.1 (sd 2.6)");
         assert_eq!(s.median, 5.0);
         assert_eq!(Stats::of(&[3.0, 1.0, 2.0]).unwrap().median, 2.0);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_two_middle_ones() {
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[7.0]), Some(7.0));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN]), None);
+        assert_eq!(median(&[1.0, f64::NAN, 3.0, f64::INFINITY]), Some(2.0));
     }
 
     #[test]
