@@ -105,7 +105,7 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
     } else {
         None
     };
-    let outcome = run_sweep(&p, &env, &profile, &opts).await?;
+    let (outcome, mut runs) = run_sweep(&p, &env, &profile, &opts).await?;
     let other = if a.no_reuse_comparison {
         None
     } else {
@@ -141,16 +141,14 @@ pub(crate) async fn bench(image: &ImageArgs, a: &BenchArgs) -> Result<ExitCode> 
         println!("\nLoad generator capacity against the guest's HTTP server on the host's loopback (same server for every tool)\n");
         println!("{}", migbench::report::capacity_table(figs));
     }
-    // Read once: printed, then counted for the throughput and harness figures.
-    let mut runs = sweep_records(&profile, &outcome)?;
+    // Printed, then counted for the throughput and harness figures.
     let mut code = print_sweep(&profile, &outcome, runs.clone())?;
     let mut sweeps = vec![sweep_rate(&env, &profile, &outcome, &runs)];
-    if let Some(other) = &other {
-        let theirs = sweep_records(&profile, other)?;
+    if let Some((other, theirs)) = other {
         if !all_counted(&profile, &theirs) {
             code = ExitCode::from(3);
         }
-        sweeps.push(sweep_rate(&env, &profile, other, &theirs));
+        sweeps.push(sweep_rate(&env, &profile, &other, &theirs));
         runs.extend(theirs);
         eprintln!("migbench: results with guest reuse {} in {}", if other.reuse { "on" } else { "off" }, other.results.display());
     }

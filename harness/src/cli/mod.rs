@@ -44,7 +44,7 @@ pub(crate) use report::ReportArgs;
 pub(crate) use reproduce::ReproduceArgs;
 pub(crate) use setup::print_image;
 pub(crate) use report::print_written;
-pub(crate) use run::{RunArgs, SweepArgs, all_counted, print_summary, print_sweep, run_sweep, sweep_options, sweep_records};
+pub(crate) use run::{RunArgs, SweepArgs, all_counted, print_summary, print_sweep, run_sweep, sweep_options};
 
 #[derive(Parser)]
 #[command(name = "migbench", version, about = "Benchmark QEMU live migration on real guests")]

@@ -41,8 +41,8 @@ pub(crate) async fn rank(image: &ImageArgs, a: &RankArgs) -> Result<ExitCode> {
     if a.validate {
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-validate", profile.name)));
         let opts = sweep_options(&a.sweep, out, false, Shard::default())?;
-        let outcome = run_sweep(&p, &env, &profile, &opts).await?;
-        print_ranking(&migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name), a.objective);
+        let (outcome, records) = run_sweep(&p, &env, &profile, &opts).await?;
+        print_ranking(&records, a.objective);
         eprintln!("migbench: results in {}", outcome.results.display());
         return Ok(ExitCode::SUCCESS);
     }

@@ -85,8 +85,8 @@ pub(crate) async fn reproduce(image: &ImageArgs, a: &ReproduceArgs) -> Result<Ex
         let opts = sweep_options(&a.sweep, dir.clone(), a.resume, Shard::default())?;
         let (Some(p), Some(env)) = (&platform, &env) else { unreachable!("guests were prepared") };
         println!("\n== {name} ==");
-        let outcome = run_sweep(p, env, &profile, &opts).await?;
-        bad |= print_sweep(&profile, &outcome, sweep_records(&profile, &outcome)?)? != ExitCode::SUCCESS;
+        let (outcome, records) = run_sweep(p, env, &profile, &opts).await?;
+        bad |= print_sweep(&profile, &outcome, records)? != ExitCode::SUCCESS;
         let records = migbench::record::file::load(&dir)?;
         groups.extend(document::group_by_profile(records, Some(&profile), &dir, &dir.display().to_string()));
     }

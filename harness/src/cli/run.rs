@@ -74,15 +74,24 @@ pub(crate) async fn run(image: &ImageArgs, a: &RunArgs) -> Result<ExitCode> {
     if let Some(r) = &remote {
         opts.remote = Some(super::migrate::connect_remote(r, &p, &env).await?);
     }
-    let outcome = run_sweep(&p, &env, &profile, &opts).await?;
-    print_sweep(&profile, &outcome, sweep_records(&profile, &outcome)?)
+    let (outcome, records) = run_sweep(&p, &env, &profile, &opts).await?;
+    print_sweep(&profile, &outcome, records)
 }
 
-/// Runs the sweep, then draws the plots of what it wrote (the runner writes data only).
-pub(crate) async fn run_sweep(p: &Platform, env: &Environment, profile: &Profile, opts: &SweepOptions) -> Result<sweep::SweepOutcome> {
+/// Runs the sweep, then draws the plots of what it wrote (the runner writes data
+/// only), and gives back the outcome with the runs of `profile` in its results file.
+/// The file is read once, for the plots and the caller alike.
+pub(crate) async fn run_sweep(
+    p: &Platform,
+    env: &Environment,
+    profile: &Profile,
+    opts: &SweepOptions,
+) -> Result<(sweep::SweepOutcome, Vec<migbench::record::RunRecord>)> {
+    use migbench::record::file;
     let outcome = sweep::run(p, env, profile, opts).await?;
-    migbench::report::plot::write_latency_plots(&opts.out, &migbench::record::file::read_runs(&outcome.results)?);
-    Ok(outcome)
+    let runs = file::read_runs(&outcome.results)?;
+    migbench::report::plot::write_latency_plots(&opts.out, &runs);
+    Ok((outcome, file::of_profile(runs, &profile.name)))
 }
 
 pub(crate) fn sweep_options(a: &SweepArgs, out: PathBuf, resume: bool, shard: Shard) -> Result<SweepOptions> {
@@ -101,7 +110,7 @@ pub(crate) fn print_summary(profile: &Profile, runs: Vec<migbench::record::RunRe
     Ok(())
 }
 
-/// Prints a sweep's summary table and figures from its `records` ([`sweep_records`]);
+/// Prints a sweep's summary table and figures from its `records` (as [`run_sweep`] gives them);
 /// exit 3 if any run did not complete healthy.
 pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, records: Vec<migbench::record::RunRecord>) -> Result<ExitCode> {
     let bad = !all_counted(profile, &records);
@@ -117,11 +126,6 @@ pub(crate) fn print_sweep(profile: &Profile, outcome: &sweep::SweepOutcome, reco
     );
     eprintln!("migbench: results in {}", outcome.results.display());
     Ok(if bad { ExitCode::from(3) } else { ExitCode::SUCCESS })
-}
-
-/// The runs of `profile` a sweep wrote.
-pub(crate) fn sweep_records(profile: &Profile, outcome: &sweep::SweepOutcome) -> Result<Vec<migbench::record::RunRecord>> {
-    Ok(migbench::record::file::of_profile(migbench::record::file::read_runs(&outcome.results)?, &profile.name))
 }
 
 /// Whether every run of every cell counts (completed, healthy, strategy at work).
