@@ -1,6 +1,6 @@
 //! Statistics of repeated runs: mean, standard deviation and the 95 % confidence
 //! interval of the mean (Student's t, since repetitions are few), and the median
-//! every part of the harness takes, from a summary's cells to a link's round trip.
+//! of a set of figures, from a summary's cells to a link's round trip.
 
 use serde::{Deserialize, Serialize};
 

@@ -194,7 +194,7 @@ pub fn round_trip_ms(addr: std::net::SocketAddr) -> Result<f64> {
     if times.len() < RTT_SAMPLES / 2 {
         bail!("measuring the round trip to {addr}: {} of {RTT_SAMPLES} TCP connections were not answered ({})", failures.len(), failures.join("; "));
     }
-    crate::stats::median(&times).with_context(|| format!("measuring the round trip to {addr}: no TCP connection was answered"))
+    crate::stats::median(&times).with_context(|| format!("measuring the round trip to {addr}: no time was measured"))
 }
 
 /// Why a round trip of `measured_ms` says `shape` is not on the link, if it does:

@@ -336,6 +336,9 @@ pub fn validate(rows: &[VmRow]) -> Option<Validation> {
     let convergence_disagreements: Vec<(String, bool, bool)> = judged.into_iter().filter(|(_, p, m)| p != m).collect();
     let mut errors: Vec<(f64, &str)> = pairs.iter().map(|(r, p, m)| (error_percent(*p, *m), r.label.as_str())).collect();
     errors.sort_by(|a, b| a.0.abs().total_cmp(&b.0.abs()));
+    // Not `stats::median`: the figure is one VM's own signed error (the middle one
+    // by size, the larger of the two middle ones for an even count), so its sign
+    // still says whether the model guessed high or low.
     let median = errors.get(errors.len() / 2).map(|e| e.0);
     let (worst, worst_label) = match errors.last() {
         Some(e) => (Some(e.0), e.1.to_string()),
