@@ -467,13 +467,6 @@ fn recorded_events(sides: &[(&str, Vec<Event>)], t0: Instant) -> Vec<RecordedEve
     out
 }
 
-/// Checks that the guest runs on `here`: QEMU says "running", heartbeats arrive
-/// there and keep coming, no Oops/BUG/panic shows on either console, the guest's
-/// stamped memory verifies page by page and no workload failed its self-check. On the
-/// destination the first heartbeat must continue the source's sequence (a lower
-/// number would mean the guest rebooted); on the source (after a cancel) the beats
-/// must carry on past the last one seen. Also notes `other`'s run state (`None`: no
-
 #[cfg(test)]
 mod tests {
     use super::*;

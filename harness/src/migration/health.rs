@@ -46,6 +46,12 @@ pub(super) async fn guest_lost(src: &mut Machine, dst: &mut Machine, why: &str) 
     }
 }
 
+/// Checks that the guest runs on `here`: QEMU says "running", heartbeats arrive
+/// there and keep coming, no Oops/BUG/panic shows on either console, the guest's
+/// stamped memory verifies page by page and no workload failed its self-check. On the
+/// destination the first heartbeat must continue the source's sequence (a lower
+/// number would mean the guest rebooted); on the source (after a cancel) the beats
+/// must carry on past the last one seen. Also notes `other`'s run state (`None`: no
 /// other QEMU was started, the guest never left `here`, the source).
 pub(super) async fn check_guest(here: &mut Machine, mut other: Option<&mut Machine>, runs_on: &str) -> Health {
     let moved = runs_on == "destination" && other.is_some();
