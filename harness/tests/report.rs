@@ -217,7 +217,7 @@ fn papers_results(tmp: &Path, name: &str, workload: &str, strategy: &str) -> (Pa
     let text = std::fs::read_to_string(data().with_file_name("papers").join(format!("{name}.jsonl"))).unwrap();
     let mut recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let of_cell = |r: &serde_json::Value| r["run"]["cell"]["workload"] == workload && r["run"]["cell"]["strategy"] == strategy;
-    let broken = recs.iter().position(|r| of_cell(r)).expect("the cell has runs");
+    let broken = recs.iter().position(of_cell).expect("the cell has runs");
     recs[broken]["health"]["healthy"] = false.into();
     recs[broken]["health"]["detail"] = "Kernel panic (injected by the test)".into();
     recs[broken]["total_time_ms"] = 987_654.0.into();

@@ -351,7 +351,7 @@ mod tests {
             total: 40,
             guest_ns: 400_000_000,
         }];
-        let (_, rate) = rate_between(&[late.clone()], t0, t0 + Duration::from_secs(1)).unwrap();
+        let (_, rate) = rate_between(std::slice::from_ref(&late), t0, t0 + Duration::from_secs(1)).unwrap();
         assert!((rate - 100.0).abs() < 1e-9, "{rate}");
         // The source's last report read after the destination's first still counts in order.
         let dst = vec![RateSample { at: t0 + Duration::from_millis(501), unit: "flop".into(), total: 50, guest_ns: 500_000_000 }];

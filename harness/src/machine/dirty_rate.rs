@@ -70,10 +70,9 @@ pub fn mode_for(requested: DirtyRateMode, accel: Accel, features: &Features, ver
     // page-sampling sees dirtying 23 MiB/s (tests/features_file.rs checks it still
     // does), and QEMU 7.2 crashed (DESIGN.md §3). A 0 is not a rate.
     if requested == DirtyRateMode::DirtyBitmap && accel == Accel::Tcg {
-        return Err(format!(
-            "dirty_rate_mode = dirty-bitmap: the accelerator cannot: under TCG the dirty bitmap misses the guest's writes \
+        return Err("dirty_rate_mode = dirty-bitmap: the accelerator cannot: under TCG the dirty bitmap misses the guest's writes \
              (QEMU 10.0 counted 0 MiB/s where page-sampling measured 23; QEMU 7.2 crashed); use page-sampling, or KVM"
-        ));
+            .to_string());
     }
     Ok(name)
 }

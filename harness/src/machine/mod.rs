@@ -183,7 +183,7 @@ impl Machine {
         // their migration over TCP then runs on its loopback, which a fault can cut.
         let netns = if spec.portable_nic { None } else { network.map(|n| n.namespace_fd()) };
         let started = Instant::now();
-        let child = spawn_qemu(&qemu.path, &args, &paths.stderr, netns, tap_fd.as_ref().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)))?;
+        let child = spawn_qemu(&qemu.path, &args, &paths.stderr, netns, tap_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd))?;
         drop(tap_fd);
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
         let process = Process::Local { child, stderr: paths.stderr.clone(), console: paths.console.clone() };

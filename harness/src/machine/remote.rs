@@ -371,7 +371,7 @@ mod tests {
     fn the_clock_offset_splits_the_round_trip() {
         let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         // They stamped 5 ms after our send + half the 2 ms round trip: 4 ms ahead.
-        let c = clock_offset(sent, Duration::from_millis(2), (1000_000 + 5) as u128 * 1_000_000);
+        let c = clock_offset(sent, Duration::from_millis(2), (1_000_000 + 5) as u128 * 1_000_000);
         assert!((c.offset_ms - 4.0).abs() < 1e-6 && (c.round_trip_ms - 2.0).abs() < 1e-9, "{c:?}");
     }
 

@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(src.avail_switchover_bandwidth, None);
         let (src, _) = parameter_plan(&Scenario::default(), &features("10.0")).unwrap();
         assert_eq!(src.avail_switchover_bandwidth, Some(0));
-        let json = serde_json::to_value(&Scenario::default()).unwrap();
+        let json = serde_json::to_value(Scenario::default()).unwrap();
         assert!(json["tuning"].get("avail_switchover_bandwidth").is_none(), "older records' scenarios stay as they were");
     }
 
