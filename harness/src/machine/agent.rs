@@ -151,8 +151,22 @@ impl AgentClient {
         Ok(AgentClient { session: Mutex::new(session), stdin: Mutex::new(Some(stdin)), lines: Mutex::new(rx), log: log.into(), broken: Default::default(), host: host.into() })
     }
 
-    /// Sends `request` and waits up to `timeout` for its reply's body.
+    /// Sends `request` and waits up to `timeout` for its reply's body. On a
+    /// multi-threaded runtime the wait does not hold up the runtime's other tasks
+    /// (another migration's QMP, the guests' heartbeats): the worker hands them to
+    /// another thread first. Two migrations starting their far QEMUs at once used
+    /// to stall every task for seconds: one worker waited for a slow Start, the
+    /// other for its turn to ask.
     pub fn call(&self, request: &Request, timeout: Duration) -> Result<serde_json::Value> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.call_here(request, timeout)),
+            _ => self.call_here(request, timeout),
+        }
+    }
+
+    /// [`AgentClient::call`] on this thread, whatever else waits for it.
+    fn call_here(&self, request: &Request, timeout: Duration) -> Result<serde_json::Value> {
         // One request in flight: the reply that comes back is this one's.
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
