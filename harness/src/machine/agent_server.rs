@@ -81,6 +81,26 @@ pub async fn serve() -> Result<()> {
     result
 }
 
+/// [`Request::Run`]: `argv` run here as it is (no shell), its standard output.
+fn run(argv: &[String]) -> Result<String> {
+    let Some((program, args)) = argv.split_first() else { bail!("no command to run") };
+    if !super::agent::RUNNABLE.contains(&program.as_str()) {
+        bail!("the agent runs only {} (asked for {program:?})", super::agent::RUNNABLE.join(" and "));
+    }
+    let shown = argv.join(" ");
+    let out = std::process::Command::new(program).args(args).stdin(std::process::Stdio::null()).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("`{program}` is not installed there: install iproute2 (`apt-get install iproute2`), which has tc and ip")
+        } else {
+            anyhow::anyhow!("running `{shown}`: {e}")
+        }
+    })?;
+    if !out.status.success() {
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn kill(child: &mut Child) {
     // Unregistered from the signal handler's list and killed as one (see `KillOnDrop`).
     drop(super::KillOnDrop(Some(child.id() as i32)));
@@ -128,6 +148,7 @@ impl Agent {
                 }
                 serde_json::Value::Null
             }
+            Request::Run { argv } => serde_json::to_value(tokio::task::spawn_blocking(move || run(&argv)).await.context("the command's task")??)?,
             Request::Kill { name } => {
                 kill(&mut self.machine(&name)?.child);
                 serde_json::Value::Null
@@ -250,4 +271,21 @@ fn host_qemu(wanted: Option<&QemuWanted>) -> Result<Qemu> {
             None => bail!("this host has no QEMU: install qemu-system-x86 here (Debian/Ubuntu: apt-get install qemu-system-x86), or name one with --qemu-dest PATH"),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_runs_tc_and_ip_only_without_a_shell_and_says_why_a_command_failed() {
+        let route = run(&["ip".into(), "route".into(), "get".into(), "127.0.0.1".into()]).unwrap();
+        assert!(route.contains("dev lo"), "{route}");
+        let e = run(&["sh".into(), "-c".into(), "true".into()]).unwrap_err().to_string();
+        assert!(e.contains("only tc and ip") && e.contains("\"sh\""), "{e}");
+        assert!(run(&[]).is_err());
+        // No shell: a `;` is an argument of ip's, which refuses it.
+        let e = run(&["ip".into(), "route".into(), "get".into(), "127.0.0.1;".into(), "true".into()]).unwrap_err().to_string();
+        assert!(e.contains("`ip route get 127.0.0.1; true` failed (exit status: 1)"), "{e}");
+    }
 }

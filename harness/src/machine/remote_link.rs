@@ -19,7 +19,6 @@
 //! take effect).
 
 use super::remote::RemoteHost;
-use crate::host::ssh::shell_quote;
 use crate::network::delay_line::{self, Impairment, Settings};
 use crate::network::shape::{Delay, Egress, End, LinkShape, Loss};
 use crate::network::tc::{self, MissingQdisc, Runner, TcStats};
@@ -71,13 +70,12 @@ fn refuse_foreign_root(text: &str, dev: &str, runner: &dyn Runner) -> Result<()>
     Ok(())
 }
 
-/// Runs commands on the remote host over its SSH connection.
+/// Runs `tc` and `ip` on the remote host, through its agent (`Request::Run`).
 pub struct Far<'a>(pub &'a RemoteHost);
 
 impl Runner for Far<'_> {
     fn run(&self, argv: &[String]) -> Result<String> {
-        let line = argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
-        self.0.ssh.run(&line)
+        self.0.agent.ask(&super::agent::Request::Run { argv: argv.to_vec() }, super::agent::CALL_TIMEOUT)
     }
 
     fn place(&self) -> String {
