@@ -184,8 +184,12 @@ fn two_guests_evacuated_together_to_another_host_over_ssh_arrive_healthy_and_int
     let host = migbench::network::test_host::TestHost::start().expect("the test host");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
+    // The guests write at 32 MiB/s, not flat out: two guests dirtying memory as fast
+    // as TCG goes keep both cores of a 2-core runner busy (each QEMU's main loop
+    // too), and then starting the far QEMUs and setting them up took 2 to 30 s,
+    // longer than a migration, so the two would be in flight one after the other.
     let o = migbench(tmp.path())
-        .args(["evacuate", "--guests", "2", "--ram", "128", "--workload", "memdirty-write:8", "--parallel", "2", "--link", "1Gbit", "--timeout", "60"])
+        .args(["evacuate", "--guests", "2", "--ram", "128", "--workload", "memdirty-write:8:32", "--parallel", "2", "--link", "1Gbit", "--timeout", "60"])
         .arg("--dest")
         .arg(host.url())
         .arg("--ssh-key")
