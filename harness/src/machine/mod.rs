@@ -62,13 +62,13 @@ pub fn kill_all() {
     }
 }
 
+/// The descriptor a QEMU is handed its tap as (`fd=3`), when it is passed one.
+const PASSED_FD: i32 = 3;
+
 /// Starts QEMU `path` with `args` in its own process group, its stderr to
 /// `stderr`, dying with this process (PR_SET_PDEATHSIG), inside the network
 /// namespace `netns` if given, with `pass_fd` as its fd 3 if given. The harness's
 /// machines and a remote host's agent start their QEMUs here.
-/// The descriptor a QEMU is handed its tap as (`fd=3`), when it is passed one.
-const PASSED_FD: i32 = 3;
-
 pub(crate) fn spawn_qemu<A: AsRef<std::ffi::OsStr>>(path: &Path, args: &[A], stderr: &Path, netns: Option<std::os::fd::RawFd>, pass_fd: Option<std::os::fd::RawFd>) -> Result<Child> {
     let log = {
         use std::os::unix::fs::OpenOptionsExt;
