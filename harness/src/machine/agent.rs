@@ -63,7 +63,9 @@ pub enum Request {
     Run { argv: Vec<String> },
 }
 
-/// The programs [`Request::Run`] runs: what shaping and reading a link needs.
+/// The programs [`Request::Run`] runs: what shaping and reading a link needs. A
+/// guard against a mistaken request, not a boundary: the SSH user can run
+/// anything there anyway.
 pub const RUNNABLE: [&str; 2] = ["tc", "ip"];
 
 /// A machine's log files.

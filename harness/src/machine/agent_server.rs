@@ -88,7 +88,7 @@ fn run(argv: &[String]) -> Result<String> {
         bail!("the agent runs only {} (asked for {program:?})", super::agent::RUNNABLE.join(" and "));
     }
     let shown = argv.join(" ");
-    let out = std::process::Command::new(program).args(args).stdin(std::process::Stdio::null()).output().map_err(|e| {
+    let out = std::process::Command::new(program_path(program, std::env::var_os("PATH"))).args(args).stdin(std::process::Stdio::null()).output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow::anyhow!("`{program}` is not installed there: install iproute2 (`apt-get install iproute2`), which has tc and ip")
         } else {
@@ -99,6 +99,17 @@ fn run(argv: &[String]) -> Result<String> {
         bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `program` as found on `path` (PATH), else in /usr/sbin or /sbin, where Debian
+/// keeps tc and ip and which an SSH session of a user other than root often lacks
+/// on PATH.
+fn program_path(program: &str, path: Option<std::ffi::OsString>) -> PathBuf {
+    let on_path = path.is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    if on_path {
+        return program.into();
+    }
+    ["/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(program)).find(|p| p.is_file()).unwrap_or_else(|| program.into())
 }
 
 fn kill(child: &mut Child) {
@@ -287,5 +298,13 @@ mod tests {
         // No shell: a `;` is an argument of ip's, which refuses it.
         let e = run(&["ip".into(), "route".into(), "get".into(), "127.0.0.1;".into(), "true".into()]).unwrap_err().to_string();
         assert!(e.contains("`ip route get 127.0.0.1; true` failed (exit status: 1)"), "{e}");
+    }
+
+    #[test]
+    fn tc_and_ip_are_found_in_sbin_when_path_lacks_it() {
+        assert_eq!(program_path("ip", Some("/usr/sbin:/usr/bin".into())), PathBuf::from("ip"), "on PATH: left to PATH");
+        assert_eq!(program_path("ip", Some("/nowhere".into())), PathBuf::from("/usr/sbin/ip"));
+        assert_eq!(program_path("ip", None), PathBuf::from("/usr/sbin/ip"));
+        assert_eq!(program_path("no-such-tool", Some("/nowhere".into())), PathBuf::from("no-such-tool"), "not found: the error names it");
     }
 }

@@ -1,6 +1,6 @@
 //! The link to a remote host, shaped with `tc` at both of its ends: this host's
 //! interface towards the destination's migration address, and the far host's
-//! interface back towards us (found there over SSH with `ip route get`). Only the
+//! interface back towards us (found there with `ip route get`, run by the agent). Only the
 //! migration data path is shaped; the SSH connection shares it when it runs over
 //! the same interface (a shared link), not when `--migrate-address` names another.
 //!
@@ -457,12 +457,15 @@ impl RemoteHost {
         if on.is_none() {
             return Ok(());
         }
-        let ends = self.link_ends()?;
-        tc::clear(&tc::Local::host(), &ends.near_dev)?;
-        tc::clear(&Far(self), &ends.far_dev)?;
-        delay_line::set(&ends.near_dev, Settings::default())?;
-        *on = None;
+        // This host's end first, from what is known here: a far host or agent that
+        // no longer answers must not leave this host's interface shaped (the agent
+        // clears the far end itself when it ends).
+        let (near_dev, _) = self.near_route()?;
+        tc::clear(&tc::Local::host(), &near_dev)?;
+        delay_line::set(&near_dev, Settings::default())?;
         self.note_shaped_here(None);
+        tc::clear(&Far(self), &self.link_ends()?.far_dev)?;
+        *on = None;
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Putting a [`LinkShape`] on a link with Linux traffic control: the exact `tc`
 //! commands for one interface's egress, run through a [`Runner`] (here, or in a
-//! network namespace; over SSH on the far host), read back and checked, and
+//! network namespace; by the agent on the far host), read back and checked, and
 //! cleared again.
 //!
 //! The tree on an interface (handles fixed, so a read-back knows what it made):
@@ -56,7 +56,7 @@ const MAX_LIMIT: u64 = 1 << 24;
 const ASSUMED_LINE_BYTES_PER_SEC: u64 = 1_250_000_000;
 
 /// Runs a command somewhere: on this host, in a network namespace, or on the far
-/// host over SSH.
+/// host through its agent.
 pub trait Runner {
     /// Runs `argv[0]` with the rest as its arguments and returns its standard
     /// output; a command that fails is an error whose text includes its standard
