@@ -58,8 +58,8 @@ pub enum Request {
     /// Run `argv` (`tc` or `ip` only) and answer its standard output. Run by the
     /// agent itself, not through a shell of the SSH user's: a command over SSH
     /// starts that user's shell and its rc files each time (here root's .bashrc
-    /// runs pyenv's set-up), which took from 0.1 s to 16 s per command while two
-    /// guests kept both cores busy.
+    /// runs pyenv's set-up), which took 0.1 s per command on an idle machine and up
+    /// to 16 s while two guests kept both cores busy.
     Run { argv: Vec<String> },
 }
 
