@@ -82,10 +82,7 @@ fn bench_prints_a_row_per_tool_with_a_number_and_a_ratio() {
             .map(|x| x.parse().unwrap_or_else(|_| panic!("{tool}: {x:?} in {r:?}")))
             .collect();
         assert_eq!(each.len(), capacity::ROUNDS, "{r:?}");
-        let mut sorted = each.clone();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let mid = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        let mid = migbench::stats::median(&each).unwrap();
         assert!((ratio - mid).abs() < 0.011, "{tool}: {ratio} vs the median of {each:?}");
     }
     // The same rows are recorded, in bench-<time>/load.jsonl.

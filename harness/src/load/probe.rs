@@ -227,9 +227,7 @@ impl ProbeLog {
             }
             last_lost = Some(seq);
         }
-        let mut rtt: Vec<f64> =
-            self.echoes.iter().filter(|e| e.sent_ms < window.0).map(|e| e.received_ms - e.sent_ms).collect();
-        rtt.sort_by(f64::total_cmp);
+        let rtt: Vec<f64> = self.echoes.iter().filter(|e| e.sent_ms < window.0).map(|e| e.received_ms - e.sent_ms).collect();
         ProbeSummary {
             hz: self.hz,
             sent: self.sent_ms.len() as u64,
@@ -240,7 +238,7 @@ impl ProbeLog {
             lost_stretches: stretches,
             outage,
             rtt_before_p50_ms: crate::stats::median(&rtt),
-            rtt_before_max_ms: rtt.last().copied(),
+            rtt_before_max_ms: rtt.iter().copied().max_by(f64::total_cmp),
         }
     }
 }
