@@ -84,6 +84,9 @@ fn cmdline() -> impl Strategy<Value = String> {
         1 => select(&["1.2.3.4/24", "198.18.0.2/15", "1.2.3.4", "1.2.3.4/33", "1.2.3/8", "256.1.1.1/8", "::1/64", "1.2.3.4/-1", "/"][..])
             .prop_map(|v| format!("migbench.ip={v}")),
         1 => any::<String>().prop_map(|v| format!("migbench.ip={v}")),
+        1 => select(&["52:54:00:12:00:02", "53:54:00:12:00:02", "52:54:00:12:00", "52:54:00:12:00:02:03", "52-54-00-12-00-02", "5:54:00:12:00:002", ""][..])
+            .prop_map(|v| format!("migbench.mac={v}")),
+        1 => any::<String>().prop_map(|v| format!("migbench.mac={v}")),
         1 => any::<String>(),
     ];
     prop::collection::vec(word, 0..8).prop_map(|w| w.join(" "))
@@ -149,11 +152,12 @@ proptest! {
         heartbeat_ms in 1u64..,
         workload in workload(),
         ip in prop::option::of((any::<[u8; 4]>(), 0u8..=32)),
+        mac in prop::option::of(any::<[u8; 6]>().prop_map(|mut m| { m[0] &= 0xfe; m })),
         test_orders in any::<bool>(),
         park in any::<bool>(),
         before in "[a-z=0-9 ]{0,20}",
     ) {
-        let o = Orders { heartbeat_ms, workload, ip: ip.map(|(a, p)| (std::net::Ipv4Addr::from(a), p)), test_orders, park };
+        let o = Orders { heartbeat_ms, workload, ip: ip.map(|(a, p)| (std::net::Ipv4Addr::from(a), p)), mac, test_orders, park };
         let (back, problems) = Orders::parse(&format!("{before} {}", o.to_cmdline()));
         prop_assert!(problems.is_empty(), "{problems:?}");
         prop_assert_eq!(&back, &o);

@@ -28,7 +28,7 @@ pub fn run_as_pid1() -> ! {
     let orders = if orders.park { wait_for_orders(channel) } else { orders };
     // Before READY: once the harness hears READY it may start sending traffic.
     if let Some((ip, prefix)) = orders.ip {
-        bring_up_network(ip, prefix);
+        bring_up_network(ip, prefix, orders.mac);
     }
     let kernel = uname_release();
     channel.send(&Message::Ready { boot_ms: boot_ms(), kernel });
@@ -113,14 +113,23 @@ fn read_cpu_ticks() -> Option<(u64, u64, u64, u32)> {
     migbench_guest::protocol::parse_proc_stat(&stat)
 }
 
-/// Gives the NIC its address and starts the UDP echo the harness's fine probe uses.
-fn bring_up_network(ip: std::net::Ipv4Addr, prefix: u8) {
+/// Gives the NIC its MAC (when told one it does not have) and address, and starts
+/// the UDP echo the harness's fine probe uses.
+fn bring_up_network(ip: std::net::Ipv4Addr, prefix: u8, mac: Option<[u8; 6]>) {
     use migbench_guest::netif;
     let _ = netif::set_up("lo");
     let Some(nic) = netif::first_ethernet() else {
         console("migbench-guest: migbench.ip is set but the guest has no network interface");
         return;
     };
+    // A restored guest's NIC still has the snapshot's MAC: it takes its own before
+    // it sends anything (the interface is down until now).
+    if let Some(mac) = mac.filter(|m| netif::mac(&nic).ok().as_ref() != Some(m)) {
+        if let Err(e) = netif::set_mac(&nic, &mac) {
+            console(&format!("migbench-guest: network: {e}"));
+            return;
+        }
+    }
     if let Err(e) = netif::set_ipv4(&nic, ip, prefix).and_then(|_| netif::set_up(&nic)) {
         console(&format!("migbench-guest: network: {e}"));
         return;

@@ -13,6 +13,10 @@ const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
 const SIOCSIFADDR: libc::c_ulong = 0x8916;
 const SIOCSIFNETMASK: libc::c_ulong = 0x891c;
 const SIOCGIFINDEX: libc::c_ulong = 0x8933;
+const SIOCGIFHWADDR: libc::c_ulong = 0x8927;
+const SIOCSIFHWADDR: libc::c_ulong = 0x8924;
+/// `ARPHRD_ETHER`: the hardware address family of an Ethernet interface.
+const ARPHRD_ETHER: u16 = 1;
 const SIOCBRADDBR: libc::c_ulong = 0x89a0;
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 
@@ -43,6 +47,17 @@ impl IfReq {
         self.data = [0; 24];
         self.data[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
         self.data[4..8].copy_from_slice(&addr.octets());
+    }
+
+    fn set_mac(&mut self, mac: &[u8; 6]) {
+        // struct sockaddr: family (host order), then the address's bytes.
+        self.data = [0; 24];
+        self.data[..2].copy_from_slice(&ARPHRD_ETHER.to_ne_bytes());
+        self.data[2..8].copy_from_slice(mac);
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.data[2..8].try_into().expect("6 bytes")
     }
 
     fn short(&self) -> i16 {
@@ -122,6 +137,23 @@ pub fn set_ipv4(name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
     ctl.ifreq(SIOCSIFADDR, &mut r, &format!("setting the address of {name} to {addr}"))?;
     r.set_ipv4(netmask(prefix));
     ctl.ifreq(SIOCSIFNETMASK, &mut r, &format!("setting the netmask of {name} to /{prefix}"))
+}
+
+/// The hardware (MAC) address of interface `name`.
+pub fn mac(name: &str) -> io::Result<[u8; 6]> {
+    let ctl = Ctl::open()?;
+    let mut r = IfReq::new(name)?;
+    ctl.ifreq(SIOCGIFHWADDR, &mut r, &format!("reading the MAC address of {name}"))?;
+    Ok(r.mac())
+}
+
+/// Gives interface `name` the MAC address `mac` (a virtio NIC tells its device,
+/// whose receive filter then passes that address).
+pub fn set_mac(name: &str, mac: &[u8; 6]) -> io::Result<()> {
+    let ctl = Ctl::open()?;
+    let mut r = IfReq::new(name)?;
+    r.set_mac(mac);
+    ctl.ifreq(SIOCSIFHWADDR, &mut r, &format!("setting the MAC address of {name} to {}", crate::orders::format_mac(mac)))
 }
 
 /// The interface index of `name`.

@@ -178,6 +178,10 @@ pub struct Orders {
     pub workload: Workload,
     /// The NIC's address and prefix length (`migbench.ip=A.B.C.D/P`); none: no network.
     pub ip: Option<(std::net::Ipv4Addr, u8)>,
+    /// The NIC's MAC address (`migbench.mac=52:54:00:12:34:56`), set before the NIC
+    /// comes up when it differs from the one the device gave: a guest restored from
+    /// a snapshot wakes with the snapshot's MAC, not its own.
+    pub mac: Option<[u8; 6]>,
     /// Obey test-only orders (`migbench.test_orders=1`): a test that injects its own
     /// corruption asks for it; nothing else does, so in ordinary use a stray order
     /// cannot damage a guest.
@@ -191,7 +195,7 @@ pub struct Orders {
 
 impl Default for Orders {
     fn default() -> Self {
-        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None, test_orders: false, park: false }
+        Orders { heartbeat_ms: 10, workload: Workload::Idle, ip: None, mac: None, test_orders: false, park: false }
     }
 }
 
@@ -237,6 +241,11 @@ impl Orders {
                     Some(ip) => o.ip = Some(ip),
                     None => problems.push(format!("ignoring bad migbench.ip={v} (want A.B.C.D/PREFIX)")),
                 }
+            } else if let Some(v) = word.strip_prefix("migbench.mac=") {
+                match parse_mac(v) {
+                    Some(mac) => o.mac = Some(mac),
+                    None => problems.push(format!("ignoring bad migbench.mac={v} (want six hex bytes such as 52:54:00:12:34:56, unicast)")),
+                }
             }
         }
         (o, problems)
@@ -246,6 +255,9 @@ impl Orders {
         let mut s = format!("migbench.hb_ms={} migbench.workload={}", self.heartbeat_ms, self.workload);
         if let Some((ip, prefix)) = self.ip {
             s += &format!(" migbench.ip={ip}/{prefix}");
+        }
+        if let Some(mac) = self.mac {
+            s += &format!(" migbench.mac={}", format_mac(&mac));
         }
         if self.test_orders {
             s += " migbench.test_orders=1";
@@ -275,6 +287,23 @@ impl Orders {
     }
 }
 
+/// A MAC address written as six two-digit hex bytes joined by colons.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// The MAC address `text` (six two-digit hex bytes joined by colons), if it is one
+/// and unicast (a multicast address cannot be a NIC's own).
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next().filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    (parts.next().is_none() && mac[0] & 1 == 0).then_some(mac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +323,7 @@ mod tests {
             Workload::Http { store_mib: Workload::HTTP_DEFAULT_STORE_MIB },
             Workload::Http { store_mib: 64 },
         ] {
-            let o = Orders { heartbeat_ms: 20, workload: w, ip: None, test_orders: w == Workload::Idle, park: w == Workload::Burn };
+            let o = Orders { heartbeat_ms: 20, workload: w, ip: None, mac: None, test_orders: w == Workload::Idle, park: w == Workload::Burn };
             let (back, problems) = Orders::parse(&format!("console=ttyS0 {} quiet", o.to_cmdline()));
             assert_eq!(back, o);
             assert!(problems.is_empty());
@@ -314,8 +343,14 @@ mod tests {
         assert_eq!(Orders::from_line("ORDERSX migbench.hb_ms=5"), None);
         let (o, problems) = Orders::from_line("ORDERS migbench.hb_ms=5 migbench.workload=nope").unwrap();
         assert_eq!((o.heartbeat_ms, o.workload, problems.len()), (5, Workload::Idle, 1));
-        let net = Orders { ip: Some(("198.18.0.2".parse().unwrap(), 15)), ..Orders::default() };
+        let net = Orders { ip: Some(("198.18.0.2".parse().unwrap(), 15)), mac: Some([0x52, 0x54, 0, 0xab, 0, 2]), ..Orders::default() };
+        assert!(net.to_cmdline().contains(" migbench.mac=52:54:00:ab:00:02"));
         assert_eq!(Orders::parse(&net.to_cmdline()).0, net);
+        for bad in ["52:54:00:ab:00", "52:54:00:ab:00:02:03", "52:54:00:ab:0:2", "52-54-00-ab-00-02", "53:54:00:ab:00:02", "52:54:00:ab:00:zz", "52:54:00:ab:00:+2"] {
+            let (o, problems) = Orders::parse(&format!("migbench.mac={bad}"));
+            assert_eq!((o.mac, problems.len()), (None, 1), "{bad}");
+            assert!(problems[0].contains("migbench.mac"), "{problems:?}");
+        }
         assert!("memdirty-write:0".parse::<Workload>().unwrap_err().contains("at least 1 MiB"));
         assert!("memdirty-x:5".parse::<Workload>().unwrap_err().contains("memdirty-write:MIB"));
         assert!("linpack:1".parse::<Workload>().unwrap_err().contains("2 to 4000"));

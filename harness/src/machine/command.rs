@@ -50,7 +50,14 @@ pub const MACHINE_TYPE: &str = "pc";
 /// What the guest is told to do: on its command line, or on the guest channel
 /// after a restore (`machine::snapshot`).
 pub fn orders(spec: &GuestSpec) -> Orders {
-    Orders { heartbeat_ms: HEARTBEAT_MS, workload: spec.workload, ip: spec.net.map(|n| (n.ip, n.prefix)), test_orders: spec.test_orders, park: false }
+    Orders {
+        heartbeat_ms: HEARTBEAT_MS,
+        workload: spec.workload,
+        ip: spec.net.map(|n| (n.ip, n.prefix)),
+        mac: spec.net.map(|n| n.mac_bytes()),
+        test_orders: spec.test_orders,
+        park: false,
+    }
 }
 
 /// The guest kernel's command line, with the guest's orders (a parked guest's

@@ -18,18 +18,27 @@
 //! against `info.json`), and one that cannot be made or loaded is discarded while
 //! its guest boots fresh.
 //!
-//! Guests with a NIC, guests given a start-up fault and guests on another host boot
-//! fresh (their hardware differs per guest, or the file is not there); so does
-//! every guest under `--boot fresh` (`machine::boot`). A run's record says which it
-//! was (`guest_booted`). The site starts the QEMUs (`Site::boot_on`); this file
-//! names, saves and loads the snapshots.
+//! A guest with a NIC restores too. Its snapshot is saved with a NIC of the same
+//! kind (a tap with or without a vnet header) but a MAC of no guest's,
+//! [`PARKED_NIC`], its interface still down; the restored guest is told its own
+//! MAC with its address and takes it before its NIC comes up (virtio-net tells
+//! QEMU, whose receive filter then passes it), and the restore is good only when
+//! QEMU reports that MAC back (`query-rx-filter`). So guests restored from one
+//! snapshot never share a MAC on the test bridge.
+//!
+//! Guests given a start-up fault and guests on another host boot fresh (their
+//! hardware differs per guest, or the file is not there); so does every guest
+//! under `--boot fresh` (`machine::boot`). A run's record says which it was
+//! (`guest_booted`). The site starts the QEMUs (`Site::boot_on`); this file names,
+//! saves and loads the snapshots.
 
 use super::Machine;
 use super::boot::Booted;
-use super::command::{self, MachinePaths, Role};
+use super::command::{self, MachinePaths, NicBackend, Role};
 use super::hardware::{Accel, GuestSpec, StartFault};
 use crate::guest::GuestImage;
 use crate::host::{FileLock, Qemu};
+use crate::network::GuestNet;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,15 +52,14 @@ const FIRMWARE: [&str; 3] = ["bios-256k.bin", "linuxboot_dma.bin", "kvmvapic.bin
 /// Snapshot files not used for this many days are removed when another is made.
 pub const UNUSED_DAYS: u64 = 14;
 
+/// The NIC of a snapshot's parked guest: its MAC (52:54:00:00:00:00) is no
+/// guest's, since every guest's address is in 198.18.0.0/15. The parked guest is
+/// never given the address.
+pub const PARKED_NIC: GuestNet = GuestNet { ip: std::net::Ipv4Addr::UNSPECIFIED, prefix: 0 };
+
 /// Why `spec` must boot fresh even under `--boot restore`, if it must.
 pub fn fresh_only(spec: &GuestSpec) -> Option<&'static str> {
-    if spec.net.is_some() {
-        Some("its NIC's address and MAC are its own")
-    } else if spec.inject != StartFault::None {
-        Some("a start-up fault is injected")
-    } else {
-        None
-    }
+    (spec.inject != StartFault::None).then_some("a start-up fault is injected")
 }
 
 /// Where snapshots live: `<cache>/snapshots/<key>/state`.
@@ -59,9 +67,11 @@ fn root() -> PathBuf {
     crate::host::cache_dir().join("snapshots")
 }
 
-/// The guest a snapshot holds: `spec`'s hardware, parked, with no orders.
+/// The guest a snapshot holds: `spec`'s hardware, parked, with no orders, and
+/// [`PARKED_NIC`] for its NIC if it has one.
 pub(super) fn parked(spec: &GuestSpec) -> GuestSpec {
-    GuestSpec { park: true, workload: migbench_guest::orders::Workload::Idle, test_orders: false, ..*spec }
+    let net = spec.net.map(|_| PARKED_NIC);
+    GuestSpec { park: true, workload: migbench_guest::orders::Workload::Idle, test_orders: false, net, ..*spec }
 }
 
 /// The snapshot's name for `spec` on `qemu` with machine type `machine` and
@@ -82,7 +92,11 @@ pub fn key(qemu: &Qemu, machine: &str, image: &GuestImage, spec: &GuestSpec) -> 
     add("image", &image.manifest.key);
     let paths = MachinePaths::new(Path::new("/snapshot"));
     let mut args: Vec<String> = qemu.data_dir_args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    args.extend(command::qemu_args(&parked(spec), image, &paths, Role::Boot, "snapshot", None, machine));
+    // The NIC's kind: a tap QEMU opens (with a vnet header, whose offloads the
+    // guest's driver takes on) or one handed to it without (a guest bound for
+    // another host); the tap's name and descriptor are the same in every key.
+    let nic = if spec.portable_nic { NicBackend::TapFd(super::PASSED_FD) } else { NicBackend::Tap("snapshot") };
+    args.extend(command::qemu_args(&parked(spec), image, &paths, Role::Boot, "snapshot", Some(nic), machine));
     add("args", &args.join("\u{1f}"));
     // The firmware QEMU loads into the guest (a system QEMU's can change under an
     // unchanged binary; a restore then fails on a length it does not expect).
@@ -288,10 +302,24 @@ pub(super) async fn load(m: &mut Machine, dir: &Path, spec: GuestSpec, timeout: 
         let took = m.channel.other_lines().into_iter().find(|l| l.starts_with(migbench_guest::orders::TAKEN_LOG));
         bail!("the restored guest {} did not take its orders: sent {:?}, it said {:?}", m.name, orders.to_cmdline(), took.unwrap_or_else(|| "nothing".into()));
     }
+    if let Some(net) = spec.net {
+        check_mac(m, &net.mac()).await?;
+    }
     m.spec = spec;
     m.role = Role::Boot;
     m.booted = Booted::Restored;
     Ok(m.ms_after_start(ready.at))
+}
+
+/// Checks that QEMU's NIC now passes `mac` (the restored guest's own, which it
+/// set after waking with [`PARKED_NIC`]'s): `query-rx-filter`'s `main-mac`.
+async fn check_mac(m: &Machine, mac: &str) -> Result<()> {
+    let filters = m.qmp.execute_json("query-rx-filter", serde_json::json!({})).await.context("reading the restored guest's MAC from QEMU")?;
+    let macs: Vec<&str> = filters.as_array().into_iter().flatten().filter_map(|f| f.get("main-mac")?.as_str()).collect();
+    if !macs.iter().any(|m| m.eq_ignore_ascii_case(mac)) {
+        bail!("the restored guest {} did not take its MAC {mac}: QEMU's NIC passes {macs:?}", m.name);
+    }
+    Ok(())
 }
 
 /// `path` in single quotes for `exec:` (QEMU runs it with /bin/sh -c).

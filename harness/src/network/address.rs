@@ -27,8 +27,13 @@ impl Default for GuestNet {
 
 impl GuestNet {
     /// 52:54:00 (QEMU's prefix) followed by the address's last three octets.
-    pub fn mac(&self) -> String {
+    pub fn mac_bytes(&self) -> [u8; 6] {
         let o = self.ip.octets();
-        format!("52:54:00:{:02x}:{:02x}:{:02x}", o[1], o[2], o[3])
+        [0x52, 0x54, 0x00, o[1], o[2], o[3]]
+    }
+
+    /// [`GuestNet::mac_bytes`] as QEMU and the guest write it.
+    pub fn mac(&self) -> String {
+        migbench_guest::orders::format_mac(&self.mac_bytes())
     }
 }
