@@ -389,6 +389,9 @@ fn migrate_dest_moves_a_guest_serving_http_under_load() {
     assert_healthy_and_intact(&r);
     assert_eq!(r["health"]["runs_on"], "destination");
     assert_eq!(r["environment"]["destination_host"]["target"], host.url());
+    // The source came from a snapshot of a guest bound for another host (its tap
+    // without a vnet header), and its NIC served the far host's clients throughout.
+    assert_eq!(r["guest_booted"], "restored", "{said}");
     assert_answered_throughout(&r, "migrate --load");
     assert!(r["service"]["probe"]["answered"].as_u64().unwrap() > 1000, "{}", r["service"]["probe"]);
     // Its time series beside the record.
