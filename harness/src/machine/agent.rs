@@ -1,6 +1,8 @@
 //! `migbench agent`: what runs on a remote host, over an SSH session's stdio, to
 //! start and watch the QEMUs there. One JSON request per line in, one JSON reply
-//! per line out. The harness keeps QMP and the guest channel to itself (their
+//! per line out, each reply carrying its request's `id`: the agent answers
+//! requests as they finish, not in turn, so one migration's far QEMU slow to start
+//! does not hold up another's requests. The harness keeps QMP and the guest channel to itself (their
 //! sockets are forwarded by SSH); the agent only does what needs the host: resolve
 //! its QEMU, probe its KVM, start, watch, read and stop processes, and report its
 //! facts and CPU counters. When its stdin closes (the harness ended, or the
@@ -13,15 +15,27 @@ use crate::host::qemu_versions::QemuWanted;
 use crate::host::{HostInfo, Qemu};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Bumped when a request or reply changes shape: an agent of another protocol is
 /// replaced, not spoken to.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
+
+/// A request as it is sent: its number, which its reply carries back, so several
+/// requests can be in flight at once and a reply that comes too late is never
+/// taken for another request's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Numbered {
+    pub id: u64,
+    #[serde(flatten)]
+    pub request: Request,
+}
 
 /// A request to the agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,9 +90,12 @@ pub enum LogFile {
     Stderr,
 }
 
-/// What the agent answers: `ok` with a body, or the error.
+/// What the agent answers: `ok` with a body, or the error, for request `id`
+/// (none: for a line that was no request).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     pub ok: bool,
     #[serde(default)]
     pub error: String,
@@ -125,18 +142,26 @@ pub struct Counters {
     pub host_total: u64,
 }
 
-/// The harness's end of an agent: its SSH session, and the lines coming back.
+/// The harness's end of an agent: its SSH session, and the requests waiting for
+/// their replies.
 pub struct AgentClient {
     session: Mutex<Child>,
     stdin: Mutex<Option<ChildStdin>>,
-    lines: Mutex<mpsc::Receiver<std::io::Result<String>>>,
+    /// The requests in flight by id, and whether the session still reads.
+    waiting: Arc<Mutex<Waiting>>,
+    next_id: AtomicU64,
     /// The session's stderr (the agent's and ssh's messages), for errors.
     log: PathBuf,
-    /// Set when a reply did not come in time: a late one would answer the next
-    /// request, so none is sent any more.
-    broken: std::sync::atomic::AtomicBool,
     /// Where it runs, for messages.
     pub host: String,
+}
+
+/// The replies the harness waits for.
+#[derive(Default)]
+struct Waiting {
+    by_id: HashMap<u64, mpsc::Sender<Reply>>,
+    /// Why no more replies will come (the session's output ended or failed).
+    ended: Option<String>,
 }
 
 /// How long an ordinary request may take (a Hello may fetch a QEMU: longer).
@@ -151,18 +176,20 @@ impl AgentClient {
         let mut session = command.spawn().with_context(|| format!("starting migbench agent on {host}"))?;
         let stdin = session.stdin.take().context("the agent's stdin")?;
         let stdout = session.stdout.take().context("the agent's stdout")?;
-        let (tx, rx) = mpsc::channel();
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let (shared, name) = (waiting.clone(), host.to_string());
         std::thread::Builder::new().name("migbench-agent-rx".into()).spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
+            let ended = deliver(BufReader::new(stdout), &shared, &name);
+            let mut w = shared.lock().unwrap_or_else(|e| e.into_inner());
+            w.ended = Some(ended);
+            // Every request still waiting hears that no reply will come.
+            w.by_id.clear();
         })?;
-        Ok(AgentClient { session: Mutex::new(session), stdin: Mutex::new(Some(stdin)), lines: Mutex::new(rx), log: log.into(), broken: Default::default(), host: host.into() })
+        Ok(AgentClient { session: Mutex::new(session), stdin: Mutex::new(Some(stdin)), waiting, next_id: AtomicU64::new(1), log: log.into(), host: host.into() })
     }
 
-    /// Sends `request` and waits up to `timeout` for its reply's body. On a
+    /// Sends `request` and waits up to `timeout` for its reply's body. Other
+    /// threads may call at the same time: each waits for its own reply. On a
     /// multi-threaded runtime the wait does not hold up the runtime's other tasks
     /// (another migration's QMP, the guests' heartbeats): the worker hands them to
     /// another thread first. Two migrations starting their far QEMUs at once used
@@ -178,45 +205,48 @@ impl AgentClient {
 
     /// [`AgentClient::call`] on this thread, whatever else waits for it.
     fn call_here(&self, request: &Request, timeout: Duration) -> Result<serde_json::Value> {
-        // One request in flight: the reply that comes back is this one's.
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
-            bail!("the agent on {} stopped answering earlier; it said: {}", self.host, self.said());
-        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
         {
+            // Waiting before it is sent: the reply may come back at once.
+            let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = &w.ended {
+                bail!("the agent on {} ended ({why}); it said: {}", self.host, self.said());
+            }
+            w.by_id.insert(id, tx);
+        }
+        let sent = {
             let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(w) = stdin.as_mut() else { bail!("the agent on {} was closed", self.host) };
-            let mut line = serde_json::to_string(request)?;
-            line.push('\n');
-            if let Err(e) = w.write_all(line.as_bytes()).and_then(|_| w.flush()) {
-                bail!("the agent on {} is gone ({e}); it said: {}", self.host, self.said());
-            }
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(Ok(line)) => {
-                    let Ok(reply) = serde_json::from_str::<Reply>(&line) else {
-                        // Not ours (a login banner, a shell's message): keep it for errors.
-                        tracing::debug!("agent on {}: {line}", self.host);
-                        continue;
-                    };
-                    if !reply.ok {
-                        bail!("{} (agent on {})", reply.error, self.host);
-                    }
-                    return Ok(reply.body);
-                }
-                Ok(Err(e)) => bail!("reading from the agent on {}: {e}", self.host),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.broken.store(true, std::sync::atomic::Ordering::Relaxed);
-                    bail!("the agent on {} did not answer within {} s; it said: {}", self.host, timeout.as_secs(), self.said())
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!("the agent on {} ended; it said: {}", self.host, self.said())
+            match stdin.as_mut() {
+                None => Err(format!("the agent on {} was closed", self.host)),
+                Some(w) => {
+                    let mut line = serde_json::to_string(&Numbered { id, request: request.clone() })?;
+                    line.push('\n');
+                    w.write_all(line.as_bytes()).and_then(|_| w.flush()).map_err(|e| format!("the agent on {} is gone ({e}); it said: {}", self.host, self.said()))
                 }
             }
+        };
+        if let Err(e) = sent {
+            self.forget(id);
+            bail!(e);
         }
+        match rx.recv_timeout(timeout) {
+            Ok(reply) if reply.ok => Ok(reply.body),
+            Ok(reply) => bail!("{} (agent on {})", reply.error, self.host),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Its reply, if it comes, is dropped: it cannot answer another request.
+                self.forget(id);
+                bail!("the agent on {} did not answer within {} s; it said: {}", self.host, timeout.as_secs(), self.said())
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let why = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).ended.clone().unwrap_or_default();
+                bail!("the agent on {} ended ({why}); it said: {}", self.host, self.said())
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).by_id.remove(&id);
     }
 
     /// [`AgentClient::call`] for a reply of type `T`.
@@ -232,6 +262,30 @@ impl AgentClient {
         let tail = lines[lines.len().saturating_sub(8)..].join(" | ");
         if tail.is_empty() { "nothing".into() } else { tail }
     }
+}
+
+/// Hands each reply read from `out` to the request waiting for it, until the
+/// output ends; returns why it ended. Lines that are no reply of ours (a login
+/// banner, a shell's message) and replies nobody waits for any more (their
+/// request timed out) are logged and skipped.
+fn deliver(out: impl BufRead, waiting: &Mutex<Waiting>, host: &str) -> String {
+    for line in out.lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return format!("reading from it failed: {e}"),
+        };
+        let waiter = match serde_json::from_str::<Reply>(&line) {
+            Ok(reply @ Reply { id: Some(id), .. }) => waiting.lock().unwrap_or_else(|e| e.into_inner()).by_id.remove(&id).map(|tx| (tx, reply)),
+            _ => None,
+        };
+        match waiter {
+            Some((tx, reply)) => {
+                let _ = tx.send(reply);
+            }
+            None => tracing::debug!("agent on {host}: {line}"),
+        }
+    }
+    "its output ended".into()
 }
 
 impl Drop for AgentClient {
@@ -255,48 +309,68 @@ impl Drop for AgentClient {
 mod tests {
     use super::*;
 
+    /// A fake agent: `script` in sh, with `id LINE` printing a request's id and
+    /// `name LINE` its machine name.
+    fn fake(script: &str) -> (AgentClient, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let helpers = r#"id() { printf '%s' "$1" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'; }; name() { printf '%s' "$1" | sed -n 's/.*"name":"\([a-z]*\)".*/\1/p'; }; "#;
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &format!("{helpers}{script}")]);
+        (AgentClient::start(cmd, &dir.path().join("log"), "test").unwrap(), dir)
+    }
+
     #[test]
-    fn requests_are_one_json_line_each() {
-        let r = Request::Tail { name: "dst".into(), file: LogFile::Console, lines: 20 };
+    fn requests_are_one_json_line_each_with_their_id() {
+        let r = Numbered { id: 7, request: Request::Tail { name: "dst".into(), file: LogFile::Console, lines: 20 } };
         let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(text, r#"{"op":"tail","name":"dst","file":"console","lines":20}"#);
-        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
-        let hello = Request::Hello { protocol: PROTOCOL, qemu: Some("10.0".parse().unwrap()), image: "/i".into(), accel: Accel::Tcg };
+        assert_eq!(text, r#"{"id":7,"op":"tail","name":"dst","file":"console","lines":20}"#);
+        assert_eq!(serde_json::from_str::<Numbered>(&text).unwrap(), r);
+        let hello = Numbered { id: 1, request: Request::Hello { protocol: PROTOCOL, qemu: Some("10.0".parse().unwrap()), image: "/i".into(), accel: Accel::Tcg } };
         assert!(!serde_json::to_string(&hello).unwrap().contains('\n'));
-        assert_eq!(serde_json::from_str::<Request>(&serde_json::to_string(&hello).unwrap()).unwrap(), hello);
+        assert_eq!(serde_json::from_str::<Numbered>(&serde_json::to_string(&hello).unwrap()).unwrap(), hello);
+        let clock = Numbered { id: 2, request: Request::Clock };
+        assert_eq!(serde_json::to_string(&clock).unwrap(), r#"{"id":2,"op":"clock"}"#);
     }
 
     #[test]
     fn a_dead_agent_is_an_error_with_its_words() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "echo 'migbench: cannot execute binary file' >&2; exit 126"]);
-        let a = AgentClient::start(cmd, &dir.path().join("log"), "test").unwrap();
+        let (a, _dir) = fake("echo 'migbench: cannot execute binary file' >&2; exit 126");
         let e = a.call(&Request::Status { name: "x".into() }, Duration::from_secs(5)).unwrap_err().to_string();
         assert!(e.contains("cannot execute binary file"), "{e}");
     }
 
     #[test]
-    fn after_a_late_reply_nothing_more_is_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", r#"read l; sleep 2; echo '{"ok":true,"body":{"running":true,"exit":null}}'; read l; echo '{"ok":true,"body":null}'"#]);
-        let a = AgentClient::start(cmd, &dir.path().join("log"), "test").unwrap();
+    fn a_late_reply_is_dropped_and_the_next_request_gets_its_own() {
+        let (a, _dir) = fake(r#"read l; sleep 2; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":{\"running\":true,\"exit\":null}}"; read l; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":\"stopped\"}""#);
         assert!(a.call(&Request::Status { name: "x".into() }, Duration::from_millis(200)).unwrap_err().to_string().contains("did not answer"));
-        // The late Status reply must not be taken for the Stop's.
-        let e = a.call(&Request::Stop { name: "x".into() }, Duration::from_secs(5)).unwrap_err().to_string();
-        assert!(e.contains("stopped answering"), "{e}");
+        // The late Status reply is not taken for the Stop's.
+        assert_eq!(a.call(&Request::Stop { name: "x".into() }, Duration::from_secs(5)).unwrap(), serde_json::json!("stopped"));
     }
 
     #[test]
-    fn replies_are_matched_and_noise_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", r#"read l; echo 'Welcome!'; echo '{"ok":true,"body":{"running":false,"exit":"exit status: 1"}}'; read l; echo '{"ok":false,"error":"no machine named x"}'"#]);
-        let a = AgentClient::start(cmd, &dir.path().join("log"), "test").unwrap();
+    fn replies_are_matched_by_id_and_noise_is_skipped() {
+        let (a, _dir) = fake(
+            r#"read l; echo 'Welcome!'; echo '{"id":999,"ok":true,"body":"not yours"}'; echo '{"ok":true,"body":"no id"}'; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":{\"running\":false,\"exit\":\"exit status: 1\"}}"; read l; echo "{\"id\":$(id "$l"),\"ok\":false,\"error\":\"no machine named x\"}""#,
+        );
         let s: Status = a.ask(&Request::Status { name: "x".into() }, Duration::from_secs(5)).unwrap();
         assert_eq!(s, Status { running: false, exit: Some("exit status: 1".into()) });
         let e = a.call(&Request::Stop { name: "x".into() }, Duration::from_secs(5)).unwrap_err().to_string();
         assert!(e.contains("no machine named x"), "{e}");
+    }
+
+    #[test]
+    fn two_requests_in_flight_each_get_their_own_reply_whatever_the_order() {
+        // The agent reads both requests, then answers the second first.
+        let (a, _dir) = fake(r#"read p; read q; for l in "$q" "$p"; do echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":\"$(name "$l")\"}"; done"#);
+        let a = std::sync::Arc::new(a);
+        let asks: Vec<_> = ["first", "second"]
+            .into_iter()
+            .map(|name| {
+                let a = a.clone();
+                std::thread::spawn(move || a.call(&Request::Status { name: name.into() }, Duration::from_secs(5)).unwrap())
+            })
+            .collect();
+        let got: Vec<serde_json::Value> = asks.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(got, vec![serde_json::json!("first"), serde_json::json!("second")]);
     }
 }

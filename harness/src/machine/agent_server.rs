@@ -2,7 +2,7 @@
 //! requests from stdin, answers on stdout, and when stdin closes kills every QEMU
 //! it started and removes its run directory.
 
-use super::agent::{Facts, LogFile, PROTOCOL, Reply, Request, Status};
+use super::agent::{Facts, LogFile, Numbered, PROTOCOL, Reply, Request, Status};
 use super::command::MachinePaths;
 use super::hardware::Accel;
 use super::run_dir::RunDir;
@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use std::io::BufRead;
 
@@ -38,9 +39,16 @@ struct Agent {
     sinks: BTreeMap<u16, std::thread::JoinHandle<std::result::Result<super::link_probe::Received, String>>>,
 }
 
-/// Serves requests until stdin closes.
+/// The agent's state, shared by the requests being answered.
+type Shared = tokio::sync::Mutex<Agent>;
+
+/// Serves requests until stdin closes. Each request is answered by a task of its
+/// own, its reply written when it is done: a QEMU slow to start, a command or a
+/// link probe's sink do not hold up the other requests (each harness task still
+/// waits for its own reply before it asks again, so one task's requests keep
+/// their order).
 pub async fn serve() -> Result<()> {
-    let mut agent = Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new(), image_dir: None, sinks: BTreeMap::new() };
+    let agent = Arc::new(Shared::new(Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new(), image_dir: None, sinks: BTreeMap::new() }));
     // Requests are read on a thread of their own: stdin blocks.
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<String>>();
     std::thread::Builder::new().name("migbench-agent-stdin".into()).spawn(move || {
@@ -50,27 +58,42 @@ pub async fn serve() -> Result<()> {
             }
         }
     })?;
+    let mut tasks = tokio::task::JoinSet::new();
     let result = async {
         while let Some(line) = lines.recv().await {
             let line = line.context("reading a request")?;
             if line.trim().is_empty() {
                 continue;
             }
-            let reply = match serde_json::from_str::<Request>(&line) {
-                Ok(request) => match agent.handle(request).await {
-                    Ok(body) => Reply { ok: true, error: String::new(), body },
-                    Err(e) => Reply { ok: false, error: format!("{e:#}"), body: serde_json::Value::Null },
-                },
-                Err(e) => Reply { ok: false, error: format!("a request this agent does not understand ({e}): is the harness's migbench the same version?"), body: serde_json::Value::Null },
-            };
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", serde_json::to_string(&reply)?)?;
-            out.flush()?;
+            while tasks.try_join_next().is_some() {}
+            match serde_json::from_str::<Numbered>(&line) {
+                Ok(Numbered { id, request }) => {
+                    let agent = agent.clone();
+                    tasks.spawn(async move {
+                        let reply = match answer(&agent, request).await {
+                            Ok(body) => Reply { id: Some(id), ok: true, error: String::new(), body },
+                            Err(e) => Reply { id: Some(id), ok: false, error: format!("{e:#}"), body: serde_json::Value::Null },
+                        };
+                        // A harness that is gone cannot be told; its stdin closes next.
+                        let _ = write_reply(&reply);
+                    });
+                }
+                Err(e) => {
+                    // Answered under its id if it has one, so the harness hears why at once.
+                    let id = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("id")?.as_u64());
+                    let error = format!("a request this agent does not understand ({e}): is the harness's migbench the same version?");
+                    write_reply(&Reply { id, ok: false, error, body: serde_json::Value::Null })?;
+                }
+            }
         }
         anyhow::Ok(())
     }
     .await;
-    // The harness is gone or done: nothing of ours stays behind.
+    // The harness is gone or done: nothing of ours stays behind, including a QEMU
+    // a request was still starting.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let mut agent = agent.lock().await;
     for (_, mut m) in std::mem::take(&mut agent.machines) {
         kill(&mut m.child);
     }
@@ -79,6 +102,16 @@ pub async fn serve() -> Result<()> {
     }
     drop(agent);
     result
+}
+
+/// Writes `reply` as one line on stdout (whole: replies of tasks finishing
+/// together do not interleave).
+fn write_reply(reply: &Reply) -> Result<()> {
+    let line = serde_json::to_string(reply)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
 }
 
 /// [`Request::Run`]: `argv` run here as it is (no shell), its standard output.
@@ -118,77 +151,108 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-impl Agent {
-    async fn handle(&mut self, request: Request) -> Result<serde_json::Value> {
-        Ok(match request {
-            Request::Hello { protocol, qemu, image, accel } => {
-                if protocol != PROTOCOL {
-                    bail!("this agent speaks protocol {PROTOCOL}, the harness {protocol}");
-                }
-                serde_json::to_value(self.hello(qemu, &image, accel).await?)?
+/// Answers `request`, holding the agent's state only while it reads or changes
+/// it: the slow requests (starting a QEMU, running a command, waiting for a sink)
+/// wait without it.
+async fn answer(agent: &Shared, request: Request) -> Result<serde_json::Value> {
+    Ok(match request {
+        Request::Hello { protocol, qemu, image, accel } => {
+            if protocol != PROTOCOL {
+                bail!("this agent speaks protocol {PROTOCOL}, the harness {protocol}");
             }
-            Request::Start { name, qemu, args } => {
-                // In use: a later harness's clean-up leaves it alone (a long sweep boots for days).
-                if let Some(d) = &self.image_dir {
-                    let _ = std::fs::File::open(d).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-                }
-                serde_json::to_value(self.start(&name, &qemu, &args).await?)?
+            serde_json::to_value(agent.lock().await.hello(qemu, &image, accel).await?)?
+        }
+        Request::Start { name, qemu, args } => serde_json::to_value(start(agent, &name, &qemu, &args).await?)?,
+        Request::Status { name } => {
+            let mut a = agent.lock().await;
+            let m = a.machine(&name)?;
+            let exit = m.child.try_wait().ok().flatten().map(|s| s.to_string());
+            serde_json::to_value(Status { running: exit.is_none(), exit })?
+        }
+        Request::Tail { name, file, lines } => {
+            let paths = agent.lock().await.machine(&name)?.paths.clone();
+            serde_json::to_value(tail(if file == LogFile::Console { &paths.console } else { &paths.stderr }, lines.min(100_000)))?
+        }
+        Request::Cpu { names } => {
+            let mut pids = Vec::new();
+            let mut a = agent.lock().await;
+            for n in &names {
+                pids.push(a.machine(n)?.child.id());
             }
-            Request::Status { name } => {
-                let m = self.machine(&name)?;
-                let exit = m.child.try_wait().ok().flatten().map(|s| s.to_string());
-                serde_json::to_value(Status { running: exit.is_none(), exit })?
+            drop(a);
+            serde_json::to_value(usage::counters(&pids))?
+        }
+        Request::Clock => serde_json::to_value(unix_time_ns())?,
+        Request::ShapedHere { dev, clear } => {
+            let mut a = agent.lock().await;
+            if clear {
+                a.shaped.insert(dev);
+            } else {
+                a.shaped.remove(&dev);
             }
-            Request::Tail { name, file, lines } => {
-                let m = self.machine(&name)?;
-                serde_json::to_value(tail(if file == LogFile::Console { &m.paths.console } else { &m.paths.stderr }, lines.min(100_000)))?
+            serde_json::Value::Null
+        }
+        Request::Run { argv } => serde_json::to_value(tokio::task::spawn_blocking(move || run(&argv)).await.context("the command's task")??)?,
+        Request::Kill { name } => {
+            kill(&mut agent.lock().await.machine(&name)?.child);
+            serde_json::Value::Null
+        }
+        Request::FreePort { address } => {
+            let ip = crate::host::ssh::address_ip(&address)?;
+            let port = std::net::TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).with_context(|| format!("finding a free port on {address}"))?.port();
+            serde_json::to_value(port)?
+        }
+        Request::Sink { address } => {
+            let (port, count) = super::link_probe::sink(&address)?;
+            agent.lock().await.sinks.insert(port, count);
+            serde_json::to_value(port)?
+        }
+        Request::SinkResult { port } => {
+            let count = agent.lock().await.sinks.remove(&port).with_context(|| format!("no sink on port {port} here"))?;
+            let got = tokio::task::spawn_blocking(move || count.join()).await.context("the sink's task")?.map_err(|_| anyhow::anyhow!("the sink's thread panicked"))?;
+            serde_json::to_value(got.map_err(anyhow::Error::msg)?)?
+        }
+        Request::Stop { name } => {
+            let removed = agent.lock().await.machines.remove(&name);
+            if let Some(mut m) = removed {
+                kill(&mut m.child);
+                let _ = std::fs::remove_dir_all(&m.paths.dir);
             }
-            Request::Cpu { names } => {
-                let mut pids = Vec::new();
-                for n in &names {
-                    pids.push(self.machine(n)?.child.id());
-                }
-                serde_json::to_value(usage::counters(&pids))?
-            }
-            Request::Clock => serde_json::to_value(unix_time_ns())?,
-            Request::ShapedHere { dev, clear } => {
-                if clear {
-                    self.shaped.insert(dev);
-                } else {
-                    self.shaped.remove(&dev);
-                }
-                serde_json::Value::Null
-            }
-            Request::Run { argv } => serde_json::to_value(tokio::task::spawn_blocking(move || run(&argv)).await.context("the command's task")??)?,
-            Request::Kill { name } => {
-                kill(&mut self.machine(&name)?.child);
-                serde_json::Value::Null
-            }
-            Request::FreePort { address } => {
-                let ip = crate::host::ssh::address_ip(&address)?;
-                let port = std::net::TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).with_context(|| format!("finding a free port on {address}"))?.port();
-                serde_json::to_value(port)?
-            }
-            Request::Sink { address } => {
-                let (port, count) = super::link_probe::sink(&address)?;
-                self.sinks.insert(port, count);
-                serde_json::to_value(port)?
-            }
-            Request::SinkResult { port } => {
-                let count = self.sinks.remove(&port).with_context(|| format!("no sink on port {port} here"))?;
-                let got = tokio::task::spawn_blocking(move || count.join()).await.context("the sink's task")?.map_err(|_| anyhow::anyhow!("the sink's thread panicked"))?;
-                serde_json::to_value(got.map_err(anyhow::Error::msg)?)?
-            }
-            Request::Stop { name } => {
-                if let Some(mut m) = self.machines.remove(&name) {
-                    kill(&mut m.child);
-                    let _ = std::fs::remove_dir_all(&m.paths.dir);
-                }
-                serde_json::Value::Null
-            }
-        })
-    }
+            serde_json::Value::Null
+        }
+    })
+}
 
+/// Starts a QEMU and waits until its QMP and channel sockets exist (SSH forwards
+/// them next), or it dies. The machine is known from the moment its QEMU is
+/// spawned (its name taken, a `Stop` or the agent's end kills it), but the wait
+/// holds nothing: other requests are answered meanwhile.
+async fn start(agent: &Shared, name: &str, qemu: &Path, args: &[String]) -> Result<u32> {
+    let paths = agent.lock().await.spawn(name, qemu, args)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(paths.qmp.exists() && paths.channel.exists()) {
+        let failure = match agent.lock().await.machines.get_mut(name).map(|m| m.child.try_wait()) {
+            None => Some("it was stopped while it started".to_string()),
+            Some(Ok(Some(status))) => Some(format!("QEMU exited ({status}) as it started")),
+            _ if Instant::now() >= deadline => Some("QEMU made no QMP socket within 30 s".to_string()),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            let said = tail(&paths.stderr, 10);
+            // Reaped, forgotten and its directory gone: the name can be used again.
+            let removed = agent.lock().await.machines.remove(name);
+            if let Some(mut m) = removed {
+                kill(&mut m.child);
+            }
+            let _ = std::fs::remove_dir_all(&paths.dir);
+            bail!("{failure}. It said:\n{said}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.lock().await.machines.get(name).map(|m| m.child.id()).with_context(|| format!("machine {name} was stopped as it started"))
+}
+
+impl Agent {
     fn machine(&mut self, name: &str) -> Result<&mut Started> {
         self.machines.get_mut(name).with_context(|| format!("no machine named {name} on this host"))
     }
@@ -223,9 +287,8 @@ impl Agent {
         })
     }
 
-    /// Starts a QEMU and waits until its QMP and channel sockets exist (SSH forwards
-    /// them next), or it dies.
-    async fn start(&mut self, name: &str, qemu: &Path, args: &[String]) -> Result<u32> {
+    /// Spawns `name`'s QEMU and knows it from then on; returns its files.
+    fn spawn(&mut self, name: &str, qemu: &Path, args: &[String]) -> Result<MachinePaths> {
         // A name is a directory in the run directory: nothing that could leave it.
         if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("machine name {name:?}: letters, digits, - and _ only");
@@ -239,29 +302,16 @@ impl Agent {
             Some(q) => bail!("{} is not this host's QEMU ({}): name it with --qemu-dest", qemu.display(), q.path.display()),
             None => bail!("no Hello yet: this agent has not resolved a QEMU"),
         }
+        // In use: a later harness's clean-up leaves it alone (a long sweep boots for days).
+        if let Some(d) = &self.image_dir {
+            let _ = std::fs::File::open(d).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        }
         let paths = MachinePaths::new(&self.dir.machine_dir(name)?);
-        let mut child = spawn_qemu(qemu, args, &paths.stderr, None, None)?;
+        let child = spawn_qemu(qemu, args, &paths.stderr, None, None)?;
         // A SIGTERM or SIGHUP to the agent kills it too (see `machine::kill_all`).
         super::LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(paths.qmp.exists() && paths.channel.exists()) {
-            let failure = match child.try_wait() {
-                Ok(Some(status)) => Some(format!("QEMU exited ({status}) as it started")),
-                _ if Instant::now() >= deadline => Some("QEMU made no QMP socket within 30 s".to_string()),
-                _ => None,
-            };
-            if let Some(failure) = failure {
-                let said = tail(&paths.stderr, 10);
-                // Reaped, forgotten and its directory gone: the name can be used again.
-                kill(&mut child);
-                let _ = std::fs::remove_dir_all(&paths.dir);
-                bail!("{failure}. It said:\n{said}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let pid = child.id();
-        self.machines.insert(name.into(), Started { child, paths });
-        Ok(pid)
+        self.machines.insert(name.into(), Started { child, paths: paths.clone() });
+        Ok(paths)
     }
 }
 
