@@ -116,33 +116,17 @@ fn write_reply(reply: &Reply) -> Result<()> {
 
 /// [`Request::Run`]: `argv` run here as it is (no shell), its standard output.
 fn run(argv: &[String]) -> Result<String> {
-    let Some((program, args)) = argv.split_first() else { bail!("no command to run") };
+    let Some(program) = argv.first() else { bail!("no command to run") };
     if !super::agent::RUNNABLE.contains(&program.as_str()) {
         bail!("the agent runs only {} (asked for {program:?})", super::agent::RUNNABLE.join(" and "));
     }
-    let shown = argv.join(" ");
-    let out = std::process::Command::new(program_path(program, std::env::var_os("PATH"))).args(args).stdin(std::process::Stdio::null()).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!("`{program}` is not installed there: install iproute2 (`apt-get install iproute2`), which has tc and ip")
-        } else {
-            anyhow::anyhow!("running `{shown}`: {e}")
-        }
-    })?;
-    if !out.status.success() {
-        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `program` as found on `path` (PATH), else in /usr/sbin or /sbin, where Debian
-/// keeps tc and ip and which an SSH session of a user other than root often lacks
-/// on PATH.
-fn program_path(program: &str, path: Option<std::ffi::OsString>) -> PathBuf {
-    let on_path = path.is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-    if on_path {
-        return program.into();
-    }
-    ["/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(program)).find(|p| p.is_file()).unwrap_or_else(|| program.into())
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let place = match hostname.trim() {
+        "" => "the agent's host".to_string(),
+        name => format!("host {name}"),
+    };
+    use crate::network::tc::Runner;
+    crate::network::tc::Local::named(place).run(argv)
 }
 
 fn kill(child: &mut Child) {
@@ -347,14 +331,6 @@ mod tests {
         assert!(run(&[]).is_err());
         // No shell: a `;` is an argument of ip's, which refuses it.
         let e = run(&["ip".into(), "route".into(), "get".into(), "127.0.0.1;".into(), "true".into()]).unwrap_err().to_string();
-        assert!(e.contains("`ip route get 127.0.0.1; true` failed (exit status: 1)"), "{e}");
-    }
-
-    #[test]
-    fn tc_and_ip_are_found_in_sbin_when_path_lacks_it() {
-        assert_eq!(program_path("ip", Some("/usr/sbin:/usr/bin".into())), PathBuf::from("ip"), "on PATH: left to PATH");
-        assert_eq!(program_path("ip", Some("/nowhere".into())), PathBuf::from("/usr/sbin/ip"));
-        assert_eq!(program_path("ip", None), PathBuf::from("/usr/sbin/ip"));
-        assert_eq!(program_path("no-such-tool", Some("/nowhere".into())), PathBuf::from("no-such-tool"), "not found: the error names it");
+        assert!(e.contains("`ip route get 127.0.0.1; true` failed on host ") && e.contains("(exit status: 1)"), "{e}");
     }
 }

@@ -76,7 +76,13 @@ pub struct Local {
 impl Local {
     /// Commands run as they are, in migbench's own network namespace.
     pub fn host() -> Local {
-        Local { netns: None, place: "this host".into() }
+        Local::named("this host")
+    }
+
+    /// [`Local::host`], called `place` in messages (the agent names its host so,
+    /// for the harness that reads them on another).
+    pub fn named(place: impl Into<String>) -> Local {
+        Local { netns: None, place: place.into() }
     }
 
     /// Commands run inside the network namespace `ns` (an open /proc/…/ns/net, or
@@ -92,7 +98,7 @@ impl Local {
 impl Runner for Local {
     fn run(&self, argv: &[String]) -> Result<String> {
         let Some((program, args)) = argv.split_first() else { bail!("no command to run") };
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(program_path(program, std::env::var_os("PATH")));
         cmd.args(args).stdin(Stdio::null());
         if let Some(ns) = &self.netns {
             let fd = ns.as_raw_fd();
@@ -125,6 +131,17 @@ impl Runner for Local {
     fn place(&self) -> String {
         self.place.clone()
     }
+}
+
+/// `program` as found on `path` (PATH), else in /usr/sbin or /sbin, where Debian
+/// keeps tc and ip and which the PATH of a user other than root (an SSH session's,
+/// say) often lacks.
+fn program_path(program: &str, path: Option<std::ffi::OsString>) -> std::path::PathBuf {
+    let on_path = path.is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    if on_path {
+        return program.into();
+    }
+    ["/usr/sbin", "/sbin"].iter().map(|d| std::path::Path::new(d).join(program)).find(|p| p.is_file()).unwrap_or_else(|| program.into())
 }
 
 /// The kernel lacks a qdisc a shape needs (typically netem). The lead can record
@@ -311,6 +328,14 @@ fn words(w: &[&str]) -> Vec<String> {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+
+    #[test]
+    fn tc_and_ip_are_found_in_sbin_when_path_lacks_it() {
+        assert_eq!(program_path("ip", Some("/usr/sbin:/usr/bin".into())), std::path::PathBuf::from("ip"), "on PATH: left to PATH");
+        assert_eq!(program_path("ip", Some("/nowhere".into())), std::path::PathBuf::from("/usr/sbin/ip"));
+        assert_eq!(program_path("ip", None), std::path::PathBuf::from("/usr/sbin/ip"));
+        assert_eq!(program_path("no-such-tool", Some("/nowhere".into())), std::path::PathBuf::from("no-such-tool"), "not found: the error names it");
+    }
 
     fn egress(s: &str, end: End) -> Egress {
         s.parse::<LinkShape>().unwrap().egress(end)
