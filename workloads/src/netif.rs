@@ -282,6 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn mac_addresses_are_read_and_a_missing_interface_is_named() {
+        assert_eq!(mac("lo").unwrap(), [0; 6]);
+        let mut r = IfReq::new("eth0").unwrap();
+        r.set_mac(&[0x52, 0x54, 0, 0x12, 0, 2]);
+        assert_eq!((u16::from_ne_bytes([r.data[0], r.data[1]]), r.mac()), (ARPHRD_ETHER, [0x52, 0x54, 0, 0x12, 0, 2]));
+        let e = set_mac("no-such-if0", &[0x52, 0x54, 0, 0x12, 0, 2]).unwrap_err().to_string();
+        assert!(e.contains("no-such-if0") && e.contains("52:54:00:12:00:02"), "{e}");
+    }
+
+    #[test]
     fn loopback_has_an_index() {
         assert!(index("lo").unwrap() > 0);
         assert!(index("no-such-if0").unwrap_err().to_string().contains("no-such-if0"));
