@@ -76,8 +76,8 @@ pub(crate) struct ImageArgs {
     #[arg(long, global = true, value_name = "VERSION|PATH")]
     pub(crate) qemu: Option<QemuWanted>,
     /// How guests come up: `restore` a saved booted guest (made once per QEMU, image
-    /// and hardware, in the cache; guests on another host still boot), or boot
-    /// `fresh` every time. Each run's record says which (`guest_booted`).
+    /// and hardware, in the cache; guests on another host or given a start-up fault
+    /// still boot), or boot `fresh` every time. Each run's record says which (`guest_booted`).
     #[arg(long, global = true, env = "MIGBENCH_BOOT", value_enum, default_value = "restore")]
     pub(crate) boot: migbench::machine::boot::BootMode,
 }

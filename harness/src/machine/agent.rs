@@ -160,8 +160,11 @@ pub struct AgentClient {
 #[derive(Default)]
 struct Waiting {
     by_id: HashMap<u64, mpsc::Sender<Reply>>,
-    /// Why no more replies will come (the session's output ended or failed).
+    /// Why no more replies will come (the session's output ended or failed, or
+    /// the agent stopped answering).
     ended: Option<String>,
+    /// When the session last wrote a line.
+    last_heard: Option<Instant>,
 }
 
 /// How long an ordinary request may take (a Hello may fetch a QEMU: longer).
@@ -215,6 +218,7 @@ impl AgentClient {
             }
             w.by_id.insert(id, tx);
         }
+        let sent_at = Instant::now();
         let sent = {
             let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
             match stdin.as_mut() {
@@ -236,6 +240,13 @@ impl AgentClient {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Its reply, if it comes, is dropped: it cannot answer another request.
                 self.forget(id);
+                let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                // Nothing at all came back meanwhile: later requests fail at once
+                // instead of each waiting out its own timeout.
+                if w.ended.is_none() && w.last_heard.is_none_or(|t| t < sent_at) {
+                    w.ended = Some(format!("it stopped answering: nothing came back for {} s", timeout.as_secs()));
+                }
+                drop(w);
                 bail!("the agent on {} did not answer within {} s; it said: {}", self.host, timeout.as_secs(), self.said())
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -274,9 +285,13 @@ fn deliver(out: impl BufRead, waiting: &Mutex<Waiting>, host: &str) -> String {
             Ok(l) => l,
             Err(e) => return format!("reading from it failed: {e}"),
         };
-        let waiter = match serde_json::from_str::<Reply>(&line) {
-            Ok(reply @ Reply { id: Some(id), .. }) => waiting.lock().unwrap_or_else(|e| e.into_inner()).by_id.remove(&id).map(|tx| (tx, reply)),
-            _ => None,
+        let waiter = {
+            let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            w.last_heard = Some(Instant::now());
+            match serde_json::from_str::<Reply>(&line) {
+                Ok(reply @ Reply { id: Some(id), .. }) => w.by_id.remove(&id).map(|tx| (tx, reply)),
+                _ => None,
+            }
         };
         match waiter {
             Some((tx, reply)) => {
@@ -341,10 +356,21 @@ mod tests {
 
     #[test]
     fn a_late_reply_is_dropped_and_the_next_request_gets_its_own() {
-        let (a, _dir) = fake(r#"read l; sleep 2; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":{\"running\":true,\"exit\":null}}"; read l; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":\"stopped\"}""#);
+        // The agent is alive (it says so at once) but slow to answer.
+        let (a, _dir) = fake(r#"read l; echo 'working on it'; sleep 2; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":{\"running\":true,\"exit\":null}}"; read l; echo "{\"id\":$(id "$l"),\"ok\":true,\"body\":\"stopped\"}""#);
         assert!(a.call(&Request::Status { name: "x".into() }, Duration::from_millis(200)).unwrap_err().to_string().contains("did not answer"));
         // The late Status reply is not taken for the Stop's.
         assert_eq!(a.call(&Request::Stop { name: "x".into() }, Duration::from_secs(5)).unwrap(), serde_json::json!("stopped"));
+    }
+
+    #[test]
+    fn after_a_silent_timeout_later_requests_fail_at_once() {
+        let (a, _dir) = fake("read l; read l");
+        let e = a.call(&Request::Status { name: "x".into() }, Duration::from_millis(300)).unwrap_err().to_string();
+        assert!(e.contains("did not answer within"), "{e}");
+        let t0 = Instant::now();
+        let e = a.call(&Request::Clock, Duration::from_secs(20)).unwrap_err().to_string();
+        assert!(e.contains("stopped answering") && t0.elapsed() < Duration::from_secs(2), "{e} after {:?}", t0.elapsed());
     }
 
     #[test]

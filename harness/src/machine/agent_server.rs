@@ -12,7 +12,7 @@ use crate::host::qemu_versions::{self, QemuWanted};
 use crate::host::{HostInfo, OsRelease, Qemu, qemu_cache};
 use crate::setup::{self, Platform};
 use anyhow::{Context, Result, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -44,9 +44,9 @@ type Shared = tokio::sync::Mutex<Agent>;
 
 /// Serves requests until stdin closes. Each request is answered by a task of its
 /// own, its reply written when it is done: a QEMU slow to start, a command or a
-/// link probe's sink do not hold up the other requests (each harness task still
-/// waits for its own reply before it asks again, so one task's requests keep
-/// their order).
+/// link probe's sink do not hold up the other requests. (Each harness task waits
+/// for its own reply before it asks again, so its requests keep their order, up
+/// to a request it gave up waiting for, which may still be running here.)
 pub async fn serve() -> Result<()> {
     let agent = Arc::new(Shared::new(Agent { dir: RunDir::new()?, shaped: Default::default(), qemu: None, machines: BTreeMap::new(), image_dir: None, sinks: BTreeMap::new() }));
     // Requests are read on a thread of their own: stdin blocks.
@@ -59,38 +59,63 @@ pub async fn serve() -> Result<()> {
         }
     })?;
     let mut tasks = tokio::task::JoinSet::new();
+    // The request each task answers, for the reply of one that panicked.
+    let mut answering: HashMap<tokio::task::Id, u64> = HashMap::new();
     let result = async {
-        while let Some(line) = lines.recv().await {
-            let line = line.context("reading a request")?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            while tasks.try_join_next().is_some() {}
-            match serde_json::from_str::<Numbered>(&line) {
-                Ok(Numbered { id, request }) => {
-                    let agent = agent.clone();
-                    tasks.spawn(async move {
-                        let reply = match answer(&agent, request).await {
-                            Ok(body) => Reply { id: Some(id), ok: true, error: String::new(), body },
-                            Err(e) => Reply { id: Some(id), ok: false, error: format!("{e:#}"), body: serde_json::Value::Null },
-                        };
-                        // A harness that is gone cannot be told; its stdin closes next.
-                        let _ = write_reply(&reply);
-                    });
+        loop {
+            tokio::select! {
+                line = lines.recv() => {
+                    let Some(line) = line else { break };
+                    let line = line.context("reading a request")?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<Numbered>(&line) {
+                        Ok(Numbered { id, request }) => {
+                            let agent = agent.clone();
+                            let task = tasks.spawn(async move {
+                                let reply = match answer(&agent, request).await {
+                                    Ok(body) => Reply { id: Some(id), ok: true, error: String::new(), body },
+                                    Err(e) => Reply { id: Some(id), ok: false, error: format!("{e:#}"), body: serde_json::Value::Null },
+                                };
+                                // A harness that is gone cannot be told; its stdin closes next.
+                                let _ = write_reply(&reply);
+                            });
+                            answering.insert(task.id(), id);
+                        }
+                        Err(e) => {
+                            // Answered under its id if it has one, so the harness hears why at once.
+                            let id = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("id")?.as_u64());
+                            let error = format!("a request this agent does not understand ({e}): is the harness's migbench the same version?");
+                            write_reply(&Reply { id, ok: false, error, body: serde_json::Value::Null })?;
+                        }
+                    }
                 }
-                Err(e) => {
-                    // Answered under its id if it has one, so the harness hears why at once.
-                    let id = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("id")?.as_u64());
-                    let error = format!("a request this agent does not understand ({e}): is the harness's migbench the same version?");
-                    write_reply(&Reply { id, ok: false, error, body: serde_json::Value::Null })?;
+                Some(done) = tasks.join_next_with_id() => {
+                    match done {
+                        Ok((task, ())) => {
+                            answering.remove(&task);
+                        }
+                        Err(e) => {
+                            let id = answering.remove(&e.id());
+                            if e.is_panic() {
+                                // The harness hears it now, not when its wait runs out.
+                                let error = format!("the agent failed while answering: {}", panic_text(e.into_panic()));
+                                write_reply(&Reply { id, ok: false, error, body: serde_json::Value::Null })?;
+                            }
+                        }
+                    }
                 }
             }
         }
         anyhow::Ok(())
     }
     .await;
-    // The harness is gone or done: nothing of ours stays behind, including a QEMU
-    // a request was still starting.
+    // The harness is gone or done. The requests still running get a moment to
+    // finish (a `tc` command in flight must not land after the clean-up clears the
+    // shapes), then the rest are dropped; the QEMUs they started are known, and
+    // nothing of ours stays behind.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     let mut agent = agent.lock().await;
@@ -102,6 +127,14 @@ pub async fn serve() -> Result<()> {
     }
     drop(agent);
     result
+}
+
+/// What a panic said, if it said it as text.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(|| "a panic".to_string(), |t| t.to_string()),
+    }
 }
 
 /// Writes `reply` as one line on stdout (whole: replies of tasks finishing
@@ -129,9 +162,15 @@ fn run(argv: &[String]) -> Result<String> {
     crate::network::tc::Local::named(place).run(argv)
 }
 
-fn kill(child: &mut Child) {
+/// Sends SIGKILL to `child`'s process group without waiting for it.
+fn signal_kill(child: &Child) {
     // Unregistered from the signal handler's list and killed as one (see `KillOnDrop`).
     drop(super::KillOnDrop(Some(child.id() as i32)));
+}
+
+/// Kills `child`'s process group and reaps it.
+fn kill(child: &mut Child) {
+    signal_kill(child);
     let _ = child.wait();
 }
 
@@ -144,7 +183,7 @@ async fn answer(agent: &Shared, request: Request) -> Result<serde_json::Value> {
             if protocol != PROTOCOL {
                 bail!("this agent speaks protocol {PROTOCOL}, the harness {protocol}");
             }
-            serde_json::to_value(agent.lock().await.hello(qemu, &image, accel).await?)?
+            serde_json::to_value(hello(agent, qemu, &image, accel).await?)?
         }
         Request::Start { name, qemu, args } => serde_json::to_value(start(agent, &name, &qemu, &args).await?)?,
         Request::Status { name } => {
@@ -178,7 +217,27 @@ async fn answer(agent: &Shared, request: Request) -> Result<serde_json::Value> {
         }
         Request::Run { argv } => serde_json::to_value(tokio::task::spawn_blocking(move || run(&argv)).await.context("the command's task")??)?,
         Request::Kill { name } => {
-            kill(&mut agent.lock().await.machine(&name)?.child);
+            // Killed now, reaped without holding the agent: `Status` then says how it ended.
+            let pid = {
+                let mut a = agent.lock().await;
+                let m = a.machine(&name)?;
+                signal_kill(&m.child);
+                m.child.id()
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let reaped = match agent.lock().await.machines.get_mut(&name).filter(|m| m.child.id() == pid) {
+                    Some(m) => m.child.try_wait().map(|s| s.is_some()).unwrap_or(true),
+                    None => true,
+                };
+                if reaped {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!("{name}'s QEMU (pid {pid}) was sent SIGKILL and had not ended after 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             serde_json::Value::Null
         }
         Request::FreePort { address } => {
@@ -198,9 +257,8 @@ async fn answer(agent: &Shared, request: Request) -> Result<serde_json::Value> {
         }
         Request::Stop { name } => {
             let removed = agent.lock().await.machines.remove(&name);
-            if let Some(mut m) = removed {
-                kill(&mut m.child);
-                let _ = std::fs::remove_dir_all(&m.paths.dir);
+            if let Some(m) = removed {
+                forget(m).await;
             }
             serde_json::Value::Null
         }
@@ -212,10 +270,11 @@ async fn answer(agent: &Shared, request: Request) -> Result<serde_json::Value> {
 /// spawned (its name taken, a `Stop` or the agent's end kills it), but the wait
 /// holds nothing: other requests are answered meanwhile.
 async fn start(agent: &Shared, name: &str, qemu: &Path, args: &[String]) -> Result<u32> {
-    let paths = agent.lock().await.spawn(name, qemu, args)?;
+    let (paths, pid) = agent.lock().await.spawn(name, qemu, args)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(paths.qmp.exists() && paths.channel.exists()) {
-        let failure = match agent.lock().await.machines.get_mut(name).map(|m| m.child.try_wait()) {
+        // This start's QEMU, not a later one given the same name after a Stop.
+        let failure = match agent.lock().await.machines.get_mut(name).filter(|m| m.child.id() == pid).map(|m| m.child.try_wait()) {
             None => Some("it was stopped while it started".to_string()),
             Some(Ok(Some(status))) => Some(format!("QEMU exited ({status}) as it started")),
             _ if Instant::now() >= deadline => Some("QEMU made no QMP socket within 30 s".to_string()),
@@ -224,16 +283,63 @@ async fn start(agent: &Shared, name: &str, qemu: &Path, args: &[String]) -> Resu
         if let Some(failure) = failure {
             let said = tail(&paths.stderr, 10);
             // Reaped, forgotten and its directory gone: the name can be used again.
-            let removed = agent.lock().await.machines.remove(name);
-            if let Some(mut m) = removed {
-                kill(&mut m.child);
+            let removed = {
+                let mut a = agent.lock().await;
+                if a.machines.get(name).is_some_and(|m| m.child.id() == pid) { a.machines.remove(name) } else { None }
+            };
+            if let Some(m) = removed {
+                forget(m).await;
             }
-            let _ = std::fs::remove_dir_all(&paths.dir);
             bail!("{failure}. It said:\n{said}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    agent.lock().await.machines.get(name).map(|m| m.child.id()).with_context(|| format!("machine {name} was stopped as it started"))
+    Ok(pid)
+}
+
+/// Kills and reaps a machine no longer known, and removes its directory, off the
+/// runtime's threads (a large QEMU can take a while to go).
+async fn forget(mut m: Started) {
+    let _ = tokio::task::spawn_blocking(move || {
+        kill(&mut m.child);
+        let _ = std::fs::remove_dir_all(&m.paths.dir);
+    })
+    .await;
+}
+
+/// This host's QEMU and accelerator, checked with the image the harness sent. The
+/// slow part (resolving or fetching QEMU, a KVM probe) holds nothing.
+async fn hello(agent: &Shared, wanted: Option<QemuWanted>, image_dir: &Path, accel: Accel) -> Result<Facts> {
+    let image = GuestImage::load(image_dir).with_context(|| format!("the guest image the harness copied to {}", image_dir.display()))?;
+    let qemu = tokio::task::spawn_blocking(move || host_qemu(wanted.as_ref())).await.context("QEMU resolution task")??;
+    let mut p = Platform { qemu, qemu_asked: false, image, host: HostInfo::read() };
+    let (kvm_works, kvm_detail) = if accel == Accel::Kvm { setup::kvm_works(&p).await? } else { (false, "not probed: the harness runs TCG".to_string()) };
+    setup::choose_qemu(&mut p, accel).await?;
+    let machine_help = {
+        let q = p.qemu.clone();
+        tokio::task::spawn_blocking(move || q.machine_help()).await.context("machine help task")??
+    };
+    let run_dir = {
+        let mut a = agent.lock().await;
+        a.image_dir = Some(image_dir.to_path_buf());
+        a.qemu = Some(p.qemu.clone());
+        a.dir.path().to_path_buf()
+    };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    Ok(Facts {
+        protocol: PROTOCOL,
+        migbench_version: env!("CARGO_PKG_VERSION").into(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+        host: p.host.clone(),
+        cpu_flags: crate::host::cpu_flags(&cpuinfo),
+        mem_available_mib: crate::host::mem_available_mib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()).unwrap_or(0),
+        qemu: p.qemu,
+        machine_help,
+        kvm_works,
+        kvm_detail,
+        run_dir,
+        unix_time_ns: unix_time_ns(),
+    })
 }
 
 impl Agent {
@@ -241,38 +347,8 @@ impl Agent {
         self.machines.get_mut(name).with_context(|| format!("no machine named {name} on this host"))
     }
 
-    /// This host's QEMU and accelerator, checked with the image the harness sent.
-    async fn hello(&mut self, wanted: Option<QemuWanted>, image_dir: &Path, accel: Accel) -> Result<Facts> {
-        let image = GuestImage::load(image_dir).with_context(|| format!("the guest image the harness copied to {}", image_dir.display()))?;
-        self.image_dir = Some(image_dir.to_path_buf());
-        let qemu = tokio::task::spawn_blocking(move || host_qemu(wanted.as_ref())).await.context("QEMU resolution task")??;
-        let mut p = Platform { qemu, qemu_asked: false, image, host: HostInfo::read() };
-        let (kvm_works, kvm_detail) = if accel == Accel::Kvm { setup::kvm_works(&p).await? } else { (false, "not probed: the harness runs TCG".to_string()) };
-        setup::choose_qemu(&mut p, accel).await?;
-        let machine_help = {
-            let q = p.qemu.clone();
-            tokio::task::spawn_blocking(move || q.machine_help()).await.context("machine help task")??
-        };
-        self.qemu = Some(p.qemu.clone());
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        Ok(Facts {
-            protocol: PROTOCOL,
-            migbench_version: env!("CARGO_PKG_VERSION").into(),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
-            host: p.host.clone(),
-            cpu_flags: crate::host::cpu_flags(&cpuinfo),
-            mem_available_mib: crate::host::mem_available_mib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()).unwrap_or(0),
-            qemu: p.qemu,
-            machine_help,
-            kvm_works,
-            kvm_detail,
-            run_dir: self.dir.path().to_path_buf(),
-            unix_time_ns: unix_time_ns(),
-        })
-    }
-
-    /// Spawns `name`'s QEMU and knows it from then on; returns its files.
-    fn spawn(&mut self, name: &str, qemu: &Path, args: &[String]) -> Result<MachinePaths> {
+    /// Spawns `name`'s QEMU and knows it from then on; returns its files and pid.
+    fn spawn(&mut self, name: &str, qemu: &Path, args: &[String]) -> Result<(MachinePaths, u32)> {
         // A name is a directory in the run directory: nothing that could leave it.
         if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("machine name {name:?}: letters, digits, - and _ only");
@@ -294,8 +370,9 @@ impl Agent {
         let child = spawn_qemu(qemu, args, &paths.stderr, None, None)?;
         // A SIGTERM or SIGHUP to the agent kills it too (see `machine::kill_all`).
         super::LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(child.id() as i32);
+        let pid = child.id();
         self.machines.insert(name.into(), Started { child, paths: paths.clone() });
-        Ok(paths)
+        Ok((paths, pid))
     }
 }
 
@@ -321,6 +398,13 @@ fn host_qemu(wanted: Option<&QemuWanted>) -> Result<Qemu> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_told_in_its_own_words() {
+        assert_eq!(panic_text(Box::new("boom")), "boom");
+        assert_eq!(panic_text(Box::new(String::from("index out of range"))), "index out of range");
+        assert_eq!(panic_text(Box::new(42)), "a panic");
+    }
 
     #[test]
     fn run_runs_tc_and_ip_only_without_a_shell_and_says_why_a_command_failed() {

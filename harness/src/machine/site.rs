@@ -232,7 +232,7 @@ impl Site {
                 snapshot::save(parked, image, dir, boot_ms, timeout).await.with_context(|| format!("saving guest {name}'s snapshot"))?;
             }
         }
-        let mut m = self.start_on(emulator, snapshot::parked(&spec), Role::Incoming, name).await?;
+        let mut m = self.start_on(emulator, snapshot::restoring(&spec), Role::Incoming, name).await?;
         match snapshot::load(&mut m, dir, spec, timeout).await {
             Ok(boot_ms) => Ok((m, boot_ms)),
             Err(e) => {

@@ -23,8 +23,10 @@
 //! [`PARKED_NIC`], its interface still down; the restored guest is told its own
 //! MAC with its address and takes it before its NIC comes up (virtio-net tells
 //! QEMU, whose receive filter then passes it), and the restore is good only when
-//! QEMU reports that MAC back (`query-rx-filter`). So guests restored from one
-//! snapshot never share a MAC on the test bridge.
+//! QEMU reports that MAC back (`query-rx-filter`). The QEMU it is restored into
+//! has that MAC on its command line too ([`restoring`]), so the frames QEMU sends
+//! to announce the loaded guest carry it: guests restored from one snapshot never
+//! share a MAC on the test bridge.
 //!
 //! Guests given a start-up fault and guests on another host boot fresh (their
 //! hardware differs per guest, or the file is not there); so does every guest
@@ -72,6 +74,15 @@ fn root() -> PathBuf {
 pub(super) fn parked(spec: &GuestSpec) -> GuestSpec {
     let net = spec.net.map(|_| PARKED_NIC);
     GuestSpec { park: true, workload: migbench_guest::orders::Workload::Idle, test_orders: false, net, ..*spec }
+}
+
+/// The QEMU a snapshot of `spec` is loaded into: the parked guest's hardware, but
+/// with the guest's own MAC on its NIC. The load takes the MAC the guest's device
+/// had (the snapshot's) from the file, but the frames QEMU sends to announce the
+/// guest once it is loaded (RARP, for the switches) carry the command line's, and
+/// a reset of the device goes back to it: neither may carry [`PARKED_NIC`]'s.
+pub(super) fn restoring(spec: &GuestSpec) -> GuestSpec {
+    GuestSpec { net: spec.net, ..parked(spec) }
 }
 
 /// The snapshot's name for `spec` on `qemu` with machine type `machine` and
