@@ -167,6 +167,24 @@ struct Waiting {
     last_heard: Option<Instant>,
 }
 
+/// The error of a request whose reply did not come in time (the request may
+/// still be running there).
+#[derive(Debug)]
+pub struct NoAnswer {
+    pub host: String,
+    pub seconds: u64,
+    /// The last lines the session wrote to stderr.
+    pub said: String,
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the agent on {} did not answer within {} s; it said: {}", self.host, self.seconds, self.said)
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
 /// How long an ordinary request may take (a Hello may fetch a QEMU: longer).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -247,7 +265,7 @@ impl AgentClient {
                     w.ended = Some(format!("it stopped answering: nothing came back for {} s", timeout.as_secs()));
                 }
                 drop(w);
-                bail!("the agent on {} did not answer within {} s; it said: {}", self.host, timeout.as_secs(), self.said())
+                Err(NoAnswer { host: self.host.clone(), seconds: timeout.as_secs(), said: self.said() }.into())
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let why = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).ended.clone().unwrap_or_default();
@@ -366,8 +384,8 @@ mod tests {
     #[test]
     fn after_a_silent_timeout_later_requests_fail_at_once() {
         let (a, _dir) = fake("read l; read l");
-        let e = a.call(&Request::Status { name: "x".into() }, Duration::from_millis(300)).unwrap_err().to_string();
-        assert!(e.contains("did not answer within"), "{e}");
+        let e = a.call(&Request::Status { name: "x".into() }, Duration::from_millis(300)).unwrap_err();
+        assert!(e.downcast_ref::<NoAnswer>().is_some() && e.to_string().contains("did not answer within"), "{e}");
         let t0 = Instant::now();
         let e = a.call(&Request::Clock, Duration::from_secs(20)).unwrap_err().to_string();
         assert!(e.contains("stopped answering") && t0.elapsed() < Duration::from_secs(2), "{e} after {:?}", t0.elapsed());

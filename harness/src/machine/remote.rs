@@ -146,9 +146,15 @@ impl RemoteHost {
         Ok(RemoteHost { ssh, agent, facts, image: remote_image, migrate_address, client_address, clock, shaped: Default::default(), dir })
     }
 
-    /// Starts `qemu` there with `args` as machine `name`; returns its pid there.
+    /// Starts `qemu` there with `args` as machine `name`; returns its pid there. A
+    /// start that did not answer in time is stopped there (when the agent still
+    /// answers), so its QEMU does not run on unknown to the harness.
     pub fn start(&self, name: &str, qemu: &Path, args: Vec<String>) -> Result<u32> {
-        self.agent.ask(&Request::Start { name: name.into(), qemu: qemu.into(), args }, CALL_TIMEOUT)
+        let started = self.agent.ask(&Request::Start { name: name.into(), qemu: qemu.into(), args }, CALL_TIMEOUT);
+        if started.as_ref().is_err_and(|e| e.downcast_ref::<super::agent::NoAnswer>().is_some()) {
+            let _ = self.agent.call(&Request::Stop { name: name.into() }, Duration::from_secs(10));
+        }
+        started
     }
 
     /// Notes in the run directory that this host's interface `dev` is shaped (or,
