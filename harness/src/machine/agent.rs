@@ -2,10 +2,10 @@
 //! start and watch the QEMUs there. One JSON request per line in, one JSON reply
 //! per line out, each reply carrying its request's `id`: the agent answers
 //! requests as they finish, not in turn, so one migration's far QEMU slow to start
-//! does not hold up another's requests. The harness keeps QMP and the guest channel to itself (their
-//! sockets are forwarded by SSH); the agent only does what needs the host: resolve
-//! its QEMU, probe its KVM, start, watch, read and stop processes, and report its
-//! facts and CPU counters. When its stdin closes (the harness ended, or the
+//! does not hold up another's requests. The harness keeps QMP and the guest
+//! channel to itself (their sockets are forwarded by SSH); the agent only does
+//! what needs the host: resolve its QEMU, probe its KVM, start, watch, read and
+//! stop processes, and report its facts and CPU counters. When its stdin closes (the harness ended, or the
 //! connection broke) it kills every QEMU it started and removes its run directory.
 //!
 //! This file is the vocabulary and the harness's end; `agent_server` is the far end.
