@@ -153,8 +153,7 @@ fn run(argv: &[String]) -> Result<String> {
     if !super::agent::RUNNABLE.contains(&program.as_str()) {
         bail!("the agent runs only {} (asked for {program:?})", super::agent::RUNNABLE.join(" and "));
     }
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let place = match hostname.trim() {
+    let place = match hostname().as_str() {
         "" => "the agent's host".to_string(),
         name => format!("host {name}"),
     };
@@ -226,7 +225,7 @@ async fn answer(agent: &Shared, request: Request) -> Result<serde_json::Value> {
             };
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                let reaped = match agent.lock().await.machines.get_mut(&name).filter(|m| m.child.id() == pid) {
+                let reaped = match agent.lock().await.started(&name, pid) {
                     Some(m) => m.child.try_wait().map(|s| s.is_some()).unwrap_or(true),
                     None => true,
                 };
@@ -273,8 +272,7 @@ async fn start(agent: &Shared, name: &str, qemu: &Path, args: &[String]) -> Resu
     let (paths, pid) = agent.lock().await.spawn(name, qemu, args)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(paths.qmp.exists() && paths.channel.exists()) {
-        // This start's QEMU, not a later one given the same name after a Stop.
-        let failure = match agent.lock().await.machines.get_mut(name).filter(|m| m.child.id() == pid).map(|m| m.child.try_wait()) {
+        let failure = match agent.lock().await.started(name, pid).map(|m| m.child.try_wait()) {
             None => Some("it was stopped while it started".to_string()),
             Some(Ok(Some(status))) => Some(format!("QEMU exited ({status}) as it started")),
             _ if Instant::now() >= deadline => Some("QEMU made no QMP socket within 30 s".to_string()),
@@ -283,10 +281,7 @@ async fn start(agent: &Shared, name: &str, qemu: &Path, args: &[String]) -> Resu
         if let Some(failure) = failure {
             let said = tail(&paths.stderr, 10);
             // Reaped, forgotten and its directory gone: the name can be used again.
-            let removed = {
-                let mut a = agent.lock().await;
-                if a.machines.get(name).is_some_and(|m| m.child.id() == pid) { a.machines.remove(name) } else { None }
-            };
+            let removed = agent.lock().await.forget_started(name, pid);
             if let Some(m) = removed {
                 forget(m).await;
             }
@@ -329,7 +324,7 @@ async fn hello(agent: &Shared, wanted: Option<QemuWanted>, image_dir: &Path, acc
     Ok(Facts {
         protocol: PROTOCOL,
         migbench_version: env!("CARGO_PKG_VERSION").into(),
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+        hostname: hostname(),
         host: p.host.clone(),
         cpu_flags: crate::host::cpu_flags(&cpuinfo),
         mem_available_mib: crate::host::mem_available_mib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()).unwrap_or(0),
@@ -345,6 +340,18 @@ async fn hello(agent: &Shared, wanted: Option<QemuWanted>, image_dir: &Path, acc
 impl Agent {
     fn machine(&mut self, name: &str) -> Result<&mut Started> {
         self.machines.get_mut(name).with_context(|| format!("no machine named {name} on this host"))
+    }
+
+    /// Machine `name` if it is still the QEMU of pid `pid` (not a later one given
+    /// the same name after a Stop).
+    fn started(&mut self, name: &str, pid: u32) -> Option<&mut Started> {
+        self.machines.get_mut(name).filter(|m| m.child.id() == pid)
+    }
+
+    /// [`Agent::started`], no longer known.
+    fn forget_started(&mut self, name: &str, pid: u32) -> Option<Started> {
+        self.started(name, pid)?;
+        self.machines.remove(name)
     }
 
     /// Spawns `name`'s QEMU and knows it from then on; returns its files and pid.
@@ -374,6 +381,11 @@ impl Agent {
         self.machines.insert(name.into(), Started { child, paths: paths.clone() });
         Ok((paths, pid))
     }
+}
+
+/// This host's name (empty when it cannot be read).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
 /// This host's wall clock, ns since the epoch.
