@@ -113,7 +113,7 @@ async fn guests_with_a_nic_restore_with_their_own_mac_and_serve_after_migrating(
     let (b, _) = site.boot(b_spec, "nic-b", BOOT).await.unwrap();
     for (m, net) in [(&a, a_net), (&b, b_net)] {
         assert_eq!(m.booted, Booted::Restored, "{}", m.name);
-        assert_eq!(main_macs(m).await, vec![net.mac()], "{}: the MAC QEMU's NIC passes", m.name);
+        assert_eq!(snapshot::nic_macs(m).await.unwrap(), vec![net.mac()], "{}: the MAC QEMU's NIC passes", m.name);
         serving(&network, net).await;
     }
     // No frame on the bridge came from the snapshot's MAC (QEMU announces a guest
@@ -128,15 +128,9 @@ async fn guests_with_a_nic_restore_with_their_own_mac_and_serve_after_migrating(
     let m = driver::drive(&mut a, &mut dst, &scenario).await.unwrap();
     assert_eq!(m.outcome, Outcome::Completed, "{:?}", m.outcome);
     assert!(m.health.healthy, "{:?}", m.health);
-    assert_eq!(main_macs(&dst).await, vec![a_net.mac()], "the MAC after the migration");
+    assert_eq!(snapshot::nic_macs(&dst).await.unwrap(), vec![a_net.mac()], "the MAC after the migration");
     serving(&network, a_net).await;
     serving(&network, b_net).await;
-}
-
-/// The MACs QEMU's NICs pass (`query-rx-filter`'s `main-mac`).
-async fn main_macs(m: &migbench::machine::Machine) -> Vec<String> {
-    let filters = m.qmp.execute_json("query-rx-filter", serde_json::json!({})).await.unwrap();
-    filters.as_array().unwrap().iter().map(|f| f["main-mac"].as_str().unwrap().to_string()).collect()
 }
 
 /// Waits until the guest at `net` answers HTTP on the test network.

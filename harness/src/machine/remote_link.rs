@@ -235,9 +235,15 @@ impl RemoteHost {
         if near_dev == "lo" {
             bail!("the migration address {} is this host's own: a link to another host cannot be shaped on loopback", self.migrate_address);
         }
-        let far = Far(self).run(&["ip".into(), "route".into(), "get".into(), near_address.clone()])?;
-        let Some((far_dev, _)) = route_dev_and_source(&far) else { bail!("`ip route get {near_address}` on {} said {far:?}: no interface found", self.ssh.target) };
+        let far_dev = self.far_dev(&near_address)?;
         Ok(LinkEnds { near_dev, near_address, far_dev })
+    }
+
+    /// The far host's interface on its path back to `near_address` (ours).
+    fn far_dev(&self, near_address: &str) -> Result<String> {
+        let far = Far(self).run(&["ip".into(), "route".into(), "get".into(), near_address.into()])?;
+        let Some((far_dev, _)) = route_dev_and_source(&far) else { bail!("`ip route get {near_address}` on {} said {far:?}: no interface found", self.ssh.target) };
+        Ok(far_dev)
     }
 
     /// This host's address on the path to the migration address (where the far
@@ -460,11 +466,11 @@ impl RemoteHost {
         // This host's end first, from what is known here: a far host or agent that
         // no longer answers must not leave this host's interface shaped (the agent
         // clears the far end itself when it ends).
-        let (near_dev, _) = self.near_route()?;
+        let (near_dev, near_address) = self.near_route()?;
         tc::clear(&tc::Local::host(), &near_dev)?;
         delay_line::set(&near_dev, Settings::default())?;
         self.note_shaped_here(None);
-        tc::clear(&Far(self), &self.link_ends()?.far_dev)?;
+        tc::clear(&Far(self), &self.far_dev(&near_address)?)?;
         *on = None;
         Ok(())
     }

@@ -322,11 +322,16 @@ pub(super) async fn load(m: &mut Machine, dir: &Path, spec: GuestSpec, timeout: 
     Ok(m.ms_after_start(ready.at))
 }
 
+/// The MACs `m`'s NICs pass: `query-rx-filter`'s `main-mac` for each.
+pub async fn nic_macs(m: &Machine) -> Result<Vec<String>> {
+    let filters = m.qmp.execute_json("query-rx-filter", serde_json::json!({})).await.with_context(|| format!("reading guest {}'s MAC from QEMU", m.name))?;
+    Ok(filters.as_array().into_iter().flatten().filter_map(|f| Some(f.get("main-mac")?.as_str()?.to_string())).collect())
+}
+
 /// Checks that QEMU's NIC now passes `mac` (the restored guest's own, which it
-/// set after waking with [`PARKED_NIC`]'s): `query-rx-filter`'s `main-mac`.
+/// set after waking with [`PARKED_NIC`]'s).
 async fn check_mac(m: &Machine, mac: &str) -> Result<()> {
-    let filters = m.qmp.execute_json("query-rx-filter", serde_json::json!({})).await.context("reading the restored guest's MAC from QEMU")?;
-    let macs: Vec<&str> = filters.as_array().into_iter().flatten().filter_map(|f| f.get("main-mac")?.as_str()).collect();
+    let macs = nic_macs(m).await?;
     if !macs.iter().any(|m| m.eq_ignore_ascii_case(mac)) {
         bail!("the restored guest {} did not take its MAC {mac}: QEMU's NIC passes {macs:?}", m.name);
     }
